@@ -1,0 +1,70 @@
+//! Request and response bodies of the Shiftkey CA's HTTP API (`/v1/...`).
+//!
+//! This crate owns the JSON wire format shared by the CA, the bastion and the
+//! `shiftkey` client, and nothing else: plain serde structs, no behaviour, no
+//! dependencies beyond serde. Changing a field here is an API change.
+
+use serde::{Deserialize, Serialize};
+
+/// `POST /v1/certificates`: ask for a user certificate for `public_key`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateRequest {
+    /// The subject's public key as one OpenSSH line (`ssh-ed25519 AAAA... comment`).
+    pub public_key: String,
+    /// The policy role to act in.
+    pub role: String,
+    /// The incident that justifies the access, when the role requires one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<String>,
+    /// Why the access is needed; recorded in the audit log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Requested lifetime, e.g. `15m`; the role's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+    /// A subset of the role's principals; all of them when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principals: Option<Vec<String>>,
+}
+
+/// Answer to a granted [`CertificateRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CertificateResponse {
+    /// The certificate as one OpenSSH line (`ssh-ed25519-cert-v01@openssh.com AAAA...`).
+    pub certificate: String,
+    pub serial: u64,
+    pub key_id: String,
+    pub principals: Vec<String>,
+    /// Unix seconds.
+    pub valid_after: u64,
+    /// Unix seconds.
+    pub valid_before: u64,
+}
+
+/// Every non-2xx answer of the API.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorResponse {
+    /// Stable machine-readable code, e.g. `not-on-call`, `invalid-public-key`.
+    pub error: String,
+    /// What was wrong, for a person.
+    pub message: String,
+    /// What to do next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+/// `GET /v1/config`: what a client needs to log in against this CA.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CaConfigResponse {
+    /// OIDC issuer URL, when OIDC login is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc_issuer: Option<String>,
+    /// OIDC client ID (the audience the CA expects in ID tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc_client_id: Option<String>,
+    /// The user CA public keys, one OpenSSH line each.
+    pub user_ca_keys: Vec<String>,
+    /// The host CA public keys, one OpenSSH line each.
+    pub host_ca_keys: Vec<String>,
+}
