@@ -1,0 +1,405 @@
+//! The `shiftkey-ca` command line: argument definitions and what each
+//! command does. Data goes to stdout, logs and progress to stderr.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::env_vars;
+use crate::policy::{AccessQuery, Policy};
+use crate::secret::Secret;
+
+/// Shiftkey certificate authority: short-lived SSH certificates for on-call
+/// engineers, issued by policy as code, every decision audited.
+#[derive(Debug, Parser)]
+#[command(name = "shiftkey-ca", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a data directory: CA keys, TLS certificate, ca.toml, policy.toml, database.
+    Init(InitArgs),
+    /// Run the CA: HTTPS API and local socket. SIGHUP reloads the policy.
+    Serve(ServeArgs),
+    /// One command from a fresh checkout: create a data directory, start the CA,
+    /// issue a certificate to you over the local socket and show it.
+    Quickstart(QuickstartArgs),
+    /// Check, test and explain policy files.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Verify and export the hash-chained audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Args)]
+struct DataDir {
+    /// The CA's data directory.
+    #[arg(long, env = env_vars::DATA_DIR, value_name = "DIR")]
+    data_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct InitArgs {
+    #[command(flatten)]
+    dir: DataDir,
+    /// Encrypt the CA key files with the passphrase in $SHIFTKEY_CA_PASSPHRASE.
+    #[arg(long)]
+    encrypt: bool,
+    /// Extra DNS name or IP address for the self-signed TLS certificate (repeatable).
+    #[arg(long = "tls-name", value_name = "NAME")]
+    tls_names: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    dir: DataDir,
+    /// Configuration file [default: DIR/ca.toml].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct QuickstartArgs {
+    /// Where to keep the quickstart CA's keys, policy and database.
+    #[arg(long, value_name = "DIR", default_value = "shiftkey-quickstart")]
+    data_dir: PathBuf,
+    /// Address for the HTTPS API (used when the data directory is created).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+    /// Stop the CA after the demonstration instead of serving until Ctrl-C.
+    #[arg(long)]
+    exit: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Report every error in a policy file or directory, with file:line:column.
+    Check {
+        /// A policy file, or a directory of *.toml files.
+        path: PathBuf,
+        /// Print the errors as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the policy's [[test]] cases; exit 1 if any fails.
+    Test {
+        path: PathBuf,
+        /// Print the results as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show step by step how the policy decides one request.
+    Explain {
+        path: PathBuf,
+        /// The identity asking, e.g. user:alice@example.com or local:root.
+        #[arg(long)]
+        identity: String,
+        /// A group the identity is in (repeatable).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        incident: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+        /// Requested lifetime, e.g. 15m.
+        #[arg(long)]
+        ttl: Option<String>,
+        /// When, RFC 3339 [default: now].
+        #[arg(long)]
+        at: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain; exit 1 and name the row if anything was edited, deleted or reordered.
+    Verify {
+        #[command(flatten)]
+        dir: DataDir,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the audit log as JSON lines.
+    Export {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Only rows after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+    },
+}
+
+/// Runs the parsed command line; the exit code says how it went.
+pub fn run(cli: Cli) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn passphrase() -> Option<Secret> {
+    std::env::var(env_vars::CA_PASSPHRASE)
+        .ok()
+        .filter(|p| !p.is_empty())
+        .map(Secret::new)
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Init(args) => init(args).await,
+        Command::Serve(args) => {
+            let config = args
+                .config
+                .unwrap_or_else(|| args.dir.data_dir.join("ca.toml"));
+            let running =
+                crate::server::start(&args.dir.data_dir, &config, passphrase().as_ref()).await?;
+            running.run_until_signalled().await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Quickstart(args) => {
+            crate::quickstart::run(crate::quickstart::Options {
+                data_dir: args.data_dir,
+                listen: args.listen,
+                exit: args.exit,
+            })
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy(cmd) => policy(cmd),
+        Command::Audit(cmd) => audit(cmd),
+    }
+}
+
+async fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
+    let pass = passphrase();
+    if args.encrypt && pass.is_none() {
+        bail!(
+            "--encrypt needs the passphrase in ${}",
+            env_vars::CA_PASSPHRASE
+        );
+    }
+    let uid = nix::unistd::Uid::current().as_raw();
+    let user = crate::identity::local_user_name(uid).context("your uid has no user name")?;
+    let opts = crate::init::InitOptions {
+        passphrase: if args.encrypt { pass.as_ref() } else { None },
+        tls_names: &args.tls_names,
+        local_user: &user,
+    };
+    let done = crate::init::init(&args.dir.data_dir, &opts).await?;
+    println!("user CA: {}", done.user_ca);
+    println!("host CA: {}", done.host_ca);
+    eprintln!("Created {}.", args.dir.data_dir.display());
+    eprintln!(
+        "Next: review {} and {},",
+        done.config.display(),
+        done.policy.display()
+    );
+    eprintln!(
+        "      then run `shiftkey-ca serve --data-dir {}`.",
+        args.dir.data_dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load_policy(path: &Path, json: bool) -> anyhow::Result<Result<Policy, ExitCode>> {
+    match Policy::load(path) {
+        Ok(p) => Ok(Ok(p)),
+        Err(errors) => {
+            if json {
+                let list: Vec<_> = errors
+                    .errors()
+                    .iter()
+                    .map(|e| serde_json::json!({ "file": e.file, "line": e.line, "column": e.column, "message": e.message }))
+                    .collect();
+                println!("{}", serde_json::json!({ "valid": false, "errors": list }));
+            } else {
+                eprintln!("{errors}");
+                eprintln!("{} error(s) in {}", errors.errors().len(), path.display());
+            }
+            Ok(Err(ExitCode::FAILURE))
+        }
+    }
+}
+
+fn policy(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        PolicyCommand::Check { path, json } => {
+            let policy = match load_policy(&path, json)? {
+                Ok(p) => p,
+                Err(code) => return Ok(code),
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "valid": true, "roles": policy.roles().count() })
+                );
+            } else {
+                println!(
+                    "{}: valid ({} roles)",
+                    path.display(),
+                    policy.roles().count()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Test { path, json } => {
+            let policy = match load_policy(&path, json)? {
+                Ok(p) => p,
+                Err(code) => return Ok(code),
+            };
+            let outcomes = policy.run_tests();
+            let failed = outcomes.iter().filter(|o| !o.passed).count();
+            let mut out = std::io::stdout().lock();
+            if json {
+                let list: Vec<_> = outcomes
+                    .iter()
+                    .map(|o| serde_json::json!({ "name": o.name, "passed": o.passed, "detail": o.detail }))
+                    .collect();
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({ "passed": outcomes.len() - failed, "failed": failed, "tests": list })
+                )?;
+            } else {
+                for o in &outcomes {
+                    let mark = if o.passed { "pass" } else { "FAIL" };
+                    writeln!(out, "{mark}  {}", o.name)?;
+                    if !o.passed {
+                        writeln!(out, "      {}", o.detail)?;
+                    }
+                }
+                writeln!(out, "{} passed, {} failed", outcomes.len() - failed, failed)?;
+            }
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        PolicyCommand::Explain {
+            path,
+            identity,
+            groups,
+            role,
+            incident,
+            reason,
+            ttl,
+            at,
+        } => {
+            let policy = match load_policy(&path, false)? {
+                Ok(p) => p,
+                Err(code) => return Ok(code),
+            };
+            let at = match at {
+                Some(text) => chrono::DateTime::parse_from_rfc3339(&text)
+                    .with_context(|| format!("--at {text:?} is not an RFC 3339 time such as 2026-11-05T03:00:00+01:00"))?
+                    .with_timezone(&chrono::Utc),
+                None => chrono::Utc::now(),
+            };
+            let ttl = ttl
+                .map(|t| {
+                    humantime::parse_duration(&t)
+                        .with_context(|| format!("--ttl {t:?} is not a duration such as 15m"))
+                })
+                .transpose()?;
+            let query = AccessQuery {
+                identity: &identity,
+                groups: &groups,
+                role: &role,
+                incident: incident.as_deref(),
+                reason: reason.as_deref(),
+                ttl,
+                principals: None,
+                at,
+            };
+            for step in policy.explain(&query) {
+                println!("{step}");
+            }
+            Ok(if policy.evaluate(&query).is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}
+
+fn audit(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        AuditCommand::Verify { dir, json } => {
+            let conn = crate::store::open_read_only(&crate::store::db_path(&dir.data_dir))?;
+            let v = crate::audit::verify(&conn)?;
+            if json {
+                println!("{}", serde_json::to_string(&v)?);
+            } else if v.problems.is_empty() {
+                println!(
+                    "audit log OK: {} rows, head {} {}",
+                    v.rows, v.head_seq, v.head_hash
+                );
+                eprintln!(
+                    "Keep the head hash elsewhere: a later verify can then also detect a truncated tail."
+                );
+            } else {
+                for p in &v.problems {
+                    println!("{p}");
+                }
+                println!(
+                    "audit log BROKEN: {} problem(s) in {} rows",
+                    v.problems.len(),
+                    v.rows
+                );
+            }
+            Ok(if v.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        AuditCommand::Export { dir, since } => {
+            let conn = crate::store::open_read_only(&crate::store::db_path(&dir.data_dir))?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let mut failed = None;
+            crate::audit::read_rows(&conn, since, |row| {
+                let detail: serde_json::Value = serde_json::from_str(&row.detail)
+                    .unwrap_or(serde_json::Value::String(row.detail.clone()));
+                let line = serde_json::json!({
+                    "seq": row.seq, "ts": row.ts, "kind": row.kind, "actor": row.actor, "outcome": row.outcome,
+                    "detail": detail, "prev_hash": row.prev_hash, "hash": row.hash,
+                });
+                if let Err(e) = writeln!(out, "{line}") {
+                    failed.get_or_insert(e);
+                }
+                Ok(())
+            })?;
+            if let Some(e) = failed {
+                return Err(e.into());
+            }
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

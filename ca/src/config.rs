@@ -1,0 +1,295 @@
+//! `ca.toml`: the CA service's own settings (not the access policy).
+//!
+//! Raw serde structs with `deny_unknown_fields` become a checked [`Config`];
+//! relative paths are resolved against the directory holding `ca.toml`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    #[error("{path}: cannot read the configuration: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    policy: RawPolicy,
+    oidc: Option<RawOidc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    #[serde(default = "default_listen")]
+    listen: String,
+    #[serde(default = "default_tls_cert")]
+    tls_cert: PathBuf,
+    #[serde(default = "default_tls_key")]
+    tls_key: PathBuf,
+    #[serde(default)]
+    danger_plain_http: bool,
+    #[serde(default = "default_socket")]
+    socket: PathBuf,
+    #[serde(default = "default_request_timeout")]
+    request_timeout: String,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            tls_cert: default_tls_cert(),
+            tls_key: default_tls_key(),
+            danger_plain_http: false,
+            socket: default_socket(),
+            request_timeout: default_request_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default = "default_policy_path")]
+    path: PathBuf,
+}
+
+impl Default for RawPolicy {
+    fn default() -> Self {
+        Self {
+            path: default_policy_path(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOidc {
+    issuer: String,
+    client_id: String,
+    #[serde(default = "default_groups_claim")]
+    groups_claim: String,
+    #[serde(default = "default_algs")]
+    allowed_algs: Vec<String>,
+    #[serde(default = "default_skew")]
+    clock_skew: String,
+    #[serde(default)]
+    danger_allow_http_issuer: bool,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8443".into()
+}
+fn default_tls_cert() -> PathBuf {
+    "tls/cert.pem".into()
+}
+fn default_tls_key() -> PathBuf {
+    "tls/key.pem".into()
+}
+fn default_socket() -> PathBuf {
+    "ca.sock".into()
+}
+fn default_request_timeout() -> String {
+    "10s".into()
+}
+fn default_policy_path() -> PathBuf {
+    "policy.toml".into()
+}
+fn default_groups_claim() -> String {
+    crate::oidc::DEFAULT_GROUPS_CLAIM.into()
+}
+fn default_algs() -> Vec<String> {
+    crate::oidc::DEFAULT_ALLOWED_ALGS
+        .iter()
+        .map(|a| (*a).to_owned())
+        .collect()
+}
+fn default_skew() -> String {
+    humantime::format_duration(crate::oidc::DEFAULT_CLOCK_SKEW).to_string()
+}
+
+/// Checked configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) listen: SocketAddr,
+    pub(crate) tls: Option<TlsFiles>,
+    /// `None` disables the local socket.
+    pub(crate) socket: Option<PathBuf>,
+    pub(crate) request_timeout: Duration,
+    pub(crate) policy_path: PathBuf,
+    pub(crate) oidc: Option<crate::oidc::OidcSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct TlsFiles {
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
+}
+
+impl Config {
+    pub(crate) fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub(crate) fn parse(text: &str, path: &Path) -> Result<Self, Error> {
+        let invalid = |message: String| Error::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let listen: SocketAddr = raw.server.listen.parse().map_err(|_| {
+            invalid(format!(
+                "server.listen {:?} is not an address such as 127.0.0.1:8443",
+                raw.server.listen
+            ))
+        })?;
+        let tls = if raw.server.danger_plain_http {
+            if !listen.ip().is_loopback() {
+                return Err(invalid(format!(
+                    "server.danger_plain_http is only allowed on a loopback address, not {listen}; remove it to serve HTTPS"
+                )));
+            }
+            None
+        } else {
+            Some(TlsFiles {
+                cert: base.join(&raw.server.tls_cert),
+                key: base.join(&raw.server.tls_key),
+            })
+        };
+        let socket = if raw.server.socket.as_os_str().is_empty() {
+            None
+        } else {
+            Some(base.join(&raw.server.socket))
+        };
+        let request_timeout =
+            humantime::parse_duration(&raw.server.request_timeout).map_err(|_| {
+                invalid(format!(
+                    "server.request_timeout {:?} is not a duration such as 10s",
+                    raw.server.request_timeout
+                ))
+            })?;
+        let oidc = match raw.oidc {
+            Some(o) => {
+                let clock_skew = humantime::parse_duration(&o.clock_skew).map_err(|_| {
+                    invalid(format!(
+                        "oidc.clock_skew {:?} is not a duration such as 60s",
+                        o.clock_skew
+                    ))
+                })?;
+                if clock_skew > Duration::from_secs(300) {
+                    return Err(invalid("oidc.clock_skew may be at most 5m".into()));
+                }
+                for alg in &o.allowed_algs {
+                    if alg.eq_ignore_ascii_case("none")
+                        || alg.to_ascii_uppercase().starts_with("HS")
+                    {
+                        return Err(invalid(format!(
+                            "oidc.allowed_algs: {alg} is never allowed (no signature, or a secret shared with every client)"
+                        )));
+                    }
+                }
+                Some(crate::oidc::OidcSettings {
+                    issuer: o.issuer,
+                    audience: o.client_id,
+                    groups_claim: o.groups_claim,
+                    allowed_algs: o.allowed_algs,
+                    clock_skew,
+                    danger_allow_http_issuer: o.danger_allow_http_issuer,
+                })
+            }
+            None => None,
+        };
+        Ok(Config {
+            listen,
+            tls,
+            socket,
+            request_timeout,
+            policy_path: base.join(raw.policy.path),
+            oidc,
+        })
+    }
+}
+
+/// The `ca.toml` that `init` writes: every setting, with its default, explained.
+pub(crate) const EXAMPLE: &str = r#"# Shiftkey CA configuration. Paths are relative to this file's directory.
+# Reference: docs/configuration.md
+
+[server]
+# HTTPS API. Clients, hosts and the bastion talk to this address.
+listen = "127.0.0.1:8443"
+tls_cert = "tls/cert.pem"   # replace with your own certificate and key if you have them
+tls_key = "tls/key.pem"
+# Local Unix socket: callers are identified as local:USER from the kernel.
+# Serves break-glass and quickstart on the CA host. "" disables it.
+socket = "ca.sock"
+request_timeout = "10s"
+# danger_plain_http = true  # plain HTTP, loopback only; for tests and benchmarks
+
+[policy]
+# A file, or a directory of *.toml files. Reloaded on SIGHUP.
+path = "policy.toml"
+
+# OIDC sign-in for `shiftkey login` users. Uncomment and fill in.
+# [oidc]
+# issuer = "https://login.example.com"
+# client_id = "shiftkey"
+# groups_claim = "groups"
+# allowed_algs = ["RS256", "ES256", "EdDSA"]
+# clock_skew = "60s"
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_parses_with_defaults() {
+        let c = Config::parse(EXAMPLE, Path::new("/etc/shiftkey/ca.toml")).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8443");
+        assert_eq!(c.policy_path, Path::new("/etc/shiftkey/policy.toml"));
+        assert_eq!(
+            c.socket.as_deref(),
+            Some(Path::new("/etc/shiftkey/ca.sock"))
+        );
+        assert!(c.tls.is_some() && c.oidc.is_none());
+    }
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        let text = "[server]\nlisten = \"0.0.0.0:80\"\ndanger_plain_http = true\n";
+        let err = Config::parse(text, Path::new("ca.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("only allowed on a loopback address"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_and_none_alg_are_refused() {
+        assert!(Config::parse("[server]\nlisen = \"x\"\n", Path::new("ca.toml")).is_err());
+        let text = "[oidc]\nissuer = \"https://x\"\nclient_id = \"c\"\nallowed_algs = [\"none\"]\n";
+        assert!(
+            Config::parse(text, Path::new("ca.toml"))
+                .unwrap_err()
+                .to_string()
+                .contains("never allowed")
+        );
+    }
+}

@@ -1,0 +1,11 @@
+//! Every environment variable Shiftkey's CA reads, in one place.
+//! `docs/configuration.md` lists them; keep the two in step.
+
+/// Passphrase that decrypts (and, at `init --encrypt`, encrypts) the CA key files.
+pub(crate) const CA_PASSPHRASE: &str = "SHIFTKEY_CA_PASSPHRASE";
+/// Default for `--data-dir`.
+pub(crate) const DATA_DIR: &str = "SHIFTKEY_DATA_DIR";
+/// Log filter in `tracing_subscriber::EnvFilter` syntax, e.g. `info,shiftkey_ca=debug`.
+pub(crate) const LOG: &str = "SHIFTKEY_LOG";
+/// `json` for JSON log lines (the default on services is human-readable text).
+pub(crate) const LOG_FORMAT: &str = "SHIFTKEY_LOG_FORMAT";

@@ -1,0 +1,112 @@
+//! API errors and their HTTP status, in one place.
+//!
+//! Every variant has an explicit status. 4xx answers are the caller's to fix
+//! and are not logged as errors; 5xx answers are logged with their cause.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use shiftkey_wire::ErrorResponse;
+
+use crate::issue::RequestError;
+use crate::policy::Denied;
+
+#[derive(Debug)]
+pub(crate) enum ApiError {
+    /// A field of the request is invalid.
+    BadRequest(RequestError),
+    /// The body is not the JSON we expect.
+    InvalidBody(String),
+    /// The body is larger than the limit.
+    PayloadTooLarge,
+    /// No credentials, or credentials that do not verify.
+    Unauthenticated {
+        code: &'static str,
+        message: String,
+    },
+    /// The policy said no.
+    Denied(Denied),
+    /// The audit log could not record the decision, so nothing was done.
+    AuditUnavailable(String),
+    NotFound,
+    Internal(String),
+}
+
+impl ApiError {
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) | ApiError::InvalidBody(_) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Denied(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub(crate) fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(e) => e.code(),
+            ApiError::InvalidBody(_) => "invalid-json",
+            ApiError::PayloadTooLarge => "body-too-large",
+            ApiError::Unauthenticated { code, .. } => code,
+            ApiError::Denied(d) => d.code.as_str(),
+            ApiError::NotFound => "not-found",
+            ApiError::AuditUnavailable(_) => "audit-unavailable",
+            ApiError::Internal(_) => "internal-error",
+        }
+    }
+
+    pub(crate) fn message(&self) -> String {
+        match self {
+            ApiError::BadRequest(e) => e.to_string(),
+            ApiError::InvalidBody(m) => format!("the request body is not valid: {m}"),
+            ApiError::PayloadTooLarge => format!(
+                "the request body is larger than {} bytes",
+                super::MAX_BODY_BYTES
+            ),
+            ApiError::Unauthenticated { message, .. } => message.clone(),
+            ApiError::Denied(d) => d.message.clone(),
+            ApiError::NotFound => "no such endpoint".into(),
+            ApiError::AuditUnavailable(_) => {
+                "the CA cannot write its audit log, so it refuses to act".into()
+            }
+            ApiError::Internal(_) => "the CA failed to handle the request".into(),
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            ApiError::BadRequest(_) | ApiError::InvalidBody(_) | ApiError::PayloadTooLarge => {
+                Some("see /v1/openapi.json for the request format".into())
+            }
+            ApiError::Unauthenticated { .. } => Some("sign in again with `shiftkey login`".into()),
+            ApiError::Denied(_) => {
+                Some("`shiftkey-ca policy explain` shows how the policy decides".into())
+            }
+            ApiError::NotFound => Some("see /v1/openapi.json for the API".into()),
+            ApiError::AuditUnavailable(_) | ApiError::Internal(_) => {
+                Some("retry shortly; operators: check the CA's logs (docs/runbook.md)".into())
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            ApiError::AuditUnavailable(cause) | ApiError::Internal(cause) => {
+                tracing::error!(code = self.code(), cause = %cause, "request failed");
+            }
+            _ => tracing::debug!(code = self.code(), "request refused"),
+        }
+        let body = ErrorResponse {
+            error: self.code().to_owned(),
+            message: self.message(),
+            hint: self.hint(),
+        };
+        (status, Json(body)).into_response()
+    }
+}

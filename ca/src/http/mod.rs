@@ -1,0 +1,185 @@
+//! The HTTP API (`/v1/...`, `/healthz`, `/metrics`), served over HTTPS and
+//! over the local Unix socket by the same router.
+
+pub(crate) mod error;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use shiftkey_wire::{CaConfigResponse, CertificateRequest, CertificateResponse};
+
+use crate::identity::Caller;
+use crate::service::Ca;
+use error::ApiError;
+
+/// Largest request body accepted. A certificate request is well under 16 KiB.
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
+const OPENAPI: &str = include_str!("openapi.json");
+
+/// Marks a request that arrived on the local socket, with the peer's identity.
+/// Only the socket listener inserts it; nothing from the wire can.
+#[derive(Debug, Clone)]
+pub(crate) struct LocalPeer(pub(crate) Caller);
+
+pub(crate) fn router(ca: Arc<Ca>, request_timeout: Duration) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/config", get(config))
+        .route("/v1/ca/user.pub", get(user_ca_keys))
+        .route("/v1/ca/host.pub", get(host_ca_keys))
+        .route("/v1/whoami", get(whoami))
+        .route("/v1/certificates", post(issue_certificate))
+        .fallback(|| async { ApiError::NotFound })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
+        .with_state(ca)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn metrics(State(ca): State<Arc<Ca>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        ca.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn config(State(ca): State<Arc<Ca>>) -> Json<CaConfigResponse> {
+    Json(CaConfigResponse {
+        oidc_issuer: ca.oidc.as_ref().map(|o| o.issuer().to_owned()),
+        oidc_client_id: ca.oidc_client_id.clone(),
+        user_ca_keys: vec![ca.keys.user.public_line().to_owned()],
+        host_ca_keys: vec![ca.keys.host.public_line().to_owned()],
+    })
+}
+
+/// One key per line, ready for `TrustedUserCAKeys`.
+async fn user_ca_keys(State(ca): State<Arc<Ca>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain")],
+        format!("{}\n", ca.keys.user.public_line()),
+    )
+        .into_response()
+}
+
+/// One key per line, ready for an `@cert-authority` known_hosts line.
+async fn host_ca_keys(State(ca): State<Arc<Ca>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain")],
+        format!("{}\n", ca.keys.host.public_line()),
+    )
+        .into_response()
+}
+
+async fn whoami(caller: Caller) -> Json<serde_json::Value> {
+    Json(json!({ "identity": caller.identity(), "groups": caller.groups() }))
+}
+
+async fn issue_certificate(
+    State(ca): State<Arc<Ca>>,
+    caller: Caller,
+    body: Result<Json<CertificateRequest>, JsonRejection>,
+) -> Result<Json<CertificateResponse>, ApiError> {
+    let started = Instant::now();
+    let result = match body {
+        Ok(Json(request)) => ca.issue(&caller, request).await,
+        Err(rejection) => {
+            let error = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::InvalidBody(rejection.body_text())
+            };
+            Err(ca
+                .refuse("certificate.rejected", caller.identity(), error, json!({}))
+                .await)
+        }
+    };
+    ca.metrics
+        .issue_latency
+        .observe(started.elapsed().as_secs_f64());
+    result.map(Json)
+}
+
+impl FromRequestParts<Arc<Ca>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, ca: &Arc<Ca>) -> Result<Self, Self::Rejection> {
+        if let Some(LocalPeer(caller)) = parts.extensions.get::<LocalPeer>() {
+            return Ok(caller.clone());
+        }
+        let fail =
+            |code: &'static str, message: String| ApiError::Unauthenticated { code, message };
+        let token = match parts.headers.get(header::AUTHORIZATION).map(|v| v.to_str()) {
+            None => Err(fail(
+                "missing-token",
+                "send an OIDC ID token as `Authorization: Bearer TOKEN`".into(),
+            )),
+            Some(Err(_)) => Err(fail(
+                "malformed-authorization",
+                "the Authorization header is not text".into(),
+            )),
+            Some(Ok(value)) => match value.strip_prefix("Bearer ") {
+                Some(token) if !token.trim().is_empty() => Ok(token.trim()),
+                _ => Err(fail(
+                    "malformed-authorization",
+                    "the Authorization header must be `Bearer TOKEN`".into(),
+                )),
+            },
+        };
+        let verified = match (token, &ca.oidc) {
+            (Err(e), _) => Err(e),
+            (Ok(_), None) => Err(fail(
+                "oidc-not-configured",
+                "this CA has no OIDC issuer configured; use its local socket or ask the operator to set [oidc] in ca.toml".into(),
+            )),
+            (Ok(token), Some(verifier)) => verifier
+                .verify(token)
+                .await
+                .map_err(|e| fail(e.code(), format!("the ID token was refused: {e}"))),
+        };
+        match verified {
+            Ok(token) => Ok(Caller::User {
+                email: token.email,
+                groups: token.groups,
+            }),
+            Err(error) => {
+                ca.metrics
+                    .auth_failures
+                    .get_or_create(&crate::metrics::KindLabels {
+                        kind: error.code().to_owned(),
+                    })
+                    .inc();
+                let path = parts.uri.path().to_owned();
+                Err(ca
+                    .refuse(
+                        "auth.failed",
+                        "anonymous".into(),
+                        error,
+                        json!({ "path": path }),
+                    )
+                    .await)
+            }
+        }
+    }
+}

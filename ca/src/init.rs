@@ -1,0 +1,186 @@
+//! `shiftkey-ca init`: a new data directory with everything the CA needs,
+//! working as it is.
+//!
+//! Creates, never overwrites: CA keys, TLS certificate, `ca.toml`,
+//! `policy.toml` and the database. Existing keys stop it with an error.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use crate::audit::{AuditLog, Event, Outcome};
+use crate::keys::{self, CaKind};
+use crate::secret::Secret;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    #[error("{path}: cannot create the data directory: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Keys(#[from] keys::Error),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::Error),
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::Error),
+}
+
+#[derive(Debug)]
+pub(crate) struct InitOptions<'a> {
+    pub(crate) passphrase: Option<&'a Secret>,
+    /// Extra DNS names / IPs for the self-signed TLS certificate.
+    pub(crate) tls_names: &'a [String],
+    /// The local user the example policy grants a short-lived shell role to.
+    pub(crate) local_user: &'a str,
+}
+
+#[derive(Debug)]
+pub(crate) struct Initialized {
+    pub(crate) user_ca: String,
+    pub(crate) host_ca: String,
+    pub(crate) config: PathBuf,
+    pub(crate) policy: PathBuf,
+}
+
+pub(crate) async fn init(data_dir: &Path, options: &InitOptions<'_>) -> Result<Initialized, Error> {
+    std::fs::create_dir_all(data_dir).map_err(|source| Error::Dir {
+        path: data_dir.to_owned(),
+        source,
+    })?;
+    std::fs::set_permissions(
+        data_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .map_err(|source| Error::Dir {
+        path: data_dir.to_owned(),
+        source,
+    })?;
+    // Check both before writing either, so a half-initialized directory
+    // cannot come from a refused init.
+    for kind in [CaKind::User, CaKind::Host] {
+        let path = keys::key_path(data_dir, kind);
+        if path.exists() {
+            return Err(keys::Error::Exists { path }.into());
+        }
+    }
+    let user_ca = keys::create(data_dir, CaKind::User, options.passphrase)?;
+    let host_ca = keys::create(data_dir, CaKind::Host, options.passphrase)?;
+    if !data_dir.join("tls/cert.pem").exists() {
+        crate::tls::create_self_signed(data_dir, options.tls_names)?;
+    }
+    let config = data_dir.join("ca.toml");
+    if !config.exists() {
+        keys::write_new(&config, crate::config::EXAMPLE.as_bytes(), 0o644)?;
+    }
+    let policy = data_dir.join("policy.toml");
+    if !policy.exists() {
+        keys::write_new(
+            &policy,
+            example_policy(options.local_user).as_bytes(),
+            0o644,
+        )?;
+    }
+    let conn = crate::store::open(&crate::store::db_path(data_dir))?;
+    let audit = AuditLog::start(conn)?;
+    audit
+        .record(Event {
+            kind: "keys.created",
+            actor: format!("local:{}", options.local_user),
+            outcome: Outcome::Info,
+            detail: json!({ "user_ca": user_ca, "host_ca": host_ca, "encrypted": options.passphrase.is_some() }),
+        })
+        .await?;
+    Ok(Initialized {
+        user_ca,
+        host_ca,
+        config,
+        policy,
+    })
+}
+
+/// The policy `init` writes: valid as it is, with tests that pass, granting
+/// `local_user` a short-lived shell as themselves on this machine.
+pub(crate) fn example_policy(local_user: &str) -> String {
+    EXAMPLE_POLICY.replace("@LOCAL_USER@", local_user)
+}
+
+const EXAMPLE_POLICY: &str = r#"# Shiftkey access policy. Reference: docs/policy.md
+# Check it with `shiftkey-ca policy check policy.toml`,
+# run its tests with `shiftkey-ca policy test policy.toml`.
+
+[settings]
+default_ttl = "15m"
+max_ttl = "1h"
+
+[[schedule]]
+name = "sre-primary"
+timezone = "Europe/Berlin"
+rotation = { members = ["alice@example.com", "bob@example.com"], start = "2026-11-02T09:00", shift = "7d" }
+
+# A short-lived shell as yourself on this machine, for the local user who
+# ran `shiftkey-ca init`. Asked for over the CA's local socket.
+[[role]]
+name = "local-shell"
+description = "Shell as @LOCAL_USER@ on the CA host"
+principals = ["@LOCAL_USER@"]
+hosts = ["localhost", "127.0.0.1"]
+max_ttl = "10m"
+extensions = ["permit-pty"]
+
+[[role]]
+name = "db-debug"
+description = "Debug production databases during an incident"
+principals = ["postgres"]
+hosts = ["db-*.prod.example.com"]
+max_ttl = "30m"
+require_on_call = ["sre-primary"]
+require_incident = true
+extensions = ["permit-pty"]
+
+[[grant]]
+identities = ["local:@LOCAL_USER@"]
+roles = ["local-shell"]
+
+[[grant]]
+identities = ["group:sre"]
+roles = ["db-debug"]
+
+[[test]]
+name = "the local user gets a local shell"
+identity = "local:@LOCAL_USER@"
+at = "2026-11-05T03:00:00+01:00"
+role = "local-shell"
+expect = "allow"
+
+[[test]]
+name = "on-call SRE may debug the database during an incident"
+identity = "user:alice@example.com"
+groups = ["sre"]
+at = "2026-11-05T03:00:00+01:00"
+role = "db-debug"
+incident = "INC-1"
+expect = "allow"
+
+[[test]]
+name = "an SRE who is not on call may not"
+identity = "user:bob@example.com"
+groups = ["sre"]
+at = "2026-11-05T03:00:00+01:00"
+role = "db-debug"
+incident = "INC-1"
+expect = "deny"
+deny = "not-on-call"
+
+[[test]]
+name = "no incident, no database"
+identity = "user:alice@example.com"
+groups = ["sre"]
+at = "2026-11-05T03:00:00+01:00"
+role = "db-debug"
+expect = "deny"
+deny = "incident-required"
+"#;

@@ -1,0 +1,376 @@
+//! Turning a certificate request into a signed certificate.
+//!
+//! `validate` parses the untrusted request (public key, names, TTL) into a
+//! [`ValidRequest`]; `sign` builds the certificate from that and a policy
+//! [`Allowed`] — the proof that the policy said yes. There is no other way to
+//! reach the CA key: no `Allowed`, no signature.
+
+use std::time::Duration;
+
+use shiftkey_wire::CertificateRequest;
+use ssh_key::certificate::{Builder, CertType};
+use ssh_key::{Algorithm, Certificate, HashAlg, PublicKey};
+
+use crate::identity::is_safe_token;
+use crate::keys::rng;
+use crate::policy::{Allowed, HARD_MAX_TTL};
+use crate::secret::CaKey;
+
+/// RSA keys below this many bits are refused (NIST SP 800-57: 3072 for 128-bit security).
+pub(crate) const MIN_RSA_BITS: u32 = 3072;
+/// Longest OpenSSH public key line we accept (an RSA-16384 key is ~2.8 KiB).
+const MAX_PUBLIC_KEY_LEN: usize = 8 * 1024;
+const MAX_REASON_LEN: usize = 1000;
+
+/// Why a request was refused before the policy saw it. Each variant is a 400.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub(crate) enum RequestError {
+    #[error("public_key is not an OpenSSH public key line ({0})")]
+    MalformedKey(String),
+    #[error(
+        "public_key is a certificate; send the plain public key (e.g. the contents of id_ed25519.pub)"
+    )]
+    CertificateNotKey,
+    #[error("{0} keys are not accepted; use ed25519, ecdsa or RSA of at least 3072 bits")]
+    KeyTypeNotAllowed(String),
+    #[error("RSA key of {0} bits is too small; at least 3072 bits are required")]
+    RsaTooSmall(u32),
+    #[error("{field} {value:?} is not valid: {why}")]
+    InvalidField {
+        field: &'static str,
+        value: String,
+        why: &'static str,
+    },
+}
+
+impl RequestError {
+    pub(crate) fn code(&self) -> &'static str {
+        match self {
+            RequestError::MalformedKey(_) => "invalid-public-key",
+            RequestError::CertificateNotKey => "certificate-not-key",
+            RequestError::KeyTypeNotAllowed(_) => "key-type-not-allowed",
+            RequestError::RsaTooSmall(_) => "rsa-key-too-small",
+            RequestError::InvalidField { field, .. } => match *field {
+                "role" => "invalid-role",
+                "incident" => "invalid-incident",
+                "reason" => "invalid-reason",
+                "ttl" => "invalid-ttl",
+                _ => "invalid-principal",
+            },
+        }
+    }
+}
+
+/// A request whose every field has been checked.
+#[derive(Debug, Clone)]
+pub(crate) struct ValidRequest {
+    pub(crate) public_key: PublicKey,
+    /// `SHA256:...` of the subject key.
+    pub(crate) fingerprint: String,
+    pub(crate) role: String,
+    pub(crate) incident: Option<String>,
+    pub(crate) reason: Option<String>,
+    pub(crate) ttl: Option<Duration>,
+    pub(crate) principals: Option<Vec<String>>,
+}
+
+fn invalid(field: &'static str, value: &str, why: &'static str) -> RequestError {
+    // Echo at most a short, printable prefix of what was sent.
+    let shown: String = value.chars().take(64).collect();
+    RequestError::InvalidField {
+        field,
+        value: shown,
+        why,
+    }
+}
+
+/// Names that go into key IDs and principals: letters, digits, `._@+-`, not
+/// starting with `-`, 1 to 64 characters.
+pub(crate) fn is_valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && !s.starts_with('-')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'+' | b'-'))
+}
+
+pub(crate) fn validate(req: &CertificateRequest) -> Result<ValidRequest, RequestError> {
+    let public_key = parse_public_key(&req.public_key)?;
+    if !is_valid_name(&req.role) {
+        return Err(invalid(
+            "role",
+            &req.role,
+            "use letters, digits and . _ @ + - (at most 64)",
+        ));
+    }
+    let incident = match &req.incident {
+        Some(i) if !is_valid_name(i) => {
+            return Err(invalid(
+                "incident",
+                i,
+                "use letters, digits and . _ @ + - (at most 64), e.g. INC-42",
+            ));
+        }
+        Some(i) => Some(i.clone()),
+        None => None,
+    };
+    let reason = match &req.reason {
+        Some(r) if r.len() > MAX_REASON_LEN => {
+            return Err(invalid("reason", r, "at most 1000 bytes"));
+        }
+        Some(r) if r.chars().any(|c| c.is_control() && c != '\n' && c != '\t') => {
+            return Err(invalid("reason", r, "no control characters"));
+        }
+        Some(r) if r.trim().is_empty() => None,
+        Some(r) => Some(r.trim().to_owned()),
+        None => None,
+    };
+    let ttl = match &req.ttl {
+        Some(t) => {
+            let d = humantime::parse_duration(t)
+                .map_err(|_| invalid("ttl", t, "use a duration such as 15m or 1h"))?;
+            if d.is_zero() {
+                return Err(invalid("ttl", t, "must be longer than zero"));
+            }
+            if d > HARD_MAX_TTL {
+                return Err(invalid("ttl", t, "at most 24h"));
+            }
+            Some(d)
+        }
+        None => None,
+    };
+    let principals = match &req.principals {
+        Some(list) => {
+            if list.is_empty() || list.len() > 32 {
+                return Err(invalid(
+                    "principals",
+                    "",
+                    "give between 1 and 32 principals, or leave it out",
+                ));
+            }
+            for p in list {
+                if !is_valid_name(p) {
+                    return Err(invalid(
+                        "principal",
+                        p,
+                        "use letters, digits and . _ @ + - (at most 64)",
+                    ));
+                }
+            }
+            Some(list.clone())
+        }
+        None => None,
+    };
+    let fingerprint = public_key.fingerprint(HashAlg::Sha256).to_string();
+    Ok(ValidRequest {
+        public_key,
+        fingerprint,
+        role: req.role.clone(),
+        incident,
+        reason,
+        ttl,
+        principals,
+    })
+}
+
+fn parse_public_key(line: &str) -> Result<PublicKey, RequestError> {
+    if line.len() > MAX_PUBLIC_KEY_LEN {
+        return Err(RequestError::MalformedKey("longer than 8 KiB".into()));
+    }
+    let line = line.trim();
+    let algorithm = line.split_whitespace().next().unwrap_or_default();
+    if algorithm.contains("-cert-v01@openssh.com") {
+        return Err(RequestError::CertificateNotKey);
+    }
+    if algorithm == "ssh-dss" {
+        return Err(RequestError::KeyTypeNotAllowed("DSA".into()));
+    }
+    let key =
+        PublicKey::from_openssh(line).map_err(|e| RequestError::MalformedKey(e.to_string()))?;
+    match key.algorithm() {
+        Algorithm::Ed25519 | Algorithm::Ecdsa { .. } => Ok(key),
+        Algorithm::Rsa { .. } => {
+            let bits = key.key_data().rsa().map_or(0, |rsa| rsa.key_size());
+            if bits < MIN_RSA_BITS {
+                Err(RequestError::RsaTooSmall(bits))
+            } else {
+                Ok(key)
+            }
+        }
+        other => Err(RequestError::KeyTypeNotAllowed(other.to_string())),
+    }
+}
+
+/// The structured key ID: `SUBJECT role=R [incident=I] req=Q serial=N`.
+/// Every part has passed `is_valid_name`/`is_safe_token`, so spaces and `=`
+/// only ever separate fields.
+pub(crate) fn key_id(
+    subject: &str,
+    role: &str,
+    incident: Option<&str>,
+    request_id: &str,
+    serial: u64,
+) -> String {
+    debug_assert!(is_safe_token(subject));
+    match incident {
+        Some(i) => format!("{subject} role={role} incident={i} req={request_id} serial={serial}"),
+        None => format!("{subject} role={role} req={request_id} serial={serial}"),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot sign the certificate: {0}")]
+pub(crate) struct SignError(#[from] ssh_key::Error);
+
+/// Signs a user certificate for `request.public_key` exactly as `allowed` says.
+pub(crate) fn sign(
+    ca: &CaKey,
+    request: &ValidRequest,
+    allowed: &Allowed,
+    serial: u64,
+    key_id: &str,
+) -> Result<Certificate, SignError> {
+    let valid_after = u64::try_from(allowed.valid_after().timestamp()).unwrap_or(0);
+    let valid_before = u64::try_from(allowed.valid_before().timestamp()).unwrap_or(0);
+    let mut builder = Builder::new_with_random_nonce(
+        &mut rng(),
+        request.public_key.key_data().clone(),
+        valid_after,
+        valid_before,
+    )?;
+    builder
+        .serial(serial)?
+        .cert_type(CertType::User)?
+        .key_id(key_id)?;
+    for principal in allowed.principals() {
+        builder.valid_principal(principal.clone())?;
+    }
+    for (name, value) in allowed.critical_options() {
+        builder.critical_option(name.clone(), value.clone())?;
+    }
+    for extension in allowed.extensions() {
+        builder.extension(extension.clone(), "")?;
+    }
+    Ok(builder.sign(ca.signing_key())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(public_key: &str) -> CertificateRequest {
+        CertificateRequest {
+            public_key: public_key.into(),
+            role: "db-debug".into(),
+            incident: Some("INC-42".into()),
+            reason: Some("disk full on db-1".into()),
+            ttl: Some("15m".into()),
+            principals: None,
+        }
+    }
+
+    fn fresh_key(alg: Algorithm) -> String {
+        ssh_key::PrivateKey::random(&mut rng(), alg)
+            .unwrap()
+            .public_key()
+            .to_openssh()
+            .unwrap()
+    }
+
+    #[test]
+    fn accepts_ed25519() {
+        let v = validate(&request(&fresh_key(Algorithm::Ed25519))).unwrap();
+        assert_eq!(v.ttl, Some(Duration::from_secs(900)));
+        assert!(v.fingerprint.starts_with("SHA256:"));
+    }
+
+    #[test]
+    fn refuses_malformed_and_truncated_keys() {
+        let good = fresh_key(Algorithm::Ed25519);
+        for bad in [
+            "",
+            "ssh-ed25519",
+            "ssh-ed25519 AAAA",
+            &good[..good.len() - 10],
+            "not a key at all",
+        ] {
+            let err = validate(&request(bad)).unwrap_err();
+            assert_eq!(err.code(), "invalid-public-key", "{bad:?}: {err}");
+        }
+        assert_eq!(
+            validate(&request(&"A".repeat(10_000))).unwrap_err().code(),
+            "invalid-public-key"
+        );
+    }
+
+    #[test]
+    fn refuses_dsa_and_certificates() {
+        let dsa = "ssh-dss AAAAB3NzaC1kc3MAAACBAP1/U4EddRIpUt9KnC7s5Of2EbdSPO9EAMMeP4C2USZpRV1AIlH7WT2NWPq/xfW6MPbLm1Vs14E7gB00b/JmYLdrmVClpJ+f6AR7ECLCT7up1/63xhv4O1fnxqimFQ8E+4P208UewwI1VBNaFpEy9nXzrith1yrv8iIDGZ3RSAHHAAAAFQCXYFCPFSMLzLKSuYKi64QL8Fgc9QAAAIEA9+GghdabPd7LvKtcNrhXuXmUr7v6OuqC+VdMCz0HgmdRWVeOutRZT+ZxBxCBgLRJFnEj6EwoFhO3zwkyjMim4TwWeotUfI0o4KOuHiuzpnWRbqN/C/ohNWLx+2J6ASQ7zKTxvqhRkImog9/hWuWfBpKLZl6Ae1UlZAFMO/7PSSoAAACBAPo= x";
+        assert_eq!(
+            validate(&request(dsa)).unwrap_err().code(),
+            "key-type-not-allowed"
+        );
+        let cert =
+            "ssh-ed25519-cert-v01@openssh.com AAAAIHNzaC1lZDI1NTE5LWNlcnQtdjAxQG9wZW5zc2guY29t x";
+        assert_eq!(
+            validate(&request(cert)).unwrap_err().code(),
+            "certificate-not-key"
+        );
+    }
+
+    #[test]
+    fn refuses_injection_in_names() {
+        let key = fresh_key(Algorithm::Ed25519);
+        for bad in [
+            "a,b",
+            "a b",
+            "a\nb",
+            "a\0b",
+            "-oProxyCommand",
+            "role=admin",
+            "",
+        ] {
+            let mut r = request(&key);
+            r.principals = Some(vec![bad.into()]);
+            assert_eq!(
+                validate(&r).unwrap_err().code(),
+                "invalid-principal",
+                "{bad:?}"
+            );
+            let mut r = request(&key);
+            r.incident = Some(bad.into());
+            assert_eq!(
+                validate(&r).unwrap_err().code(),
+                "invalid-incident",
+                "{bad:?}"
+            );
+            let mut r = request(&key);
+            r.role = bad.into();
+            assert_eq!(validate(&r).unwrap_err().code(), "invalid-role", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn refuses_bad_ttls() {
+        let key = fresh_key(Algorithm::Ed25519);
+        for bad in ["0s", "forever", "25h", "-5m"] {
+            let mut r = request(&key);
+            r.ttl = Some(bad.into());
+            assert_eq!(validate(&r).unwrap_err().code(), "invalid-ttl", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn key_id_is_structured() {
+        assert_eq!(
+            key_id(
+                "alice@example.com",
+                "db-debug",
+                Some("INC-42"),
+                "r_7f3a",
+                1042
+            ),
+            "alice@example.com role=db-debug incident=INC-42 req=r_7f3a serial=1042"
+        );
+    }
+}

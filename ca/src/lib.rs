@@ -1,0 +1,50 @@
+//! The Shiftkey certificate authority.
+//!
+//! Owns the CA keys, the policy decision, issuing user certificates and the
+//! audit log, and serves them over HTTPS and a local socket.
+//!
+//! Never: sign a certificate without a policy `Allowed` (the proof type from
+//! `policy`) and a committed audit row; hold a private key outside
+//! `secret::CaKey`; log a token or key; answer before the audit row is durable.
+
+mod audit;
+mod cli;
+mod config;
+mod env_vars;
+mod http;
+mod identity;
+mod init;
+mod issue;
+mod keys;
+mod local_client;
+mod metrics;
+mod oidc;
+mod policy;
+mod quickstart;
+mod secret;
+mod server;
+mod service;
+mod store;
+mod tls;
+
+pub use cli::{Cli, run};
+
+/// Installs the process-wide rustls crypto provider and the log subscriber.
+/// Call once, first thing in `main`.
+pub fn init_process() {
+    // Several of our dependencies pull in both ring and aws-lc-rs; rustls
+    // needs exactly one default. Failing means one is already installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let filter = tracing_subscriber::EnvFilter::try_from_env(env_vars::LOG)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var(env_vars::LOG_FORMAT).as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder
+            .with_ansi(std::env::var_os("NO_COLOR").is_none())
+            .init();
+    }
+}

@@ -1,0 +1,330 @@
+//! Running the CA: load keys, policy and store, then serve the API over HTTPS
+//! and the local socket until told to stop. SIGHUP reloads the policy.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::serve::IncomingStream;
+use serde_json::json;
+use tokio::net::UnixListener;
+use tokio::sync::watch;
+
+use crate::audit::{AuditLog, Event, Outcome};
+use crate::config::Config;
+use crate::http::LocalPeer;
+use crate::http::error::ApiError;
+use crate::identity::{Caller, local_user_name};
+use crate::oidc::OidcVerifier;
+use crate::policy::Policy;
+use crate::secret::Secret;
+use crate::service::Ca;
+
+/// How long slow clients get to send their request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long in-flight requests get to finish at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::Error),
+    #[error(transparent)]
+    Keys(#[from] crate::keys::Error),
+    #[error("the policy is invalid:\n{0}\nhint: fix it and check with `shiftkey-ca policy check`")]
+    Policy(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::Error),
+    #[error("OIDC: {0}\nhint: check [oidc] issuer in ca.toml and that the issuer is reachable")]
+    Oidc(String),
+    #[error("{path}: {message}")]
+    Socket { path: PathBuf, message: String },
+    #[error("{path}: cannot load the TLS certificate/key: {source}")]
+    Tls {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A CA that is serving. Dropping it does not stop it; call `shutdown`.
+#[derive(Debug)]
+pub(crate) struct Running {
+    pub(crate) ca: Arc<Ca>,
+    pub(crate) addr: SocketAddr,
+    pub(crate) tls: bool,
+    pub(crate) socket: Option<PathBuf>,
+    handle: axum_server::Handle,
+    stop_socket: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Loads everything from `data_dir`/`config_path` and starts serving.
+pub(crate) async fn start(
+    data_dir: &Path,
+    config_path: &Path,
+    passphrase: Option<&Secret>,
+) -> Result<Running, StartError> {
+    let config = Config::load(config_path)?;
+    let keys = crate::keys::load_both(data_dir, passphrase)?;
+    let policy_path = config.policy_path.clone();
+    let policy = {
+        let path = policy_path.clone();
+        tokio::task::spawn_blocking(move || Policy::load(&path))
+            .await
+            .map_err(|e| StartError::Policy(e.to_string()))?
+            .map_err(|e| StartError::Policy(e.to_string()))?
+    };
+    let conn = crate::store::open(&crate::store::db_path(data_dir))?;
+    let last_serial = crate::store::max_serial(&conn).map_err(crate::store::Error::from)?;
+    let audit = AuditLog::start(conn)?;
+    let (oidc, client_id) = match &config.oidc {
+        Some(settings) => {
+            let verifier = OidcVerifier::discover(settings.clone())
+                .await
+                .map_err(|e| StartError::Oidc(e.to_string()))?;
+            (Some(verifier), Some(settings.audience.clone()))
+        }
+        None => (None, None),
+    };
+    let ca = Arc::new(Ca::new(
+        keys,
+        policy,
+        policy_path.clone(),
+        audit,
+        oidc,
+        client_id,
+        last_serial,
+    ));
+    ca.audit
+        .record(Event {
+            kind: "ca.started",
+            actor: "system".into(),
+            outcome: Outcome::Info,
+            detail: json!({
+                "user_ca": ca.keys.user.fingerprint(),
+                "host_ca": ca.keys.host.fingerprint(),
+                "policy": policy_path.display().to_string(),
+                "listen": config.listen.to_string(),
+                "tls": config.tls.is_some(),
+                "oidc_issuer": config.oidc.as_ref().map(|o| o.issuer.clone()),
+                "last_serial": last_serial,
+            }),
+        })
+        .await?;
+
+    let app = crate::http::router(Arc::clone(&ca), config.request_timeout);
+    let handle = axum_server::Handle::new();
+    let mut tasks = Vec::new();
+    let tls = config.tls.is_some();
+    let std_listener =
+        std::net::TcpListener::bind(config.listen).map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    std_listener
+        .set_nonblocking(true)
+        .map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = std_listener
+        .local_addr()
+        .map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let service = app.clone().into_make_service();
+    match &config.tls {
+        Some(files) => {
+            let rustls =
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(&files.cert, &files.key)
+                    .await
+                    .map_err(|source| StartError::Tls {
+                        path: files.cert.clone(),
+                        source,
+                    })?;
+            let mut server =
+                axum_server::from_tcp_rustls(std_listener, rustls).handle(handle.clone());
+            server
+                .http_builder()
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = server.serve(service).await {
+                    tracing::error!(error = %e, "HTTPS server stopped");
+                }
+            }));
+        }
+        None => {
+            let mut server = axum_server::from_tcp(std_listener).handle(handle.clone());
+            server
+                .http_builder()
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = server.serve(service).await {
+                    tracing::error!(error = %e, "HTTP server stopped");
+                }
+            }));
+        }
+    }
+    let (stop_socket, stopped) = watch::channel(false);
+    if let Some(path) = &config.socket {
+        let listener = bind_socket(path).await?;
+        let local_app = app.layer(middleware::from_fn(local_peer));
+        let mut stopped = stopped.clone();
+        tasks.push(tokio::spawn(async move {
+            let served = axum::serve(
+                listener,
+                local_app.into_make_service_with_connect_info::<UnixPeer>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })
+            .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "local socket server stopped");
+            }
+        }));
+    }
+    tracing::info!(
+        addr = %addr,
+        scheme = if tls { "https" } else { "http" },
+        socket = ?config.socket,
+        user_ca = ca.keys.user.fingerprint(),
+        "shiftkey-ca serving"
+    );
+    Ok(Running {
+        ca,
+        addr,
+        tls,
+        socket: config.socket.clone(),
+        handle,
+        stop_socket,
+        tasks,
+    })
+}
+
+impl Running {
+    pub(crate) fn url(&self) -> String {
+        format!(
+            "{}://{}",
+            if self.tls { "https" } else { "http" },
+            self.addr
+        )
+    }
+
+    /// Serves until SIGTERM or SIGINT, reloading the policy on SIGHUP.
+    pub(crate) async fn run_until_signalled(self) -> std::io::Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = signal(SignalKind::hangup())?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {
+                    // The outcome is audited and logged inside.
+                    let _ = self.ca.reload_policy().await;
+                }
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+            }
+        }
+        self.shutdown().await;
+        Ok(())
+    }
+
+    pub(crate) async fn shutdown(self) {
+        tracing::info!("shutting down");
+        let _ = self
+            .ca
+            .audit
+            .record(Event {
+                kind: "ca.stopped",
+                actor: "system".into(),
+                outcome: Outcome::Info,
+                detail: json!({}),
+            })
+            .await;
+        self.handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
+        let _ = self.stop_socket.send(true);
+        for task in self.tasks {
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(1), task).await;
+        }
+        if let Some(path) = &self.socket {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Binds the local socket, replacing a stale one but never a live CA's.
+async fn bind_socket(path: &Path) -> Result<UnixListener, StartError> {
+    let err = |message: String| StartError::Socket {
+        path: path.to_owned(),
+        message,
+    };
+    if path.exists() {
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            return Err(err(
+                "another shiftkey-ca is already serving on this socket; stop it first".into(),
+            ));
+        }
+        std::fs::remove_file(path)
+            .map_err(|e| err(format!("cannot remove the stale socket: {e}")))?;
+    }
+    let listener = UnixListener::bind(path).map_err(|e| err(format!("cannot bind: {e}")))?;
+    // Anyone who can reach the socket may ask; the kernel tells us who they
+    // are and the policy decides. Restrict reach with the directory's mode.
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .map_err(|e| err(format!("cannot set permissions: {e}")))?;
+    Ok(listener)
+}
+
+/// The peer of a local-socket connection, from `SO_PEERCRED`.
+#[derive(Debug, Clone)]
+struct UnixPeer {
+    uid: Option<u32>,
+}
+
+impl Connected<IncomingStream<'_, UnixListener>> for UnixPeer {
+    fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Self {
+        UnixPeer {
+            uid: stream.io().peer_cred().ok().map(|c| c.uid()),
+        }
+    }
+}
+
+async fn local_peer(
+    ConnectInfo(peer): ConnectInfo<UnixPeer>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let caller = peer
+        .uid
+        .and_then(|uid| local_user_name(uid).map(|user| Caller::Local { user, uid }));
+    match caller {
+        Some(caller) if crate::identity::is_safe_token(&caller.identity()) => {
+            request.extensions_mut().insert(LocalPeer(caller));
+            next.run(request).await
+        }
+        _ => ApiError::Unauthenticated {
+            code: "unknown-local-user",
+            message: "the local socket could not identify your user (no passwd entry)".into(),
+        }
+        .into_response(),
+    }
+}

@@ -1,0 +1,313 @@
+//! The CA as a service: the state every request shares, and the issuance
+//! decision from authenticated caller to signed, audited certificate.
+//!
+//! Never: sign without a policy `Allowed`; answer before the audit row is
+//! committed; return a certificate whose row failed to commit.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use chrono::{SecondsFormat, Utc};
+use serde_json::json;
+use shiftkey_wire::{CertificateRequest, CertificateResponse};
+
+use crate::audit::{AuditLog, Event, Outcome};
+use crate::http::error::ApiError;
+use crate::identity::Caller;
+use crate::issue::{self, ValidRequest};
+use crate::keys::CaKeys;
+use crate::metrics::{Metrics, RoleLabels};
+use crate::oidc::OidcVerifier;
+use crate::policy::{AccessQuery, Policy};
+use crate::store::IssuedCertificate;
+
+/// Shared state of a running CA.
+#[derive(Debug)]
+pub(crate) struct Ca {
+    pub(crate) keys: CaKeys,
+    policy: RwLock<Arc<Policy>>,
+    policy_path: PathBuf,
+    pub(crate) audit: AuditLog,
+    pub(crate) oidc: Option<OidcVerifier>,
+    pub(crate) oidc_client_id: Option<String>,
+    pub(crate) metrics: Metrics,
+    /// Last serial handed out. Serials only grow; one lost to a failed commit
+    /// is never reused.
+    last_serial: AtomicU64,
+}
+
+impl Ca {
+    pub(crate) fn new(
+        keys: CaKeys,
+        policy: Policy,
+        policy_path: PathBuf,
+        audit: AuditLog,
+        oidc: Option<OidcVerifier>,
+        oidc_client_id: Option<String>,
+        last_serial: u64,
+    ) -> Self {
+        Self {
+            keys,
+            policy: RwLock::new(Arc::new(policy)),
+            policy_path,
+            audit,
+            oidc,
+            oidc_client_id,
+            metrics: Metrics::new(),
+            last_serial: AtomicU64::new(last_serial),
+        }
+    }
+
+    pub(crate) fn policy(&self) -> Arc<Policy> {
+        match self.policy.read() {
+            Ok(p) => Arc::clone(&p),
+            // A panic while holding the lock cannot leave a half-written Arc.
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Re-reads the policy. A valid one replaces the current one; an invalid
+    /// one is refused and the current one stays. Audited either way.
+    pub(crate) async fn reload_policy(&self) -> Result<(), String> {
+        let path = self.policy_path.clone();
+        let loaded = tokio::task::spawn_blocking(move || Policy::load(&path))
+            .await
+            .map_err(|e| format!("policy loader failed: {e}"))?;
+        match loaded {
+            Ok(policy) => {
+                let detail = json!({ "path": self.policy_path.display().to_string(), "roles": policy.roles().count() });
+                self.audit
+                    .record(Event {
+                        kind: "policy.reloaded",
+                        actor: "system".into(),
+                        outcome: Outcome::Info,
+                        detail,
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match self.policy.write() {
+                    Ok(mut p) => *p = Arc::new(policy),
+                    Err(poisoned) => *poisoned.into_inner() = Arc::new(policy),
+                }
+                self.metrics
+                    .policy_reloads
+                    .get_or_create(&crate::metrics::KindLabels { kind: "ok".into() })
+                    .inc();
+                tracing::info!(path = %self.policy_path.display(), "policy reloaded");
+                Ok(())
+            }
+            Err(errors) => {
+                let message = errors.to_string();
+                let detail =
+                    json!({ "path": self.policy_path.display().to_string(), "errors": message });
+                self.audit
+                    .record(Event {
+                        kind: "policy.reload_refused",
+                        actor: "system".into(),
+                        outcome: Outcome::Error,
+                        detail,
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.metrics
+                    .policy_reloads
+                    .get_or_create(&crate::metrics::KindLabels {
+                        kind: "invalid".into(),
+                    })
+                    .inc();
+                tracing::warn!(path = %self.policy_path.display(), errors = %message, "new policy is invalid; keeping the current one");
+                Err(message)
+            }
+        }
+    }
+
+    /// Audits a request refused before the policy could see it (bad input,
+    /// failed authentication), then hands back the error to answer with.
+    pub(crate) async fn refuse(
+        &self,
+        kind: &'static str,
+        actor: String,
+        error: ApiError,
+        detail: serde_json::Value,
+    ) -> ApiError {
+        let mut detail = detail;
+        if let Some(map) = detail.as_object_mut() {
+            map.insert("error".into(), json!(error.code()));
+            map.insert("message".into(), json!(error.message()));
+        }
+        match self
+            .audit
+            .record(Event {
+                kind,
+                actor,
+                outcome: Outcome::Deny,
+                detail,
+            })
+            .await
+        {
+            Ok(_) => error,
+            Err(e) => ApiError::AuditUnavailable(e.to_string()),
+        }
+    }
+
+    /// `POST /v1/certificates`, after authentication.
+    pub(crate) async fn issue(
+        &self,
+        caller: &Caller,
+        request: CertificateRequest,
+    ) -> Result<CertificateResponse, ApiError> {
+        let request_id = new_request_id();
+        let actor = caller.identity();
+        let valid = match issue::validate(&request) {
+            Ok(v) => v,
+            Err(e) => {
+                self.metrics
+                    .deny(&request.role.chars().take(64).collect::<String>(), e.code());
+                let detail = json!({ "req": request_id, "role": request.role.chars().take(64).collect::<String>() });
+                return Err(self
+                    .refuse(
+                        "certificate.rejected",
+                        actor,
+                        ApiError::BadRequest(e),
+                        detail,
+                    )
+                    .await);
+            }
+        };
+        let policy = self.policy();
+        let now = Utc::now();
+        let query = AccessQuery {
+            identity: &actor,
+            groups: caller.groups(),
+            role: &valid.role,
+            incident: valid.incident.as_deref(),
+            reason: valid.reason.as_deref(),
+            ttl: valid.ttl,
+            principals: valid.principals.as_deref(),
+            at: now,
+        };
+        let allowed = match policy.evaluate(&query) {
+            Ok(allowed) => allowed,
+            Err(denied) => {
+                self.metrics.deny(&valid.role, denied.code.as_str());
+                let detail = json!({
+                    "req": request_id,
+                    "role": valid.role,
+                    "incident": valid.incident,
+                    "reason": valid.reason,
+                    "groups": caller.groups(),
+                    "key_fingerprint": valid.fingerprint,
+                    "denied": denied.code.as_str(),
+                    "message": denied.message,
+                });
+                self.audit
+                    .record(Event {
+                        kind: "certificate.denied",
+                        actor,
+                        outcome: Outcome::Deny,
+                        detail,
+                    })
+                    .await
+                    .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
+                return Err(ApiError::Denied(denied));
+            }
+        };
+        let serial = self.last_serial.fetch_add(1, Ordering::SeqCst) + 1;
+        let key_id = issue::key_id(
+            &caller.key_id_subject(),
+            &valid.role,
+            valid.incident.as_deref(),
+            &request_id,
+            serial,
+        );
+        let certificate = issue::sign(&self.keys.user, &valid, &allowed, serial, &key_id)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let line = certificate
+            .to_openssh()
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let row = issued_row(
+            caller,
+            &valid,
+            &request_id,
+            serial,
+            &key_id,
+            &certificate,
+            &line,
+        );
+        let detail = json!({
+            "req": request_id,
+            "serial": serial,
+            "key_id": key_id,
+            "role": valid.role,
+            "incident": valid.incident,
+            "reason": valid.reason,
+            "groups": caller.groups(),
+            "principals": row.principals,
+            "valid_after": row.valid_after,
+            "valid_before": row.valid_before,
+            "limited_by": allowed.limited_by().as_str(),
+            "key_fingerprint": valid.fingerprint,
+        });
+        let response = CertificateResponse {
+            certificate: line,
+            serial,
+            key_id,
+            principals: row.principals.clone(),
+            valid_after: row.valid_after,
+            valid_before: row.valid_before,
+        };
+        self.audit
+            .record_issued(
+                Event {
+                    kind: "certificate.issued",
+                    actor,
+                    outcome: Outcome::Allow,
+                    detail,
+                },
+                row,
+            )
+            .await
+            .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
+        self.metrics
+            .issued
+            .get_or_create(&RoleLabels {
+                role: valid.role.clone(),
+            })
+            .inc();
+        Ok(response)
+    }
+}
+
+fn issued_row(
+    caller: &Caller,
+    valid: &ValidRequest,
+    request_id: &str,
+    serial: u64,
+    key_id: &str,
+    certificate: &ssh_key::Certificate,
+    line: &str,
+) -> IssuedCertificate {
+    IssuedCertificate {
+        serial,
+        key_id: key_id.to_owned(),
+        identity: caller.identity(),
+        role: valid.role.clone(),
+        incident: valid.incident.clone(),
+        request_id: request_id.to_owned(),
+        principals: certificate.valid_principals().to_vec(),
+        valid_after: certificate.valid_after(),
+        valid_before: certificate.valid_before(),
+        key_fingerprint: valid.fingerprint.clone(),
+        issued_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+        certificate: line.to_owned(),
+    }
+}
+
+/// `r_` and 12 hex digits: names one request in key IDs and audit rows.
+fn new_request_id() -> String {
+    use ssh_key::rand_core::Rng;
+    let mut bytes = [0u8; 6];
+    crate::keys::rng().fill_bytes(&mut bytes);
+    format!("r_{}", hex::encode(bytes))
+}
