@@ -1,0 +1,574 @@
+//! `policy check`: raw entries become checked types, and every problem is
+//! reported with its location. Checking goes on after an error so that one
+//! run shows them all; an entry with an error is left out of the result,
+//! and the caller refuses the policy if the sink holds any error.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use toml::Spanned;
+
+use super::error::{Loc, Sink};
+use super::eval::DenyCode;
+use super::model::{Grant, Role, Settings};
+use super::raw::{Item, RawPolicy, RawRole, RawSchedule, RawTest, timestamp_text};
+use super::schedule::Schedule;
+use super::selftest::{Expect, TestCase};
+use super::values::{
+    HARD_MAX_TTL, Identity, MAX_CLOCK_SKEW, check_cidr, check_extension, check_force_command,
+    check_host_pattern, check_principal, format_duration, parse_duration, parse_instant,
+    parse_local_datetime,
+};
+
+/// Everything that passed its checks.
+#[derive(Debug)]
+pub(super) struct Checked {
+    pub(super) settings: Settings,
+    pub(super) schedules: Vec<Schedule>,
+    pub(super) roles: Vec<Role>,
+    pub(super) grants: Vec<Grant>,
+    pub(super) tests: Vec<TestCase>,
+}
+
+pub(super) fn check(raw: &RawPolicy, sink: &mut Sink<'_>) -> Checked {
+    let (settings, settings_ok) = check_settings(raw, sink);
+    // With a broken settings.max_ttl there is nothing to compare roles to.
+    let global_max = settings_ok.then_some(settings.max_ttl);
+
+    let schedule_names = unique_names(&raw.schedules, |s| &s.name, "schedule", sink);
+    let role_names = unique_names(&raw.roles, |r| &r.name, "role", sink);
+    let known_schedule = |name: &str| {
+        schedule_names.contains_key(name) || raw.broken_schedules.iter().any(|s| s == name)
+    };
+    let known_role =
+        |name: &str| role_names.contains_key(name) || raw.broken_roles.iter().any(|r| r == name);
+
+    let schedules = raw
+        .schedules
+        .iter()
+        .filter_map(|item| check_schedule(item, sink))
+        .collect();
+    let roles = raw
+        .roles
+        .iter()
+        .filter_map(|item| check_role(item, global_max, &settings, &known_schedule, sink))
+        .collect();
+    let grants = raw
+        .grants
+        .iter()
+        .enumerate()
+        .filter_map(|(index, item)| check_grant(index, item, &known_role, sink))
+        .collect();
+    let _ = unique_names(&raw.tests, |t| &t.name, "test", sink);
+    let tests = raw
+        .tests
+        .iter()
+        .filter_map(|item| check_test(item, &known_role, sink))
+        .collect();
+    Checked {
+        settings,
+        schedules,
+        roles,
+        grants,
+        tests,
+    }
+}
+
+/// Reports a check failure at `loc`, prefixed with the entry it is in.
+fn report<T>(
+    result: Result<T, String>,
+    context: &str,
+    loc: &Loc,
+    sink: &mut Sink<'_>,
+) -> Option<T> {
+    result
+        .map_err(|message| sink.at(loc, format!("{context}: {message}")))
+        .ok()
+}
+
+fn duration<T>(
+    item: &Item<T>,
+    value: &Spanned<String>,
+    context: &str,
+    field: &str,
+    sink: &mut Sink<'_>,
+) -> Option<Duration> {
+    let loc = item.at(value);
+    let parsed = parse_duration(value.get_ref()).map_err(|e| format!("{field}: {e}"));
+    let parsed = report(parsed, context, &loc, sink)?;
+    if parsed.is_zero() {
+        sink.at(&loc, format!("{context}: {field} must be more than zero"));
+        return None;
+    }
+    Some(parsed)
+}
+
+fn check_settings(raw: &RawPolicy, sink: &mut Sink<'_>) -> (Settings, bool) {
+    let mut settings = Settings::DEFAULT;
+    let Some(item) = raw.settings.first() else {
+        return (settings, true);
+    };
+    for duplicate in raw.settings.iter().skip(1) {
+        let first = sink.locate(&item.loc());
+        sink.at(
+            &duplicate.loc(),
+            format!("[settings] appears twice; first at {first}; keep one"),
+        );
+    }
+    let errors_before = sink.len();
+    let s = &item.value;
+    let context = "settings";
+    if let Some(value) = &s.max_ttl
+        && let Some(max) = duration(item, value, context, "max_ttl", sink)
+    {
+        if max > HARD_MAX_TTL {
+            sink.at(
+                &item.at(value),
+                format!(
+                    "settings: max_ttl {} is above the hard cap of {}",
+                    format_duration(max),
+                    format_duration(HARD_MAX_TTL)
+                ),
+            );
+        }
+        settings.max_ttl = max;
+    }
+    if let Some(value) = &s.default_ttl
+        && let Some(default) = duration(item, value, context, "default_ttl", sink)
+    {
+        settings.default_ttl = default;
+    }
+    if let Some(value) = &s.clock_skew {
+        let loc = item.at(value);
+        let parsed = parse_duration(value.get_ref()).map_err(|e| format!("clock_skew: {e}"));
+        if let Some(skew) = report(parsed, context, &loc, sink) {
+            if skew > MAX_CLOCK_SKEW {
+                sink.at(
+                    &loc,
+                    format!(
+                        "settings: clock_skew {} is above the limit of {}",
+                        format_duration(skew),
+                        format_duration(MAX_CLOCK_SKEW)
+                    ),
+                );
+            }
+            settings.clock_skew = skew;
+        }
+    }
+    if sink.len() == errors_before && settings.default_ttl > settings.max_ttl {
+        let loc = match (&s.default_ttl, &s.max_ttl) {
+            (Some(value), _) | (None, Some(value)) => item.at(value),
+            (None, None) => item.loc(),
+        };
+        sink.at(
+            &loc,
+            format!(
+                "settings: default_ttl {} is above max_ttl {}; lower default_ttl or raise max_ttl",
+                format_duration(settings.default_ttl),
+                format_duration(settings.max_ttl)
+            ),
+        );
+    }
+    let ok = sink.len() == errors_before;
+    (settings, ok)
+}
+
+/// Role and schedule names appear in key IDs and on command lines.
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = (1..=64).contains(&name.len())
+        && !name.starts_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid name {name:?}: 1 to 64 characters of A-Z a-z 0-9 . _ -, not starting with '-'"
+        ))
+    }
+}
+
+/// Reports duplicate names; returns each name with its first entry's index.
+fn unique_names<T>(
+    items: &[Item<T>],
+    name: impl Fn(&T) -> &Spanned<String>,
+    kind: &str,
+    sink: &mut Sink<'_>,
+) -> BTreeMap<String, usize> {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for (index, item) in items.iter().enumerate() {
+        let value = name(&item.value);
+        if let Some(first) = seen.get(value.get_ref()).and_then(|i| items.get(*i)) {
+            let first = sink.locate(&first.at(name(&first.value)));
+            sink.at(
+                &item.at(value),
+                format!(
+                    "{kind} {:?} is defined twice; first at {first}; rename or remove one",
+                    value.get_ref()
+                ),
+            );
+        } else {
+            seen.insert(value.get_ref().clone(), index);
+        }
+    }
+    seen
+}
+
+fn check_schedule(item: &Item<RawSchedule>, sink: &mut Sink<'_>) -> Option<Schedule> {
+    let s = &item.value;
+    let context = format!("schedule {:?}", s.name.get_ref());
+    let errors_before = sink.len();
+    report(
+        check_name(s.name.get_ref()),
+        &context,
+        &item.at(&s.name),
+        sink,
+    );
+    let timezone = s.timezone.get_ref().parse::<Tz>().map_err(|_| {
+        format!(
+            "unknown time zone {:?}; use an IANA name such as \"Europe/Berlin\" or \"UTC\"",
+            s.timezone.get_ref()
+        )
+    });
+    let timezone = report(timezone, &context, &item.at(&s.timezone), sink);
+
+    let rotation = s.rotation.get_ref();
+    if rotation.members.get_ref().is_empty() {
+        sink.at(
+            &item.at(&rotation.members),
+            format!("{context}: rotation members are empty; list at least one person"),
+        );
+    }
+    let mut members = Vec::new();
+    for member in rotation.members.get_ref() {
+        let parsed = Identity::parse_member(member.get_ref());
+        members.extend(report(parsed, &context, &item.at(member), sink));
+    }
+    let start = timestamp_text(&rotation.start)
+        .and_then(|text| parse_local_datetime(&text))
+        .map_err(|e| format!("rotation start: {e}"));
+    let start = report(start, &context, &item.at(&rotation.start), sink);
+    let shift_loc = item.at(&rotation.shift);
+    let shift = parse_duration(rotation.shift.get_ref()).map_err(|e| format!("shift: {e}"));
+    let shift = report(shift, &context, &shift_loc, sink);
+    if shift.is_some_and(|d| d.is_zero()) {
+        sink.at(
+            &shift_loc,
+            format!("{context}: shift must be more than zero"),
+        );
+    }
+    if sink.len() != errors_before {
+        return None;
+    }
+    let (Some(timezone), Some(start), Some(shift)) = (timezone, start, shift) else {
+        return None;
+    };
+    let built = Schedule::new(s.name.get_ref().clone(), timezone, members, start, shift);
+    report(built, &context, &shift_loc, sink)
+}
+
+fn check_role(
+    item: &Item<RawRole>,
+    global_max: Option<Duration>,
+    settings: &Settings,
+    known_schedule: &dyn Fn(&str) -> bool,
+    sink: &mut Sink<'_>,
+) -> Option<Role> {
+    let r = &item.value;
+    let name = r.name.get_ref();
+    let context = format!("role {name:?}");
+    let errors_before = sink.len();
+    report(check_name(name), &context, &item.at(&r.name), sink);
+
+    if r.principals.get_ref().is_empty() {
+        sink.at(
+            &item.at(&r.principals),
+            format!("{context}: principals are empty; list the login names this role grants"),
+        );
+    }
+    let principals = checked_list(
+        item,
+        r.principals.get_ref(),
+        &context,
+        check_principal,
+        sink,
+    );
+    if r.hosts.get_ref().is_empty() {
+        sink.at(
+            &item.at(&r.hosts),
+            format!("{context}: hosts are empty; list host patterns such as \"db-*.example.com\""),
+        );
+    }
+    let hosts = checked_list(item, r.hosts.get_ref(), &context, check_host_pattern, sink);
+
+    let max_ttl = match &r.max_ttl {
+        None => settings.max_ttl,
+        Some(value) => {
+            let parsed = duration(item, value, &context, "max_ttl", sink);
+            if let Some(max) = parsed {
+                if max > HARD_MAX_TTL {
+                    sink.at(
+                        &item.at(value),
+                        format!(
+                            "{context}: max_ttl {} is above the hard cap of {}",
+                            format_duration(max),
+                            format_duration(HARD_MAX_TTL)
+                        ),
+                    );
+                } else if let Some(global) = global_max.filter(|global| max > *global) {
+                    sink.at(
+                        &item.at(value),
+                        format!(
+                            "{context}: max_ttl {} is above settings.max_ttl {}; lower it or \
+                             raise settings.max_ttl",
+                            format_duration(max),
+                            format_duration(global)
+                        ),
+                    );
+                }
+            }
+            parsed.unwrap_or(settings.max_ttl)
+        }
+    };
+
+    let mut require_on_call = Vec::new();
+    for schedule in &r.require_on_call {
+        if known_schedule(schedule.get_ref()) {
+            if !require_on_call.contains(schedule.get_ref()) {
+                require_on_call.push(schedule.get_ref().clone());
+            }
+        } else {
+            sink.at(
+                &item.at(schedule),
+                format!(
+                    "{context}: unknown schedule {:?} in require_on_call",
+                    schedule.get_ref()
+                ),
+            );
+        }
+    }
+
+    let mut extensions = checked_list(item, &r.extensions, &context, check_extension, sink);
+    extensions.sort();
+
+    let force_command = r.force_command.as_ref().and_then(|value| {
+        let checked = check_force_command(value.get_ref()).map(|()| value.get_ref().clone());
+        report(checked, &context, &item.at(value), sink)
+    });
+
+    let source_address = match &r.source_address {
+        None => Vec::new(),
+        Some(list) => {
+            if list.get_ref().is_empty() {
+                sink.at(
+                    &item.at(list),
+                    format!("{context}: source_address is empty; remove it or list networks"),
+                );
+            }
+            checked_list(item, list.get_ref(), &context, check_cidr, sink)
+        }
+    };
+
+    if sink.len() != errors_before {
+        return None;
+    }
+    Some(Role {
+        name: name.clone(),
+        description: r.description.clone(),
+        principals,
+        hosts,
+        max_ttl,
+        require_on_call,
+        require_incident: r.require_incident,
+        require_reason: r.require_reason,
+        extensions,
+        force_command,
+        source_address,
+        origin: sink.locate(&item.loc()),
+    })
+}
+
+/// Checks each string of a list, reporting each bad or repeated one.
+fn checked_list<T>(
+    item: &Item<T>,
+    values: &[Spanned<String>],
+    context: &str,
+    check: fn(&str) -> Result<(), String>,
+    sink: &mut Sink<'_>,
+) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for value in values {
+        if report(check(value.get_ref()), context, &item.at(value), sink).is_none() {
+            continue;
+        }
+        if out.contains(value.get_ref()) {
+            sink.at(
+                &item.at(value),
+                format!("{context}: {:?} is listed twice", value.get_ref()),
+            );
+        } else {
+            out.push(value.get_ref().clone());
+        }
+    }
+    out
+}
+
+fn check_grant(
+    index: usize,
+    item: &Item<super::raw::RawGrant>,
+    known_role: &dyn Fn(&str) -> bool,
+    sink: &mut Sink<'_>,
+) -> Option<Grant> {
+    let g = &item.value;
+    let context = format!("grant #{}", index.saturating_add(1));
+    let errors_before = sink.len();
+    if g.identities.get_ref().is_empty() {
+        sink.at(
+            &item.at(&g.identities),
+            format!("{context}: identities are empty; list who gets the roles"),
+        );
+    }
+    let mut identities = Vec::new();
+    for identity in g.identities.get_ref() {
+        identities.extend(report(
+            Identity::parse(identity.get_ref()),
+            &context,
+            &item.at(identity),
+            sink,
+        ));
+    }
+    if g.roles.get_ref().is_empty() {
+        sink.at(
+            &item.at(&g.roles),
+            format!("{context}: roles are empty; list the roles to grant"),
+        );
+    }
+    let mut roles: Vec<String> = Vec::new();
+    for role in g.roles.get_ref() {
+        if !known_role(role.get_ref()) {
+            sink.at(
+                &item.at(role),
+                format!("{context}: unknown role {:?}", role.get_ref()),
+            );
+        } else if !roles.contains(role.get_ref()) {
+            roles.push(role.get_ref().clone());
+        }
+    }
+    if sink.len() != errors_before {
+        return None;
+    }
+    Some(Grant {
+        identities,
+        roles,
+        origin: sink.locate(&item.loc()),
+    })
+}
+
+fn check_test(
+    item: &Item<RawTest>,
+    known_role: &dyn Fn(&str) -> bool,
+    sink: &mut Sink<'_>,
+) -> Option<TestCase> {
+    let t = &item.value;
+    let context = format!("test {:?}", t.name.get_ref());
+    let errors_before = sink.len();
+    if t.name.get_ref().trim().is_empty() {
+        sink.at(
+            &item.at(&t.name),
+            "test: name is empty; say what the test shows",
+        );
+    }
+    report(
+        Identity::parse_subject(t.identity.get_ref()),
+        &context,
+        &item.at(&t.identity),
+        sink,
+    );
+    for group in &t.groups {
+        let parsed = Identity::parse(&format!("group:{}", group.get_ref()));
+        report(parsed, &context, &item.at(group), sink);
+    }
+    let at = timestamp_text(&t.at)
+        .and_then(|text| parse_instant(&text))
+        .map_err(|e| format!("at: {e}"));
+    let at = report(at, &context, &item.at(&t.at), sink);
+    if !known_role(t.role.get_ref()) {
+        sink.at(
+            &item.at(&t.role),
+            format!("{context}: unknown role {:?}", t.role.get_ref()),
+        );
+    }
+    let ttl = t.ttl.as_ref().and_then(|value| {
+        let parsed = parse_duration(value.get_ref()).map_err(|e| format!("ttl: {e}"));
+        report(parsed, &context, &item.at(value), sink)
+    });
+    let principals = t
+        .principals
+        .as_ref()
+        .map(|list| checked_list(item, list, &context, check_principal, sink));
+    let valid_before = t.valid_before.as_ref().and_then(|value| {
+        let parsed = timestamp_text(value)
+            .and_then(|text| parse_instant(&text))
+            .map_err(|e| format!("valid_before: {e}"));
+        report(parsed, &context, &item.at(value), sink)
+    });
+    let expect = match t.expect.get_ref().as_str() {
+        "allow" => {
+            if let Some(deny) = &t.deny {
+                sink.at(
+                    &item.at(deny),
+                    format!("{context}: deny is only for expect = \"deny\"; remove it"),
+                );
+            }
+            Some(Expect::Allow { valid_before })
+        }
+        "deny" => {
+            if let Some(value) = &t.valid_before {
+                sink.at(
+                    &item.at(value),
+                    format!("{context}: valid_before is only for expect = \"allow\"; remove it"),
+                );
+            }
+            let code = t.deny.as_ref().and_then(|value| {
+                let code = DenyCode::parse(value.get_ref()).ok_or_else(|| {
+                    let known: Vec<&str> = DenyCode::ALL.iter().map(|c| c.as_str()).collect();
+                    format!(
+                        "unknown deny code {:?}; known: {}",
+                        value.get_ref(),
+                        known.join(", ")
+                    )
+                });
+                report(code, &context, &item.at(value), sink)
+            });
+            Some(Expect::Deny { code })
+        }
+        other => {
+            sink.at(
+                &item.at(&t.expect),
+                format!("{context}: expect must be \"allow\" or \"deny\", not {other:?}"),
+            );
+            None
+        }
+    };
+    if sink.len() != errors_before {
+        return None;
+    }
+    let (Some(at), Some(expect)) = (at, expect) else {
+        return None;
+    };
+    Some(TestCase {
+        name: t.name.get_ref().clone(),
+        identity: t.identity.get_ref().clone(),
+        groups: t.groups.iter().map(|g| g.get_ref().clone()).collect(),
+        at,
+        role: t.role.get_ref().clone(),
+        incident: t.incident.clone(),
+        reason: t.reason.clone(),
+        ttl,
+        principals,
+        expect,
+        origin: sink.locate(&item.loc()),
+    })
+}

@@ -1,0 +1,539 @@
+//! The access decision: may this identity have this role now, and if so,
+//! what exactly goes into the certificate.
+//!
+//! [`Allowed`] is the proof of an allow decision. Only this file can build
+//! one, so code that signs a certificate from an `Allowed` knows every check
+//! below has passed. Nothing here panics; arithmetic that could overflow
+//! falls back to an already-expired validity (fail closed).
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::Policy;
+use super::model::Role;
+use super::schedule::Shift;
+use super::values::{HARD_MAX_TTL, Identity, format_duration};
+
+/// Minimum length of a reason, in non-whitespace characters.
+pub(crate) const MIN_REASON_CHARS: usize = 10;
+
+/// What a requester asks for.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AccessQuery<'a> {
+    /// `user:EMAIL` or `local:USER`.
+    pub(crate) identity: &'a str,
+    /// Group names from the identity provider, without the `group:` prefix.
+    pub(crate) groups: &'a [String],
+    pub(crate) role: &'a str,
+    pub(crate) incident: Option<&'a str>,
+    pub(crate) reason: Option<&'a str>,
+    /// None: the default TTL, capped by the role's maximum.
+    pub(crate) ttl: Option<Duration>,
+    /// A subset of the role's principals; None or empty: all of them.
+    pub(crate) principals: Option<&'a [String]>,
+    pub(crate) at: DateTime<Utc>,
+}
+
+/// Why a request was denied; stable names for logs, tests and the API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum DenyCode {
+    UnknownRole,
+    NotGranted,
+    PrincipalNotInRole,
+    InvalidTtl,
+    TtlAboveMax,
+    IncidentRequired,
+    ReasonRequired,
+    NotOnCall,
+}
+
+impl DenyCode {
+    pub(crate) const ALL: [DenyCode; 8] = [
+        DenyCode::UnknownRole,
+        DenyCode::NotGranted,
+        DenyCode::PrincipalNotInRole,
+        DenyCode::InvalidTtl,
+        DenyCode::TtlAboveMax,
+        DenyCode::IncidentRequired,
+        DenyCode::ReasonRequired,
+        DenyCode::NotOnCall,
+    ];
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            DenyCode::UnknownRole => "unknown-role",
+            DenyCode::NotGranted => "not-granted",
+            DenyCode::PrincipalNotInRole => "principal-not-in-role",
+            DenyCode::InvalidTtl => "invalid-ttl",
+            DenyCode::TtlAboveMax => "ttl-above-max",
+            DenyCode::IncidentRequired => "incident-required",
+            DenyCode::ReasonRequired => "reason-required",
+            DenyCode::NotOnCall => "not-on-call",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Option<DenyCode> {
+        DenyCode::ALL.into_iter().find(|code| code.as_str() == text)
+    }
+}
+
+impl fmt::Display for DenyCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A denial: `message` says what was wrong and what to do next.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("denied ({code}): {message}")]
+pub(crate) struct Denied {
+    pub(crate) code: DenyCode,
+    pub(crate) message: String,
+}
+
+impl Denied {
+    fn new(code: DenyCode, message: String) -> Denied {
+        Denied { code, message }
+    }
+}
+
+/// What ended the certificate's validity where it ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Limit {
+    RequestedTtl,
+    DefaultTtl,
+    RoleMaxTtl,
+    ShiftEnd,
+    HardCap,
+}
+
+impl Limit {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Limit::RequestedTtl => "requested-ttl",
+            Limit::DefaultTtl => "default-ttl",
+            Limit::RoleMaxTtl => "role-max-ttl",
+            Limit::ShiftEnd => "shift-end",
+            Limit::HardCap => "hard-cap",
+        }
+    }
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Proof of an allow decision and the certificate it permits. Only
+/// `Policy::evaluate` builds one (the `_proof` field is private); fields are
+/// read through getters so nobody can widen a decision after the fact.
+#[derive(Clone, Debug)]
+pub(crate) struct Allowed {
+    role: String,
+    principals: Vec<String>,
+    valid_after: DateTime<Utc>,
+    valid_before: DateTime<Utc>,
+    extensions: Vec<String>,
+    critical_options: Vec<(String, String)>,
+    limited_by: Limit,
+    shift: Option<Shift>,
+    incident: Option<String>,
+    reason: Option<String>,
+    _proof: (),
+}
+
+impl Allowed {
+    pub(crate) fn role(&self) -> &str {
+        &self.role
+    }
+    /// Never empty (an OpenSSH certificate without principals is valid for
+    /// any login).
+    pub(crate) fn principals(&self) -> &[String] {
+        &self.principals
+    }
+    /// The request time minus `settings.clock_skew`.
+    pub(crate) fn valid_after(&self) -> DateTime<Utc> {
+        self.valid_after
+    }
+    pub(crate) fn valid_before(&self) -> DateTime<Utc> {
+        self.valid_before
+    }
+    /// Sorted, ready for the certificate.
+    pub(crate) fn extensions(&self) -> &[String] {
+        &self.extensions
+    }
+    /// `force-command` and `source-address` (comma-joined), sorted by name.
+    pub(crate) fn critical_options(&self) -> &[(String, String)] {
+        &self.critical_options
+    }
+    pub(crate) fn limited_by(&self) -> Limit {
+        self.limited_by
+    }
+    /// The shift that made the requester eligible, when the role requires
+    /// being on call.
+    pub(crate) fn shift(&self) -> Option<&Shift> {
+        self.shift.as_ref()
+    }
+    pub(crate) fn incident(&self) -> Option<&str> {
+        self.incident.as_deref()
+    }
+    pub(crate) fn reason(&self) -> Option<&str> {
+        self.reason.as_deref()
+    }
+}
+
+/// The steps of one decision, for `policy explain`, and the first denial.
+#[derive(Debug, Default)]
+struct Trace {
+    steps: Vec<String>,
+    denial: Option<Denied>,
+}
+
+impl Trace {
+    fn pass(&mut self, step: String) {
+        self.steps.push(format!("ok    {step}"));
+    }
+
+    fn fail(&mut self, denied: Denied) {
+        self.steps
+            .push(format!("FAIL  {}: {}", denied.code, denied.message));
+        if self.denial.is_none() {
+            self.denial = Some(denied);
+        }
+    }
+}
+
+impl Policy {
+    /// Decides a request. Checks run in this order and the first failure
+    /// is the answer: role exists, granted, principals, TTL, incident,
+    /// reason, on call.
+    pub(crate) fn evaluate(&self, q: &AccessQuery<'_>) -> Result<Allowed, Denied> {
+        self.decide(q, &mut Trace::default())
+    }
+
+    /// Every step of the decision in words, ending with the decision. Unlike
+    /// `evaluate`, it goes on past the first failure to show all of them.
+    pub(crate) fn explain(&self, q: &AccessQuery<'_>) -> Vec<String> {
+        let mut trace = Trace::default();
+        let decision = self.decide(q, &mut trace);
+        let mut steps = trace.steps;
+        steps.push(match decision {
+            Ok(allowed) => format!(
+                "ALLOW role {:?} as {} from {} until {} (limited by {})",
+                allowed.role,
+                allowed.principals.join(","),
+                allowed.valid_after.to_rfc3339(),
+                allowed.valid_before.to_rfc3339(),
+                allowed.limited_by
+            ),
+            Err(denied) => format!("DENY  {}: {}", denied.code, denied.message),
+        });
+        steps
+    }
+
+    fn decide(&self, q: &AccessQuery<'_>, trace: &mut Trace) -> Result<Allowed, Denied> {
+        let Some(role) = self.roles.iter().find(|r| r.name == q.role) else {
+            let known: Vec<&str> = self.roles.iter().map(|r| r.name.as_str()).collect();
+            let denied = Denied::new(
+                DenyCode::UnknownRole,
+                format!(
+                    "there is no role {:?}; choose one of: {}",
+                    q.role,
+                    known.join(", ")
+                ),
+            );
+            trace.fail(denied.clone());
+            return Err(denied);
+        };
+        trace.pass(format!("role {:?} defined at {}", role.name, role.origin));
+
+        let subject = Identity::parse_subject(q.identity);
+        self.check_grant(role, q, subject.as_ref().ok(), trace);
+        let principals = check_principals(role, q, trace);
+        let (ttl, ttl_limit) = self.check_ttl(role, q, trace);
+        let incident = check_incident(role, q, trace);
+        let reason = check_reason(role, q, trace);
+        let shift = self.check_on_call(role, q, subject.as_ref().ok(), trace);
+
+        if let Some(denied) = trace.denial.take() {
+            return Err(denied);
+        }
+
+        // INVARIANT: ttl <= role.max_ttl <= settings.max_ttl <= 24h, so the
+        // additions below only fail near the end of chrono's range; there
+        // the certificate ends at `at`, i.e. is already expired.
+        let after = |d: Duration| {
+            TimeDelta::from_std(d)
+                .ok()
+                .and_then(|d| q.at.checked_add_signed(d))
+                .unwrap_or(q.at)
+        };
+        let mut valid_before = after(ttl);
+        let mut limited_by = ttl_limit;
+        let mut candidates = vec![(after(role.max_ttl), Limit::RoleMaxTtl)];
+        if let Some(shift) = &shift {
+            candidates.push((shift.end, Limit::ShiftEnd));
+        }
+        candidates.push((after(HARD_MAX_TTL), Limit::HardCap));
+        for (end, limit) in candidates {
+            if end < valid_before {
+                valid_before = end;
+                limited_by = limit;
+            }
+        }
+        let valid_after = TimeDelta::from_std(self.settings.clock_skew)
+            .ok()
+            .and_then(|skew| q.at.checked_sub_signed(skew))
+            .unwrap_or(q.at);
+
+        let mut critical_options = Vec::new();
+        if let Some(command) = &role.force_command {
+            critical_options.push(("force-command".to_owned(), command.clone()));
+        }
+        if !role.source_address.is_empty() {
+            critical_options.push(("source-address".to_owned(), role.source_address.join(",")));
+        }
+
+        Ok(Allowed {
+            role: role.name.clone(),
+            principals,
+            valid_after,
+            valid_before,
+            extensions: role.extensions.clone(),
+            critical_options,
+            limited_by,
+            shift,
+            incident,
+            reason,
+            _proof: (),
+        })
+    }
+
+    fn check_grant(
+        &self,
+        role: &Role,
+        q: &AccessQuery<'_>,
+        subject: Option<&Identity>,
+        trace: &mut Trace,
+    ) {
+        let Some(subject) = subject else {
+            trace.fail(Denied::new(
+                DenyCode::NotGranted,
+                format!(
+                    "{:?} is not a valid requester identity; log in again so the CA sees \
+                     \"user:EMAIL\" or \"local:USER\"",
+                    q.identity
+                ),
+            ));
+            return;
+        };
+        for grant in self.grants.iter().filter(|g| g.roles.contains(&role.name)) {
+            let matched = grant.identities.iter().find(|id| match id {
+                Identity::Group(group) => q.groups.iter().any(|g| g == group),
+                person => *person == subject,
+            });
+            if let Some(via) = matched {
+                trace.pass(format!("granted to {via} by the grant at {}", grant.origin));
+                return;
+            }
+        }
+        let groups = if q.groups.is_empty() {
+            "no groups".to_owned()
+        } else {
+            format!("groups {}", q.groups.join(", "))
+        };
+        trace.fail(Denied::new(
+            DenyCode::NotGranted,
+            format!(
+                "no grant gives role {:?} to {subject} ({groups}); ask a policy owner to add \
+                 you or one of your groups to a [[grant]] for it",
+                role.name
+            ),
+        ));
+    }
+
+    fn check_ttl(&self, role: &Role, q: &AccessQuery<'_>, trace: &mut Trace) -> (Duration, Limit) {
+        match q.ttl {
+            Some(ttl) if ttl.is_zero() => {
+                trace.fail(Denied::new(
+                    DenyCode::InvalidTtl,
+                    format!(
+                        "a TTL of zero is not allowed; ask for up to {} or leave the TTL out",
+                        format_duration(role.max_ttl)
+                    ),
+                ));
+                (role.max_ttl, Limit::RoleMaxTtl)
+            }
+            Some(ttl) if ttl > role.max_ttl => {
+                trace.fail(Denied::new(
+                    DenyCode::TtlAboveMax,
+                    format!(
+                        "requested TTL {} is above role {:?}'s maximum of {}; ask for {} or less",
+                        format_duration(ttl),
+                        role.name,
+                        format_duration(role.max_ttl),
+                        format_duration(role.max_ttl)
+                    ),
+                ));
+                (role.max_ttl, Limit::RoleMaxTtl)
+            }
+            Some(ttl) => {
+                trace.pass(format!(
+                    "requested TTL {} is within the role's maximum of {}",
+                    format_duration(ttl),
+                    format_duration(role.max_ttl)
+                ));
+                (ttl, Limit::RequestedTtl)
+            }
+            None if self.settings.default_ttl > role.max_ttl => {
+                trace.pass(format!(
+                    "no TTL requested: default {} capped to the role's maximum of {}",
+                    format_duration(self.settings.default_ttl),
+                    format_duration(role.max_ttl)
+                ));
+                (role.max_ttl, Limit::RoleMaxTtl)
+            }
+            None => {
+                trace.pass(format!(
+                    "no TTL requested: default {}",
+                    format_duration(self.settings.default_ttl)
+                ));
+                (self.settings.default_ttl, Limit::DefaultTtl)
+            }
+        }
+    }
+
+    fn check_on_call(
+        &self,
+        role: &Role,
+        q: &AccessQuery<'_>,
+        subject: Option<&Identity>,
+        trace: &mut Trace,
+    ) -> Option<Shift> {
+        if role.require_on_call.is_empty() {
+            trace.pass("no on-call requirement".to_owned());
+            return None;
+        }
+        let mut mine: Option<Shift> = None;
+        let mut others = Vec::new();
+        for name in &role.require_on_call {
+            match self.on_call(name, q.at) {
+                Some(shift) if Some(&shift.member) == subject => {
+                    if mine.as_ref().is_none_or(|m| shift.end > m.end) {
+                        mine = Some(shift);
+                    }
+                }
+                Some(shift) => others.push(format!("{name}: {}", shift.describe())),
+                None => others.push(format!("{name}: nobody (rotation not started)")),
+            }
+        }
+        if let Some(shift) = mine {
+            trace.pass(format!(
+                "on call for {:?}: {}",
+                shift.schedule,
+                shift.describe()
+            ));
+            return Some(shift);
+        }
+        trace.fail(Denied::new(
+            DenyCode::NotOnCall,
+            format!(
+                "{} is not on call for {} right now (on call: {}); ask the on-call engineer, \
+                 or take over the shift in the rotation",
+                q.identity,
+                role.require_on_call.join(" or "),
+                others.join("; ")
+            ),
+        ));
+        None
+    }
+}
+
+fn check_principals(role: &Role, q: &AccessQuery<'_>, trace: &mut Trace) -> Vec<String> {
+    let requested = match q.principals {
+        Some(list) if !list.is_empty() => list,
+        _ => {
+            trace.pass(format!(
+                "principals: all of the role's ({})",
+                role.principals.join(", ")
+            ));
+            return role.principals.clone();
+        }
+    };
+    let outside: Vec<&str> = requested
+        .iter()
+        .filter(|p| !role.principals.contains(p))
+        .map(String::as_str)
+        .collect();
+    if !outside.is_empty() {
+        trace.fail(Denied::new(
+            DenyCode::PrincipalNotInRole,
+            format!(
+                "role {:?} does not include principal(s) {}; choose from {} or another role",
+                role.name,
+                outside.join(", "),
+                role.principals.join(", ")
+            ),
+        ));
+        return role.principals.clone();
+    }
+    let mut chosen: Vec<String> = Vec::new();
+    for principal in requested {
+        if !chosen.contains(principal) {
+            chosen.push(principal.clone());
+        }
+    }
+    trace.pass(format!("principals: {}", chosen.join(", ")));
+    chosen
+}
+
+fn check_incident(role: &Role, q: &AccessQuery<'_>, trace: &mut Trace) -> Option<String> {
+    let incident = q
+        .incident
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+        .map(str::to_owned);
+    if !role.require_incident {
+        trace.pass("no incident required".to_owned());
+    } else if let Some(id) = &incident {
+        trace.pass(format!("incident {id} given"));
+    } else {
+        trace.fail(Denied::new(
+            DenyCode::IncidentRequired,
+            format!(
+                "role {:?} requires an incident; ask again with --incident ID",
+                role.name
+            ),
+        ));
+    }
+    incident
+}
+
+fn check_reason(role: &Role, q: &AccessQuery<'_>, trace: &mut Trace) -> Option<String> {
+    let reason = q
+        .reason
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_owned);
+    let length = reason
+        .as_deref()
+        .map_or(0, |r| r.chars().filter(|c| !c.is_whitespace()).count());
+    if !role.require_reason {
+        trace.pass("no reason required".to_owned());
+    } else if length >= MIN_REASON_CHARS {
+        trace.pass("reason given".to_owned());
+    } else {
+        trace.fail(Denied::new(
+            DenyCode::ReasonRequired,
+            format!(
+                "role {:?} requires a reason of at least {MIN_REASON_CHARS} characters (not \
+                 counting spaces); ask again with --reason \"what you will do and why\"",
+                role.name
+            ),
+        ));
+    }
+    reason
+}

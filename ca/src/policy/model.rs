@@ -1,0 +1,119 @@
+//! The checked policy types: every value in them has passed `check.rs`.
+//! Fields are visible to the policy module only; the rest of the CA reads
+//! them through getters and cannot build or change them.
+
+use std::time::Duration;
+
+use super::values::Identity;
+
+/// `[settings]`, checked: `0 < default_ttl <= max_ttl <= 24h`,
+/// `clock_skew <= 10m`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Settings {
+    pub(super) default_ttl: Duration,
+    pub(super) max_ttl: Duration,
+    pub(super) clock_skew: Duration,
+}
+
+impl Settings {
+    pub(super) const DEFAULT: Settings = Settings {
+        default_ttl: Duration::from_secs(15 * 60),
+        max_ttl: Duration::from_secs(3600),
+        clock_skew: Duration::from_secs(60),
+    };
+
+    /// TTL of a certificate whose request names none (capped by the role).
+    pub(crate) fn default_ttl(&self) -> Duration {
+        self.default_ttl
+    }
+
+    /// Longest TTL any role may grant.
+    pub(crate) fn max_ttl(&self) -> Duration {
+        self.max_ttl
+    }
+
+    /// How far certificates are backdated.
+    pub(crate) fn clock_skew(&self) -> Duration {
+        self.clock_skew
+    }
+}
+
+/// A `[[role]]`, checked. Principals are valid login names, `max_ttl` is at
+/// most `settings.max_ttl`, every schedule in `require_on_call` exists,
+/// extensions are known and sorted (OpenSSH wants them in lexical order).
+#[derive(Clone, Debug)]
+pub(crate) struct Role {
+    pub(super) name: String,
+    pub(super) description: Option<String>,
+    pub(super) principals: Vec<String>,
+    pub(super) hosts: Vec<String>,
+    pub(super) max_ttl: Duration,
+    pub(super) require_on_call: Vec<String>,
+    pub(super) require_incident: bool,
+    pub(super) require_reason: bool,
+    pub(super) extensions: Vec<String>,
+    pub(super) force_command: Option<String>,
+    pub(super) source_address: Vec<String>,
+    /// `file:line:col` of the role's header.
+    pub(super) origin: String,
+}
+
+impl Role {
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+    pub(crate) fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+    pub(crate) fn principals(&self) -> &[String] {
+        &self.principals
+    }
+    /// Host patterns (`*`, `?` wildcards) for ssh-config and the bastion.
+    pub(crate) fn hosts(&self) -> &[String] {
+        &self.hosts
+    }
+    pub(crate) fn max_ttl(&self) -> Duration {
+        self.max_ttl
+    }
+    pub(crate) fn require_on_call(&self) -> &[String] {
+        &self.require_on_call
+    }
+    pub(crate) fn require_incident(&self) -> bool {
+        self.require_incident
+    }
+    pub(crate) fn require_reason(&self) -> bool {
+        self.require_reason
+    }
+    pub(crate) fn extensions(&self) -> &[String] {
+        &self.extensions
+    }
+    pub(crate) fn force_command(&self) -> Option<&str> {
+        self.force_command.as_deref()
+    }
+    pub(crate) fn source_address(&self) -> &[String] {
+        &self.source_address
+    }
+    pub(crate) fn origin(&self) -> &str {
+        &self.origin
+    }
+}
+
+/// A `[[grant]]`: these identities may request these roles.
+#[derive(Clone, Debug)]
+pub(crate) struct Grant {
+    pub(super) identities: Vec<Identity>,
+    pub(super) roles: Vec<String>,
+    pub(super) origin: String,
+}
+
+impl Grant {
+    pub(crate) fn identities(&self) -> &[Identity] {
+        &self.identities
+    }
+    pub(crate) fn roles(&self) -> &[String] {
+        &self.roles
+    }
+    pub(crate) fn origin(&self) -> &str {
+        &self.origin
+    }
+}

@@ -1,0 +1,399 @@
+//! The policy file as written: serde structs that mirror the TOML, with
+//! spans, and the split of a document into its sections.
+//!
+//! Each `[[role]]`, `[[schedule]]`, ... entry is deserialized on its own, so
+//! an unknown key in one role does not hide the errors in the next. Values
+//! stay text here; `check.rs` turns them into checked types.
+
+use std::ops::Range;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+use super::error::{Loc, Sink};
+
+/// A section entry, with the keys it accepts. Unknown keys are reported
+/// and removed before serde sees the table, so that one misspelt key does
+/// not hide the entry's other errors (`deny_unknown_fields` stays as a net).
+pub(crate) trait Entry: DeserializeOwned {
+    const FIELDS: &'static [&'static str];
+    /// Keys holding a sub-table, with that table's keys.
+    const TABLES: &'static [(&'static str, &'static [&'static str])] = &[];
+}
+
+impl Entry for RawSettings {
+    const FIELDS: &'static [&'static str] = &["default_ttl", "max_ttl", "clock_skew"];
+}
+
+impl Entry for RawSchedule {
+    const FIELDS: &'static [&'static str] = &["name", "timezone", "rotation"];
+    const TABLES: &'static [(&'static str, &'static [&'static str])] =
+        &[("rotation", RawRotation::FIELDS)];
+}
+
+impl RawRotation {
+    const FIELDS: &'static [&'static str] = &["members", "start", "shift"];
+}
+
+impl Entry for RawRole {
+    const FIELDS: &'static [&'static str] = &[
+        "name",
+        "description",
+        "principals",
+        "hosts",
+        "max_ttl",
+        "require_on_call",
+        "require_incident",
+        "require_reason",
+        "extensions",
+        "force_command",
+        "source_address",
+    ];
+}
+
+impl Entry for RawGrant {
+    const FIELDS: &'static [&'static str] = &["identities", "roles"];
+}
+
+impl Entry for RawTest {
+    const FIELDS: &'static [&'static str] = &[
+        "name",
+        "identity",
+        "groups",
+        "at",
+        "role",
+        "incident",
+        "reason",
+        "ttl",
+        "principals",
+        "expect",
+        "deny",
+        "valid_before",
+    ];
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSettings {
+    pub(crate) default_ttl: Option<Spanned<String>>,
+    pub(crate) max_ttl: Option<Spanned<String>>,
+    pub(crate) clock_skew: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSchedule {
+    pub(crate) name: Spanned<String>,
+    pub(crate) timezone: Spanned<String>,
+    pub(crate) rotation: Spanned<RawRotation>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRotation {
+    pub(crate) members: Spanned<Vec<Spanned<String>>>,
+    /// A string or a TOML local date-time literal.
+    pub(crate) start: Spanned<toml::Value>,
+    pub(crate) shift: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRole {
+    pub(crate) name: Spanned<String>,
+    pub(crate) description: Option<String>,
+    pub(crate) principals: Spanned<Vec<Spanned<String>>>,
+    pub(crate) hosts: Spanned<Vec<Spanned<String>>>,
+    pub(crate) max_ttl: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) require_on_call: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) require_incident: bool,
+    #[serde(default)]
+    pub(crate) require_reason: bool,
+    #[serde(default)]
+    pub(crate) extensions: Vec<Spanned<String>>,
+    pub(crate) force_command: Option<Spanned<String>>,
+    pub(crate) source_address: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGrant {
+    pub(crate) identities: Spanned<Vec<Spanned<String>>>,
+    pub(crate) roles: Spanned<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTest {
+    pub(crate) name: Spanned<String>,
+    pub(crate) identity: Spanned<String>,
+    #[serde(default)]
+    pub(crate) groups: Vec<Spanned<String>>,
+    /// A string or a TOML offset date-time literal.
+    pub(crate) at: Spanned<toml::Value>,
+    pub(crate) role: Spanned<String>,
+    pub(crate) incident: Option<String>,
+    pub(crate) reason: Option<String>,
+    pub(crate) ttl: Option<Spanned<String>>,
+    pub(crate) principals: Option<Vec<Spanned<String>>>,
+    pub(crate) expect: Spanned<String>,
+    pub(crate) deny: Option<Spanned<String>>,
+    pub(crate) valid_before: Option<Spanned<toml::Value>>,
+}
+
+/// One entry of a section, with the file it came from and the span of its
+/// header (`[[role]]`) or inline table.
+#[derive(Debug)]
+pub(crate) struct Item<T> {
+    pub(crate) file: usize,
+    pub(crate) span: Range<usize>,
+    pub(crate) value: T,
+}
+
+impl<T> Item<T> {
+    pub(crate) fn loc(&self) -> Loc {
+        Loc {
+            file: self.file,
+            span: self.span.clone(),
+        }
+    }
+
+    /// Location of a value inside this entry.
+    pub(crate) fn at<V>(&self, value: &Spanned<V>) -> Loc {
+        Loc {
+            file: self.file,
+            span: value.span(),
+        }
+    }
+}
+
+/// All entries of all files, in file order, before any checking.
+#[derive(Debug, Default)]
+pub(crate) struct RawPolicy {
+    pub(crate) settings: Vec<Item<RawSettings>>,
+    pub(crate) schedules: Vec<Item<RawSchedule>>,
+    pub(crate) roles: Vec<Item<RawRole>>,
+    pub(crate) grants: Vec<Item<RawGrant>>,
+    pub(crate) tests: Vec<Item<RawTest>>,
+    /// Names of schedules and roles whose entry did not deserialize: they
+    /// exist, so references to them are not reported as unknown.
+    pub(crate) broken_schedules: Vec<String>,
+    pub(crate) broken_roles: Vec<String>,
+}
+
+const SECTIONS: &str = "[settings], [[schedule]], [[role]], [[grant]], [[test]]";
+
+impl RawPolicy {
+    /// Parses one file into its entries; problems go to `sink`. Returns
+    /// false when the file is not valid TOML (its entries are then unusable).
+    pub(crate) fn add_file(&mut self, file: usize, text: &str, sink: &mut Sink<'_>) -> bool {
+        let (root, syntax_errors) = DeTable::parse_recoverable(text);
+        if !syntax_errors.is_empty() {
+            for error in syntax_errors {
+                let span = error.span().unwrap_or(0..0);
+                sink.at(
+                    &Loc { file, span },
+                    format!("TOML syntax: {}", error.message()),
+                );
+            }
+            return false;
+        }
+        for (key, value) in root.into_inner() {
+            let key_loc = Loc {
+                file,
+                span: key.span(),
+            };
+            match key.get_ref().as_ref() {
+                "settings" => {
+                    if let DeValue::Table(_) = value.get_ref() {
+                        if let Some(item) = entry(file, value, "settings", sink) {
+                            self.settings.push(item);
+                        }
+                    } else {
+                        sink.at(&key_loc, "settings must be a table: write [settings]");
+                    }
+                }
+                "schedule" => self.add_entries(file, value, "schedule", &key_loc, sink),
+                "role" => self.add_entries(file, value, "role", &key_loc, sink),
+                "grant" => self.add_entries(file, value, "grant", &key_loc, sink),
+                "test" => self.add_entries(file, value, "test", &key_loc, sink),
+                other => {
+                    let hint = match other {
+                        "schedules" | "roles" | "grants" | "tests" => {
+                            format!("; did you mean [[{}]]?", other.trim_end_matches('s'))
+                        }
+                        _ => String::new(),
+                    };
+                    sink.at(
+                        &key_loc,
+                        format!("unknown section {other:?}; expected one of {SECTIONS}{hint}"),
+                    );
+                }
+            }
+        }
+        true
+    }
+
+    fn add_entries(
+        &mut self,
+        file: usize,
+        value: Spanned<DeValue<'_>>,
+        section: &str,
+        key_loc: &Loc,
+        sink: &mut Sink<'_>,
+    ) {
+        let DeValue::Array(entries) = value.into_inner() else {
+            sink.at(
+                key_loc,
+                format!("{section} must be an array of tables: write [[{section}]]"),
+            );
+            return;
+        };
+        for value in entries {
+            if !matches!(value.get_ref(), DeValue::Table(_)) {
+                let loc = Loc {
+                    file,
+                    span: value.span(),
+                };
+                sink.at(&loc, format!("each {section} must be a table"));
+                continue;
+            }
+            let name = value
+                .get_ref()
+                .get("name")
+                .and_then(|name| name.get_ref().as_str())
+                .map(str::to_owned);
+            let context = match &name {
+                Some(name) => format!("{section} {name:?}"),
+                None => section.to_owned(),
+            };
+            match section {
+                "schedule" => match entry::<RawSchedule>(file, value, &context, sink) {
+                    Some(item) => self.schedules.push(item),
+                    None => self.broken_schedules.extend(name),
+                },
+                "role" => match entry::<RawRole>(file, value, &context, sink) {
+                    Some(item) => self.roles.push(item),
+                    None => self.broken_roles.extend(name),
+                },
+                "grant" => self.grants.extend(entry(file, value, &context, sink)),
+                _ => self.tests.extend(entry(file, value, &context, sink)),
+            }
+        }
+    }
+}
+
+/// Deserializes one table; on failure reports where and returns None.
+fn entry<T: Entry>(
+    file: usize,
+    mut value: Spanned<DeValue<'_>>,
+    context: &str,
+    sink: &mut Sink<'_>,
+) -> Option<Item<T>> {
+    let span = value.span();
+    if let DeValue::Table(table) = value.get_mut() {
+        drop_unknown_keys(file, table, T::FIELDS, context, "", sink);
+        for (key, fields) in T::TABLES {
+            if let Some(DeValue::Table(inner)) = table.get_mut(*key).map(Spanned::get_mut) {
+                drop_unknown_keys(file, inner, fields, context, key, sink);
+            }
+        }
+    }
+    match T::deserialize(ValueDeserializer::from(value)) {
+        Ok(value) => Some(Item { file, span, value }),
+        Err(error) => {
+            let span = error.span().unwrap_or(span);
+            sink.at(
+                &Loc { file, span },
+                format!("{context}: {}", error.message()),
+            );
+            None
+        }
+    }
+}
+
+fn drop_unknown_keys(
+    file: usize,
+    table: &mut DeTable<'_>,
+    fields: &[&str],
+    context: &str,
+    parent: &str,
+    sink: &mut Sink<'_>,
+) {
+    let unknown: Vec<_> = table
+        .keys()
+        .filter(|key| !fields.contains(&key.get_ref().as_ref()))
+        .cloned()
+        .collect();
+    for key in unknown {
+        let name: &str = key.get_ref().as_ref();
+        let shown = if parent.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{parent}.{name}")
+        };
+        sink.at(
+            &Loc {
+                file,
+                span: key.span(),
+            },
+            format!(
+                "{context}: unknown key {shown:?}; expected one of {}",
+                fields.join(", ")
+            ),
+        );
+        table.remove(&key);
+    }
+}
+
+/// The text of a timestamp written either as a string or as a TOML
+/// date-time literal.
+pub(crate) fn timestamp_text(value: &Spanned<toml::Value>) -> Result<String, String> {
+    match value.get_ref() {
+        toml::Value::String(text) => Ok(text.clone()),
+        toml::Value::Datetime(datetime) => Ok(datetime.to_string()),
+        other => Err(format!(
+            "expected a timestamp, found a {}",
+            other.type_str()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+    use toml::de::ValueDeserializer;
+
+    use super::{Entry, RawGrant, RawRole, RawRotation, RawSchedule, RawSettings, RawTest};
+
+    /// serde's own list of fields, from its unknown-field error.
+    fn serde_fields<T: for<'de> Deserialize<'de>>() -> String {
+        let Err(error) = T::deserialize(ValueDeserializer::parse("{ zzz = 1 }").unwrap()) else {
+            panic!("zzz accepted");
+        };
+        error.message().to_owned()
+    }
+
+    fn expected(fields: &[&str]) -> String {
+        let quoted: Vec<String> = fields.iter().map(|f| format!("`{f}`")).collect();
+        format!("unknown field `zzz`, expected one of {}", quoted.join(", "))
+    }
+
+    #[test]
+    fn field_lists_match_the_structs() {
+        assert_eq!(serde_fields::<RawSettings>(), expected(RawSettings::FIELDS));
+        assert_eq!(serde_fields::<RawSchedule>(), expected(RawSchedule::FIELDS));
+        assert_eq!(serde_fields::<RawRotation>(), expected(RawRotation::FIELDS));
+        assert_eq!(serde_fields::<RawRole>(), expected(RawRole::FIELDS));
+        assert_eq!(serde_fields::<RawTest>(), expected(RawTest::FIELDS));
+        // serde words a two-field list differently.
+        assert_eq!(
+            serde_fields::<RawGrant>(),
+            "unknown field `zzz`, expected `identities` or `roles`"
+        );
+    }
+}
