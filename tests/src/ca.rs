@@ -1,0 +1,249 @@
+//! The real `shiftkey-ca` binary, initialized in a temporary data directory
+//! and served on a loopback port, plus the ways tests talk to it.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+use crate::util::{binary, free_port, run, run_ok};
+
+#[derive(Debug)]
+pub struct TestCa {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    child: Option<Child>,
+    client: Option<reqwest::blocking::Client>,
+}
+
+impl TestCa {
+    /// `shiftkey-ca init` in a fresh directory, then the given policy and,
+    /// when `oidc` is `(issuer, client_id)`, an `[oidc]` section.
+    pub fn init(policy: &str, oidc: Option<(&str, &str)>) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("shiftkey-ca-").tempdir()?;
+        run_ok(
+            Command::new(binary("shiftkey-ca")?)
+                .arg("init")
+                .arg("--data-dir")
+                .arg(dir.path()),
+        )?;
+        std::fs::write(dir.path().join("policy.toml"), policy)?;
+        let port = free_port();
+        let mut config = std::fs::read_to_string(dir.path().join("ca.toml"))?.replace(
+            "listen = \"127.0.0.1:8443\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+        );
+        if let Some((issuer, client_id)) = oidc {
+            config.push_str(&format!(
+                "\n[oidc]\nissuer = \"{issuer}\"\nclient_id = \"{client_id}\"\n\
+                 # The test provider only speaks plain HTTP on loopback.\ndanger_allow_http_issuer = true\n"
+            ));
+        }
+        std::fs::write(dir.path().join("ca.toml"), config)?;
+        Ok(TestCa {
+            dir,
+            port,
+            child: None,
+            client: None,
+        })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("ca.sock")
+    }
+
+    /// Starts `shiftkey-ca serve` and waits until it answers on HTTPS.
+    pub fn start(mut self) -> anyhow::Result<Self> {
+        let log = std::fs::File::create(self.dir.path().join("ca.log"))?;
+        let child = Command::new(binary("shiftkey-ca")?)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .env("SHIFTKEY_LOG", "info,shiftkey_ca=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting shiftkey-ca serve")?;
+        self.child = Some(child);
+        let cert = std::fs::read(self.dir.path().join("tls/cert.pem"))?;
+        let client = reqwest::blocking::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&cert)?)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(resp) = client.get(self.url("/healthz")).send()
+                && resp.status().is_success()
+            {
+                break;
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                bail!("shiftkey-ca exited with {status}:\n{}", self.log());
+            }
+            if Instant::now() > deadline {
+                bail!("shiftkey-ca did not become healthy:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.client = Some(client);
+        Ok(self)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("ca.log")).unwrap_or_default()
+    }
+
+    pub fn client(&self) -> &reqwest::blocking::Client {
+        self.client.as_ref().expect("TestCa::start was called")
+    }
+
+    /// True while the process is still running.
+    pub fn is_alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        run_ok(
+            Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(self.pid().to_string()),
+        )?;
+        Ok(())
+    }
+
+    /// Stops the CA with SIGTERM and waits for it.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            let _ = run(Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string()));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait()?.is_none() {
+                if Instant::now() > deadline {
+                    child.kill()?;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    }
+
+    /// `POST /v1/certificates` over HTTPS with a Bearer token.
+    pub fn request_https(&self, token: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+        let resp = self
+            .client()
+            .post(self.url("/v1/certificates"))
+            .bearer_auth(token)
+            .json(body)
+            .send()?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.json().unwrap_or(Value::Null)))
+    }
+
+    /// `POST /v1/certificates` over the local socket: the caller is local:USER.
+    pub fn request_local(&self, body: &Value) -> anyhow::Result<(u16, Value)> {
+        let (status, body) = http_over_socket(
+            &self.socket(),
+            "POST",
+            "/v1/certificates",
+            body.to_string().as_bytes(),
+        )?;
+        Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+    }
+
+    /// Runs `shiftkey-ca ARGS...`.
+    pub fn cli(&self, args: &[&str]) -> anyhow::Result<Output> {
+        run(Command::new(binary("shiftkey-ca")?).args(args))
+    }
+
+    /// The audit log as exported by `shiftkey-ca audit export`.
+    pub fn audit_rows(&self) -> anyhow::Result<Vec<Value>> {
+        let out = run_ok(
+            Command::new(binary("shiftkey-ca")?)
+                .args(["audit", "export", "--data-dir"])
+                .arg(self.dir.path()),
+        )?;
+        out.lines()
+            .map(|l| serde_json::from_str(l).context("audit export line is JSON"))
+            .collect()
+    }
+
+    /// The last audit row of `kind`.
+    pub fn last_audit(&self, kind: &str) -> anyhow::Result<Value> {
+        self.audit_rows()?
+            .into_iter()
+            .rev()
+            .find(|r| r["kind"] == kind)
+            .with_context(|| format!("no audit row of kind {kind}"))
+    }
+}
+
+impl Drop for TestCa {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// One HTTP/1.1 request over a Unix socket, `Connection: close`, returning
+/// the status and body. Written by hand because the test client (reqwest)
+/// cannot dial Unix sockets; the CA answers with a Content-Length body.
+pub fn http_over_socket(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> anyhow::Result<(u16, Vec<u8>)> {
+    let mut stream = UnixStream::connect(socket)
+        .with_context(|| format!("connecting to {}", socket.display()))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    // The CA may answer (413) and close before a huge body is fully sent;
+    // what it answered is still ours to read.
+    if let Err(e) = stream.write_all(body)
+        && !matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset)
+    {
+        return Err(e.into());
+    }
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("no end of headers in the response")?;
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("bad status line in {head:?}"))?;
+    Ok((status, response[split + 4..].to_vec()))
+}

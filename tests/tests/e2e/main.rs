@@ -1,0 +1,11 @@
+//! End-to-end tests: the real `shiftkey-ca` binary with real OpenSSH, a real
+//! OIDC provider, real SQLite files and real HTTP over loopback.
+//! Needs root (sshd, a login user) and the tools `scripts/test` installs.
+
+mod audit;
+mod bad_input;
+mod fixtures;
+mod issuance;
+mod oidc;
+mod policy_cli;
+mod quickstart;

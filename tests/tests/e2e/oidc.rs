@@ -1,0 +1,241 @@
+//! OIDC ID tokens from a real provider on loopback, and every way a token can
+//! be wrong; plus the policy's denials, each with a reason and an audit row.
+
+use serde_json::{Value, json};
+use shiftkey_tests::ca::TestCa;
+use shiftkey_tests::oidc::OidcProvider;
+use shiftkey_tests::util::ssh_keygen;
+
+use crate::fixtures::policy;
+
+const CLIENT_ID: &str = "shiftkey-e2e";
+
+fn setup() -> anyhow::Result<(OidcProvider, TestCa, String, u64)> {
+    let provider = OidcProvider::start()?;
+    let (text, shift_end) = policy();
+    let ca = TestCa::init(&text, Some((provider.issuer(), CLIENT_ID)))?.start()?;
+    let dir = tempfile::tempdir()?;
+    let key = ssh_keygen(dir.path(), "id", &["-t", "ed25519"])?;
+    let public = std::fs::read_to_string(key.with_extension("pub"))?
+        .trim()
+        .to_owned();
+    Ok((provider, ca, public, shift_end))
+}
+
+#[test]
+fn tokens_are_verified_and_every_bad_one_is_refused() -> anyhow::Result<()> {
+    let (provider, ca, public, _) = setup()?;
+    let body = json!({ "public_key": public, "role": "shell" });
+
+    let good = provider.code_flow_token(CLIENT_ID, "alice@example.com", &["sre"])?;
+    let (status, answer) = ca.request_https(&good, &body)?;
+    assert_eq!(status, 200, "{answer}\n{}", ca.log());
+    assert!(
+        answer["key_id"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("alice@example.com role=shell ")
+    );
+    let who: Value = ca
+        .client()
+        .get(ca.url("/v1/whoami"))
+        .bearer_auth(&good)
+        .send()?
+        .json()?;
+    assert_eq!(
+        who,
+        json!({ "identity": "user:alice@example.com", "groups": ["sre"] })
+    );
+
+    let now = chrono::Utc::now().timestamp();
+    let base = json!({ "email": "alice@example.com", "groups": ["sre"] });
+    let with = |extra: Value| {
+        let mut claims = base.clone();
+        if let (Some(c), Some(e)) = (claims.as_object_mut(), extra.as_object()) {
+            c.extend(e.clone());
+        }
+        claims
+    };
+    let mut bad: Vec<(&str, String)> = vec![
+        (
+            "wrong issuer",
+            provider.mint(with(
+                json!({ "aud": CLIENT_ID, "iss": "http://localhost:1/evil" }),
+            ))?,
+        ),
+        (
+            "wrong audience",
+            provider.mint(with(json!({ "aud": "some-other-client" })))?,
+        ),
+        (
+            "expired",
+            provider.mint(with(
+                json!({ "aud": CLIENT_ID, "iat": now - 7200, "exp": now - 3600 }),
+            ))?,
+        ),
+        (
+            "issued in the future",
+            provider.mint(with(
+                json!({ "aud": CLIENT_ID, "iat": now + 3600, "exp": now + 7200 }),
+            ))?,
+        ),
+        (
+            "no email",
+            provider.mint(json!({ "aud": CLIENT_ID, "groups": ["sre"], "email": null }))?,
+        ),
+    ];
+    // Bad signature: a valid token with one signature byte changed.
+    let (head, sig) = good.rsplit_once('.').unwrap_or_default();
+    let mut sig = sig.as_bytes().to_vec();
+    sig[10] = if sig[10] == b'A' { b'B' } else { b'A' };
+    bad.push((
+        "bad signature",
+        format!("{head}.{}", String::from_utf8_lossy(&sig)),
+    ));
+    // alg none: the same claims, unsigned.
+    let claims = good.split('.').nth(1).unwrap_or_default();
+    bad.push((
+        "alg none",
+        format!("{}.{claims}.", b64(br#"{"alg":"none","typ":"JWT"}"#)),
+    ));
+    // Unknown kid: a header naming a key the provider never published.
+    bad.push((
+        "unknown kid",
+        format!(
+            "{}.{claims}.{}",
+            b64(br#"{"alg":"RS256","typ":"JWT","kid":"no-such-key"}"#),
+            b64(&[7u8; 256])
+        ),
+    ));
+    bad.push(("garbage", "not.a.jwt".to_owned()));
+
+    for (name, token) in &bad {
+        let (status, answer) = ca.request_https(token, &body)?;
+        assert_eq!(status, 401, "{name}: {answer}");
+        assert!(
+            answer["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("refused"),
+            "{name}: {answer}"
+        );
+    }
+    let failures = ca
+        .audit_rows()?
+        .into_iter()
+        .filter(|r| r["kind"] == "auth.failed")
+        .count();
+    assert_eq!(failures, bad.len(), "each refused token is one audit row");
+    assert_eq!(ca.client().get(ca.url("/healthz")).send()?.status(), 200);
+    Ok(())
+}
+
+fn b64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(char::from(T[((n >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_policy_denies_with_a_reason_and_an_audit_row() -> anyhow::Result<()> {
+    let (provider, ca, public, shift_end) = setup()?;
+    let alice = provider.code_flow_token(CLIENT_ID, "alice@example.com", &["sre"])?;
+    let bob = provider.code_flow_token(CLIENT_ID, "bob@example.com", &["sre"])?;
+    let carol = provider.code_flow_token(CLIENT_ID, "carol@example.com", &[])?;
+    let ask = |token: &str, extra: Value| {
+        let mut body = json!({ "public_key": public, "role": "db-debug", "incident": "INC-42", "reason": "replica lag" });
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        ca.request_https(token, &body)
+    };
+
+    let cases: Vec<(&str, &str, Value, &str)> = vec![
+        (
+            "unknown role",
+            &alice,
+            json!({ "role": "db-admin" }),
+            "unknown-role",
+        ),
+        ("not granted", &carol, json!({}), "not-granted"),
+        (
+            "role granted to nobody",
+            &alice,
+            json!({ "role": "nobody-has-this" }),
+            "not-granted",
+        ),
+        ("not on call", &bob, json!({}), "not-on-call"),
+        (
+            "missing incident",
+            &alice,
+            json!({ "incident": null }),
+            "incident-required",
+        ),
+        (
+            "ttl above max",
+            &alice,
+            json!({ "ttl": "2h" }),
+            "ttl-above-max",
+        ),
+    ];
+    for (name, token, extra, code) in &cases {
+        let (status, answer) = ask(token, extra.clone())?;
+        assert_eq!(status, 403, "{name}: {answer}");
+        assert_eq!(answer["error"], *code, "{name}: {answer}");
+        assert!(
+            answer["message"].as_str().unwrap_or_default().len() > 15,
+            "{name}: a reason for a person"
+        );
+    }
+    let denied: Vec<Value> = ca
+        .audit_rows()?
+        .into_iter()
+        .filter(|r| r["kind"] == "certificate.denied")
+        .collect();
+    for (name, _, _, code) in &cases {
+        assert!(
+            denied
+                .iter()
+                .any(|r| r["detail"]["denied"] == *code && r["outcome"] == "deny"),
+            "{name}: no audit row"
+        );
+    }
+
+    // Alice is on call with an incident: allowed, and capped at her shift's end
+    // even though she asked for longer and the role would allow it.
+    let (status, answer) = ask(&alice, json!({ "ttl": "30m" }))?;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["valid_before"].as_u64(), Some(shift_end), "{answer}");
+    assert_eq!(answer["principals"], json!(["postgres"]));
+    let key_id = answer["key_id"].as_str().unwrap_or_default();
+    assert!(
+        key_id.starts_with("alice@example.com role=db-debug incident=INC-42 req=r_"),
+        "{key_id}"
+    );
+    let row = ca.last_audit("certificate.issued")?;
+    assert_eq!(row["detail"]["limited_by"], "shift-end");
+    assert_eq!(row["detail"]["incident"], "INC-42");
+    assert_eq!(row["detail"]["reason"], "replica lag");
+
+    let metrics = ca.client().get(ca.url("/metrics")).send()?.text()?;
+    assert!(
+        metrics.contains(
+            "shiftkey_ca_certificates_denied_total{role=\"db-debug\",reason=\"not-on-call\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("shiftkey_ca_certificates_issued_total{role=\"db-debug\"} 1"),
+        "{metrics}"
+    );
+    Ok(())
+}
