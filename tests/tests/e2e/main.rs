@@ -6,6 +6,7 @@ mod audit;
 mod bad_input;
 mod fixtures;
 mod issuance;
+mod keys;
 mod oidc;
 mod policy_cli;
 mod quickstart;
