@@ -139,13 +139,17 @@ pub(crate) struct Allowed {
     extensions: Vec<String>,
     critical_options: Vec<(String, String)>,
     limited_by: Limit,
+    #[cfg(test)]
     shift: Option<Shift>,
+    #[cfg(test)]
     incident: Option<String>,
+    #[cfg(test)]
     reason: Option<String>,
     _proof: (),
 }
 
 impl Allowed {
+    #[cfg(test)]
     pub(crate) fn role(&self) -> &str {
         &self.role
     }
@@ -174,12 +178,15 @@ impl Allowed {
     }
     /// The shift that made the requester eligible, when the role requires
     /// being on call.
+    #[cfg(test)]
     pub(crate) fn shift(&self) -> Option<&Shift> {
         self.shift.as_ref()
     }
+    #[cfg(test)]
     pub(crate) fn incident(&self) -> Option<&str> {
         self.incident.as_deref()
     }
+    #[cfg(test)]
     pub(crate) fn reason(&self) -> Option<&str> {
         self.reason.as_deref()
     }
@@ -254,8 +261,8 @@ impl Policy {
         self.check_grant(role, q, subject.as_ref().ok(), trace);
         let principals = check_principals(role, q, trace);
         let (ttl, ttl_limit) = self.check_ttl(role, q, trace);
-        let incident = check_incident(role, q, trace);
-        let reason = check_reason(role, q, trace);
+        check_incident(role, q, trace);
+        check_reason(role, q, trace);
         let shift = self.check_on_call(role, q, subject.as_ref().ok(), trace);
 
         if let Some(denied) = trace.denial.take() {
@@ -305,9 +312,12 @@ impl Policy {
             extensions: role.extensions.clone(),
             critical_options,
             limited_by,
+            #[cfg(test)]
             shift,
-            incident,
-            reason,
+            #[cfg(test)]
+            incident: given(q.incident),
+            #[cfg(test)]
+            reason: given(q.reason),
             _proof: (),
         })
     }
@@ -490,12 +500,15 @@ fn check_principals(role: &Role, q: &AccessQuery<'_>, trace: &mut Trace) -> Vec<
     chosen
 }
 
-fn check_incident(role: &Role, q: &AccessQuery<'_>, trace: &mut Trace) -> Option<String> {
-    let incident = q
-        .incident
-        .map(str::trim)
-        .filter(|i| !i.is_empty())
-        .map(str::to_owned);
+/// A free-text answer (incident, reason), trimmed; None when blank.
+fn given(text: Option<&str>) -> Option<String> {
+    text.map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+}
+
+fn check_incident(role: &Role, q: &AccessQuery<'_>, trace: &mut Trace) {
+    let incident = given(q.incident);
     if !role.require_incident {
         trace.pass("no incident required".to_owned());
     } else if let Some(id) = &incident {
@@ -509,15 +522,10 @@ fn check_incident(role: &Role, q: &AccessQuery<'_>, trace: &mut Trace) -> Option
             ),
         ));
     }
-    incident
 }
 
-fn check_reason(role: &Role, q: &AccessQuery<'_>, trace: &mut Trace) -> Option<String> {
-    let reason = q
-        .reason
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-        .map(str::to_owned);
+fn check_reason(role: &Role, q: &AccessQuery<'_>, trace: &mut Trace) {
+    let reason = given(q.reason);
     let length = reason
         .as_deref()
         .map_or(0, |r| r.chars().filter(|c| !c.is_whitespace()).count());
@@ -535,5 +543,4 @@ fn check_reason(role: &Role, q: &AccessQuery<'_>, trace: &mut Trace) -> Option<S
             ),
         ));
     }
-    reason
 }

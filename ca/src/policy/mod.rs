@@ -46,14 +46,14 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 
 pub(crate) use self::error::{PolicyError, PolicyErrors};
-pub(crate) use self::eval::{AccessQuery, Allowed, Denied, DenyCode, Limit};
-pub(crate) use self::model::{Grant, Role, Settings};
-pub(crate) use self::schedule::{Schedule, Shift};
-pub(crate) use self::selftest::TestOutcome;
-pub(crate) use self::values::{HARD_MAX_TTL, Identity};
+pub(crate) use self::eval::{AccessQuery, Allowed, Denied};
+pub(crate) use self::model::Role;
+pub(crate) use self::values::HARD_MAX_TTL;
 
 use self::error::{Sink, Source};
+use self::model::{Grant, Settings};
 use self::raw::RawPolicy;
+use self::schedule::{Schedule, Shift};
 use self::selftest::TestCase;
 
 /// A checked, immutable policy. Cheap to share behind an `Arc`; a reload
@@ -65,6 +65,7 @@ pub(crate) struct Policy {
     roles: Vec<Role>,
     grants: Vec<Grant>,
     tests: Vec<TestCase>,
+    #[cfg(test)]
     sources: Vec<Source>,
 }
 
@@ -148,10 +149,12 @@ impl Policy {
             roles: checked.roles,
             grants: checked.grants,
             tests: checked.tests,
+            #[cfg(test)]
             sources,
         })
     }
 
+    #[cfg(test)]
     pub(crate) fn settings(&self) -> &Settings {
         &self.settings
     }
@@ -165,27 +168,29 @@ impl Policy {
         self.roles.iter()
     }
 
+    #[cfg(test)]
     pub(crate) fn grants(&self) -> impl Iterator<Item = &Grant> {
         self.grants.iter()
     }
 
-    pub(crate) fn schedule(&self, name: &str) -> Option<&Schedule> {
+    fn schedule(&self, name: &str) -> Option<&Schedule> {
         self.schedules.iter().find(|s| s.name() == name)
     }
 
+    #[cfg(test)]
     pub(crate) fn schedules(&self) -> impl Iterator<Item = &Schedule> {
         self.schedules.iter()
     }
 
     /// Who is on call for `schedule` at `at`, and the shift's start and end.
     /// None for an unknown schedule or before its rotation starts.
-    pub(crate) fn on_call(&self, schedule: &str, at: DateTime<Utc>) -> Option<Shift> {
+    fn on_call(&self, schedule: &str, at: DateTime<Utc>) -> Option<Shift> {
         self.schedule(schedule)?.on_call(at)
     }
 
     /// The files this policy was built from, as `(name, text)`, in load
-    /// order: the caller hashes them (e.g. SHA-256) to identify the policy
-    /// version in the audit log.
+    /// order.
+    #[cfg(test)]
     pub(crate) fn sources(&self) -> impl Iterator<Item = (&str, &str)> {
         self.sources
             .iter()

@@ -23,16 +23,19 @@ impl Settings {
     };
 
     /// TTL of a certificate whose request names none (capped by the role).
+    #[cfg(test)]
     pub(crate) fn default_ttl(&self) -> Duration {
         self.default_ttl
     }
 
     /// Longest TTL any role may grant.
+    #[cfg(test)]
     pub(crate) fn max_ttl(&self) -> Duration {
         self.max_ttl
     }
 
     /// How far certificates are backdated.
+    #[cfg(test)]
     pub(crate) fn clock_skew(&self) -> Duration {
         self.clock_skew
     }
@@ -44,9 +47,7 @@ impl Settings {
 #[derive(Clone, Debug)]
 pub(crate) struct Role {
     pub(super) name: String,
-    pub(super) description: Option<String>,
     pub(super) principals: Vec<String>,
-    pub(super) hosts: Vec<String>,
     pub(super) max_ttl: Duration,
     pub(super) require_on_call: Vec<String>,
     pub(super) require_incident: bool,
@@ -62,37 +63,11 @@ impl Role {
     pub(crate) fn name(&self) -> &str {
         &self.name
     }
-    pub(crate) fn description(&self) -> Option<&str> {
-        self.description.as_deref()
-    }
-    pub(crate) fn principals(&self) -> &[String] {
-        &self.principals
-    }
-    /// Host patterns (`*`, `?` wildcards) for ssh-config and the bastion.
-    pub(crate) fn hosts(&self) -> &[String] {
-        &self.hosts
-    }
+    #[cfg(test)]
     pub(crate) fn max_ttl(&self) -> Duration {
         self.max_ttl
     }
-    pub(crate) fn require_on_call(&self) -> &[String] {
-        &self.require_on_call
-    }
-    pub(crate) fn require_incident(&self) -> bool {
-        self.require_incident
-    }
-    pub(crate) fn require_reason(&self) -> bool {
-        self.require_reason
-    }
-    pub(crate) fn extensions(&self) -> &[String] {
-        &self.extensions
-    }
-    pub(crate) fn force_command(&self) -> Option<&str> {
-        self.force_command.as_deref()
-    }
-    pub(crate) fn source_address(&self) -> &[String] {
-        &self.source_address
-    }
+    #[cfg(test)]
     pub(crate) fn origin(&self) -> &str {
         &self.origin
     }
@@ -106,13 +81,8 @@ pub(crate) struct Grant {
     pub(super) origin: String,
 }
 
+#[cfg(test)]
 impl Grant {
-    pub(crate) fn identities(&self) -> &[Identity] {
-        &self.identities
-    }
-    pub(crate) fn roles(&self) -> &[String] {
-        &self.roles
-    }
     pub(crate) fn origin(&self) -> &str {
         &self.origin
     }

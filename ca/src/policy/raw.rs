@@ -103,7 +103,9 @@ pub(crate) struct RawRotation {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRole {
     pub(crate) name: Spanned<String>,
-    pub(crate) description: Option<String>,
+    /// Free text for people reading the policy; only its type is checked.
+    #[serde(rename = "description")]
+    _description: Option<String>,
     pub(crate) principals: Spanned<Vec<Spanned<String>>>,
     pub(crate) hosts: Spanned<Vec<Spanned<String>>>,
     pub(crate) max_ttl: Option<Spanned<String>>,

@@ -37,7 +37,6 @@ pub(crate) struct Schedule {
     members: Vec<Identity>,
     start: NaiveDateTime,
     shift: ShiftLength,
-    shift_duration: Duration,
 }
 
 /// One member's turn on call.
@@ -104,28 +103,11 @@ impl Schedule {
             members,
             start,
             shift: length,
-            shift_duration: shift,
         })
     }
 
     pub(crate) fn name(&self) -> &str {
         &self.name
-    }
-
-    pub(crate) fn timezone(&self) -> Tz {
-        self.timezone
-    }
-
-    pub(crate) fn members(&self) -> &[Identity] {
-        &self.members
-    }
-
-    pub(crate) fn start(&self) -> NaiveDateTime {
-        self.start
-    }
-
-    pub(crate) fn shift_duration(&self) -> Duration {
-        self.shift_duration
     }
 
     /// Who is on call at `at`, with the shift's start and end. None before

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{AccessQuery, DenyCode, Identity, Limit, Policy, PolicyErrors};
+use super::eval::{DenyCode, Limit};
+use super::values::Identity;
+use super::{AccessQuery, Policy, PolicyErrors};
 
 const EXAMPLE: &str = include_str!("../../../docs/examples/policy.toml");
 
