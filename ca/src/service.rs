@@ -154,7 +154,11 @@ impl Ca {
     /// The metrics label for a requested role: only roles the policy knows,
     /// so callers cannot grow the label set without bound.
     fn role_label<'a>(&self, role: &'a str) -> &'a str {
-        if self.policy().role(role).is_some() { role } else { "(unknown)" }
+        if self.policy().role(role).is_some() {
+            role
+        } else {
+            "(unknown)"
+        }
     }
 
     /// `POST /v1/certificates`, after authentication.
@@ -196,7 +200,8 @@ impl Ca {
         let allowed = match policy.evaluate(&query) {
             Ok(allowed) => allowed,
             Err(denied) => {
-                self.metrics.deny(self.role_label(&valid.role), denied.code.as_str());
+                self.metrics
+                    .deny(self.role_label(&valid.role), denied.code.as_str());
                 let detail = json!({
                     "req": request_id,
                     "role": valid.role,

@@ -229,7 +229,10 @@ pub fn http_over_socket(
     // The CA may answer (413) and close before a huge body is fully sent;
     // what it answered is still ours to read.
     if let Err(e) = stream.write_all(body)
-        && !matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset)
+        && !matches!(
+            e.kind(),
+            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+        )
     {
         return Err(e.into());
     }
