@@ -41,3 +41,6 @@ CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER certificates_no_update BEFORE UPDATE ON certificates
 BEGIN SELECT RAISE(ABORT, 'issued certificates are immutable'); END;
+-- Serials restart from MAX(serial): deleting rows would let them be reused.
+CREATE TRIGGER certificates_no_delete BEFORE DELETE ON certificates
+BEGIN SELECT RAISE(ABORT, 'issued certificates are kept'); END;

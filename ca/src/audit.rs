@@ -100,11 +100,12 @@ impl std::fmt::Debug for Job {
 impl AuditLog {
     /// Starts the writer thread on `conn` (already migrated).
     pub(crate) fn start(conn: Connection) -> Result<Self, Error> {
-        let head = Head::read(&conn)?;
+        // Fail at start, not at the first request, if the table is unreadable.
+        Head::read(&conn)?;
         let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE_DEPTH);
         thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || writer(conn, head, rx))
+            .spawn(move || writer(conn, rx))
             .map_err(|_| Error::WriterGone)?;
         Ok(Self { tx })
     }
@@ -176,7 +177,7 @@ impl Head {
     }
 }
 
-fn writer(mut conn: Connection, mut head: Head, rx: mpsc::Receiver<Job>) {
+fn writer(mut conn: Connection, rx: mpsc::Receiver<Job>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -185,9 +186,8 @@ fn writer(mut conn: Connection, mut head: Head, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        match write_batch(&mut conn, &head, &batch) {
-            Ok((new_head, seqs)) => {
-                head = new_head;
+        match write_batch(&mut conn, &batch) {
+            Ok(seqs) => {
                 for (job, seq) in batch.into_iter().zip(seqs) {
                     let _ = job.reply.send(Ok(seq));
                 }
@@ -205,12 +205,8 @@ fn writer(mut conn: Connection, mut head: Head, rx: mpsc::Receiver<Job>) {
                 // One bad row must not fail its neighbours: retry each alone.
                 tracing::error!(error = %batch_error, size = batch.len(), "audit batch commit failed; retrying rows one by one");
                 for job in batch {
-                    let result = write_batch(&mut conn, &head, std::slice::from_ref(&job));
-                    let reply = match result {
-                        Ok((new_head, seqs)) => {
-                            head = new_head;
-                            Ok(seqs.first().copied().unwrap_or(head.seq))
-                        }
+                    let reply = match write_batch(&mut conn, std::slice::from_ref(&job)) {
+                        Ok(seqs) => seqs.first().copied().ok_or(Error::WriterGone),
                         Err(e) => {
                             tracing::error!(error = %e, kind = job.event.kind, "audit row could not be committed; the request is refused");
                             Err(Error::Write(e.to_string()))
@@ -237,13 +233,12 @@ fn is_lock_error(e: &rusqlite::Error) -> bool {
     )
 }
 
-fn write_batch(
-    conn: &mut Connection,
-    head: &Head,
-    batch: &[Job],
-) -> rusqlite::Result<(Head, Vec<u64>)> {
-    let tx = conn.transaction()?;
-    let mut tip = head.clone();
+/// Appends `batch` in one transaction. The chain's tip is read inside the
+/// same write transaction, so the chain stays right whatever happened before
+/// (a failed batch, another process that wrote to the file).
+fn write_batch(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<Vec<u64>> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut tip = Head::read(&tx)?;
     let mut seqs = Vec::with_capacity(batch.len());
     {
         let mut insert = tx.prepare_cached(
@@ -279,7 +274,7 @@ fn write_batch(
         }
     }
     tx.commit()?;
-    Ok((tip, seqs))
+    Ok(seqs)
 }
 
 /// One audit row as stored and exported.
@@ -355,8 +350,15 @@ pub(crate) struct Verification {
 /// Walks the whole chain. A truncated tail cannot be told from a shorter log
 /// by the log alone: compare `head_seq`/`head_hash` with a copy kept elsewhere
 /// (docs/security.md).
-pub(crate) fn verify(conn: &Connection) -> Result<Verification, Error> {
+///
+/// `anchor` is a `(seq, hash)` pair recorded earlier (from a previous
+/// verify's head): the chain must still hold that row with that hash.
+pub(crate) fn verify(
+    conn: &Connection,
+    anchor: Option<(u64, &str)>,
+) -> Result<Verification, Error> {
     let mut expected_seq = 1u64;
+    let mut anchor_seen = false;
     let mut prev_hash = GENESIS_HASH.to_owned();
     let mut problems = Vec::new();
     let mut count = 0u64;
@@ -386,10 +388,32 @@ pub(crate) fn verify(conn: &Connection) -> Result<Verification, Error> {
                 row.seq
             ));
         }
+        if let Some((seq, hash)) = anchor
+            && row.seq == seq
+        {
+            anchor_seen = true;
+            if row.hash != hash {
+                problems.push(format!(
+                    "row {seq}: hash differs from the anchored head {hash} (rewritten)"
+                ));
+            }
+        }
         expected_seq = row.seq + 1;
         prev_hash = row.hash;
         Ok(())
     })?;
+    if count == 0 {
+        problems.push(
+            "the audit log is empty (a CA's log starts with keys.created at init)".to_owned(),
+        );
+    }
+    if let Some((seq, _)) = anchor
+        && !anchor_seen
+    {
+        problems.push(format!(
+            "row {seq}: the anchored head is missing (the log was truncated)"
+        ));
+    }
     Ok(Verification {
         rows: count,
         head_seq: expected_seq - 1,
@@ -437,7 +461,7 @@ mod tests {
 
     fn tamper(path: &std::path::Path, sql: &str) {
         let conn = Connection::open(path).unwrap();
-        conn.execute_batch("DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;")
+        conn.execute_batch("DROP TRIGGER IF EXISTS audit_no_update; DROP TRIGGER IF EXISTS audit_no_delete;")
             .unwrap();
         conn.execute_batch(sql).unwrap();
     }
@@ -445,7 +469,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn clean_chain_verifies() {
         let (_dir, path) = log_with(50).await;
-        let v = verify(&crate::store::open_read_only(&path).unwrap()).unwrap();
+        let v = verify(&crate::store::open_read_only(&path).unwrap(), None).unwrap();
         assert_eq!((v.rows, v.head_seq), (50, 50));
         assert!(v.problems.is_empty(), "{:?}", v.problems);
     }
@@ -454,7 +478,7 @@ mod tests {
     async fn edited_row_is_named() {
         let (_dir, path) = log_with(5).await;
         tamper(&path, "UPDATE audit SET actor = 'mallory' WHERE seq = 3");
-        let v = verify(&crate::store::open_read_only(&path).unwrap()).unwrap();
+        let v = verify(&crate::store::open_read_only(&path).unwrap(), None).unwrap();
         assert_eq!(
             v.problems,
             vec!["row 3: contents do not match its hash (edited)".to_owned()]
@@ -465,7 +489,7 @@ mod tests {
     async fn deleted_row_is_named() {
         let (_dir, path) = log_with(5).await;
         tamper(&path, "DELETE FROM audit WHERE seq = 2");
-        let v = verify(&crate::store::open_read_only(&path).unwrap()).unwrap();
+        let v = verify(&crate::store::open_read_only(&path).unwrap(), None).unwrap();
         assert!(
             v.problems
                 .iter()
@@ -483,12 +507,41 @@ mod tests {
             &path,
             "UPDATE audit SET seq = -2 WHERE seq = 2; UPDATE audit SET seq = 2 WHERE seq = 3; UPDATE audit SET seq = 3 WHERE seq = -2;",
         );
-        let v = verify(&crate::store::open_read_only(&path).unwrap()).unwrap();
+        let v = verify(&crate::store::open_read_only(&path).unwrap(), None).unwrap();
         assert!(
             v.problems.iter().any(|p| p.starts_with("row 2:")),
             "{:?}",
             v.problems
         );
+    }
+
+    #[tokio::test]
+    async fn truncation_is_caught_against_an_anchor() {
+        let (_dir, path) = log_with(5).await;
+        let conn = crate::store::open_read_only(&path).unwrap();
+        let head = verify(&conn, None).unwrap();
+        assert!(
+            verify(&conn, Some((head.head_seq, &head.head_hash)))
+                .unwrap()
+                .problems
+                .is_empty()
+        );
+        drop(conn);
+        tamper(&path, "DELETE FROM audit WHERE seq >= 4");
+        let conn = crate::store::open_read_only(&path).unwrap();
+        assert!(
+            verify(&conn, None).unwrap().problems.is_empty(),
+            "the chain alone cannot tell"
+        );
+        let v = verify(&conn, Some((head.head_seq, &head.head_hash))).unwrap();
+        assert_eq!(
+            v.problems,
+            vec!["row 5: the anchored head is missing (the log was truncated)".to_owned()]
+        );
+        drop(conn);
+        tamper(&path, "DELETE FROM audit");
+        let v = verify(&crate::store::open_read_only(&path).unwrap(), None).unwrap();
+        assert!(v.problems[0].contains("empty"));
     }
 
     #[tokio::test]

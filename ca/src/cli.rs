@@ -127,6 +127,10 @@ enum AuditCommand {
     Verify {
         #[command(flatten)]
         dir: DataDir,
+        /// A head printed by an earlier verify (SEQ:HASH), kept elsewhere:
+        /// the log must still hold it, so a truncated tail is caught too.
+        #[arg(long, value_name = "SEQ:HASH")]
+        expect_head: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -350,9 +354,27 @@ fn policy(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
 
 fn audit(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        AuditCommand::Verify { dir, json } => {
+        AuditCommand::Verify {
+            dir,
+            expect_head,
+            json,
+        } => {
+            let anchor = match &expect_head {
+                Some(text) => {
+                    let (seq, hash) = text
+                        .split_once(':')
+                        .and_then(|(seq, hash)| Some((seq.parse::<u64>().ok()?, hash)))
+                        .with_context(|| {
+                            format!(
+                                "--expect-head {text:?} is not SEQ:HASH as `audit verify` prints it"
+                            )
+                        })?;
+                    Some((seq, hash))
+                }
+                None => None,
+            };
             let conn = crate::store::open_read_only(&crate::store::db_path(&dir.data_dir))?;
-            let v = crate::audit::verify(&conn)?;
+            let v = crate::audit::verify(&conn, anchor)?;
             if json {
                 println!("{}", serde_json::to_string(&v)?);
             } else if v.problems.is_empty() {

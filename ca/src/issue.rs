@@ -13,7 +13,9 @@ use ssh_key::{Algorithm, Certificate, HashAlg, PublicKey};
 
 use crate::identity::is_safe_token;
 use crate::keys::rng;
-use crate::policy::{Allowed, HARD_MAX_TTL};
+use chrono::{DateTime, Utc};
+
+use crate::policy::{AccessQuery, Allowed, HARD_MAX_TTL};
 use crate::secret::CaKey;
 
 /// RSA keys below this many bits are refused (NIST SP 800-57: 3072 for 128-bit security).
@@ -201,26 +203,93 @@ fn parse_public_key(line: &str) -> Result<PublicKey, RequestError> {
     }
 }
 
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0:?} cannot go into a certificate key ID (spaces, commas, `=` or control characters)")]
+pub(crate) struct UnsafeKeyIdPart(String);
+
 /// The structured key ID: `SUBJECT role=R [incident=I] req=Q serial=N`.
-/// Every part has passed `is_valid_name`/`is_safe_token`, so spaces and `=`
-/// only ever separate fields.
+/// Every part is checked here, whatever its caller checked before, so spaces
+/// and `=` only ever separate fields.
 pub(crate) fn key_id(
     subject: &str,
     role: &str,
     incident: Option<&str>,
     request_id: &str,
     serial: u64,
-) -> String {
-    debug_assert!(is_safe_token(subject));
-    match incident {
+) -> Result<String, UnsafeKeyIdPart> {
+    for part in [subject, role, request_id].into_iter().chain(incident) {
+        if !is_safe_token(part) {
+            return Err(UnsafeKeyIdPart(part.chars().take(64).collect()));
+        }
+    }
+    Ok(match incident {
         Some(i) => format!("{subject} role={role} incident={i} req={request_id} serial={serial}"),
         None => format!("{subject} role={role} req={request_id} serial={serial}"),
-    }
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot sign the certificate: {0}")]
-pub(crate) struct SignError(#[from] ssh_key::Error);
+pub(crate) enum SignError {
+    #[error("cannot sign the certificate: {0}")]
+    Crypto(#[from] ssh_key::Error),
+    #[error(transparent)]
+    KeyId(#[from] UnsafeKeyIdPart),
+}
+
+impl ValidRequest {
+    /// The question this request puts to the policy.
+    pub(crate) fn query<'a>(
+        &'a self,
+        identity: &'a str,
+        groups: &'a [String],
+        at: DateTime<Utc>,
+    ) -> AccessQuery<'a> {
+        AccessQuery {
+            identity,
+            groups,
+            role: &self.role,
+            incident: self.incident.as_deref(),
+            reason: self.reason.as_deref(),
+            ttl: self.ttl,
+            principals: self.principals.as_deref(),
+            at,
+        }
+    }
+}
+
+/// A signed certificate, with its key ID and OpenSSH line.
+#[derive(Debug)]
+pub(crate) struct Signed {
+    pub(crate) key_id: String,
+    pub(crate) certificate: Certificate,
+    pub(crate) line: String,
+}
+
+/// Everything between the policy's yes and the audit commit: the key ID,
+/// the signature, the OpenSSH encoding.
+pub(crate) fn certify(
+    ca: &CaKey,
+    subject: &str,
+    request: &ValidRequest,
+    allowed: &Allowed,
+    request_id: &str,
+    serial: u64,
+) -> Result<Signed, SignError> {
+    let key_id = key_id(
+        subject,
+        &request.role,
+        request.incident.as_deref(),
+        request_id,
+        serial,
+    )?;
+    let certificate = sign(ca, request, allowed, serial, &key_id)?;
+    let line = certificate.to_openssh()?;
+    Ok(Signed {
+        key_id,
+        certificate,
+        line,
+    })
+}
 
 /// Signs a user certificate for `request.public_key` exactly as `allowed` says.
 pub(crate) fn sign(
@@ -369,8 +438,11 @@ mod tests {
                 Some("INC-42"),
                 "r_7f3a",
                 1042
-            ),
+            )
+            .unwrap(),
             "alice@example.com role=db-debug incident=INC-42 req=r_7f3a serial=1042"
         );
+        assert!(key_id("role=admin@example.com", "db-debug", None, "r_1", 1).is_err());
+        assert!(key_id("alice@example.com", "db-debug", Some("INC-1 x"), "r_1", 1).is_err());
     }
 }

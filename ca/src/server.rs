@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::Request;
 use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::serve::IncomingStream;
@@ -46,11 +46,8 @@ pub(crate) enum StartError {
     Oidc(String),
     #[error("{path}: {message}")]
     Socket { path: PathBuf, message: String },
-    #[error("{path}: cannot load the TLS certificate/key: {source}")]
-    Tls {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Tls(#[from] crate::tls::LoadError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -68,6 +65,48 @@ pub(crate) struct Running {
     handle: axum_server::Handle,
     stop_socket: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    signals: Signals,
+    /// Held while the CA runs: one CA per data directory.
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+/// Signal handlers, installed before anything else at start-up so that a
+/// SIGHUP sent while the CA loads is a reload request, not a kill.
+#[derive(Debug)]
+struct Signals {
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            hup: signal(SignalKind::hangup())?,
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+}
+
+/// Takes `DIR/ca.lock` so that two CAs never share a data directory (they
+/// would hand out the same serials).
+fn lock_data_dir(data_dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, StartError> {
+    let path = data_dir.join("ca.lock");
+    let err = |message: String| StartError::Socket {
+        path: path.clone(),
+        message,
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| err(format!("cannot open the lock file: {e}")))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| {
+        err("another shiftkey-ca is running with this data directory; stop it first".into())
+    })
 }
 
 /// Loads everything from `data_dir`/`config_path` and starts serving.
@@ -76,6 +115,11 @@ pub(crate) async fn start(
     config_path: &Path,
     passphrase: Option<&Secret>,
 ) -> Result<Running, StartError> {
+    let signals = Signals::install().map_err(|e| StartError::Socket {
+        path: PathBuf::from("(signals)"),
+        message: format!("cannot install signal handlers: {e}"),
+    })?;
+    let lock = lock_data_dir(data_dir)?;
     let config = Config::load(config_path)?;
     let keys = crate::keys::load_both(data_dir, passphrase)?;
     let policy_path = config.policy_path.clone();
@@ -148,20 +192,12 @@ pub(crate) async fn start(
     let service = app.clone().into_make_service();
     match &config.tls {
         Some(files) => {
-            let rustls =
-                axum_server::tls_rustls::RustlsConfig::from_pem_file(&files.cert, &files.key)
-                    .await
-                    .map_err(|source| StartError::Tls {
-                        path: files.cert.clone(),
-                        source,
-                    })?;
+            let rustls = axum_server::tls_rustls::RustlsConfig::from_config(
+                crate::tls::server_config(&files.cert, &files.key)?,
+            );
             let mut server =
                 axum_server::from_tcp_rustls(std_listener, rustls).handle(handle.clone());
-            server
-                .http_builder()
-                .http1()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT);
+            http1_only_with_timeouts(server.http_builder());
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = server.serve(service).await {
                     tracing::error!(error = %e, "HTTPS server stopped");
@@ -170,11 +206,7 @@ pub(crate) async fn start(
         }
         None => {
             let mut server = axum_server::from_tcp(std_listener).handle(handle.clone());
-            server
-                .http_builder()
-                .http1()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT);
+            http1_only_with_timeouts(server.http_builder());
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = server.serve(service).await {
                     tracing::error!(error = %e, "HTTP server stopped");
@@ -185,7 +217,7 @@ pub(crate) async fn start(
     let (stop_socket, stopped) = watch::channel(false);
     if let Some(path) = &config.socket {
         let listener = bind_socket(path).await?;
-        let local_app = app.layer(middleware::from_fn(local_peer));
+        let local_app = app.layer(middleware::from_fn_with_state(Arc::clone(&ca), local_peer));
         let mut stopped = stopped.clone();
         tasks.push(tokio::spawn(async move {
             let served = axum::serve(
@@ -216,6 +248,8 @@ pub(crate) async fn start(
         handle,
         stop_socket,
         tasks,
+        signals,
+        _lock: lock,
     })
 }
 
@@ -229,37 +263,25 @@ impl Running {
     }
 
     /// Serves until SIGTERM or SIGINT, reloading the policy on SIGHUP.
-    pub(crate) async fn run_until_signalled(self) -> std::io::Result<()> {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hup = signal(SignalKind::hangup())?;
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
+    pub(crate) async fn run_until_signalled(mut self) -> std::io::Result<()> {
         loop {
             tokio::select! {
-                _ = hup.recv() => {
+                _ = self.signals.hup.recv() => {
                     // The outcome is audited and logged inside.
                     let _ = self.ca.reload_policy().await;
                 }
-                _ = term.recv() => break,
-                _ = int.recv() => break,
+                _ = self.signals.term.recv() => break,
+                _ = self.signals.int.recv() => break,
             }
         }
         self.shutdown().await;
         Ok(())
     }
 
+    /// Stops accepting, lets in-flight requests finish (and be audited),
+    /// then records the stop as the log's last row.
     pub(crate) async fn shutdown(self) {
         tracing::info!("shutting down");
-        let _ = self
-            .ca
-            .audit
-            .record(Event {
-                kind: "ca.stopped",
-                actor: "system".into(),
-                outcome: Outcome::Info,
-                detail: json!({}),
-            })
-            .await;
         self.handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
         let _ = self.stop_socket.send(true);
         for task in self.tasks {
@@ -268,7 +290,28 @@ impl Running {
         if let Some(path) = &self.socket {
             let _ = std::fs::remove_file(path);
         }
+        let stopped = Event {
+            kind: "ca.stopped",
+            actor: "system".into(),
+            outcome: Outcome::Info,
+            detail: json!({}),
+        };
+        if let Err(e) = self.ca.audit.record(stopped).await {
+            tracing::error!(error = %e, "could not record the stop in the audit log");
+        }
     }
+}
+
+/// HTTP/1.1 only, and clients must send their request headers within
+/// `HEADER_READ_TIMEOUT` (slowloris).
+fn http1_only_with_timeouts(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+) {
+    *builder = builder.clone().http1_only();
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
 }
 
 /// Binds the local socket, replacing a stale one but never a live CA's.
@@ -309,6 +352,7 @@ impl Connected<IncomingStream<'_, UnixListener>> for UnixPeer {
 }
 
 async fn local_peer(
+    State(ca): State<Arc<Ca>>,
     ConnectInfo(peer): ConnectInfo<UnixPeer>,
     mut request: Request,
     next: Next,
@@ -321,10 +365,19 @@ async fn local_peer(
             request.extensions_mut().insert(LocalPeer(caller));
             next.run(request).await
         }
-        _ => ApiError::Unauthenticated {
-            code: "unknown-local-user",
-            message: "the local socket could not identify your user (no passwd entry)".into(),
+        _ => {
+            let error = ApiError::Unauthenticated {
+                code: "unknown-local-user",
+                message: "the local socket could not identify your user (no passwd entry, or an unusable name)".into(),
+            };
+            let actor = peer.uid.map_or_else(
+                || "local-uid:unknown".to_owned(),
+                |uid| format!("local-uid:{uid}"),
+            );
+            let detail = json!({ "path": request.uri().path() });
+            ca.refuse("auth.failed", actor, error, detail)
+                .await
+                .into_response()
         }
-        .into_response(),
     }
 }

@@ -19,7 +19,7 @@ use crate::issue::{self, ValidRequest};
 use crate::keys::CaKeys;
 use crate::metrics::{Metrics, RoleLabels};
 use crate::oidc::OidcVerifier;
-use crate::policy::{AccessQuery, Policy};
+use crate::policy::Policy;
 use crate::store::IssuedCertificate;
 
 /// Shared state of a running CA.
@@ -32,8 +32,10 @@ pub(crate) struct Ca {
     pub(crate) oidc: Option<OidcVerifier>,
     pub(crate) oidc_client_id: Option<String>,
     pub(crate) metrics: Metrics,
-    /// Last serial handed out. Serials only grow; one lost to a failed commit
-    /// is never reused.
+    /// Last serial handed out. Serials only grow while the CA runs. After a
+    /// restart the counter resumes from the highest stored serial, so a serial
+    /// burned by a failed commit (signed, never recorded, never answered) may
+    /// be used again; one that was answered never is.
     last_serial: AtomicU64,
 }
 
@@ -131,6 +133,25 @@ impl Ca {
         error: ApiError,
         detail: serde_json::Value,
     ) -> ApiError {
+        self.record_failure(kind, actor, Outcome::Deny, error, detail)
+            .await
+    }
+
+    /// Audits a request the CA could not complete after deciding to (signing
+    /// or encoding failed), then hands back the error to answer with.
+    async fn fail(&self, actor: String, error: ApiError, detail: serde_json::Value) -> ApiError {
+        self.record_failure("certificate.failed", actor, Outcome::Error, error, detail)
+            .await
+    }
+
+    async fn record_failure(
+        &self,
+        kind: &'static str,
+        actor: String,
+        outcome: Outcome,
+        error: ApiError,
+        detail: serde_json::Value,
+    ) -> ApiError {
         let mut detail = detail;
         if let Some(map) = detail.as_object_mut() {
             map.insert("error".into(), json!(error.code()));
@@ -141,7 +162,7 @@ impl Ca {
             .record(Event {
                 kind,
                 actor,
-                outcome: Outcome::Deny,
+                outcome,
                 detail,
             })
             .await
@@ -172,8 +193,7 @@ impl Ca {
         let valid = match issue::validate(&request) {
             Ok(v) => v,
             Err(e) => {
-                self.metrics
-                    .deny(&request.role.chars().take(64).collect::<String>(), e.code());
+                self.metrics.deny(self.role_label(&request.role), e.code());
                 let detail = json!({ "req": request_id, "role": request.role.chars().take(64).collect::<String>() });
                 return Err(self
                     .refuse(
@@ -187,17 +207,7 @@ impl Ca {
         };
         let policy = self.policy();
         let now = Utc::now();
-        let query = AccessQuery {
-            identity: &actor,
-            groups: caller.groups(),
-            role: &valid.role,
-            incident: valid.incident.as_deref(),
-            reason: valid.reason.as_deref(),
-            ttl: valid.ttl,
-            principals: valid.principals.as_deref(),
-            at: now,
-        };
-        let allowed = match policy.evaluate(&query) {
+        let allowed = match policy.evaluate(&valid.query(&actor, caller.groups(), now)) {
             Ok(allowed) => allowed,
             Err(denied) => {
                 self.metrics
@@ -225,18 +235,27 @@ impl Ca {
             }
         };
         let serial = self.last_serial.fetch_add(1, Ordering::SeqCst) + 1;
-        let key_id = issue::key_id(
+        let signed = issue::certify(
+            &self.keys.user,
             &caller.key_id_subject(),
-            &valid.role,
-            valid.incident.as_deref(),
+            &valid,
+            &allowed,
             &request_id,
             serial,
         );
-        let certificate = issue::sign(&self.keys.user, &valid, &allowed, serial, &key_id)
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-        let line = certificate
-            .to_openssh()
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let issue::Signed {
+            key_id,
+            certificate,
+            line,
+        } = match signed {
+            Ok(signed) => signed,
+            Err(e) => {
+                let detail = json!({ "req": request_id, "role": valid.role, "serial": serial });
+                return Err(self
+                    .fail(actor, ApiError::Internal(e.to_string()), detail)
+                    .await);
+            }
+        };
         let row = issued_row(
             caller,
             &valid,

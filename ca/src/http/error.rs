@@ -28,6 +28,8 @@ pub(crate) enum ApiError {
     Denied(Denied),
     /// The audit log could not record the decision, so nothing was done.
     AuditUnavailable(String),
+    /// The OIDC provider (discovery or JWKS) cannot be reached.
+    IdentityProviderUnavailable(String),
     NotFound,
     Internal(String),
 }
@@ -40,7 +42,9 @@ impl ApiError {
             ApiError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Denied(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::AuditUnavailable(_) | ApiError::IdentityProviderUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -54,6 +58,7 @@ impl ApiError {
             ApiError::Denied(d) => d.code.as_str(),
             ApiError::NotFound => "not-found",
             ApiError::AuditUnavailable(_) => "audit-unavailable",
+            ApiError::IdentityProviderUnavailable(_) => "identity-provider-unavailable",
             ApiError::Internal(_) => "internal-error",
         }
     }
@@ -72,6 +77,9 @@ impl ApiError {
             ApiError::AuditUnavailable(_) => {
                 "the CA cannot write its audit log, so it refuses to act".into()
             }
+            ApiError::IdentityProviderUnavailable(_) => {
+                "the CA cannot reach the identity provider to check your token".into()
+            }
             ApiError::Internal(_) => "the CA failed to handle the request".into(),
         }
     }
@@ -86,7 +94,9 @@ impl ApiError {
                 Some("`shiftkey-ca policy explain` shows how the policy decides".into())
             }
             ApiError::NotFound => Some("see /v1/openapi.json for the API".into()),
-            ApiError::AuditUnavailable(_) | ApiError::Internal(_) => {
+            ApiError::AuditUnavailable(_)
+            | ApiError::IdentityProviderUnavailable(_)
+            | ApiError::Internal(_) => {
                 Some("retry shortly; operators: check the CA's logs (docs/runbook.md)".into())
             }
         }
@@ -97,7 +107,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         match &self {
-            ApiError::AuditUnavailable(cause) | ApiError::Internal(cause) => {
+            ApiError::AuditUnavailable(cause)
+            | ApiError::IdentityProviderUnavailable(cause)
+            | ApiError::Internal(cause) => {
                 tracing::error!(code = self.code(), cause = %cause, "request failed");
             }
             _ => tracing::debug!(code = self.code(), "request refused"),

@@ -153,16 +153,32 @@ impl FromRequestParts<Arc<Ca>> for Caller {
                 "oidc-not-configured",
                 "this CA has no OIDC issuer configured; use its local socket or ask the operator to set [oidc] in ca.toml".into(),
             )),
-            (Ok(token), Some(verifier)) => verifier
-                .verify(token)
-                .await
-                .map_err(|e| fail(e.code(), format!("the ID token was refused: {e}"))),
+            (Ok(token), Some(verifier)) => match verifier.verify(token).await {
+                Ok(token) => Ok(token),
+                // Not the caller's fault, and the cause (URLs, resolver
+                // errors) is for the operator's log, not for the caller.
+                Err(e) if e.is_provider_unavailable() => Err(ApiError::IdentityProviderUnavailable(e.to_string())),
+                Err(e) => Err(fail(e.code(), format!("the ID token was refused: {e}"))),
+            },
         };
         match verified {
-            Ok(token) => Ok(Caller::User {
+            // The email becomes the key ID's first field; `oidc` already
+            // refuses unsafe ones, and this keeps it so whatever changes there.
+            Ok(token) if crate::identity::is_safe_token(&token.email) => Ok(Caller::User {
                 email: token.email,
                 groups: token.groups,
             }),
+            Ok(_) => Err(ca
+                .refuse(
+                    "auth.failed",
+                    "anonymous".into(),
+                    fail(
+                        "invalid-email",
+                        "the ID token's email cannot be used as an identity".into(),
+                    ),
+                    json!({ "path": parts.uri.path() }),
+                )
+                .await),
             Err(error) => {
                 ca.metrics
                     .auth_failures

@@ -138,29 +138,54 @@ fn bad_requests_are_refused_clearly_and_audited() -> anyhow::Result<()> {
     assert_eq!(status, 200);
     assert_eq!(ca.client().get(ca.url("/healthz")).send()?.status(), 200);
 
-    // Every refusal is in the audit log with its code.
+    // Every refusal is one audit row with its code: as many rows per code as
+    // cases with that code, plus the two body-level refusals.
     let rows = ca.audit_rows()?;
     let refused: Vec<&Value> = rows
         .iter()
         .filter(|r| r["kind"] == "certificate.rejected" || r["kind"] == "certificate.denied")
         .collect();
-    for (name, _, code) in &cases {
-        assert!(
-            refused
-                .iter()
-                .any(|r| r["detail"]["error"] == *code || r["detail"]["denied"] == *code),
-            "{name}: no audit row with {code}"
-        );
+    let code_of = |r: &Value| {
+        r["detail"]["error"]
+            .as_str()
+            .or(r["detail"]["denied"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    for (_, _, code) in &cases {
+        let expected = cases.iter().filter(|(_, _, c)| c == code).count()
+            + usize::from(*code == "invalid-json");
+        let found = refused.iter().filter(|r| code_of(r) == *code).count();
+        assert_eq!(found, expected, "audit rows for {code}");
     }
-    assert!(
+    assert_eq!(
         refused
             .iter()
-            .any(|r| r["detail"]["error"] == "body-too-large")
+            .filter(|r| code_of(r) == "body-too-large")
+            .count(),
+        1
+    );
+    assert_eq!(
+        refused.len(),
+        cases.len() + 2,
+        "one row per refusal, no more"
     );
     assert!(
         refused
             .iter()
             .all(|r| r["outcome"] == "deny" && r["actor"] == "local:root")
+    );
+
+    // A role name built to inject lines into /metrics is refused, and the
+    // metrics keep their shape (labels only ever name roles the policy has).
+    let injection = "x\"} 1\nshiftkey_ca_certificates_issued_total{role=\"shell\"} 9e9\n#";
+    let (status, _) = ca.request_local(&with("role", json!(injection)))?;
+    assert_eq!(status, 400);
+    let metrics = ca.client().get(ca.url("/metrics")).send()?.text()?;
+    assert!(!metrics.contains("9e9"), "{metrics}");
+    assert!(
+        metrics.contains("role=\"(unknown)\",reason=\"invalid-role\""),
+        "{metrics}"
     );
     Ok(())
 }
