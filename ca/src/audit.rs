@@ -461,8 +461,10 @@ mod tests {
 
     fn tamper(path: &std::path::Path, sql: &str) {
         let conn = Connection::open(path).unwrap();
-        conn.execute_batch("DROP TRIGGER IF EXISTS audit_no_update; DROP TRIGGER IF EXISTS audit_no_delete;")
-            .unwrap();
+        conn.execute_batch(
+            "DROP TRIGGER IF EXISTS audit_no_update; DROP TRIGGER IF EXISTS audit_no_delete;",
+        )
+        .unwrap();
         conn.execute_batch(sql).unwrap();
     }
 

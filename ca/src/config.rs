@@ -88,6 +88,8 @@ struct RawOidc {
     clock_skew: String,
     #[serde(default)]
     danger_allow_http_issuer: bool,
+    #[serde(default)]
+    danger_accept_unverified_email: bool,
 }
 
 fn default_listen() -> String {
@@ -213,6 +215,7 @@ impl Config {
                     allowed_algs: o.allowed_algs,
                     clock_skew,
                     danger_allow_http_issuer: o.danger_allow_http_issuer,
+                    danger_accept_unverified_email: o.danger_accept_unverified_email,
                 })
             }
             None => None,
@@ -254,6 +257,9 @@ path = "policy.toml"
 # groups_claim = "groups"
 # allowed_algs = ["RS256", "ES256", "EdDSA"]
 # clock_skew = "60s"
+# Tokens must say email_verified = true. Only for a provider that never sends
+# the claim and only hands out addresses it verified:
+# danger_accept_unverified_email = true
 "#;
 
 #[cfg(test)]
@@ -279,6 +285,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("only allowed on a loopback address"), "{err}");
+    }
+
+    #[test]
+    fn unverified_email_is_refused_unless_the_danger_setting_says_so() {
+        let base = "[oidc]\nissuer = \"https://login.example.com\"\nclient_id = \"c\"\n";
+        let c = Config::parse(base, Path::new("ca.toml")).unwrap();
+        assert!(!c.oidc.unwrap().danger_accept_unverified_email);
+        let text = format!("{base}danger_accept_unverified_email = true\n");
+        let c = Config::parse(&text, Path::new("ca.toml")).unwrap();
+        assert!(c.oidc.unwrap().danger_accept_unverified_email);
+        // Misspelt: refused, not silently ignored.
+        let text = format!("{base}accept_unverified_email = true\n");
+        assert!(Config::parse(&text, Path::new("ca.toml")).is_err());
+        // The commented-out line in the example is the real setting.
+        let example = EXAMPLE
+            .replace("# [oidc]", "[oidc]")
+            .replace("# issuer", "issuer")
+            .replace("# client_id", "client_id")
+            .replace(
+                "# danger_accept_unverified_email",
+                "danger_accept_unverified_email",
+            );
+        let c = Config::parse(&example, Path::new("ca.toml")).unwrap();
+        assert!(c.oidc.unwrap().danger_accept_unverified_email);
     }
 
     #[test]

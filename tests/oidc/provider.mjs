@@ -54,6 +54,9 @@ let defaultLogin = {
   email_verified: true,
   groups: ['oncall'],
 };
+// Kids withdrawn from /jwks by DELETE /__test/keys/KID. The keys still
+// sign (mint with {"kid": KID}), as a stolen key would.
+const withdrawnKids = new Set();
 // code -> { identity, clientId, redirectUri } for codes not yet redeemed.
 const pendingCodes = new Map();
 const stats = { jwks_requests: 0, token_requests: 0, authorize_requests: 0 };
@@ -87,7 +90,12 @@ service.on('beforeTokenSigning', (token, req) => {
   const pending = pendingCodes.get(req.body.code);
   if (pending === undefined) return;
   const { sub, ...claims } = pending.identity;
-  Object.assign(token.payload, claims, { sub });
+  // email_verified is true unless the default login says otherwise; a
+  // null claim is left out.
+  Object.assign(token.payload, { email_verified: true }, claims, { sub });
+  for (const [name, value] of Object.entries(token.payload)) {
+    if (value === null) delete token.payload[name];
+  }
 });
 
 // Codes are single use and bound to the client and redirect URI that asked
@@ -158,7 +166,7 @@ async function mint(body) {
     iat: now,
     exp: now + 600,
     email: defaultLogin.email,
-    email_verified: defaultLogin.email_verified,
+    email_verified: defaultLogin.email_verified ?? true,
     groups: defaultLogin.groups,
     ...(body.claims ?? {}),
   };
@@ -199,7 +207,17 @@ async function testHandler(req, res) {
       const alg = body.alg ?? 'RS256';
       const kid = body.kid ?? `${alg.toLowerCase()}-${randomUUID()}`;
       await issuer.keys.generate(alg, { kid });
+      withdrawnKids.delete(kid);
       sendJson(res, 200, { kid, alg });
+    } else if (req.method === 'DELETE' && path.startsWith('/__test/keys/')) {
+      const kid = decodeURIComponent(path.slice('/__test/keys/'.length));
+      const published = issuer.keys.toJSON().some((key) => key.kid === kid);
+      if (!published || withdrawnKids.has(kid)) {
+        sendJson(res, 404, { error: 'not_found', error_description: `no published key ${kid}` });
+        return;
+      }
+      withdrawnKids.add(kid);
+      sendJson(res, 200, { kid });
     } else if (req.method === 'GET' && path === '/__test/stats') {
       sendJson(res, 200, stats);
     } else {
@@ -216,7 +234,15 @@ const server = createServer((req, res) => {
     testHandler(req, res);
     return;
   }
-  if (path === '/jwks') stats.jwks_requests += 1;
+  if (path === '/jwks') {
+    stats.jwks_requests += 1;
+    // The library's /jwks handler, minus withdrawn keys.
+    if (req.method === 'GET') {
+      const keys = issuer.keys.toJSON().filter((key) => !withdrawnKids.has(key.kid));
+      sendJson(res, 200, { keys });
+      return;
+    }
+  }
   if (path === '/token') stats.token_requests += 1;
   if (path === '/authorize') stats.authorize_requests += 1;
   service.requestHandler(req, res);

@@ -134,7 +134,8 @@ impl OidcProvider {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// Logs in as `email` (subject = email) with `groups` through the real
+    /// Logs in as `email` (subject = email, `email_verified` = true unless
+    /// the default login says otherwise) with `groups` through the real
     /// authorization-code flow with PKCE, as a browser and the CLI would:
     /// GET /authorize, read the redirect (not followed), POST /token.
     /// Returns the ID token.
@@ -213,8 +214,9 @@ impl OidcProvider {
 
     /// A token signed by the provider's published RS256 key: the defaults
     /// (`iss` = issuer, `aud` = "shiftkey", `sub`/`email`/`groups` of
-    /// alice, `iat` = now, `exp` = now + 10 min) with `overrides` merged in;
-    /// a claim overridden with `null` is removed.
+    /// alice, `email_verified` = true, `iat` = now, `exp` = now + 10 min)
+    /// with `overrides` merged in; a claim overridden with `null` is
+    /// removed.
     pub fn mint(&self, overrides: Value) -> anyhow::Result<String> {
         self.mint_with(json!({ "claims": overrides }))
     }
@@ -238,6 +240,17 @@ impl OidcProvider {
             .as_str()
             .map(str::to_owned)
             .context("/__test/keys answered no kid")
+    }
+
+    /// Withdraws a published key from the JWKS (as after a compromise). The
+    /// key still signs tokens minted with `{"kid": kid}`.
+    pub fn remove_key(&self, kid: &str) -> anyhow::Result<()> {
+        let path = format!("/__test/keys/{kid}");
+        self.agent
+            .delete(&format!("{}{path}", self.base()))
+            .call()
+            .map_err(|err| http_error(&format!("DELETE {path}"), err))?;
+        Ok(())
     }
 
     /// Sets who logs in at /authorize when a request has no `login_hint`

@@ -2,11 +2,13 @@
 //! the user's identity provider into a [`VerifiedToken`] (subject, email,
 //! groups).
 //!
-//! It owns provider discovery, the provider's JWKS (cached, refetched at
-//! most once per [`JWKS_REFETCH_MIN_INTERVAL`] when a token names a key we
-//! do not know) and every check on the token: algorithm allow-list before
-//! any key lookup, signature, `iss`, `aud`/`azp`, `exp`/`iat`/`nbf` with a
-//! small clock skew, and the `email` claim that grants name users by.
+//! It owns provider discovery, the provider's JWKS (cached for at most
+//! [`JWKS_MAX_AGE`], so a key the provider withdraws stops being trusted;
+//! refetched at most once per [`JWKS_REFETCH_MIN_INTERVAL`] when a token
+//! names a key we do not know) and every check on the token: algorithm
+//! allow-list before any key lookup, signature, `iss`, `aud`/`azp`,
+//! `exp`/`iat`/`nbf` with a small clock skew, and the `email` claim that
+//! grants name users by (`email_verified` must be `true`; strict ASCII).
 //!
 //! It must never: accept `alg: none` or a shared-secret (`HS*`) algorithm,
 //! follow an HTTP redirect, talk to a plain-`http` provider unless the
@@ -46,6 +48,14 @@ pub(crate) const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(60);
 /// provider. The first refetch after discovery is allowed at once, so a
 /// key rotated in just after start-up is picked up.
 pub(crate) const JWKS_REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(30);
+/// INVARIANT: a cached JWKS older than this is refetched before it is used
+/// again, so a key the provider withdrew (e.g. after a compromise) stops
+/// being trusted within about this long, without a restart.
+pub(crate) const JWKS_MAX_AGE: Duration = Duration::from_secs(60 * 60);
+/// While the provider cannot be reached, a JWKS older than
+/// [`JWKS_MAX_AGE`] is still used until it is this old (counted from its
+/// fetch); after that, tokens are refused with [`Error::JwksFetch`].
+pub(crate) const JWKS_STALE_GRACE: Duration = Duration::from_secs(6 * 60 * 60);
 /// Whole-request timeout for discovery and JWKS fetches.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 const HTTP_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -71,13 +81,18 @@ pub(crate) struct OidcSettings {
     pub(crate) clock_skew: Duration,
     /// Allow an `http://` issuer and JWKS URL (tests on loopback only).
     pub(crate) danger_allow_http_issuer: bool,
+    /// Accept tokens without an `email_verified` claim (for providers that
+    /// never send it and only hand out addresses they verified). Tokens
+    /// with `email_verified: false` are refused regardless.
+    pub(crate) danger_accept_unverified_email: bool,
 }
 
 /// What a valid ID token says about its user.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct VerifiedToken {
     pub(crate) subject: String,
-    /// Checked: no whitespace, commas or control characters, one `@`.
+    /// Verified by the provider and checked: ASCII
+    /// `[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+`, at most 254 bytes.
     pub(crate) email: String,
     pub(crate) groups: Vec<String>,
     pub(crate) expires_at: DateTime<Utc>,
@@ -131,7 +146,9 @@ pub(crate) enum Error {
     NotYetValid,
     #[error("ID token has no email claim; hint: request the `email` scope")]
     MissingEmail,
-    #[error("ID token's email is not verified by the provider")]
+    #[error(
+        "ID token's email is not verified by the provider (email_verified is not true); hint: verify the address at the provider"
+    )]
     EmailNotVerified,
     #[error("ID token's email is not usable: {0}")]
     InvalidEmail(&'static str),
@@ -140,6 +157,14 @@ pub(crate) enum Error {
 }
 
 impl Error {
+    /// True when the provider (discovery or its JWKS) could not be reached
+    /// or answered nonsense: the token may be fine, so callers answer
+    /// "service unavailable" rather than "unauthorized", and keep the
+    /// details (URLs) in the log.
+    pub(crate) fn is_provider_unavailable(&self) -> bool {
+        matches!(self, Error::Discovery(_) | Error::JwksFetch(_))
+    }
+
     /// Stable kebab-case label for audit records and metrics.
     pub(crate) fn code(&self) -> &'static str {
         match self {
@@ -189,10 +214,32 @@ struct UnverifiedHeader {
     kid: Option<String>,
 }
 
-/// When the JWKS was last fetched because of an unknown kid.
+/// The provider's key set and when we fetched it.
+#[derive(Debug)]
+struct KeySet {
+    keys: CoreJsonWebKeySet,
+    fetched_at: Instant,
+}
+
+impl KeySet {
+    fn has_kid(&self, kid: &str) -> bool {
+        self.keys
+            .keys()
+            .iter()
+            .any(|key| key.key_id().is_some_and(|id| id.as_str() == kid))
+    }
+
+    fn age(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.fetched_at)
+    }
+}
+
+/// When the JWKS was last fetched after discovery (unknown kid or age),
+/// and why the last attempt failed, if it did.
 #[derive(Debug, Default)]
 struct RefetchState {
     last: Option<Instant>,
+    last_error: Option<String>,
 }
 
 /// Verifies ID tokens from one provider. Cheap to share in an `Arc`.
@@ -201,13 +248,19 @@ pub(crate) struct OidcVerifier {
     client_id: ClientId,
     jwks_uri: JsonWebKeySetUrl,
     groups_claim: String,
+    accept_unverified_email: bool,
     allowed_alg_names: HashSet<String>,
     allowed_algs: Vec<CoreJwsSigningAlgorithm>,
     clock_skew: chrono::Duration,
     http: reqwest::Client,
-    jwks: RwLock<Arc<CoreJsonWebKeySet>>,
+    jwks: RwLock<Arc<KeySet>>,
     refetch: tokio::sync::Mutex<RefetchState>,
+    /// [`JWKS_REFETCH_MIN_INTERVAL`]; shorter in tests.
     refetch_interval: Duration,
+    /// [`JWKS_MAX_AGE`]; shorter in tests.
+    jwks_max_age: Duration,
+    /// [`JWKS_STALE_GRACE`]; shorter in tests.
+    jwks_stale_grace: Duration,
 }
 
 impl OidcVerifier {
@@ -259,10 +312,13 @@ impl OidcVerifier {
             .map_err(|err| Error::Discovery(error_chain(&err)))?;
         let jwks_uri = metadata.jwks_uri().clone();
         check_scheme(jwks_uri.url(), settings.danger_allow_http_issuer)?;
-        let jwks = metadata.jwks().clone();
+        let jwks = KeySet {
+            keys: metadata.jwks().clone(),
+            fetched_at: Instant::now(),
+        };
         tracing::info!(
             issuer = issuer.as_str(),
-            keys = jwks.keys().len(),
+            keys = jwks.keys.keys().len(),
             "OIDC provider discovered"
         );
 
@@ -271,6 +327,7 @@ impl OidcVerifier {
             client_id: ClientId::new(settings.audience),
             jwks_uri,
             groups_claim: settings.groups_claim,
+            accept_unverified_email: settings.danger_accept_unverified_email,
             allowed_alg_names: settings.allowed_algs.into_iter().collect(),
             allowed_algs,
             clock_skew,
@@ -278,6 +335,8 @@ impl OidcVerifier {
             jwks: RwLock::new(Arc::new(jwks)),
             refetch: tokio::sync::Mutex::new(RefetchState::default()),
             refetch_interval: JWKS_REFETCH_MIN_INTERVAL,
+            jwks_max_age: JWKS_MAX_AGE,
+            jwks_stale_grace: JWKS_STALE_GRACE,
         })
     }
 
@@ -312,7 +371,7 @@ impl OidcVerifier {
         let verifier = CoreIdTokenVerifier::new_public_client(
             self.client_id.clone(),
             self.issuer.clone(),
-            (*jwks).clone(),
+            jwks.keys.clone(),
         )
         .set_allowed_algs(self.allowed_algs.iter().cloned())
         // Other audiences are acceptable only when azp names us (below).
@@ -352,8 +411,12 @@ impl OidcVerifier {
             return Err(invalid_claim("sub", "empty or contains control characters"));
         }
         let email = claims.email().ok_or(Error::MissingEmail)?;
-        if claims.email_verified() == Some(false) {
-            return Err(Error::EmailNotVerified);
+        // The email alone names the user, so an address the user merely
+        // typed in at the provider must not count (nOAuth).
+        match claims.email_verified() {
+            Some(true) => {}
+            None if self.accept_unverified_email => {}
+            Some(false) | None => return Err(Error::EmailNotVerified),
         }
         check_email(email.as_str())?;
         let groups = parse_groups(&self.groups_claim, other.get(&self.groups_claim))?;
@@ -366,60 +429,103 @@ impl OidcVerifier {
         })
     }
 
-    /// The key set to verify a token naming `kid` with: the cached one, or
-    /// a freshly fetched one when the kid is unknown and the rate limit
-    /// allows a fetch.
-    async fn keys_for(&self, kid: Option<&str>) -> Result<Arc<CoreJsonWebKeySet>, Error> {
+    /// The key set to verify a token naming `kid` with: the cached one
+    /// while it is younger than the maximum age and knows the kid;
+    /// otherwise a freshly fetched one, when the rate limit allows a fetch.
+    /// A set past its maximum age is still used, when the provider cannot
+    /// be reached, until it is past the grace period too.
+    async fn keys_for(&self, kid: Option<&str>) -> Result<Arc<KeySet>, Error> {
         let current = self.current_keys();
-        let Some(kid) = kid else {
+        let known = |keys: &KeySet| kid.is_none_or(|kid| keys.has_kid(kid));
+        let age = current.age(Instant::now());
+        if age < self.jwks_max_age && known(&current) {
             return Ok(current);
+        }
+        // One fetch at a time. A stale set the token's kid is in stays
+        // usable while someone else refreshes it: logins need not queue
+        // behind a slow provider.
+        let mut state = if age < self.jwks_stale_grace && known(&current) {
+            match self.refetch.try_lock() {
+                Ok(state) => state,
+                Err(_) => return Ok(current),
+            }
+        } else {
+            self.refetch.lock().await
         };
-        if has_kid(&current, kid) {
+        // Whoever waited here may find the work done.
+        let current = self.current_keys();
+        let now = Instant::now();
+        let age = current.age(now);
+        let stale = age >= self.jwks_max_age;
+        if !stale && known(&current) {
             return Ok(current);
         }
 
-        // One fetch at a time; whoever waited here may find it done.
-        let mut state = self.refetch.lock().await;
-        let current = self.current_keys();
-        if has_kid(&current, kid) {
-            return Ok(current);
-        }
-        let now = Instant::now();
-        if state
+        let may_fetch = state
             .last
-            .is_some_and(|last| now.duration_since(last) < self.refetch_interval)
-        {
-            return Err(Error::UnknownKey(printable(kid)));
+            .is_none_or(|last| now.saturating_duration_since(last) >= self.refetch_interval);
+        let mut fetch_error = None;
+        if may_fetch {
+            // Counted before the fetch, so failures are rate limited too.
+            state.last = Some(now);
+            if stale {
+                tracing::info!(age = ?age, "the cached JWKS is too old; refetching it");
+            } else if let Some(kid) = kid {
+                tracing::info!(kid = %printable(kid), "ID token names an unknown key; refetching the JWKS");
+            }
+            match CoreJsonWebKeySet::fetch_async(&self.jwks_uri, &self.http).await {
+                Ok(keys) => {
+                    state.last_error = None;
+                    let fetched = Arc::new(KeySet {
+                        keys,
+                        fetched_at: Instant::now(),
+                    });
+                    *self.jwks.write().unwrap_or_else(PoisonError::into_inner) =
+                        Arc::clone(&fetched);
+                    return match kid {
+                        Some(kid) if !fetched.has_kid(kid) => {
+                            Err(Error::UnknownKey(printable(kid)))
+                        }
+                        _ => Ok(fetched),
+                    };
+                }
+                Err(err) => {
+                    let err = error_chain(&err);
+                    tracing::warn!(
+                        jwks_uri = self.jwks_uri.as_str(),
+                        error = %err,
+                        cached_age = ?age,
+                        "JWKS refetch failed"
+                    );
+                    state.last_error = Some(err.clone());
+                    fetch_error = Some(err);
+                }
+            }
         }
-        // Counted before the fetch, so failures are rate limited too.
-        state.last = Some(now);
-        tracing::info!(kid = %printable(kid), "ID token names an unknown key; refetching the JWKS");
-        let fetched = CoreJsonWebKeySet::fetch_async(&self.jwks_uri, &self.http)
-            .await
-            .map_err(|err| {
-                let err = error_chain(&err);
-                tracing::warn!(jwks_uri = self.jwks_uri.as_str(), error = %err, "JWKS refetch failed");
-                Error::JwksFetch(err)
-            })?;
-        let fetched = Arc::new(fetched);
-        *self.jwks.write().unwrap_or_else(PoisonError::into_inner) = Arc::clone(&fetched);
-        if has_kid(&fetched, kid) {
-            Ok(fetched)
-        } else {
-            Err(Error::UnknownKey(printable(kid)))
+
+        // No fresh set: the provider failed, or was asked too recently.
+        if age >= self.jwks_stale_grace {
+            let reason = fetch_error
+                .or_else(|| state.last_error.clone())
+                .unwrap_or_else(|| "no answer yet".to_owned());
+            return Err(Error::JwksFetch(format!(
+                "the cached key set is {}s old and cannot be refreshed: {reason}",
+                age.as_secs()
+            )));
+        }
+        match kid {
+            Some(kid) if !current.has_kid(kid) => Err(match fetch_error {
+                Some(err) => Error::JwksFetch(err),
+                None => Error::UnknownKey(printable(kid)),
+            }),
+            _ => Ok(current),
         }
     }
 
-    fn current_keys(&self) -> Arc<CoreJsonWebKeySet> {
+    fn current_keys(&self) -> Arc<KeySet> {
         // A poisoned lock still holds a whole Arc: writers only swap it.
         Arc::clone(&self.jwks.read().unwrap_or_else(PoisonError::into_inner))
     }
-}
-
-fn has_kid(jwks: &CoreJsonWebKeySet, kid: &str) -> bool {
-    jwks.keys()
-        .iter()
-        .any(|key| key.key_id().is_some_and(|id| id.as_str() == kid))
 }
 
 fn http_client() -> Result<reqwest::Client, Error> {
@@ -533,28 +639,34 @@ fn invalid_claim(claim: &str, reason: &'static str) -> Error {
     }
 }
 
-/// Emails name users in grants (`user:EMAIL`) and certificate key IDs
-/// (space-separated `key=value` fields), so nothing that could split or
-/// forge a field gets through.
+/// Emails name users in grants (`user:EMAIL`) and become the first field
+/// of certificate key IDs (`EMAIL role=.. serial=..`), so only a strict
+/// ASCII form gets through: `[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+`. No `=`,
+/// whitespace, commas, quotes or look-alike Unicode that could forge or
+/// split a field.
 fn check_email(email: &str) -> Result<(), Error> {
     if email.is_empty() || email.len() > MAX_EMAIL_LEN {
         return Err(Error::InvalidEmail("empty or longer than 254 bytes"));
     }
-    if email
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || c == ',')
-    {
-        return Err(Error::InvalidEmail(
-            "contains whitespace, a comma or a control character",
-        ));
+    let Some((local, domain)) = email.split_once('@') else {
+        return Err(Error::InvalidEmail("not of the form local@domain"));
+    };
+    if local.is_empty() || domain.is_empty() {
+        return Err(Error::InvalidEmail("not of the form local@domain"));
     }
-    match email.split_once('@') {
-        Some((local, domain))
-            if !local.is_empty() && !domain.is_empty() && !domain.contains('@') =>
-        {
-            Ok(())
-        }
-        _ => Err(Error::InvalidEmail("not of the form local@domain")),
+    let local_ok = local
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-'));
+    // A second `@` fails here.
+    let domain_ok = domain
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'));
+    if local_ok && domain_ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidEmail(
+            "only ASCII letters, digits and ._%+- before the @, and letters, digits and .- after it, are accepted",
+        ))
     }
 }
 

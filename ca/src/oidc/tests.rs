@@ -36,6 +36,7 @@ fn settings(issuer: impl Into<String>) -> OidcSettings {
             .collect(),
         clock_skew: DEFAULT_CLOCK_SKEW,
         danger_allow_http_issuer: true,
+        danger_accept_unverified_email: false,
     }
 }
 
@@ -87,10 +88,51 @@ fn emails_that_could_forge_key_id_fields_are_refused() {
         "alice\n@example.com",
         "alice\0@example.com",
         "alice\u{2028}@example.com",
+        "role=admin@example.com",
+        "alice@example.com=x",
+        "jöhn@example.com",
+        "alice@exämple.com",
+        "аlice@example.com", // Cyrillic а
+        "\"alice\"@example.com",
+        "alice!x@example.com",
+        "alice@[127.0.0.1]",
+        "alice@example.com\u{200b}",
     ] {
-        assert!(check_email(bad).is_err(), "{bad:?} accepted");
+        assert!(
+            matches!(check_email(bad), Err(Error::InvalidEmail(_))),
+            "{bad:?} accepted"
+        );
     }
-    assert!(check_email("alice+oncall@example.com").is_ok());
+    for good in [
+        "alice+oncall@example.com",
+        "A.B_C%D-E@sub-1.example.COM",
+        "x@y",
+    ] {
+        assert!(check_email(good).is_ok(), "{good:?} refused");
+    }
+    let longest = format!("{}@example.com", "a".repeat(MAX_EMAIL_LEN - 12));
+    assert_eq!(longest.len(), MAX_EMAIL_LEN);
+    assert!(check_email(&longest).is_ok());
+    assert!(check_email(&format!("a{longest}")).is_err());
+}
+
+#[test]
+fn only_discovery_and_jwks_failures_mean_the_provider_is_unavailable() {
+    assert!(Error::Discovery("connection refused".to_owned()).is_provider_unavailable());
+    assert!(Error::JwksFetch("timed out".to_owned()).is_provider_unavailable());
+    for token_fault in [
+        Error::InvalidSettings("x".to_owned()),
+        Error::InsecureIssuer("http://x".to_owned()),
+        Error::Malformed("x"),
+        Error::UnknownKey("k".to_owned()),
+        Error::BadSignature,
+        Error::Expired,
+        Error::EmailNotVerified,
+        Error::InvalidEmail("x"),
+        Error::WrongIssuer,
+    ] {
+        assert!(!token_fault.is_provider_unavailable(), "{token_fault}");
+    }
 }
 
 #[test]
@@ -460,6 +502,106 @@ async fn rotated_in_key_is_picked_up_by_one_refetch() {
 }
 
 #[tokio::test]
+async fn withdrawn_key_is_refused_once_the_cached_jwks_is_too_old() {
+    let p = provider();
+    let mut v = verifier(&p).await;
+    v.jwks_max_age = Duration::from_millis(500);
+    v.refetch_interval = Duration::ZERO;
+    let kid = p.add_key("ES256").unwrap();
+    let t = p
+        .mint_with(json!({ "claims": { "aud": CLIENT }, "kid": kid }))
+        .unwrap();
+    assert!(v.verify(&t).await.is_ok());
+    assert_eq!(p.jwks_requests().unwrap(), 2, "unknown kid: one refetch");
+
+    p.remove_key(&kid).unwrap();
+    // Still cached and young: trusted, no fetch.
+    assert!(v.verify(&t).await.is_ok());
+    assert_eq!(p.jwks_requests().unwrap(), 2);
+
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Too old: refetched before use, and the withdrawn key is gone.
+    let result = v.verify(&t).await;
+    assert!(
+        matches!(&result, Err(Error::UnknownKey(k)) if *k == kid),
+        "{result:?}"
+    );
+    assert_eq!(p.jwks_requests().unwrap(), 3);
+    // Keys still published keep working from the fresh set, without a fetch.
+    let t = p.mint(json!({ "aud": CLIENT })).unwrap();
+    assert!(v.verify(&t).await.is_ok());
+    assert_eq!(p.jwks_requests().unwrap(), 3);
+}
+
+#[tokio::test]
+async fn old_jwks_is_used_for_a_grace_period_while_the_provider_is_down() {
+    let p = provider();
+    // Minted first: the ages count from discovery.
+    let t = p.mint(json!({ "aud": CLIENT })).unwrap();
+    let unknown = p
+        .mint_with(json!({ "claims": { "aud": CLIENT }, "key": "unpublished" }))
+        .unwrap();
+    let mut v = verifier(&p).await;
+    v.jwks_max_age = Duration::from_millis(200);
+    v.jwks_stale_grace = Duration::from_millis(1500);
+    v.refetch_interval = Duration::ZERO;
+    drop(p); // the provider is gone
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Past the maximum age, the refetch fails: the old set still serves.
+    let result = v.verify(&t).await;
+    assert!(result.is_ok(), "{result:?}");
+    // An unknown kid cannot be looked up: the provider's fault.
+    let err = v.verify(&unknown).await.unwrap_err();
+    assert!(
+        matches!(err, Error::JwksFetch(_)) && err.is_provider_unavailable(),
+        "{err}"
+    );
+
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    // Past the grace period too: refused as unavailable.
+    let err = v.verify(&t).await.unwrap_err();
+    assert!(
+        matches!(err, Error::JwksFetch(_)) && err.is_provider_unavailable(),
+        "{err}"
+    );
+    assert_eq!(err.code(), "jwks-fetch");
+}
+
+#[tokio::test]
+async fn stale_jwks_is_refetched_once() {
+    let p = provider();
+    let t = p.mint(json!({ "aud": CLIENT })).unwrap();
+    let mut v = verifier(&p).await;
+    v.jwks_max_age = Duration::from_millis(300);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // One refetch for the stale set; the fresh set then serves.
+    let (a, b) = tokio::join!(v.verify(&t), v.verify(&t));
+    assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
+    assert!(v.verify(&t).await.is_ok());
+    assert_eq!(p.jwks_requests().unwrap(), 2);
+}
+
+#[tokio::test]
+async fn stale_jwks_refetch_failures_are_rate_limited() {
+    let p = provider();
+    let t = p.mint(json!({ "aud": CLIENT })).unwrap();
+    let mut v = verifier(&p).await;
+    v.jwks_max_age = Duration::from_millis(100);
+    drop(p);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(v.verify(&t).await.is_ok());
+    let first = v.refetch.lock().await.last;
+    assert!(first.is_some(), "a refetch was tried");
+    assert!(v.refetch.lock().await.last_error.is_some());
+    // Within the window: the old set serves without another attempt.
+    for _ in 0..3 {
+        assert!(v.verify(&t).await.is_ok());
+    }
+    assert_eq!(v.refetch.lock().await.last, first);
+}
+
+#[tokio::test]
 async fn eddsa_tokens_verify() {
     let p = provider();
     let kid = p.add_key("EdDSA").unwrap();
@@ -479,19 +621,34 @@ async fn email_claim_rules() {
     assert!(matches!(err, Error::MissingEmail), "{err}");
     assert_eq!(err.code(), "missing-email");
 
+    // Minted and code-flow tokens say email_verified = true by default.
+    let t = p
+        .mint(json!({ "aud": CLIENT, "email_verified": true }))
+        .unwrap();
+    assert!(v.verify(&t).await.is_ok());
+
     let t = p
         .mint(json!({ "aud": CLIENT, "email_verified": false }))
         .unwrap();
-    assert!(matches!(v.verify(&t).await, Err(Error::EmailNotVerified)));
-    // Absent email_verified is accepted (many providers omit it).
-    let t = p
+    let err = v.verify(&t).await.unwrap_err();
+    assert!(matches!(err, Error::EmailNotVerified), "{err}");
+    assert_eq!(err.code(), "email-not-verified");
+    // Absent email_verified is refused by default (an email the user typed
+    // in must not name them).
+    let missing = p
         .mint(json!({ "aud": CLIENT, "email_verified": null }))
         .unwrap();
-    assert!(v.verify(&t).await.is_ok());
+    assert!(matches!(
+        v.verify(&missing).await,
+        Err(Error::EmailNotVerified)
+    ));
 
     for bad in [
         "alice @example.com",
         "alice@example.com role=admin",
+        "role=admin@example.com",
+        "jöhn@example.com",
+        "alice@exämple.com",
         "a,b@example.com",
         "alice\u{0}@example.com",
         "alice\n@example.com",
@@ -513,6 +670,40 @@ async fn email_claim_rules() {
         matches!(&err, Error::InvalidClaim { claim, .. } if claim == "groups"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn danger_accept_unverified_email_accepts_only_a_missing_claim() {
+    let p = provider();
+    let mut s = settings(p.issuer());
+    s.danger_accept_unverified_email = true;
+    let v = OidcVerifier::discover(s).await.unwrap();
+    let t = p
+        .mint(json!({ "aud": CLIENT, "email_verified": null }))
+        .unwrap();
+    assert_eq!(v.verify(&t).await.unwrap().email, "alice@example.com");
+    let t = p.mint(json!({ "aud": CLIENT })).unwrap();
+    assert!(v.verify(&t).await.is_ok());
+    // false is refused whatever the setting.
+    let t = p
+        .mint(json!({ "aud": CLIENT, "email_verified": false }))
+        .unwrap();
+    assert!(matches!(v.verify(&t).await, Err(Error::EmailNotVerified)));
+}
+
+#[tokio::test]
+async fn code_flow_token_with_unverified_default_login_is_refused() {
+    let p = provider();
+    let v = verifier(&p).await;
+    p.set_default_login(json!({ "email_verified": false }))
+        .unwrap();
+    // login_hint keeps the default login's email_verified.
+    let t = p.code_flow_token(CLIENT, "bob@example.com", &[]).unwrap();
+    assert!(matches!(v.verify(&t).await, Err(Error::EmailNotVerified)));
+    p.set_default_login(json!({ "email_verified": null }))
+        .unwrap();
+    let t = p.code_flow_token(CLIENT, "bob@example.com", &[]).unwrap();
+    assert!(matches!(v.verify(&t).await, Err(Error::EmailNotVerified)));
 }
 
 #[tokio::test]
