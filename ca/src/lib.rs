@@ -8,6 +8,10 @@
 //! `secret::CaKey`; log a token or key; answer before the audit row is durable.
 
 mod audit;
+/// In-process issuance for `benches/issuance.rs` only, with a throwaway CA
+/// key and no audit row; not an API.
+#[doc(hidden)]
+pub mod bench;
 mod cli;
 mod config;
 mod env_vars;

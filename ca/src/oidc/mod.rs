@@ -261,6 +261,7 @@ pub(crate) struct OidcVerifier {
     jwks_max_age: Duration,
     /// [`JWKS_STALE_GRACE`]; shorter in tests.
     jwks_stale_grace: Duration,
+    verified: cache::VerifiedCache,
 }
 
 impl OidcVerifier {
@@ -337,12 +338,26 @@ impl OidcVerifier {
             refetch_interval: JWKS_REFETCH_MIN_INTERVAL,
             jwks_max_age: JWKS_MAX_AGE,
             jwks_stale_grace: JWKS_STALE_GRACE,
+            verified: cache::VerifiedCache::default(),
         })
     }
 
-    /// Verifies an ID token now.
+    /// Verifies an ID token now. A token that verified before against the
+    /// current, fresh key set is answered from memory (see `cache.rs`).
     pub(crate) async fn verify(&self, bearer_token: &str) -> Result<VerifiedToken, Error> {
-        self.verify_at(bearer_token, Utc::now()).await
+        let now = Utc::now();
+        let keys = self.current_keys();
+        let fresh = keys.fetched_at.elapsed() < self.jwks_max_age;
+        if fresh && let Some(hit) = self.verified.get(bearer_token, &keys, now) {
+            return Ok(hit);
+        }
+        let token = self.verify_at(bearer_token, now).await?;
+        // Remember it only if it was checked against the set we looked at
+        // (verify_at may have refetched).
+        if fresh && Arc::ptr_eq(&keys, &self.current_keys()) {
+            self.verified.put(bearer_token, keys, token.clone(), now);
+        }
+        Ok(token)
     }
 
     /// Verifies an ID token as of `now` (injectable clock).
@@ -730,5 +745,6 @@ fn error_chain(err: &dyn StdError) -> String {
     text
 }
 
+mod cache;
 #[cfg(test)]
 mod tests;
