@@ -125,11 +125,12 @@ impl IssuedCertificate {
     pub(crate) fn insert(&self, conn: &Connection) -> rusqlite::Result<()> {
         let principals =
             serde_json::to_string(&self.principals).unwrap_or_else(|_| "[]".to_owned());
-        conn.execute(
+        conn.prepare_cached(
             "INSERT INTO certificates (serial, key_id, identity, role, incident, request_id, principals,
                 valid_after, valid_before, key_fingerprint, issued_at, certificate)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            rusqlite::params![
+        )?
+        .execute(rusqlite::params![
                 to_sql_u64(self.serial),
                 self.key_id,
                 self.identity,
@@ -142,8 +143,7 @@ impl IssuedCertificate {
                 self.key_fingerprint,
                 self.issued_at,
                 self.certificate,
-            ],
-        )?;
+            ])?;
         Ok(())
     }
 }
