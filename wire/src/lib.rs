@@ -68,3 +68,35 @@ pub struct CaConfigResponse {
     /// The host CA public keys, one OpenSSH line each.
     pub host_ca_keys: Vec<String>,
 }
+
+/// `GET /v1/roles`: the roles the caller's identity or groups are granted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RolesResponse {
+    /// `user:EMAIL` or `local:USER`, as the CA sees the caller.
+    pub identity: String,
+    pub roles: Vec<RoleInfo>,
+}
+
+/// One role as a client needs to know it: what to ask for, where it leads.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RoleInfo {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Login names its certificates carry.
+    pub principals: Vec<String>,
+    /// Host patterns the role is for, in ssh_config `Host` syntax.
+    pub hosts: Vec<String>,
+    /// Longest certificate lifetime, in seconds.
+    pub max_ttl_seconds: u64,
+    /// Schedules one of which the requester must be on call for.
+    #[serde(default)]
+    pub require_on_call: Vec<String>,
+    #[serde(default)]
+    pub require_incident: bool,
+    #[serde(default)]
+    pub require_reason: bool,
+    /// Certificate extensions, e.g. `permit-pty`.
+    #[serde(default)]
+    pub extensions: Vec<String>,
+}

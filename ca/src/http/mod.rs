@@ -15,7 +15,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
-use shiftkey_wire::{CaConfigResponse, CertificateRequest, CertificateResponse};
+use shiftkey_wire::{
+    CaConfigResponse, CertificateRequest, CertificateResponse, RoleInfo, RolesResponse,
+};
 
 use crate::identity::Caller;
 use crate::service::Ca;
@@ -39,6 +41,7 @@ pub(crate) fn router(ca: Arc<Ca>, request_timeout: Duration) -> Router {
         .route("/v1/ca/user.pub", get(user_ca_keys))
         .route("/v1/ca/host.pub", get(host_ca_keys))
         .route("/v1/whoami", get(whoami))
+        .route("/v1/roles", get(roles))
         .route("/v1/certificates", post(issue_certificate))
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -94,6 +97,29 @@ async fn host_ca_keys(State(ca): State<Arc<Ca>>) -> Response {
 
 async fn whoami(caller: Caller) -> Json<serde_json::Value> {
     Json(json!({ "identity": caller.identity(), "groups": caller.groups() }))
+}
+
+/// The roles granted to the caller, with their hosts: what `shiftkey
+/// ssh-config` and `shiftkey access` show. Read-only, not audited.
+async fn roles(State(ca): State<Arc<Ca>>, caller: Caller) -> Json<RolesResponse> {
+    let identity = caller.identity();
+    let policy = ca.policy();
+    let roles = policy
+        .granted_roles(&identity, caller.groups())
+        .into_iter()
+        .map(|role| RoleInfo {
+            name: role.name().to_owned(),
+            description: role.description().to_owned(),
+            principals: role.principals().to_vec(),
+            hosts: role.hosts().to_vec(),
+            max_ttl_seconds: role.max_ttl().as_secs(),
+            require_on_call: role.require_on_call().to_vec(),
+            require_incident: role.require_incident(),
+            require_reason: role.require_reason(),
+            extensions: role.extensions().to_vec(),
+        })
+        .collect();
+    Json(RolesResponse { identity, roles })
 }
 
 async fn issue_certificate(

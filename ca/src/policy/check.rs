@@ -301,9 +301,10 @@ fn check_role(
             format!("{context}: hosts are empty; list host patterns such as \"db-*.example.com\""),
         );
     }
-    // Checked so the file stays valid for the tools that will read hosts
-    // (`shiftkey ssh-config`, the bastion); decisions do not use them.
-    checked_list(item, r.hosts.get_ref(), &context, check_host_pattern, sink);
+    // Host patterns tell clients where a role's certificates are for
+    // (`GET /v1/roles`, `shiftkey ssh-config`); certificates themselves are
+    // not bound to hosts, the hosts' principals files are.
+    let hosts = checked_list(item, r.hosts.get_ref(), &context, check_host_pattern, sink);
 
     let max_ttl = match &r.max_ttl {
         None => settings.max_ttl,
@@ -378,7 +379,9 @@ fn check_role(
     }
     Some(Role {
         name: name.clone(),
+        description: r.description.clone().unwrap_or_default(),
         principals,
+        hosts,
         max_ttl,
         require_on_call,
         require_incident: r.require_incident,

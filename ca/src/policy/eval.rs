@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::Policy;
-use super::model::Role;
+use super::model::{Grant, Role};
 use super::schedule::Shift;
 use super::values::{HARD_MAX_TTL, Identity, format_duration};
 
@@ -322,6 +322,42 @@ impl Policy {
         })
     }
 
+    /// The first grant that gives `role` to `subject` (or one of `groups`),
+    /// and the identity it names.
+    fn grant_for<'p>(
+        &'p self,
+        role: &Role,
+        subject: &Identity,
+        groups: &[String],
+    ) -> Option<(&'p Identity, &'p Grant)> {
+        self.grants
+            .iter()
+            .filter(|g| g.roles.contains(&role.name))
+            .find_map(|grant| {
+                grant
+                    .identities
+                    .iter()
+                    .find(|id| match id {
+                        Identity::Group(group) => groups.iter().any(|g| g == group),
+                        person => *person == subject,
+                    })
+                    .map(|via| (via, grant))
+            })
+    }
+
+    /// The roles some grant gives to `identity` (`user:EMAIL`, `local:USER`)
+    /// or its `groups`, in policy order. Whether a request would be allowed
+    /// also depends on shifts, incidents and TTLs: see `evaluate`.
+    pub(crate) fn granted_roles(&self, identity: &str, groups: &[String]) -> Vec<&Role> {
+        let Ok(subject) = Identity::parse_subject(identity) else {
+            return Vec::new();
+        };
+        self.roles
+            .iter()
+            .filter(|role| self.grant_for(role, &subject, groups).is_some())
+            .collect()
+    }
+
     fn check_grant(
         &self,
         role: &Role,
@@ -340,15 +376,9 @@ impl Policy {
             ));
             return;
         };
-        for grant in self.grants.iter().filter(|g| g.roles.contains(&role.name)) {
-            let matched = grant.identities.iter().find(|id| match id {
-                Identity::Group(group) => q.groups.iter().any(|g| g == group),
-                person => *person == subject,
-            });
-            if let Some(via) = matched {
-                trace.pass(format!("granted to {via} by the grant at {}", grant.origin));
-                return;
-            }
+        if let Some((via, grant)) = self.grant_for(role, subject, q.groups) {
+            trace.pass(format!("granted to {via} by the grant at {}", grant.origin));
+            return;
         }
         let groups = if q.groups.is_empty() {
             "no groups".to_owned()

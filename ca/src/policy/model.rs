@@ -47,7 +47,10 @@ impl Settings {
 #[derive(Clone, Debug)]
 pub(crate) struct Role {
     pub(super) name: String,
+    pub(super) description: String,
     pub(super) principals: Vec<String>,
+    /// Host patterns (`db-*.prod.example.com`) the role is meant for.
+    pub(super) hosts: Vec<String>,
     pub(super) max_ttl: Duration,
     pub(super) require_on_call: Vec<String>,
     pub(super) require_incident: bool,
@@ -63,9 +66,29 @@ impl Role {
     pub(crate) fn name(&self) -> &str {
         &self.name
     }
-    #[cfg(test)]
+    pub(crate) fn description(&self) -> &str {
+        &self.description
+    }
+    pub(crate) fn principals(&self) -> &[String] {
+        &self.principals
+    }
+    pub(crate) fn hosts(&self) -> &[String] {
+        &self.hosts
+    }
     pub(crate) fn max_ttl(&self) -> Duration {
         self.max_ttl
+    }
+    pub(crate) fn require_on_call(&self) -> &[String] {
+        &self.require_on_call
+    }
+    pub(crate) fn require_incident(&self) -> bool {
+        self.require_incident
+    }
+    pub(crate) fn require_reason(&self) -> bool {
+        self.require_reason
+    }
+    pub(crate) fn extensions(&self) -> &[String] {
+        &self.extensions
     }
     #[cfg(test)]
     pub(crate) fn origin(&self) -> &str {

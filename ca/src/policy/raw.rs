@@ -104,8 +104,7 @@ pub(crate) struct RawRotation {
 pub(crate) struct RawRole {
     pub(crate) name: Spanned<String>,
     /// Free text for people reading the policy; only its type is checked.
-    #[serde(rename = "description")]
-    _description: Option<String>,
+    pub(crate) description: Option<String>,
     pub(crate) principals: Spanned<Vec<Spanned<String>>>,
     pub(crate) hosts: Spanned<Vec<Spanned<String>>>,
     pub(crate) max_ttl: Option<Spanned<String>>,

@@ -618,3 +618,32 @@ expect = "deny"
     );
     assert_eq!(outcomes[0].location, "policy.toml:54:1");
 }
+
+#[test]
+fn granted_roles_lists_what_grants_give_with_hosts() {
+    let p = policy(BASE);
+    let names = |identity: &str, groups: &[&str]| -> Vec<String> {
+        p.granted_roles(identity, &strings(groups))
+            .iter()
+            .map(|r| r.name().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        names("user:alice@example.com", &["sre"]),
+        ["db-debug", "either"]
+    );
+    assert_eq!(names("local:root", &[]), ["db-debug", "either"]);
+    assert_eq!(names("user:carol@example.com", &[]), ["staging", "short"]);
+    assert!(names("user:mallory@example.com", &["sre-adjacent"]).is_empty());
+    assert!(
+        names("group:sre", &[]).is_empty(),
+        "a group is not a requester"
+    );
+    let db = p
+        .granted_roles("local:root", &[])
+        .into_iter()
+        .find(|r| r.name() == "db-debug")
+        .unwrap();
+    assert_eq!(db.hosts(), ["db-*.prod.example.com"]);
+    assert_eq!(db.principals(), ["postgres", "readonly"]);
+}
