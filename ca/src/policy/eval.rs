@@ -243,14 +243,21 @@ impl Policy {
 
     fn decide(&self, q: &AccessQuery<'_>, trace: &mut Trace) -> Result<Allowed, Denied> {
         let Some(role) = self.roles.iter().find(|r| r.name == q.role) else {
-            let known: Vec<&str> = self.roles.iter().map(|r| r.name.as_str()).collect();
+            // Name only the roles this requester holds: the policy's other
+            // roles are none of their business.
+            let yours: Vec<&str> = self
+                .granted_roles(q.identity, q.groups)
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect();
+            let choice = if yours.is_empty() {
+                "you hold no roles; ask a policy owner for a grant".to_owned()
+            } else {
+                format!("your roles: {}", yours.join(", "))
+            };
             let denied = Denied::new(
                 DenyCode::UnknownRole,
-                format!(
-                    "there is no role {:?}; choose one of: {}",
-                    q.role,
-                    known.join(", ")
-                ),
+                format!("there is no role {:?}; {choice}", q.role),
             );
             trace.fail(denied.clone());
             return Err(denied);

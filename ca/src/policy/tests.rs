@@ -293,10 +293,15 @@ fn deny_unknown_role() {
     q.role = "db-debgu";
     let (code, message) = q.denied(&policy);
     assert_eq!(code, DenyCode::UnknownRole);
+    // Only alice's own roles are named, not carol's "staging" and "short".
     assert!(
-        message.contains("choose one of: db-debug, staging, short, either"),
+        message.ends_with("your roles: db-debug, either"),
         "{message}"
     );
+    q.identity = "user:mallory@example.com";
+    q.groups = vec![];
+    let (_, message) = q.denied(&policy);
+    assert!(message.contains("you hold no roles"), "{message}");
 }
 
 #[test]
