@@ -5,6 +5,8 @@
 //! A missing tool is an error that says how to install it, never a skip.
 
 pub mod ca;
+pub mod device_provider;
 pub mod oidc;
+pub mod ssh_agent;
 pub mod sshd;
 pub mod util;

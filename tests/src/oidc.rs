@@ -38,73 +38,12 @@ impl OidcProvider {
     /// Starts the provider on a random loopback port and waits until it is
     /// ready.
     pub fn start() -> anyhow::Result<Self> {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("oidc");
-        let script = dir.join("provider.mjs");
-        if !script.is_file() {
-            bail!("{} is missing", script.display());
-        }
-        if !dir.join("node_modules").join("oauth2-mock-server").is_dir() {
-            bail!(
-                "the test OIDC provider's npm packages are not installed in {}; {INSTALL_HINT}",
-                dir.display()
-            );
-        }
-        let mut child = Command::new("node")
-            .arg(&script)
-            .arg("0")
-            .current_dir(&dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|err| {
-                if err.kind() == std::io::ErrorKind::NotFound {
-                    anyhow!("`node` is not on PATH; install Node.js 20.19+, then run `{NPM_CI}`")
-                } else {
-                    anyhow!("starting node {}: {err}", script.display())
-                }
-            })?;
-        let stdin = child.stdin.take();
-        let stdout = child
-            .stdout
-            .take()
-            .context("provider stdout was not piped")?;
-
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let result = BufReader::new(stdout).read_line(&mut line).map(|_| line);
-            let _ = tx.send(result);
-        });
-        let ready = match rx.recv_timeout(READY_TIMEOUT) {
-            Ok(Ok(line)) if !line.trim().is_empty() => line,
-            Ok(Ok(_)) => {
-                let status = child.wait().ok();
-                bail!(
-                    "the OIDC provider exited before it was ready ({status:?}); see its stderr above; {INSTALL_HINT}"
-                )
-            }
-            Ok(Err(err)) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("reading the OIDC provider's ready line: {err}")
-            }
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("the OIDC provider printed no ready line within {READY_TIMEOUT:?}")
-            }
-        };
-        let ready: Value = serde_json::from_str(ready.trim())
-            .with_context(|| format!("the OIDC provider's ready line is not JSON: {ready:?}"))?;
-        let issuer = ready["issuer"]
-            .as_str()
-            .context("ready line has no issuer")?
-            .to_owned();
-        let port = ready["port"]
-            .as_u64()
-            .and_then(|port| u16::try_from(port).ok())
-            .context("ready line has no port")?;
+        let NodeScript {
+            child,
+            stdin,
+            issuer,
+            port,
+        } = start_node("provider.mjs", "oauth2-mock-server", Stdio::inherit())?;
         let agent = ureq::AgentBuilder::new()
             .redirects(0)
             .timeout(Duration::from_secs(10))
@@ -291,7 +230,100 @@ impl Drop for OidcProvider {
     }
 }
 
-fn http_error(what: &str, err: ureq::Error) -> anyhow::Error {
+/// A provider script under `tests/oidc` started by `node`, past its ready
+/// line. The caller kills `child` when done.
+#[derive(Debug)]
+pub(crate) struct NodeScript {
+    pub(crate) child: Child,
+    /// Held open by the caller: the scripts exit when their stdin closes, so
+    /// they cannot outlive a test process that dies without running Drop.
+    pub(crate) stdin: Option<ChildStdin>,
+    /// `issuer` from the ready line.
+    pub(crate) issuer: String,
+    /// `port` from the ready line: where it listens on 127.0.0.1.
+    pub(crate) port: u16,
+}
+
+/// Starts `node tests/oidc/SCRIPT 0` (a random loopback port) and waits for
+/// its JSON ready line. Fails with the install hint when `node` or the npm
+/// `package` the script needs is missing; `stderr` is where the script's
+/// diagnostics go.
+pub(crate) fn start_node(script: &str, package: &str, stderr: Stdio) -> anyhow::Result<NodeScript> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("oidc");
+    let script = dir.join(script);
+    if !script.is_file() {
+        bail!("{} is missing", script.display());
+    }
+    if !dir.join("node_modules").join(package).is_dir() {
+        bail!(
+            "the npm package {package} that {} needs is not installed in {}; {INSTALL_HINT}",
+            script.display(),
+            dir.display()
+        );
+    }
+    let mut child = Command::new("node")
+        .arg(&script)
+        .arg("0")
+        .current_dir(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .map_err(|err| {
+            if err.kind() == std::io::ErrorKind::NotFound {
+                anyhow!("`node` is not on PATH; install Node.js 20.19+, then run `{NPM_CI}`")
+            } else {
+                anyhow!("starting node {}: {err}", script.display())
+            }
+        })?;
+    let stdin = child.stdin.take();
+    let stdout = child.stdout.take().context("node stdout was not piped")?;
+
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let result = BufReader::new(stdout).read_line(&mut line).map(|_| line);
+        let _ = tx.send(result);
+    });
+    let name = script.display();
+    let ready = match rx.recv_timeout(READY_TIMEOUT) {
+        Ok(Ok(line)) if !line.trim().is_empty() => line,
+        Ok(Ok(_)) => {
+            let status = child.wait().ok();
+            bail!("{name} exited before it was ready ({status:?}); see its stderr; {INSTALL_HINT}")
+        }
+        Ok(Err(err)) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("reading the ready line of {name}: {err}")
+        }
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{name} printed no ready line within {READY_TIMEOUT:?}")
+        }
+    };
+    let parsed = serde_json::from_str::<Value>(ready.trim())
+        .ok()
+        .and_then(|ready| {
+            let issuer = ready["issuer"].as_str()?.to_owned();
+            let port = u16::try_from(ready["port"].as_u64()?).ok()?;
+            Some((issuer, port))
+        });
+    let Some((issuer, port)) = parsed else {
+        let _ = child.kill();
+        let _ = child.wait();
+        bail!("the ready line of {name} is not JSON with `issuer` and `port`: {ready:?}")
+    };
+    Ok(NodeScript {
+        child,
+        stdin,
+        issuer,
+        port,
+    })
+}
+
+pub(crate) fn http_error(what: &str, err: ureq::Error) -> anyhow::Error {
     match err {
         ureq::Error::Status(code, response) => {
             let body = response.into_string().unwrap_or_default();

@@ -110,6 +110,44 @@ impl Sshd {
     }
 }
 
+impl Sshd {
+    /// Plain `ssh LOGIN@127.0.0.1 COMMAND` with the keys of the agent at
+    /// `agent_socket` and nothing else: as a user runs it after `shiftkey access`.
+    pub fn ssh_with_agent(
+        &self,
+        agent_socket: &Path,
+        login: &str,
+        command: &str,
+    ) -> anyhow::Result<std::process::Output> {
+        require_tool("ssh", "openssh-client")?;
+        run(Command::new("ssh")
+            .args([
+                "-F",
+                "/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=no",
+            ])
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+            ])
+            .args(["-o", "ConnectTimeout=10"])
+            .arg("-o")
+            .arg(format!("IdentityAgent={}", agent_socket.display()))
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg(format!("{login}@127.0.0.1"))
+            .arg(command)
+            .stdin(Stdio::null()))
+    }
+}
+
 impl Drop for Sshd {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -4,6 +4,7 @@
 
 mod audit;
 mod bad_input;
+mod client;
 mod fixtures;
 mod issuance;
 mod keys;

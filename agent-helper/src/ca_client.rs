@@ -1,0 +1,371 @@
+//! Talking to the CA: HTTPS (trusting a CA bundle, a pinned certificate, or
+//! the system's web roots) or, on the CA host, its local Unix socket.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use shiftkey_wire::{
+    CaConfigResponse, CertificateRequest, CertificateResponse, ErrorResponse, RolesResponse,
+};
+use zeroize::Zeroizing;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+/// Answers larger than this are not a CA's.
+const MAX_ANSWER: usize = 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    #[error("no CA configured\nhint: run `shiftkey login --ca https://CA:8443` once, or pass --ca")]
+    NoCa,
+    #[error("--ca {0:?} is neither an https:// URL nor unix:PATH")]
+    BadCa(String),
+    #[error("{path}: cannot read the CA certificate bundle: {message}")]
+    Bundle { path: PathBuf, message: String },
+    #[error("--ca-fingerprint {0:?} is not a SHA-256 in hex")]
+    BadFingerprint(String),
+    #[error(
+        "cannot reach the CA at {ca}: {cause}\nhint: check that the CA is running and that --ca (or `ca` in the config) is right"
+    )]
+    Unreachable { ca: String, cause: String },
+    #[error("{message}{}", hint.as_deref().map(|h| format!("\nhint: {h}")).unwrap_or_default())]
+    Refused {
+        status: u16,
+        code: String,
+        message: String,
+        hint: Option<String>,
+    },
+    #[error(
+        "the CA sent an answer this client does not understand ({0})\nhint: is --ca really a Shiftkey CA of a matching version?"
+    )]
+    BadAnswer(String),
+    #[error("cannot set up TLS: {0}")]
+    Tls(String),
+}
+
+/// How to trust the CA's TLS certificate.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Trust {
+    pub(crate) bundle: Option<PathBuf>,
+    pub(crate) fingerprint: Option<String>,
+}
+
+#[derive(Debug)]
+enum Endpoint {
+    Https {
+        base: String,
+        client: reqwest::Client,
+    },
+    Unix(PathBuf),
+}
+
+/// A connection to one CA, with the caller's ID token when there is one.
+#[derive(Debug)]
+pub(crate) struct CaClient {
+    endpoint: Endpoint,
+    token: Option<Zeroizing<String>>,
+}
+
+impl CaClient {
+    pub(crate) fn new(ca: &str, trust: &Trust) -> Result<Self, Error> {
+        let endpoint = if let Some(path) = ca.strip_prefix("unix:") {
+            Endpoint::Unix(PathBuf::from(path))
+        } else if ca.starts_with("https://")
+            || ca.starts_with("http://127.0.0.1")
+            || ca.starts_with("http://localhost")
+        {
+            Endpoint::Https {
+                base: ca.trim_end_matches('/').to_owned(),
+                client: http_client(trust)?,
+            }
+        } else {
+            return Err(Error::BadCa(ca.to_owned()));
+        };
+        Ok(Self {
+            endpoint,
+            token: None,
+        })
+    }
+
+    /// Sends `token` as `Authorization: Bearer` (not on the local socket,
+    /// where the kernel says who the caller is).
+    pub(crate) fn with_token(mut self, token: &str) -> Self {
+        self.token = Some(Zeroizing::new(token.to_owned()));
+        self
+    }
+
+    /// True when talking to the CA's local socket (identity `local:USER`).
+    pub(crate) fn is_local(&self) -> bool {
+        matches!(self.endpoint, Endpoint::Unix(_))
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        match &self.endpoint {
+            Endpoint::Https { base, .. } => base.clone(),
+            Endpoint::Unix(path) => format!("unix:{}", path.display()),
+        }
+    }
+
+    pub(crate) async fn config(&self) -> Result<CaConfigResponse, Error> {
+        self.request("GET", "/v1/config", None::<&()>).await
+    }
+
+    pub(crate) async fn roles(&self) -> Result<RolesResponse, Error> {
+        self.request("GET", "/v1/roles", None::<&()>).await
+    }
+
+    pub(crate) async fn whoami(&self) -> Result<serde_json::Value, Error> {
+        self.request("GET", "/v1/whoami", None::<&()>).await
+    }
+
+    pub(crate) async fn issue(
+        &self,
+        request: &CertificateRequest,
+    ) -> Result<CertificateResponse, Error> {
+        self.request("POST", "/v1/certificates", Some(request))
+            .await
+    }
+
+    async fn request<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, Error> {
+        let body = body
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|e| Error::BadAnswer(format!("cannot encode the request: {e}")))?;
+        let (status, bytes) = match &self.endpoint {
+            Endpoint::Https { base, client } => {
+                self.send_https(client, base, method, path, body).await?
+            }
+            Endpoint::Unix(socket) => send_unix(socket, method, path, body).await?,
+        };
+        if !(200..300).contains(&status) {
+            return Err(match serde_json::from_slice::<ErrorResponse>(&bytes) {
+                Ok(e) => Error::Refused {
+                    status,
+                    code: e.error,
+                    message: e.message,
+                    hint: e.hint,
+                },
+                Err(_) => Error::BadAnswer(format!("HTTP {status}")),
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| Error::BadAnswer(e.to_string()))
+    }
+
+    async fn send_https(
+        &self,
+        client: &reqwest::Client,
+        base: &str,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, Bytes), Error> {
+        let unreachable = |e: reqwest::Error| Error::Unreachable {
+            ca: base.to_owned(),
+            cause: error_chain(&e),
+        };
+        let mut request = match method {
+            "POST" => client.post(format!("{base}{path}")),
+            _ => client.get(format!("{base}{path}")),
+        };
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token.as_str());
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
+        }
+        let response = request.send().await.map_err(unreachable)?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(unreachable)?;
+        if bytes.len() > MAX_ANSWER {
+            return Err(Error::BadAnswer("answer too large".into()));
+        }
+        Ok((status, bytes))
+    }
+}
+
+/// One HTTP/1.1 exchange over the CA's Unix socket (reqwest cannot dial
+/// Unix sockets).
+async fn send_unix(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Option<Vec<u8>>,
+) -> Result<(u16, Bytes), Error> {
+    let ca = format!("unix:{}", socket.display());
+    let unreachable = |cause: String| Error::Unreachable {
+        ca: ca.clone(),
+        cause,
+    };
+    let exchange = async {
+        let stream = tokio::net::UnixStream::connect(socket)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let driver = tokio::spawn(connection);
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "localhost")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| unreachable(e.to_string()))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let status = response.status().as_u16();
+        let limited = http_body_util::Limited::new(response.into_body(), MAX_ANSWER);
+        let bytes = limited
+            .collect()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?
+            .to_bytes();
+        driver.abort();
+        Ok((status, bytes))
+    };
+    tokio::time::timeout(TIMEOUT, exchange)
+        .await
+        .map_err(|_| unreachable("timed out".into()))?
+}
+
+fn http_client(trust: &Trust) -> Result<reqwest::Client, Error> {
+    let builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(TIMEOUT)
+        .connect_timeout(Duration::from_secs(10));
+    let builder = if let Some(fingerprint) = &trust.fingerprint {
+        builder.use_preconfigured_tls(pinned_tls(fingerprint)?)
+    } else if let Some(path) = &trust.bundle {
+        let bundle = |message: String| Error::Bundle {
+            path: path.clone(),
+            message,
+        };
+        let pem = std::fs::read(path).map_err(|e| bundle(e.to_string()))?;
+        let certs =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bundle(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(bundle("no certificate in it".into()));
+        }
+        certs.into_iter().fold(
+            builder.tls_built_in_root_certs(false),
+            reqwest::ClientBuilder::add_root_certificate,
+        )
+    } else {
+        builder
+    };
+    builder.build().map_err(|e| Error::Tls(error_chain(&e)))
+}
+
+/// TLS that trusts exactly one server certificate, by its SHA-256: for a CA
+/// whose certificate is self-signed and whose fingerprint the operator
+/// published. rustls has no such verifier built in; the signature checks are
+/// still rustls's own.
+fn pinned_tls(fingerprint: &str) -> Result<rustls::ClientConfig, Error> {
+    let hex_digits: String = fingerprint
+        .trim()
+        .trim_start_matches("sha256:")
+        .chars()
+        .filter(|c| *c != ':')
+        .collect();
+    let pin: [u8; 32] = hex::decode(&hex_digits)
+        .ok()
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(|| Error::BadFingerprint(fingerprint.to_owned()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Tls(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedCertificate { pin, provider }))
+        .with_no_client_auth();
+    Ok(config)
+}
+
+#[derive(Debug)]
+struct PinnedCertificate {
+    pin: [u8; 32],
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for PinnedCertificate {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        use sha2::Digest;
+        let seen: [u8; 32] = sha2::Sha256::digest(end_entity.as_ref()).into();
+        if seen == self.pin {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(format!(
+                "the CA's certificate has SHA-256 {}, not the pinned one",
+                hex::encode(seen)
+            )))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// The error and its causes, one line (reqwest hides the useful part in the
+/// source chain: "connection refused", "certificate not trusted").
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,439 @@
+//! The `shiftkey` command line. Data to stdout, messages to stderr.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use serde_json::json;
+
+use crate::login;
+use crate::session::{self, Session};
+
+/// Shiftkey: short-lived SSH certificates for on-call engineers, in your
+/// ssh-agent, for plain `ssh`.
+#[derive(Debug, Parser)]
+#[command(name = "shiftkey", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the CA is and how to trust it (saved by `login`).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct CaArgs {
+    /// The CA: https://HOST:PORT, or unix:PATH for its local socket on the CA host.
+    #[arg(long, global = true, value_name = "URL")]
+    pub(crate) ca: Option<String>,
+    /// PEM bundle to trust for the CA's TLS certificate.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) ca_cert: Option<PathBuf>,
+    /// SHA-256 of the CA's TLS certificate, to trust it and only it.
+    #[arg(long, global = true, value_name = "HEX")]
+    pub(crate) ca_fingerprint: Option<String>,
+    /// Config file [default: ~/.config/shiftkey/config.toml].
+    #[arg(long, global = true, env = crate::env_vars::CONFIG, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct TokenArgs {
+    /// Use the ID token in this file (a CI pipeline's OIDC token) instead of a login.
+    #[arg(long, value_name = "PATH", conflicts_with = "id_token_env")]
+    id_token_file: Option<PathBuf>,
+    /// Use the ID token in this environment variable.
+    #[arg(long, value_name = "VAR")]
+    id_token_env: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Sign in with your identity provider (browser, or --device on headless machines).
+    Login {
+        #[command(flatten)]
+        ca: CaArgs,
+        /// Device authorization grant: shows a code to enter on another device.
+        #[arg(long)]
+        device: bool,
+        /// Do not try to open a browser; just print the URL.
+        #[arg(long)]
+        no_browser: bool,
+        #[command(flatten)]
+        token: TokenArgs,
+    },
+    /// Forget the cached login and remove this CA's certificates from ssh-agent.
+    Logout {
+        #[command(flatten)]
+        ca: CaArgs,
+    },
+    /// Get a certificate for ROLE into ssh-agent; then use plain ssh.
+    Access {
+        /// The role, as `shiftkey roles` lists them.
+        role: String,
+        /// The incident this access is for, e.g. INC-42.
+        #[arg(long)]
+        incident: Option<String>,
+        /// Why you need access; recorded in the audit log.
+        #[arg(long)]
+        reason: Option<String>,
+        /// How long, e.g. 15m (the role's maximum applies).
+        #[arg(long)]
+        ttl: Option<String>,
+        /// Only these of the role's principals (repeatable).
+        #[arg(long = "principal", value_name = "LOGIN")]
+        principals: Vec<String>,
+        /// CI jobs without an agent: write id_ed25519 and id_ed25519-cert.pub (0600) to this directory you own.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        ca: CaArgs,
+        #[command(flatten)]
+        token: TokenArgs,
+    },
+    /// Roles you may ask for, with their hosts and conditions.
+    Roles {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        ca: CaArgs,
+        #[command(flatten)]
+        token: TokenArgs,
+    },
+    /// Certificates from this CA in your agent, and your login.
+    Status {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        ca: CaArgs,
+    },
+    /// ssh configuration for your roles and the host CA (--install writes it under ~/.ssh).
+    SshConfig {
+        /// Write ~/.ssh/shiftkey.conf and ~/.ssh/shiftkey_known_hosts and include them from ~/.ssh/config.
+        #[arg(long)]
+        install: bool,
+        #[command(flatten)]
+        ca: CaArgs,
+        #[command(flatten)]
+        token: TokenArgs,
+    },
+    /// Who the CA thinks you are.
+    Whoami {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        ca: CaArgs,
+        #[command(flatten)]
+        token: TokenArgs,
+    },
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Runs the parsed command line; the exit code says how it went.
+pub fn run(cli: Cli) -> ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Login {
+            ca,
+            device,
+            no_browser,
+            token,
+        } => login_command(&ca, device, no_browser, &token).await,
+        Command::Logout { ca } => {
+            if let Some(path) = login::cache_path() {
+                login::remove(&path)?;
+            }
+            let config = Session::open(&ca)?.config;
+            let mut removed = 0;
+            if let Ok(mut agent) = crate::agent::Agent::from_env() {
+                for (blob, _) in
+                    crate::status::signed_by(&mut agent, &crate::status::ca_keys(&config))?
+                {
+                    agent.remove(&blob)?;
+                    removed += 1;
+                }
+            }
+            eprintln!("Logged out; removed {removed} certificate(s) from ssh-agent.");
+            Ok(())
+        }
+        Command::Access {
+            role,
+            incident,
+            reason,
+            ttl,
+            principals,
+            out,
+            json,
+            ca,
+            token,
+        } => {
+            let session = Session::open(&ca)?;
+            let client = session.authenticated(session::token_from(
+                token.id_token_file.as_ref(),
+                token.id_token_env.as_deref(),
+            )?)?;
+            let opts = crate::access::AccessOptions {
+                role: &role,
+                incident: incident.as_deref(),
+                reason: reason.as_deref(),
+                ttl: ttl.as_deref(),
+                principals: &principals,
+                out: out.as_deref(),
+                json,
+            };
+            crate::access::run(&client, &opts).await
+        }
+        Command::Roles { json, ca, token } => {
+            let session = Session::open(&ca)?;
+            let client = session.authenticated(session::token_from(
+                token.id_token_file.as_ref(),
+                token.id_token_env.as_deref(),
+            )?)?;
+            let roles = client.roles().await?;
+            if json {
+                println!("{}", serde_json::to_string(&roles)?);
+            } else if roles.roles.is_empty() {
+                println!("{} holds no roles", roles.identity);
+            } else {
+                for role in &roles.roles {
+                    let mut needs = Vec::new();
+                    if !role.require_on_call.is_empty() {
+                        needs.push(format!("on call for {}", role.require_on_call.join(" or ")));
+                    }
+                    if role.require_incident {
+                        needs.push("--incident".into());
+                    }
+                    if role.require_reason {
+                        needs.push("--reason".into());
+                    }
+                    println!(
+                        "{:<16} {} on {}  (up to {}m{})",
+                        role.name,
+                        role.principals.join(","),
+                        role.hosts.join(" "),
+                        role.max_ttl_seconds / 60,
+                        if needs.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; needs {}", needs.join(", "))
+                        }
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Status { json, ca } => crate::status::run(&Session::open(&ca)?.config, json),
+        Command::SshConfig { install, ca, token } => {
+            let session = Session::open(&ca)?;
+            let client = session.authenticated(session::token_from(
+                token.id_token_file.as_ref(),
+                token.id_token_env.as_deref(),
+            )?)?;
+            let ca_config = client.config().await?;
+            let roles = client.roles().await?;
+            let ssh_dir = crate::ssh_config::ssh_dir()?;
+            let generated = crate::ssh_config::generate(
+                &ca_config,
+                &roles,
+                &crate::ssh_config::known_hosts_path(&ssh_dir),
+            );
+            if install {
+                for path in crate::ssh_config::install(&ssh_dir, &generated)? {
+                    eprintln!("wrote {}", path.display());
+                }
+            } else {
+                print!("{}", generated.config);
+                eprintln!(
+                    "\n# known hosts (written by --install to {}):",
+                    crate::ssh_config::known_hosts_path(&ssh_dir).display()
+                );
+                eprint!("{}", generated.known_hosts);
+            }
+            Ok(())
+        }
+        Command::Whoami { json, ca, token } => {
+            let session = Session::open(&ca)?;
+            let client = session.authenticated(session::token_from(
+                token.id_token_file.as_ref(),
+                token.id_token_env.as_deref(),
+            )?)?;
+            let who = client.whoami().await?;
+            let login = session::cached_token();
+            if json {
+                let expires = login.as_ref().map(|t| t.expires_at.timestamp());
+                println!(
+                    "{}",
+                    json!({ "identity": who["identity"], "groups": who["groups"], "ca": client.describe(), "login_expires_at": expires })
+                );
+            } else {
+                println!(
+                    "{} at {}",
+                    who["identity"].as_str().unwrap_or("?"),
+                    client.describe()
+                );
+                if let Some(groups) = who["groups"].as_array().filter(|g| !g.is_empty()) {
+                    let names: Vec<&str> = groups.iter().filter_map(|g| g.as_str()).collect();
+                    println!("groups: {}", names.join(", "));
+                }
+                if let Some(token) = login.filter(|_| !client.is_local()) {
+                    println!(
+                        "login valid until {}",
+                        token
+                            .expires_at
+                            .with_timezone(&chrono::Local)
+                            .format("%H:%M:%S %Z")
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "shiftkey",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn login_command(
+    ca: &CaArgs,
+    device: bool,
+    no_browser: bool,
+    token: &TokenArgs,
+) -> anyhow::Result<()> {
+    let mut session = Session::open(ca)?;
+    let client = session.client()?;
+    // Discovery: the CA says which provider and client ID to use, and which
+    // keys sign its certificates.
+    let discovered = client
+        .config()
+        .await
+        .with_context(|| format!("asking {} for its configuration", client.describe()))?;
+    session.config.user_ca_keys = discovered.user_ca_keys.clone();
+    session.config.issuer = discovered.oidc_issuer.clone();
+    session.config.client_id = discovered.oidc_client_id.clone();
+    session.config.save(&session.config_path)?;
+    if client.is_local() {
+        eprintln!(
+            "{} is the CA's local socket: you are your local user there, no login needed.",
+            client.describe()
+        );
+        return Ok(());
+    }
+    let id_token = match session::token_from(
+        token.id_token_file.as_ref(),
+        token.id_token_env.as_deref(),
+    )? {
+        Some(t) => t,
+        None => {
+            let (Some(issuer), Some(client_id)) =
+                (&discovered.oidc_issuer, &discovered.oidc_client_id)
+            else {
+                anyhow::bail!(
+                    "{} has no OIDC sign-in configured\nhint: use its local socket on the CA host (--ca unix:PATH), or ask the operator to set [oidc] in ca.toml",
+                    client.describe()
+                );
+            };
+            if device {
+                login::login_device(issuer, client_id, |code| {
+                    let url = code
+                        .verification_uri_complete
+                        .as_deref()
+                        .unwrap_or(&code.verification_uri);
+                    eprintln!("To sign in, open {url}");
+                    eprintln!(
+                        "and enter the code {}  (valid for {} minutes)",
+                        code.user_code,
+                        code.expires_in.as_secs() / 60
+                    );
+                    eprintln!("Waiting for you to approve…");
+                })
+                .await?
+            } else {
+                let opts = login::BrowserOptions::default();
+                login::login_browser(issuer, client_id, &opts, |url| {
+                    eprintln!("Sign in at:\n  {url}");
+                    if !no_browser {
+                        open_browser(url);
+                    }
+                    eprintln!("Waiting for the browser…");
+                })
+                .await?
+            }
+        }
+    };
+    // Check it with the CA before keeping it.
+    let who = client.with_token(id_token.secret()).whoami().await?;
+    match login::cache_path() {
+        Some(path) => {
+            login::save(&id_token, &path)?;
+            eprintln!(
+                "Signed in as {} until {}.",
+                who["identity"].as_str().unwrap_or("?"),
+                id_token
+                    .expires_at
+                    .with_timezone(&chrono::Local)
+                    .format("%H:%M:%S %Z")
+            );
+        }
+        None => eprintln!(
+            "Signed in as {}, but ${} is not set, so the login is not kept: use --id-token-file with later commands.",
+            who["identity"].as_str().unwrap_or("?"),
+            crate::env_vars::XDG_RUNTIME_DIR
+        ),
+    }
+    Ok(())
+}
+
+/// Best effort: `$BROWSER`, else xdg-open, only with a display. Never fails
+/// the login: the URL is printed either way.
+fn open_browser(url: &str) {
+    let browser = std::env::var(crate::env_vars::BROWSER).ok();
+    if browser.as_deref() == Some("none") || !std::io::stderr().is_terminal() {
+        return;
+    }
+    let has_display =
+        std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some();
+    let program = match browser {
+        Some(b) if !b.is_empty() => b,
+        _ if has_display => "xdg-open".to_owned(),
+        _ => return,
+    };
+    let _ = std::process::Command::new(program)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+}

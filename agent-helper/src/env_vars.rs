@@ -1,0 +1,14 @@
+//! Every environment variable the `shiftkey` client reads, in one place.
+//! `docs/client.md` lists them; keep the two in step.
+
+/// The ssh-agent to load certificates into (set by `ssh-agent`).
+pub(crate) const SSH_AUTH_SOCK: &str = "SSH_AUTH_SOCK";
+/// Config file instead of `~/.config/shiftkey/config.toml`.
+pub(crate) const CONFIG: &str = "SHIFTKEY_CONFIG";
+/// Where the ID token is cached (`$XDG_RUNTIME_DIR/shiftkey/token`); unset
+/// means the token lives only as long as the command.
+pub(crate) const XDG_RUNTIME_DIR: &str = "XDG_RUNTIME_DIR";
+pub(crate) const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";
+pub(crate) const HOME: &str = "HOME";
+/// A command to open URLs with; `none` never opens a browser.
+pub(crate) const BROWSER: &str = "BROWSER";

@@ -1,0 +1,408 @@
+//! The `shiftkey` client as an on-call engineer uses it: sign in through a
+//! real OIDC provider (the test plays the browser), `access` a role, then
+//! plain `ssh` with the agent to a real sshd that trusts only the CA.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use shiftkey_tests::ca::TestCa;
+use shiftkey_tests::oidc::OidcProvider;
+use shiftkey_tests::ssh_agent::SshAgent;
+use shiftkey_tests::sshd::Sshd;
+use shiftkey_tests::util::{binary, ensure_login_user, run};
+
+use crate::fixtures::{LOGIN_USER, policy};
+
+const CLIENT_ID: &str = "shiftkey-e2e";
+
+/// A user's world: a home, a runtime dir for the token cache, an agent.
+struct User {
+    home: tempfile::TempDir,
+    runtime: tempfile::TempDir,
+    agent: SshAgent,
+    ca_url: String,
+    ca_cert: PathBuf,
+}
+
+impl User {
+    fn new(ca: &TestCa) -> anyhow::Result<Self> {
+        let home = tempfile::tempdir()?;
+        let runtime = tempfile::tempdir()?;
+        std::fs::set_permissions(
+            runtime.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )?;
+        let agent = SshAgent::start(runtime.path())?;
+        Ok(Self {
+            home,
+            runtime,
+            agent,
+            ca_url: ca.url(""),
+            ca_cert: ca.data_dir().join("tls/cert.pem"),
+        })
+    }
+
+    /// `shiftkey ARGS` in this user's environment (and working directory).
+    fn command(&self, args: &[&str]) -> anyhow::Result<Command> {
+        let mut cmd = Command::new(binary("shiftkey")?);
+        cmd.args(args)
+            .current_dir(self.home.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.home.path())
+            .env("XDG_RUNTIME_DIR", self.runtime.path())
+            .env("SSH_AUTH_SOCK", &self.agent.socket)
+            .env("BROWSER", "none")
+            .stdin(Stdio::null());
+        Ok(cmd)
+    }
+
+    fn shiftkey(&self, args: &[&str]) -> anyhow::Result<Output> {
+        run(&mut self.command(args)?)
+    }
+
+    /// `shiftkey login`, clicking through the provider like a browser.
+    fn login(&self) -> anyhow::Result<()> {
+        let cert = self.ca_cert.to_string_lossy().into_owned();
+        let mut child = self
+            .command(&[
+                "login",
+                "--ca",
+                &self.ca_url,
+                "--ca-cert",
+                &cert,
+                "--no-browser",
+            ])?
+            .stderr(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let stderr = child.stderr.take().context("stderr")?;
+        let mut lines = BufReader::new(stderr).lines();
+        let mut seen = Vec::new();
+        let url = loop {
+            let Some(line) = lines.next().transpose()? else {
+                bail!("shiftkey login printed no URL:\n{}", seen.join("\n"));
+            };
+            if let Some(url) = line
+                .trim()
+                .strip_prefix("http")
+                .map(|rest| format!("http{rest}"))
+            {
+                break url;
+            }
+            seen.push(line);
+        };
+        browse(&url)?;
+        let status = child.wait()?;
+        let rest: Vec<String> = lines.map_while(Result::ok).collect();
+        if !status.success() {
+            bail!(
+                "shiftkey login failed: {}\n{}",
+                seen.join("\n"),
+                rest.join("\n")
+            );
+        }
+        assert!(
+            rest.iter()
+                .any(|l| l.contains("Signed in as user:alice@example.com")),
+            "{rest:?}"
+        );
+        Ok(())
+    }
+}
+
+/// What a browser does with the authorization URL: the provider redirects
+/// to the client's loopback callback, which the browser then loads.
+fn browse(url: &str) -> anyhow::Result<()> {
+    let client = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let answer = client.get(url).send()?;
+    let location = answer
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .with_context(|| format!("the provider did not redirect: {}", answer.status()))?
+        .to_owned();
+    assert!(
+        location.starts_with("http://127.0.0.1:"),
+        "loopback redirect: {location}"
+    );
+    let page = client.get(&location).send()?;
+    assert!(
+        page.status().is_success(),
+        "callback answered {}",
+        page.status()
+    );
+    Ok(())
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Every file under `dir` that holds an OpenSSH (or any PEM) private key.
+fn private_keys_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&path) {
+                stack.extend(entries.filter_map(Result::ok).map(|e| e.path()));
+            }
+        } else if std::fs::read(&path)
+            .is_ok_and(|bytes| bytes.windows(11).any(|w| w == b"PRIVATE KEY"))
+        {
+            found.push(path);
+        }
+    }
+    found
+}
+
+fn setup() -> anyhow::Result<(OidcProvider, TestCa, User)> {
+    ensure_login_user(LOGIN_USER)?;
+    let provider = OidcProvider::start()?;
+    provider.set_default_login(
+        json!({ "sub": "alice", "email": "alice@example.com", "groups": ["sre"] }),
+    )?;
+    let ca = TestCa::init(&policy().0, Some((provider.issuer(), CLIENT_ID)))?.start()?;
+    let user = User::new(&ca)?;
+    Ok((provider, ca, user))
+}
+
+#[test]
+fn login_access_and_plain_ssh_until_the_agent_forgets() -> anyhow::Result<()> {
+    let (_provider, ca, user) = setup()?;
+    user.login()?;
+    let token = user.runtime.path().join("shiftkey/token");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&token)?.permissions()) & 0o777;
+    assert_eq!(mode, 0o600, "the token cache is private");
+
+    let who = user.shiftkey(&["whoami", "--json"])?;
+    assert!(who.status.success(), "{}", stderr(&who));
+    let who: Value = serde_json::from_str(&stdout(&who))?;
+    assert_eq!(who["identity"], "user:alice@example.com");
+
+    let out = user.shiftkey(&[
+        "access",
+        "shell",
+        "--reason",
+        "e2e: check the client",
+        "--ttl",
+        "15s",
+        "--json",
+    ])?;
+    assert!(out.status.success(), "{}\n{}", stderr(&out), ca.log());
+    let access: Value = serde_json::from_str(&stdout(&out))?;
+    assert_eq!(access["principals"], json!([LOGIN_USER]));
+    assert_eq!(access["hosts"], json!(["127.0.0.1"]));
+    assert_eq!(access["placed_in"], "ssh-agent");
+    let valid_before = access["valid_before"].as_u64().unwrap_or(0);
+
+    // The agent holds the key and certificate; nothing on disk does.
+    let listed = user.agent.list()?;
+    assert!(listed.contains("(ED25519-CERT)"), "{listed}");
+    assert!(
+        private_keys_under(user.home.path()).is_empty(),
+        "no private key under HOME or the working directory"
+    );
+    assert!(private_keys_under(user.runtime.path()).is_empty());
+
+    let status = user.shiftkey(&["status", "--json"])?;
+    let status: Value = serde_json::from_str(&stdout(&status))?;
+    assert_eq!(status["certificates"][0]["role"], "shell");
+    assert_eq!(status["certificates"][0]["serial"], access["serial"]);
+
+    // Plain ssh with the agent, to an sshd that trusts only the CA.
+    let user_ca = ca.client().get(ca.url("/v1/ca/user.pub")).send()?.text()?;
+    let sshd = Sshd::start(&user.runtime.path().join("sshd"), &user_ca)?;
+    let ok = sshd.ssh_with_agent(&user.agent.socket, LOGIN_USER, "id -un")?;
+    assert!(ok.status.success(), "{}\n{}", stderr(&ok), sshd.log());
+    assert_eq!(stdout(&ok).trim(), LOGIN_USER);
+
+    // At the end of the certificate's life the agent forgets key and
+    // certificate, and ssh is refused.
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    std::thread::sleep(Duration::from_secs(valid_before.saturating_sub(now) + 2));
+    assert!(
+        !user.agent.list()?.contains("ED25519-CERT"),
+        "the agent dropped it at expiry"
+    );
+    let late = sshd.ssh_with_agent(&user.agent.socket, LOGIN_USER, "true")?;
+    assert!(!late.status.success());
+
+    let logout = user.shiftkey(&["logout"])?;
+    assert!(logout.status.success(), "{}", stderr(&logout));
+    assert!(!token.exists(), "logout removes the cached token");
+    Ok(())
+}
+
+#[test]
+fn failures_say_what_to_do_next() -> anyhow::Result<()> {
+    let (provider, ca, user) = setup()?;
+    user.login()?;
+
+    // Role denied by the policy: the CA's reason, non-zero exit.
+    let denied = user.shiftkey(&["access", "db-debug"])?;
+    assert!(!denied.status.success());
+    assert!(stderr(&denied).contains("incident"), "{}", stderr(&denied));
+
+    // No agent running.
+    let no_agent = run(user
+        .command(&["access", "shell"])?
+        .env_remove("SSH_AUTH_SOCK"))?;
+    assert!(!no_agent.status.success());
+    assert!(
+        stderr(&no_agent).contains("ssh-agent"),
+        "{}",
+        stderr(&no_agent)
+    );
+
+    // An expired token from a pipeline.
+    let now = chrono::Utc::now().timestamp();
+    let expired = provider.mint(json!({ "aud": CLIENT_ID, "email": "alice@example.com", "iat": now - 7200, "exp": now - 3600 }))?;
+    let file = user.runtime.path().join("ci-token");
+    std::fs::write(&file, expired)?;
+    let out = user.shiftkey(&[
+        "access",
+        "shell",
+        "--id-token-file",
+        &file.to_string_lossy(),
+    ])?;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("shiftkey login"), "{}", stderr(&out));
+
+    // Not logged in at all.
+    let out = run(user
+        .command(&["access", "shell"])?
+        .env("XDG_RUNTIME_DIR", user.home.path().join("nowhere")))?;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("shiftkey login"), "{}", stderr(&out));
+
+    // The CA is down.
+    let mut ca = ca;
+    ca.stop()?;
+    let down = user.shiftkey(&["access", "shell"])?;
+    assert!(!down.status.success());
+    assert!(
+        stderr(&down).contains("cannot reach the CA"),
+        "{}",
+        stderr(&down)
+    );
+    Ok(())
+}
+
+#[test]
+fn pinned_fingerprint_local_socket_out_dir_and_ssh_config() -> anyhow::Result<()> {
+    let (_provider, ca, user) = setup()?;
+    // Trust by fingerprint instead of a bundle: the right pin works...
+    let pem = std::fs::read_to_string(ca.data_dir().join("tls/cert.pem"))?;
+    let der = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect::<String>();
+    let der = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.decode(der)?
+    };
+    let pin = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(&der))
+    };
+    let config = user.home.path().join("pinned.toml");
+    let config = config.to_string_lossy();
+    let pinned = user.shiftkey(&[
+        "roles",
+        "--ca",
+        &user.ca_url,
+        "--ca-fingerprint",
+        &pin,
+        "--config",
+        &config,
+        "--id-token-env",
+        "NOPE",
+    ])?;
+    assert!(
+        stderr(&pinned).contains("$NOPE is not set"),
+        "{}",
+        stderr(&pinned)
+    );
+    user.login()?;
+    let good = user.shiftkey(&["roles", "--ca-fingerprint", &pin])?;
+    assert!(good.status.success(), "{}", stderr(&good));
+    assert!(stdout(&good).contains("db-debug"), "{}", stdout(&good));
+    // ...a wrong one refuses the connection.
+    let wrong = user.shiftkey(&["roles", "--ca-fingerprint", &"00".repeat(32)])?;
+    assert!(!wrong.status.success());
+    assert!(
+        stderr(&wrong).contains("not the pinned one"),
+        "{}",
+        stderr(&wrong)
+    );
+
+    // ssh-config: Host blocks for the roles, the host CA for known_hosts.
+    let out = user.shiftkey(&["ssh-config", "--install"])?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let conf = std::fs::read_to_string(user.home.path().join(".ssh/shiftkey.conf"))?;
+    assert!(
+        conf.contains("Host db-*.prod.example.com\n    User postgres"),
+        "{conf}"
+    );
+    let known = std::fs::read_to_string(user.home.path().join(".ssh/shiftkey_known_hosts"))?;
+    let host_ca = ca.client().get(ca.url("/v1/ca/host.pub")).send()?.text()?;
+    assert!(
+        known.contains(&format!(
+            "@cert-authority 127.0.0.1,db-*.prod.example.com {}",
+            host_ca.trim()
+        )),
+        "{known}"
+    );
+    user.shiftkey(&["ssh-config", "--install"])?;
+    let main = std::fs::read_to_string(user.home.path().join(".ssh/config"))?;
+    assert_eq!(
+        main.matches("Include shiftkey.conf").count(),
+        1,
+        "idempotent"
+    );
+
+    // On the CA host, the local socket needs no login; --out for CI writes 0600 files.
+    let out_dir = user.home.path().join("ci-keys");
+    std::fs::create_dir(&out_dir)?;
+    let socket = format!("unix:{}", ca.socket().display());
+    let out = run(user
+        .command(&[
+            "access",
+            "shell",
+            "--ca",
+            &socket,
+            "--out",
+            &out_dir.to_string_lossy(),
+            "--config",
+            &config,
+        ])?
+        .env_remove("SSH_AUTH_SOCK"))?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let key = out_dir.join("id_ed25519");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key)?.permissions()) & 0o777;
+    assert_eq!(mode, 0o600);
+    let listing = run(Command::new("ssh-keygen")
+        .arg("-L")
+        .arg("-f")
+        .arg(out_dir.join("id_ed25519-cert.pub")))?;
+    assert!(
+        stdout(&listing).contains("local:root role=shell"),
+        "{}",
+        stdout(&listing)
+    );
+    Ok(())
+}
