@@ -20,6 +20,8 @@ use crate::ca_client::CaClient;
 
 #[derive(Debug)]
 pub(crate) struct AccessOptions<'a> {
+    /// The user CA keys saved at login; empty when unknown (local socket).
+    pub(crate) ca_keys: &'a [ssh_key::PublicKey],
     pub(crate) role: &'a str,
     pub(crate) incident: Option<&'a str>,
     pub(crate) reason: Option<&'a str>,
@@ -52,16 +54,21 @@ pub(crate) async fn run(client: &CaClient, opts: &AccessOptions<'_>) -> anyhow::
     let issued = client.issue(&request).await?;
     let certificate = Certificate::from_openssh(&issued.certificate)
         .context("reading the certificate the CA sent")?;
-    if certificate.public_key() != key.public_key().key_data() {
-        bail!("the CA sent a certificate for another key; refusing it");
-    }
-    let now = Utc::now();
-    let valid_before =
-        DateTime::<Utc>::from_timestamp(i64::try_from(issued.valid_before).unwrap_or(i64::MAX), 0)
-            .context("the certificate's end is not a valid time")?;
-    let remaining = (valid_before - now).to_std().unwrap_or(Duration::ZERO);
+    check_certificate(&certificate, &key, &issued, opts.ca_keys)?;
+    // The certificate's own end, which sshd enforces, sets the agent's
+    // lifetime; the JSON fields are only a summary of it.
+    let valid_before = DateTime::<Utc>::from_timestamp(
+        i64::try_from(certificate.valid_before()).unwrap_or(i64::MAX),
+        0,
+    )
+    .context("the certificate's end is not a valid time")?;
+    let remaining = (valid_before - Utc::now())
+        .to_std()
+        .unwrap_or(Duration::ZERO);
     if remaining < Duration::from_secs(1) {
-        bail!("the certificate the CA sent has already expired; check this machine's clock");
+        bail!(
+            "the certificate the CA sent has already expired\nhint: check this machine's clock (timedatectl)"
+        );
     }
     let comment = format!("shiftkey {} serial={}", opts.role, issued.serial);
     let placed = match (opts.out, agent.as_mut()) {
@@ -104,6 +111,36 @@ pub(crate) async fn run(client: &CaClient, opts: &AccessOptions<'_>) -> anyhow::
             remaining,
             &placed,
         );
+    }
+    Ok(())
+}
+
+/// The certificate must be what we asked for before the agent gets it: a
+/// user certificate for our key, signed by the CA we trust (when we know its
+/// keys), valid now, and the same as the CA's summary of it.
+fn check_certificate(
+    certificate: &Certificate,
+    key: &PrivateKey,
+    issued: &CertificateResponse,
+    ca_keys: &[ssh_key::PublicKey],
+) -> anyhow::Result<()> {
+    if certificate.public_key() != key.public_key().key_data() {
+        bail!("the CA sent a certificate for another key; refusing it");
+    }
+    if certificate.cert_type() != ssh_key::certificate::CertType::User {
+        bail!("the CA sent a host certificate where a user certificate belongs; refusing it");
+    }
+    if !ca_keys.is_empty()
+        && !ca_keys
+            .iter()
+            .any(|ca| ca.key_data() == certificate.signature_key())
+    {
+        bail!(
+            "the certificate is not signed by the CA keys saved at login\nhint: if the CA rotated its keys, run `shiftkey login` again"
+        );
+    }
+    if certificate.valid_before() != issued.valid_before || certificate.serial() != issued.serial {
+        bail!("the CA's answer does not match the certificate it sent; refusing it");
     }
     Ok(())
 }

@@ -23,11 +23,17 @@ const MAX_ANSWER: usize = 1024 * 1024;
 pub(crate) enum Error {
     #[error("no CA configured\nhint: run `shiftkey login --ca https://CA:8443` once, or pass --ca")]
     NoCa,
-    #[error("--ca {0:?} is neither an https:// URL nor unix:PATH")]
+    #[error(
+        "--ca {0:?} is neither an https:// URL nor unix:PATH\nhint: e.g. --ca https://ca.example.com:8443 (plain http only to 127.0.0.1, ::1 or localhost)"
+    )]
     BadCa(String),
-    #[error("{path}: cannot read the CA certificate bundle: {message}")]
+    #[error(
+        "{path}: cannot read the CA certificate bundle: {message}\nhint: pass the PEM file the CA operator published, e.g. the CA's tls/cert.pem"
+    )]
     Bundle { path: PathBuf, message: String },
-    #[error("--ca-fingerprint {0:?} is not a SHA-256 in hex")]
+    #[error(
+        "--ca-fingerprint {0:?} is not a SHA-256 in hex\nhint: openssl x509 -noout -fingerprint -sha256 -in cert.pem"
+    )]
     BadFingerprint(String),
     #[error(
         "cannot reach the CA at {ca}: {cause}\nhint: check that the CA is running and that --ca (or `ca` in the config) is right"
@@ -65,19 +71,44 @@ enum Endpoint {
 }
 
 /// A connection to one CA, with the caller's ID token when there is one.
-#[derive(Debug)]
 pub(crate) struct CaClient {
     endpoint: Endpoint,
     token: Option<Zeroizing<String>>,
+}
+
+impl std::fmt::Debug for CaClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaClient")
+            .field("endpoint", &self.describe())
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Whether `ca` may be spoken to over plain HTTP: only on this machine
+/// (a CA run with `danger_plain_http`), judged on the parsed host, never on
+/// a prefix of the text.
+fn is_loopback_http(ca: &str) -> bool {
+    let Ok(url) = url::Url::parse(ca) else {
+        return false;
+    };
+    url.scheme() == "http"
+        && url.username().is_empty()
+        && url.password().is_none()
+        && match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(name)) => name == "localhost",
+            None => false,
+        }
 }
 
 impl CaClient {
     pub(crate) fn new(ca: &str, trust: &Trust) -> Result<Self, Error> {
         let endpoint = if let Some(path) = ca.strip_prefix("unix:") {
             Endpoint::Unix(PathBuf::from(path))
-        } else if ca.starts_with("https://")
-            || ca.starts_with("http://127.0.0.1")
-            || ca.starts_with("http://localhost")
+        } else if url::Url::parse(ca).is_ok_and(|u| u.scheme() == "https" && u.host().is_some())
+            || is_loopback_http(ca)
         {
             Endpoint::Https {
                 base: ca.trim_end_matches('/').to_owned(),
@@ -368,4 +399,47 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_to_this_machine() {
+        for ok in [
+            "http://127.0.0.1:8443",
+            "http://[::1]:8443",
+            "http://localhost:8443/",
+        ] {
+            assert!(is_loopback_http(ok), "{ok}");
+        }
+        for bad in [
+            "http://localhost.evil.example",
+            "http://127.0.0.1.nip.io",
+            "http://localhost@evil.example",
+            "http://user@127.0.0.1",
+            "http://10.0.0.1",
+            "https://127.0.0.1",
+        ] {
+            assert!(!is_loopback_http(bad), "{bad}");
+        }
+        assert!(matches!(
+            CaClient::new("http://localhost.evil.example", &Trust::default()),
+            Err(Error::BadCa(_))
+        ));
+        assert!(CaClient::new("https://ca.example.com:8443", &Trust::default()).is_ok());
+    }
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        let client = CaClient::new("unix:/tmp/ca.sock", &Trust::default())
+            .unwrap()
+            .with_token("eyJ.secret.sig");
+        let shown = format!("{client:?}");
+        assert!(
+            !shown.contains("secret") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+    }
 }

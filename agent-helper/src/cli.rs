@@ -47,6 +47,15 @@ struct TokenArgs {
     id_token_env: Option<String>,
 }
 
+impl TokenArgs {
+    /// A CA client for `ca`, authenticated with these flags' token, or the
+    /// cached login.
+    fn client(&self, ca: &CaArgs) -> anyhow::Result<crate::ca_client::CaClient> {
+        let token = session::token_from(self.id_token_file.as_ref(), self.id_token_env.as_deref())?;
+        Session::open(ca)?.authenticated(token)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Sign in with your identity provider (browser, or --device on headless machines).
@@ -111,10 +120,23 @@ enum Command {
         ca: CaArgs,
     },
     /// ssh configuration for your roles and the host CA (--install writes it under ~/.ssh).
+    ///
+    /// Without options, prints the ssh config (what --install writes to
+    /// ~/.ssh/shiftkey.conf) to stdout; with --known-hosts, prints only the
+    /// known_hosts lines (what --install writes to
+    /// ~/.ssh/shiftkey_known_hosts, the file the config points ssh at), so
+    /// `shiftkey ssh-config > ~/.ssh/shiftkey.conf` and `shiftkey ssh-config
+    /// --known-hosts > ~/.ssh/shiftkey_known_hosts` do what --install does
+    /// (bar the Include line in ~/.ssh/config). Roles, hosts or keys from the
+    /// CA that cannot be written safely, and host patterns that match any
+    /// host (`*`), are left out with a warning on stderr.
     SshConfig {
         /// Write ~/.ssh/shiftkey.conf and ~/.ssh/shiftkey_known_hosts and include them from ~/.ssh/config.
         #[arg(long)]
         install: bool,
+        /// Print the known_hosts lines (`@cert-authority` for the host CA) instead of the ssh config.
+        #[arg(long, conflicts_with = "install")]
+        known_hosts: bool,
         #[command(flatten)]
         ca: CaArgs,
         #[command(flatten)]
@@ -167,10 +189,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             token,
         } => login_command(&ca, device, no_browser, &token).await,
         Command::Logout { ca } => {
-            if let Some(path) = login::cache_path() {
+            let session = Session::open(&ca)?;
+            if let Some(path) = session.token_cache() {
                 login::remove(&path)?;
             }
-            let config = Session::open(&ca)?.config;
+            let config = session.config;
             let mut removed = 0;
             if let Ok(mut agent) = crate::agent::Agent::from_env() {
                 for (blob, _) in
@@ -194,12 +217,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             ca,
             token,
         } => {
-            let session = Session::open(&ca)?;
-            let client = session.authenticated(session::token_from(
-                token.id_token_file.as_ref(),
-                token.id_token_env.as_deref(),
-            )?)?;
+            let client = token.client(&ca)?;
+            let ca_keys = crate::status::ca_keys(&Session::open(&ca)?.config);
             let opts = crate::access::AccessOptions {
+                ca_keys: &ca_keys,
                 role: &role,
                 incident: incident.as_deref(),
                 reason: reason.as_deref(),
@@ -211,11 +232,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             crate::access::run(&client, &opts).await
         }
         Command::Roles { json, ca, token } => {
-            let session = Session::open(&ca)?;
-            let client = session.authenticated(session::token_from(
-                token.id_token_file.as_ref(),
-                token.id_token_env.as_deref(),
-            )?)?;
+            let client = token.client(&ca)?;
             let roles = client.roles().await?;
             if json {
                 println!("{}", serde_json::to_string(&roles)?);
@@ -249,13 +266,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Status { json, ca } => crate::status::run(&Session::open(&ca)?.config, json),
-        Command::SshConfig { install, ca, token } => {
-            let session = Session::open(&ca)?;
-            let client = session.authenticated(session::token_from(
-                token.id_token_file.as_ref(),
-                token.id_token_env.as_deref(),
-            )?)?;
+        Command::Status { json, ca } => crate::status::run(&Session::open(&ca)?, json),
+        Command::SshConfig {
+            install,
+            known_hosts,
+            ca,
+            token,
+        } => {
+            let client = token.client(&ca)?;
             let ca_config = client.config().await?;
             let roles = client.roles().await?;
             let ssh_dir = crate::ssh_config::ssh_dir()?;
@@ -263,29 +281,25 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 &ca_config,
                 &roles,
                 &crate::ssh_config::known_hosts_path(&ssh_dir),
-            );
+            )?;
+            for warning in &generated.warnings {
+                eprintln!("warning: {warning}");
+            }
             if install {
                 for path in crate::ssh_config::install(&ssh_dir, &generated)? {
                     eprintln!("wrote {}", path.display());
                 }
+            } else if known_hosts {
+                print!("{}", generated.known_hosts);
             } else {
                 print!("{}", generated.config);
-                eprintln!(
-                    "\n# known hosts (written by --install to {}):",
-                    crate::ssh_config::known_hosts_path(&ssh_dir).display()
-                );
-                eprint!("{}", generated.known_hosts);
             }
             Ok(())
         }
         Command::Whoami { json, ca, token } => {
-            let session = Session::open(&ca)?;
-            let client = session.authenticated(session::token_from(
-                token.id_token_file.as_ref(),
-                token.id_token_env.as_deref(),
-            )?)?;
+            let client = token.client(&ca)?;
             let who = client.whoami().await?;
-            let login = session::cached_token();
+            let login = Session::open(&ca)?.cached_token();
             if json {
                 let expires = login.as_ref().map(|t| t.expires_at.timestamp());
                 println!(
@@ -355,7 +369,7 @@ async fn login_command(
         token.id_token_file.as_ref(),
         token.id_token_env.as_deref(),
     )? {
-        Some(t) => t,
+        Some(handed_in) => handed_in.token,
         None => {
             let (Some(issuer), Some(client_id)) =
                 (&discovered.oidc_issuer, &discovered.oidc_client_id)
@@ -395,7 +409,7 @@ async fn login_command(
     };
     // Check it with the CA before keeping it.
     let who = client.with_token(id_token.secret()).whoami().await?;
-    match login::cache_path() {
+    match session.token_cache() {
         Some(path) => {
             login::save(&id_token, &path)?;
             eprintln!(
@@ -423,8 +437,8 @@ fn open_browser(url: &str) {
     if browser.as_deref() == Some("none") || !std::io::stderr().is_terminal() {
         return;
     }
-    let has_display =
-        std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some();
+    let has_display = std::env::var_os(crate::env_vars::DISPLAY).is_some()
+        || std::env::var_os(crate::env_vars::WAYLAND_DISPLAY).is_some();
     let program = match browser {
         Some(b) if !b.is_empty() => b,
         _ if has_display => "xdg-open".to_owned(),

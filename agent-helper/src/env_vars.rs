@@ -12,3 +12,6 @@ pub(crate) const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";
 pub(crate) const HOME: &str = "HOME";
 /// A command to open URLs with; `none` never opens a browser.
 pub(crate) const BROWSER: &str = "BROWSER";
+/// Whether a graphical session exists to open a browser in.
+pub(crate) const DISPLAY: &str = "DISPLAY";
+pub(crate) const WAYLAND_DISPLAY: &str = "WAYLAND_DISPLAY";

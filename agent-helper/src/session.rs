@@ -10,6 +10,9 @@ use crate::cli::CaArgs;
 use crate::config::Config;
 use crate::login::{self, IdToken};
 
+/// Largest token file read (a JWT is a few KiB).
+const MAX_TOKEN_FILE: u64 = 64 * 1024 + 1;
+
 /// The config file and the CA it names, with flags applied.
 #[derive(Debug)]
 pub(crate) struct Session {
@@ -24,17 +27,21 @@ impl Session {
             None => crate::config::default_path()?,
         };
         let mut config = Config::load(&config_path)?;
-        if let Some(ca) = &args.ca {
-            if config.ca.as_deref() != Some(ca.as_str()) {
-                // Another CA: what we learned about the old one does not apply.
-                config.issuer = None;
-                config.client_id = None;
-                config.user_ca_keys.clear();
-            }
-            config.ca = Some(ca.clone());
+        if let Some(ca) = &args.ca
+            && config.ca.as_deref() != Some(ca.as_str())
+        {
+            // Another CA: nothing learned about the old one applies, not even
+            // how to trust it.
+            config = Config {
+                ca: Some(ca.clone()),
+                ..Config::default()
+            };
         }
         if let Some(bundle) = &args.ca_cert {
-            config.ca_cert = Some(bundle.clone());
+            // Saved absolute, so later commands work from any directory.
+            let bundle = std::fs::canonicalize(bundle)
+                .with_context(|| format!("--ca-cert {}: cannot read it", bundle.display()))?;
+            config.ca_cert = Some(bundle);
             config.ca_fingerprint = None;
         }
         if let Some(fingerprint) = &args.ca_fingerprint {
@@ -62,47 +69,77 @@ impl Session {
     }
 
     /// A client that authenticates: as `local:USER` on the CA's socket, else
-    /// with the cached ID token (or one handed in by CI).
-    pub(crate) fn authenticated(&self, token: Option<IdToken>) -> anyhow::Result<CaClient> {
+    /// with a pipeline's token or this CA's cached login.
+    pub(crate) fn authenticated(&self, handed_in: Option<HandedIn>) -> anyhow::Result<CaClient> {
         let client = self.client()?;
         if client.is_local() {
             return Ok(client);
         }
-        let token = match token {
-            Some(token) => token,
-            None => cached_token().context(
-                "you are not logged in, or your login has expired\nhint: run `shiftkey login`",
-            )?,
-        };
-        if token.is_expired_at(Utc::now()) {
-            bail!(
-                "your login expired at {}\nhint: run `shiftkey login`",
-                token.expires_at
-            );
+        match handed_in {
+            Some(HandedIn { token, source }) => {
+                if token.is_expired_at(Utc::now()) {
+                    bail!(
+                        "the ID token in {source} expired at {}\nhint: have the pipeline mint a fresh one just before `shiftkey access`",
+                        token.expires_at
+                    );
+                }
+                Ok(client.with_token(token.secret()))
+            }
+            None => {
+                let token = self.cached_token().context(
+                    "you are not logged in to this CA, or your login has expired\nhint: run `shiftkey login`",
+                )?;
+                Ok(client.with_token(token.secret()))
+            }
         }
-        Ok(client.with_token(token.secret()))
+    }
+
+    /// This CA's cached ID token, if there is a cache and a live token in it.
+    pub(crate) fn cached_token(&self) -> Option<IdToken> {
+        self.token_cache().and_then(|path| login::load(&path))
+    }
+
+    /// Where this CA's token is cached (none without `$XDG_RUNTIME_DIR`).
+    pub(crate) fn token_cache(&self) -> Option<PathBuf> {
+        self.config.ca.as_deref().and_then(login::cache_path_for)
     }
 }
 
-/// The cached ID token, if there is a cache and a live token in it.
-pub(crate) fn cached_token() -> Option<IdToken> {
-    login::cache_path().and_then(|path| login::load(&path))
+/// A token handed in by a pipeline, and where it came from (for messages).
+#[derive(Debug)]
+pub(crate) struct HandedIn {
+    pub(crate) token: IdToken,
+    pub(crate) source: String,
 }
 
 /// Reads a token handed in by a pipeline (`--id-token-file`, `--id-token-env`).
 pub(crate) fn token_from(
     file: Option<&PathBuf>,
     env: Option<&str>,
-) -> anyhow::Result<Option<IdToken>> {
-    let raw = match (file, env) {
-        (Some(path), _) => zeroize::Zeroizing::new(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("reading the ID token from {}", path.display()))?,
+) -> anyhow::Result<Option<HandedIn>> {
+    let (raw, source) = match (file, env) {
+        (Some(path), _) => {
+            let mut raw = zeroize::Zeroizing::new(String::new());
+            std::fs::File::open(path)
+                .and_then(|f| {
+                    std::io::Read::read_to_string(
+                        &mut std::io::Read::take(f, MAX_TOKEN_FILE),
+                        &mut raw,
+                    )
+                })
+                .with_context(|| format!("reading the ID token from {}", path.display()))?;
+            (raw, path.display().to_string())
+        }
+        (None, Some(var)) => (
+            zeroize::Zeroizing::new(std::env::var(var).with_context(|| {
+                format!("${var} is not set; it should hold the pipeline's ID token")
+            })?),
+            format!("${var}"),
         ),
-        (None, Some(var)) => zeroize::Zeroizing::new(std::env::var(var).with_context(|| {
-            format!("${var} is not set; it should hold the pipeline's ID token")
-        })?),
         (None, None) => return Ok(None),
     };
-    Ok(Some(IdToken::parse_unverified(&raw)?))
+    Ok(Some(HandedIn {
+        token: IdToken::parse_unverified(&raw)?,
+        source,
+    }))
 }

@@ -21,9 +21,10 @@ struct Held {
     key_id: String,
 }
 
-pub(crate) fn run(config: &Config, json: bool) -> anyhow::Result<()> {
+pub(crate) fn run(session: &crate::session::Session, json: bool) -> anyhow::Result<()> {
+    let config = &session.config;
     let ca_keys = ca_keys(config);
-    let login = crate::session::cached_token();
+    let login = session.cached_token();
     let held = match Agent::from_env() {
         Ok(mut agent) => Some(ours(&mut agent, &ca_keys)?),
         Err(e) if !json => {

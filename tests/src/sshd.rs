@@ -19,10 +19,47 @@ impl Sshd {
     /// Starts `sshd -D -e -f CONFIG` trusting `user_ca_pub` (TrustedUserCAKeys)
     /// with `AuthorizedKeysFile none`: certificates are the only way in.
     pub fn start(dir: &Path, user_ca_pub: &str) -> anyhow::Result<Self> {
+        Self::start_with_host_ca(dir, user_ca_pub, None)
+    }
+
+    /// Like [`start`](Self::start); with `host_ca_key` (a host CA private key
+    /// file), the host key is certified for `127.0.0.1` by it and served as
+    /// `HostCertificate`, so clients with an `@cert-authority` line trust the
+    /// host without a prompt.
+    pub fn start_with_host_ca(
+        dir: &Path,
+        user_ca_pub: &str,
+        host_ca_key: Option<&Path>,
+    ) -> anyhow::Result<Self> {
         require_tool("/usr/sbin/sshd", "openssh-server")?;
         std::fs::create_dir_all("/run/sshd").context("creating /run/sshd")?;
         std::fs::create_dir_all(dir)?;
         let host_key = ssh_keygen(dir, "ssh_host_ed25519_key", &["-t", "ed25519"])?;
+        let host_certificate = match host_ca_key {
+            Some(ca) => {
+                crate::util::run_ok(
+                    Command::new("ssh-keygen")
+                        .args([
+                            "-q",
+                            "-h",
+                            "-I",
+                            "e2e-host",
+                            "-n",
+                            "127.0.0.1",
+                            "-V",
+                            "-5m:+1h",
+                            "-s",
+                        ])
+                        .arg(ca)
+                        .arg(host_key.with_extension("pub")),
+                )?;
+                format!(
+                    "HostCertificate {}\n",
+                    dir.join("ssh_host_ed25519_key-cert.pub").display()
+                )
+            }
+            None => String::new(),
+        };
         let ca_file = dir.join("trusted_user_ca.pub");
         std::fs::write(&ca_file, user_ca_pub)?;
         let port = free_port();
@@ -32,7 +69,7 @@ impl Sshd {
             format!(
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile none\nUsePAM no\n\
                  AuthorizedKeysFile none\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                 PubkeyAuthentication yes\nTrustedUserCAKeys {}\nStrictModes no\nLogLevel VERBOSE\n",
+                 PubkeyAuthentication yes\nTrustedUserCAKeys {}\nStrictModes no\nLogLevel VERBOSE\n{host_certificate}",
                 host_key.display(),
                 ca_file.display()
             ),
@@ -77,45 +114,67 @@ impl Sshd {
         login: &str,
         command: &str,
     ) -> anyhow::Result<std::process::Output> {
-        require_tool("ssh", "openssh-client")?;
-        run(Command::new("ssh")
-            .args([
-                "-F",
-                "/dev/null",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "IdentityAgent=none",
-            ])
-            .args([
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "LogLevel=ERROR",
-            ])
-            .args(["-o", "ConnectTimeout=10"])
-            .arg("-i")
-            .arg(key)
-            .arg("-o")
-            .arg(format!("CertificateFile={}", cert.display()))
-            .arg("-p")
-            .arg(self.port.to_string())
-            .arg(format!("{login}@127.0.0.1"))
-            .arg(command)
-            .stdin(Stdio::null()))
+        let identity = [
+            "-o".to_owned(),
+            "IdentitiesOnly=yes".to_owned(),
+            "-o".to_owned(),
+            "IdentityAgent=none".to_owned(),
+            "-i".to_owned(),
+            key.display().to_string(),
+            "-o".to_owned(),
+            format!("CertificateFile={}", cert.display()),
+        ];
+        self.run_ssh(&identity, login, command)
     }
-}
 
-impl Sshd {
     /// Plain `ssh LOGIN@127.0.0.1 COMMAND` with the keys of the agent at
-    /// `agent_socket` and nothing else: as a user runs it after `shiftkey access`.
+    /// `agent_socket`: as a user runs it after `shiftkey access`.
     pub fn ssh_with_agent(
         &self,
         agent_socket: &Path,
+        login: &str,
+        command: &str,
+    ) -> anyhow::Result<std::process::Output> {
+        let identity = [
+            "-o".to_owned(),
+            format!("IdentityAgent={}", agent_socket.display()),
+        ];
+        self.run_ssh(&identity, login, command)
+    }
+
+    /// `ssh -F CONFIG -p PORT 127.0.0.1 COMMAND` with the agent at
+    /// `agent_socket`: nothing but the given config file decides the user,
+    /// the keys and whether the host is trusted (no prompt: BatchMode).
+    pub fn ssh_with_config(
+        &self,
+        config: &Path,
+        agent_socket: &Path,
+        command: &str,
+    ) -> anyhow::Result<std::process::Output> {
+        require_tool("ssh", "openssh-client")?;
+        run(Command::new("ssh")
+            .arg("-F")
+            .arg(config)
+            .args([
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=no",
+                "-o",
+                "ConnectTimeout=10",
+            ])
+            .arg("-o")
+            .arg(format!("IdentityAgent={}", agent_socket.display()))
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("127.0.0.1")
+            .arg(command)
+            .stdin(Stdio::null()))
+    }
+
+    fn run_ssh(
+        &self,
+        identity: &[String],
         login: &str,
         command: &str,
     ) -> anyhow::Result<std::process::Output> {
@@ -127,19 +186,17 @@ impl Sshd {
                 "-o",
                 "BatchMode=yes",
                 "-o",
-                "IdentitiesOnly=no",
+                "ConnectTimeout=10",
+                "-o",
+                "LogLevel=ERROR",
             ])
             .args([
                 "-o",
                 "StrictHostKeyChecking=no",
                 "-o",
                 "UserKnownHostsFile=/dev/null",
-                "-o",
-                "LogLevel=ERROR",
             ])
-            .args(["-o", "ConnectTimeout=10"])
-            .arg("-o")
-            .arg(format!("IdentityAgent={}", agent_socket.display()))
+            .args(identity)
             .arg("-p")
             .arg(self.port.to_string())
             .arg(format!("{login}@127.0.0.1"))

@@ -3,8 +3,14 @@
 //!
 //! The listener answers exactly one `GET /callback` that carries this
 //! login's `state`; other paths and methods get 404/405 and the wait goes
-//! on (a browser may ask for `/favicon.ico`). A callback with another
-//! `state`, or with `error=`, ends the login with an error.
+//! on (a browser may ask for `/favicon.ico`). A callback without this
+//! login's `state` (a stale tab, another login, or any local process or web
+//! page probing the port) gets 400 and the wait goes on too, so it cannot
+//! end the login; if the wait then times out, the error says a `state` was
+//! refused. A callback with our `state` ends the login: with the code, or
+//! with an error for `error=`, a foreign `iss`, or a missing `iss` where
+//! the provider advertises `authorization_response_iss_parameter_supported`
+//! (RFC 9207).
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -16,8 +22,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use openidconnect::core::CoreAuthenticationFlow;
 use openidconnect::{
-    AuthorizationCode, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge, RedirectUrl,
-    RequestTokenError, TokenResponse,
+    AuthorizationCode, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge, RedirectUrl, TokenResponse,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -89,12 +94,12 @@ pub(crate) async fn login_browser(
         .url();
     on_url(url.as_str());
 
-    let wait = wait_for_callback(listener, state, provider.issuer.clone());
-    let code = tokio::time::timeout(opts.timeout, wait)
-        .await
-        .map_err(|_| Error::TimedOut {
-            waited: opts.timeout,
-        })??;
+    let expected = Expected {
+        state,
+        issuer: provider.issuer.clone(),
+        require_iss: provider.requires_iss(),
+    };
+    let code = wait_for_callback(listener, expected, opts.timeout).await?;
 
     let response = client
         .exchange_code(code)
@@ -105,20 +110,20 @@ pub(crate) async fn login_browser(
         .set_pkce_verifier(verifier)
         .request_async(&provider.http)
         .await
-        .map_err(|err| match err {
-            RequestTokenError::ServerResponse(response) => Error::ProviderRefused {
-                error: response.error().to_string(),
-                description: response.error_description().cloned(),
-            },
-            RequestTokenError::Request(err) => provider.unreachable(&err),
-            other => Error::BadTokenResponse {
-                reason: chain(&other),
-            },
-        })?;
+        .map_err(|err| provider.token_request_error(err))?;
     // Only the ID token is kept: the CA takes it; the access token (and
     // any refresh token) is dropped here.
     let id_token = response.id_token().ok_or(Error::NoIdToken)?;
     accept_id_token(client.id_token_verifier(), id_token, &nonce)
+}
+
+/// What the callback must carry.
+#[derive(Clone, Debug)]
+struct Expected {
+    state: CsrfToken,
+    issuer: IssuerUrl,
+    /// RFC 9207: the provider promises `iss` in every response.
+    require_iss: bool,
 }
 
 /// What one request to the loopback listener amounts to.
@@ -126,55 +131,69 @@ pub(crate) async fn login_browser(
 enum Callback {
     /// Not the callback (wrong path or method): answered, wait goes on.
     Ignored(StatusCode),
+    /// The callback path without this login's `state`: answered 400, wait
+    /// goes on. Nothing else in it is looked at.
+    Forged,
     /// The callback: the login ends here, one way or the other.
     Done(Result<AuthorizationCode, Error>),
 }
 
-/// Accepts connections until one brings the callback. Each connection is
-/// served on its own task, so a browser's idle pre-connection cannot hold
-/// up the real one; all are dropped when this returns.
+/// Accepts connections until one brings the callback, for at most
+/// `timeout`. Each connection is served on its own task, so a browser's
+/// idle pre-connection cannot hold up the real one; all are dropped when
+/// this returns.
 async fn wait_for_callback(
     listener: TcpListener,
-    state: CsrfToken,
-    issuer: IssuerUrl,
+    expected: Expected,
+    timeout: Duration,
 ) -> Result<AuthorizationCode, Error> {
     let (done_tx, mut done_rx) = mpsc::channel(1);
     let mut connections = JoinSet::new();
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    let mut forged = false;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 // A failed accept (e.g. out of file descriptors) ends the
                 // login rather than spinning.
                 let (stream, _) = accepted.map_err(|source| Error::Loopback { source })?;
-                connections.spawn(serve(stream, state.clone(), issuer.clone(), done_tx.clone()));
+                connections.spawn(serve(stream, expected.clone(), done_tx.clone()));
             }
-            Some(result) = done_rx.recv() => return result,
+            Some(callback) = done_rx.recv() => match callback {
+                Callback::Done(result) => return result,
+                Callback::Forged => forged = true,
+                Callback::Ignored(_) => {}
+            },
             // Reap finished connection tasks.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            () = &mut deadline => {
+                // Only a refused `state` came (likely a stale tab): say so.
+                return Err(if forged {
+                    Error::StateMismatch
+                } else {
+                    Error::TimedOut { waited: timeout }
+                });
+            }
         }
     }
 }
 
 /// Serves one connection (one request: no keep-alive), then reports a
-/// callback outcome, if any, once the page has been sent to the browser.
-async fn serve(
-    stream: TcpStream,
-    state: CsrfToken,
-    issuer: IssuerUrl,
-    done: mpsc::Sender<Result<AuthorizationCode, Error>>,
-) {
+/// callback (done or forged), if any, once the page has been sent to the
+/// browser.
+async fn serve(stream: TcpStream, expected: Expected, done: mpsc::Sender<Callback>) {
     let (outcome_tx, mut outcome_rx) = mpsc::unbounded_channel();
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let callback = check_request(
             request.method(),
             request.uri().path(),
             request.uri().query(),
-            &state,
-            &issuer,
+            &expected,
         );
         let response = page(&callback);
-        if let Callback::Done(result) = callback {
-            let _ = outcome_tx.send(result);
+        if !matches!(callback, Callback::Ignored(_)) {
+            let _ = outcome_tx.send(callback);
         }
         async move { Ok::<_, Infallible>(response) }
     });
@@ -195,8 +214,7 @@ fn check_request(
     method: &Method,
     path: &str,
     query: Option<&str>,
-    expected_state: &CsrfToken,
-    issuer: &IssuerUrl,
+    expected: &Expected,
 ) -> Callback {
     if path != CALLBACK_PATH {
         return Callback::Ignored(StatusCode::NOT_FOUND);
@@ -218,18 +236,21 @@ fn check_request(
     };
     // CsrfToken's comparison is timing-resistant.
     let state_ok =
-        param("state").is_some_and(|got| CsrfToken::new(got.to_owned()) == *expected_state);
+        param("state").is_some_and(|got| CsrfToken::new(got.to_owned()) == expected.state);
     if !state_ok {
-        return Callback::Done(Err(Error::StateMismatch));
+        return Callback::Forged;
     }
-    // RFC 9207: where the provider names itself, it must be our issuer.
-    if let Some(got) = param("iss")
-        && got != issuer.as_str()
-    {
-        return Callback::Done(Err(Error::IssuerMismatch {
-            expected: issuer.to_string(),
-            got: got.to_owned(),
-        }));
+    // RFC 9207: where the provider names itself, it must be our issuer; a
+    // provider that promises to always name itself must have done so.
+    match param("iss") {
+        Some(got) if got == expected.issuer.as_str() => {}
+        None if !expected.require_iss => {}
+        got => {
+            return Callback::Done(Err(Error::IssuerMismatch {
+                expected: expected.issuer.to_string(),
+                got: got.unwrap_or_default().to_owned(),
+            }));
+        }
     }
     if let Some(error) = param("error") {
         let error = error.to_owned();
@@ -258,6 +279,12 @@ fn check_request(
 fn page(callback: &Callback) -> Response<Full<Bytes>> {
     let (status, title, text) = match callback {
         Callback::Ignored(status) => (*status, "Not found", "Nothing here."),
+        Callback::Forged => (
+            StatusCode::BAD_REQUEST,
+            "Not this sign-in",
+            "This page does not belong to the sign-in the terminal is waiting for (an old tab?). \
+             Use the link the terminal shows; it is still waiting.",
+        ),
         Callback::Done(Ok(_)) => (
             StatusCode::OK,
             "Signed in",
@@ -305,14 +332,16 @@ mod tests {
         IssuerUrl::new("https://login.example.com".to_owned()).unwrap_or_else(|_| unreachable!())
     }
 
+    fn expected(require_iss: bool) -> Expected {
+        Expected {
+            state: CsrfToken::new("s1".to_owned()),
+            issuer: issuer(),
+            require_iss,
+        }
+    }
+
     fn check(method: Method, path: &str, query: &str) -> Callback {
-        check_request(
-            &method,
-            path,
-            Some(query),
-            &CsrfToken::new("s1".to_owned()),
-            &issuer(),
-        )
+        check_request(&method, path, Some(query), &expected(false))
     }
 
     #[test]
@@ -331,18 +360,17 @@ mod tests {
     }
 
     #[test]
-    fn refuses_a_wrong_missing_or_repeated_state() {
+    fn refuses_a_wrong_missing_or_repeated_state_without_ending_the_login() {
         for query in [
             "code=c&state=s2",
             "code=c",
             "code=c&state=s1&state=s2",
             "code=c&state=",
+            "code=c&state=s2&iss=https%3A%2F%2Fevil.example",
         ] {
             let outcome = check(Method::GET, "/callback", query);
-            assert!(
-                matches!(outcome, Callback::Done(Err(Error::StateMismatch))),
-                "{query}: {outcome:?}"
-            );
+            assert!(matches!(outcome, Callback::Forged), "{query}: {outcome:?}");
+            assert_eq!(page(&outcome).status(), StatusCode::BAD_REQUEST);
         }
     }
 
@@ -363,12 +391,9 @@ mod tests {
                 if error == "invalid_scope" && description.as_deref() == Some("nope")),
             "{outcome:?}"
         );
-        // An error without our state is refused as forged.
+        // An error without our state is refused as forged: the login goes on.
         let outcome = check(Method::GET, "/callback", "error=access_denied&state=zz");
-        assert!(
-            matches!(outcome, Callback::Done(Err(Error::StateMismatch))),
-            "{outcome:?}"
-        );
+        assert!(matches!(outcome, Callback::Forged), "{outcome:?}");
     }
 
     #[test]
@@ -382,6 +407,93 @@ mod tests {
             matches!(outcome, Callback::Done(Err(Error::IssuerMismatch { .. }))),
             "{outcome:?}"
         );
+    }
+
+    #[test]
+    fn requires_iss_where_the_provider_promises_it() {
+        let with =
+            |query: &str| check_request(&Method::GET, "/callback", Some(query), &expected(true));
+        let outcome = with("code=c&state=s1");
+        assert!(
+            matches!(&outcome, Callback::Done(Err(Error::IssuerMismatch { got, .. })) if got.is_empty()),
+            "{outcome:?}"
+        );
+        let outcome = with("code=c&state=s1&iss=https%3A%2F%2Flogin.example.com");
+        assert!(matches!(outcome, Callback::Done(Ok(_))), "{outcome:?}");
+        let outcome = with("code=c&state=s1&iss=https%3A%2F%2Fevil.example");
+        assert!(
+            matches!(outcome, Callback::Done(Err(Error::IssuerMismatch { .. }))),
+            "{outcome:?}"
+        );
+        // Still the state first: a forgery without `iss` does not end it.
+        let outcome = with("code=c&state=s2");
+        assert!(matches!(outcome, Callback::Forged), "{outcome:?}");
+    }
+
+    /// One plain HTTP/1.1 GET to the listener; the whole response.
+    async fn get(port: u16, target: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+            .await
+            .unwrap();
+        let request =
+            format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        response
+    }
+
+    /// Starts waiting on a fresh listener; returns the wait and the port.
+    async fn start_wait(
+        timeout: Duration,
+    ) -> (
+        tokio::task::JoinHandle<Result<AuthorizationCode, Error>>,
+        u16,
+    ) {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let wait = tokio::spawn(wait_for_callback(listener, expected(false), timeout));
+        (wait, port)
+    }
+
+    /// Forged callbacks first, the real one second: the login completes.
+    #[tokio::test]
+    async fn a_forged_callback_does_not_end_the_wait() {
+        let (wait, port) = start_wait(Duration::from_secs(30)).await;
+        for forged in [
+            "/callback?code=evil&state=s2",
+            "/callback?error=access_denied",
+            "/callback?code=evil&state=s1&state=s2",
+        ] {
+            let response = get(port, forged).await;
+            assert!(
+                response.starts_with("HTTP/1.1 400 "),
+                "{forged}: {response}"
+            );
+            assert!(response.contains("still waiting"), "{response}");
+            assert!(!wait.is_finished(), "{forged} ended the login");
+        }
+        let response = get(port, "/callback?code=c0de&state=s1").await;
+        assert!(response.starts_with("HTTP/1.1 200 "), "{response}");
+        let code = wait.await.unwrap().unwrap();
+        assert_eq!(code.secret(), "c0de");
+    }
+
+    /// The wait ends at the timeout; after a refused `state`, it says so.
+    #[tokio::test]
+    async fn times_out() {
+        let (wait, _port) = start_wait(Duration::from_millis(100)).await;
+        let outcome = wait.await.unwrap();
+        assert!(
+            matches!(outcome, Err(Error::TimedOut { .. })),
+            "{outcome:?}"
+        );
+        let (wait, port) = start_wait(Duration::from_millis(500)).await;
+        let response = get(port, "/callback?code=evil&state=s2").await;
+        assert!(response.starts_with("HTTP/1.1 400 "), "{response}");
+        let outcome = wait.await.unwrap();
+        assert!(matches!(outcome, Err(Error::StateMismatch)), "{outcome:?}");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The ID token cache: one file, `$XDG_RUNTIME_DIR/shiftkey/token`, holding
+//! The ID token cache: one file per CA, `$XDG_RUNTIME_DIR/shiftkey/token-HASH`, holding
 //! the compact JWT and nothing else, readable by its owner only, kept until
 //! the token expires. Refresh tokens are never written here.
 //!
@@ -29,6 +29,15 @@ const FILE_MODE: u32 = 0o600;
 /// when the variable is unset, empty or not absolute.
 pub(crate) fn cache_path() -> Option<PathBuf> {
     cache_path_in(std::env::var_os(crate::env_vars::XDG_RUNTIME_DIR).as_deref())
+}
+
+/// The cache file for the token of the CA at `ca`: one file per CA, so a
+/// token obtained for one CA is never sent to another (a typo in `--ca`, or
+/// a CA that would replay it).
+pub(crate) fn cache_path_for(ca: &str) -> Option<PathBuf> {
+    use sha2::Digest as _;
+    let digest = hex::encode(sha2::Sha256::digest(ca.trim_end_matches('/').as_bytes()));
+    cache_path().map(|path| path.with_file_name(format!("{CACHE_FILE}-{}", &digest[..16])))
 }
 
 /// [`cache_path`] for a given `$XDG_RUNTIME_DIR` value.

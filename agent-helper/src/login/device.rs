@@ -56,16 +56,7 @@ pub(crate) async fn login_device(
         .add_scopes(provider.scopes())
         .request_async(&provider.http)
         .await
-        .map_err(|err| match err {
-            RequestTokenError::ServerResponse(response) => Error::ProviderRefused {
-                error: response.error().to_string(),
-                description: response.error_description().cloned(),
-            },
-            RequestTokenError::Request(err) => provider.unreachable(&err),
-            other => Error::BadTokenResponse {
-                reason: chain(&other),
-            },
-        })?;
+        .map_err(|err| provider.token_request_error(err))?;
     on_code(&DeviceCode {
         user_code: details.user_code().secret().clone(),
         verification_uri: details.verification_uri().to_string(),

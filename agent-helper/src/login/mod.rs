@@ -23,7 +23,9 @@ mod provider_tests;
 mod token;
 
 pub(crate) use browser::{BrowserOptions, login_browser};
-pub(crate) use cache::{cache_path, load, remove, save};
+#[cfg(test)]
+pub(crate) use cache::cache_path;
+pub(crate) use cache::{cache_path_for, load, remove, save};
 pub(crate) use device::login_device;
 pub(crate) use error::Error;
 pub(crate) use token::IdToken;

@@ -48,6 +48,9 @@ pub(super) struct ExtraMetadata {
     /// RFC 8628; absent where the provider has no device grant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) device_authorization_endpoint: Option<DeviceAuthorizationUrl>,
+    /// RFC 9207: where true, every authorization response carries `iss`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) authorization_response_iss_parameter_supported: Option<bool>,
 }
 impl AdditionalProviderMetadata for ExtraMetadata {}
 
@@ -113,6 +116,15 @@ impl Provider {
             .collect()
     }
 
+    /// Whether the authorization response must carry `iss` (RFC 9207
+    /// section 2.4: the provider says it always sends it).
+    pub(super) fn requires_iss(&self) -> bool {
+        self.metadata
+            .additional_metadata()
+            .authorization_response_iss_parameter_supported
+            == Some(true)
+    }
+
     /// A public client (no secret) for `client_id`.
     pub(super) fn client(&self, client_id: &str) -> DiscoveredClient {
         CoreClient::from_provider_metadata(
@@ -126,6 +138,28 @@ impl Provider {
         Error::ProviderUnreachable {
             issuer: self.issuer.to_string(),
             reason: chain(err),
+        }
+    }
+
+    /// A failed token-endpoint request (code exchange or device
+    /// authorization), as the user should hear of it.
+    pub(super) fn token_request_error<RE, E>(
+        &self,
+        err: openidconnect::RequestTokenError<RE, openidconnect::StandardErrorResponse<E>>,
+    ) -> Error
+    where
+        RE: std::error::Error + 'static,
+        E: openidconnect::ErrorResponseType + std::fmt::Display + 'static,
+    {
+        match err {
+            openidconnect::RequestTokenError::ServerResponse(response) => Error::ProviderRefused {
+                error: response.error().to_string(),
+                description: response.error_description().cloned(),
+            },
+            openidconnect::RequestTokenError::Request(err) => self.unreachable(&err),
+            other => Error::BadTokenResponse {
+                reason: chain(&other),
+            },
         }
     }
 }

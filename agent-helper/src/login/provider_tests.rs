@@ -156,9 +156,13 @@ async fn browser_login_with_oauth2_mock_server() -> anyhow::Result<()> {
 async fn browser_login_refuses_a_forged_state() -> anyhow::Result<()> {
     install_crypto();
     let provider = OidcProvider::start()?;
-    let (login, url) = start_browser_login(provider.issuer(), BrowserOptions::default()).await?;
+    let opts = BrowserOptions {
+        timeout: Duration::from_secs(3),
+    };
+    let (login, url) = start_browser_login(provider.issuer(), opts).await?;
     let redirect_uri = query_param(&url, "redirect_uri")?;
-    // A real code, but delivered with another state (login CSRF).
+    // A real code, but delivered with another state (login CSRF): refused,
+    // and the login waits on for its own callback, which never comes here.
     let page = in_browser(move |browser| {
         let callback = browser.redirect_of(&url)?;
         let code = query_param(&callback, "code")?;
@@ -166,8 +170,35 @@ async fn browser_login_refuses_a_forged_state() -> anyhow::Result<()> {
     })
     .await?;
     assert_eq!(page.status, 400, "{page:?}");
+    assert!(page.body.contains("still waiting"), "{page:?}");
+    assert!(!login.is_finished(), "a forged callback ended the login");
     let outcome = finished(login).await?;
     assert!(matches!(outcome, Err(Error::StateMismatch)), "{outcome:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn browser_login_survives_a_forged_callback() -> anyhow::Result<()> {
+    install_crypto();
+    let provider = OidcProvider::start()?;
+    provider.set_default_login(json!({"sub": "carol", "email": "carol@example.com"}))?;
+    let (login, url) = start_browser_login(provider.issuer(), BrowserOptions::default()).await?;
+    let redirect_uri = query_param(&url, "redirect_uri")?;
+    // Something probing the port gets there first, with a wrong state and
+    // an error; then the browser brings the real callback.
+    let (forged, denied, page) = in_browser(move |browser| {
+        let forged = browser.get(&format!("{redirect_uri}?code=stolen&state=forged"))?;
+        let denied = browser.get(&format!("{redirect_uri}?error=access_denied"))?;
+        let callback = browser.redirect_of(&url)?;
+        let page = browser.get(&callback)?;
+        Ok((forged, denied, page))
+    })
+    .await?;
+    assert_eq!(forged.status, 400, "{forged:?}");
+    assert_eq!(denied.status, 400, "{denied:?}");
+    assert_eq!(page.status, 200, "{page:?}");
+    let token = finished(login).await??;
+    assert_eq!(token.email.as_deref(), Some("carol@example.com"));
     Ok(())
 }
 

@@ -182,7 +182,17 @@ fn setup() -> anyhow::Result<(OidcProvider, TestCa, User)> {
 fn login_access_and_plain_ssh_until_the_agent_forgets() -> anyhow::Result<()> {
     let (_provider, ca, user) = setup()?;
     user.login()?;
-    let token = user.runtime.path().join("shiftkey/token");
+    // One cache file, for this CA only.
+    let cached: Vec<PathBuf> = std::fs::read_dir(user.runtime.path().join("shiftkey"))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("token-"))
+        })
+        .collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    let token = cached[0].clone();
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&token)?.permissions()) & 0o777;
     assert_eq!(mode, 0o600, "the token cache is private");
@@ -279,7 +289,11 @@ fn failures_say_what_to_do_next() -> anyhow::Result<()> {
         &file.to_string_lossy(),
     ])?;
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("shiftkey login"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("expired") && stderr(&out).contains("pipeline mint a fresh one"),
+        "a pipeline's token gets advice for the pipeline: {}",
+        stderr(&out)
+    );
 
     // Not logged in at all.
     let out = run(user
@@ -377,6 +391,8 @@ fn pinned_fingerprint_local_socket_out_dir_and_ssh_config() -> anyhow::Result<()
     // On the CA host, the local socket needs no login; --out for CI writes 0600 files.
     let out_dir = user.home.path().join("ci-keys");
     std::fs::create_dir(&out_dir)?;
+    let config = user.home.path().join("local.toml");
+    let config = config.to_string_lossy();
     let socket = format!("unix:{}", ca.socket().display());
     let out = run(user
         .command(&[
@@ -404,5 +420,99 @@ fn pinned_fingerprint_local_socket_out_dir_and_ssh_config() -> anyhow::Result<()
         "{}",
         stdout(&listing)
     );
+    Ok(())
+}
+
+#[test]
+fn ssh_config_makes_plain_ssh_trust_the_host_without_a_prompt() -> anyhow::Result<()> {
+    let (_provider, ca, user) = setup()?;
+    user.login()?;
+    let out = user.shiftkey(&["access", "shell"])?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = user.shiftkey(&["ssh-config", "--install"])?;
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // sshd presents a host certificate from the CA's host key; the client
+    // knows nothing of this host but the @cert-authority line.
+    let user_ca = ca.client().get(ca.url("/v1/ca/user.pub")).send()?.text()?;
+    let host_ca = ca.data_dir().join("keys/host_ca");
+    let sshd =
+        Sshd::start_with_host_ca(&user.runtime.path().join("sshd"), &user_ca, Some(&host_ca))?;
+    let config = user.home.path().join(".ssh/shiftkey.conf");
+    let ok = sshd.ssh_with_config(&config, &user.agent.socket, "id -un")?;
+    assert!(
+        ok.status.success(),
+        "ssh with the generated config: {}\n{}",
+        stderr(&ok),
+        sshd.log()
+    );
+    assert_eq!(
+        stdout(&ok).trim(),
+        LOGIN_USER,
+        "User comes from the role's principal"
+    );
+
+    // The same host with a plain (uncertified) host key is refused outright:
+    // StrictHostKeyChecking yes, and no trust on first use.
+    let plain = Sshd::start(&user.runtime.path().join("sshd-plain"), &user_ca)?;
+    let refused = plain.ssh_with_config(&config, &user.agent.socket, "true")?;
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("Host key verification failed"),
+        "{}",
+        stderr(&refused)
+    );
+    Ok(())
+}
+
+#[test]
+fn device_grant_login_through_the_binary() -> anyhow::Result<()> {
+    use shiftkey_tests::device_provider::{Answer, Browser, DeviceProvider};
+    let provider = DeviceProvider::start()?;
+    provider.set_device(&json!({ "interval": 1 }))?;
+    let ca = TestCa::init(&policy().0, Some((provider.issuer(), "shiftkey")))?.start()?;
+    let user = User::new(&ca)?;
+    let cert = user.ca_cert.to_string_lossy().into_owned();
+    let mut child = user
+        .command(&[
+            "login",
+            "--device",
+            "--ca",
+            &user.ca_url,
+            "--ca-cert",
+            &cert,
+        ])?
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
+    let mut seen = Vec::new();
+    let url = loop {
+        let Some(line) = lines.next().transpose()? else {
+            bail!(
+                "shiftkey login --device showed no code:\n{}",
+                seen.join("\n")
+            );
+        };
+        if let Some(url) = line.strip_prefix("To sign in, open ") {
+            break url.trim().to_owned();
+        }
+        seen.push(line);
+    };
+    // The user approves on "another device": the provider's own pages.
+    let page = Browser::new()?.sign_in(&url, "alice@example.com", Answer::Approve)?;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let status = child.wait()?;
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(status.success(), "{}\n{}", seen.join("\n"), rest.join("\n"));
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("Signed in as user:alice@example.com")),
+        "{rest:?}"
+    );
+
+    let who = user.shiftkey(&["whoami", "--json"])?;
+    let who: Value = serde_json::from_str(&stdout(&who))?;
+    assert_eq!(who["identity"], "user:alice@example.com");
     Ok(())
 }
