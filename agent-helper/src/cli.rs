@@ -48,11 +48,30 @@ struct TokenArgs {
 }
 
 impl TokenArgs {
-    /// A CA client for `ca`, authenticated with these flags' token, or the
-    /// cached login.
-    fn client(&self, ca: &CaArgs) -> anyhow::Result<crate::ca_client::CaClient> {
-        let token = session::token_from(self.id_token_file.as_ref(), self.id_token_env.as_deref())?;
-        Session::open(ca)?.authenticated(token)
+    /// A CA client for `ca`, authenticated with these flags' token or the
+    /// cached login. Where there is no cache (`$XDG_RUNTIME_DIR` unset) and a
+    /// person at a terminal, they sign in now and the token lives in memory
+    /// for this command only.
+    async fn client(&self, ca: &CaArgs) -> anyhow::Result<crate::ca_client::CaClient> {
+        let handed_in =
+            session::token_from(self.id_token_file.as_ref(), self.id_token_env.as_deref())?;
+        let session = Session::open(ca)?;
+        let client = session.client()?;
+        if handed_in.is_none()
+            && !client.is_local()
+            && session.token_cache().is_none()
+            && std::io::stdin().is_terminal()
+            && let (Some(issuer), Some(client_id)) =
+                (&session.config.issuer, &session.config.client_id)
+        {
+            eprintln!(
+                "No login cache (${} is not set): signing in for this command.",
+                crate::env_vars::XDG_RUNTIME_DIR
+            );
+            let token = sign_in(issuer, client_id, false, false).await?;
+            return Ok(client.with_token(token.secret()));
+        }
+        session.authenticated(handed_in)
     }
 }
 
@@ -217,7 +236,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             ca,
             token,
         } => {
-            let client = token.client(&ca)?;
+            let client = token.client(&ca).await?;
             let ca_keys = crate::status::ca_keys(&Session::open(&ca)?.config);
             let opts = crate::access::AccessOptions {
                 ca_keys: &ca_keys,
@@ -232,7 +251,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             crate::access::run(&client, &opts).await
         }
         Command::Roles { json, ca, token } => {
-            let client = token.client(&ca)?;
+            let client = token.client(&ca).await?;
             let roles = client.roles().await?;
             if json {
                 println!("{}", serde_json::to_string(&roles)?);
@@ -273,7 +292,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             ca,
             token,
         } => {
-            let client = token.client(&ca)?;
+            let client = token.client(&ca).await?;
             let ca_config = client.config().await?;
             let roles = client.roles().await?;
             let ssh_dir = crate::ssh_config::ssh_dir()?;
@@ -297,7 +316,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Whoami { json, ca, token } => {
-            let client = token.client(&ca)?;
+            let client = token.client(&ca).await?;
             let who = client.whoami().await?;
             let login = Session::open(&ca)?.cached_token();
             if json {
@@ -379,32 +398,7 @@ async fn login_command(
                     client.describe()
                 );
             };
-            if device {
-                login::login_device(issuer, client_id, |code| {
-                    let url = code
-                        .verification_uri_complete
-                        .as_deref()
-                        .unwrap_or(&code.verification_uri);
-                    eprintln!("To sign in, open {url}");
-                    eprintln!(
-                        "and enter the code {}  (valid for {} minutes)",
-                        code.user_code,
-                        code.expires_in.as_secs() / 60
-                    );
-                    eprintln!("Waiting for you to approve…");
-                })
-                .await?
-            } else {
-                let opts = login::BrowserOptions::default();
-                login::login_browser(issuer, client_id, &opts, |url| {
-                    eprintln!("Sign in at:\n  {url}");
-                    if !no_browser {
-                        open_browser(url);
-                    }
-                    eprintln!("Waiting for the browser…");
-                })
-                .await?
-            }
+            sign_in(issuer, client_id, device, no_browser).await?
         }
     };
     // Check it with the CA before keeping it.
@@ -422,12 +416,48 @@ async fn login_command(
             );
         }
         None => eprintln!(
-            "Signed in as {}, but ${} is not set, so the login is not kept: use --id-token-file with later commands.",
+            "Signed in as {}; ${} is not set, so the login is not kept: later commands sign you in again.",
             who["identity"].as_str().unwrap_or("?"),
             crate::env_vars::XDG_RUNTIME_DIR
         ),
     }
     Ok(())
+}
+
+/// A person's sign-in: the device grant, or the browser on a loopback
+/// redirect (the URL is always printed).
+async fn sign_in(
+    issuer: &str,
+    client_id: &str,
+    device: bool,
+    no_browser: bool,
+) -> anyhow::Result<login::IdToken> {
+    if device {
+        Ok(login::login_device(issuer, client_id, |code| {
+            let url = code
+                .verification_uri_complete
+                .as_deref()
+                .unwrap_or(&code.verification_uri);
+            eprintln!("To sign in, open {url}");
+            eprintln!(
+                "and enter the code {}  (valid for {} minutes)",
+                code.user_code,
+                code.expires_in.as_secs() / 60
+            );
+            eprintln!("Waiting for you to approve…");
+        })
+        .await?)
+    } else {
+        let opts = login::BrowserOptions::default();
+        Ok(login::login_browser(issuer, client_id, &opts, |url| {
+            eprintln!("Sign in at:\n  {url}");
+            if !no_browser {
+                open_browser(url);
+            }
+            eprintln!("Waiting for the browser…");
+        })
+        .await?)
+    }
 }
 
 /// Best effort: `$BROWSER`, else xdg-open, only with a display. Never fails
