@@ -202,7 +202,7 @@ impl CaClient {
     ) -> Result<(u16, Bytes), Error> {
         let unreachable = |e: reqwest::Error| Error::Unreachable {
             ca: base.to_owned(),
-            cause: error_chain(&e),
+            cause: crate::error_chain(&e),
         };
         let mut request = match method {
             "POST" => client.post(format!("{base}{path}")),
@@ -298,7 +298,9 @@ fn http_client(trust: &Trust) -> Result<reqwest::Client, Error> {
     } else {
         builder
     };
-    builder.build().map_err(|e| Error::Tls(error_chain(&e)))
+    builder
+        .build()
+        .map_err(|e| Error::Tls(crate::error_chain(&e)))
 }
 
 /// TLS that trusts exactly one server certificate, by its SHA-256: for a CA
@@ -386,19 +388,6 @@ impl rustls::client::danger::ServerCertVerifier for PinnedCertificate {
             .signature_verification_algorithms
             .supported_schemes()
     }
-}
-
-/// The error and its causes, one line (reqwest hides the useful part in the
-/// source chain: "connection refused", "certificate not trusted").
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

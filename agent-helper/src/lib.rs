@@ -22,3 +22,17 @@ mod ssh_config;
 mod status;
 
 pub use cli::{Cli, run};
+
+/// An error and its causes on one line (reqwest and openidconnect hide the
+/// useful part in the source chain: "connection refused", "certificate not
+/// trusted").
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

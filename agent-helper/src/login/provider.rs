@@ -241,17 +241,7 @@ fn discovery_error<RE: std::error::Error + 'static>(
     }
 }
 
-/// An error and its causes on one line.
-pub(super) fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub(super) use crate::error_chain as chain;
 
 #[cfg(test)]
 mod tests {
