@@ -274,6 +274,7 @@ mod tests {
             max_ttl_seconds: 1800,
             require_on_call: vec![],
             require_incident: false,
+            incident_severity: None,
             require_reason: false,
             extensions: vec![],
         }

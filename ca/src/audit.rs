@@ -2,7 +2,8 @@
 //! answer leaves the CA.
 //!
 //! One writer thread owns the database connection. Callers hand it an event
-//! (and, for an issuance, the certificate row) and wait for the commit. The
+//! (and, for an issuance or a revocation, the store change it records) and
+//! wait for the commit. The
 //! writer takes whatever has queued up while the previous commit was being
 //! fsynced and commits it as one transaction (group commit), so durability
 //! costs one fsync per batch rather than per request.
@@ -23,7 +24,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
-use crate::store::IssuedCertificate;
+use crate::store::Change;
 
 /// The hash the first row chains from.
 pub(crate) const GENESIS_HASH: &str =
@@ -79,7 +80,7 @@ pub(crate) struct Event {
 
 struct Job {
     event: Event,
-    certificate: Option<IssuedCertificate>,
+    change: Option<Change>,
     reply: oneshot::Sender<Result<u64, Error>>,
 }
 
@@ -115,25 +116,18 @@ impl AuditLog {
         self.submit(event, None).await
     }
 
-    /// Records an issuance: the certificate row and its audit row commit together.
-    pub(crate) async fn record_issued(
-        &self,
-        event: Event,
-        certificate: IssuedCertificate,
-    ) -> Result<u64, Error> {
-        self.submit(event, Some(certificate)).await
+    /// Records a change to the store and the audit row that says why: both
+    /// commit together or neither does.
+    pub(crate) async fn record_change(&self, event: Event, change: Change) -> Result<u64, Error> {
+        self.submit(event, Some(change)).await
     }
 
-    async fn submit(
-        &self,
-        event: Event,
-        certificate: Option<IssuedCertificate>,
-    ) -> Result<u64, Error> {
+    async fn submit(&self, event: Event, change: Option<Change>) -> Result<u64, Error> {
         let (reply, done) = oneshot::channel();
         self.tx
             .try_send(Job {
                 event,
-                certificate,
+                change,
                 reply,
             })
             .map_err(|e| match e {
@@ -245,8 +239,8 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<Vec<u64
             "INSERT INTO audit (seq, ts, kind, actor, outcome, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?;
         for job in batch {
-            if let Some(cert) = &job.certificate {
-                cert.insert(&tx)?;
+            if let Some(change) = &job.change {
+                change.apply(&tx)?;
             }
             let row = Row {
                 seq: tip.seq + 1,

@@ -37,6 +37,33 @@ enum Command {
     /// Verify and export the hash-chained audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Revoke live certificates (by serial, key ID, identity or incident); the KRL at /v1/krl lists them at once.
+    Revoke(RevokeArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["serial", "key_id", "identity", "incident"])))]
+struct RevokeArgs {
+    #[command(flatten)]
+    dir: DataDir,
+    /// The certificate with this serial.
+    #[arg(long)]
+    serial: Option<u64>,
+    /// The certificate with this exact key ID.
+    #[arg(long)]
+    key_id: Option<String>,
+    /// Every live certificate of this identity, e.g. user:alice@example.com.
+    #[arg(long)]
+    identity: Option<String>,
+    /// Every live certificate issued under this incident.
+    #[arg(long)]
+    incident: Option<String>,
+    /// Why; recorded in the audit log.
+    #[arg(long)]
+    reason: String,
+    /// Print the revoked serials as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -80,6 +107,8 @@ struct QuickstartArgs {
     exit: bool,
 }
 
+// Parsed once at start-up; the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum PolicyCommand {
     /// Report every error in a policy file or directory, with file:line:column.
@@ -110,6 +139,12 @@ enum PolicyCommand {
         role: String,
         #[arg(long)]
         incident: Option<String>,
+        /// Severity of that incident, taken as open.
+        #[arg(long, default_value = "sev1")]
+        incident_severity: String,
+        /// `resolved` or `unknown` to see how the policy treats those.
+        #[arg(long, value_parser = ["open", "resolved", "unknown"])]
+        incident_status: Option<String>,
         #[arg(long)]
         reason: Option<String>,
         /// Requested lifetime, e.g. 15m.
@@ -165,6 +200,44 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
+async fn revoke(args: RevokeArgs) -> anyhow::Result<ExitCode> {
+    use crate::store::Selector;
+    let selector = match (&args.serial, &args.key_id, &args.identity, &args.incident) {
+        (Some(serial), ..) => Selector::Serial(*serial),
+        (_, Some(key_id), ..) => Selector::KeyId(key_id),
+        (_, _, Some(identity), _) => Selector::Identity(identity),
+        (.., Some(incident)) => Selector::Incident(incident),
+        _ => bail!("say which certificates: --serial, --key-id, --identity or --incident"),
+    };
+    if args.reason.trim().len() < 3 {
+        bail!("--reason must say why (it is recorded in the audit log)");
+    }
+    let uid = nix::unistd::Uid::current().as_raw();
+    let actor = format!(
+        "local:{}",
+        crate::identity::local_user_name(uid).unwrap_or_else(|| uid.to_string())
+    );
+    let serials = crate::revocation::revoke_offline(
+        &args.dir.data_dir,
+        selector,
+        args.reason.trim().to_owned(),
+        actor,
+    )
+    .await?;
+    if args.json {
+        println!("{}", serde_json::json!({ "revoked_serials": serials }));
+    } else if serials.is_empty() {
+        println!("nothing to revoke: no live certificate matches");
+    } else {
+        let list: Vec<String> = serials.iter().map(u64::to_string).collect();
+        println!(
+            "revoked serial(s) {}; hosts refuse them once they fetch /v1/krl",
+            list.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn passphrase() -> Option<Secret> {
     std::env::var(env_vars::CA_PASSPHRASE)
         .ok()
@@ -193,6 +266,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             .await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Revoke(args) => revoke(args).await,
         Command::Policy(cmd) => policy(cmd),
         Command::Audit(cmd) => audit(cmd),
     }
@@ -310,6 +384,8 @@ fn policy(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             groups,
             role,
             incident,
+            incident_severity,
+            incident_status,
             reason,
             ttl,
             at,
@@ -335,6 +411,14 @@ fn policy(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
                 groups: &groups,
                 role: &role,
                 incident: incident.as_deref(),
+                incident_state: Some(match incident_status.as_deref() {
+                    Some("resolved") => crate::policy::IncidentState::Resolved,
+                    Some("unknown") => crate::policy::IncidentState::Unknown,
+                    _ => crate::policy::IncidentState::Open {
+                        severity: crate::policy::parse_severity(&incident_severity)
+                            .map_err(|e| anyhow::anyhow!("--incident-severity: {e}"))?,
+                    },
+                }),
                 reason: reason.as_deref(),
                 ttl,
                 principals: None,

@@ -15,7 +15,7 @@ use crate::identity::is_safe_token;
 use crate::keys::rng;
 use chrono::{DateTime, Utc};
 
-use crate::policy::{AccessQuery, Allowed, HARD_MAX_TTL};
+use crate::policy::{AccessQuery, Allowed, HARD_MAX_TTL, IncidentState};
 use crate::secret::CaKey;
 
 /// RSA keys below this many bits are refused (NIST SP 800-57: 3072 for 128-bit security).
@@ -242,6 +242,7 @@ impl ValidRequest {
         &'a self,
         identity: &'a str,
         groups: &'a [String],
+        incident_state: Option<IncidentState>,
         at: DateTime<Utc>,
     ) -> AccessQuery<'a> {
         AccessQuery {
@@ -249,6 +250,7 @@ impl ValidRequest {
             groups,
             role: &self.role,
             incident: self.incident.as_deref(),
+            incident_state,
             reason: self.reason.as_deref(),
             ttl: self.ttl,
             principals: self.principals.as_deref(),

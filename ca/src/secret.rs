@@ -34,6 +34,10 @@ impl CaKey {
         &self.key
     }
 
+    pub(crate) fn public_key(&self) -> &ssh_key::PublicKey {
+        self.key.public_key()
+    }
+
     /// One OpenSSH line, no comment: ready for `TrustedUserCAKeys`.
     pub(crate) fn public_line(&self) -> &str {
         &self.public_line

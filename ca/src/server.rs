@@ -133,14 +133,14 @@ pub(crate) async fn start(
     let conn = crate::store::open(&crate::store::db_path(data_dir))?;
     let last_serial = crate::store::max_serial(&conn).map_err(crate::store::Error::from)?;
     let audit = AuditLog::start(conn)?;
-    let (oidc, client_id) = match &config.oidc {
+    let oidc = match &config.oidc {
         Some(settings) => {
             let verifier = OidcVerifier::discover(settings.clone())
                 .await
                 .map_err(|e| StartError::Oidc(e.to_string()))?;
-            (Some(verifier), Some(settings.audience.clone()))
+            Some((verifier, settings.audience.clone()))
         }
-        None => (None, None),
+        None => None,
     };
     let ca = Arc::new(Ca::new(
         keys,
@@ -148,8 +148,8 @@ pub(crate) async fn start(
         policy_path.clone(),
         audit,
         oidc,
-        client_id,
         last_serial,
+        crate::store::open_read_only(&crate::store::db_path(data_dir))?,
     ));
     ca.audit
         .record(Event {

@@ -20,7 +20,7 @@ use crate::keys::CaKeys;
 use crate::metrics::{Metrics, RoleLabels};
 use crate::oidc::OidcVerifier;
 use crate::policy::Policy;
-use crate::store::IssuedCertificate;
+use crate::store::{Change, IssuedCertificate};
 
 /// Shared state of a running CA.
 #[derive(Debug)]
@@ -32,6 +32,9 @@ pub(crate) struct Ca {
     pub(crate) oidc: Option<OidcVerifier>,
     pub(crate) oidc_client_id: Option<String>,
     pub(crate) metrics: Metrics,
+    /// A read-only connection for lookups (incidents, revocations); writes
+    /// go through `audit`.
+    reader: std::sync::Mutex<rusqlite::Connection>,
     /// Last serial handed out. Serials only grow while the CA runs. After a
     /// restart the counter resumes from the highest stored serial, so a serial
     /// burned by a failed commit (signed, never recorded, never answered) may
@@ -45,11 +48,16 @@ impl Ca {
         policy: Policy,
         policy_path: PathBuf,
         audit: AuditLog,
-        oidc: Option<OidcVerifier>,
-        oidc_client_id: Option<String>,
+        oidc: Option<(OidcVerifier, String)>,
         last_serial: u64,
+        reader: rusqlite::Connection,
     ) -> Self {
+        let (oidc, oidc_client_id) = match oidc {
+            Some((verifier, client_id)) => (Some(verifier), Some(client_id)),
+            None => (None, None),
+        };
         Self {
+            reader: std::sync::Mutex::new(reader),
             keys,
             policy: RwLock::new(Arc::new(policy)),
             policy_path,
@@ -59,6 +67,18 @@ impl Ca {
             metrics: Metrics::new(),
             last_serial: AtomicU64::new(last_serial),
         }
+    }
+
+    /// Runs a read-only query on the store.
+    pub(crate) fn read<T>(
+        &self,
+        query: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, ApiError> {
+        let conn = self
+            .reader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        query(&conn).map_err(|e| ApiError::Internal(format!("store read failed: {e}")))
     }
 
     pub(crate) fn policy(&self) -> Arc<Policy> {
@@ -207,33 +227,38 @@ impl Ca {
         };
         let policy = self.policy();
         let now = Utc::now();
-        let allowed = match policy.evaluate(&valid.query(&actor, caller.groups(), now)) {
-            Ok(allowed) => allowed,
-            Err(denied) => {
-                self.metrics
-                    .deny(self.role_label(&valid.role), denied.code.as_str());
-                let detail = json!({
-                    "req": request_id,
-                    "role": valid.role,
-                    "incident": valid.incident,
-                    "reason": valid.reason,
-                    "groups": caller.groups(),
-                    "key_fingerprint": valid.fingerprint,
-                    "denied": denied.code.as_str(),
-                    "message": denied.message,
-                });
-                self.audit
-                    .record(Event {
-                        kind: "certificate.denied",
-                        actor,
-                        outcome: Outcome::Deny,
-                        detail,
-                    })
-                    .await
-                    .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
-                return Err(ApiError::Denied(denied));
-            }
+        let incident_state = match &valid.incident {
+            Some(id) => Some(self.incident_state(id)?),
+            None => None,
         };
+        let allowed =
+            match policy.evaluate(&valid.query(&actor, caller.groups(), incident_state, now)) {
+                Ok(allowed) => allowed,
+                Err(denied) => {
+                    self.metrics
+                        .deny(self.role_label(&valid.role), denied.code.as_str());
+                    let detail = json!({
+                        "req": request_id,
+                        "role": valid.role,
+                        "incident": valid.incident,
+                        "reason": valid.reason,
+                        "groups": caller.groups(),
+                        "key_fingerprint": valid.fingerprint,
+                        "denied": denied.code.as_str(),
+                        "message": denied.message,
+                    });
+                    self.audit
+                        .record(Event {
+                            kind: "certificate.denied",
+                            actor,
+                            outcome: Outcome::Deny,
+                            detail,
+                        })
+                        .await
+                        .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
+                    return Err(ApiError::Denied(denied));
+                }
+            };
         let serial = self.last_serial.fetch_add(1, Ordering::SeqCst) + 1;
         let signed = issue::certify(
             &self.keys.user,
@@ -288,14 +313,14 @@ impl Ca {
             valid_before: row.valid_before,
         };
         self.audit
-            .record_issued(
+            .record_change(
                 Event {
                     kind: "certificate.issued",
                     actor,
                     outcome: Outcome::Allow,
                     detail,
                 },
-                row,
+                Change::Issue(row),
             )
             .await
             .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;

@@ -173,6 +173,13 @@ impl TestCa {
         Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
     }
 
+    /// Any request over the local socket, as local:USER.
+    pub fn local(&self, method: &str, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+        let (status, body) =
+            http_over_socket(&self.socket(), method, path, body.to_string().as_bytes())?;
+        Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+    }
+
     /// Runs `shiftkey-ca ARGS...`.
     pub fn cli(&self, args: &[&str]) -> anyhow::Result<Output> {
         run(Command::new(binary("shiftkey-ca")?).args(args))

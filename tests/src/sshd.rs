@@ -26,10 +26,25 @@ impl Sshd {
     /// file), the host key is certified for `127.0.0.1` by it and served as
     /// `HostCertificate`, so clients with an `@cert-authority` line trust the
     /// host without a prompt.
+    /// Like [`start`](Self::start), with `extra` lines appended to sshd_config
+    /// (e.g. `RevokedKeys FILE`).
+    pub fn start_with_extra(dir: &Path, user_ca_pub: &str, extra: &str) -> anyhow::Result<Self> {
+        Self::start_inner(dir, user_ca_pub, None, extra)
+    }
+
     pub fn start_with_host_ca(
         dir: &Path,
         user_ca_pub: &str,
         host_ca_key: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        Self::start_inner(dir, user_ca_pub, host_ca_key, "")
+    }
+
+    fn start_inner(
+        dir: &Path,
+        user_ca_pub: &str,
+        host_ca_key: Option<&Path>,
+        extra: &str,
     ) -> anyhow::Result<Self> {
         require_tool("/usr/sbin/sshd", "openssh-server")?;
         std::fs::create_dir_all("/run/sshd").context("creating /run/sshd")?;
@@ -69,7 +84,7 @@ impl Sshd {
             format!(
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile none\nUsePAM no\n\
                  AuthorizedKeysFile none\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                 PubkeyAuthentication yes\nTrustedUserCAKeys {}\nStrictModes no\nLogLevel VERBOSE\n{host_certificate}",
+                 PubkeyAuthentication yes\nTrustedUserCAKeys {}\nStrictModes no\nLogLevel VERBOSE\n{host_certificate}{extra}",
                 host_key.display(),
                 ca_file.display()
             ),

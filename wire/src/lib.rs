@@ -94,9 +94,52 @@ pub struct RoleInfo {
     pub require_on_call: Vec<String>,
     #[serde(default)]
     pub require_incident: bool,
+    /// The incident must be this severe or worse (1 = sev1 only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident_severity: Option<u8>,
     #[serde(default)]
     pub require_reason: bool,
     /// Certificate extensions, e.g. `permit-pty`.
     #[serde(default)]
     pub extensions: Vec<String>,
+}
+
+/// `POST /v1/incidents`: open an incident.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OpenIncidentRequest {
+    /// The incident's ID, e.g. `INC-42`; the CA makes one up when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub title: String,
+    /// `sev1` (the worst) to `sev4`.
+    pub severity: String,
+}
+
+/// An incident as the CA knows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Incident {
+    pub id: String,
+    pub title: String,
+    /// 1 (sev1, the worst) to 4.
+    pub severity: u8,
+    /// `open` or `resolved`.
+    pub status: String,
+    /// `manual`, `alertmanager`, `pagerduty`.
+    pub source: String,
+    pub opened_by: String,
+    /// RFC 3339.
+    pub opened_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<String>,
+}
+
+/// `POST /v1/incidents/{id}/resolve`: the incident, and the certificates
+/// issued under it that were revoked.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ResolveIncidentResponse {
+    pub incident: Incident,
+    pub revoked_serials: Vec<u64>,
 }

@@ -31,6 +31,12 @@ pub(crate) enum ApiError {
     /// The OIDC provider (discovery or JWKS) cannot be reached.
     IdentityProviderUnavailable(String),
     NotFound,
+    /// A named thing (an incident) does not exist.
+    Missing(String),
+    /// The caller may not do this.
+    Forbidden(String),
+    /// The request conflicts with the current state (incident already resolved).
+    Conflict(String),
     Internal(String),
 }
 
@@ -41,7 +47,9 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Denied(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::Missing(_) => StatusCode::NOT_FOUND,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::AuditUnavailable(_) | ApiError::IdentityProviderUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -56,7 +64,9 @@ impl ApiError {
             ApiError::PayloadTooLarge => "body-too-large",
             ApiError::Unauthenticated { code, .. } => code,
             ApiError::Denied(d) => d.code.as_str(),
-            ApiError::NotFound => "not-found",
+            ApiError::NotFound | ApiError::Missing(_) => "not-found",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::Conflict(_) => "conflict",
             ApiError::AuditUnavailable(_) => "audit-unavailable",
             ApiError::IdentityProviderUnavailable(_) => "identity-provider-unavailable",
             ApiError::Internal(_) => "internal-error",
@@ -74,6 +84,7 @@ impl ApiError {
             ApiError::Unauthenticated { message, .. } => message.clone(),
             ApiError::Denied(d) => d.message.clone(),
             ApiError::NotFound => "no such endpoint".into(),
+            ApiError::Missing(m) | ApiError::Forbidden(m) | ApiError::Conflict(m) => m.clone(),
             ApiError::AuditUnavailable(_) => {
                 "the CA cannot write its audit log, so it refuses to act".into()
             }
@@ -94,6 +105,9 @@ impl ApiError {
                 Some("`shiftkey-ca policy explain` shows how the policy decides".into())
             }
             ApiError::NotFound => Some("see /v1/openapi.json for the API".into()),
+            ApiError::Missing(_) => Some("`shiftkey incident list` shows the incidents".into()),
+            ApiError::Forbidden(_) => Some("ask a policy owner for a grant".into()),
+            ApiError::Conflict(_) => None,
             ApiError::AuditUnavailable(_)
             | ApiError::IdentityProviderUnavailable(_)
             | ApiError::Internal(_) => {

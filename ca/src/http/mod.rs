@@ -43,6 +43,9 @@ pub(crate) fn router(ca: Arc<Ca>, request_timeout: Duration) -> Router {
         .route("/v1/whoami", get(whoami))
         .route("/v1/roles", get(roles))
         .route("/v1/certificates", post(issue_certificate))
+        .route("/v1/krl", get(krl))
+        .route("/v1/incidents", get(list_incidents).post(open_incident))
+        .route("/v1/incidents/{id}/resolve", post(resolve_incident))
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -115,11 +118,105 @@ async fn roles(State(ca): State<Arc<Ca>>, caller: Caller) -> Json<RolesResponse>
             max_ttl_seconds: role.max_ttl().as_secs(),
             require_on_call: role.require_on_call().to_vec(),
             require_incident: role.require_incident(),
+            incident_severity: role.incident_severity(),
             require_reason: role.require_reason(),
             extensions: role.extensions().to_vec(),
         })
         .collect();
     Json(RolesResponse { identity, roles })
+}
+
+/// The OpenSSH KRL hosts fetch into `RevokedKeys`: built from the store on
+/// every request, so a revocation is served the moment it is committed.
+async fn krl(State(ca): State<Arc<Ca>>) -> Result<Response, ApiError> {
+    let bytes = ca.krl()?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct IncidentFilter {
+    #[serde(default)]
+    status: Option<String>,
+}
+
+async fn list_incidents(
+    State(ca): State<Arc<Ca>>,
+    _caller: Caller,
+    axum::extract::Query(filter): axum::extract::Query<IncidentFilter>,
+) -> Result<Json<Vec<shiftkey_wire::Incident>>, ApiError> {
+    let open_only = filter.status.as_deref() == Some("open");
+    Ok(Json(ca.incidents(open_only)?))
+}
+
+async fn open_incident(
+    State(ca): State<Arc<Ca>>,
+    caller: Caller,
+    body: Result<Json<shiftkey_wire::OpenIncidentRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<shiftkey_wire::Incident>), ApiError> {
+    let Json(request) = body.map_err(|r| ApiError::InvalidBody(r.body_text()))?;
+    let bad = |field: &'static str, value: &str, why: &'static str| {
+        ApiError::BadRequest(crate::issue::RequestError::InvalidField {
+            field,
+            value: value.chars().take(64).collect(),
+            why,
+        })
+    };
+    if let Some(id) = &request.id
+        && !crate::issue::is_valid_name(id)
+    {
+        return Err(bad(
+            "incident",
+            id,
+            "use letters, digits and . _ @ + - (at most 64), e.g. INC-42",
+        ));
+    }
+    let title = request.title.trim();
+    if title.is_empty() || title.len() > 200 || title.chars().any(char::is_control) {
+        return Err(bad(
+            "reason",
+            title,
+            "a title of 1 to 200 characters, no control characters",
+        ));
+    }
+    let severity = crate::policy::parse_severity(&request.severity).map_err(|_| {
+        bad(
+            "reason",
+            &request.severity,
+            "severity is sev1 (the worst) to sev4",
+        )
+    })?;
+    let incident = ca
+        .open_incident(&caller, request.id, title.to_owned(), severity, "manual")
+        .await?;
+    Ok((StatusCode::CREATED, Json(incident)))
+}
+
+async fn resolve_incident(
+    State(ca): State<Arc<Ca>>,
+    caller: Caller,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<shiftkey_wire::ResolveIncidentResponse>, ApiError> {
+    if ca
+        .policy()
+        .granted_roles(&caller.identity(), caller.groups())
+        .is_empty()
+    {
+        return Err(ApiError::Forbidden(
+            "only people who hold a role may resolve incidents".into(),
+        ));
+    }
+    let (incident, revoked_serials) = ca.resolve_incident(caller.identity(), &id).await?;
+    Ok(Json(shiftkey_wire::ResolveIncidentResponse {
+        incident,
+        revoked_serials,
+    }))
 }
 
 async fn issue_certificate(

@@ -10,7 +10,7 @@ use chrono_tz::Tz;
 use toml::Spanned;
 
 use super::error::{Loc, Sink};
-use super::eval::DenyCode;
+use super::eval::{DenyCode, IncidentState};
 use super::model::{Grant, Role, Settings};
 use super::raw::{Item, RawPolicy, RawRole, RawSchedule, RawTest, timestamp_text};
 use super::schedule::Schedule;
@@ -356,6 +356,15 @@ fn check_role(
     let mut extensions = checked_list(item, &r.extensions, &context, check_extension, sink);
     extensions.sort();
 
+    let incident_severity = r.incident_severity.as_ref().and_then(|value| {
+        report(
+            parse_severity(value.get_ref()).map_err(|e| format!("incident_severity: {e}")),
+            &context,
+            &item.at(value),
+            sink,
+        )
+    });
+
     let force_command = r.force_command.as_ref().and_then(|value| {
         let checked = check_force_command(value.get_ref()).map(|()| value.get_ref().clone());
         report(checked, &context, &item.at(value), sink)
@@ -385,6 +394,7 @@ fn check_role(
         max_ttl,
         require_on_call,
         require_incident: r.require_incident,
+        incident_severity,
         require_reason: r.require_reason,
         extensions,
         force_command,
@@ -469,6 +479,19 @@ fn check_grant(
     })
 }
 
+/// `"sev1"` (the worst) to `"sev4"`, as 1 to 4.
+pub(crate) fn parse_severity(text: &str) -> Result<u8, String> {
+    match text {
+        "sev1" => Ok(1),
+        "sev2" => Ok(2),
+        "sev3" => Ok(3),
+        "sev4" => Ok(4),
+        other => Err(format!(
+            "{other:?} is not a severity; use sev1 (the worst) to sev4"
+        )),
+    }
+}
+
 fn check_test(
     item: &Item<RawTest>,
     known_role: &dyn Fn(&str) -> bool,
@@ -503,6 +526,32 @@ fn check_test(
             format!("{context}: unknown role {:?}", t.role.get_ref()),
         );
     }
+    let severity = match &t.incident_severity {
+        None => Some(1),
+        Some(value) => report(
+            parse_severity(value.get_ref()),
+            &context,
+            &item.at(value),
+            sink,
+        ),
+    };
+    let incident_state = match t
+        .incident_status
+        .as_ref()
+        .map(|v| (v, v.get_ref().as_str()))
+    {
+        None | Some((_, "open")) => severity.map(|severity| IncidentState::Open { severity }),
+        Some((_, "resolved")) => Some(IncidentState::Resolved),
+        Some((_, "unknown")) => Some(IncidentState::Unknown),
+        Some((value, other)) => report(
+            Err(format!(
+                "incident_status must be \"open\", \"resolved\" or \"unknown\", not {other:?}"
+            )),
+            &context,
+            &item.at(value),
+            sink,
+        ),
+    };
     let ttl = t.ttl.as_ref().and_then(|value| {
         let parsed = parse_duration(value.get_ref()).map_err(|e| format!("ttl: {e}"));
         report(parsed, &context, &item.at(value), sink)
@@ -568,6 +617,7 @@ fn check_test(
         at,
         role: t.role.get_ref().clone(),
         incident: t.incident.clone(),
+        incident_state: incident_state?,
         reason: t.reason.clone(),
         ttl,
         principals,

@@ -28,12 +28,26 @@ pub(crate) struct AccessQuery<'a> {
     pub(crate) groups: &'a [String],
     pub(crate) role: &'a str,
     pub(crate) incident: Option<&'a str>,
+    /// What the CA's store knows of `incident`; `None` when it was not
+    /// looked up, which counts as unknown (fail closed).
+    pub(crate) incident_state: Option<IncidentState>,
     pub(crate) reason: Option<&'a str>,
     /// None: the default TTL, capped by the role's maximum.
     pub(crate) ttl: Option<Duration>,
     /// A subset of the role's principals; None or empty: all of them.
     pub(crate) principals: Option<&'a [String]>,
     pub(crate) at: DateTime<Utc>,
+}
+
+/// An incident as the policy needs to know it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IncidentState {
+    /// Open, with its severity: 1 (sev1, the worst) to 4.
+    Open {
+        severity: u8,
+    },
+    Resolved,
+    Unknown,
 }
 
 /// Why a request was denied; stable names for logs, tests and the API.
@@ -45,18 +59,24 @@ pub(crate) enum DenyCode {
     InvalidTtl,
     TtlAboveMax,
     IncidentRequired,
+    IncidentUnknown,
+    IncidentResolved,
+    IncidentNotSevere,
     ReasonRequired,
     NotOnCall,
 }
 
 impl DenyCode {
-    pub(crate) const ALL: [DenyCode; 8] = [
+    pub(crate) const ALL: [DenyCode; 11] = [
         DenyCode::UnknownRole,
         DenyCode::NotGranted,
         DenyCode::PrincipalNotInRole,
         DenyCode::InvalidTtl,
         DenyCode::TtlAboveMax,
         DenyCode::IncidentRequired,
+        DenyCode::IncidentUnknown,
+        DenyCode::IncidentResolved,
+        DenyCode::IncidentNotSevere,
         DenyCode::ReasonRequired,
         DenyCode::NotOnCall,
     ];
@@ -69,6 +89,9 @@ impl DenyCode {
             DenyCode::InvalidTtl => "invalid-ttl",
             DenyCode::TtlAboveMax => "ttl-above-max",
             DenyCode::IncidentRequired => "incident-required",
+            DenyCode::IncidentUnknown => "incident-unknown",
+            DenyCode::IncidentResolved => "incident-resolved",
+            DenyCode::IncidentNotSevere => "incident-not-severe",
             DenyCode::ReasonRequired => "reason-required",
             DenyCode::NotOnCall => "not-on-call",
         }
@@ -545,19 +568,41 @@ fn given(text: Option<&str>) -> Option<String> {
 }
 
 fn check_incident(role: &Role, q: &AccessQuery<'_>, trace: &mut Trace) {
-    let incident = given(q.incident);
-    if !role.require_incident {
-        trace.pass("no incident required".to_owned());
-    } else if let Some(id) = &incident {
-        trace.pass(format!("incident {id} given"));
-    } else {
-        trace.fail(Denied::new(
-            DenyCode::IncidentRequired,
-            format!(
-                "role {:?} requires an incident; ask again with --incident ID",
-                role.name
-            ),
-        ));
+    let Some(id) = given(q.incident) else {
+        if role.require_incident {
+            trace.fail(Denied::new(
+                DenyCode::IncidentRequired,
+                format!(
+                    "role {:?} requires an open incident; ask again with --incident ID",
+                    role.name
+                ),
+            ));
+        } else {
+            trace.pass("no incident required".to_owned());
+        }
+        return;
+    };
+    // Any incident named must be one the CA knows and open: its ID goes into
+    // the certificate's key ID and the audit log.
+    match q.incident_state.unwrap_or(IncidentState::Unknown) {
+        IncidentState::Unknown => trace.fail(Denied::new(
+            DenyCode::IncidentUnknown,
+            format!("the CA knows no incident {id:?}; check the ID, or open it with `shiftkey incident open`"),
+        )),
+        IncidentState::Resolved => trace.fail(Denied::new(
+            DenyCode::IncidentResolved,
+            format!("incident {id} is resolved; access under it has ended"),
+        )),
+        IncidentState::Open { severity } => match role.incident_severity {
+            Some(worst_allowed) if severity > worst_allowed => trace.fail(Denied::new(
+                DenyCode::IncidentNotSevere,
+                format!(
+                    "role {:?} needs an incident of sev{worst_allowed} or worse; {id} is sev{severity}",
+                    role.name
+                ),
+            )),
+            _ => trace.pass(format!("incident {id} is open (sev{severity})")),
+        },
     }
 }
 

@@ -45,8 +45,9 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
+pub(crate) use self::check::parse_severity;
 pub(crate) use self::error::{PolicyError, PolicyErrors};
-pub(crate) use self::eval::{AccessQuery, Allowed, Denied};
+pub(crate) use self::eval::{AccessQuery, Allowed, Denied, IncidentState};
 pub(crate) use self::model::Role;
 pub(crate) use self::values::HARD_MAX_TTL;
 

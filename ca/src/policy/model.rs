@@ -54,6 +54,8 @@ pub(crate) struct Role {
     pub(super) max_ttl: Duration,
     pub(super) require_on_call: Vec<String>,
     pub(super) require_incident: bool,
+    /// The least severe incident level accepted (1 = sev1 only); any when None.
+    pub(super) incident_severity: Option<u8>,
     pub(super) require_reason: bool,
     pub(super) extensions: Vec<String>,
     pub(super) force_command: Option<String>,
@@ -83,6 +85,9 @@ impl Role {
     }
     pub(crate) fn require_incident(&self) -> bool {
         self.require_incident
+    }
+    pub(crate) fn incident_severity(&self) -> Option<u8> {
+        self.incident_severity
     }
     pub(crate) fn require_reason(&self) -> bool {
         self.require_reason

@@ -46,6 +46,7 @@ impl Entry for RawRole {
         "max_ttl",
         "require_on_call",
         "require_incident",
+        "incident_severity",
         "require_reason",
         "extensions",
         "force_command",
@@ -65,6 +66,8 @@ impl Entry for RawTest {
         "at",
         "role",
         "incident",
+        "incident_severity",
+        "incident_status",
         "reason",
         "ttl",
         "principals",
@@ -112,6 +115,8 @@ pub(crate) struct RawRole {
     pub(crate) require_on_call: Vec<Spanned<String>>,
     #[serde(default)]
     pub(crate) require_incident: bool,
+    /// `"sev2"`: the incident must be this severe or worse.
+    pub(crate) incident_severity: Option<Spanned<String>>,
     #[serde(default)]
     pub(crate) require_reason: bool,
     #[serde(default)]
@@ -138,6 +143,10 @@ pub(crate) struct RawTest {
     pub(crate) at: Spanned<toml::Value>,
     pub(crate) role: Spanned<String>,
     pub(crate) incident: Option<String>,
+    /// The test's incident's severity, `"sev1"` (default) to `"sev4"`.
+    pub(crate) incident_severity: Option<Spanned<String>>,
+    /// `"open"` (default), `"resolved"` or `"unknown"`.
+    pub(crate) incident_status: Option<Spanned<String>>,
     pub(crate) reason: Option<String>,
     pub(crate) ttl: Option<Spanned<String>>,
     pub(crate) principals: Option<Vec<Spanned<String>>>,

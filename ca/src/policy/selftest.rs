@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::Policy;
-use super::eval::{AccessQuery, DenyCode};
+use super::eval::{AccessQuery, DenyCode, IncidentState};
 
 /// A checked `[[test]]`: identity, groups and principals are valid, the
 /// role exists.
@@ -17,6 +17,8 @@ pub(crate) struct TestCase {
     pub(super) at: DateTime<Utc>,
     pub(super) role: String,
     pub(super) incident: Option<String>,
+    /// What the test's incident is: open sev1 unless the test says.
+    pub(super) incident_state: IncidentState,
     pub(super) reason: Option<String>,
     pub(super) ttl: Option<Duration>,
     pub(super) principals: Option<Vec<String>>,
@@ -54,6 +56,7 @@ impl Policy {
             groups: &test.groups,
             role: &test.role,
             incident: test.incident.as_deref(),
+            incident_state: Some(test.incident_state),
             reason: test.reason.as_deref(),
             ttl: test.ttl,
             principals: test.principals.as_deref(),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::eval::{DenyCode, Limit};
+use super::eval::{DenyCode, IncidentState, Limit};
 use super::values::Identity;
 use super::{AccessQuery, Policy, PolicyErrors};
 
@@ -99,6 +99,7 @@ struct Query {
     groups: Vec<String>,
     role: &'static str,
     incident: Option<&'static str>,
+    incident_state: Option<IncidentState>,
     reason: Option<&'static str>,
     ttl: Option<Duration>,
     principals: Option<Vec<String>>,
@@ -113,6 +114,7 @@ impl Query {
             groups: strings(&["sre"]),
             role: "db-debug",
             incident: Some("INC-1"),
+            incident_state: Some(IncidentState::Open { severity: 1 }),
             reason: Some("restarting the stuck replica"),
             ttl: Some(Duration::from_secs(600)),
             principals: None,
@@ -126,6 +128,7 @@ impl Query {
             groups: &self.groups,
             role: self.role,
             incident: self.incident,
+            incident_state: self.incident_state,
             reason: self.reason,
             ttl: self.ttl,
             principals: self.principals.as_deref(),
@@ -195,6 +198,7 @@ fn default_ttl_applies_when_none_is_requested() {
         groups: Vec::new(),
         role: "staging",
         incident: None,
+        incident_state: Some(IncidentState::Open { severity: 1 }),
         reason: None,
         ttl: None,
         principals: None,
@@ -216,6 +220,7 @@ fn default_ttl_is_capped_to_the_role_max_silently() {
         groups: Vec::new(),
         role: "short",
         incident: None,
+        incident_state: Some(IncidentState::Open { severity: 1 }),
         reason: None,
         ttl: None,
         principals: None,
@@ -267,6 +272,7 @@ fn on_call_for_any_listed_schedule_is_enough_and_the_longest_shift_wins() {
         groups: Vec::new(),
         role: "either",
         incident: None,
+        incident_state: Some(IncidentState::Open { severity: 1 }),
         reason: None,
         ttl: Some(Duration::from_secs(3600)),
         principals: None,
@@ -651,4 +657,38 @@ fn granted_roles_lists_what_grants_give_with_hosts() {
         .unwrap();
     assert_eq!(db.hosts(), ["db-*.prod.example.com"]);
     assert_eq!(db.principals(), ["postgres", "readonly"]);
+}
+
+#[test]
+fn incidents_must_be_known_open_and_severe_enough() {
+    let src = BASE.replace(
+        "require_reason = true\n",
+        "require_reason = true\nincident_severity = \"sev2\"\n",
+    );
+    let policy = policy(&src);
+    let mut q = Query::alice();
+    q.incident_state = Some(IncidentState::Open { severity: 2 });
+    assert!(
+        policy.evaluate(&q.as_query()).is_ok(),
+        "sev2 is severe enough"
+    );
+    q.incident_state = Some(IncidentState::Open { severity: 3 });
+    let (code, message) = q.denied(&policy);
+    assert_eq!(code, DenyCode::IncidentNotSevere);
+    assert!(
+        message.contains("sev2 or worse; INC-1 is sev3"),
+        "{message}"
+    );
+    q.incident_state = Some(IncidentState::Resolved);
+    assert_eq!(q.denied(&policy).0, DenyCode::IncidentResolved);
+    q.incident_state = Some(IncidentState::Unknown);
+    assert_eq!(q.denied(&policy).0, DenyCode::IncidentUnknown);
+    // Not looked up counts as unknown: fail closed.
+    q.incident_state = None;
+    assert_eq!(q.denied(&policy).0, DenyCode::IncidentUnknown);
+    // A role that needs no incident still refuses one the CA does not know.
+    q.role = "staging";
+    q.identity = "user:carol@example.com";
+    q.incident_state = Some(IncidentState::Unknown);
+    assert_eq!(q.denied(&policy).0, DenyCode::IncidentUnknown);
 }

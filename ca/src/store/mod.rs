@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags};
 
 /// Numbered migrations, applied in order; `PRAGMA user_version` records the last.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_init.sql"),
+    include_str!("../../migrations/0002_incidents_revocations.sql"),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
@@ -146,6 +149,164 @@ impl IssuedCertificate {
             ])?;
         Ok(())
     }
+}
+
+/// A change to the store, applied in the same transaction as the audit row
+/// that records it (see `audit::AuditLog::record_change`). Data, not a
+/// closure, so a batch that failed can be retried row by row.
+#[derive(Debug, Clone)]
+pub(crate) enum Change {
+    Issue(IssuedCertificate),
+    Revoke {
+        serials: Vec<u64>,
+        by: String,
+        reason: String,
+        at: String,
+    },
+    OpenIncident(Incident),
+    ResolveIncident {
+        id: String,
+        by: String,
+        at: String,
+    },
+}
+
+impl Change {
+    pub(crate) fn apply(&self, conn: &Connection) -> rusqlite::Result<()> {
+        match self {
+            Change::Issue(cert) => cert.insert(conn),
+            Change::Revoke {
+                serials,
+                by,
+                reason,
+                at,
+            } => {
+                let mut insert = conn.prepare_cached(
+                    "INSERT OR IGNORE INTO revocations (serial, revoked_at, revoked_by, reason) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for serial in serials {
+                    insert.execute(rusqlite::params![to_sql_u64(*serial), at, by, reason])?;
+                }
+                Ok(())
+            }
+            Change::OpenIncident(i) => {
+                conn.execute(
+                    "INSERT INTO incidents (id, title, severity, status, source, opened_by, opened_at)
+                     VALUES (?1, ?2, ?3, 'open', ?4, ?5, ?6)",
+                    rusqlite::params![i.id, i.title, i.severity, i.source, i.opened_by, i.opened_at],
+                )?;
+                Ok(())
+            }
+            Change::ResolveIncident { id, by, at } => {
+                conn.execute(
+                    "UPDATE incidents SET status = 'resolved', resolved_by = ?2, resolved_at = ?3 WHERE id = ?1 AND status = 'open'",
+                    rusqlite::params![id, by, at],
+                )?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// An incident as stored: the API's type, field for field.
+pub(crate) use shiftkey_wire::Incident;
+
+fn incident_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Incident> {
+    Ok(Incident {
+        id: r.get(0)?,
+        title: r.get(1)?,
+        severity: r.get(2)?,
+        status: r.get(3)?,
+        source: r.get(4)?,
+        opened_by: r.get(5)?,
+        opened_at: r.get(6)?,
+        resolved_by: r.get(7)?,
+        resolved_at: r.get(8)?,
+    })
+}
+
+const INCIDENT_COLUMNS: &str =
+    "id, title, severity, status, source, opened_by, opened_at, resolved_by, resolved_at";
+
+pub(crate) fn incident(conn: &Connection, id: &str) -> rusqlite::Result<Option<Incident>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?1"
+    ))?;
+    let mut rows = stmt.query([id])?;
+    rows.next()?.map(incident_from_row).transpose()
+}
+
+/// Incidents, newest first; only open ones when `open_only`.
+pub(crate) fn incidents(conn: &Connection, open_only: bool) -> rusqlite::Result<Vec<Incident>> {
+    let filter = if open_only {
+        "WHERE status = 'open'"
+    } else {
+        ""
+    };
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {INCIDENT_COLUMNS} FROM incidents {filter} ORDER BY opened_at DESC LIMIT 500"
+    ))?;
+    let rows = stmt.query_map([], incident_from_row)?;
+    rows.collect()
+}
+
+/// Serials of certificates still valid at `now` that match: issued under
+/// `incident`, to `identity`, with `key_id`, or the given `serial`.
+pub(crate) fn live_serials(
+    conn: &Connection,
+    selector: &Selector<'_>,
+    now: u64,
+) -> rusqlite::Result<Vec<u64>> {
+    let (column, value): (&str, rusqlite::types::Value) = match selector {
+        Selector::Serial(serial) => (
+            "serial",
+            rusqlite::types::Value::Integer(to_sql_u64(*serial)),
+        ),
+        Selector::KeyId(key_id) => ("key_id", rusqlite::types::Value::Text((*key_id).to_owned())),
+        Selector::Identity(identity) => (
+            "identity",
+            rusqlite::types::Value::Text((*identity).to_owned()),
+        ),
+        Selector::Incident(incident) => (
+            "incident",
+            rusqlite::types::Value::Text((*incident).to_owned()),
+        ),
+    };
+    let mut stmt = conn.prepare(&format!(
+        "SELECT serial FROM certificates WHERE {column} = ?1 AND valid_before > ?2 ORDER BY serial"
+    ))?;
+    let rows = stmt.query_map(rusqlite::params![value, to_sql_u64(now)], |r| {
+        r.get::<_, i64>(0)
+    })?;
+    rows.map(|r| r.map(|s| u64::try_from(s).unwrap_or(0)))
+        .collect()
+}
+
+/// Which certificates a revocation is about.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Selector<'a> {
+    Serial(u64),
+    KeyId(&'a str),
+    Identity(&'a str),
+    Incident(&'a str),
+}
+
+/// Revoked serials of certificates that have not expired by `now` (an
+/// expired certificate needs no KRL entry: sshd refuses it anyway).
+pub(crate) fn revoked_live_serials(conn: &Connection, now: u64) -> rusqlite::Result<Vec<u64>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT r.serial FROM revocations r JOIN certificates c ON c.serial = r.serial
+         WHERE c.valid_before > ?1 ORDER BY r.serial",
+    )?;
+    let rows = stmt.query_map([to_sql_u64(now)], |r| r.get::<_, i64>(0))?;
+    rows.map(|r| r.map(|s| u64::try_from(s).unwrap_or(0)))
+        .collect()
+}
+
+/// A number that changes whenever revocations change: the KRL's version.
+pub(crate) fn revocation_count(conn: &Connection) -> rusqlite::Result<u64> {
+    let n: i64 = conn.query_row("SELECT COUNT(*) FROM revocations", [], |r| r.get(0))?;
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 /// The highest serial issued so far (0 when none).

@@ -11,3 +11,4 @@ mod keys;
 mod oidc;
 mod policy_cli;
 mod quickstart;
+mod revocation;

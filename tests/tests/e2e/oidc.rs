@@ -156,6 +156,13 @@ fn b64(bytes: &[u8]) -> String {
 #[test]
 fn the_policy_denies_with_a_reason_and_an_audit_row() -> anyhow::Result<()> {
     let (provider, ca, public, shift_end) = setup()?;
+    // The incident the requests name exists and is open.
+    let (status, opened) = ca.local(
+        "POST",
+        "/v1/incidents",
+        &json!({ "id": "INC-42", "title": "replica lag", "severity": "sev2" }),
+    )?;
+    assert_eq!(status, 201, "{opened}");
     let alice = provider.code_flow_token(CLIENT_ID, "alice@example.com", &["sre"])?;
     let bob = provider.code_flow_token(CLIENT_ID, "bob@example.com", &["sre"])?;
     let carol = provider.code_flow_token(CLIENT_ID, "carol@example.com", &[])?;

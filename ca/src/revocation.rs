@@ -1,0 +1,235 @@
+//! Incidents and revocation: the CA's side of "access ends when the fire is
+//! out". Resolving an incident revokes every live certificate issued under
+//! it; `shiftkey-ca revoke` revokes by serial, key ID or identity; the KRL at
+//! `/v1/krl` lists what is revoked and not yet expired.
+//!
+//! Never: change an incident or revoke without the audit row in the same
+//! commit (`AuditLog::record_change`).
+
+use chrono::{SecondsFormat, Utc};
+use serde_json::json;
+
+use crate::audit::{Event, Outcome};
+use crate::http::error::ApiError;
+use crate::identity::Caller;
+use crate::policy::IncidentState;
+use crate::service::Ca;
+use crate::store::{self, Change, Incident, Selector};
+
+fn now_rfc3339() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn unix_now() -> u64 {
+    u64::try_from(Utc::now().timestamp()).unwrap_or(0)
+}
+
+impl Ca {
+    /// What the policy needs to know of incident `id`.
+    pub(crate) fn incident_state(&self, id: &str) -> Result<IncidentState, ApiError> {
+        Ok(match self.read(|conn| store::incident(conn, id))? {
+            Some(i) if i.status == "open" => IncidentState::Open {
+                severity: i.severity,
+            },
+            Some(_) => IncidentState::Resolved,
+            None => IncidentState::Unknown,
+        })
+    }
+
+    pub(crate) fn incidents(&self, open_only: bool) -> Result<Vec<Incident>, ApiError> {
+        self.read(|conn| store::incidents(conn, open_only))
+    }
+
+    /// Opens an incident. Callers who hold at least one role may open one
+    /// (they are the people who get paged); it is audited like any decision.
+    pub(crate) async fn open_incident(
+        &self,
+        caller: &Caller,
+        id: Option<String>,
+        title: String,
+        severity: u8,
+        source: &str,
+    ) -> Result<Incident, ApiError> {
+        let actor = caller.identity();
+        if source == "manual"
+            && self
+                .policy()
+                .granted_roles(&actor, caller.groups())
+                .is_empty()
+        {
+            return Err(self
+                .refuse(
+                    "incident.refused",
+                    actor,
+                    ApiError::Forbidden("only people who hold a role may open incidents".into()),
+                    json!({ "title": title }),
+                )
+                .await);
+        }
+        let id = match id {
+            Some(id) => id,
+            None => format!("INC-{}", Utc::now().format("%Y%m%d-%H%M%S")),
+        };
+        if self.read(|conn| store::incident(conn, &id))?.is_some() {
+            return Err(ApiError::Conflict(format!("incident {id} already exists")));
+        }
+        let incident = Incident {
+            id: id.clone(),
+            title,
+            severity,
+            status: "open".into(),
+            source: source.to_owned(),
+            opened_by: actor.clone(),
+            opened_at: now_rfc3339(),
+            resolved_by: None,
+            resolved_at: None,
+        };
+        let detail = json!({ "incident": id, "title": incident.title, "severity": severity, "source": source });
+        self.audit
+            .record_change(
+                Event {
+                    kind: "incident.opened",
+                    actor,
+                    outcome: Outcome::Info,
+                    detail,
+                },
+                Change::OpenIncident(incident.clone()),
+            )
+            .await
+            .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
+        Ok(incident)
+    }
+
+    /// Resolves an open incident and revokes every live certificate issued
+    /// under it, in one commit with its audit row.
+    pub(crate) async fn resolve_incident(
+        &self,
+        actor: String,
+        id: &str,
+    ) -> Result<(Incident, Vec<u64>), ApiError> {
+        let Some(incident) = self.read(|conn| store::incident(conn, id))? else {
+            return Err(ApiError::Missing(format!("no incident {id}")));
+        };
+        if incident.status != "open" {
+            return Err(ApiError::Conflict(format!(
+                "incident {id} is already resolved"
+            )));
+        }
+        let at = now_rfc3339();
+        let serials =
+            self.read(|conn| store::live_serials(conn, &Selector::Incident(id), unix_now()))?;
+        let detail = json!({ "incident": id, "revoked_serials": serials });
+        self.audit
+            .record_change(
+                Event {
+                    kind: "incident.resolved",
+                    actor: actor.clone(),
+                    outcome: Outcome::Info,
+                    detail,
+                },
+                Change::ResolveIncident {
+                    id: id.to_owned(),
+                    by: actor.clone(),
+                    at: at.clone(),
+                },
+            )
+            .await
+            .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
+        if !serials.is_empty() {
+            self.revoke_serials(
+                actor.clone(),
+                serials.clone(),
+                format!("incident {id} resolved"),
+            )
+            .await?;
+        }
+        let resolved = Incident {
+            status: "resolved".into(),
+            resolved_by: Some(actor),
+            resolved_at: Some(at),
+            ..incident
+        };
+        Ok((resolved, serials))
+    }
+
+    /// Revokes the given serials (already known to be ours and live).
+    pub(crate) async fn revoke_serials(
+        &self,
+        actor: String,
+        serials: Vec<u64>,
+        reason: String,
+    ) -> Result<(), ApiError> {
+        record_revocation(&self.audit, actor, serials, reason)
+            .await
+            .map(|_| ())
+            .map_err(|e| ApiError::AuditUnavailable(e.to_string()))
+    }
+
+    /// The OpenSSH KRL of live revoked certificates of the user CA.
+    pub(crate) fn krl(&self) -> Result<Vec<u8>, ApiError> {
+        let now = unix_now();
+        let (serials, version) = self.read(|conn| {
+            Ok((
+                store::revoked_live_serials(conn, now)?,
+                store::revocation_count(conn)?,
+            ))
+        })?;
+        let krl = crate::krl::Krl {
+            version,
+            generated_at: now,
+            comment: "shiftkey".into(),
+            ca_keys: vec![crate::krl::CaRevocations {
+                ca_key: self.keys.user.public_key().clone(),
+                serials,
+                key_ids: Vec::new(),
+            }],
+        };
+        krl.to_bytes()
+            .map_err(|e| ApiError::Internal(format!("cannot encode the KRL: {e}")))
+    }
+}
+
+/// The revocation and its audit row, in one commit.
+pub(crate) async fn record_revocation(
+    audit: &crate::audit::AuditLog,
+    actor: String,
+    serials: Vec<u64>,
+    reason: String,
+) -> Result<u64, crate::audit::Error> {
+    let detail = json!({ "serials": serials, "reason": reason });
+    audit
+        .record_change(
+            Event {
+                kind: "certificate.revoked",
+                actor: actor.clone(),
+                outcome: Outcome::Info,
+                detail,
+            },
+            Change::Revoke {
+                serials,
+                by: actor,
+                reason,
+                at: now_rfc3339(),
+            },
+        )
+        .await
+}
+
+/// `shiftkey-ca revoke`: revokes, from the CA host, the live certificates
+/// `selector` names, writing to the store directly (the running CA builds
+/// its KRL from the store on every request, so it serves them at once).
+/// Returns the serials revoked.
+pub(crate) async fn revoke_offline(
+    data_dir: &std::path::Path,
+    selector: Selector<'_>,
+    reason: String,
+    actor: String,
+) -> anyhow::Result<Vec<u64>> {
+    let conn = store::open(&store::db_path(data_dir))?;
+    let serials = store::live_serials(&conn, &selector, unix_now())?;
+    if !serials.is_empty() {
+        let audit = crate::audit::AuditLog::start(conn)?;
+        record_revocation(&audit, actor, serials.clone(), reason).await?;
+    }
+    Ok(serials)
+}
