@@ -154,6 +154,40 @@ impl CaClient {
         self.request("GET", "/v1/whoami", None::<&()>).await
     }
 
+    pub(crate) async fn incidents(
+        &self,
+        open_only: bool,
+    ) -> Result<Vec<shiftkey_wire::Incident>, Error> {
+        let path = if open_only {
+            "/v1/incidents?status=open"
+        } else {
+            "/v1/incidents"
+        };
+        self.request("GET", path, None::<&()>).await
+    }
+
+    pub(crate) async fn open_incident(
+        &self,
+        request: &shiftkey_wire::OpenIncidentRequest,
+    ) -> Result<shiftkey_wire::Incident, Error> {
+        self.request("POST", "/v1/incidents", Some(request)).await
+    }
+
+    pub(crate) async fn resolve_incident(
+        &self,
+        id: &str,
+    ) -> Result<shiftkey_wire::ResolveIncidentResponse, Error> {
+        // IDs are plain names (the CA refuses others); keep the path plain too.
+        if !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._@+-".contains(c))
+        {
+            return Err(Error::BadAnswer(format!("{id:?} is not an incident ID")));
+        }
+        self.request("POST", &format!("/v1/incidents/{id}/resolve"), None::<&()>)
+            .await
+    }
+
     pub(crate) async fn issue(
         &self,
         request: &CertificateRequest,

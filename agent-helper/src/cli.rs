@@ -161,6 +161,18 @@ enum Command {
         #[command(flatten)]
         token: TokenArgs,
     },
+    /// Open, resolve and list incidents (access under an incident ends when it is resolved).
+    Incident {
+        #[command(subcommand)]
+        action: IncidentAction,
+        /// Print the result as JSON.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(flatten)]
+        ca: CaArgs,
+        #[command(flatten)]
+        token: TokenArgs,
+    },
     /// Who the CA thinks you are.
     Whoami {
         #[arg(long)]
@@ -174,6 +186,28 @@ enum Command {
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum IncidentAction {
+    /// Open an incident; roles that require one can then be asked for under it.
+    Open {
+        #[arg(long)]
+        title: String,
+        /// sev1 (the worst) to sev4.
+        #[arg(long, value_parser = ["sev1", "sev2", "sev3", "sev4"])]
+        severity: String,
+        /// Use this ID (e.g. the pager's) instead of one the CA makes up.
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Resolve an incident: every live certificate issued under it is revoked.
+    Resolve { id: String },
+    /// Open incidents (all of them with --all).
+    List {
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -343,6 +377,65 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                             .with_timezone(&chrono::Local)
                             .format("%H:%M:%S %Z")
                     );
+                }
+            }
+            Ok(())
+        }
+        Command::Incident {
+            action,
+            json,
+            ca,
+            token,
+        } => {
+            let client = token.client(&ca).await?;
+            match action {
+                IncidentAction::Open {
+                    title,
+                    severity,
+                    id,
+                } => {
+                    let request = shiftkey_wire::OpenIncidentRequest {
+                        id,
+                        title,
+                        severity,
+                    };
+                    let incident = client.open_incident(&request).await?;
+                    if json {
+                        println!("{}", serde_json::to_string(&incident)?);
+                    } else {
+                        println!(
+                            "opened {} (sev{}): {}",
+                            incident.id, incident.severity, incident.title
+                        );
+                        println!("  shiftkey access ROLE --incident {}", incident.id);
+                    }
+                }
+                IncidentAction::Resolve { id } => {
+                    let resolved = client.resolve_incident(&id).await?;
+                    if json {
+                        println!("{}", serde_json::to_string(&resolved)?);
+                    } else {
+                        println!(
+                            "resolved {}; revoked {} certificate(s) issued under it",
+                            resolved.incident.id,
+                            resolved.revoked_serials.len()
+                        );
+                    }
+                }
+                IncidentAction::List { all } => {
+                    let incidents = client.incidents(!all).await?;
+                    if json {
+                        println!("{}", serde_json::to_string(&incidents)?);
+                    } else if incidents.is_empty() {
+                        println!("no {}incidents", if all { "" } else { "open " });
+                    } else {
+                        for i in incidents {
+                            println!(
+                                "{:<20} sev{}  {:<8} {}  (opened by {} at {})",
+                                i.id, i.severity, i.status, i.title, i.opened_by, i.opened_at
+                            );
+                        }
+                    }
                 }
             }
             Ok(())

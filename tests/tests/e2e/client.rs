@@ -516,3 +516,75 @@ fn device_grant_login_through_the_binary() -> anyhow::Result<()> {
     assert_eq!(who["identity"], "user:alice@example.com");
     Ok(())
 }
+
+#[test]
+fn incidents_from_the_client_open_access_and_resolving_revokes_it() -> anyhow::Result<()> {
+    let (_provider, ca, user) = setup()?;
+    user.login()?;
+    let out = user.shiftkey(&[
+        "incident",
+        "open",
+        "--title",
+        "primary db down",
+        "--severity",
+        "sev1",
+        "--id",
+        "INC-99",
+        "--json",
+    ])?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let opened: Value = serde_json::from_str(&stdout(&out))?;
+    assert_eq!(
+        (opened["id"].as_str(), opened["status"].as_str()),
+        (Some("INC-99"), Some("open"))
+    );
+
+    let out = user.shiftkey(&[
+        "access",
+        "db-debug",
+        "--incident",
+        "INC-99",
+        "--reason",
+        "failover",
+        "--json",
+    ])?;
+    assert!(out.status.success(), "{}\n{}", stderr(&out), ca.log());
+    let access: Value = serde_json::from_str(&stdout(&out))?;
+    assert!(
+        access["key_id"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("incident=INC-99"),
+        "{access}"
+    );
+
+    let out = user.shiftkey(&["incident", "list", "--json"])?;
+    let listed: Value = serde_json::from_str(&stdout(&out))?;
+    assert!(
+        listed
+            .as_array()
+            .is_some_and(|l| l.iter().any(|i| i["id"] == "INC-99")),
+        "{listed}"
+    );
+
+    let out = user.shiftkey(&["incident", "resolve", "INC-99", "--json"])?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let resolved: Value = serde_json::from_str(&stdout(&out))?;
+    assert_eq!(resolved["revoked_serials"], json!([access["serial"]]));
+
+    let out = user.shiftkey(&[
+        "access",
+        "db-debug",
+        "--incident",
+        "INC-99",
+        "--reason",
+        "failover",
+    ])?;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("INC-99 is resolved"),
+        "{}",
+        stderr(&out)
+    );
+    Ok(())
+}
