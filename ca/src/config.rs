@@ -28,6 +28,8 @@ struct RawConfig {
     #[serde(default)]
     policy: RawPolicy,
     oidc: Option<RawOidc>,
+    #[serde(default)]
+    webhooks: RawWebhooks,
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,6 +94,15 @@ struct RawOidc {
     danger_accept_unverified_email: bool,
 }
 
+/// `[webhooks]`: where the incoming webhooks' shared secrets live. A source
+/// without a file is not configured and its endpoint answers 404.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhooks {
+    alertmanager_token_file: Option<PathBuf>,
+    pagerduty_secret_file: Option<PathBuf>,
+}
+
 fn default_listen() -> String {
     "127.0.0.1:8443".into()
 }
@@ -133,6 +144,17 @@ pub(crate) struct Config {
     pub(crate) request_timeout: Duration,
     pub(crate) policy_path: PathBuf,
     pub(crate) oidc: Option<crate::oidc::OidcSettings>,
+    pub(crate) webhooks: WebhookFiles,
+}
+
+/// The files holding the incoming webhooks' secrets (read at start by
+/// `http::webhooks::Webhooks::load`, which checks their permissions).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WebhookFiles {
+    /// Alertmanager's shared bearer token.
+    pub(crate) alertmanager_token: Option<PathBuf>,
+    /// The PagerDuty webhook subscription's signing secret.
+    pub(crate) pagerduty_secret: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -220,6 +242,10 @@ impl Config {
             }
             None => None,
         };
+        let webhooks = WebhookFiles {
+            alertmanager_token: raw.webhooks.alertmanager_token_file.map(|p| base.join(p)),
+            pagerduty_secret: raw.webhooks.pagerduty_secret_file.map(|p| base.join(p)),
+        };
         Ok(Config {
             listen,
             tls,
@@ -227,6 +253,7 @@ impl Config {
             request_timeout,
             policy_path: base.join(raw.policy.path),
             oidc,
+            webhooks,
         })
     }
 }
@@ -260,6 +287,13 @@ path = "policy.toml"
 # Tokens must say email_verified = true. Only for a provider that never sends
 # the claim and only hands out addresses it verified:
 # danger_accept_unverified_email = true
+
+# Incoming webhooks that open and resolve incidents. Each file holds one
+# secret, mode 0600 (refused if group or others may read it). A source left
+# out answers 404. Reference: docs/configuration.md#webhooks
+# [webhooks]
+# alertmanager_token_file = "secrets/alertmanager.token"
+# pagerduty_secret_file = "secrets/pagerduty.secret"
 "#;
 
 #[cfg(test)]
@@ -276,6 +310,27 @@ mod tests {
             Some(Path::new("/etc/shiftkey/ca.sock"))
         );
         assert!(c.tls.is_some() && c.oidc.is_none());
+        assert!(c.webhooks.alertmanager_token.is_none() && c.webhooks.pagerduty_secret.is_none());
+    }
+
+    #[test]
+    fn webhook_secret_files_resolve_against_the_config_directory() {
+        let example = EXAMPLE
+            .replace("# [webhooks]", "[webhooks]")
+            .replace("# alertmanager_token_file", "alertmanager_token_file")
+            .replace("# pagerduty_secret_file", "pagerduty_secret_file");
+        let c = Config::parse(&example, Path::new("/etc/shiftkey/ca.toml")).unwrap();
+        assert_eq!(
+            c.webhooks.alertmanager_token.as_deref(),
+            Some(Path::new("/etc/shiftkey/secrets/alertmanager.token"))
+        );
+        assert_eq!(
+            c.webhooks.pagerduty_secret.as_deref(),
+            Some(Path::new("/etc/shiftkey/secrets/pagerduty.secret"))
+        );
+        // A misspelt key is refused, not silently ignored.
+        let text = "[webhooks]\npagerduty_secret = \"x\"\n";
+        assert!(Config::parse(text, Path::new("ca.toml")).is_err());
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! Two ways in: an OIDC ID token over HTTPS (`user:EMAIL` plus the token's
 //! groups), or the CA's local Unix socket, where the kernel tells us the peer's
-//! uid (`local:USER`). Nothing else becomes a `Caller`.
+//! uid (`local:USER`). Nothing else becomes a `Caller`, except an incoming
+//! webhook that `http::webhooks` authenticated by its shared secret
+//! (`webhook:SOURCE`), which may only open and resolve incidents.
 
 use std::fmt;
 
@@ -13,6 +15,10 @@ pub(crate) enum Caller {
     User { email: String, groups: Vec<String> },
     /// Connected to the local socket; identity from `SO_PEERCRED`.
     Local { user: String, uid: u32 },
+    /// An incoming webhook (`alertmanager`, `pagerduty`), authenticated by
+    /// its shared secret. Only `http::webhooks` builds one, and only to open
+    /// and resolve incidents: it holds no role and never asks for a certificate.
+    Webhook { source: &'static str },
 }
 
 impl Caller {
@@ -21,13 +27,14 @@ impl Caller {
         match self {
             Caller::User { email, .. } => format!("user:{email}"),
             Caller::Local { user, .. } => format!("local:{user}"),
+            Caller::Webhook { source } => format!("webhook:{source}"),
         }
     }
 
     pub(crate) fn groups(&self) -> &[String] {
         match self {
             Caller::User { groups, .. } => groups,
-            Caller::Local { .. } => &[],
+            Caller::Local { .. } | Caller::Webhook { .. } => &[],
         }
     }
 
@@ -36,6 +43,7 @@ impl Caller {
         match self {
             Caller::User { email, .. } => email.clone(),
             Caller::Local { user, .. } => format!("local:{user}"),
+            Caller::Webhook { source } => format!("webhook:{source}"),
         }
     }
 }
@@ -81,6 +89,11 @@ mod tests {
         };
         assert_eq!(local.identity(), "local:root");
         assert_eq!(local_user_name(0).as_deref(), Some("root"));
+        let webhook = Caller::Webhook {
+            source: "pagerduty",
+        };
+        assert_eq!(webhook.identity(), "webhook:pagerduty");
+        assert!(webhook.groups().is_empty());
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod bench;
 mod cli;
 mod config;
 mod env_vars;
+mod events;
 mod http;
 mod identity;
 mod init;

@@ -48,6 +48,8 @@ pub(crate) enum StartError {
     Socket { path: PathBuf, message: String },
     #[error(transparent)]
     Tls(#[from] crate::tls::LoadError),
+    #[error(transparent)]
+    Webhooks(#[from] crate::http::webhooks::LoadError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -65,6 +67,8 @@ pub(crate) struct Running {
     handle: axum_server::Handle,
     stop_socket: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Feeds `/v1/events`; runs until aborted at shutdown.
+    poller: tokio::task::JoinHandle<()>,
     signals: Signals,
     /// Held while the CA runs: one CA per data directory.
     _lock: nix::fcntl::Flock<std::fs::File>,
@@ -150,6 +154,7 @@ pub(crate) async fn start(
         oidc,
         last_serial,
         crate::store::open_read_only(&crate::store::db_path(data_dir))?,
+        crate::http::webhooks::Webhooks::load(&config.webhooks)?,
     ));
     ca.audit
         .record(Event {
@@ -240,7 +245,9 @@ pub(crate) async fn start(
         user_ca = ca.keys.user.fingerprint(),
         "shiftkey-ca serving"
     );
+    let poller = tokio::spawn(crate::events::poll(Arc::clone(&ca)));
     Ok(Running {
+        poller,
         ca,
         addr,
         tls,
@@ -282,6 +289,7 @@ impl Running {
     /// then records the stop as the log's last row.
     pub(crate) async fn shutdown(self) {
         tracing::info!("shutting down");
+        self.poller.abort();
         self.handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
         let _ = self.stop_socket.send(true);
         for task in self.tasks {

@@ -32,6 +32,10 @@ pub(crate) struct Ca {
     pub(crate) oidc: Option<OidcVerifier>,
     pub(crate) oidc_client_id: Option<String>,
     pub(crate) metrics: Metrics,
+    /// Broadcast of revocations and incidents to `/v1/events` subscribers.
+    pub(crate) events: crate::events::Events,
+    /// Incoming webhooks' secrets and replay state (`http::webhooks`).
+    pub(crate) webhooks: crate::http::webhooks::Webhooks,
     /// A read-only connection for lookups (incidents, revocations); writes
     /// go through `audit`.
     reader: std::sync::Mutex<rusqlite::Connection>,
@@ -43,6 +47,8 @@ pub(crate) struct Ca {
 }
 
 impl Ca {
+    // One argument per piece of shared state; called once, in `server::start`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         keys: CaKeys,
         policy: Policy,
@@ -51,6 +57,7 @@ impl Ca {
         oidc: Option<(OidcVerifier, String)>,
         last_serial: u64,
         reader: rusqlite::Connection,
+        webhooks: crate::http::webhooks::Webhooks,
     ) -> Self {
         let (oidc, oidc_client_id) = match oidc {
             Some((verifier, client_id)) => (Some(verifier), Some(client_id)),
@@ -58,6 +65,7 @@ impl Ca {
         };
         Self {
             reader: std::sync::Mutex::new(reader),
+            events: crate::events::Events::new(),
             keys,
             policy: RwLock::new(Arc::new(policy)),
             policy_path,
@@ -65,6 +73,7 @@ impl Ca {
             oidc,
             oidc_client_id,
             metrics: Metrics::new(),
+            webhooks,
             last_serial: AtomicU64::new(last_serial),
         }
     }

@@ -257,3 +257,37 @@ pub fn http_over_socket(
         .with_context(|| format!("bad status line in {head:?}"))?;
     Ok((status, response[split + 4..].to_vec()))
 }
+
+/// Reads a streaming answer (Server-Sent Events) over the Unix socket until
+/// `done` holds for the text received so far, or `timeout` passes; returns
+/// the text. The raw HTTP (chunk sizes included) is fine for substring checks.
+pub fn stream_over_socket(
+    socket: &Path,
+    path: &str,
+    timeout: Duration,
+    done: impl Fn(&str) -> bool,
+) -> anyhow::Result<String> {
+    let mut stream = UnixStream::connect(socket)
+        .with_context(|| format!("connecting to {}", socket.display()))?;
+    stream.set_read_timeout(Some(Duration::from_millis(100)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n"
+    )?;
+    let deadline = Instant::now() + timeout;
+    let mut text = String::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline && !done(&text) {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(text)
+}

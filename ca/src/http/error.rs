@@ -37,6 +37,14 @@ pub(crate) enum ApiError {
     Forbidden(String),
     /// The request conflicts with the current state (incident already resolved).
     Conflict(String),
+    /// An incoming webhook whose source has no secret in `ca.toml`.
+    WebhookNotConfigured(&'static str),
+    /// An incoming webhook that failed authentication: no or a wrong token or
+    /// signature, a replayed or stale event.
+    WebhookRefused {
+        code: &'static str,
+        message: String,
+    },
     Internal(String),
 }
 
@@ -45,7 +53,10 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) | ApiError::InvalidBody(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthenticated { .. } | ApiError::WebhookRefused { .. } => {
+                StatusCode::UNAUTHORIZED
+            }
+            ApiError::WebhookNotConfigured(_) => StatusCode::NOT_FOUND,
             ApiError::Denied(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound | ApiError::Missing(_) => StatusCode::NOT_FOUND,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -67,6 +78,8 @@ impl ApiError {
             ApiError::NotFound | ApiError::Missing(_) => "not-found",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::Conflict(_) => "conflict",
+            ApiError::WebhookNotConfigured(_) => "not-configured",
+            ApiError::WebhookRefused { code, .. } => code,
             ApiError::AuditUnavailable(_) => "audit-unavailable",
             ApiError::IdentityProviderUnavailable(_) => "identity-provider-unavailable",
             ApiError::Internal(_) => "internal-error",
@@ -85,6 +98,10 @@ impl ApiError {
             ApiError::Denied(d) => d.message.clone(),
             ApiError::NotFound => "no such endpoint".into(),
             ApiError::Missing(m) | ApiError::Forbidden(m) | ApiError::Conflict(m) => m.clone(),
+            ApiError::WebhookNotConfigured(source) => {
+                format!("the {source} webhook is not configured on this CA")
+            }
+            ApiError::WebhookRefused { message, .. } => message.clone(),
             ApiError::AuditUnavailable(_) => {
                 "the CA cannot write its audit log, so it refuses to act".into()
             }
@@ -108,6 +125,13 @@ impl ApiError {
             ApiError::Missing(_) => Some("`shiftkey incident list` shows the incidents".into()),
             ApiError::Forbidden(_) => Some("ask a policy owner for a grant".into()),
             ApiError::Conflict(_) => None,
+            ApiError::WebhookNotConfigured(_) => {
+                Some("operators: set it in ca.toml [webhooks] (docs/configuration.md)".into())
+            }
+            ApiError::WebhookRefused { .. } => Some(
+                "check that the sender uses the secret in ca.toml [webhooks] (docs/runbook.md)"
+                    .into(),
+            ),
             ApiError::AuditUnavailable(_)
             | ApiError::IdentityProviderUnavailable(_)
             | ApiError::Internal(_) => {

@@ -2,6 +2,8 @@
 //! over the local Unix socket by the same router.
 
 pub(crate) mod error;
+mod events;
+pub(crate) mod webhooks;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,6 +48,8 @@ pub(crate) fn router(ca: Arc<Ca>, request_timeout: Duration) -> Router {
         .route("/v1/krl", get(krl))
         .route("/v1/incidents", get(list_incidents).post(open_incident))
         .route("/v1/incidents/{id}/resolve", post(resolve_incident))
+        .merge(webhooks::routes())
+        .merge(events::routes())
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(

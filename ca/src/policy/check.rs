@@ -4,15 +4,18 @@
 //! and the caller refuses the policy if the sink holds any error.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 use chrono_tz::Tz;
 use toml::Spanned;
 
-use super::error::{Loc, Sink};
+use super::calendar::Calendar;
+use super::error::{Loc, PolicyError, Sink};
 use super::eval::{DenyCode, IncidentState};
+use super::ical;
 use super::model::{Grant, Role, Settings};
-use super::raw::{Item, RawPolicy, RawRole, RawSchedule, RawTest, timestamp_text};
+use super::raw::{Item, RawPolicy, RawRole, RawRotation, RawSchedule, RawTest, timestamp_text};
 use super::schedule::Schedule;
 use super::selftest::{Expect, TestCase};
 use super::values::{
@@ -226,15 +229,67 @@ fn check_schedule(item: &Item<RawSchedule>, sink: &mut Sink<'_>) -> Option<Sched
         &item.at(&s.name),
         sink,
     );
-    let timezone = s.timezone.get_ref().parse::<Tz>().map_err(|_| {
-        format!(
-            "unknown time zone {:?}; use an IANA name such as \"Europe/Berlin\" or \"UTC\"",
-            s.timezone.get_ref()
-        )
+    let timezone = s.timezone.as_ref().map(|tz| {
+        let parsed = tz.get_ref().parse::<Tz>().map_err(|_| {
+            format!(
+                "unknown time zone {:?}; use an IANA name such as \"Europe/Berlin\" or \"UTC\"",
+                tz.get_ref()
+            )
+        });
+        report(parsed, &context, &item.at(tz), sink)
     });
-    let timezone = report(timezone, &context, &item.at(&s.timezone), sink);
+    let built = match (&s.rotation, &s.ical) {
+        (Some(rotation), Some(ical)) => {
+            let rotation_at = sink.locate(&item.at(rotation));
+            sink.at(
+                &item.at(ical),
+                format!(
+                    "{context}: has both rotation (at {rotation_at}) and ical; a schedule is \
+                     one or the other, remove one"
+                ),
+            );
+            None
+        }
+        (None, None) => {
+            sink.at(
+                &item.loc(),
+                format!(
+                    "{context}: needs a rotation = {{ members, start, shift }} or an \
+                     ical = \"FILE.ics\""
+                ),
+            );
+            None
+        }
+        (Some(rotation), None) => {
+            if s.timezone.is_none() {
+                sink.at(
+                    &item.loc(),
+                    format!("{context}: a rotation needs timezone = \"Area/City\" or \"UTC\""),
+                );
+            }
+            let timezone = timezone.flatten();
+            check_rotation(item, rotation, timezone, &context, errors_before, sink)
+        }
+        (None, Some(ical)) => match timezone {
+            Some(None) => None,
+            timezone => check_calendar(item, ical, timezone.flatten(), &context, sink),
+        },
+    };
+    if sink.len() != errors_before {
+        return None;
+    }
+    built
+}
 
-    let rotation = s.rotation.get_ref();
+fn check_rotation(
+    item: &Item<RawSchedule>,
+    rotation: &Spanned<RawRotation>,
+    timezone: Option<Tz>,
+    context: &str,
+    errors_before: usize,
+    sink: &mut Sink<'_>,
+) -> Option<Schedule> {
+    let rotation = rotation.get_ref();
     if rotation.members.get_ref().is_empty() {
         sink.at(
             &item.at(&rotation.members),
@@ -244,15 +299,15 @@ fn check_schedule(item: &Item<RawSchedule>, sink: &mut Sink<'_>) -> Option<Sched
     let mut members = Vec::new();
     for member in rotation.members.get_ref() {
         let parsed = Identity::parse_member(member.get_ref());
-        members.extend(report(parsed, &context, &item.at(member), sink));
+        members.extend(report(parsed, context, &item.at(member), sink));
     }
     let start = timestamp_text(&rotation.start)
         .and_then(|text| parse_local_datetime(&text))
         .map_err(|e| format!("rotation start: {e}"));
-    let start = report(start, &context, &item.at(&rotation.start), sink);
+    let start = report(start, context, &item.at(&rotation.start), sink);
     let shift_loc = item.at(&rotation.shift);
     let shift = parse_duration(rotation.shift.get_ref()).map_err(|e| format!("shift: {e}"));
-    let shift = report(shift, &context, &shift_loc, sink);
+    let shift = report(shift, context, &shift_loc, sink);
     if shift.is_some_and(|d| d.is_zero()) {
         sink.at(
             &shift_loc,
@@ -265,8 +320,62 @@ fn check_schedule(item: &Item<RawSchedule>, sink: &mut Sink<'_>) -> Option<Sched
     let (Some(timezone), Some(start), Some(shift)) = (timezone, start, shift) else {
         return None;
     };
-    let built = Schedule::new(s.name.get_ref().clone(), timezone, members, start, shift);
-    report(built, &context, &shift_loc, sink)
+    let built = Schedule::new(
+        item.value.name.get_ref().clone(),
+        timezone,
+        members,
+        start,
+        shift,
+    );
+    report(built, context, &shift_loc, sink)
+}
+
+/// Reads and checks the `.ics` file of `ical = "..."`, relative to the
+/// directory of the policy file that names it. Problems inside the file
+/// are reported at their line in it; a file that cannot be read is
+/// reported at the `ical` key.
+fn check_calendar(
+    item: &Item<RawSchedule>,
+    ical: &Spanned<String>,
+    timezone: Option<Tz>,
+    context: &str,
+    sink: &mut Sink<'_>,
+) -> Option<Schedule> {
+    let loc = item.at(ical);
+    if ical.get_ref().trim().is_empty() {
+        sink.at(&loc, format!("{context}: ical is empty; name an .ics file"));
+        return None;
+    }
+    let policy_file = sink.source_name(item.file).unwrap_or_default();
+    let directory = Path::new(policy_file).parent().unwrap_or(Path::new(""));
+    let path = directory.join(ical.get_ref());
+    let shown = path.display().to_string();
+    let text = report(
+        ical::read_file(&path).map_err(|e| format!("ical: {e}")),
+        context,
+        &loc,
+        sink,
+    )?;
+    match Calendar::parse(&text, timezone) {
+        Ok(calendar) => Some(Schedule::from_calendar(
+            item.value.name.get_ref().clone(),
+            calendar,
+        )),
+        Err(errors) => {
+            for error in errors {
+                sink.elsewhere(
+                    &loc,
+                    PolicyError {
+                        file: shown.clone(),
+                        line: error.line,
+                        column: error.column,
+                        message: format!("{context}: {}", error.message),
+                    },
+                );
+            }
+            None
+        }
+    }
 }
 
 fn check_role(

@@ -131,6 +131,17 @@ impl<'s> Sink<'s> {
         ));
     }
 
+    /// Reports a problem in another file (an `.ics` file a schedule
+    /// names), ordered as if it were at `anchor`, the reference to it.
+    pub(crate) fn elsewhere(&mut self, anchor: &Loc, error: PolicyError) {
+        self.found.push((anchor.file, anchor.span.start, error));
+    }
+
+    /// The name (path) of a policy source, as given when loading it.
+    pub(crate) fn source_name(&self, file: usize) -> Option<&str> {
+        self.sources.get(file).map(|s| s.name.as_str())
+    }
+
     pub(crate) fn locate(&self, loc: &Loc) -> String {
         match self.sources.get(loc.file) {
             Some(source) => source.locate(loc.span.start),

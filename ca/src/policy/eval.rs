@@ -490,14 +490,19 @@ impl Policy {
         let mut mine: Option<Shift> = None;
         let mut others = Vec::new();
         for name in &role.require_on_call {
-            match self.on_call(name, q.at) {
-                Some(shift) if Some(&shift.member) == subject => {
+            let shifts = self.on_call_all(name, q.at);
+            if shifts.is_empty() {
+                let why = self.schedule(name).map_or("", |s| s.when_nobody());
+                others.push(format!("{name}: nobody ({why})"));
+            }
+            for shift in shifts {
+                if Some(&shift.member) == subject {
                     if mine.as_ref().is_none_or(|m| shift.end > m.end) {
                         mine = Some(shift);
                     }
+                } else {
+                    others.push(format!("{name}: {}", shift.describe()));
                 }
-                Some(shift) => others.push(format!("{name}: {}", shift.describe())),
-                None => others.push(format!("{name}: nobody (rotation not started)")),
             }
         }
         if let Some(shift) = mine {

@@ -6,12 +6,13 @@
 //! module can build: the signer takes one and so cannot sign without a
 //! decision.
 //!
-//! Never does: I/O other than reading the policy files in [`Policy::load`],
-//! signing, auditing, or looking up incidents (an incident ID is a required,
+//! Never does: I/O other than reading the policy files in [`Policy::load`]
+//! and the iCalendar files their schedules name (while checking), signing, auditing, or looking up incidents (an incident ID is a required,
 //! recorded reference here; whether it is open is decided elsewhere).
 //!
 //! Layout: `raw.rs` (the TOML as written) → `check.rs` (checked types in
-//! `model.rs`, leaf syntax in `values.rs`, rotations in `schedule.rs`) →
+//! `model.rs`, leaf syntax in `values.rs`, schedules in `schedule.rs`:
+//! rotations there, iCalendar files in `calendar.rs` over `ical.rs`) →
 //! `eval.rs` (decisions) and `selftest.rs` (the policy's `[[test]]`s).
 //! The operator reference is `docs/policy.md`.
 
@@ -27,15 +28,19 @@
     )
 )]
 
+mod calendar;
 mod check;
 mod error;
 mod eval;
+mod ical;
 mod model;
 mod raw;
 mod schedule;
 mod selftest;
 mod values;
 
+#[cfg(test)]
+mod calendar_tests;
 #[cfg(test)]
 mod check_tests;
 #[cfg(test)]
@@ -184,9 +189,20 @@ impl Policy {
     }
 
     /// Who is on call for `schedule` at `at`, and the shift's start and end.
-    /// None for an unknown schedule or before its rotation starts.
+    /// None for an unknown schedule, before its rotation starts, or outside
+    /// its calendar's events. (Decisions use [`Policy::on_call_all`]: a
+    /// calendar can have several people on call at once.)
+    #[cfg(test)]
     fn on_call(&self, schedule: &str, at: DateTime<Utc>) -> Option<Shift> {
         self.schedule(schedule)?.on_call(at)
+    }
+
+    /// Everyone on call for `schedule` at `at`, each with their shift;
+    /// empty for an unknown schedule.
+    fn on_call_all(&self, schedule: &str, at: DateTime<Utc>) -> Vec<Shift> {
+        self.schedule(schedule)
+            .map(|s| s.on_call_all(at))
+            .unwrap_or_default()
     }
 
     /// The files this policy was built from, as `(name, text)`, in load

@@ -28,7 +28,7 @@ impl Entry for RawSettings {
 }
 
 impl Entry for RawSchedule {
-    const FIELDS: &'static [&'static str] = &["name", "timezone", "rotation"];
+    const FIELDS: &'static [&'static str] = &["name", "timezone", "rotation", "ical"];
     const TABLES: &'static [(&'static str, &'static [&'static str])] =
         &[("rotation", RawRotation::FIELDS)];
 }
@@ -89,8 +89,12 @@ pub(crate) struct RawSettings {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawSchedule {
     pub(crate) name: Spanned<String>,
-    pub(crate) timezone: Spanned<String>,
-    pub(crate) rotation: Spanned<RawRotation>,
+    /// Required with `rotation`; with `ical`, where floating times are.
+    pub(crate) timezone: Option<Spanned<String>>,
+    /// Exactly one of `rotation` and `ical`.
+    pub(crate) rotation: Option<Spanned<RawRotation>>,
+    /// Path of an `.ics` file, relative to the policy file's directory.
+    pub(crate) ical: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

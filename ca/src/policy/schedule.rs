@@ -1,4 +1,6 @@
-//! On-call rotations: who holds the shift at an instant, and until when.
+//! On-call schedules: who holds the shift at an instant, and until when.
+//! A schedule is an inline rotation (below) or an iCalendar export
+//! (`calendar.rs`); both answer [`Schedule::on_call`] the same way.
 //!
 //! A rotation hands the shift from member to member, in order, starting at
 //! `start` (a wall-clock time in the schedule's time zone). Shifts of a
@@ -17,6 +19,7 @@ use chrono::offset::LocalResult;
 use chrono::{DateTime, Days, NaiveDateTime, Offset, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 
+use super::calendar::Calendar;
 use super::values::{Identity, MAX_SHIFT, MIN_SHIFT, format_duration};
 
 const SECONDS_PER_DAY: u64 = 86_400;
@@ -33,7 +36,19 @@ enum ShiftLength {
 #[derive(Clone, Debug)]
 pub(crate) struct Schedule {
     name: String,
+    /// Where the rotation's wall-clock times are, and how shifts are shown.
     timezone: Tz,
+    kind: Kind,
+}
+
+#[derive(Clone, Debug)]
+enum Kind {
+    Rotation(Rotation),
+    Calendar(Calendar),
+}
+
+#[derive(Clone, Debug)]
+struct Rotation {
     members: Vec<Identity>,
     start: NaiveDateTime,
     shift: ShiftLength,
@@ -100,10 +115,21 @@ impl Schedule {
         Ok(Schedule {
             name,
             timezone,
-            members,
-            start,
-            shift: length,
+            kind: Kind::Rotation(Rotation {
+                members,
+                start,
+                shift: length,
+            }),
         })
+    }
+
+    /// A schedule read from an iCalendar file.
+    pub(crate) fn from_calendar(name: String, calendar: Calendar) -> Schedule {
+        Schedule {
+            name,
+            timezone: calendar.timezone(),
+            kind: Kind::Calendar(calendar),
+        }
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -111,41 +137,94 @@ impl Schedule {
     }
 
     /// Who is on call at `at`, with the shift's start and end. None before
-    /// the rotation starts (and for instants too far out to compute).
+    /// the rotation starts, outside every calendar event, and for instants
+    /// too far out to compute. When a calendar has several people on call
+    /// at once, the shift that started last (the most specific) is shown;
+    /// [`Schedule::on_call_all`] lists them all.
+    #[cfg(test)]
     pub(crate) fn on_call(&self, at: DateTime<Utc>) -> Option<Shift> {
-        let (index, start, end) = match self.shift {
-            ShiftLength::Days(days) => self.day_shift(days, at)?,
-            ShiftLength::Fixed(millis) => self.fixed_shift(millis, at)?,
-        };
-        let count = u64::try_from(self.members.len()).ok()?;
-        let slot = usize::try_from(index.checked_rem(count)?).ok()?;
-        Some(Shift {
-            schedule: self.name.clone(),
-            member: self.members.get(slot)?.clone(),
-            start,
-            end,
-            timezone: self.timezone,
+        self.on_call_all(at).into_iter().reduce(|best, shift| {
+            if shift.start > best.start {
+                shift
+            } else {
+                best
+            }
         })
     }
 
+    /// Why nobody is on call, for deny messages.
+    pub(crate) fn when_nobody(&self) -> &'static str {
+        match self.kind {
+            Kind::Rotation(_) => "rotation not started",
+            Kind::Calendar(_) => "no shift in the calendar at this time",
+        }
+    }
+
+    /// Everyone on call at `at`, each with their shift: at most one person
+    /// for a rotation, any number for a calendar (an event with several
+    /// attendees, or overlapping events).
+    pub(crate) fn on_call_all(&self, at: DateTime<Utc>) -> Vec<Shift> {
+        let shift = |member: &Identity, start, end| Shift {
+            schedule: self.name.clone(),
+            member: member.clone(),
+            start,
+            end,
+            timezone: self.timezone,
+        };
+        match &self.kind {
+            Kind::Rotation(rotation) => rotation
+                .on_call(self.timezone, at)
+                .map(|(member, start, end)| shift(member, start, end))
+                .into_iter()
+                .collect(),
+            Kind::Calendar(calendar) => calendar
+                .shifts_at(at)
+                .iter()
+                .flat_map(|found| {
+                    found
+                        .members
+                        .iter()
+                        .map(|member| shift(member, found.start, found.end))
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Rotation {
+    fn on_call(
+        &self,
+        timezone: Tz,
+        at: DateTime<Utc>,
+    ) -> Option<(&Identity, DateTime<Utc>, DateTime<Utc>)> {
+        let (index, start, end) = match self.shift {
+            ShiftLength::Days(days) => self.day_shift(timezone, days, at)?,
+            ShiftLength::Fixed(millis) => self.fixed_shift(timezone, millis, at)?,
+        };
+        let count = u64::try_from(self.members.len()).ok()?;
+        let slot = usize::try_from(index.checked_rem(count)?).ok()?;
+        Some((self.members.get(slot)?, start, end))
+    }
+
     /// Start of the `index`th shift of a whole-days rotation.
-    fn handoff(&self, days: u32, index: u64) -> Option<DateTime<Utc>> {
+    fn handoff(&self, timezone: Tz, days: u32, index: u64) -> Option<DateTime<Utc>> {
         let offset = index.checked_mul(u64::from(days))?;
         let local = self.start.checked_add_days(Days::new(offset))?;
-        resolve_local(self.timezone, local)
+        resolve_local(timezone, local)
     }
 
     fn day_shift(
         &self,
+        timezone: Tz,
         days: u32,
         at: DateTime<Utc>,
     ) -> Option<(u64, DateTime<Utc>, DateTime<Utc>)> {
-        if at < self.handoff(days, 0)? {
+        if at < self.handoff(timezone, days, 0)? {
             return None;
         }
         // First guess from the local calendar, then correct by at most a
         // step or two: handoffs are d days apart, give or take a DST hour.
-        let local_now = at.with_timezone(&self.timezone).naive_local();
+        let local_now = at.with_timezone(&timezone).naive_local();
         let elapsed_days = local_now
             .date()
             .signed_duration_since(self.start.date())
@@ -154,25 +233,26 @@ impl Schedule {
             .ok()?
             .checked_div(u64::from(days))?;
         for _ in 0..4 {
-            if index > 0 && self.handoff(days, index)? > at {
+            if index > 0 && self.handoff(timezone, days, index)? > at {
                 index = index.checked_sub(1)?;
-            } else if self.handoff(days, index.checked_add(1)?)? <= at {
+            } else if self.handoff(timezone, days, index.checked_add(1)?)? <= at {
                 index = index.checked_add(1)?;
             } else {
                 break;
             }
         }
-        let start = self.handoff(days, index)?;
-        let end = self.handoff(days, index.checked_add(1)?)?;
+        let start = self.handoff(timezone, days, index)?;
+        let end = self.handoff(timezone, days, index.checked_add(1)?)?;
         (start <= at && at < end).then_some((index, start, end))
     }
 
     fn fixed_shift(
         &self,
+        timezone: Tz,
         millis: i64,
         at: DateTime<Utc>,
     ) -> Option<(u64, DateTime<Utc>, DateTime<Utc>)> {
-        let first = resolve_local(self.timezone, self.start)?;
+        let first = resolve_local(timezone, self.start)?;
         if at < first {
             return None;
         }

@@ -12,3 +12,4 @@ mod oidc;
 mod policy_cli;
 mod quickstart;
 mod revocation;
+mod webhooks;

@@ -1,0 +1,81 @@
+//! `GET /v1/events`: the event stream as Server-Sent Events (see
+//! `crate::events`). Each SSE message has `id:` = the audit sequence number,
+//! `event:` = the kind, and the row's detail as JSON `data:`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::routing::get;
+use futures_util::stream::{self, Stream, StreamExt};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::events::{CaEvent, read_since};
+use crate::http::error::ApiError;
+use crate::identity::Caller;
+use crate::service::Ca;
+
+pub(crate) fn routes() -> Router<Arc<Ca>> {
+    Router::new().route("/v1/events", get(subscribe))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Since {
+    since: Option<u64>,
+}
+
+fn to_sse(event: &CaEvent) -> Result<Event, Infallible> {
+    let data = serde_json::json!({ "seq": event.seq, "kind": event.kind, "ts": event.ts, "detail": event.detail });
+    Ok(Event::default()
+        .id(event.seq.to_string())
+        .event(event.kind.clone())
+        .data(data.to_string()))
+}
+
+async fn subscribe(
+    State(ca): State<Arc<Ca>>,
+    _caller: Caller,
+    headers: HeaderMap,
+    Query(query): Query<Since>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    // Subscribe before reading the backlog, so nothing falls between them.
+    let receiver = ca.events.subscribe();
+    let since = query.since.or_else(|| {
+        headers
+            .get("last-event-id")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok())
+    });
+    let backlog = match since {
+        Some(since) => read_since(&ca, since)?,
+        None => Vec::new(),
+    };
+    let last = backlog.last().map(|e| e.seq).or(since).unwrap_or(0);
+    let replay = stream::iter(backlog.iter().map(to_sse).collect::<Vec<_>>());
+    let live = stream::unfold((receiver, last), |(mut receiver, last)| async move {
+        loop {
+            match receiver.recv().await {
+                Ok(event) if event.seq > last => {
+                    let seq = event.seq;
+                    return Some((to_sse(&event), (receiver, seq)));
+                }
+                Ok(_) => {}
+                // Too slow to keep up: say so; the subscriber reconnects with
+                // Last-Event-ID and gets the rows it missed from the log.
+                Err(RecvError::Lagged(_)) => {
+                    return Some((
+                        Ok(Event::default()
+                            .event("lagged")
+                            .data("reconnect with Last-Event-ID")),
+                        (receiver, last),
+                    ));
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    Ok(Sse::new(replay.chain(live)).keep_alive(KeepAlive::default()))
+}
