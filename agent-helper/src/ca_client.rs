@@ -154,6 +154,24 @@ impl CaClient {
         self.request("GET", "/v1/whoami", None::<&()>).await
     }
 
+    pub(crate) async fn on_call(
+        &self,
+        schedule: Option<&str>,
+    ) -> Result<Vec<shiftkey_wire::OnCallSchedule>, Error> {
+        let path = match schedule {
+            Some(name)
+                if name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) =>
+            {
+                format!("/v1/oncall?schedule={name}")
+            }
+            Some(name) => return Err(Error::BadAnswer(format!("{name:?} is not a schedule name"))),
+            None => "/v1/oncall".to_owned(),
+        };
+        self.request("GET", &path, None::<&()>).await
+    }
+
     pub(crate) async fn incidents(
         &self,
         open_only: bool,

@@ -173,6 +173,16 @@ enum Command {
         #[command(flatten)]
         token: TokenArgs,
     },
+    /// Who is on call now and next (for one SCHEDULE, or all).
+    Oncall {
+        schedule: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        ca: CaArgs,
+        #[command(flatten)]
+        token: TokenArgs,
+    },
     /// Who the CA thinks you are.
     Whoami {
         #[arg(long)]
@@ -436,6 +446,50 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                             );
                         }
                     }
+                }
+            }
+            Ok(())
+        }
+        Command::Oncall {
+            schedule,
+            json,
+            ca,
+            token,
+        } => {
+            let client = token.client(&ca).await?;
+            let schedules = client.on_call(schedule.as_deref()).await?;
+            if json {
+                println!("{}", serde_json::to_string(&schedules)?);
+                return Ok(());
+            }
+            let when = |unix: i64, tz: &str| {
+                let time = chrono::DateTime::from_timestamp(unix, 0).unwrap_or_default();
+                match tz.parse::<chrono_tz::Tz>() {
+                    Ok(tz) => time
+                        .with_timezone(&tz)
+                        .format("%a %d %b %H:%M %Z")
+                        .to_string(),
+                    Err(_) => time.format("%a %d %b %H:%M UTC").to_string(),
+                }
+            };
+            for s in schedules {
+                println!("{}", s.schedule);
+                if s.now.is_empty() {
+                    println!("  now   nobody");
+                }
+                for shift in &s.now {
+                    println!(
+                        "  now   {}  until {}",
+                        shift.member,
+                        when(shift.end, &shift.timezone)
+                    );
+                }
+                for shift in &s.next {
+                    println!(
+                        "  next  {}  from {}",
+                        shift.member,
+                        when(shift.start, &shift.timezone)
+                    );
                 }
             }
             Ok(())

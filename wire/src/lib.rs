@@ -143,3 +143,24 @@ pub struct ResolveIncidentResponse {
     pub incident: Incident,
     pub revoked_serials: Vec<u64>,
 }
+
+/// `GET /v1/oncall[?schedule=NAME]`: who is on call now and next.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OnCallSchedule {
+    pub schedule: String,
+    pub now: Vec<OnCallShift>,
+    pub next: Vec<OnCallShift>,
+}
+
+/// One person's shift.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OnCallShift {
+    /// `user:EMAIL` or `local:USER`.
+    pub member: String,
+    /// Unix seconds.
+    pub start: i64,
+    /// Unix seconds.
+    pub end: i64,
+    /// The schedule's time zone (IANA name), to show times to people.
+    pub timezone: String,
+}

@@ -46,6 +46,7 @@ pub(crate) fn router(ca: Arc<Ca>, request_timeout: Duration) -> Router {
         .route("/v1/roles", get(roles))
         .route("/v1/certificates", post(issue_certificate))
         .route("/v1/krl", get(krl))
+        .route("/v1/oncall", get(on_call))
         .route("/v1/incidents", get(list_incidents).post(open_incident))
         .route("/v1/incidents/{id}/resolve", post(resolve_incident))
         .merge(webhooks::routes())
@@ -128,6 +129,43 @@ async fn roles(State(ca): State<Arc<Ca>>, caller: Caller) -> Json<RolesResponse>
         })
         .collect();
     Json(RolesResponse { identity, roles })
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ScheduleFilter {
+    schedule: Option<String>,
+}
+
+/// Who is on call now and next, per schedule (any authenticated caller: the
+/// people paged are no secret to their colleagues).
+async fn on_call(
+    State(ca): State<Arc<Ca>>,
+    _caller: Caller,
+    axum::extract::Query(filter): axum::extract::Query<ScheduleFilter>,
+) -> Result<Json<Vec<shiftkey_wire::OnCallSchedule>>, ApiError> {
+    let policy = ca.policy();
+    let overview = policy.on_call_overview(filter.schedule.as_deref(), chrono::Utc::now());
+    if let Some(name) = &filter.schedule
+        && overview.is_empty()
+    {
+        return Err(ApiError::Missing(format!("no schedule {name:?}")));
+    }
+    let shift = |s: &crate::policy::Shift| shiftkey_wire::OnCallShift {
+        member: s.member.to_string(),
+        start: s.start.timestamp(),
+        end: s.end.timestamp(),
+        timezone: s.timezone.name().to_owned(),
+    };
+    Ok(Json(
+        overview
+            .into_iter()
+            .map(|o| shiftkey_wire::OnCallSchedule {
+                schedule: o.schedule,
+                now: o.now.iter().map(shift).collect(),
+                next: o.next.iter().map(shift).collect(),
+            })
+            .collect(),
+    ))
 }
 
 /// The OpenSSH KRL hosts fetch into `RevokedKeys`: built from the store on

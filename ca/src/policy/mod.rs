@@ -54,12 +54,21 @@ pub(crate) use self::check::parse_severity;
 pub(crate) use self::error::{PolicyError, PolicyErrors};
 pub(crate) use self::eval::{AccessQuery, Allowed, Denied, IncidentState};
 pub(crate) use self::model::Role;
+pub(crate) use self::schedule::Shift;
 pub(crate) use self::values::HARD_MAX_TTL;
+
+/// One schedule's current and next shifts (see [`Policy::on_call_overview`]).
+#[derive(Debug, Clone)]
+pub(crate) struct OnCallOverview {
+    pub(crate) schedule: String,
+    pub(crate) now: Vec<Shift>,
+    pub(crate) next: Vec<Shift>,
+}
 
 use self::error::{Sink, Source};
 use self::model::{Grant, Settings};
 use self::raw::RawPolicy;
-use self::schedule::{Schedule, Shift};
+use self::schedule::Schedule;
 use self::selftest::TestCase;
 
 /// A checked, immutable policy. Cheap to share behind an `Arc`; a reload
@@ -186,6 +195,38 @@ impl Policy {
     #[cfg(test)]
     pub(crate) fn schedules(&self) -> impl Iterator<Item = &Schedule> {
         self.schedules.iter()
+    }
+
+    /// Who is on call now and who takes over next, for `only` or every
+    /// schedule. "Next" is who is on call when the current shift ends (or,
+    /// when nobody is on call now, at the first hour within two weeks when
+    /// someone is).
+    pub(crate) fn on_call_overview(
+        &self,
+        only: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Vec<OnCallOverview> {
+        const LOOK_AHEAD_HOURS: i64 = 14 * 24;
+        self.schedules
+            .iter()
+            .filter(|s| only.is_none_or(|name| s.name() == name))
+            .map(|schedule| {
+                let now = schedule.on_call_all(at);
+                let handoff = now.iter().map(|s| s.end).min();
+                let next = match handoff {
+                    Some(end) => schedule.on_call_all(end),
+                    None => (1..=LOOK_AHEAD_HOURS)
+                        .map(|h| schedule.on_call_all(at + chrono::Duration::hours(h)))
+                        .find(|shifts| !shifts.is_empty())
+                        .unwrap_or_default(),
+                };
+                OnCallOverview {
+                    schedule: schedule.name().to_owned(),
+                    now,
+                    next,
+                }
+            })
+            .collect()
     }
 
     /// Who is on call for `schedule` at `at`, and the shift's start and end.

@@ -588,3 +588,37 @@ fn incidents_from_the_client_open_access_and_resolving_revokes_it() -> anyhow::R
     );
     Ok(())
 }
+
+#[test]
+fn oncall_shows_who_is_on_call_now_and_next() -> anyhow::Result<()> {
+    let (_provider, _ca, user) = setup()?;
+    let (_, shift_end) = policy();
+    user.login()?;
+    let out = user.shiftkey(&["oncall", "primary", "--json"])?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let schedules: Value = serde_json::from_str(&stdout(&out))?;
+    let primary = &schedules[0];
+    assert_eq!(primary["schedule"], "primary");
+    assert_eq!(primary["now"][0]["member"], "user:alice@example.com");
+    assert_eq!(primary["next"][0]["member"], "user:bob@example.com");
+    let end = primary["now"][0]["end"].as_i64().unwrap_or(0);
+    assert!(
+        (end - i64::try_from(shift_end)?).abs() <= 60,
+        "alice's shift ends at the handoff: {end} vs {shift_end}"
+    );
+    assert_eq!(primary["next"][0]["start"], primary["now"][0]["end"]);
+    let text = user.shiftkey(&["oncall"])?;
+    assert!(
+        stdout(&text).contains("now   user:alice@example.com  until"),
+        "{}",
+        stdout(&text)
+    );
+    let unknown = user.shiftkey(&["oncall", "nope"])?;
+    assert!(!unknown.status.success());
+    assert!(
+        stderr(&unknown).contains("no schedule"),
+        "{}",
+        stderr(&unknown)
+    );
+    Ok(())
+}
