@@ -24,6 +24,15 @@ CREATE TABLE revocations (
     reason      TEXT NOT NULL
 );
 
+-- A certificate can only be recorded under an incident that is open at the
+-- moment of the commit. Together with resolution revoking, in its own
+-- transaction, every live certificate issued under the incident, no
+-- certificate can slip in between a resolution's read and its commit.
+CREATE TRIGGER certificates_incident_open BEFORE INSERT ON certificates
+WHEN NEW.incident IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM incidents WHERE id = NEW.incident AND status = 'open')
+BEGIN SELECT RAISE(ABORT, 'incident is not open'); END;
+
 CREATE TRIGGER revocations_no_delete BEFORE DELETE ON revocations
 BEGIN SELECT RAISE(ABORT, 'revocations cannot be undone'); END;
 CREATE TRIGGER revocations_no_update BEFORE UPDATE ON revocations

@@ -116,9 +116,10 @@ impl Ca {
             )));
         }
         let at = now_rfc3339();
-        let serials =
-            self.read(|conn| store::live_serials(conn, &Selector::Incident(id), unix_now()))?;
-        let detail = json!({ "incident": id, "revoked_serials": serials });
+        // The revocation happens inside the resolution's own transaction, so
+        // a certificate committed a moment before cannot escape it (and the
+        // certificates_incident_open trigger refuses any after).
+        let detail = json!({ "incident": id, "revokes": "every live certificate issued under it" });
         self.audit
             .record_change(
                 Event {
@@ -131,17 +132,24 @@ impl Ca {
                     id: id.to_owned(),
                     by: actor.clone(),
                     at: at.clone(),
+                    now: unix_now(),
                 },
             )
             .await
             .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
+        // Name what it revoked, for the record and for event subscribers.
+        let serials = self.read(|conn| store::revoked_under_incident(conn, id))?;
         if !serials.is_empty() {
-            self.revoke_serials(
-                actor.clone(),
-                serials.clone(),
-                format!("incident {id} resolved"),
-            )
-            .await?;
+            let detail = json!({ "serials": serials, "reason": format!("incident {id} resolved") });
+            self.audit
+                .record(Event {
+                    kind: "certificate.revoked",
+                    actor: actor.clone(),
+                    outcome: Outcome::Info,
+                    detail,
+                })
+                .await
+                .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
         }
         let resolved = Incident {
             status: "resolved".into(),
@@ -150,19 +158,6 @@ impl Ca {
             ..incident
         };
         Ok((resolved, serials))
-    }
-
-    /// Revokes the given serials (already known to be ours and live).
-    pub(crate) async fn revoke_serials(
-        &self,
-        actor: String,
-        serials: Vec<u64>,
-        reason: String,
-    ) -> Result<(), ApiError> {
-        record_revocation(&self.audit, actor, serials, reason)
-            .await
-            .map(|_| ())
-            .map_err(|e| ApiError::AuditUnavailable(e.to_string()))
     }
 
     /// The OpenSSH KRL of live revoked certificates of the user CA.

@@ -321,7 +321,8 @@ impl Ca {
             valid_after: row.valid_after,
             valid_before: row.valid_before,
         };
-        self.audit
+        let committed = self
+            .audit
             .record_change(
                 Event {
                     kind: "certificate.issued",
@@ -331,8 +332,34 @@ impl Ca {
                 },
                 Change::Issue(row),
             )
-            .await
-            .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
+            .await;
+        match committed {
+            Ok(_) => {}
+            // The incident was resolved between the policy's look and this
+            // commit: the store's trigger refused the certificate.
+            Err(crate::audit::Error::Write(m)) if m.contains(crate::store::INCIDENT_NOT_OPEN) => {
+                let denied = crate::policy::Denied {
+                    code: crate::policy::DenyCode::IncidentResolved,
+                    message: "the incident was resolved while the certificate was being issued; access under it has ended"
+                        .into(),
+                };
+                self.metrics
+                    .deny(self.role_label(&valid.role), denied.code.as_str());
+                let detail = json!({ "req": request_id, "role": valid.role, "incident": valid.incident, "serial": serial,
+                                     "denied": denied.code.as_str(), "message": denied.message });
+                self.audit
+                    .record(Event {
+                        kind: "certificate.denied",
+                        actor: caller.identity(),
+                        outcome: Outcome::Deny,
+                        detail,
+                    })
+                    .await
+                    .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
+                return Err(ApiError::Denied(denied));
+            }
+            Err(other) => return Err(ApiError::AuditUnavailable(other.to_string())),
+        }
         self.metrics
             .issued
             .get_or_create(&RoleLabels {

@@ -52,7 +52,7 @@ use chrono::{DateTime, Utc};
 
 pub(crate) use self::check::parse_severity;
 pub(crate) use self::error::{PolicyError, PolicyErrors};
-pub(crate) use self::eval::{AccessQuery, Allowed, Denied, IncidentState};
+pub(crate) use self::eval::{AccessQuery, Allowed, Denied, DenyCode, IncidentState};
 pub(crate) use self::model::Role;
 pub(crate) use self::schedule::Shift;
 pub(crate) use self::values::HARD_MAX_TTL;

@@ -164,10 +164,13 @@ pub(crate) enum Change {
         at: String,
     },
     OpenIncident(Incident),
+    /// Resolves the incident and revokes the certificates issued under it
+    /// that are live at `now` (unix seconds).
     ResolveIncident {
         id: String,
         by: String,
         at: String,
+        now: u64,
     },
 }
 
@@ -197,10 +200,18 @@ impl Change {
                 )?;
                 Ok(())
             }
-            Change::ResolveIncident { id, by, at } => {
+            Change::ResolveIncident { id, by, at, now } => {
                 conn.execute(
                     "UPDATE incidents SET status = 'resolved', resolved_by = ?2, resolved_at = ?3 WHERE id = ?1 AND status = 'open'",
                     rusqlite::params![id, by, at],
+                )?;
+                // Every live certificate issued under it, in this same
+                // transaction (see the certificates_incident_open trigger).
+                conn.execute(
+                    "INSERT OR IGNORE INTO revocations (serial, revoked_at, revoked_by, reason)
+                     SELECT serial, ?2, ?3, 'incident ' || ?1 || ' resolved' FROM certificates
+                     WHERE incident = ?1 AND valid_before > ?4",
+                    rusqlite::params![id, at, by, to_sql_u64(*now)],
                 )?;
                 Ok(())
             }
@@ -291,6 +302,23 @@ pub(crate) enum Selector<'a> {
     Incident(&'a str),
 }
 
+/// Serials revoked because they were issued under `incident`.
+pub(crate) fn revoked_under_incident(
+    conn: &Connection,
+    incident: &str,
+) -> rusqlite::Result<Vec<u64>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT r.serial FROM revocations r JOIN certificates c ON c.serial = r.serial
+         WHERE c.incident = ?1 ORDER BY r.serial",
+    )?;
+    let rows = stmt.query_map([incident], |r| r.get::<_, i64>(0))?;
+    rows.map(|r| r.map(|s| u64::try_from(s).unwrap_or(0)))
+        .collect()
+}
+
+/// The message of the `certificates_incident_open` trigger.
+pub(crate) const INCIDENT_NOT_OPEN: &str = "incident is not open";
+
 /// Revoked serials of certificates that have not expired by `now` (an
 /// expired certificate needs no KRL entry: sshd refuses it anyway).
 pub(crate) fn revoked_live_serials(conn: &Connection, now: u64) -> rusqlite::Result<Vec<u64>> {
@@ -324,6 +352,77 @@ fn to_sql_u64(value: u64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cert(serial: u64, incident: Option<&str>, valid_before: u64) -> IssuedCertificate {
+        IssuedCertificate {
+            serial,
+            key_id: format!("a role=r req=r_1 serial={serial}"),
+            identity: "user:a@example.com".into(),
+            role: "r".into(),
+            incident: incident.map(str::to_owned),
+            request_id: "r_1".into(),
+            principals: vec!["p".into()],
+            valid_after: 0,
+            valid_before,
+            key_fingerprint: "SHA256:x".into(),
+            issued_at: "2026-11-25T00:00:00Z".into(),
+            certificate: "ssh-ed25519-cert-v01@openssh.com AAAA".into(),
+        }
+    }
+
+    #[test]
+    fn resolving_revokes_live_certificates_and_the_store_refuses_new_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(&db_path(dir.path())).unwrap();
+        let incident = Incident {
+            id: "INC-1".into(),
+            title: "t".into(),
+            severity: 2,
+            status: "open".into(),
+            source: "manual".into(),
+            opened_by: "local:root".into(),
+            opened_at: "2026-11-25T00:00:00Z".into(),
+            resolved_by: None,
+            resolved_at: None,
+        };
+        // Unknown incident: refused by the trigger.
+        let err = Change::Issue(cert(1, Some("INC-1"), 2_000))
+            .apply(&conn)
+            .unwrap_err();
+        assert!(err.to_string().contains(INCIDENT_NOT_OPEN), "{err}");
+        Change::OpenIncident(incident).apply(&conn).unwrap();
+        Change::Issue(cert(1, Some("INC-1"), 2_000))
+            .apply(&conn)
+            .unwrap();
+        Change::Issue(cert(2, Some("INC-1"), 500))
+            .apply(&conn)
+            .unwrap();
+        Change::Issue(cert(3, None, 2_000)).apply(&conn).unwrap();
+        let resolve = Change::ResolveIncident {
+            id: "INC-1".into(),
+            by: "local:root".into(),
+            at: "x".into(),
+            now: 1_000,
+        };
+        resolve.apply(&conn).unwrap();
+        assert_eq!(
+            revoked_under_incident(&conn, "INC-1").unwrap(),
+            vec![1],
+            "only the live one"
+        );
+        assert_eq!(revoked_live_serials(&conn, 1_000).unwrap(), vec![1]);
+        let err = Change::Issue(cert(4, Some("INC-1"), 2_000))
+            .apply(&conn)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains(INCIDENT_NOT_OPEN),
+            "after resolution: {err}"
+        );
+        assert!(
+            conn.execute("DELETE FROM revocations", []).is_err(),
+            "revocations are permanent"
+        );
+    }
 
     #[test]
     fn migrates_once_and_refuses_a_newer_schema() {
