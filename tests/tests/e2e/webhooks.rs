@@ -311,7 +311,9 @@ fn alertmanager_firing_opens_and_resolved_revokes() -> anyhow::Result<()> {
     assert_eq!(opened["detail"]["source"], "alertmanager");
     let row = ca.last_audit("incident.resolved")?;
     assert_eq!(row["actor"], "webhook:alertmanager");
-    assert_eq!(row["detail"]["revoked_serials"], json!([under["serial"]]));
+    let revoked = ca.last_audit("certificate.revoked")?;
+    assert_eq!(revoked["actor"], "webhook:alertmanager");
+    assert_eq!(revoked["detail"]["serials"], json!([under["serial"]]));
     Ok(())
 }
 
