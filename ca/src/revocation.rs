@@ -68,7 +68,16 @@ impl Ca {
         }
         let id = match id {
             Some(id) => id,
-            None => format!("INC-{}", Utc::now().format("%Y%m%d-%H%M%S")),
+            None => {
+                use ssh_key::rand_core::Rng;
+                let mut suffix = [0u8; 3];
+                crate::keys::rng().fill_bytes(&mut suffix);
+                format!(
+                    "INC-{}-{}",
+                    Utc::now().format("%Y%m%d"),
+                    hex::encode(suffix)
+                )
+            }
         };
         if self.read(|conn| store::incident(conn, &id))?.is_some() {
             return Err(ApiError::Conflict(format!("incident {id} already exists")));
@@ -136,7 +145,14 @@ impl Ca {
                 },
             )
             .await
-            .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
+            .map_err(|e| match e {
+                crate::audit::Error::Write(m) if m.contains(store::INCIDENT_NOT_OPEN) => {
+                    ApiError::Conflict(format!(
+                        "incident {id} was resolved by someone else a moment ago"
+                    ))
+                }
+                other => ApiError::AuditUnavailable(other.to_string()),
+            })?;
         // Name what it revoked, for the record and for event subscribers.
         let serials = self.read(|conn| store::revoked_under_incident(conn, id))?;
         if !serials.is_empty() {

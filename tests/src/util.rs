@@ -96,3 +96,25 @@ pub fn ensure_login_user(name: &str) -> anyhow::Result<()> {
     run_ok(Command::new("usermod").args(["-p", "*", name]))?;
     Ok(())
 }
+
+/// `ssh-keygen -Q -f KRL CERT`: `Ok(true)` when the KRL revokes the
+/// certificate, `Ok(false)` when ssh-keygen says it is fine, and an error
+/// for anything else (an unreadable KRL must fail a test, not pass it).
+pub fn krl_revokes(krl: &Path, cert: &Path) -> anyhow::Result<bool> {
+    let out = run(Command::new("ssh-keygen")
+        .arg("-Q")
+        .arg("-f")
+        .arg(krl)
+        .arg(cert))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    match out.status.code() {
+        Some(0) if text.trim_end().ends_with(": ok") => Ok(false),
+        Some(1) if text.contains("REVOKED") => Ok(true),
+        _ => bail!(
+            "ssh-keygen -Q could not check {}: {}{}",
+            cert.display(),
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}

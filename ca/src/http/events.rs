@@ -54,23 +54,37 @@ async fn subscribe(
         None => Vec::new(),
     };
     let last = backlog.last().map(|e| e.seq).or(since).unwrap_or(0);
-    let replay = stream::iter(backlog.iter().map(to_sse).collect::<Vec<_>>());
-    let live = stream::unfold((receiver, last), |(mut receiver, last)| async move {
+    // A backlog cut at MAX_BACKLOG is sent, then the stream ends with a
+    // `more` event: the subscriber reconnects with Last-Event-ID and gets
+    // the next page. Live events are only attached to a complete backlog, so
+    // nothing falls into a gap.
+    let truncated = backlog.len() >= crate::events::MAX_BACKLOG;
+    let mut replay: Vec<Result<Event, Infallible>> = backlog.iter().map(to_sse).collect();
+    if truncated {
+        replay.push(Ok(Event::default()
+            .event("more")
+            .data("reconnect with Last-Event-ID for the rest")));
+    }
+    let replay = stream::iter(replay);
+    let receiver = if truncated { None } else { Some(receiver) };
+    let live = stream::unfold((receiver, last), |(receiver, last)| async move {
+        let mut receiver = receiver?;
         loop {
             match receiver.recv().await {
                 Ok(event) if event.seq > last => {
                     let seq = event.seq;
-                    return Some((to_sse(&event), (receiver, seq)));
+                    return Some((to_sse(&event), (Some(receiver), seq)));
                 }
                 Ok(_) => {}
-                // Too slow to keep up: say so; the subscriber reconnects with
-                // Last-Event-ID and gets the rows it missed from the log.
+                // Too slow to keep up: say so and end; the subscriber
+                // reconnects with Last-Event-ID (the last event it did get)
+                // and reads what it missed from the log.
                 Err(RecvError::Lagged(_)) => {
                     return Some((
                         Ok(Event::default()
                             .event("lagged")
                             .data("reconnect with Last-Event-ID")),
-                        (receiver, last),
+                        (None, last),
                     ));
                 }
                 Err(RecvError::Closed) => return None,

@@ -144,7 +144,13 @@ async fn on_call(
     axum::extract::Query(filter): axum::extract::Query<ScheduleFilter>,
 ) -> Result<Json<Vec<shiftkey_wire::OnCallSchedule>>, ApiError> {
     let policy = ca.policy();
-    let overview = policy.on_call_overview(filter.schedule.as_deref(), chrono::Utc::now());
+    let only = filter.schedule.clone();
+    // Calendar expansion is CPU work: keep it off the async workers.
+    let overview = tokio::task::spawn_blocking(move || {
+        policy.on_call_overview(only.as_deref(), chrono::Utc::now())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("on-call lookup failed: {e}")))?;
     if let Some(name) = &filter.schedule
         && overview.is_empty()
     {

@@ -81,10 +81,15 @@ const MAX_TITLE_BYTES: usize = 200;
 /// `AM-<fp>-2`, `-3`, ... up to this many times.
 const MAX_EPISODES: u32 = 1000;
 
+/// Alert sources batch alerts: a large Alertmanager group must not be
+/// refused (it would retry forever and never resolve anything).
+const MAX_WEBHOOK_BODY: usize = 1024 * 1024;
+
 pub(crate) fn routes() -> Router<Arc<Ca>> {
     Router::new()
         .route("/v1/webhooks/alertmanager", post(alertmanager))
         .route("/v1/webhooks/pagerduty", post(pagerduty))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_WEBHOOK_BODY))
 }
 
 /// Why a webhook secret could not be loaded at start.
@@ -771,7 +776,13 @@ async fn pagerduty(
         "occurred_at": event.occurred_at.to_rfc3339(),
     });
     let now = Utc::now();
-    if now - event.occurred_at > MAX_EVENT_AGE || event.occurred_at - now > MAX_CLOCK_AHEAD {
+    // Only a late *trigger* is refused as stale: a late resolve still ends
+    // access (refusing it would fail open); the signature and the replay set
+    // still guard it.
+    let closes = event.event_type == "incident.resolved";
+    if (!closes && now - event.occurred_at > MAX_EVENT_AGE)
+        || event.occurred_at - now > MAX_CLOCK_AHEAD
+    {
         return Err(refuse(&ca, &caller, Refusal::StaleEvent, &body, detail).await);
     }
     let admission = ca.webhooks.recent_events().admit(&event.id, now);

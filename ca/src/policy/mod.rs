@@ -200,13 +200,14 @@ impl Policy {
     /// Who is on call now and who takes over next, for `only` or every
     /// schedule. "Next" is who is on call when the current shift ends (or,
     /// when nobody is on call now, at the first hour within two weeks when
-    /// someone is).
+    /// someone is, looked for hourly over the next two days).
     pub(crate) fn on_call_overview(
         &self,
         only: Option<&str>,
         at: DateTime<Utc>,
     ) -> Vec<OnCallOverview> {
-        const LOOK_AHEAD_HOURS: i64 = 14 * 24;
+        // Each probe may expand a calendar's recurrences: keep them few.
+        const LOOK_AHEAD_HOURS: i64 = 48;
         self.schedules
             .iter()
             .filter(|s| only.is_none_or(|name| s.name() == name))

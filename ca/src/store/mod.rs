@@ -201,10 +201,15 @@ impl Change {
                 Ok(())
             }
             Change::ResolveIncident { id, by, at, now } => {
-                conn.execute(
+                let changed = conn.execute(
                     "UPDATE incidents SET status = 'resolved', resolved_by = ?2, resolved_at = ?3 WHERE id = ?1 AND status = 'open'",
                     rusqlite::params![id, by, at],
                 )?;
+                // Resolved by someone else a moment ago: no second audit row
+                // may claim this resolution.
+                if changed != 1 {
+                    return Err(not_open_error());
+                }
                 // Every live certificate issued under it, in this same
                 // transaction (see the certificates_incident_open trigger).
                 conn.execute(
@@ -284,7 +289,8 @@ pub(crate) fn live_serials(
         ),
     };
     let mut stmt = conn.prepare(&format!(
-        "SELECT serial FROM certificates WHERE {column} = ?1 AND valid_before > ?2 ORDER BY serial"
+        "SELECT serial FROM certificates WHERE {column} = ?1 AND valid_before > ?2
+         AND serial NOT IN (SELECT serial FROM revocations) ORDER BY serial"
     ))?;
     let rows = stmt.query_map(rusqlite::params![value, to_sql_u64(now)], |r| {
         r.get::<_, i64>(0)
@@ -316,12 +322,25 @@ pub(crate) fn revoked_under_incident(
         .collect()
 }
 
-/// The message of the `certificates_incident_open` trigger.
+/// The message of the `certificates_incident_open` trigger, and of a
+/// resolution that found the incident no longer open.
 pub(crate) const INCIDENT_NOT_OPEN: &str = "incident is not open";
+
+fn not_open_error() -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+        Some(INCIDENT_NOT_OPEN.to_owned()),
+    )
+}
+
+/// How long a revoked certificate stays in the KRL after its `valid_before`:
+/// a host whose clock runs behind would still accept it until then.
+pub(crate) const KRL_MARGIN_SECS: u64 = 3600;
 
 /// Revoked serials of certificates that have not expired by `now` (an
 /// expired certificate needs no KRL entry: sshd refuses it anyway).
 pub(crate) fn revoked_live_serials(conn: &Connection, now: u64) -> rusqlite::Result<Vec<u64>> {
+    let now = now.saturating_sub(KRL_MARGIN_SECS);
     let mut stmt = conn.prepare_cached(
         "SELECT r.serial FROM revocations r JOIN certificates c ON c.serial = r.serial
          WHERE c.valid_before > ?1 ORDER BY r.serial",

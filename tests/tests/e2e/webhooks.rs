@@ -7,12 +7,11 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use shiftkey_tests::ca::TestCa;
-use shiftkey_tests::util::{run, ssh_keygen};
+use shiftkey_tests::util::ssh_keygen;
 
 use crate::fixtures::policy;
 
@@ -110,12 +109,7 @@ fn certified(
 fn revoked(ca: &TestCa, dir: &Path, cert: &Path) -> anyhow::Result<bool> {
     let krl = dir.join("revoked.krl");
     std::fs::write(&krl, ca.client().get(ca.url("/v1/krl")).send()?.bytes()?)?;
-    let out = run(Command::new("ssh-keygen")
-        .arg("-Q")
-        .arg("-f")
-        .arg(&krl)
-        .arg(cert))?;
-    Ok(!out.status.success() && String::from_utf8_lossy(&out.stdout).contains("REVOKED"))
+    shiftkey_tests::util::krl_revokes(&krl, cert)
 }
 
 fn refused_rows(ca: &TestCa) -> anyhow::Result<Vec<Value>> {
