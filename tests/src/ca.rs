@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-use crate::util::{binary, free_port, run, run_ok};
+use crate::util::{binary, run, run_ok};
 
 #[derive(Debug)]
 pub struct TestCa {
@@ -32,11 +32,11 @@ impl TestCa {
                 .arg(dir.path()),
         )?;
         std::fs::write(dir.path().join("policy.toml"), policy)?;
-        let port = free_port();
-        let mut config = std::fs::read_to_string(dir.path().join("ca.toml"))?.replace(
-            "listen = \"127.0.0.1:8443\"",
-            &format!("listen = \"127.0.0.1:{port}\""),
-        );
+        // Port 0: the CA picks a free port and logs it (`start` reads it),
+        // so parallel tests can never race for, or talk to, each other's.
+        let port = 0;
+        let mut config = std::fs::read_to_string(dir.path().join("ca.toml"))?
+            .replace("listen = \"127.0.0.1:8443\"", "listen = \"127.0.0.1:0\"");
         if let Some((issuer, client_id)) = oidc {
             config.push_str(&format!(
                 "\n[oidc]\nissuer = \"{issuer}\"\nclient_id = \"{client_id}\"\n\
@@ -68,6 +68,7 @@ impl TestCa {
             .arg("--data-dir")
             .arg(self.dir.path())
             .env("SHIFTKEY_LOG", "info,shiftkey_ca=debug")
+            .env("SHIFTKEY_LOG_FORMAT", "json")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -82,7 +83,11 @@ impl TestCa {
             .build()?;
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(resp) = client.get(self.url("/healthz")).send()
+            if self.port == 0 {
+                self.port = self.logged_port().unwrap_or(0);
+            }
+            if self.port != 0
+                && let Ok(resp) = client.get(self.url("/healthz")).send()
                 && resp.status().is_success()
             {
                 break;
@@ -99,6 +104,23 @@ impl TestCa {
         }
         self.client = Some(client);
         Ok(self)
+    }
+
+    /// The port from the CA's "serving" log line (JSON logs).
+    fn logged_port(&self) -> Option<u16> {
+        self.log().lines().find_map(|line| {
+            let entry: Value = serde_json::from_str(line).ok()?;
+            (entry["fields"]["message"] == "shiftkey-ca serving")
+                .then(|| {
+                    entry["fields"]["addr"]
+                        .as_str()?
+                        .rsplit(':')
+                        .next()?
+                        .parse()
+                        .ok()
+                })
+                .flatten()
+        })
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -77,43 +77,56 @@ impl Sshd {
         };
         let ca_file = dir.join("trusted_user_ca.pub");
         std::fs::write(&ca_file, user_ca_pub)?;
-        let port = free_port();
-        let config = dir.join("sshd_config");
-        std::fs::write(
-            &config,
-            format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile none\nUsePAM no\n\
-                 AuthorizedKeysFile none\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                 PubkeyAuthentication yes\nTrustedUserCAKeys {}\nStrictModes no\nLogLevel VERBOSE\n{host_certificate}{extra}",
-                host_key.display(),
-                ca_file.display()
-            ),
-        )?;
-        let log = std::fs::File::create(dir.join("sshd.log"))?;
-        let child = Command::new("/usr/sbin/sshd")
-            .args(["-D", "-e", "-f"])
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("starting sshd")?;
-        let mut sshd = Sshd {
-            child,
-            port,
-            dir: dir.to_owned(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = sshd.child.try_wait()? {
-                bail!("sshd exited with {status}: {}", sshd.log());
+        // A port free a moment ago may be taken by a parallel test before
+        // sshd binds it: sshd then exits, and we try another. Readiness is
+        // sshd's own "Server listening" line, never a connect that another
+        // process could answer.
+        for _attempt in 0..5 {
+            let port = free_port();
+            let config = dir.join("sshd_config");
+            std::fs::write(
+                &config,
+                format!(
+                    "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile none\nUsePAM no\n\
+                     AuthorizedKeysFile none\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                     PubkeyAuthentication yes\nTrustedUserCAKeys {}\nStrictModes no\nLogLevel VERBOSE\n{host_certificate}{extra}",
+                    host_key.display(),
+                    ca_file.display()
+                ),
+            )?;
+            let log = std::fs::File::create(dir.join("sshd.log"))?;
+            let child = Command::new("/usr/sbin/sshd")
+                .args(["-D", "-e", "-f"])
+                .arg(&config)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .context("starting sshd")?;
+            let mut sshd = Sshd {
+                child,
+                port,
+                dir: dir.to_owned(),
+            };
+            let listening = format!("Server listening on 127.0.0.1 port {port}");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if sshd.log().contains(&listening) {
+                    return Ok(sshd);
+                }
+                if let Some(status) = sshd.child.try_wait()? {
+                    if sshd.log().contains("Address already in use") {
+                        break;
+                    }
+                    bail!("sshd exited with {status}: {}", sshd.log());
+                }
+                if Instant::now() > deadline {
+                    bail!("sshd did not start listening: {}", sshd.log());
+                }
+                std::thread::sleep(Duration::from_millis(20));
             }
-            if Instant::now() > deadline {
-                bail!("sshd did not start listening: {}", sshd.log());
-            }
-            std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(sshd)
+        bail!("sshd found no free port in 5 tries")
     }
 
     pub fn log(&self) -> String {
