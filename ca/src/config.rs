@@ -30,6 +30,15 @@ struct RawConfig {
     oidc: Option<RawOidc>,
     #[serde(default)]
     webhooks: RawWebhooks,
+    notifications: Option<RawNotifications>,
+}
+
+/// `[notifications]`: where the CA announces incidents and break-glass use.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNotifications {
+    url: String,
+    secret_file: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,6 +154,26 @@ pub(crate) struct Config {
     pub(crate) policy_path: PathBuf,
     pub(crate) oidc: Option<crate::oidc::OidcSettings>,
     pub(crate) webhooks: WebhookFiles,
+    pub(crate) notifications: Option<NotifySettings>,
+}
+
+/// Where notifications go, and the file with the secret that signs them.
+#[derive(Debug, Clone)]
+pub(crate) struct NotifySettings {
+    pub(crate) url: String,
+    pub(crate) secret_file: PathBuf,
+}
+
+/// `https://` anywhere, `http://` only to this machine (tests, a local relay).
+fn url_is_safe(text: &str) -> Option<String> {
+    let url = reqwest::Url::parse(text).ok()?;
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name == "localhost",
+        None => return None,
+    };
+    (url.scheme() == "https" || (url.scheme() == "http" && loopback)).then(|| url.to_string())
 }
 
 /// The files holding the incoming webhooks' secrets (read at start by
@@ -246,6 +275,21 @@ impl Config {
             alertmanager_token: raw.webhooks.alertmanager_token_file.map(|p| base.join(p)),
             pagerduty_secret: raw.webhooks.pagerduty_secret_file.map(|p| base.join(p)),
         };
+        let notifications = match raw.notifications {
+            Some(n) => {
+                let url = url_is_safe(&n.url).ok_or_else(|| {
+                    invalid(format!(
+                        "notifications.url {:?} must be an https:// URL (plain http only to 127.0.0.1 or localhost)",
+                        n.url
+                    ))
+                })?;
+                Some(NotifySettings {
+                    url,
+                    secret_file: base.join(n.secret_file),
+                })
+            }
+            None => None,
+        };
         Ok(Config {
             listen,
             tls,
@@ -254,6 +298,7 @@ impl Config {
             policy_path: base.join(raw.policy.path),
             oidc,
             webhooks,
+            notifications,
         })
     }
 }

@@ -19,11 +19,12 @@ use crate::service::Ca;
 /// How often the audit log is read for new events.
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// Audit row kinds that are events.
-pub(crate) const KINDS: [&str; 4] = [
+pub(crate) const KINDS: [&str; 5] = [
     "certificate.revoked",
     "incident.resolved",
     "incident.opened",
     "policy.reloaded",
+    "break_glass.used",
 ];
 /// Rows replayed to a subscriber that asks for history, at most.
 pub(crate) const MAX_BACKLOG: usize = 1000;
@@ -75,7 +76,7 @@ pub(crate) fn read_since(
         let mut events = Vec::new();
         let mut stmt = conn.prepare_cached(
             "SELECT seq, ts, kind, actor, outcome, detail, prev_hash, hash FROM audit
-             WHERE seq > ?1 AND kind IN ('certificate.revoked', 'incident.resolved', 'incident.opened', 'policy.reloaded')
+             WHERE seq > ?1 AND kind IN ('certificate.revoked', 'incident.resolved', 'incident.opened', 'policy.reloaded', 'break_glass.used')
              ORDER BY seq LIMIT ?2",
         )?;
         let rows = stmt.query_map(

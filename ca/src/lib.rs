@@ -24,6 +24,7 @@ mod keys;
 mod krl;
 mod local_client;
 mod metrics;
+mod notify;
 mod oidc;
 mod policy;
 mod quickstart;

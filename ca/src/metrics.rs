@@ -29,6 +29,8 @@ pub(crate) struct Metrics {
     pub(crate) denied: Family<DenyLabels, Counter>,
     pub(crate) auth_failures: Family<KindLabels, Counter>,
     pub(crate) policy_reloads: Family<KindLabels, Counter>,
+    /// Notifications that could not be delivered.
+    pub(crate) notify_failures: Counter,
     /// Seconds from request received to answer, for `POST /v1/certificates`.
     pub(crate) issue_latency: Histogram,
 }
@@ -40,8 +42,14 @@ impl Metrics {
         let denied = Family::<DenyLabels, Counter>::default();
         let auth_failures = Family::<KindLabels, Counter>::default();
         let policy_reloads = Family::<KindLabels, Counter>::default();
+        let notify_failures = Counter::default();
         // 50 µs .. ~1.6 s
         let issue_latency = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
+        registry.register(
+            "notifications_failed",
+            "Notifications the webhook did not accept after retries",
+            notify_failures.clone(),
+        );
         registry.register(
             "certificates_issued",
             "User certificates issued, by role",
@@ -69,6 +77,7 @@ impl Metrics {
         );
         Self {
             registry,
+            notify_failures,
             issued,
             denied,
             auth_failures,

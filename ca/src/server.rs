@@ -48,6 +48,8 @@ pub(crate) enum StartError {
     Socket { path: PathBuf, message: String },
     #[error(transparent)]
     Tls(#[from] crate::tls::LoadError),
+    #[error("notifications: {0}")]
+    Notifications(String),
     #[error(transparent)]
     Webhooks(#[from] crate::http::webhooks::LoadError),
     #[error("cannot listen on {addr}: {source}")]
@@ -67,8 +69,8 @@ pub(crate) struct Running {
     handle: axum_server::Handle,
     stop_socket: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    /// Feeds `/v1/events`; runs until aborted at shutdown.
-    poller: tokio::task::JoinHandle<()>,
+    /// The event poller and the notifier: they run until aborted at shutdown.
+    background: Vec<tokio::task::JoinHandle<()>>,
     signals: Signals,
     /// Held while the CA runs: one CA per data directory.
     _lock: nix::fcntl::Flock<std::fs::File>,
@@ -245,9 +247,18 @@ pub(crate) async fn start(
         user_ca = ca.keys.user.fingerprint(),
         "shiftkey-ca serving"
     );
-    let poller = tokio::spawn(crate::events::poll(Arc::clone(&ca)));
+    // Tasks that run until aborted at shutdown.
+    let mut background = Vec::new();
+    if let Some(settings) = &config.notifications {
+        let secret = crate::http::webhooks::read_secret(&settings.secret_file)
+            .map_err(|e| StartError::Notifications(e.to_string()))?;
+        let notifier = crate::notify::Notifier::new(settings.url.clone(), secret)
+            .map_err(|e| StartError::Notifications(e.to_string()))?;
+        background.push(tokio::spawn(crate::notify::run(Arc::clone(&ca), notifier)));
+    }
+    background.push(tokio::spawn(crate::events::poll(Arc::clone(&ca))));
     Ok(Running {
-        poller,
+        background,
         ca,
         addr,
         tls,
@@ -289,7 +300,9 @@ impl Running {
     /// then records the stop as the log's last row.
     pub(crate) async fn shutdown(self) {
         tracing::info!("shutting down");
-        self.poller.abort();
+        for task in &self.background {
+            task.abort();
+        }
         self.handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
         let _ = self.stop_socket.send(true);
         for task in self.tasks {

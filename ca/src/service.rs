@@ -311,6 +311,7 @@ impl Ca {
             "valid_after": row.valid_after,
             "valid_before": row.valid_before,
             "limited_by": allowed.limited_by().as_str(),
+            "break_glass": allowed.break_glass(),
             "key_fingerprint": valid.fingerprint,
         });
         let response = CertificateResponse {
@@ -366,6 +367,27 @@ impl Ca {
                 role: valid.role.clone(),
             })
             .inc();
+        if allowed.break_glass() {
+            // Loud: its own row, which the event stream and the notification
+            // webhook carry to people (the issuance row is flagged too).
+            let detail = json!({
+                "serial": response.serial,
+                "key_id": response.key_id,
+                "role": valid.role,
+                "reason": valid.reason,
+                "principals": response.principals,
+                "valid_before": response.valid_before,
+            });
+            self.audit
+                .record(Event {
+                    kind: "break_glass.used",
+                    actor: caller.identity(),
+                    outcome: Outcome::Allow,
+                    detail,
+                })
+                .await
+                .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
+        }
         Ok(response)
     }
 }

@@ -160,7 +160,9 @@ impl Webhooks {
     }
 }
 
-fn read_secret(path: &Path) -> Result<Secret, LoadError> {
+/// Reads a shared secret from a file only its owner may read (also used for
+/// the notification webhook's signing secret).
+pub(crate) fn read_secret(path: &Path) -> Result<Secret, LoadError> {
     let read = |source| LoadError::Read {
         path: path.to_owned(),
         source,

@@ -505,6 +505,7 @@ fn check_role(
         require_incident: r.require_incident,
         incident_severity,
         require_reason: r.require_reason,
+        break_glass: r.break_glass,
         extensions,
         force_command,
         source_address,

@@ -108,7 +108,7 @@ fn check_reports_every_error_with_its_location() {
         r#"policy.toml:30:9: role "db-debug": hosts are empty; list host patterns such as "db-*.example.com""#,
         r#"policy.toml:31:11: role "db-debug": max_ttl: invalid duration "forever" (expected number at 0); write e.g. "15m", "1h" or "7d""#,
         r#"policy.toml:34:8: role "bad name!": invalid name "bad name!": 1 to 64 characters of A-Z a-z 0-9 . _ -, not starting with '-'"#,
-        r#"policy.toml:37:1: role "bad name!": unknown key "hsots"; expected one of name, description, principals, hosts, max_ttl, require_on_call, require_incident, incident_severity, require_reason, extensions, force_command, source_address"#,
+        r#"policy.toml:37:1: role "bad name!": unknown key "hsots"; expected one of name, description, principals, hosts, max_ttl, require_on_call, require_incident, incident_severity, require_reason, break_glass, extensions, force_command, source_address"#,
         r#"policy.toml:40:15: grant #1: identity "alice@example.com" has no prefix; write "user:alice@example.com""#,
         r#"policy.toml:40:36: grant #1: invalid identity "team:sre"; write "user:EMAIL", "group:NAME" or "local:USER""#,
         r#"policy.toml:41:22: grant #1: unknown role "db-admin""#,

@@ -162,6 +162,8 @@ pub(crate) struct Allowed {
     extensions: Vec<String>,
     critical_options: Vec<(String, String)>,
     limited_by: Limit,
+    /// The role is a break-glass role: the CA flags and announces its use.
+    break_glass: bool,
     #[cfg(test)]
     shift: Option<Shift>,
     #[cfg(test)]
@@ -198,6 +200,9 @@ impl Allowed {
     }
     pub(crate) fn limited_by(&self) -> Limit {
         self.limited_by
+    }
+    pub(crate) fn break_glass(&self) -> bool {
+        self.break_glass
     }
     /// The shift that made the requester eligible, when the role requires
     /// being on call.
@@ -342,6 +347,7 @@ impl Policy {
             extensions: role.extensions.clone(),
             critical_options,
             limited_by,
+            break_glass: role.break_glass,
             #[cfg(test)]
             shift,
             #[cfg(test)]
@@ -616,7 +622,8 @@ fn check_reason(role: &Role, q: &AccessQuery<'_>, trace: &mut Trace) {
     let length = reason
         .as_deref()
         .map_or(0, |r| r.chars().filter(|c| !c.is_whitespace()).count());
-    if !role.require_reason {
+    // A break-glass role always demands a reason: it is what reviewers read.
+    if !role.require_reason && !role.break_glass {
         trace.pass("no reason required".to_owned());
     } else if length >= MIN_REASON_CHARS {
         trace.pass("reason given".to_owned());

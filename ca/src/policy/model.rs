@@ -57,6 +57,9 @@ pub(crate) struct Role {
     /// The least severe incident level accepted (1 = sev1 only); any when None.
     pub(super) incident_severity: Option<u8>,
     pub(super) require_reason: bool,
+    /// Emergency access: always needs a reason, and every use is flagged in
+    /// the audit log and sent to the notification webhook.
+    pub(super) break_glass: bool,
     pub(super) extensions: Vec<String>,
     pub(super) force_command: Option<String>,
     pub(super) source_address: Vec<String>,

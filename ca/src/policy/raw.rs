@@ -48,6 +48,7 @@ impl Entry for RawRole {
         "require_incident",
         "incident_severity",
         "require_reason",
+        "break_glass",
         "extensions",
         "force_command",
         "source_address",
@@ -123,6 +124,8 @@ pub(crate) struct RawRole {
     pub(crate) incident_severity: Option<Spanned<String>>,
     #[serde(default)]
     pub(crate) require_reason: bool,
+    #[serde(default)]
+    pub(crate) break_glass: bool,
     #[serde(default)]
     pub(crate) extensions: Vec<Spanned<String>>,
     pub(crate) force_command: Option<Spanned<String>>,

@@ -8,6 +8,7 @@ mod client;
 mod fixtures;
 mod issuance;
 mod keys;
+mod notifications;
 mod oidc;
 mod policy_cli;
 mod quickstart;
