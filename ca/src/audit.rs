@@ -311,13 +311,24 @@ pub(crate) fn read_rows(
     since: u64,
     mut each: impl FnMut(Row) -> Result<(), Error>,
 ) -> Result<(), Error> {
-    let mut stmt = conn.prepare(
-        "SELECT seq, ts, kind, actor, outcome, detail, prev_hash, hash FROM audit WHERE seq > ?1 ORDER BY seq",
-    )?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {ROW_COLUMNS} FROM audit WHERE seq > ?1 ORDER BY seq"
+    ))?;
     let mut rows = stmt.query([i64::try_from(since).unwrap_or(i64::MAX)])?;
     while let Some(r) = rows.next()? {
+        each(Row::from_sql(r)?)?;
+    }
+    Ok(())
+}
+
+/// The columns `Row::from_sql` reads, in its order.
+pub(crate) const ROW_COLUMNS: &str = "seq, ts, kind, actor, outcome, detail, prev_hash, hash";
+
+impl Row {
+    /// A row selected with [`ROW_COLUMNS`].
+    pub(crate) fn from_sql(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         let seq: i64 = r.get(0)?;
-        each(Row {
+        Ok(Row {
             seq: u64::try_from(seq).unwrap_or(0),
             ts: r.get(1)?,
             kind: r.get(2)?,
@@ -326,9 +337,8 @@ pub(crate) fn read_rows(
             detail: r.get(5)?,
             prev_hash: r.get(6)?,
             hash: r.get(7)?,
-        })?;
+        })
     }
-    Ok(())
 }
 
 /// What `verify` found.

@@ -74,25 +74,17 @@ pub(crate) fn read_since(
 ) -> Result<Vec<CaEvent>, crate::http::error::ApiError> {
     ca.read(|conn| {
         let mut events = Vec::new();
-        let mut stmt = conn.prepare_cached(
-            "SELECT seq, ts, kind, actor, outcome, detail, prev_hash, hash FROM audit
-             WHERE seq > ?1 AND kind IN ('certificate.revoked', 'incident.resolved', 'incident.opened', 'policy.reloaded', 'break_glass.used')
-             ORDER BY seq LIMIT ?2",
-        )?;
+        let kinds = KINDS.map(|k| format!("'{k}'")).join(", ");
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {} FROM audit WHERE seq > ?1 AND kind IN ({kinds}) ORDER BY seq LIMIT ?2",
+            crate::audit::ROW_COLUMNS
+        ))?;
         let rows = stmt.query_map(
-            rusqlite::params![i64::try_from(since).unwrap_or(i64::MAX), i64::try_from(MAX_BACKLOG).unwrap_or(1000)],
-            |r| {
-                Ok(crate::audit::Row {
-                    seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
-                    ts: r.get(1)?,
-                    kind: r.get(2)?,
-                    actor: r.get(3)?,
-                    outcome: r.get(4)?,
-                    detail: r.get(5)?,
-                    prev_hash: r.get(6)?,
-                    hash: r.get(7)?,
-                })
-            },
+            rusqlite::params![
+                i64::try_from(since).unwrap_or(i64::MAX),
+                i64::try_from(MAX_BACKLOG).unwrap_or(1000)
+            ],
+            crate::audit::Row::from_sql,
         )?;
         for row in rows {
             if let Some(event) = CaEvent::from_row(row?) {
