@@ -419,6 +419,7 @@ fn policy(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
                             .map_err(|e| anyhow::anyhow!("--incident-severity: {e}"))?,
                     },
                 }),
+                approved_by: &[],
                 reason: reason.as_deref(),
                 ttl,
                 principals: None,

@@ -243,6 +243,7 @@ impl ValidRequest {
         identity: &'a str,
         groups: &'a [String],
         incident_state: Option<IncidentState>,
+        approved_by: &'a [String],
         at: DateTime<Utc>,
     ) -> AccessQuery<'a> {
         AccessQuery {
@@ -251,6 +252,7 @@ impl ValidRequest {
             role: &self.role,
             incident: self.incident.as_deref(),
             incident_state,
+            approved_by,
             reason: self.reason.as_deref(),
             ttl: self.ttl,
             principals: self.principals.as_deref(),

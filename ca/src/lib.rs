@@ -28,6 +28,7 @@ mod notify;
 mod oidc;
 mod policy;
 mod quickstart;
+mod requests;
 mod revocation;
 mod secret;
 mod server;

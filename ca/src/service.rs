@@ -22,6 +22,14 @@ use crate::oidc::OidcVerifier;
 use crate::policy::Policy;
 use crate::store::{Change, IssuedCertificate};
 
+/// What `POST /v1/certificates` leads to.
+#[derive(Debug)]
+pub(crate) enum Issued {
+    Certificate(CertificateResponse),
+    /// The role needs approvals: an access request now waits for them.
+    Pending(Box<shiftkey_wire::AccessRequest>),
+}
+
 /// Shared state of a running CA.
 #[derive(Debug)]
 pub(crate) struct Ca {
@@ -216,8 +224,22 @@ impl Ca {
         &self,
         caller: &Caller,
         request: CertificateRequest,
-    ) -> Result<CertificateResponse, ApiError> {
-        let request_id = new_request_id();
+    ) -> Result<Issued, ApiError> {
+        self.issue_as(caller, request, new_request_id(), &[], None)
+            .await
+    }
+
+    /// The issuance decision. `approved_by` and `for_request` are set when an
+    /// approved access request is being turned into its certificate (the
+    /// request's ID is then the key ID's `req=`).
+    pub(crate) async fn issue_as(
+        &self,
+        caller: &Caller,
+        request: CertificateRequest,
+        request_id: String,
+        approved_by: &[String],
+        for_request: Option<&str>,
+    ) -> Result<Issued, ApiError> {
         let actor = caller.identity();
         let valid = match issue::validate(&request) {
             Ok(v) => v,
@@ -240,34 +262,48 @@ impl Ca {
             Some(id) => Some(self.incident_state(id)?),
             None => None,
         };
-        let allowed =
-            match policy.evaluate(&valid.query(&actor, caller.groups(), incident_state, now)) {
-                Ok(allowed) => allowed,
-                Err(denied) => {
-                    self.metrics
-                        .deny(self.role_label(&valid.role), denied.code.as_str());
-                    let detail = json!({
-                        "req": request_id,
-                        "role": valid.role,
-                        "incident": valid.incident,
-                        "reason": valid.reason,
-                        "groups": caller.groups(),
-                        "key_fingerprint": valid.fingerprint,
-                        "denied": denied.code.as_str(),
-                        "message": denied.message,
-                    });
-                    self.audit
-                        .record(Event {
-                            kind: "certificate.denied",
-                            actor,
-                            outcome: Outcome::Deny,
-                            detail,
-                        })
-                        .await
-                        .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
-                    return Err(ApiError::Denied(denied));
-                }
-            };
+        let allowed = match policy.evaluate(&valid.query(
+            &actor,
+            caller.groups(),
+            incident_state,
+            approved_by,
+            now,
+        )) {
+            Ok(allowed) => allowed,
+            Err(denied)
+                if denied.code == crate::policy::DenyCode::ApprovalRequired
+                    && for_request.is_none() =>
+            {
+                let pending = self
+                    .create_request(caller, &request, &valid, &request_id, &denied)
+                    .await?;
+                return Ok(Issued::Pending(Box::new(pending)));
+            }
+            Err(denied) => {
+                self.metrics
+                    .deny(self.role_label(&valid.role), denied.code.as_str());
+                let detail = json!({
+                    "req": request_id,
+                    "role": valid.role,
+                    "incident": valid.incident,
+                    "reason": valid.reason,
+                    "groups": caller.groups(),
+                    "key_fingerprint": valid.fingerprint,
+                    "denied": denied.code.as_str(),
+                    "message": denied.message,
+                });
+                self.audit
+                    .record(Event {
+                        kind: "certificate.denied",
+                        actor,
+                        outcome: Outcome::Deny,
+                        detail,
+                    })
+                    .await
+                    .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
+                return Err(ApiError::Denied(denied));
+            }
+        };
         let serial = self.last_serial.fetch_add(1, Ordering::SeqCst) + 1;
         let signed = issue::certify(
             &self.keys.user,
@@ -331,7 +367,13 @@ impl Ca {
                     outcome: Outcome::Allow,
                     detail,
                 },
-                Change::Issue(row),
+                match for_request {
+                    Some(id) => Change::IssueForRequest {
+                        certificate: row,
+                        request: id.to_owned(),
+                    },
+                    None => Change::Issue(row),
+                },
             )
             .await;
         match committed {
@@ -388,7 +430,7 @@ impl Ca {
                 .await
                 .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
         }
-        Ok(response)
+        Ok(Issued::Certificate(response))
     }
 }
 

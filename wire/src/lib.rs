@@ -164,3 +164,43 @@ pub struct OnCallShift {
     /// The schedule's time zone (IANA name), to show times to people.
     pub timezone: String,
 }
+
+/// An access request waiting for approval: `POST /v1/certificates` answers
+/// `202 Accepted` with this when the role needs approvals, and
+/// `GET /v1/requests/{id}` returns it (with `certificate` once issued).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccessRequest {
+    pub id: String,
+    /// `pending`, `approved`, `denied`, `expired` or `issued`.
+    pub status: String,
+    pub requester: String,
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Identities that approved.
+    pub approvals: Vec<String>,
+    /// Approvals the role needs.
+    pub approvals_needed: u8,
+    /// Who denied and why, when denied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denied_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_reason: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds: a pending request expires then.
+    pub expires_at: i64,
+    /// The certificate, for the requester, once approved and issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CertificateResponse>,
+}
+
+/// `POST /v1/requests/{id}/approve` and `/deny`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}

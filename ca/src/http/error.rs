@@ -35,6 +35,11 @@ pub(crate) enum ApiError {
     Missing(String),
     /// The caller may not do this.
     Forbidden(String),
+    /// An approval or denial the caller may not make (403, with its code).
+    Decision {
+        code: &'static str,
+        message: String,
+    },
     /// The request conflicts with the current state (incident already resolved).
     Conflict(String),
     /// An incoming webhook whose source has no secret in `ca.toml`.
@@ -59,7 +64,7 @@ impl ApiError {
             ApiError::WebhookNotConfigured(_) => StatusCode::NOT_FOUND,
             ApiError::Denied(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound | ApiError::Missing(_) => StatusCode::NOT_FOUND,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::Decision { .. } => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::AuditUnavailable(_) | ApiError::IdentityProviderUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -77,6 +82,7 @@ impl ApiError {
             ApiError::Denied(d) => d.code.as_str(),
             ApiError::NotFound | ApiError::Missing(_) => "not-found",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::Decision { code, .. } => code,
             ApiError::Conflict(_) => "conflict",
             ApiError::WebhookNotConfigured(_) => "not-configured",
             ApiError::WebhookRefused { code, .. } => code,
@@ -98,6 +104,7 @@ impl ApiError {
             ApiError::Denied(d) => d.message.clone(),
             ApiError::NotFound => "no such endpoint".into(),
             ApiError::Missing(m) | ApiError::Forbidden(m) | ApiError::Conflict(m) => m.clone(),
+            ApiError::Decision { message, .. } => message.clone(),
             ApiError::WebhookNotConfigured(source) => {
                 format!("the {source} webhook is not configured on this CA")
             }
@@ -124,6 +131,9 @@ impl ApiError {
             ApiError::NotFound => Some("see /v1/openapi.json for the API".into()),
             ApiError::Missing(_) => Some("`shiftkey incident list` shows the incidents".into()),
             ApiError::Forbidden(_) => Some("ask a policy owner for a grant".into()),
+            ApiError::Decision { .. } => {
+                Some("`shiftkey requests` lists what you may approve".into())
+            }
             ApiError::Conflict(_) => None,
             ApiError::WebhookNotConfigured(_) => {
                 Some("operators: set it in ca.toml [webhooks] (docs/configuration.md)".into())

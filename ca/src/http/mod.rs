@@ -17,9 +17,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
-use shiftkey_wire::{
-    CaConfigResponse, CertificateRequest, CertificateResponse, RoleInfo, RolesResponse,
-};
+use shiftkey_wire::{CaConfigResponse, CertificateRequest, RoleInfo, RolesResponse};
 
 use crate::identity::Caller;
 use crate::service::Ca;
@@ -46,6 +44,10 @@ pub(crate) fn router(ca: Arc<Ca>, request_timeout: Duration) -> Router {
         .route("/v1/roles", get(roles))
         .route("/v1/certificates", post(issue_certificate))
         .route("/v1/krl", get(krl))
+        .route("/v1/requests", get(list_requests))
+        .route("/v1/requests/{id}", get(get_request))
+        .route("/v1/requests/{id}/approve", post(approve_request))
+        .route("/v1/requests/{id}/deny", post(deny_request))
         .route("/v1/oncall", get(on_call))
         .route("/v1/incidents", get(list_incidents).post(open_incident))
         .route("/v1/incidents/{id}/resolve", post(resolve_incident))
@@ -271,7 +273,7 @@ async fn issue_certificate(
     State(ca): State<Arc<Ca>>,
     caller: Caller,
     body: Result<Json<CertificateRequest>, JsonRejection>,
-) -> Result<Json<CertificateResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let started = Instant::now();
     let result = match body {
         Ok(Json(request)) => ca.issue(&caller, request).await,
@@ -289,7 +291,62 @@ async fn issue_certificate(
     ca.metrics
         .issue_latency
         .observe(started.elapsed().as_secs_f64());
-    result.map(Json)
+    Ok(match result? {
+        crate::service::Issued::Certificate(certificate) => Json(certificate).into_response(),
+        // The role needs approvals: 202, and the request to follow.
+        crate::service::Issued::Pending(request) => {
+            (StatusCode::ACCEPTED, Json(request)).into_response()
+        }
+    })
+}
+
+async fn list_requests(
+    State(ca): State<Arc<Ca>>,
+    caller: Caller,
+) -> Result<Json<Vec<shiftkey_wire::AccessRequest>>, ApiError> {
+    Ok(Json(ca.requests_for(&caller)?))
+}
+
+async fn get_request(
+    State(ca): State<Arc<Ca>>,
+    caller: Caller,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<shiftkey_wire::AccessRequest>, ApiError> {
+    Ok(Json(ca.look_at_request(&caller, &id).await?))
+}
+
+async fn decide_request(
+    ca: Arc<Ca>,
+    caller: Caller,
+    id: String,
+    body: Result<Json<shiftkey_wire::Decision>, JsonRejection>,
+    approve: bool,
+) -> Result<Json<shiftkey_wire::AccessRequest>, ApiError> {
+    // An empty body is a decision without a reason.
+    let reason = match body {
+        Ok(Json(decision)) => decision.reason,
+        Err(JsonRejection::MissingJsonContentType(_)) => None,
+        Err(rejection) => return Err(ApiError::InvalidBody(rejection.body_text())),
+    };
+    Ok(Json(ca.decide(&caller, &id, approve, reason).await?))
+}
+
+async fn approve_request(
+    State(ca): State<Arc<Ca>>,
+    caller: Caller,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: Result<Json<shiftkey_wire::Decision>, JsonRejection>,
+) -> Result<Json<shiftkey_wire::AccessRequest>, ApiError> {
+    decide_request(ca, caller, id, body, true).await
+}
+
+async fn deny_request(
+    State(ca): State<Arc<Ca>>,
+    caller: Caller,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: Result<Json<shiftkey_wire::Decision>, JsonRejection>,
+) -> Result<Json<shiftkey_wire::AccessRequest>, ApiError> {
+    decide_request(ca, caller, id, body, false).await
 }
 
 impl FromRequestParts<Arc<Ca>> for Caller {

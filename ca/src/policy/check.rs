@@ -14,7 +14,7 @@ use super::calendar::Calendar;
 use super::error::{Loc, PolicyError, Sink};
 use super::eval::{DenyCode, IncidentState};
 use super::ical;
-use super::model::{Grant, Role, Settings};
+use super::model::{AutoApprove, Grant, Role, Settings};
 use super::raw::{Item, RawPolicy, RawRole, RawRotation, RawSchedule, RawTest, timestamp_text};
 use super::schedule::Schedule;
 use super::selftest::{Expect, TestCase};
@@ -492,6 +492,53 @@ fn check_role(
         }
     };
 
+    let approvals = match &r.approvals {
+        None => 0,
+        Some(value) => match u8::try_from(*value.get_ref()) {
+            Ok(n) if n <= 5 => n,
+            _ => {
+                sink.at(
+                    &item.at(value),
+                    format!("{context}: approvals must be 0 to 5"),
+                );
+                0
+            }
+        },
+    };
+    let mut approvers = Vec::new();
+    for value in &r.approvers {
+        if let Some(identity) = report(
+            Identity::parse(value.get_ref()),
+            &context,
+            &item.at(value),
+            sink,
+        ) {
+            approvers.push(identity);
+        }
+    }
+    if approvals > 0 && r.approvers.is_empty() {
+        sink.at(
+            &item.loc(),
+            format!("{context}: approvals = {approvals} but no approvers; list who may approve"),
+        );
+    }
+    let auto_approve = r.auto_approve.as_ref().and_then(|value| {
+        let raw = value.get_ref();
+        if approvals == 0 {
+            sink.at(&item.at(value), format!("{context}: auto_approve without approvals means nothing; remove it or set approvals"));
+        }
+        if raw.on_call && r.require_on_call.is_empty() {
+            sink.at(&item.at(value), format!("{context}: auto_approve.on_call needs require_on_call to name schedules"));
+        }
+        let incident_severity = match &raw.incident_severity {
+            Some(text) => Some(report(parse_severity(text).map_err(|e| format!("auto_approve.incident_severity: {e}")), &context, &item.at(value), sink)?),
+            None => None,
+        };
+        if !raw.on_call && incident_severity.is_none() {
+            sink.at(&item.at(value), format!("{context}: auto_approve needs a condition (on_call, incident_severity)"));
+        }
+        Some(AutoApprove { on_call: raw.on_call, incident_severity })
+    });
     if sink.len() != errors_before {
         return None;
     }
@@ -506,6 +553,9 @@ fn check_role(
         incident_severity,
         require_reason: r.require_reason,
         break_glass: r.break_glass,
+        approvals,
+        approvers,
+        auto_approve,
         extensions,
         force_command,
         source_address,
@@ -728,6 +778,7 @@ fn check_test(
         role: t.role.get_ref().clone(),
         incident: t.incident.clone(),
         incident_state: incident_state?,
+        approved_by: t.approved_by.clone(),
         reason: t.reason.clone(),
         ttl,
         principals,

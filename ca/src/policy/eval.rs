@@ -31,6 +31,9 @@ pub(crate) struct AccessQuery<'a> {
     /// What the CA's store knows of `incident`; `None` when it was not
     /// looked up, which counts as unknown (fail closed).
     pub(crate) incident_state: Option<IncidentState>,
+    /// Identities that approved this request (checked as approvers when they
+    /// approved); the requester never counts.
+    pub(crate) approved_by: &'a [String],
     pub(crate) reason: Option<&'a str>,
     /// None: the default TTL, capped by the role's maximum.
     pub(crate) ttl: Option<Duration>,
@@ -62,12 +65,13 @@ pub(crate) enum DenyCode {
     IncidentUnknown,
     IncidentResolved,
     IncidentNotSevere,
+    ApprovalRequired,
     ReasonRequired,
     NotOnCall,
 }
 
 impl DenyCode {
-    pub(crate) const ALL: [DenyCode; 11] = [
+    pub(crate) const ALL: [DenyCode; 12] = [
         DenyCode::UnknownRole,
         DenyCode::NotGranted,
         DenyCode::PrincipalNotInRole,
@@ -77,6 +81,7 @@ impl DenyCode {
         DenyCode::IncidentUnknown,
         DenyCode::IncidentResolved,
         DenyCode::IncidentNotSevere,
+        DenyCode::ApprovalRequired,
         DenyCode::ReasonRequired,
         DenyCode::NotOnCall,
     ];
@@ -92,6 +97,7 @@ impl DenyCode {
             DenyCode::IncidentUnknown => "incident-unknown",
             DenyCode::IncidentResolved => "incident-resolved",
             DenyCode::IncidentNotSevere => "incident-not-severe",
+            DenyCode::ApprovalRequired => "approval-required",
             DenyCode::ReasonRequired => "reason-required",
             DenyCode::NotOnCall => "not-on-call",
         }
@@ -299,6 +305,7 @@ impl Policy {
         check_incident(role, q, trace);
         check_reason(role, q, trace);
         let shift = self.check_on_call(role, q, subject.as_ref().ok(), trace);
+        check_approval(role, q, shift.is_some(), trace);
 
         if let Some(denied) = trace.denial.take() {
             return Err(denied);
@@ -379,6 +386,38 @@ impl Policy {
                     })
                     .map(|via| (via, grant))
             })
+    }
+
+    /// Whether `approver` (with `groups`) may approve a request for `role` by
+    /// `requester`: named in the role's approvers, and not the requester.
+    pub(crate) fn may_approve(
+        &self,
+        role: &str,
+        approver: &str,
+        groups: &[String],
+        requester: &str,
+    ) -> bool {
+        let Some(role) = self.roles.iter().find(|r| r.name == role) else {
+            return false;
+        };
+        let Ok(subject) = Identity::parse_subject(approver) else {
+            return false;
+        };
+        if approver.eq_ignore_ascii_case(requester) {
+            return false;
+        }
+        role.approvers.iter().any(|id| match id {
+            Identity::Group(group) => groups.iter().any(|g| g == group),
+            person => *person == subject,
+        })
+    }
+
+    /// Approvals `role` needs (0: none).
+    pub(crate) fn approvals_needed(&self, role: &str) -> u8 {
+        self.roles
+            .iter()
+            .find(|r| r.name == role)
+            .map_or(0, |r| r.approvals)
     }
 
     /// The roles some grant gives to `identity` (`user:EMAIL`, `local:USER`)
@@ -614,6 +653,57 @@ fn check_incident(role: &Role, q: &AccessQuery<'_>, trace: &mut Trace) {
             )),
             _ => trace.pass(format!("incident {id} is open (sev{severity})")),
         },
+    }
+}
+
+/// Last check, once everything else passed: approvals, where the role wants
+/// them. An auto-approve rule whose every condition holds approves at once.
+fn check_approval(role: &Role, q: &AccessQuery<'_>, on_call: bool, trace: &mut Trace) {
+    if role.approvals == 0 {
+        trace.pass("no approval required".to_owned());
+        return;
+    }
+    if let Some(rule) = &role.auto_approve {
+        let severity_ok = match (rule.incident_severity, q.incident_state) {
+            (None, _) => true,
+            (Some(worst), Some(IncidentState::Open { severity })) => severity <= worst,
+            (Some(_), _) => false,
+        };
+        if (!rule.on_call || on_call) && severity_ok {
+            let mut why = Vec::new();
+            if rule.on_call {
+                why.push("on call".to_owned());
+            }
+            if let Some(worst) = rule.incident_severity {
+                why.push(format!("incident of sev{worst} or worse"));
+            }
+            trace.pass(format!("auto-approved: {}", why.join(" and ")));
+            return;
+        }
+    }
+    let requester = q.identity.to_ascii_lowercase();
+    let mut counted: Vec<String> = q
+        .approved_by
+        .iter()
+        .map(|a| a.to_ascii_lowercase())
+        .filter(|a| *a != requester)
+        .collect();
+    counted.sort();
+    counted.dedup();
+    if counted.len() >= usize::from(role.approvals) {
+        trace.pass(format!("approved by {}", counted.join(", ")));
+    } else {
+        let approvers: Vec<String> = role.approvers.iter().map(ToString::to_string).collect();
+        trace.fail(Denied::new(
+            DenyCode::ApprovalRequired,
+            format!(
+                "role {:?} needs {} approval(s) from {} ({} so far); the request waits for them",
+                role.name,
+                role.approvals,
+                approvers.join(", "),
+                counted.len()
+            ),
+        ));
     }
 }
 

@@ -60,6 +60,10 @@ pub(crate) struct Role {
     /// Emergency access: always needs a reason, and every use is flagged in
     /// the audit log and sent to the notification webhook.
     pub(super) break_glass: bool,
+    /// Approvals a request needs from `approvers` (never the requester).
+    pub(super) approvals: u8,
+    pub(super) approvers: Vec<Identity>,
+    pub(super) auto_approve: Option<AutoApprove>,
     pub(super) extensions: Vec<String>,
     pub(super) force_command: Option<String>,
     pub(super) source_address: Vec<String>,
@@ -117,4 +121,13 @@ impl Grant {
     pub(crate) fn origin(&self) -> &str {
         &self.origin
     }
+}
+
+/// When a request that needs approvals is approved at once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct AutoApprove {
+    /// The requester is on call for one of the role's `require_on_call`.
+    pub(crate) on_call: bool,
+    /// The named incident is open and at least this severe.
+    pub(crate) incident_severity: Option<u8>,
 }

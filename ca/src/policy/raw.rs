@@ -49,6 +49,9 @@ impl Entry for RawRole {
         "incident_severity",
         "require_reason",
         "break_glass",
+        "approvals",
+        "approvers",
+        "auto_approve",
         "extensions",
         "force_command",
         "source_address",
@@ -72,6 +75,7 @@ impl Entry for RawTest {
         "reason",
         "ttl",
         "principals",
+        "approved_by",
         "expect",
         "deny",
         "valid_before",
@@ -126,6 +130,13 @@ pub(crate) struct RawRole {
     pub(crate) require_reason: bool,
     #[serde(default)]
     pub(crate) break_glass: bool,
+    /// How many approvals a request needs (0: none).
+    pub(crate) approvals: Option<Spanned<i64>>,
+    /// Who may approve: `user:`, `group:`, `local:` identities.
+    #[serde(default)]
+    pub(crate) approvers: Vec<Spanned<String>>,
+    /// When a request is approved at once, without people.
+    pub(crate) auto_approve: Option<Spanned<RawAutoApprove>>,
     #[serde(default)]
     pub(crate) extensions: Vec<Spanned<String>>,
     pub(crate) force_command: Option<Spanned<String>>,
@@ -157,6 +168,9 @@ pub(crate) struct RawTest {
     pub(crate) reason: Option<String>,
     pub(crate) ttl: Option<Spanned<String>>,
     pub(crate) principals: Option<Vec<Spanned<String>>>,
+    /// Identities that approved the test's request.
+    #[serde(default)]
+    pub(crate) approved_by: Vec<String>,
     pub(crate) expect: Spanned<String>,
     pub(crate) deny: Option<Spanned<String>>,
     pub(crate) valid_before: Option<Spanned<toml::Value>>,
@@ -413,4 +427,14 @@ mod tests {
             "unknown field `zzz`, expected `identities` or `roles`"
         );
     }
+}
+
+/// `auto_approve = { on_call = true, incident_severity = "sev2" }`: every
+/// condition given must hold.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAutoApprove {
+    #[serde(default)]
+    pub(crate) on_call: bool,
+    pub(crate) incident_severity: Option<String>,
 }

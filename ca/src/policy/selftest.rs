@@ -19,6 +19,8 @@ pub(crate) struct TestCase {
     pub(super) incident: Option<String>,
     /// What the test's incident is: open sev1 unless the test says.
     pub(super) incident_state: IncidentState,
+    /// Identities that approved the test's request.
+    pub(super) approved_by: Vec<String>,
     pub(super) reason: Option<String>,
     pub(super) ttl: Option<Duration>,
     pub(super) principals: Option<Vec<String>>,
@@ -57,6 +59,7 @@ impl Policy {
             role: &test.role,
             incident: test.incident.as_deref(),
             incident_state: Some(test.incident_state),
+            approved_by: &test.approved_by,
             reason: test.reason.as_deref(),
             ttl: test.ttl,
             principals: test.principals.as_deref(),

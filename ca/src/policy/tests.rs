@@ -129,6 +129,7 @@ impl Query {
             role: self.role,
             incident: self.incident,
             incident_state: self.incident_state,
+            approved_by: &[],
             reason: self.reason,
             ttl: self.ttl,
             principals: self.principals.as_deref(),
@@ -698,4 +699,66 @@ fn incidents_must_be_known_open_and_severe_enough() {
     q.identity = "user:carol@example.com";
     q.incident_state = Some(IncidentState::Unknown);
     assert_eq!(q.denied(&policy).0, DenyCode::IncidentUnknown);
+}
+
+#[test]
+fn approvals_count_others_and_auto_approve_needs_every_condition() {
+    let src = format!(
+        "{BASE}\n[[role]]\nname = \"gated\"\nprincipals = [\"ops\"]\nhosts = [\"*.prod\"]\nrequire_on_call = [\"sre-primary\"]\n\
+         approvals = 2\napprovers = [\"group:leads\", \"user:carol@example.com\"]\n\
+         auto_approve = {{ on_call = true, incident_severity = \"sev1\" }}\n\n[[grant]]\nidentities = [\"group:sre\"]\nroles = [\"gated\"]\n"
+    );
+    let policy = policy(&src);
+    let mut q = Query::alice();
+    q.role = "gated";
+    // On call but only a sev2 incident: the rule does not hold; approvals needed.
+    q.incident_state = Some(IncidentState::Open { severity: 2 });
+    let (code, message) = q.denied(&policy);
+    assert_eq!(code, DenyCode::ApprovalRequired);
+    assert!(message.contains("needs 2 approval(s)"), "{message}");
+    // A sev1 incident: auto-approved.
+    q.incident_state = Some(IncidentState::Open { severity: 1 });
+    assert!(policy.evaluate(&q.as_query()).is_ok());
+    // The requester's own approval never counts; two others do.
+    q.incident_state = Some(IncidentState::Open { severity: 2 });
+    let own = strings(&["user:alice@example.com", "user:carol@example.com"]);
+    let query = AccessQuery {
+        approved_by: &own,
+        ..q.as_query()
+    };
+    assert_eq!(
+        policy.evaluate(&query).err().map(|d| d.code),
+        Some(DenyCode::ApprovalRequired)
+    );
+    let two = strings(&["user:carol@example.com", "user:dave@example.com"]);
+    let query = AccessQuery {
+        approved_by: &two,
+        ..q.as_query()
+    };
+    assert!(policy.evaluate(&query).is_ok());
+    // Who may approve.
+    assert!(policy.may_approve(
+        "gated",
+        "user:carol@example.com",
+        &[],
+        "user:alice@example.com"
+    ));
+    assert!(policy.may_approve(
+        "gated",
+        "user:dave@example.com",
+        &strings(&["leads"]),
+        "user:alice@example.com"
+    ));
+    assert!(!policy.may_approve(
+        "gated",
+        "user:alice@example.com",
+        &strings(&["leads"]),
+        "user:alice@example.com"
+    ));
+    assert!(!policy.may_approve(
+        "gated",
+        "user:eve@example.com",
+        &strings(&["sre"]),
+        "user:alice@example.com"
+    ));
 }

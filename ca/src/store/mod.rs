@@ -12,6 +12,7 @@ use rusqlite::{Connection, OpenFlags};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_incidents_revocations.sql"),
+    include_str!("../../migrations/0003_access_requests.sql"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +158,25 @@ impl IssuedCertificate {
 #[derive(Debug, Clone)]
 pub(crate) enum Change {
     Issue(IssuedCertificate),
+    /// The certificate of an approved access request, and the request marked issued.
+    IssueForRequest {
+        certificate: IssuedCertificate,
+        request: String,
+    },
+    CreateRequest(StoredRequest),
+    /// Sets a pending request's approvals (and status), if they are still
+    /// `expected` (two approvers at once: the second retries).
+    Approve {
+        id: String,
+        expected: String,
+        approvals: String,
+        status: String,
+    },
+    Deny {
+        id: String,
+        by: String,
+        reason: String,
+    },
     Revoke {
         serials: Vec<u64>,
         by: String,
@@ -178,6 +198,57 @@ impl Change {
     pub(crate) fn apply(&self, conn: &Connection) -> rusqlite::Result<()> {
         match self {
             Change::Issue(cert) => cert.insert(conn),
+            Change::IssueForRequest {
+                certificate,
+                request,
+            } => {
+                certificate.insert(conn)?;
+                let changed = conn.execute(
+                    "UPDATE access_requests SET status = 'issued', serial = ?2 WHERE id = ?1 AND status = 'approved'",
+                    rusqlite::params![request, to_sql_u64(certificate.serial)],
+                )?;
+                if changed != 1 {
+                    Err(state_changed_error())
+                } else {
+                    Ok(())
+                }
+            }
+            Change::CreateRequest(r) => {
+                conn.execute(
+                    "INSERT INTO access_requests (id, requester, role, incident, reason, request, status, approvals,
+                        approvals_needed, created_at, expires_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', '[]', ?7, ?8, ?9)",
+                    rusqlite::params![r.id, r.requester, r.role, r.incident, r.reason, r.request, r.approvals_needed, r.created_at, r.expires_at],
+                )?;
+                Ok(())
+            }
+            Change::Approve {
+                id,
+                expected,
+                approvals,
+                status,
+            } => {
+                let changed = conn.execute(
+                    "UPDATE access_requests SET approvals = ?3, status = ?4 WHERE id = ?1 AND status = 'pending' AND approvals = ?2",
+                    rusqlite::params![id, expected, approvals, status],
+                )?;
+                if changed != 1 {
+                    Err(state_changed_error())
+                } else {
+                    Ok(())
+                }
+            }
+            Change::Deny { id, by, reason } => {
+                let changed = conn.execute(
+                    "UPDATE access_requests SET status = 'denied', denied_by = ?2, decision_reason = ?3 WHERE id = ?1 AND status = 'pending'",
+                    rusqlite::params![id, by, reason],
+                )?;
+                if changed != 1 {
+                    Err(state_changed_error())
+                } else {
+                    Ok(())
+                }
+            }
             Change::Revoke {
                 serials,
                 by,
@@ -320,6 +391,83 @@ pub(crate) fn revoked_under_incident(
     let rows = stmt.query_map([incident], |r| r.get::<_, i64>(0))?;
     rows.map(|r| r.map(|s| u64::try_from(s).unwrap_or(0)))
         .collect()
+}
+
+/// A request's state changed under us (decided, or approved by someone
+/// else a moment ago).
+pub(crate) const STATE_CHANGED: &str = "the request changed meanwhile";
+
+fn state_changed_error() -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+        Some(STATE_CHANGED.to_owned()),
+    )
+}
+
+/// An access request as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StoredRequest {
+    pub(crate) id: String,
+    pub(crate) requester: String,
+    pub(crate) role: String,
+    pub(crate) incident: Option<String>,
+    pub(crate) reason: Option<String>,
+    /// The `CertificateRequest`, JSON.
+    pub(crate) request: String,
+    pub(crate) status: String,
+    /// JSON array of identities.
+    pub(crate) approvals: String,
+    pub(crate) approvals_needed: u8,
+    pub(crate) denied_by: Option<String>,
+    pub(crate) decision_reason: Option<String>,
+    pub(crate) serial: Option<i64>,
+    pub(crate) created_at: i64,
+    pub(crate) expires_at: i64,
+}
+
+const REQUEST_COLUMNS: &str = "id, requester, role, incident, reason, request, status, approvals, approvals_needed, \
+    denied_by, decision_reason, serial, created_at, expires_at";
+
+fn request_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRequest> {
+    Ok(StoredRequest {
+        id: r.get(0)?,
+        requester: r.get(1)?,
+        role: r.get(2)?,
+        incident: r.get(3)?,
+        reason: r.get(4)?,
+        request: r.get(5)?,
+        status: r.get(6)?,
+        approvals: r.get(7)?,
+        approvals_needed: r.get(8)?,
+        denied_by: r.get(9)?,
+        decision_reason: r.get(10)?,
+        serial: r.get(11)?,
+        created_at: r.get(12)?,
+        expires_at: r.get(13)?,
+    })
+}
+
+pub(crate) fn access_request(
+    conn: &Connection,
+    id: &str,
+) -> rusqlite::Result<Option<StoredRequest>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {REQUEST_COLUMNS} FROM access_requests WHERE id = ?1"
+    ))?;
+    let mut rows = stmt.query([id])?;
+    rows.next()?.map(request_from_row).transpose()
+}
+
+/// Pending requests not yet expired at `now`, oldest first.
+pub(crate) fn pending_requests(
+    conn: &Connection,
+    now: i64,
+) -> rusqlite::Result<Vec<StoredRequest>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {REQUEST_COLUMNS} FROM access_requests WHERE status = 'pending' AND expires_at > ?1 ORDER BY created_at LIMIT 500"
+    ))?;
+    let rows = stmt.query_map([now], request_from_row)?;
+    rows.collect()
 }
 
 /// The message of the `certificates_incident_open` trigger, and of a

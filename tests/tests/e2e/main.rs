@@ -2,6 +2,7 @@
 //! OIDC provider, real SQLite files and real HTTP over loopback.
 //! Needs root (sshd, a login user) and the tools `scripts/test` installs.
 
+mod approvals;
 mod audit;
 mod bad_input;
 mod client;
