@@ -11,7 +11,8 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use shiftkey_wire::{
-    CaConfigResponse, CertificateRequest, CertificateResponse, ErrorResponse, RolesResponse,
+    AccessRequest, CaConfigResponse, CertificateRequest, CertificateResponse, Decision,
+    ErrorResponse, RolesResponse,
 };
 use zeroize::Zeroizing;
 
@@ -52,6 +53,68 @@ pub(crate) enum Error {
     BadAnswer(String),
     #[error("cannot set up TLS: {0}")]
     Tls(String),
+    #[error(
+        "{0:?} is not an access request ID (letters, digits, `_` and `-` only)\nhint: `shiftkey requests` lists the pending requests you may approve"
+    )]
+    BadRequestId(String),
+}
+
+/// What `POST /v1/certificates` gave: the certificate (`200`), or an access
+/// request that waits for approvals (`202 Accepted`).
+#[derive(Debug)]
+pub(crate) enum Issued {
+    Certificate(CertificateResponse),
+    Pending(Box<AccessRequest>),
+}
+
+/// Longest access request ID accepted; the CA's are far shorter.
+const MAX_REQUEST_ID: usize = 128;
+
+/// Access request IDs are plain `[A-Za-z0-9_-]` names: anything else is
+/// refused before it goes into a URL path.
+pub(crate) fn check_request_id(id: &str) -> Result<(), Error> {
+    let plain = !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if plain {
+        Ok(())
+    } else {
+        Err(Error::BadRequestId(id.to_owned()))
+    }
+}
+
+/// The CA's refusals about access requests, with a hint where it gave none.
+fn request_hint(error: Error) -> Error {
+    match error {
+        Error::Refused {
+            status,
+            code,
+            message,
+            hint: None,
+        } => {
+            let hint = match (status, code.as_str()) {
+                (_, "self-approval") => Some(
+                    "nobody approves their own request: ask another approver to run `shiftkey approve ID`",
+                ),
+                (_, "not-an-approver") => Some(
+                    "the role's approvers are set in the CA's policy; `shiftkey requests` lists the requests you may approve",
+                ),
+                (404, _) => Some(
+                    "check the ID: `shiftkey requests` lists the pending requests you may approve",
+                ),
+                _ => None,
+            };
+            Error::Refused {
+                status,
+                code,
+                message,
+                hint: hint.map(str::to_owned),
+            }
+        }
+        other => other,
+    }
 }
 
 /// How to trust the CA's TLS certificate.
@@ -143,15 +206,15 @@ impl CaClient {
     }
 
     pub(crate) async fn config(&self) -> Result<CaConfigResponse, Error> {
-        self.request("GET", "/v1/config", None::<&()>).await
+        self.call("GET", "/v1/config", None::<&()>).await
     }
 
     pub(crate) async fn roles(&self) -> Result<RolesResponse, Error> {
-        self.request("GET", "/v1/roles", None::<&()>).await
+        self.call("GET", "/v1/roles", None::<&()>).await
     }
 
     pub(crate) async fn whoami(&self) -> Result<serde_json::Value, Error> {
-        self.request("GET", "/v1/whoami", None::<&()>).await
+        self.call("GET", "/v1/whoami", None::<&()>).await
     }
 
     pub(crate) async fn on_call(
@@ -169,7 +232,7 @@ impl CaClient {
             Some(name) => return Err(Error::BadAnswer(format!("{name:?} is not a schedule name"))),
             None => "/v1/oncall".to_owned(),
         };
-        self.request("GET", &path, None::<&()>).await
+        self.call("GET", &path, None::<&()>).await
     }
 
     pub(crate) async fn incidents(
@@ -181,14 +244,14 @@ impl CaClient {
         } else {
             "/v1/incidents"
         };
-        self.request("GET", path, None::<&()>).await
+        self.call("GET", path, None::<&()>).await
     }
 
     pub(crate) async fn open_incident(
         &self,
         request: &shiftkey_wire::OpenIncidentRequest,
     ) -> Result<shiftkey_wire::Incident, Error> {
-        self.request("POST", "/v1/incidents", Some(request)).await
+        self.call("POST", "/v1/incidents", Some(request)).await
     }
 
     pub(crate) async fn resolve_incident(
@@ -202,24 +265,91 @@ impl CaClient {
         {
             return Err(Error::BadAnswer(format!("{id:?} is not an incident ID")));
         }
-        self.request("POST", &format!("/v1/incidents/{id}/resolve"), None::<&()>)
+        self.call("POST", &format!("/v1/incidents/{id}/resolve"), None::<&()>)
             .await
     }
 
-    pub(crate) async fn issue(
+    /// Asks for a certificate; a role that needs approvals answers with a
+    /// pending access request instead (`202 Accepted`).
+    pub(crate) async fn issue(&self, request: &CertificateRequest) -> Result<Issued, Error> {
+        let (status, bytes) = self
+            .exchange("POST", "/v1/certificates", Some(request))
+            .await?;
+        if status == 202 {
+            let pending: AccessRequest = decode(&bytes)?;
+            check_request_id(&pending.id)
+                .map_err(|_| Error::BadAnswer(format!("access request ID {:?}", pending.id)))?;
+            Ok(Issued::Pending(Box::new(pending)))
+        } else {
+            Ok(Issued::Certificate(decode(&bytes)?))
+        }
+    }
+
+    /// `GET /v1/requests/{id}`: one access request (with the certificate, for
+    /// its requester, once issued).
+    pub(crate) async fn request(&self, id: &str) -> Result<AccessRequest, Error> {
+        check_request_id(id)?;
+        self.call("GET", &format!("/v1/requests/{id}"), None::<&()>)
+            .await
+            .map_err(request_hint)
+    }
+
+    /// `GET /v1/requests`: the pending requests the caller may approve.
+    pub(crate) async fn requests(&self) -> Result<Vec<AccessRequest>, Error> {
+        self.call("GET", "/v1/requests", None::<&()>)
+            .await
+            .map_err(request_hint)
+    }
+
+    pub(crate) async fn approve(
         &self,
-        request: &CertificateRequest,
-    ) -> Result<CertificateResponse, Error> {
-        self.request("POST", "/v1/certificates", Some(request))
-            .await
+        id: &str,
+        reason: Option<&str>,
+    ) -> Result<AccessRequest, Error> {
+        self.decide(id, "approve", reason).await
     }
 
-    async fn request<B: Serialize, T: DeserializeOwned>(
+    pub(crate) async fn deny(&self, id: &str, reason: &str) -> Result<AccessRequest, Error> {
+        self.decide(id, "deny", Some(reason)).await
+    }
+
+    async fn decide(
+        &self,
+        id: &str,
+        verb: &str,
+        reason: Option<&str>,
+    ) -> Result<AccessRequest, Error> {
+        check_request_id(id)?;
+        let decision = Decision {
+            reason: reason.map(str::to_owned),
+        };
+        self.call(
+            "POST",
+            &format!("/v1/requests/{id}/{verb}"),
+            Some(&decision),
+        )
+        .await
+        .map_err(request_hint)
+    }
+
+    /// One exchange whose 2xx answer is a `T`.
+    async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         method: &str,
         path: &str,
         body: Option<&B>,
     ) -> Result<T, Error> {
+        let (_, bytes) = self.exchange(method, path, body).await?;
+        decode(&bytes)
+    }
+
+    /// One exchange: the 2xx status and body, or the CA's refusal.
+    async fn exchange<B: Serialize>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<(u16, Bytes), Error> {
         let body = body
             .map(serde_json::to_vec)
             .transpose()
@@ -241,7 +371,7 @@ impl CaClient {
                 Err(_) => Error::BadAnswer(format!("HTTP {status}")),
             });
         }
-        serde_json::from_slice(&bytes).map_err(|e| Error::BadAnswer(e.to_string()))
+        Ok((status, bytes))
     }
 
     async fn send_https(
@@ -276,6 +406,10 @@ impl CaClient {
         }
         Ok((status, bytes))
     }
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(bytes).map_err(|e| Error::BadAnswer(e.to_string()))
 }
 
 /// One HTTP/1.1 exchange over the CA's Unix socket (reqwest cannot dial
@@ -470,6 +604,65 @@ mod tests {
             Err(Error::BadCa(_))
         ));
         assert!(CaClient::new("https://ca.example.com:8443", &Trust::default()).is_ok());
+    }
+
+    #[test]
+    fn request_ids_are_plain() {
+        for ok in ["r_abc123", "r-XYZ_09", "a", &"x".repeat(MAX_REQUEST_ID)] {
+            assert!(check_request_id(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "../certificates",
+            "r_abc/approve",
+            "r abc",
+            "r_abc?x=1",
+            "r_abc#",
+            "r.abc",
+            "r%2fabc",
+            "r_\u{e9}",
+            "r_abc\n",
+            &"x".repeat(MAX_REQUEST_ID + 1),
+        ] {
+            assert!(
+                matches!(check_request_id(bad), Err(Error::BadRequestId(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_request_ids_never_reach_the_ca() {
+        // No CA listens on this socket: a refusal proves no exchange was tried.
+        let client = CaClient::new("unix:/nonexistent/ca.sock", &Trust::default()).unwrap();
+        assert!(matches!(
+            client.request("../roles").await,
+            Err(Error::BadRequestId(_))
+        ));
+        assert!(matches!(
+            client.approve("r_1/deny", None).await,
+            Err(Error::BadRequestId(_))
+        ));
+        assert!(matches!(
+            client.deny("", "no").await,
+            Err(Error::BadRequestId(_))
+        ));
+    }
+
+    #[test]
+    fn refusals_about_requests_get_a_hint() {
+        let refused = |status, code: &str, hint: Option<&str>| Error::Refused {
+            status,
+            code: code.into(),
+            message: "no".into(),
+            hint: hint.map(str::to_owned),
+        };
+        let shown = request_hint(refused(403, "self-approval", None)).to_string();
+        assert!(shown.contains("hint: nobody approves their own"), "{shown}");
+        let shown = request_hint(refused(404, "not-found", None)).to_string();
+        assert!(shown.contains("shiftkey requests"), "{shown}");
+        let shown = request_hint(refused(403, "not-an-approver", Some("ask ops"))).to_string();
+        assert!(shown.ends_with("hint: ask ops"), "{shown}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use serde_json::json;
 
+use crate::access::printable;
 use crate::login;
 use crate::session::{self, Session};
 
@@ -114,6 +115,9 @@ enum Command {
         /// CI jobs without an agent: write id_ed25519 and id_ed25519-cert.pub (0600) to this directory you own.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// When the role needs approvals: how long to wait for them, e.g. 30m.
+        #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+        wait: std::time::Duration,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
@@ -167,6 +171,57 @@ enum Command {
         action: IncidentAction,
         /// Print the result as JSON.
         #[arg(long, global = true)]
+        json: bool,
+        #[command(flatten)]
+        ca: CaArgs,
+        #[command(flatten)]
+        token: TokenArgs,
+    },
+    /// Pending access requests you may approve (or one request, by ID).
+    ///
+    /// Roles that need approvals make `shiftkey access` wait until enough
+    /// approvers (as the CA's policy names them) run `shiftkey approve ID`.
+    /// Lists ID, requester, role, incident, reason, approvals so far and
+    /// needed, and age. With ID, shows that request whoever it is for
+    /// (e.g. your own).
+    Requests {
+        /// Show this request only.
+        id: Option<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        ca: CaArgs,
+        #[command(flatten)]
+        token: TokenArgs,
+    },
+    /// Approve someone else's access request (see `shiftkey requests`).
+    ///
+    /// When it has the approvals it needs, the CA issues the certificate to
+    /// the waiting requester. Nobody approves their own request.
+    Approve {
+        /// The request's ID, e.g. r_abc123.
+        id: String,
+        /// Why; recorded in the audit log.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Print the updated request as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        ca: CaArgs,
+        #[command(flatten)]
+        token: TokenArgs,
+    },
+    /// Deny an access request; the requester sees who denied it and why.
+    Deny {
+        /// The request's ID, e.g. r_abc123.
+        id: String,
+        /// Why (required); shown to the requester and recorded in the audit log.
+        #[arg(long)]
+        reason: String,
+        /// Print the updated request as JSON.
+        #[arg(long)]
         json: bool,
         #[command(flatten)]
         ca: CaArgs,
@@ -276,6 +331,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             ttl,
             principals,
             out,
+            wait,
             json,
             ca,
             token,
@@ -291,6 +347,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 principals: &principals,
                 out: out.as_deref(),
                 json,
+                wait,
             };
             crate::access::run(&client, &opts).await
         }
@@ -450,6 +507,101 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Requests {
+            id,
+            json,
+            ca,
+            token,
+        } => {
+            if let Some(id) = &id {
+                crate::ca_client::check_request_id(id)?;
+            }
+            let client = token.client(&ca).await?;
+            let requests = match &id {
+                Some(id) => vec![client.request(id).await?],
+                None => client.requests().await?,
+            };
+            if json {
+                match id {
+                    Some(_) => println!("{}", serde_json::to_string(&requests[0])?),
+                    None => println!("{}", serde_json::to_string(&requests)?),
+                }
+            } else if requests.is_empty() {
+                println!("no pending requests you may approve");
+            } else {
+                print!(
+                    "{}",
+                    requests_table(&requests, chrono::Utc::now().timestamp())
+                );
+                if id.is_none() {
+                    eprintln!(
+                        "\n  shiftkey approve ID [--reason TEXT]    shiftkey deny ID --reason TEXT"
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Approve {
+            id,
+            reason,
+            json,
+            ca,
+            token,
+        } => {
+            crate::ca_client::check_request_id(&id)?;
+            let client = token.client(&ca).await?;
+            let request = client.approve(&id, reason.as_deref()).await?;
+            if json {
+                println!("{}", serde_json::to_string(&request)?);
+            } else {
+                let outcome = match request.status.as_str() {
+                    "pending" => format!(
+                        "waiting for {} more",
+                        usize::from(request.approvals_needed)
+                            .saturating_sub(request.approvals.len())
+                    ),
+                    "issued" => "certificate issued to the requester".to_owned(),
+                    other => printable(other),
+                };
+                println!(
+                    "✓ approved {} ({} as {}): {}/{} approvals, {outcome}",
+                    request.id,
+                    printable(&request.requester),
+                    printable(&request.role),
+                    request.approvals.len(),
+                    request.approvals_needed
+                );
+            }
+            Ok(())
+        }
+        Command::Deny {
+            id,
+            reason,
+            json,
+            ca,
+            token,
+        } => {
+            crate::ca_client::check_request_id(&id)?;
+            if reason.trim().is_empty() {
+                anyhow::bail!(
+                    "a denial needs a reason: the requester sees it\nhint: shiftkey deny {id} --reason \"use the read replica\""
+                );
+            }
+            let client = token.client(&ca).await?;
+            let request = client.deny(&id, &reason).await?;
+            if json {
+                println!("{}", serde_json::to_string(&request)?);
+            } else {
+                println!(
+                    "✗ denied {} ({} as {}): {}",
+                    request.id,
+                    printable(&request.requester),
+                    printable(&request.role),
+                    printable(request.decision_reason.as_deref().unwrap_or(&reason))
+                );
+            }
+            Ok(())
+        }
         Command::Oncall {
             schedule,
             json,
@@ -503,6 +655,66 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// `shiftkey requests`: one line per request, columns aligned.
+fn requests_table(requests: &[shiftkey_wire::AccessRequest], now: i64) -> String {
+    let rows: Vec<[String; 7]> = requests
+        .iter()
+        .map(|r| {
+            [
+                printable(&r.id),
+                printable(&r.requester),
+                printable(&r.role),
+                printable(r.incident.as_deref().unwrap_or("-")),
+                format!("{}/{}", r.approvals.len(), r.approvals_needed),
+                age(now - r.created_at),
+                printable(r.reason.as_deref().unwrap_or("-")),
+            ]
+        })
+        .collect();
+    let header = [
+        "ID",
+        "REQUESTER",
+        "ROLE",
+        "INCIDENT",
+        "APPROVALS",
+        "AGE",
+        "REASON",
+    ]
+    .map(str::to_owned);
+    let mut widths = [0; 7];
+    for row in std::iter::once(&header).chain(&rows) {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut table = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        let mut line = String::new();
+        for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.push_str(&" ".repeat(width - cell.chars().count() + 2));
+            }
+        }
+        table.push_str(line.trim_end());
+        table.push('\n');
+    }
+    table
+}
+
+/// How long ago, roughly: `45s`, `12m`, `3h05m`, `2d`.
+fn age(seconds: i64) -> String {
+    let seconds = seconds.max(0);
+    match seconds {
+        0..60 => format!("{seconds}s"),
+        60..3600 => format!("{}m", seconds / 60),
+        3600..86400 => format!("{}h{:02}m", seconds / 3600, seconds / 60 % 60),
+        _ => format!("{}d", seconds / 86400),
     }
 }
 
@@ -627,4 +839,71 @@ fn open_browser(url: &str) {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(id: &str, reason: Option<&str>) -> shiftkey_wire::AccessRequest {
+        shiftkey_wire::AccessRequest {
+            id: id.into(),
+            status: "pending".into(),
+            requester: "user:alice@example.com".into(),
+            role: "db-debug".into(),
+            incident: Some("INC-42".into()),
+            reason: reason.map(str::to_owned),
+            approvals: vec![],
+            approvals_needed: 1,
+            denied_by: None,
+            decision_reason: None,
+            created_at: 1000,
+            expires_at: 2000,
+            certificate: None,
+        }
+    }
+
+    #[test]
+    fn ages_read_like_people_say_them() {
+        assert_eq!(age(-5), "0s");
+        assert_eq!(age(45), "45s");
+        assert_eq!(age(12 * 60 + 59), "12m");
+        assert_eq!(age(3 * 3600 + 5 * 60), "3h05m");
+        assert_eq!(age(2 * 86400 + 7), "2d");
+    }
+
+    #[test]
+    fn requests_table_is_aligned_and_escaped() {
+        let table = requests_table(
+            &[
+                request("r_abc", Some("replica lag\x1b[2J")),
+                request("r_longer_id", None),
+            ],
+            1000 + 125,
+        );
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3, "{table}");
+        assert!(lines[0].starts_with("ID           REQUESTER"), "{table}");
+        assert!(
+            lines[1].starts_with("r_abc        user:alice@example.com  db-debug  INC-42    0/1        2m   replica lag\\u{1b}[2J"),
+            "{table}"
+        );
+        assert!(lines[2].ends_with("2m   -"), "{table}");
+        assert!(!table.contains('\x1b'));
+    }
+
+    #[test]
+    fn wait_takes_a_duration() {
+        let cli = Cli::try_parse_from(["shiftkey", "access", "db-debug", "--wait", "30m"]).unwrap();
+        let Command::Access { wait, .. } = cli.command else {
+            panic!("not access");
+        };
+        assert_eq!(wait, std::time::Duration::from_secs(1800));
+        let cli = Cli::try_parse_from(["shiftkey", "access", "db-debug"]).unwrap();
+        let Command::Access { wait, .. } = cli.command else {
+            panic!("not access");
+        };
+        assert_eq!(wait, std::time::Duration::from_secs(600));
+        assert!(Cli::try_parse_from(["shiftkey", "deny", "r_1"]).is_err());
+    }
 }

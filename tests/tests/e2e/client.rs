@@ -67,6 +67,11 @@ impl User {
 
     /// `shiftkey login`, clicking through the provider like a browser.
     fn login(&self) -> anyhow::Result<()> {
+        self.login_as("alice@example.com")
+    }
+
+    /// Like [`login`](Self::login), for whoever the provider signs in.
+    fn login_as(&self, email: &str) -> anyhow::Result<()> {
         let cert = self.ca_cert.to_string_lossy().into_owned();
         let mut child = self
             .command(&[
@@ -106,11 +111,8 @@ impl User {
                 rest.join("\n")
             );
         }
-        assert!(
-            rest.iter()
-                .any(|l| l.contains("Signed in as user:alice@example.com")),
-            "{rest:?}"
-        );
+        let expected = format!("Signed in as user:{email}");
+        assert!(rest.iter().any(|l| l.contains(&expected)), "{rest:?}");
         Ok(())
     }
 }
@@ -619,6 +621,90 @@ fn oncall_shows_who_is_on_call_now_and_next() -> anyhow::Result<()> {
         stderr(&unknown).contains("no schedule"),
         "{}",
         stderr(&unknown)
+    );
+    Ok(())
+}
+
+#[test]
+fn access_waits_for_an_approval_given_with_shiftkey_approve() -> anyhow::Result<()> {
+    ensure_login_user(LOGIN_USER)?;
+    let provider = OidcProvider::start()?;
+    let roles = "\n[[role]]\nname = \"reviewed\"\nprincipals = [\"deploy\"]\nhosts = [\"app-1.prod.example.com\"]\n\
+                 approvals = 1\napprovers = [\"group:sre\"]\n\n[[grant]]\nidentities = [\"group:sre\"]\nroles = [\"reviewed\"]\n";
+    let ca = TestCa::init(
+        &format!("{}{roles}", policy().0),
+        Some((provider.issuer(), CLIENT_ID)),
+    )?
+    .start()?;
+    let carol = User::new(&ca)?;
+    let bob = User::new(&ca)?;
+    provider.set_default_login(
+        json!({ "sub": "carol", "email": "carol@example.com", "groups": ["sre"] }),
+    )?;
+    carol.login_as("carol@example.com")?;
+    provider.set_default_login(
+        json!({ "sub": "bob", "email": "bob@example.com", "groups": ["sre"] }),
+    )?;
+    bob.login_as("bob@example.com")?;
+
+    // Carol asks; her `access` waits for the approval.
+    let waiting = carol
+        .command(&[
+            "access",
+            "reviewed",
+            "--reason",
+            "deploy hotfix 1.2.3",
+            "--json",
+            "--wait",
+            "60s",
+        ])?
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+
+    // Bob finds it and approves it.
+    let mut id = String::new();
+    for _ in 0..50 {
+        let out = bob.shiftkey(&["requests", "--json"])?;
+        let list: Value = serde_json::from_str(&stdout(&out)).unwrap_or(Value::Null);
+        if let Some(found) = list
+            .as_array()
+            .and_then(|l| l.first())
+            .and_then(|r| r["id"].as_str())
+        {
+            id = found.to_owned();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!id.is_empty(), "bob sees carol's pending request");
+    let own = carol.shiftkey(&["approve", &id])?;
+    assert!(!own.status.success(), "self-approval is refused");
+    assert!(
+        stderr(&own).contains("your own request"),
+        "{}",
+        stderr(&own)
+    );
+    let approved = bob.shiftkey(&["approve", &id, "--reason", "reviewed the change"])?;
+    assert!(approved.status.success(), "{}", stderr(&approved));
+
+    let done = waiting.wait_with_output()?;
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let access: Value = serde_json::from_str(&String::from_utf8_lossy(&done.stdout))?;
+    assert!(
+        access["key_id"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("req={id}")),
+        "{access}"
+    );
+    assert!(
+        carol.agent.list()?.contains("(ED25519-CERT)"),
+        "the certificate is in carol's agent"
     );
     Ok(())
 }
