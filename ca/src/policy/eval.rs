@@ -707,6 +707,42 @@ fn check_approval(role: &Role, q: &AccessQuery<'_>, on_call: bool, trace: &mut T
     }
 }
 
+/// Words people type to get past a reason prompt. A reason is for the
+/// reviewer who reads it later: it must say what and why.
+const FILLER: &[&str] = &[
+    "test",
+    "testing",
+    "n/a",
+    "na",
+    "none",
+    "asdf",
+    "debug",
+    "debugging",
+    "fix",
+    "fixing",
+    "because",
+    "need access",
+    "access needed",
+    "just checking",
+    "checking",
+    "todo",
+    "tbd",
+    "no reason",
+];
+
+/// A reason that says nothing: one word, a handful of distinct letters, or
+/// a known filler phrase (repeated).
+fn is_filler(reason: &str) -> bool {
+    let lower = reason.trim().to_lowercase();
+    let words: Vec<&str> = lower.split_whitespace().collect();
+    let distinct: std::collections::HashSet<char> =
+        lower.chars().filter(|c| c.is_alphanumeric()).collect();
+    let all_filler = words
+        .iter()
+        .all(|w| FILLER.contains(&w.trim_matches(|c: char| !c.is_alphanumeric() && c != '/')));
+    words.len() < 2 || distinct.len() < 5 || all_filler || FILLER.contains(&lower.as_str())
+}
+
 fn check_reason(role: &Role, q: &AccessQuery<'_>, trace: &mut Trace) {
     let reason = given(q.reason);
     let length = reason
@@ -715,16 +751,22 @@ fn check_reason(role: &Role, q: &AccessQuery<'_>, trace: &mut Trace) {
     // A break-glass role always demands a reason: it is what reviewers read.
     if !role.require_reason && !role.break_glass {
         trace.pass("no reason required".to_owned());
-    } else if length >= MIN_REASON_CHARS {
+    } else if length >= MIN_REASON_CHARS && !reason.as_deref().is_some_and(is_filler) {
         trace.pass("reason given".to_owned());
     } else {
         trace.fail(Denied::new(
             DenyCode::ReasonRequired,
             format!(
-                "role {:?} requires a reason of at least {MIN_REASON_CHARS} characters (not \
-                 counting spaces); ask again with --reason \"what you will do and why\"",
+                "role {:?} requires a reason a reviewer can use: at least {MIN_REASON_CHARS} characters \
+                 (not counting spaces), more than one word, not filler like \"test\"; ask again with \
+                 --reason \"what you will do and why\"",
                 role.name
             ),
         ));
     }
+}
+
+#[cfg(test)]
+pub(super) fn is_filler_for_tests(reason: &str) -> bool {
+    is_filler(reason)
 }

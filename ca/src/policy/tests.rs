@@ -519,7 +519,7 @@ fn the_documented_example_parses_and_all_its_tests_pass() {
     };
     assert_eq!(policy.sources().next().map(|(_, text)| text), Some(EXAMPLE));
     let outcomes = policy.run_tests();
-    assert_eq!(outcomes.len(), 16);
+    assert_eq!(outcomes.len(), 21);
     for outcome in &outcomes {
         assert!(
             outcome.passed,
@@ -761,4 +761,25 @@ fn approvals_count_others_and_auto_approve_needs_every_condition() {
         &strings(&["sre"]),
         "user:alice@example.com"
     ));
+}
+
+#[test]
+fn filler_reasons_are_refused() {
+    for filler in [
+        "testtesttest",
+        "debugging debugging",
+        "aaaaaaaaaaaa bbbb",
+        "need access",
+        "asdfasdfasdf",
+        "n/a n/a n/a n/a",
+    ] {
+        assert!(super::eval::is_filler_for_tests(filler), "{filler:?}");
+    }
+    for real in [
+        "restarting the stuck replica",
+        "failover db-1 to db-2 (INC-42)",
+        "identity provider down, restoring login",
+    ] {
+        assert!(!super::eval::is_filler_for_tests(real), "{real:?}");
+    }
 }
