@@ -235,6 +235,15 @@ impl CaClient {
         self.call("GET", &path, None::<&()>).await
     }
 
+    /// `POST /v1/oncall/overrides`; the answer as the CA sent it (JSON).
+    pub(crate) async fn add_override(
+        &self,
+        request: &shiftkey_wire::OverrideRequest,
+    ) -> Result<serde_json::Value, Error> {
+        self.call("POST", "/v1/oncall/overrides", Some(request))
+            .await
+    }
+
     pub(crate) async fn incidents(
         &self,
         open_only: bool,

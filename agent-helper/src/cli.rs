@@ -229,9 +229,12 @@ enum Command {
         token: TokenArgs,
     },
     /// Who is on call now and next (for one SCHEDULE, or all).
+    #[command(args_conflicts_with_subcommands = true)]
     Oncall {
+        #[command(subcommand)]
+        action: Option<OncallAction>,
         schedule: Option<String>,
-        #[arg(long)]
+        #[arg(long, global = true)]
         json: bool,
         #[command(flatten)]
         ca: CaArgs,
@@ -251,6 +254,27 @@ enum Command {
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OncallAction {
+    /// Cover or swap a shift: MEMBER is on call for SCHEDULE instead, from
+    /// --from (default now) for --for (e.g. 8h).
+    Override {
+        schedule: String,
+        /// user:EMAIL or local:USER.
+        #[arg(long)]
+        member: String,
+        /// Start, RFC 3339 (default: now).
+        #[arg(long)]
+        from: Option<String>,
+        /// How long, e.g. 8h or 2d.
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: String,
+        /// Why; recorded in the audit log.
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -603,6 +627,52 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Oncall {
+            action:
+                Some(OncallAction::Override {
+                    schedule,
+                    member,
+                    from,
+                    duration,
+                    reason,
+                }),
+            json,
+            ca,
+            token,
+            ..
+        } => {
+            let client = token.client(&ca).await?;
+            let start = match from {
+                Some(text) => chrono::DateTime::parse_from_rfc3339(&text)
+                    .with_context(|| format!("--from {text:?} is not an RFC 3339 time such as 2026-11-25T20:00:00+01:00"))?
+                    .timestamp(),
+                None => chrono::Utc::now().timestamp(),
+            };
+            let length = humantime::parse_duration(&duration)
+                .with_context(|| format!("--for {duration:?} is not a duration such as 8h"))?;
+            let end = start + i64::try_from(length.as_secs()).unwrap_or(i64::MAX / 2);
+            let request = shiftkey_wire::OverrideRequest {
+                schedule: schedule.clone(),
+                member: member.clone(),
+                start,
+                end,
+                reason,
+            };
+            let stored = client.add_override(&request).await?;
+            if json {
+                println!("{stored}");
+            } else {
+                let until = chrono::DateTime::from_timestamp(end, 0)
+                    .unwrap_or_default()
+                    .with_timezone(&chrono::Local);
+                println!(
+                    "{member} is on call for {schedule} until {}",
+                    until.format("%a %d %b %H:%M %Z")
+                );
+            }
+            Ok(())
+        }
+        Command::Oncall {
+            action: None,
             schedule,
             json,
             ca,

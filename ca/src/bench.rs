@@ -77,7 +77,7 @@ fn issue_one(
     let identity = caller.identity();
     let valid = issue::validate(request).map_err(|e| Error::Rejected(e.to_string()))?;
     let allowed = policy
-        .evaluate(&valid.query(&identity, caller.groups(), None, &[], Utc::now()))
+        .evaluate(&valid.query(&identity, caller.groups(), None, &[], &[], Utc::now()))
         .map_err(|d| Error::Denied(d.to_string()))?;
     let signed = issue::certify(
         ca,

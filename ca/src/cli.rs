@@ -420,6 +420,7 @@ fn policy(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
                     },
                 }),
                 approved_by: &[],
+                overrides: &[],
                 reason: reason.as_deref(),
                 ttl,
                 principals: None,

@@ -244,6 +244,7 @@ impl ValidRequest {
         groups: &'a [String],
         incident_state: Option<IncidentState>,
         approved_by: &'a [String],
+        overrides: &'a [crate::policy::Override],
         at: DateTime<Utc>,
     ) -> AccessQuery<'a> {
         AccessQuery {
@@ -253,6 +254,7 @@ impl ValidRequest {
             incident: self.incident.as_deref(),
             incident_state,
             approved_by,
+            overrides,
             reason: self.reason.as_deref(),
             ttl: self.ttl,
             principals: self.principals.as_deref(),

@@ -262,11 +262,13 @@ impl Ca {
             Some(id) => Some(self.incident_state(id)?),
             None => None,
         };
+        let overrides = self.overrides()?;
         let allowed = match policy.evaluate(&valid.query(
             &actor,
             caller.groups(),
             incident_state,
             approved_by,
+            &overrides,
             now,
         )) {
             Ok(allowed) => allowed,

@@ -204,3 +204,16 @@ pub struct Decision {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
+
+/// `POST /v1/oncall/overrides`: put `member` on call for `schedule` from
+/// `start` to `end` (unix seconds) in place of the schedule (cover or swap).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OverrideRequest {
+    pub schedule: String,
+    /// `user:EMAIL` or `local:USER`.
+    pub member: String,
+    pub start: i64,
+    pub end: i64,
+    pub reason: String,
+}

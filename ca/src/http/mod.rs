@@ -49,6 +49,7 @@ pub(crate) fn router(ca: Arc<Ca>, request_timeout: Duration) -> Router {
         .route("/v1/requests/{id}/approve", post(approve_request))
         .route("/v1/requests/{id}/deny", post(deny_request))
         .route("/v1/oncall", get(on_call))
+        .route("/v1/oncall/overrides", post(add_override))
         .route("/v1/incidents", get(list_incidents).post(open_incident))
         .route("/v1/incidents/{id}/resolve", post(resolve_incident))
         .merge(webhooks::routes())
@@ -138,6 +139,26 @@ struct ScheduleFilter {
     schedule: Option<String>,
 }
 
+/// A cover or swap: someone on call in place of the schedule, for a while.
+async fn add_override(
+    State(ca): State<Arc<Ca>>,
+    caller: Caller,
+    body: Result<Json<shiftkey_wire::OverrideRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<crate::store::StoredOverride>), ApiError> {
+    let Json(request) = body.map_err(|r| ApiError::InvalidBody(r.body_text()))?;
+    let stored = ca
+        .add_override(
+            &caller,
+            &request.schedule,
+            &request.member,
+            request.start,
+            request.end,
+            &request.reason,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(stored)))
+}
+
 /// Who is on call now and next, per schedule (any authenticated caller: the
 /// people paged are no secret to their colleagues).
 async fn on_call(
@@ -147,9 +168,10 @@ async fn on_call(
 ) -> Result<Json<Vec<shiftkey_wire::OnCallSchedule>>, ApiError> {
     let policy = ca.policy();
     let only = filter.schedule.clone();
+    let overrides = ca.overrides()?;
     // Calendar expansion is CPU work: keep it off the async workers.
     let overview = tokio::task::spawn_blocking(move || {
-        policy.on_call_overview(only.as_deref(), chrono::Utc::now())
+        policy.on_call_overview(only.as_deref(), chrono::Utc::now(), &overrides)
     })
     .await
     .map_err(|e| ApiError::Internal(format!("on-call lookup failed: {e}")))?;

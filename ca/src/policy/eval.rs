@@ -34,6 +34,8 @@ pub(crate) struct AccessQuery<'a> {
     /// Identities that approved this request (checked as approvers when they
     /// approved); the requester never counts.
     pub(crate) approved_by: &'a [String],
+    /// On-call overrides in force (covers and swaps set through the API).
+    pub(crate) overrides: &'a [super::Override],
     pub(crate) reason: Option<&'a str>,
     /// None: the default TTL, capped by the role's maximum.
     pub(crate) ttl: Option<Duration>,
@@ -535,7 +537,7 @@ impl Policy {
         let mut mine: Option<Shift> = None;
         let mut others = Vec::new();
         for name in &role.require_on_call {
-            let shifts = self.on_call_all(name, q.at);
+            let shifts = self.on_call_all(name, q.at, q.overrides);
             if shifts.is_empty() {
                 let why = self.schedule(name).map_or("", |s| s.when_nobody());
                 others.push(format!("{name}: nobody ({why})"));

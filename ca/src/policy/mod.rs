@@ -57,6 +57,17 @@ pub(crate) use self::model::Role;
 pub(crate) use self::schedule::Shift;
 pub(crate) use self::values::HARD_MAX_TTL;
 
+/// Someone on call for `schedule` from `start` to `end` in place of the
+/// schedule's own answer (a cover or a swap), set through the CA's API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Override {
+    pub(crate) schedule: String,
+    /// `user:EMAIL` or `local:USER`.
+    pub(crate) member: String,
+    pub(crate) start: DateTime<Utc>,
+    pub(crate) end: DateTime<Utc>,
+}
+
 /// One schedule's current and next shifts (see [`Policy::on_call_overview`]).
 #[derive(Debug, Clone)]
 pub(crate) struct OnCallOverview {
@@ -205,6 +216,7 @@ impl Policy {
         &self,
         only: Option<&str>,
         at: DateTime<Utc>,
+        overrides: &[Override],
     ) -> Vec<OnCallOverview> {
         // Each probe may expand a calendar's recurrences: keep them few.
         const LOOK_AHEAD_HOURS: i64 = 48;
@@ -212,12 +224,18 @@ impl Policy {
             .iter()
             .filter(|s| only.is_none_or(|name| s.name() == name))
             .map(|schedule| {
-                let now = schedule.on_call_all(at);
+                let now = self.on_call_all(schedule.name(), at, overrides);
                 let handoff = now.iter().map(|s| s.end).min();
                 let next = match handoff {
-                    Some(end) => schedule.on_call_all(end),
+                    Some(end) => self.on_call_all(schedule.name(), end, overrides),
                     None => (1..=LOOK_AHEAD_HOURS)
-                        .map(|h| schedule.on_call_all(at + chrono::Duration::hours(h)))
+                        .map(|h| {
+                            self.on_call_all(
+                                schedule.name(),
+                                at + chrono::Duration::hours(h),
+                                overrides,
+                            )
+                        })
                         .find(|shifts| !shifts.is_empty())
                         .unwrap_or_default(),
                 };
@@ -240,11 +258,30 @@ impl Policy {
     }
 
     /// Everyone on call for `schedule` at `at`, each with their shift;
-    /// empty for an unknown schedule.
-    fn on_call_all(&self, schedule: &str, at: DateTime<Utc>) -> Vec<Shift> {
-        self.schedule(schedule)
-            .map(|s| s.on_call_all(at))
-            .unwrap_or_default()
+    /// empty for an unknown schedule. An override covering `at` replaces
+    /// the schedule's own answer (a cover or a swap).
+    fn on_call_all(&self, schedule: &str, at: DateTime<Utc>, overrides: &[Override]) -> Vec<Shift> {
+        let Some(found) = self.schedule(schedule) else {
+            return Vec::new();
+        };
+        let covering: Vec<Shift> = overrides
+            .iter()
+            .filter(|o| o.schedule == schedule && o.start <= at && at < o.end)
+            .filter_map(|o| {
+                Some(Shift {
+                    schedule: schedule.to_owned(),
+                    member: self::values::Identity::parse_subject(&o.member).ok()?,
+                    start: o.start,
+                    end: o.end,
+                    timezone: found.timezone(),
+                })
+            })
+            .collect();
+        if covering.is_empty() {
+            found.on_call_all(at)
+        } else {
+            covering
+        }
     }
 
     /// The files this policy was built from, as `(name, text)`, in load

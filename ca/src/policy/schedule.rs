@@ -132,6 +132,11 @@ impl Schedule {
         }
     }
 
+    /// The schedule's time zone, to show shifts in.
+    pub(crate) fn timezone(&self) -> Tz {
+        self.timezone
+    }
+
     pub(crate) fn name(&self) -> &str {
         &self.name
     }

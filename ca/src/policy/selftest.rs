@@ -60,6 +60,7 @@ impl Policy {
             incident: test.incident.as_deref(),
             incident_state: Some(test.incident_state),
             approved_by: &test.approved_by,
+            overrides: &[],
             reason: test.reason.as_deref(),
             ttl: test.ttl,
             principals: test.principals.as_deref(),

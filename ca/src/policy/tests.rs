@@ -130,6 +130,7 @@ impl Query {
             incident: self.incident,
             incident_state: self.incident_state,
             approved_by: &[],
+            overrides: &[],
             reason: self.reason,
             ttl: self.ttl,
             principals: self.principals.as_deref(),

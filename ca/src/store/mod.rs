@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_incidents_revocations.sql"),
     include_str!("../../migrations/0003_access_requests.sql"),
+    include_str!("../../migrations/0004_oncall_overrides.sql"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -177,6 +178,7 @@ pub(crate) enum Change {
         by: String,
         reason: String,
     },
+    AddOverride(StoredOverride),
     Revoke {
         serials: Vec<u64>,
         by: String,
@@ -237,6 +239,14 @@ impl Change {
                 } else {
                     Ok(())
                 }
+            }
+            Change::AddOverride(o) => {
+                conn.execute(
+                    "INSERT INTO oncall_overrides (schedule, member, start, end, reason, created_by, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    rusqlite::params![o.schedule, o.member, o.start, o.end, o.reason, o.created_by, o.created_at],
+                )?;
+                Ok(())
             }
             Change::Deny { id, by, reason } => {
                 let changed = conn.execute(
@@ -402,6 +412,41 @@ fn state_changed_error() -> rusqlite::Error {
         rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
         Some(STATE_CHANGED.to_owned()),
     )
+}
+
+/// An on-call override as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct StoredOverride {
+    pub(crate) schedule: String,
+    pub(crate) member: String,
+    pub(crate) start: i64,
+    pub(crate) end: i64,
+    pub(crate) reason: String,
+    pub(crate) created_by: String,
+    pub(crate) created_at: String,
+}
+
+/// Overrides that have not ended by `now`.
+pub(crate) fn current_overrides(
+    conn: &Connection,
+    now: i64,
+) -> rusqlite::Result<Vec<StoredOverride>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT schedule, member, start, end, reason, created_by, created_at FROM oncall_overrides
+         WHERE end > ?1 ORDER BY start LIMIT 1000",
+    )?;
+    let rows = stmt.query_map([now], |r| {
+        Ok(StoredOverride {
+            schedule: r.get(0)?,
+            member: r.get(1)?,
+            start: r.get(2)?,
+            end: r.get(3)?,
+            reason: r.get(4)?,
+            created_by: r.get(5)?,
+            created_at: r.get(6)?,
+        })
+    })?;
+    rows.collect()
 }
 
 /// An access request as stored.

@@ -708,3 +708,56 @@ fn access_waits_for_an_approval_given_with_shiftkey_approve() -> anyhow::Result<
     );
     Ok(())
 }
+
+#[test]
+fn an_override_covers_a_shift_for_access_and_oncall() -> anyhow::Result<()> {
+    let (provider, ca, alice) = setup()?;
+    alice.login()?;
+    let (status, _) = ca.local(
+        "POST",
+        "/v1/incidents",
+        &json!({ "id": "INC-3", "title": "db slow", "severity": "sev2" }),
+    )?;
+    assert_eq!(status, 201);
+
+    // Alice hands her shift to bob for an hour.
+    let out = alice.shiftkey(&[
+        "oncall",
+        "override",
+        "primary",
+        "--member",
+        "user:bob@example.com",
+        "--for",
+        "1h",
+        "--reason",
+        "covering while alice is at the dentist",
+    ])?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let row = ca.last_audit("oncall.override")?;
+    assert_eq!(row["actor"], "user:alice@example.com");
+    assert_eq!(row["detail"]["member"], "user:bob@example.com");
+
+    let now: Value =
+        serde_json::from_str(&stdout(&alice.shiftkey(&["oncall", "primary", "--json"])?))?;
+    assert_eq!(now[0]["now"][0]["member"], "user:bob@example.com", "{now}");
+
+    // Bob, not on the rotation now, gets database access during the cover;
+    // alice, covered, does not.
+    let bob = User::new(&ca)?;
+    provider.set_default_login(
+        json!({ "sub": "bob", "email": "bob@example.com", "groups": ["sre"] }),
+    )?;
+    bob.login_as("bob@example.com")?;
+    let out = bob.shiftkey(&["access", "db-debug", "--incident", "INC-3", "--json"])?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = alice.shiftkey(&["access", "db-debug", "--incident", "INC-3"])?;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("on call"), "{}", stderr(&out));
+
+    // Overrides are checked: a bad member or a past window is refused.
+    let bad = alice.shiftkey(&[
+        "oncall", "override", "primary", "--member", "bob", "--for", "1h", "--reason", "x y z",
+    ])?;
+    assert!(!bad.status.success());
+    Ok(())
+}
