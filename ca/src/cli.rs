@@ -42,7 +42,7 @@ enum Command {
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("which").required(true).args(["serial", "key_id", "identity", "incident"])))]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["serial", "key_id", "identity", "incident", "request"])))]
 struct RevokeArgs {
     #[command(flatten)]
     dir: DataDir,
@@ -58,6 +58,9 @@ struct RevokeArgs {
     /// Every live certificate issued under this incident.
     #[arg(long)]
     incident: Option<String>,
+    /// The certificate issued for this access request (req=… in its key ID).
+    #[arg(long)]
+    request: Option<String>,
     /// Why; recorded in the audit log.
     #[arg(long)]
     reason: String,
@@ -202,12 +205,18 @@ pub fn run(cli: Cli) -> ExitCode {
 
 async fn revoke(args: RevokeArgs) -> anyhow::Result<ExitCode> {
     use crate::store::Selector;
-    let selector = match (&args.serial, &args.key_id, &args.identity, &args.incident) {
-        (Some(serial), ..) => Selector::Serial(*serial),
-        (_, Some(key_id), ..) => Selector::KeyId(key_id),
-        (_, _, Some(identity), _) => Selector::Identity(identity),
-        (.., Some(incident)) => Selector::Incident(incident),
-        _ => bail!("say which certificates: --serial, --key-id, --identity or --incident"),
+    let selector = if let Some(serial) = args.serial {
+        Selector::Serial(serial)
+    } else if let Some(key_id) = &args.key_id {
+        Selector::KeyId(key_id)
+    } else if let Some(identity) = &args.identity {
+        Selector::Identity(identity)
+    } else if let Some(incident) = &args.incident {
+        Selector::Incident(incident)
+    } else if let Some(request) = &args.request {
+        Selector::Request(request)
+    } else {
+        bail!("say which certificates: --serial, --key-id, --identity, --incident or --request")
     };
     if args.reason.trim().len() < 3 {
         bail!("--reason must say why (it is recorded in the audit log)");

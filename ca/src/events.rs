@@ -19,12 +19,16 @@ use crate::service::Ca;
 /// How often the audit log is read for new events.
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// Audit row kinds that are events.
-pub(crate) const KINDS: [&str; 5] = [
+pub(crate) const KINDS: [&str; 9] = [
     "certificate.revoked",
     "incident.resolved",
     "incident.opened",
     "policy.reloaded",
     "break_glass.used",
+    "request.created",
+    "request.approved",
+    "request.denied",
+    "oncall.override",
 ];
 /// Rows replayed to a subscriber that asks for history, at most.
 pub(crate) const MAX_BACKLOG: usize = 1000;

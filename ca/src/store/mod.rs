@@ -364,6 +364,10 @@ pub(crate) fn live_serials(
             "identity",
             rusqlite::types::Value::Text((*identity).to_owned()),
         ),
+        Selector::Request(request) => (
+            "request_id",
+            rusqlite::types::Value::Text((*request).to_owned()),
+        ),
         Selector::Incident(incident) => (
             "incident",
             rusqlite::types::Value::Text((*incident).to_owned()),
@@ -387,6 +391,8 @@ pub(crate) enum Selector<'a> {
     KeyId(&'a str),
     Identity(&'a str),
     Incident(&'a str),
+    /// The certificate issued for an access request (its `req=`).
+    Request(&'a str),
 }
 
 /// Serials revoked because they were issued under `incident`.

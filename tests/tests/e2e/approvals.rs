@@ -203,6 +203,26 @@ fn a_second_person_approves_and_self_approval_is_refused() -> anyhow::Result<()>
     let (status, _) = w.call(&carol, "GET", &path, None)?;
     assert_eq!(status, 200, "looking again is harmless");
 
+    // Revoking the request revokes its certificate.
+    let dir = w.ca.data_dir().to_string_lossy().into_owned();
+    let out = shiftkey_tests::util::run_ok(
+        std::process::Command::new(shiftkey_tests::util::binary("shiftkey-ca")?).args([
+            "revoke",
+            "--data-dir",
+            &dir,
+            "--request",
+            &id,
+            "--reason",
+            "approved by mistake",
+            "--json",
+        ]),
+    )?;
+    let revoked: Value = serde_json::from_str(out.trim())?;
+    assert_eq!(
+        revoked["revoked_serials"],
+        json!([issued["certificate"]["serial"]])
+    );
+
     // A denial needs a reason and ends the request.
     let (_, second) = w.ask(
         &carol,
