@@ -81,7 +81,7 @@ impl TestCa {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(30))
             .build()?;
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if self.port == 0 {
                 self.port = self.logged_port().unwrap_or(0);

@@ -49,6 +49,15 @@ impl DeviceProvider {
     /// ready. Fails with an install hint when `node` or the npm package
     /// `oidc-provider` is missing.
     pub fn start() -> anyhow::Result<Self> {
+        // One retry: a start that stalled once on a loaded CI machine (no
+        // ready line) has not been reproduced; a second start is cheap.
+        Self::start_once().or_else(|first| {
+            eprintln!("device provider did not start, retrying once: {first:#}");
+            Self::start_once()
+        })
+    }
+
+    fn start_once() -> anyhow::Result<Self> {
         let log_dir = tempfile::tempdir().context("creating a directory for the provider log")?;
         let log =
             File::create(log_dir.path().join("stderr.log")).context("creating the provider log")?;

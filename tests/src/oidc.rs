@@ -15,7 +15,9 @@ use anyhow::{Context, anyhow, bail};
 use serde_json::{Value, json};
 
 /// How long the provider may take to print its ready line.
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Generous: on a loaded 2-core CI machine a cold `node` start (first import
+/// of freshly installed packages, RSA key generation) once took over 30 s.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Where `code_flow_token` says the browser would land. Nothing listens
 /// there: redirects are never followed.
 const REDIRECT_URI: &str = "http://127.0.0.1:9/callback";

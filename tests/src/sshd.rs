@@ -109,7 +109,7 @@ impl Sshd {
                 dir: dir.to_owned(),
             };
             let listening = format!("Server listening on 127.0.0.1 port {port}");
-            let deadline = Instant::now() + Duration::from_secs(10);
+            let deadline = Instant::now() + Duration::from_secs(30);
             loop {
                 if sshd.log().contains(&listening) {
                     return Ok(sshd);
