@@ -39,6 +39,44 @@ enum Command {
     Audit(AuditCommand),
     /// Revoke live certificates (by serial, key ID, identity or incident); the KRL at /v1/krl lists them at once.
     Revoke(RevokeArgs),
+    /// Enroll hosts and bastions: one-time join tokens, the enrolled list.
+    #[command(subcommand)]
+    Hosts(HostsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum HostsCommand {
+    /// Print a one-time join token for `shiftkey host enroll` (or a bastion's first start).
+    Token(TokenArgs),
+    /// List enrolled hosts and bastions.
+    List {
+        #[command(flatten)]
+        dir: DataDir,
+        /// JSON lines, one host each.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct TokenArgs {
+    #[command(flatten)]
+    dir: DataDir,
+    /// The host's name in the CA (db-1); enrolling again under it replaces the old enrollment.
+    #[arg(long)]
+    name: String,
+    /// Names clients use for the host, comma-separated: its host certificate is valid for these.
+    #[arg(long, value_delimiter = ',', required = true)]
+    principals: Vec<String>,
+    /// How long the token may be used (at most 7d).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    ttl: std::time::Duration,
+    /// The token enrolls a bastion (which may then ask the CA for sessions).
+    #[arg(long)]
+    bastion: bool,
+    /// Print {"token": .., "id": .., "expires_at": ..} instead of the bare token.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -247,6 +285,72 @@ async fn revoke(args: RevokeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn local_actor() -> String {
+    let uid = nix::unistd::Uid::current().as_raw();
+    format!(
+        "local:{}",
+        crate::identity::local_user_name(uid).unwrap_or_else(|| uid.to_string())
+    )
+}
+
+async fn hosts(cmd: HostsCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        HostsCommand::Token(args) => {
+            let kind = if args.bastion {
+                crate::hosts::HostKind::Bastion
+            } else {
+                crate::hosts::HostKind::Host
+            };
+            let token =
+                crate::hosts::new_token(&args.name, args.principals, kind, args.ttl, local_actor())
+                    .map_err(anyhow::Error::msg)?;
+            crate::hosts::create_token_offline(&args.dir.data_dir, &token).await?;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "token": token.token.as_str(), "id": token.stored.id,
+                                        "name": token.stored.name, "kind": token.stored.kind,
+                                        "expires_at": token.stored.expires_at })
+                );
+            } else {
+                println!("{}", token.token.as_str());
+                eprintln!(
+                    "one-time join token {} for {} {} ({}), valid until {}; on the host run:\n  shiftkey host enroll --ca https://CA:8443 --token TOKEN",
+                    token.stored.id,
+                    token.stored.kind,
+                    token.stored.name,
+                    token.stored.principals.join(", "),
+                    chrono::DateTime::from_timestamp(token.stored.expires_at, 0)
+                        .map(|t| t.to_rfc3339())
+                        .unwrap_or_default()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        HostsCommand::List { dir, json } => {
+            for h in crate::hosts::list_offline(&dir.data_dir)? {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "name": h.name, "kind": h.kind, "principals": h.principals,
+                                            "key_fingerprint": h.key_fingerprint, "enrolled_at": h.enrolled_at,
+                                            "renewed_at": h.renewed_at })
+                    );
+                } else {
+                    println!(
+                        "{:<20} {:<8} {:<40} enrolled {}",
+                        h.name,
+                        h.kind,
+                        h.principals.join(","),
+                        h.enrolled_at
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
 fn passphrase() -> Option<Secret> {
     std::env::var(env_vars::CA_PASSPHRASE)
         .ok()
@@ -276,6 +380,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Revoke(args) => revoke(args).await,
+        Command::Hosts(cmd) => hosts(cmd).await,
         Command::Policy(cmd) => policy(cmd),
         Command::Audit(cmd) => audit(cmd),
     }

@@ -175,7 +175,7 @@ pub(crate) fn validate(req: &CertificateRequest) -> Result<ValidRequest, Request
     })
 }
 
-fn parse_public_key(line: &str) -> Result<PublicKey, RequestError> {
+pub(crate) fn parse_public_key(line: &str) -> Result<PublicKey, RequestError> {
     if line.len() > MAX_PUBLIC_KEY_LEN {
         return Err(RequestError::MalformedKey("longer than 8 KiB".into()));
     }

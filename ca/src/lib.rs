@@ -13,6 +13,8 @@ mod audit;
 #[doc(hidden)]
 pub mod bench;
 mod cli;
+mod hosts;
+mod sessions;
 mod config;
 mod env_vars;
 mod events;

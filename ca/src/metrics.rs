@@ -33,6 +33,8 @@ pub(crate) struct Metrics {
     pub(crate) notify_failures: Counter,
     /// Seconds from request received to answer, for `POST /v1/certificates`.
     pub(crate) issue_latency: Histogram,
+    /// Bastion sessions authorized, by role.
+    pub(crate) sessions: Family<RoleLabels, Counter>,
 }
 
 impl Metrics {
@@ -43,6 +45,12 @@ impl Metrics {
         let auth_failures = Family::<KindLabels, Counter>::default();
         let policy_reloads = Family::<KindLabels, Counter>::default();
         let notify_failures = Counter::default();
+        let sessions = Family::<RoleLabels, Counter>::default();
+        registry.register(
+            "sessions_authorized",
+            "Bastion sessions the CA authorized, by role",
+            sessions.clone(),
+        );
         // 50 µs .. ~1.6 s
         let issue_latency = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
         registry.register(
@@ -83,6 +91,7 @@ impl Metrics {
             auth_failures,
             policy_reloads,
             issue_latency,
+            sessions,
         }
     }
 

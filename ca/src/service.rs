@@ -86,6 +86,11 @@ impl Ca {
         }
     }
 
+    /// The next certificate serial (user and host certificates share them).
+    pub(crate) fn next_serial(&self) -> u64 {
+        self.last_serial.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
     /// Runs a read-only query on the store.
     pub(crate) fn read<T>(
         &self,
@@ -311,7 +316,7 @@ impl Ca {
                 return Err(ApiError::Denied(denied));
             }
         };
-        let serial = self.last_serial.fetch_add(1, Ordering::SeqCst) + 1;
+        let serial = self.next_serial();
         let signed = issue::certify(
             &self.keys.user,
             &caller.key_id_subject(),

@@ -2,7 +2,9 @@
 //!
 //! This crate owns the JSON wire format shared by the CA, the bastion and the
 //! `shiftkey` client, and nothing else: plain serde structs, no behaviour, no
-//! dependencies beyond serde. Changing a field here is an API change.
+//! dependencies beyond serde (and, behind the `host-auth` feature, the one
+//! request-signing scheme enrolled hosts use). Changing a field here is an
+//! API change.
 
 use serde::{Deserialize, Serialize};
 
@@ -216,4 +218,147 @@ pub struct OverrideRequest {
     pub start: i64,
     pub end: i64,
     pub reason: String,
+}
+
+/// `POST /v1/hosts/enroll`: a host (or bastion) trades a one-time join token
+/// for a host certificate for its host key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    /// The join token `shiftkey-ca hosts token` printed.
+    pub token: String,
+    /// The host's public key, OpenSSH format (`ssh-ed25519 AAAA...`).
+    pub host_key: String,
+}
+
+/// `POST /v1/hosts/renew` (host-authenticated): a fresh host certificate,
+/// for the same key or, when `host_key` is set, for a new one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RenewRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_key: Option<String>,
+}
+
+/// A host certificate and what an enrolled host needs beside it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HostCertificateResponse {
+    /// OpenSSH certificate line, for `HostCertificate`.
+    pub certificate: String,
+    pub serial: u64,
+    /// The enrolled name (`db-1`).
+    pub name: String,
+    /// `host` or `bastion`.
+    pub kind: String,
+    /// The names the certificate is valid for.
+    pub principals: Vec<String>,
+    pub valid_after: u64,
+    pub valid_before: u64,
+    /// For `TrustedUserCAKeys`, one key per entry.
+    pub user_ca_keys: Vec<String>,
+    /// For clients' `@cert-authority` lines.
+    pub host_ca_keys: Vec<String>,
+    /// `AuthorizedPrincipalsFile` contents per login on this host: the
+    /// principals of the policy's roles whose host patterns match one of the
+    /// host's names. Logins not listed accept no certificate.
+    pub authorized_principals: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// `POST /v1/sessions` (bastion-authenticated): may this user certificate
+/// reach this target as this principal? On yes, a certificate for the
+/// bastion's one-session key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRequest {
+    /// The certificate the user authenticated to the bastion with (OpenSSH line).
+    pub user_certificate: String,
+    /// The login on the target.
+    pub principal: String,
+    pub target_host: String,
+    pub target_port: u16,
+    /// The user's address as the bastion saw it.
+    pub client_address: String,
+    /// The public key the bastion generated for this session alone.
+    pub session_key: String,
+}
+
+/// The CA's yes to a `SessionRequest`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SessionGrant {
+    /// `s_` and 16 hex digits: names the session in the key ID, the audit
+    /// log and the recording.
+    pub session_id: String,
+    /// User certificate for the session key: the principal only, valid a
+    /// minute or two, key ID naming the session and the user's serial.
+    pub certificate: String,
+    pub valid_before: u64,
+    /// `user:alice@example.com`.
+    pub identity: String,
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<String>,
+    /// Serial of the user's certificate.
+    pub user_serial: u64,
+    /// The session ends after this long, whatever happens.
+    pub max_session_seconds: u64,
+    /// The session ends after this long without input or output.
+    pub idle_timeout_seconds: u64,
+}
+
+/// `GET /v1/recordings` entry, and the metadata of one recorded session.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RecordingInfo {
+    pub session_id: String,
+    pub identity: String,
+    pub user_serial: u64,
+    pub role: String,
+    #[serde(default)]
+    pub incident: Option<String>,
+    pub principal: String,
+    pub target: String,
+    pub client_address: String,
+    pub bastion: String,
+    /// Unix seconds.
+    pub started_at: i64,
+    #[serde(default)]
+    pub ended_at: Option<i64>,
+    #[serde(default)]
+    pub exit_status: Option<u32>,
+    /// Why the session ended (`client closed`, `certificate revoked`, ...).
+    #[serde(default)]
+    pub end_reason: Option<String>,
+    /// `live`, `ended`, `sealed` or `verification-failed`.
+    pub status: String,
+    /// The recorded channels (`0.cast.gz`, `1.sftp.jsonl.gz`, ...).
+    pub files: Vec<RecordingFile>,
+    /// Hex SHA-256 over the seal manifest, once sealed.
+    #[serde(default)]
+    pub digest: Option<String>,
+    /// The CA's SSHSIG over the manifest (namespace `shiftkey-recording`), armored.
+    #[serde(default)]
+    pub signature: Option<String>,
+}
+
+/// One recorded channel's file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RecordingFile {
+    pub name: String,
+    /// `shell`, `exec`, `sftp`, ...
+    pub kind: String,
+    #[serde(default)]
+    pub command: Option<String>,
+    pub bytes: u64,
+    /// Hex SHA-256 of the (compressed) file as stored.
+    pub sha256: String,
+}
+
+#[cfg(feature = "host-auth")]
+pub mod host_auth;
+
+/// `POST /v1/hosts/present` (bastions only): a host certificate for the
+/// bastion's key under `target`, the name the user's ssh asked for.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PresentRequest {
+    pub target: String,
 }

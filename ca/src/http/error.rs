@@ -40,6 +40,11 @@ pub(crate) enum ApiError {
         code: &'static str,
         message: String,
     },
+    /// The CA refused a bastion session (403, with its code).
+    SessionDenied {
+        code: &'static str,
+        message: String,
+    },
     /// The request conflicts with the current state (incident already resolved).
     Conflict(String),
     /// An incoming webhook whose source has no secret in `ca.toml`.
@@ -64,7 +69,9 @@ impl ApiError {
             ApiError::WebhookNotConfigured(_) => StatusCode::NOT_FOUND,
             ApiError::Denied(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound | ApiError::Missing(_) => StatusCode::NOT_FOUND,
-            ApiError::Forbidden(_) | ApiError::Decision { .. } => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::Decision { .. } | ApiError::SessionDenied { .. } => {
+                StatusCode::FORBIDDEN
+            }
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::AuditUnavailable(_) | ApiError::IdentityProviderUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -82,7 +89,7 @@ impl ApiError {
             ApiError::Denied(d) => d.code.as_str(),
             ApiError::NotFound | ApiError::Missing(_) => "not-found",
             ApiError::Forbidden(_) => "forbidden",
-            ApiError::Decision { code, .. } => code,
+            ApiError::Decision { code, .. } | ApiError::SessionDenied { code, .. } => code,
             ApiError::Conflict(_) => "conflict",
             ApiError::WebhookNotConfigured(_) => "not-configured",
             ApiError::WebhookRefused { code, .. } => code,
@@ -104,7 +111,9 @@ impl ApiError {
             ApiError::Denied(d) => d.message.clone(),
             ApiError::NotFound => "no such endpoint".into(),
             ApiError::Missing(m) | ApiError::Forbidden(m) | ApiError::Conflict(m) => m.clone(),
-            ApiError::Decision { message, .. } => message.clone(),
+            ApiError::Decision { message, .. } | ApiError::SessionDenied { message, .. } => {
+                message.clone()
+            }
             ApiError::WebhookNotConfigured(source) => {
                 format!("the {source} webhook is not configured on this CA")
             }
@@ -133,6 +142,9 @@ impl ApiError {
             ApiError::Forbidden(_) => Some("ask a policy owner for a grant".into()),
             ApiError::Decision { .. } => {
                 Some("`shiftkey requests` lists what you may approve".into())
+            }
+            ApiError::SessionDenied { .. } => {
+                Some("`shiftkey roles` shows which hosts and logins your roles allow".into())
             }
             ApiError::Conflict(_) => None,
             ApiError::WebhookNotConfigured(_) => {

@@ -15,7 +15,6 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::events::{CaEvent, read_since};
 use crate::http::error::ApiError;
-use crate::identity::Caller;
 use crate::service::Ca;
 
 pub(crate) fn routes() -> Router<Arc<Ca>> {
@@ -37,10 +36,11 @@ fn to_sse(event: &CaEvent) -> Result<Event, Infallible> {
 
 async fn subscribe(
     State(ca): State<Arc<Ca>>,
-    _caller: Caller,
+    subscriber: super::hosts::Subscriber,
     headers: HeaderMap,
     Query(query): Query<Since>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    tracing::debug!(subscriber = %subscriber.identity(), "event stream opened");
     // Subscribe before reading the backlog, so nothing falls between them.
     let receiver = ca.events.subscribe();
     let since = query.since.or_else(|| {

@@ -3,6 +3,7 @@
 
 pub(crate) mod error;
 mod events;
+mod hosts;
 pub(crate) mod webhooks;
 
 use std::sync::Arc;
@@ -54,6 +55,7 @@ pub(crate) fn router(ca: Arc<Ca>, request_timeout: Duration) -> Router {
         .route("/v1/incidents/{id}/resolve", post(resolve_incident))
         .merge(webhooks::routes())
         .merge(events::routes())
+        .merge(hosts::routes())
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(

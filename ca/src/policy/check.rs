@@ -445,6 +445,28 @@ fn check_role(
         }
     };
 
+    let mut session_limit =
+        |value: &Option<Spanned<String>>, field: &'static str, default| match value {
+            None => default,
+            Some(value) => match duration(item, value, &context, field, sink) {
+                Some(d) if d.is_zero() || d > HARD_MAX_TTL => {
+                    sink.at(
+                        &item.at(value),
+                        format!("{context}: {field} must be longer than zero and at most 24h"),
+                    );
+                    default
+                }
+                Some(d) => d,
+                None => default,
+            },
+        };
+    let max_session = session_limit(&r.max_session, "max_session", max_ttl);
+    let idle_timeout = session_limit(
+        &r.idle_timeout,
+        "idle_timeout",
+        Duration::from_secs(15 * 60),
+    );
+
     let mut require_on_call = Vec::new();
     for schedule in &r.require_on_call {
         if known_schedule(schedule.get_ref()) {
@@ -548,6 +570,8 @@ fn check_role(
         principals,
         hosts,
         max_ttl,
+        max_session,
+        idle_timeout,
         require_on_call,
         require_incident: r.require_incident,
         incident_severity,

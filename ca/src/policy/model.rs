@@ -52,6 +52,10 @@ pub(crate) struct Role {
     /// Host patterns (`db-*.prod.example.com`) the role is meant for.
     pub(super) hosts: Vec<String>,
     pub(super) max_ttl: Duration,
+    /// Longest bastion session.
+    pub(super) max_session: Duration,
+    /// A bastion session idle this long ends.
+    pub(super) idle_timeout: Duration,
     pub(super) require_on_call: Vec<String>,
     pub(super) require_incident: bool,
     /// The least severe incident level accepted (1 = sev1 only); any when None.
@@ -86,6 +90,16 @@ impl Role {
     }
     pub(crate) fn max_ttl(&self) -> Duration {
         self.max_ttl
+    }
+    pub(crate) fn max_session(&self) -> Duration {
+        self.max_session
+    }
+    pub(crate) fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+    /// True when `host` matches one of the role's host patterns.
+    pub(crate) fn covers_host(&self, host: &str) -> bool {
+        self.hosts.iter().any(|pattern| host_matches(pattern, host))
     }
     pub(crate) fn require_on_call(&self) -> &[String] {
         &self.require_on_call
@@ -130,4 +144,71 @@ pub(crate) struct AutoApprove {
     pub(crate) on_call: bool,
     /// The named incident is open and at least this severe.
     pub(crate) incident_severity: Option<u8>,
+}
+
+/// OpenSSH-style host pattern: `*` matches any run of characters, `?` one;
+/// case-insensitive, as host names are. Hand-written: it is the 20 lines
+/// sshd's `match_pattern` is, and crates for globs match paths, not names.
+pub(crate) fn host_matches(pattern: &str, host: &str) -> bool {
+    let pattern: Vec<char> = pattern.to_ascii_lowercase().chars().collect();
+    let host: Vec<char> = host.to_ascii_lowercase().chars().collect();
+    let (mut p, mut h) = (0, 0);
+    // Where the last `*` was, and how much of the host it has eaten.
+    let mut star: Option<(usize, usize)> = None;
+    while h < host.len() {
+        match pattern.get(p) {
+            Some('*') => {
+                star = Some((p, h));
+                p += 1;
+            }
+            Some(&c) if c == '?' || Some(&c) == host.get(h) => {
+                p += 1;
+                h += 1;
+            }
+            _ => match star {
+                Some((sp, sh)) => {
+                    p = sp + 1;
+                    h = sh + 1;
+                    star = Some((sp, sh + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern.iter().skip(p).all(|&c| c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_matches;
+
+    #[test]
+    fn host_patterns_match_like_openssh() {
+        assert!(host_matches(
+            "db-*.prod.example.com",
+            "db-1.prod.example.com"
+        ));
+        assert!(host_matches(
+            "db-*.prod.example.com",
+            "DB-12.Prod.Example.com"
+        ));
+        assert!(!host_matches(
+            "db-*.prod.example.com",
+            "db-1.staging.example.com"
+        ));
+        assert!(!host_matches(
+            "db-*.prod.example.com",
+            "web-1.prod.example.com"
+        ));
+        assert!(!host_matches(
+            "db-*.prod.example.com",
+            "db-1.prod.example.com.evil"
+        ));
+        assert!(host_matches("*", "anything"));
+        assert!(host_matches("db-?", "db-1"));
+        assert!(!host_matches("db-?", "db-12"));
+        assert!(host_matches("*.example.com", "a.b.example.com"));
+        assert!(!host_matches("*.example.com", "example.com"));
+        assert!(host_matches("localhost", "localhost"));
+    }
 }

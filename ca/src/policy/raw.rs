@@ -141,6 +141,10 @@ pub(crate) struct RawRole {
     pub(crate) extensions: Vec<Spanned<String>>,
     pub(crate) force_command: Option<Spanned<String>>,
     pub(crate) source_address: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Longest bastion session (`"2h"`); the role's max_ttl when absent.
+    pub(crate) max_session: Option<Spanned<String>>,
+    /// A bastion session without input or output this long ends (`"15m"`).
+    pub(crate) idle_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

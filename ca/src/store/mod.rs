@@ -8,12 +8,15 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags};
 
+pub(crate) mod hosts;
+
 /// Numbered migrations, applied in order; `PRAGMA user_version` records the last.
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_incidents_revocations.sql"),
     include_str!("../../migrations/0003_access_requests.sql"),
     include_str!("../../migrations/0004_oncall_overrides.sql"),
+    include_str!("../../migrations/0005_hosts_sessions.sql"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +189,24 @@ pub(crate) enum Change {
         at: String,
     },
     OpenIncident(Incident),
+    /// A one-time join token for a host or bastion.
+    CreateJoinToken(hosts::StoredToken),
+    /// Spends a join token and records the host and its first certificate.
+    Enroll {
+        token_hash: String,
+        now: i64,
+        host: hosts::StoredHost,
+        certificate: hosts::HostCertificate,
+    },
+    RenewHost(hosts::HostCertificate),
+    /// A host certificate that changes no host's identity (what a bastion
+    /// presents under a target's name).
+    RecordHostCertificate(hosts::HostCertificate),
+    /// A bastion session starts: its one-session certificate and its row.
+    StartSession {
+        certificate: IssuedCertificate,
+        session: hosts::StoredSession,
+    },
     /// Resolves the incident and revokes the certificates issued under it
     /// that are live at `now` (unix seconds).
     ResolveIncident {
@@ -200,6 +221,22 @@ impl Change {
     pub(crate) fn apply(&self, conn: &Connection) -> rusqlite::Result<()> {
         match self {
             Change::Issue(cert) => cert.insert(conn),
+            Change::CreateJoinToken(token) => token.insert(conn),
+            Change::Enroll {
+                token_hash,
+                now,
+                host,
+                certificate,
+            } => hosts::enroll(conn, token_hash, *now, host, certificate),
+            Change::RenewHost(certificate) => hosts::renew(conn, certificate),
+            Change::RecordHostCertificate(certificate) => certificate.insert(conn),
+            Change::StartSession {
+                certificate,
+                session,
+            } => {
+                certificate.insert(conn)?;
+                session.insert(conn)
+            }
             Change::IssueForRequest {
                 certificate,
                 request,
@@ -559,7 +596,10 @@ pub(crate) fn revocation_count(conn: &Connection) -> rusqlite::Result<u64> {
 pub(crate) fn max_serial(conn: &Connection) -> rusqlite::Result<u64> {
     let max: Option<i64> =
         conn.query_row("SELECT MAX(serial) FROM certificates", [], |row| row.get(0))?;
-    Ok(max.map_or(0, |m| u64::try_from(m).unwrap_or(0)))
+    // User and host certificates share one sequence.
+    Ok(max
+        .map_or(0, |m| u64::try_from(m).unwrap_or(0))
+        .max(hosts::max_host_serial(conn)?))
 }
 
 /// SQLite integers are signed; serials and times stay far below `i64::MAX`.

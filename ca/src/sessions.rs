@@ -1,0 +1,375 @@
+//! `POST /v1/sessions`: the CA decides whether a bastion may open a session
+//! for a user's certificate to a target, and mints the certificate for the
+//! bastion's one-session key.
+//!
+//! The bastion has checked the certificate already (`verify_user_cert`); the
+//! CA checks again against what only it knows: the certificate is one it
+//! issued and recorded, not revoked, its role (as the policy says now) covers
+//! the target, its incident is still open. Allowed or denied, the decision is
+//! audited before the answer leaves.
+
+use std::time::Duration;
+
+use chrono::{SecondsFormat, Utc};
+use serde_json::json;
+use shiftkey_wire::{SessionGrant, SessionRequest};
+use ssh_key::certificate::{Builder, CertType};
+use ssh_key::{Certificate, HashAlg, PublicKey};
+
+use crate::audit::{Event, Outcome};
+use crate::hosts::{EnrolledHost, HostKind};
+use crate::http::error::ApiError;
+use crate::keys::rng;
+use crate::policy::IncidentState;
+use crate::service::Ca;
+use crate::store::hosts::{self as store, StoredSession};
+use crate::store::{Change, IssuedCertificate};
+
+/// Lifetime of a one-session certificate: long enough to connect, useless
+/// soon after (the session itself then lives on the open connection).
+pub(crate) const SESSION_CERT_TTL: Duration = Duration::from_secs(120);
+/// Backdating for the target's clock.
+const BACKDATE: Duration = Duration::from_secs(30);
+/// User certificate extensions carried to the one-session certificate. The
+/// bastion enforces forwarding itself; the target sees what the user holds.
+const CARRIED_EXTENSIONS: [&str; 5] = [
+    "permit-X11-forwarding",
+    "permit-agent-forwarding",
+    "permit-port-forwarding",
+    "permit-pty",
+    "permit-user-rc",
+];
+
+/// Why a session was refused: the code goes to the audit row and the
+/// answer, the message to the user's terminal.
+struct Refusal {
+    code: &'static str,
+    message: String,
+    /// Who, when the certificate told us.
+    identity: Option<String>,
+}
+
+fn refusal(code: &'static str, message: impl Into<String>) -> Refusal {
+    Refusal {
+        code,
+        message: message.into(),
+        identity: None,
+    }
+}
+
+/// What the checks establish about an allowed session.
+struct Checked {
+    user_cert: Certificate,
+    known: store::KnownCertificate,
+    role: crate::policy::Role,
+    session_key: PublicKey,
+}
+
+impl Ca {
+    pub(crate) async fn authorize_session(
+        &self,
+        bastion: &EnrolledHost,
+        request: SessionRequest,
+    ) -> Result<SessionGrant, ApiError> {
+        let detail = json!({
+            "bastion": bastion.name,
+            "target": format!("{}:{}", clip(&request.target_host), request.target_port),
+            "principal": clip(&request.principal),
+            "client_address": clip(&request.client_address),
+        });
+        let checked = match self.check_session(bastion, &request) {
+            Ok(c) => c,
+            Err(Refusal {
+                code,
+                message,
+                identity,
+            }) => {
+                let mut detail = detail;
+                detail["denied"] = json!(code);
+                detail["message"] = json!(message);
+                self.metrics.deny("(session)", code);
+                self.audit
+                    .record(Event {
+                        kind: "session.denied",
+                        actor: identity.unwrap_or_else(|| bastion.identity()),
+                        outcome: Outcome::Deny,
+                        detail,
+                    })
+                    .await
+                    .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
+                return Err(ApiError::SessionDenied { code, message });
+            }
+        };
+        self.grant_session(bastion, &request, checked, detail).await
+    }
+
+    fn check_session(
+        &self,
+        bastion: &EnrolledHost,
+        request: &SessionRequest,
+    ) -> Result<Checked, Refusal> {
+        if bastion.kind != HostKind::Bastion {
+            return Err(refusal(
+                "not-a-bastion",
+                "only enrolled bastions may open sessions",
+            ));
+        }
+        let user_cert = Certificate::from_openssh(request.user_certificate.trim())
+            .map_err(|_| refusal("invalid-certificate", "the user certificate cannot be read"))?;
+        let now = u64::try_from(Utc::now().timestamp()).unwrap_or(0);
+        let ca = self.keys.user.public_key().fingerprint(HashAlg::Sha256);
+        if user_cert.cert_type() != CertType::User {
+            return Err(refusal("invalid-certificate", "not a user certificate"));
+        }
+        user_cert.validate_at(now, [&ca]).map_err(|_| {
+            refusal(
+                "certificate-invalid",
+                "the certificate is expired or not signed by this CA; run `shiftkey access` again",
+            )
+        })?;
+        let known = self
+            .read(|conn| store::user_certificate(conn, user_cert.serial()))
+            .map_err(|_| refusal("store-unavailable", "the CA cannot read its store"))?
+            .ok_or_else(|| {
+                refusal(
+                    "certificate-unknown",
+                    "this CA has no record of the certificate",
+                )
+            })?;
+        let fingerprint = user_cert
+            .public_key()
+            .fingerprint(HashAlg::Sha256)
+            .to_string();
+        let with_identity = |code, message: String| Refusal {
+            code,
+            message,
+            identity: Some(known.identity.clone()),
+        };
+        if known.key_fingerprint != fingerprint || known.key_id != user_cert.key_id() {
+            return Err(with_identity(
+                "certificate-unknown",
+                "the certificate does not match the one this CA recorded under its serial".into(),
+            ));
+        }
+        if self
+            .read(|conn| store::is_revoked(conn, user_cert.serial()))
+            .map_err(|_| refusal("store-unavailable", "the CA cannot read its store"))?
+        {
+            return Err(with_identity(
+                "certificate-revoked",
+                format!("certificate serial {} is revoked", user_cert.serial()),
+            ));
+        }
+        if !crate::issue::is_valid_name(&request.principal)
+            || !user_cert
+                .valid_principals()
+                .iter()
+                .any(|p| p == &request.principal)
+        {
+            return Err(with_identity(
+                "principal-not-in-certificate",
+                format!(
+                    "the certificate does not allow the login {:?} (it allows {})",
+                    clip(&request.principal),
+                    user_cert.valid_principals().join(", ")
+                ),
+            ));
+        }
+        let policy = self.policy();
+        let role = policy.role(&known.role).cloned().ok_or_else(|| {
+            with_identity(
+                "role-gone",
+                format!("the role {:?} is no longer in the policy", known.role),
+            )
+        })?;
+        if crate::hosts::check_names("target", std::slice::from_ref(&request.target_host)).is_err()
+            || !role.covers_host(&request.target_host)
+        {
+            return Err(with_identity(
+                "host-not-in-role",
+                format!(
+                    "the role {} does not cover the host {:?} (it covers {})",
+                    role.name(),
+                    clip(&request.target_host),
+                    role.hosts().join(", ")
+                ),
+            ));
+        }
+        if let Some(incident) = &known.incident {
+            match self.incident_state(incident) {
+                Ok(IncidentState::Open { .. }) => {}
+                Ok(_) => {
+                    return Err(with_identity(
+                        "incident-resolved",
+                        format!("incident {incident} is resolved; access under it has ended"),
+                    ));
+                }
+                Err(_) => return Err(refusal("store-unavailable", "the CA cannot read its store")),
+            }
+        }
+        let session_key = crate::issue::parse_public_key(&request.session_key)
+            .ok()
+            .filter(|k| k.algorithm() == ssh_key::Algorithm::Ed25519)
+            .ok_or_else(|| {
+                refusal(
+                    "invalid-session-key",
+                    "the session key must be an ed25519 public key",
+                )
+            })?;
+        Ok(Checked {
+            user_cert,
+            known,
+            role,
+            session_key,
+        })
+    }
+
+    async fn grant_session(
+        &self,
+        bastion: &EnrolledHost,
+        request: &SessionRequest,
+        checked: Checked,
+        detail: serde_json::Value,
+    ) -> Result<SessionGrant, ApiError> {
+        let Checked {
+            user_cert,
+            known,
+            role,
+            session_key,
+        } = checked;
+        let session_id = new_session_id();
+        let serial = self.next_serial();
+        let now = Utc::now();
+        let now_secs = u64::try_from(now.timestamp()).unwrap_or(0);
+        let valid_after = now_secs.saturating_sub(BACKDATE.as_secs());
+        let valid_before = (now_secs + SESSION_CERT_TTL.as_secs()).min(user_cert.valid_before());
+        // The user's key ID, with the session named: `alice@example.com
+        // role=db-debug incident=INC-42 session=s_.. via=1042 serial=1043`.
+        let subject = known.key_id.split(' ').next().unwrap_or("unknown");
+        let mut key_id = format!("{subject} role={}", known.role);
+        if let Some(incident) = &known.incident {
+            key_id.push_str(&format!(" incident={incident}"));
+        }
+        key_id.push_str(&format!(
+            " session={session_id} via={} serial={serial}",
+            user_cert.serial()
+        ));
+        let sign = || -> Result<Certificate, ssh_key::Error> {
+            let mut b = Builder::new_with_random_nonce(
+                &mut rng(),
+                session_key.key_data().clone(),
+                valid_after,
+                valid_before,
+            )?;
+            b.serial(serial)?
+                .cert_type(CertType::User)?
+                .key_id(key_id.as_str())?
+                .valid_principal(request.principal.clone())?;
+            if let Some(command) = user_cert.critical_options().get("force-command") {
+                b.critical_option("force-command", command.clone())?;
+            }
+            for (name, _) in user_cert.extensions().iter() {
+                if CARRIED_EXTENSIONS.contains(&name.as_str()) {
+                    b.extension(name.clone(), "")?;
+                }
+            }
+            b.sign(self.keys.user.signing_key())
+        };
+        let certificate = sign().map_err(|e| ApiError::Internal(format!("signing failed: {e}")))?;
+        let line = certificate
+            .to_openssh()
+            .map_err(|e| ApiError::Internal(format!("encoding failed: {e}")))?;
+        let target = format!("{}:{}", request.target_host, request.target_port);
+        let row = IssuedCertificate {
+            serial,
+            key_id: key_id.clone(),
+            identity: known.identity.clone(),
+            role: known.role.clone(),
+            incident: known.incident.clone(),
+            request_id: session_id.clone(),
+            principals: vec![request.principal.clone()],
+            valid_after,
+            valid_before,
+            key_fingerprint: session_key.fingerprint(HashAlg::Sha256).to_string(),
+            issued_at: now.to_rfc3339_opts(SecondsFormat::Secs, true),
+            certificate: line.clone(),
+        };
+        let session = StoredSession {
+            id: session_id.clone(),
+            identity: known.identity.clone(),
+            user_serial: user_cert.serial(),
+            session_serial: serial,
+            role: known.role.clone(),
+            incident: known.incident.clone(),
+            principal: request.principal.clone(),
+            target,
+            client_address: request.client_address.clone(),
+            bastion: bastion.name.clone(),
+            started_at: now.timestamp(),
+        };
+        let mut detail = detail;
+        detail["session"] = json!(session_id);
+        detail["user_serial"] = json!(user_cert.serial());
+        detail["serial"] = json!(serial);
+        detail["key_id"] = json!(key_id);
+        detail["role"] = json!(known.role);
+        detail["incident"] = json!(known.incident);
+        detail["valid_before"] = json!(valid_before);
+        let committed = self
+            .audit
+            .record_change(
+                Event {
+                    kind: "session.authorized",
+                    actor: known.identity.clone(),
+                    outcome: Outcome::Allow,
+                    detail,
+                },
+                Change::StartSession {
+                    certificate: row,
+                    session,
+                },
+            )
+            .await;
+        match committed {
+            Ok(_) => {}
+            Err(crate::audit::Error::Write(m)) if m.contains(crate::store::INCIDENT_NOT_OPEN) => {
+                return Err(ApiError::SessionDenied {
+                    code: "incident-resolved",
+                    message: "the incident was resolved a moment ago; access under it has ended"
+                        .into(),
+                });
+            }
+            Err(e) => return Err(ApiError::AuditUnavailable(e.to_string())),
+        }
+        self.metrics
+            .sessions
+            .get_or_create(&crate::metrics::RoleLabels {
+                role: known.role.clone(),
+            })
+            .inc();
+        Ok(SessionGrant {
+            session_id,
+            certificate: line,
+            valid_before,
+            identity: known.identity,
+            role: known.role,
+            incident: known.incident,
+            user_serial: user_cert.serial(),
+            max_session_seconds: role.max_session().as_secs(),
+            idle_timeout_seconds: role.idle_timeout().as_secs(),
+        })
+    }
+}
+
+/// `s_` and 16 hex digits.
+fn new_session_id() -> String {
+    use ssh_key::rand_core::Rng;
+    let mut bytes = [0u8; 8];
+    rng().fill_bytes(&mut bytes);
+    format!("s_{}", hex::encode(bytes))
+}
+
+/// Caller-supplied text as it may appear in an audit row.
+fn clip(s: &str) -> String {
+    s.chars().take(253).filter(|c| !c.is_control()).collect()
+}
