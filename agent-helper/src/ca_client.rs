@@ -363,11 +363,26 @@ impl CaClient {
             .map(serde_json::to_vec)
             .transpose()
             .map_err(|e| Error::BadAnswer(format!("cannot encode the request: {e}")))?;
+        self.exchange_raw(method, path, body, None).await
+    }
+
+    /// One exchange of a body already encoded, with `authorization` (when
+    /// given) as the `Authorization` header instead of the Bearer token: an
+    /// enrolled host signs the exact bytes it sends (`shiftkey host`). The
+    /// 2xx status and body, or the CA's refusal.
+    pub(crate) async fn exchange_raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        authorization: Option<&str>,
+    ) -> Result<(u16, Bytes), Error> {
         let (status, bytes) = match &self.endpoint {
             Endpoint::Https { base, client } => {
-                self.send_https(client, base, method, path, body).await?
+                self.send_https(client, base, method, path, body, authorization)
+                    .await?
             }
-            Endpoint::Unix(socket) => send_unix(socket, method, path, body).await?,
+            Endpoint::Unix(socket) => send_unix(socket, method, path, body, authorization).await?,
         };
         if !(200..300).contains(&status) {
             return Err(match serde_json::from_slice::<ErrorResponse>(&bytes) {
@@ -390,6 +405,7 @@ impl CaClient {
         method: &str,
         path: &str,
         body: Option<Vec<u8>>,
+        authorization: Option<&str>,
     ) -> Result<(u16, Bytes), Error> {
         let unreachable = |e: reqwest::Error| Error::Unreachable {
             ca: base.to_owned(),
@@ -399,7 +415,9 @@ impl CaClient {
             "POST" => client.post(format!("{base}{path}")),
             _ => client.get(format!("{base}{path}")),
         };
-        if let Some(token) = &self.token {
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        } else if let Some(token) = &self.token {
             request = request.bearer_auth(token.as_str());
         }
         if let Some(body) = body {
@@ -428,6 +446,7 @@ async fn send_unix(
     method: &str,
     path: &str,
     body: Option<Vec<u8>>,
+    authorization: Option<&str>,
 ) -> Result<(u16, Bytes), Error> {
     let ca = format!("unix:{}", socket.display());
     let unreachable = |cause: String| Error::Unreachable {
@@ -442,11 +461,15 @@ async fn send_unix(
             .await
             .map_err(|e| unreachable(e.to_string()))?;
         let driver = tokio::spawn(connection);
-        let request = hyper::Request::builder()
+        let mut request = hyper::Request::builder()
             .method(method)
             .uri(path)
             .header("host", "localhost")
-            .header("content-type", "application/json")
+            .header("content-type", "application/json");
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        let request = request
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| unreachable(e.to_string()))?;
         let response = sender

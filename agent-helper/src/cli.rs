@@ -250,6 +250,18 @@ enum Command {
         #[command(flatten)]
         token: TokenArgs,
     },
+    /// Enroll this server's sshd with the CA and keep it current (run as root).
+    #[command(subcommand)]
+    Host(crate::host::HostCommand),
+    /// Session recordings for security reviewers: list, search, play, watch, export, verify.
+    Recordings {
+        #[command(subcommand)]
+        action: crate::recordings::Action,
+        #[command(flatten)]
+        ca: CaArgs,
+        #[command(flatten)]
+        token: TokenArgs,
+    },
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -716,6 +728,18 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Host(command) => crate::host::run(command).await,
+        Command::Recordings { action, ca, token } => match action {
+            crate::recordings::Action::Verify { dir, ca_key } => {
+                let saved = match ca_key {
+                    Some(_) => Vec::new(),
+                    None => Session::open(&ca)?.config.user_ca_keys,
+                };
+                let keys = crate::recordings::trusted_keys(ca_key.as_deref(), &saved)?;
+                crate::recordings::verify(&dir, &keys)
+            }
+            action => crate::recordings::run(&token.client(&ca).await?, action).await,
+        },
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

@@ -2,8 +2,17 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+
+use crate::ca::CaClient;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::proxy::{Bastion, Conn, finish};
+use crate::verify::Trust;
 
 /// The Shiftkey bastion: the recorded SSH way into production hosts.
 #[derive(Debug, Parser)]
@@ -15,7 +24,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the bastion: accept ssh -J and user%host@bastion connections, record every session.
+    /// Run the bastion: accept `ssh -J` and `login%host@bastion` connections, record every session.
     Serve {
         /// The bastion's configuration file.
         #[arg(long, short, default_value = "/etc/shiftkey/bastion.toml")]
@@ -25,13 +34,131 @@ enum Command {
 
 /// Runs the command line.
 pub fn run(cli: Cli) -> ExitCode {
-    match cli.command {
-        Command::Serve { config } => {
-            eprintln!(
-                "shiftkey-bastion: serve {}: not built yet",
-                config.display()
-            );
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Serve { config } => runtime.block_on(serve(config)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(path: PathBuf) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,russh=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = Config::load(&path)?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("{}: cannot create data_dir", config.data_dir.display()))?;
+    let key = Arc::new(crate::keys::load_or_create(
+        &config.data_dir.join("host_key"),
+    )?);
+    let ca = Arc::new(CaClient::start(&config, Arc::clone(&key)).await?);
+    let trust = Arc::new(Trust::default());
+    trust.set_user_ca_keys(ca.user_ca_keys().await?);
+    let host_ca_keys = ca.host_ca_keys().await?;
+    let metrics = Arc::new(Metrics::new());
+    let recordings = config.recordings_dir();
+    std::fs::create_dir_all(&recordings).with_context(|| {
+        format!(
+            "{}: cannot create the recordings directory",
+            recordings.display()
+        )
+    })?;
+    let bastion = Arc::new(Bastion::new(
+        key,
+        Arc::clone(&ca),
+        trust,
+        host_ca_keys,
+        Arc::clone(&metrics),
+        recordings,
+        config.targets.clone(),
+    ));
+    tokio::spawn(crate::events::follow(Arc::clone(&bastion)));
+    tokio::spawn(refresh(Arc::clone(&bastion)));
+    if let Some(addr) = config.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on metrics_listen {addr}"))?;
+        let local = listener.local_addr()?;
+        tracing::info!(address = %local, "metrics listening");
+        let metrics = Arc::clone(&metrics);
+        let app = axum::Router::new()
+            .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+            .route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let m = Arc::clone(&metrics);
+                    async move { m.render() }
+                }),
+            );
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    tracing::info!(address = %listener.local_addr()?, ca = %ca.base(), "bastion listening");
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    loop {
+        let (stream, peer) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let bastion = Arc::clone(&bastion);
+        tokio::spawn(async move {
+            let certificate = bastion.ca.certificate();
+            let config = bastion.server_config(certificate);
+            let ended = Arc::new(std::sync::Mutex::new(None));
+            let conn = Conn::outer(Arc::clone(&bastion), peer, Arc::clone(&ended));
+            match russh::server::run_stream(config, stream, conn).await {
+                Ok(running) => {
+                    let _ = running.await;
+                }
+                Err(e) => tracing::debug!(%peer, error = %e, "connection ended during setup"),
+            }
+            finish(&bastion, &ended).await;
+        });
+    }
+}
+
+/// Keeps the bastion's certificate and the CA keys current.
+async fn refresh(bastion: Arc<Bastion>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        if let Err(e) = bastion.ca.renew_if_due().await {
+            tracing::warn!(error = %e, "renewing the bastion's certificate failed; will retry");
+        }
+        match bastion.ca.user_ca_keys().await {
+            Ok(keys) if !keys.is_empty() => bastion.trust.set_user_ca_keys(keys),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot refresh the user CA keys"),
+        }
+        if let Ok(keys) = bastion.ca.host_ca_keys().await
+            && !keys.is_empty()
+        {
+            *bastion
+                .host_ca_keys
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
         }
     }
 }

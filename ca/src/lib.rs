@@ -13,11 +13,10 @@ mod audit;
 #[doc(hidden)]
 pub mod bench;
 mod cli;
-mod hosts;
-mod sessions;
 mod config;
 mod env_vars;
 mod events;
+mod hosts;
 mod http;
 mod identity;
 mod init;
@@ -30,11 +29,13 @@ mod notify;
 mod oidc;
 mod policy;
 mod quickstart;
+mod recordings;
 mod requests;
 mod revocation;
 mod secret;
 mod server;
 mod service;
+mod sessions;
 mod store;
 mod tls;
 

@@ -257,6 +257,7 @@ pub(crate) async fn start(
         background.push(tokio::spawn(crate::notify::run(Arc::clone(&ca), notifier)));
     }
     background.push(tokio::spawn(crate::events::poll(Arc::clone(&ca))));
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     Ok(Running {
         background,
         ca,

@@ -103,6 +103,47 @@ impl Ca {
         self.grant_session(bastion, &request, checked, detail).await
     }
 
+    /// `POST /v1/sessions/refused`: a refusal the bastion made on its own,
+    /// recorded as `session.denied` with the bastion as its source.
+    pub(crate) async fn record_bastion_refusal(
+        &self,
+        bastion: &EnrolledHost,
+        refusal: shiftkey_wire::SessionRefusal,
+    ) -> Result<(), ApiError> {
+        if bastion.kind != HostKind::Bastion {
+            return Err(ApiError::Forbidden("only bastions report refusals".into()));
+        }
+        let cert = Certificate::from_openssh(refusal.user_certificate.trim()).ok();
+        // Who it was, as far as the certificate says; it may not be ours.
+        let subject = cert
+            .as_ref()
+            .and_then(|c| c.key_id().split(' ').next().map(clip))
+            .filter(|s| crate::identity::is_safe_token(s))
+            .map_or_else(|| bastion.identity(), |s| format!("presented:{s}"));
+        let detail = json!({
+            "reported_by": bastion.identity(),
+            "denied": clip(&refusal.code),
+            "message": clip(&refusal.message),
+            "principal": refusal.principal.as_deref().map(clip),
+            "target": refusal.target.as_deref().map(clip),
+            "client_address": clip(&refusal.client_address),
+            "key_id": cert.as_ref().map(|c| clip(c.key_id())),
+            "user_serial": cert.as_ref().map(Certificate::serial),
+            "signed_by": cert.as_ref().map(|c| c.signature_key().fingerprint(HashAlg::Sha256).to_string()),
+        });
+        self.metrics.deny("(session)", "bastion-refused");
+        self.audit
+            .record(Event {
+                kind: "session.denied",
+                actor: subject,
+                outcome: Outcome::Deny,
+                detail,
+            })
+            .await
+            .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
+        Ok(())
+    }
+
     fn check_session(
         &self,
         bastion: &EnrolledHost,

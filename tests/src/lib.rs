@@ -4,6 +4,7 @@
 //!
 //! A missing tool is an error that says how to install it, never a skip.
 
+pub mod bastion;
 pub mod ca;
 pub mod device_provider;
 pub mod oidc;

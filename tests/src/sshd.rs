@@ -40,6 +40,19 @@ impl Sshd {
         Self::start_inner(dir, user_ca_pub, host_ca_key, "")
     }
 
+    /// [`start_with_host_ca`](Self::start_with_host_ca) and
+    /// [`start_with_extra`](Self::start_with_extra) at once: a host
+    /// certificate from `host_ca_key` and `extra` sshd_config lines (the
+    /// bastion benchmark raises `MaxStartups` for its many sessions).
+    pub fn start_with_host_ca_and_extra(
+        dir: &Path,
+        user_ca_pub: &str,
+        host_ca_key: Option<&Path>,
+        extra: &str,
+    ) -> anyhow::Result<Self> {
+        Self::start_inner(dir, user_ca_pub, host_ca_key, extra)
+    }
+
     fn start_inner(
         dir: &Path,
         user_ca_pub: &str,
@@ -89,7 +102,7 @@ impl Sshd {
                 format!(
                     "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile none\nUsePAM no\n\
                      AuthorizedKeysFile none\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                     PubkeyAuthentication yes\nTrustedUserCAKeys {}\nStrictModes no\nLogLevel VERBOSE\n{host_certificate}{extra}",
+                     PubkeyAuthentication yes\nTrustedUserCAKeys {}\nStrictModes no\nLogLevel VERBOSE\nSubsystem sftp internal-sftp\n{host_certificate}{extra}",
                     host_key.display(),
                     ca_file.display()
                 ),
@@ -127,6 +140,66 @@ impl Sshd {
             }
         }
         bail!("sshd found no free port in 5 tries")
+    }
+
+    /// Starts `sshd -D -e -f DIR/sshd_config` with the main config the
+    /// caller writes (`config(port)`: e.g. one that `Include`s a drop-in
+    /// directory, as Debian's does), on a loopback port that was free;
+    /// logs to DIR/sshd.log. Host keys and everything else are the caller's.
+    pub fn start_with_config(dir: &Path, config: impl Fn(u16) -> String) -> anyhow::Result<Self> {
+        require_tool("/usr/sbin/sshd", "openssh-server")?;
+        std::fs::create_dir_all("/run/sshd").context("creating /run/sshd")?;
+        let path = dir.join("sshd_config");
+        for _attempt in 0..5 {
+            let port = free_port();
+            std::fs::write(&path, config(port))?;
+            let log = std::fs::File::create(dir.join("sshd.log"))?;
+            let child = Command::new("/usr/sbin/sshd")
+                .args(["-D", "-e", "-f"])
+                .arg(&path)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .context("starting sshd")?;
+            let mut sshd = Sshd {
+                child,
+                port,
+                dir: dir.to_owned(),
+            };
+            if sshd.wait_listening(1)? {
+                return Ok(sshd);
+            }
+        }
+        bail!("sshd found no free port in 5 tries")
+    }
+
+    /// Waits until sshd.log has `times` "Server listening" lines for this
+    /// port (one per start; a SIGHUP restarts sshd, which listens again).
+    /// False when sshd exited because the port was taken.
+    pub fn wait_listening(&mut self, times: usize) -> anyhow::Result<bool> {
+        let listening = format!("Server listening on 127.0.0.1 port {}", self.port);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if self.log().matches(&listening).count() >= times {
+                return Ok(true);
+            }
+            if let Some(status) = self.child.try_wait()? {
+                if self.log().contains("Address already in use") {
+                    return Ok(false);
+                }
+                bail!("sshd exited with {status}: {}", self.log());
+            }
+            if Instant::now() > deadline {
+                bail!("sshd did not start listening: {}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The pid of the sshd process (the listener).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn log(&self) -> String {

@@ -334,7 +334,7 @@ pub struct RecordingInfo {
     /// Hex SHA-256 over the seal manifest, once sealed.
     #[serde(default)]
     pub digest: Option<String>,
-    /// The CA's SSHSIG over the manifest (namespace `shiftkey-recording`), armored.
+    /// The CA's SSHSIG over the manifest (namespace `shiftkey-recording@shiftkey`), armored.
     #[serde(default)]
     pub signature: Option<String>,
 }
@@ -362,3 +362,110 @@ pub mod host_auth;
 pub struct PresentRequest {
     pub target: String,
 }
+
+/// `POST /v1/recordings/{session}/seal` (the session's bastion only): the
+/// session is over; what the bastion believes it sent. The CA compares each
+/// file with what it stored, then signs the manifest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SealRequest {
+    /// Unix seconds.
+    pub ended_at: i64,
+    #[serde(default)]
+    pub exit_status: Option<u32>,
+    /// Why the session ended (`client closed`, `certificate revoked`, ...).
+    pub end_reason: String,
+    /// Every channel file of the session, with its final size and SHA-256.
+    pub files: Vec<RecordingFile>,
+}
+
+/// The answer to an upload chunk: how long the CA's copy of the file now is.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RecordingChunkAck {
+    pub name: String,
+    pub bytes: u64,
+}
+
+/// What the CA signs when it seals a recording. Serialized with serde_json
+/// in field order, no whitespace: those exact bytes are the manifest (their
+/// SHA-256 is the digest, the SSHSIG covers them). Verifiers parse the bytes
+/// they were given; they never re-serialize.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RecordingManifest {
+    /// 1.
+    pub version: u32,
+    pub session_id: String,
+    pub identity: String,
+    pub user_serial: u64,
+    pub role: String,
+    pub incident: Option<String>,
+    pub principal: String,
+    pub target: String,
+    pub client_address: String,
+    pub bastion: String,
+    pub started_at: i64,
+    pub ended_at: i64,
+    pub exit_status: Option<u32>,
+    pub end_reason: String,
+    /// `sealed`, or `verification-failed` when the bastion's claims did not
+    /// match what the CA received (then `problems` says how).
+    pub status: String,
+    pub problems: Vec<String>,
+    /// Unix seconds.
+    pub sealed_at: i64,
+    /// The files as the CA stored them (size and SHA-256 of the gzip bytes).
+    pub files: Vec<RecordingFile>,
+}
+
+/// `GET /v1/recordings/{id}`: the recording's metadata, and once sealed the
+/// signed manifest. `shiftkey recordings export` writes this as
+/// `metadata.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RecordingDetail {
+    #[serde(flatten)]
+    pub info: RecordingInfo,
+    /// The manifest bytes as signed (a `RecordingManifest` in JSON).
+    #[serde(default)]
+    pub manifest: Option<String>,
+    /// Where the bastion's claims and the CA's copy differed.
+    #[serde(default)]
+    pub problems: Vec<String>,
+}
+
+/// `GET /v1/recordings/search?q=TEXT`: one input line (or exec command, or
+/// sftp operation) that contains the text.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RecordingMatch {
+    pub session_id: String,
+    pub channel: u32,
+    /// Seconds from the channel's start to the line's first keystroke.
+    pub offset_seconds: f64,
+    pub line: String,
+    /// `input` (typed), `exec` (an exec channel's command) or `sftp`.
+    pub source: String,
+    pub identity: String,
+    pub target: String,
+    pub started_at: i64,
+}
+
+/// `POST /v1/sessions/refused` (bastions only): the bastion refused a user
+/// on its own (certificate from another CA, revoked, source address, login
+/// not in the certificate); the CA records it in the audit log.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRefusal {
+    /// The certificate presented (OpenSSH line); it need not be ours.
+    pub user_certificate: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    pub client_address: String,
+    /// `unknown-ca`, `revoked`, `principal-not-in-certificate`, ...
+    pub code: String,
+    pub message: String,
+}
+
+/// SSHSIG namespace of the CA's signature over a recording's manifest
+/// (`ssh-keygen -Y verify -n shiftkey-recording@shiftkey` checks it too).
+pub const RECORDING_NAMESPACE: &str = "shiftkey-recording@shiftkey";

@@ -133,6 +133,12 @@ impl ApiError {
             ApiError::BadRequest(_) | ApiError::InvalidBody(_) | ApiError::PayloadTooLarge => {
                 Some("see /v1/openapi.json for the request format".into())
             }
+            ApiError::Unauthenticated { code, .. } if code.starts_with("token-") => Some(
+                "join tokens work once and expire: ask the CA operator for a new one (`shiftkey-ca hosts token`)".into(),
+            ),
+            ApiError::Unauthenticated { code, .. } if code.contains("host") => Some(
+                "the host's enrollment is not valid: check its clock, or enroll it again with a new join token".into(),
+            ),
             ApiError::Unauthenticated { .. } => Some("sign in again with `shiftkey login`".into()),
             ApiError::Denied(_) => {
                 Some("`shiftkey-ca policy explain` shows how the policy decides".into())

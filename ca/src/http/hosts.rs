@@ -26,6 +26,7 @@ pub(crate) fn routes() -> Router<Arc<Ca>> {
         .route("/v1/hosts/renew", post(renew))
         .route("/v1/hosts/present", post(present))
         .route("/v1/sessions", post(sessions))
+        .route("/v1/sessions/refused", post(refused))
 }
 
 async fn enroll(
@@ -74,6 +75,14 @@ async fn sessions(
     Ok(Json(result?))
 }
 
+async fn refused(
+    State(ca): State<Arc<Ca>>,
+    Enrolled(host, body): Enrolled<shiftkey_wire::SessionRefusal>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    ca.record_bastion_refusal(&host, body).await?;
+    Ok(Json(json!({ "recorded": true })))
+}
+
 /// A request signed by an enrolled host (`Shiftkey-Host` authorization),
 /// with its JSON body. The signature covers the body, so the body is read
 /// here, checked, then parsed. Failures are audited like failed logins.
@@ -112,6 +121,39 @@ impl<T: DeserializeOwned + Send> FromRequest<Arc<Ca>> for Enrolled<T> {
                 .await),
         }
     }
+}
+
+/// Like [`Enrolled`], with the body as the raw bytes the host signed (a
+/// recording chunk). The route's own `DefaultBodyLimit` bounds it.
+#[derive(Debug)]
+pub(crate) struct EnrolledBytes(pub(crate) EnrolledHost, pub(crate) Bytes);
+
+impl FromRequest<Arc<Ca>> for EnrolledBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, ca: &Arc<Ca>) -> Result<Self, Self::Rejection> {
+        let method = request.method().as_str().to_owned();
+        let path = request.uri().path_and_query().map_or_else(
+            || request.uri().path().to_owned(),
+            |p| p.as_str().to_owned(),
+        );
+        let header = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = Bytes::from_request(request, ca)
+            .await
+            .map_err(|_| ApiError::PayloadTooLarge)?;
+        let host = authenticate(ca, header.as_deref(), &method, &path, &body).await?;
+        Ok(EnrolledBytes(host, body))
+    }
+}
+
+/// What the host signed: the path with its query.
+fn path_and_query(uri: &axum::http::Uri) -> String {
+    uri.path_and_query()
+        .map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned())
 }
 
 async fn authenticate(
@@ -178,10 +220,7 @@ impl FromRequestParts<Arc<Ca>> for Subscriber {
             .map(str::to_owned);
         match host_auth {
             Some(value) => {
-                let path = parts
-                    .uri
-                    .path_and_query()
-                    .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned());
+                let path = path_and_query(&parts.uri);
                 let method = parts.method.as_str().to_owned();
                 Ok(Subscriber::Host(
                     authenticate(ca, Some(&value), &method, &path, b"").await?,

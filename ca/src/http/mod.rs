@@ -4,6 +4,7 @@
 pub(crate) mod error;
 mod events;
 mod hosts;
+mod recordings;
 pub(crate) mod webhooks;
 
 use std::sync::Arc;
@@ -56,6 +57,7 @@ pub(crate) fn router(ca: Arc<Ca>, request_timeout: Duration) -> Router {
         .merge(webhooks::routes())
         .merge(events::routes())
         .merge(hosts::routes())
+        .merge(recordings::routes())
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(

@@ -32,6 +32,7 @@ pub(super) struct Checked {
     pub(super) roles: Vec<Role>,
     pub(super) grants: Vec<Grant>,
     pub(super) tests: Vec<TestCase>,
+    pub(super) reviewers: Vec<Identity>,
 }
 
 pub(super) fn check(raw: &RawPolicy, sink: &mut Sink<'_>) -> Checked {
@@ -69,13 +70,43 @@ pub(super) fn check(raw: &RawPolicy, sink: &mut Sink<'_>) -> Checked {
         .iter()
         .filter_map(|item| check_test(item, &known_role, sink))
         .collect();
+    let reviewers = check_reviewers(raw, sink);
     Checked {
         settings,
         schedules,
         roles,
         grants,
         tests,
+        reviewers,
     }
+}
+
+/// `reviewers = [...]`: who may read session recordings, besides
+/// `local:root` on the CA's own socket. One list for the whole policy.
+fn check_reviewers(raw: &RawPolicy, sink: &mut Sink<'_>) -> Vec<Identity> {
+    let Some(item) = raw.reviewers.first() else {
+        return Vec::new();
+    };
+    for duplicate in raw.reviewers.iter().skip(1) {
+        let first = sink.locate(&item.loc());
+        sink.at(
+            &duplicate.loc(),
+            format!("reviewers appears twice; first at {first}; keep one list"),
+        );
+    }
+    let mut reviewers = Vec::new();
+    for value in &item.value {
+        if let Some(identity) = report(
+            Identity::parse(value.get_ref()),
+            "reviewers",
+            &item.at(value),
+            sink,
+        ) && !reviewers.contains(&identity)
+        {
+            reviewers.push(identity);
+        }
+    }
+    reviewers
 }
 
 /// Reports a check failure at `loc`, prefixed with the entry it is in.

@@ -108,7 +108,7 @@ fn check_reports_every_error_with_its_location() {
         r#"policy.toml:30:9: role "db-debug": hosts are empty; list host patterns such as "db-*.example.com""#,
         r#"policy.toml:31:11: role "db-debug": max_ttl: invalid duration "forever" (expected number at 0); write e.g. "15m", "1h" or "7d""#,
         r#"policy.toml:34:8: role "bad name!": invalid name "bad name!": 1 to 64 characters of A-Z a-z 0-9 . _ -, not starting with '-'"#,
-        r#"policy.toml:37:1: role "bad name!": unknown key "hsots"; expected one of name, description, principals, hosts, max_ttl, require_on_call, require_incident, incident_severity, require_reason, break_glass, approvals, approvers, auto_approve, extensions, force_command, source_address"#,
+        r#"policy.toml:37:1: role "bad name!": unknown key "hsots"; expected one of name, description, principals, hosts, max_ttl, require_on_call, require_incident, incident_severity, require_reason, break_glass, approvals, approvers, auto_approve, extensions, force_command, source_address, max_session, idle_timeout"#,
         r#"policy.toml:40:15: grant #1: identity "alice@example.com" has no prefix; write "user:alice@example.com""#,
         r#"policy.toml:40:36: grant #1: invalid identity "team:sre"; write "user:EMAIL", "group:NAME" or "local:USER""#,
         r#"policy.toml:41:22: grant #1: unknown role "db-admin""#,
@@ -122,7 +122,7 @@ fn check_reports_every_error_with_its_location() {
         r#"policy.toml:58:8: test "t1": unknown deny code "not-on-cal"; known: unknown-role, not-granted, principal-not-in-role, invalid-ttl, ttl-above-max, incident-required, incident-unknown, incident-resolved, incident-not-severe, approval-required, reason-required, not-on-call"#,
         r#"policy.toml:59:16: test "t1": valid_before is only for expect = "allow"; remove it"#,
         r#"policy.toml:67:8: test "t3": deny is only for expect = "deny"; remove it"#,
-        r#"policy.toml:69:3: unknown section "rol"; expected one of [settings], [[schedule]], [[role]], [[grant]], [[test]]"#,
+        r#"policy.toml:69:3: unknown section "rol"; expected one of [settings], [[schedule]], [[role]], [[grant]], [[test]], reviewers"#,
     ];
     let got = errors(ALL_WRONG);
     for (got, want) in got.iter().zip(expected.iter()) {
@@ -210,7 +210,7 @@ fn sections_must_have_the_right_shape() {
     assert_eq!(
         errors("[[roles]]\nname = \"x\"\n"),
         [
-            r#"policy.toml:1:3: unknown section "roles"; expected one of [settings], [[schedule]], [[role]], [[grant]], [[test]]; did you mean [[role]]?"#
+            r#"policy.toml:1:3: unknown section "roles"; expected one of [settings], [[schedule]], [[role]], [[grant]], [[test]], reviewers; did you mean [[role]]?"#
         ]
     );
 }
@@ -465,4 +465,63 @@ fn loading_a_single_file_and_missing_paths() {
     let empty = TempDir::new("empty");
     let none = Policy::load(&empty.0).unwrap_err();
     assert!(none.to_string().contains("no *.toml file"), "{none}");
+}
+
+#[test]
+fn reviewers_are_identities_and_match_people_and_groups() {
+    let p = policy(&format!(
+        "reviewers = [\"group:security\", \"user:Sec@Example.com\", \"local:root\"]\n{SMALL}"
+    ));
+    assert_eq!(
+        p.reviewers(),
+        ["group:security", "user:sec@example.com", "local:root"]
+    );
+    assert!(p.is_reviewer("user:sec@example.com", &[]));
+    assert!(p.is_reviewer("user:SEC@example.com", &[]));
+    assert!(p.is_reviewer("user:carol@example.com", &["security".into()]));
+    assert!(p.is_reviewer("local:root", &[]));
+    assert!(!p.is_reviewer("user:carol@example.com", &["sre".into()]));
+    assert!(!p.is_reviewer("local:alice", &[]));
+    assert!(!p.is_reviewer("group:security", &[]));
+    assert!(!policy(SMALL).is_reviewer("local:root", &[]));
+}
+
+#[test]
+fn bad_reviewers_are_reported_where_they_are() {
+    assert_eq!(
+        errors(&format!(
+            "reviewers = [\"sec@example.com\", \"team:x\"]\n{SMALL}"
+        )),
+        [
+            "policy.toml:1:14: reviewers: identity \"sec@example.com\" has no prefix; write \"user:sec@example.com\"",
+            "policy.toml:1:33: reviewers: invalid identity \"team:x\"; write \"user:EMAIL\", \"group:NAME\" or \"local:USER\"",
+        ]
+    );
+    assert_eq!(
+        errors(&format!("reviewers = \"group:security\"\n{SMALL}")),
+        [
+            "policy.toml:1:13: reviewers must be a list of identities: reviewers = [\"group:security\", \"user:EMAIL\"]"
+        ]
+    );
+    let dir = TempDir::new("reviewers-twice");
+    dir.write("a.toml", &format!("reviewers = [\"group:a\"]\n{SMALL}"));
+    dir.write("b.toml", "reviewers = [\"group:b\"]\n");
+    let errors = Policy::load(&dir.0).unwrap_err().to_string();
+    assert!(
+        errors.contains("b.toml:1:1: reviewers appears twice; first at"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn roles_may_set_bastion_session_limits() {
+    // Regression: the keys were in the struct but not in the list of known
+    // keys, so every policy using them was refused.
+    let p = policy(&SMALL.replace(
+        "require_on_call = [\"sre\"]",
+        "require_on_call = [\"sre\"]\nmax_session = \"30m\"\nidle_timeout = \"5m\"",
+    ));
+    let role = p.role("db").unwrap();
+    assert_eq!(role.max_session().as_secs(), 1800);
+    assert_eq!(role.idle_timeout().as_secs(), 300);
 }

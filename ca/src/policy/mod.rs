@@ -91,6 +91,8 @@ pub(crate) struct Policy {
     roles: Vec<Role>,
     grants: Vec<Grant>,
     tests: Vec<TestCase>,
+    /// Who may read session recordings (`reviewers = [...]`).
+    reviewers: Vec<self::values::Identity>,
     #[cfg(test)]
     sources: Vec<Source>,
 }
@@ -175,6 +177,7 @@ impl Policy {
             roles: checked.roles,
             grants: checked.grants,
             tests: checked.tests,
+            reviewers: checked.reviewers,
             #[cfg(test)]
             sources,
         })
@@ -183,6 +186,26 @@ impl Policy {
     #[cfg(test)]
     pub(crate) fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Whether `identity` (`user:EMAIL`, `local:USER`) with `groups` is named
+    /// in `reviewers`, directly or through a group. (`local:root` on the
+    /// CA's socket may read recordings whatever the list says: that rule
+    /// lives with the recordings, not here.)
+    pub(crate) fn is_reviewer(&self, identity: &str, groups: &[String]) -> bool {
+        let Ok(subject) = self::values::Identity::parse_subject(identity) else {
+            return false;
+        };
+        self.reviewers.iter().any(|r| match r {
+            self::values::Identity::Group(group) => groups.iter().any(|g| g == group),
+            person => *person == subject,
+        })
+    }
+
+    /// The `reviewers` list as written (normalized).
+    #[cfg(test)]
+    pub(crate) fn reviewers(&self) -> Vec<String> {
+        self.reviewers.iter().map(ToString::to_string).collect()
     }
 
     pub(crate) fn role(&self, name: &str) -> Option<&Role> {

@@ -55,6 +55,8 @@ impl Entry for RawRole {
         "extensions",
         "force_command",
         "source_address",
+        "max_session",
+        "idle_timeout",
     ];
 }
 
@@ -214,13 +216,16 @@ pub(crate) struct RawPolicy {
     pub(crate) roles: Vec<Item<RawRole>>,
     pub(crate) grants: Vec<Item<RawGrant>>,
     pub(crate) tests: Vec<Item<RawTest>>,
+    /// Top-level `reviewers = [...]`, per file that has one: who may read
+    /// session recordings.
+    pub(crate) reviewers: Vec<Item<Vec<Spanned<String>>>>,
     /// Names of schedules and roles whose entry did not deserialize: they
     /// exist, so references to them are not reported as unknown.
     pub(crate) broken_schedules: Vec<String>,
     pub(crate) broken_roles: Vec<String>,
 }
 
-const SECTIONS: &str = "[settings], [[schedule]], [[role]], [[grant]], [[test]]";
+const SECTIONS: &str = "[settings], [[schedule]], [[role]], [[grant]], [[test]], reviewers";
 
 impl RawPolicy {
     /// Parses one file into its entries; problems go to `sink`. Returns
@@ -256,6 +261,20 @@ impl RawPolicy {
                 "role" => self.add_entries(file, value, "role", &key_loc, sink),
                 "grant" => self.add_entries(file, value, "grant", &key_loc, sink),
                 "test" => self.add_entries(file, value, "test", &key_loc, sink),
+                "reviewers" => {
+                    let span = value.span();
+                    match Vec::<Spanned<String>>::deserialize(ValueDeserializer::from(value)) {
+                        Ok(list) => self.reviewers.push(Item {
+                            file,
+                            span: key.span().start..span.end,
+                            value: list,
+                        }),
+                        Err(_) => sink.at(
+                            &Loc { file, span },
+                            "reviewers must be a list of identities: reviewers = [\"group:security\", \"user:EMAIL\"]",
+                        ),
+                    }
+                }
                 other => {
                     let hint = match other {
                         "schedules" | "roles" | "grants" | "tests" => {

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags};
 
 pub(crate) mod hosts;
+pub(crate) mod recordings;
 
 /// Numbered migrations, applied in order; `PRAGMA user_version` records the last.
 const MIGRATIONS: &[&str] = &[
@@ -17,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0003_access_requests.sql"),
     include_str!("../../migrations/0004_oncall_overrides.sql"),
     include_str!("../../migrations/0005_hosts_sessions.sql"),
+    include_str!("../../migrations/0006_recordings.sql"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -207,6 +209,8 @@ pub(crate) enum Change {
         certificate: IssuedCertificate,
         session: hosts::StoredSession,
     },
+    /// A bastion session ends: its seal, files and search index.
+    SealRecording(Box<recordings::Seal>),
     /// Resolves the incident and revokes the certificates issued under it
     /// that are live at `now` (unix seconds).
     ResolveIncident {
@@ -230,6 +234,7 @@ impl Change {
             } => hosts::enroll(conn, token_hash, *now, host, certificate),
             Change::RenewHost(certificate) => hosts::renew(conn, certificate),
             Change::RecordHostCertificate(certificate) => certificate.insert(conn),
+            Change::SealRecording(seal) => recordings::seal(conn, seal),
             Change::StartSession {
                 certificate,
                 session,

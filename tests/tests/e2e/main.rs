@@ -5,13 +5,16 @@
 mod approvals;
 mod audit;
 mod bad_input;
+mod bastion;
 mod client;
 mod fixtures;
+mod hosts;
 mod issuance;
 mod keys;
 mod notifications;
 mod oidc;
 mod policy_cli;
 mod quickstart;
+mod recordings;
 mod revocation;
 mod webhooks;

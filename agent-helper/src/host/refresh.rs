@@ -1,0 +1,282 @@
+//! `shiftkey host refresh`: what the timer runs every 5 minutes.
+//!
+//! Renews the host certificate once less than a third of its validity is
+//! left (a request signed with the host key, `shiftkey_wire::host_auth`),
+//! fetches the user CA keys and the KRL, and installs what changed, checked
+//! by `sshd -t`. Fails safe: whatever could not be fetched or does not parse
+//! keeps its installed file (a KRL is never emptied), and the command exits
+//! non-zero saying so. sshd is reloaded only when a file changed.
+
+use anyhow::{Context, bail};
+use shiftkey_wire::{HostCertificateResponse, RenewRequest, host_auth};
+use ssh_key::{Certificate, PrivateKey};
+
+use super::files::{Changes, write_atomic};
+use super::install::{self, CheckedCertificate};
+use super::sshd::{Reload, Sshd};
+use super::state::State;
+use super::{Layout, PUBLIC_FILE_MODE, RefreshArgs, duration_words, local_time, unix_now};
+use crate::ca_client::{CaClient, Error as CaError};
+
+const RENEW_PATH: &str = "/v1/hosts/renew";
+
+/// True once less than a third of the certificate's validity is left.
+pub(crate) fn renewal_due(valid_after: u64, valid_before: u64, now: u64) -> bool {
+    let total = valid_before.saturating_sub(valid_after);
+    valid_before.saturating_sub(now).saturating_mul(3) < total
+}
+
+pub(crate) async fn run(args: RefreshArgs) -> anyhow::Result<()> {
+    let layout = Layout::new(&args.ssh.ssh_dir)?;
+    let _lock = layout.lock()?;
+    let mut state = State::load(&layout)?;
+    let client = state.client()?;
+    let sshd = Sshd {
+        binary: state.sshd.clone(),
+        main_config: state.sshd_config.clone(),
+    };
+    let now = unix_now();
+    // What could not be done; each keeps the installed file.
+    let mut problems: Vec<String> = Vec::new();
+    let mut renew_problem = None;
+
+    let renewed = match current_certificate(&layout) {
+        Err(e) => {
+            renew_problem = Some(one_line(&e));
+            None
+        }
+        Ok(current) => {
+            let left = current.valid_before().saturating_sub(now);
+            if args.renew || renewal_due(current.valid_after(), current.valid_before(), now) {
+                match renew(&client, &layout, &current, now).await {
+                    Ok(checked) => Some(checked),
+                    Err(e) => {
+                        renew_problem = Some(format!(
+                            "cannot renew the host certificate ({} left): {}",
+                            if left == 0 {
+                                "it has EXPIRED".to_owned()
+                            } else {
+                                duration_words(left)
+                            },
+                            one_line(&e)
+                        ));
+                        None
+                    }
+                }
+            } else {
+                None
+            }
+        }
+    };
+    let user_ca = install::fetch_user_ca(&client).await;
+    let krl = install::fetch_krl(&client).await;
+
+    let mut changes = Changes::default();
+    let staged = (|| -> anyhow::Result<Vec<String>> {
+        let mut warnings = Vec::new();
+        if let Some(checked) = &renewed {
+            warnings = install::stage_certificate(&mut changes, &layout, checked)?;
+        }
+        if let Ok(text) = &user_ca {
+            changes.write(&layout.user_ca(), text.as_bytes(), PUBLIC_FILE_MODE)?;
+        }
+        if let Ok((bytes, _)) = &krl {
+            install::stage_krl(&mut changes, &layout, bytes)?;
+        }
+        Ok(warnings)
+    })();
+    let warnings = match staged {
+        Ok(warnings) => warnings,
+        Err(e) => {
+            let failures = changes.rollback();
+            bail!(
+                "cannot write sshd's files under {}: {e:#}{}\nhint: run as root (the timer does)",
+                layout.ssh_dir().display(),
+                if failures.is_empty() {
+                    String::new()
+                } else {
+                    format!("; these could not be put back: {}", failures.join("; "))
+                }
+            );
+        }
+    };
+    let written = install::apply(changes, &sshd, &layout, false)?;
+    for warning in &warnings {
+        eprintln!("warning: {warning}");
+    }
+
+    if let Some(checked) = &renewed {
+        state.renewed_at = Some(now);
+        eprintln!(
+            "renewed the host certificate: serial {}, valid until {}",
+            checked.response.serial,
+            local_time(checked.certificate.valid_before())
+        );
+    }
+    match &krl {
+        Ok((_, info)) => {
+            state.krl_fetched_at = Some(now);
+            if written.contains(&layout.krl()) {
+                eprintln!("installed KRL version {}", info.version);
+            }
+        }
+        Err(e) => problems.push(format!(
+            "{}; the installed KRL {} is kept, never emptied",
+            one_line(e),
+            match state.krl_fetched_at {
+                Some(at) => format!("(fetched {} ago)", duration_words(now.saturating_sub(at))),
+                None => "(never fetched)".to_owned(),
+            }
+        )),
+    }
+    if let Err(e) = &user_ca {
+        problems.push(format!(
+            "{}; the installed user CA keys are kept",
+            one_line(e)
+        ));
+    }
+    problems.extend(renew_problem);
+    for path in &written {
+        eprintln!("wrote {}", path.display());
+    }
+    let reloaded = if written.is_empty() {
+        Ok(())
+    } else {
+        let reload = if args.reload.no_reload {
+            Reload::Skip
+        } else {
+            match args
+                .reload
+                .reload_pid_file
+                .clone()
+                .or(state.reload_pid_file.clone())
+            {
+                Some(path) => Reload::PidFile(path),
+                None => Reload::Auto,
+            }
+        };
+        reload.run().map(|what| eprintln!("{what}"))
+    };
+    // Remembered even when something failed: when the KRL was last good.
+    let saved = state.to_toml().and_then(|text| {
+        Ok(write_atomic(
+            &layout.state(),
+            text.as_bytes(),
+            PUBLIC_FILE_MODE,
+        )?)
+    });
+    if let Err(e) = saved {
+        problems.push(format!(
+            "cannot save {}: {}",
+            layout.state().display(),
+            one_line(&e)
+        ));
+    }
+    if let Err(e) = reloaded {
+        problems.push(one_line(&e));
+    }
+    if !problems.is_empty() {
+        bail!(
+            "refresh incomplete:\n  {}\nhint: check that the CA at {} is up and reachable from this host; the timer tries again in 5 minutes",
+            problems.join("\n  "),
+            state.ca
+        );
+    }
+    if written.is_empty() {
+        eprintln!("up to date: nothing changed");
+    }
+    Ok(())
+}
+
+/// One line for a problem: the CA being unreachable said plainly, without
+/// the `--ca` hint meant for people who typed a URL.
+fn one_line(error: &anyhow::Error) -> String {
+    match error.downcast_ref::<CaError>() {
+        Some(CaError::Unreachable { cause, .. }) if error.chain().count() > 1 => {
+            format!("{error}: cannot reach the CA ({cause})")
+        }
+        Some(CaError::Unreachable { cause, .. }) => format!("cannot reach the CA ({cause})"),
+        _ => format!("{error:#}").replace("\nhint: ", "; hint: "),
+    }
+}
+
+fn current_certificate(layout: &Layout) -> anyhow::Result<Certificate> {
+    let path = layout.host_certificate();
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "cannot read the host certificate {}\nhint: enroll again (shiftkey host enroll) with a new join token",
+            path.display()
+        )
+    })?;
+    Certificate::from_openssh(text.trim()).with_context(|| {
+        format!(
+            "{} is not an OpenSSH certificate\nhint: enroll again with a new join token",
+            path.display()
+        )
+    })
+}
+
+/// `POST /v1/hosts/renew`, signed with the host key and presenting the
+/// current certificate.
+async fn renew(
+    client: &CaClient,
+    layout: &Layout,
+    current: &Certificate,
+    now: u64,
+) -> anyhow::Result<CheckedCertificate> {
+    if current.valid_before() <= now {
+        bail!(
+            "it expired at {}, and only a valid certificate can renew itself\nhint: enroll again with a new join token (`shiftkey-ca hosts token` on the CA)",
+            local_time(current.valid_before())
+        );
+    }
+    // INVARIANT: ssh-key's private key zeroizes on drop; it only signs.
+    let key = PrivateKey::read_openssh_file(layout.host_key()).with_context(|| {
+        format!(
+            "cannot read the host key {} (run as root)",
+            layout.host_key().display()
+        )
+    })?;
+    if key.public_key().key_data() != current.public_key() {
+        bail!(
+            "the host key {} is not the key the certificate is for (was it replaced?)\nhint: enroll again with a new join token",
+            layout.host_key().display()
+        );
+    }
+    let body = serde_json::to_vec(&RenewRequest::default())?;
+    let authorization = host_auth::authorization(&key, current, "POST", RENEW_PATH, now, &body)
+        .context("cannot sign the renewal request with the host key")?;
+    let (_, bytes) = client
+        .exchange_raw("POST", RENEW_PATH, Some(body), Some(&authorization))
+        .await
+        .map_err(renewal_refused)?;
+    let response: HostCertificateResponse = serde_json::from_slice(&bytes)
+        .context("the CA's answer to the renewal is not a host certificate")?;
+    install::check_certificate(response, key.public_key(), unix_now())
+}
+
+/// The CA's refusal of a renewal, with what a host can do about it (the
+/// CA's generic hint for a 401 is about signing in, which hosts never do).
+fn renewal_refused(error: CaError) -> anyhow::Error {
+    match error {
+        CaError::Refused {
+            code,
+            message,
+            hint,
+            ..
+        } => {
+            let hint = match code.as_str() {
+                "host-auth-stale" => {
+                    "the host's clock is off: check it (timedatectl, chrony)".to_owned()
+                }
+                "host-unknown" | "host-cert-invalid" | "host-signature-invalid" => {
+                    "enroll again with a new join token (`shiftkey-ca hosts token` on the CA)"
+                        .to_owned()
+                }
+                _ => hint.unwrap_or_else(|| "tell the CA's operator".to_owned()),
+            };
+            anyhow::anyhow!("the CA refused ({code}): {message}\nhint: {hint}")
+        }
+        other => other.into(),
+    }
+}

@@ -1,0 +1,99 @@
+//! Prometheus metrics at `/metrics` on `metrics_listen`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub(crate) struct DirectionLabels {
+    pub(crate) direction: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub(crate) struct ReasonLabels {
+    pub(crate) reason: String,
+}
+
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    registry: Registry,
+    pub(crate) sessions_open: Gauge,
+    pub(crate) sessions_refused: Family<ReasonLabels, Counter>,
+    pub(crate) bytes: Family<DirectionLabels, Counter>,
+    /// Seconds the CA took to answer `POST /v1/sessions`.
+    pub(crate) authorization_latency: Histogram,
+    pub(crate) recording_failures: Counter,
+    /// Unix time of the last completed flush round, for the lag gauge.
+    last_flush: AtomicU64,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Self {
+        let mut registry = Registry::with_prefix("shiftkey_bastion");
+        let sessions_open = Gauge::default();
+        let sessions_refused = Family::<ReasonLabels, Counter>::default();
+        let bytes = Family::<DirectionLabels, Counter>::default();
+        let authorization_latency = Histogram::new(exponential_buckets(0.000_5, 2.0, 14));
+        let recording_failures = Counter::default();
+        registry.register("sessions_open", "Sessions open now", sessions_open.clone());
+        registry.register(
+            "sessions_refused",
+            "Sessions refused, by reason",
+            sessions_refused.clone(),
+        );
+        registry.register(
+            "session_bytes",
+            "Bytes proxied, by direction (input: from users; output: from targets)",
+            bytes.clone(),
+        );
+        registry.register(
+            "authorization_seconds",
+            "Time for the CA to authorize a session",
+            authorization_latency.clone(),
+        );
+        registry.register(
+            "recording_failures",
+            "Recordings that could not be written (their sessions were ended)",
+            recording_failures.clone(),
+        );
+        Self {
+            registry,
+            sessions_open,
+            sessions_refused,
+            bytes,
+            authorization_latency,
+            recording_failures,
+            last_flush: AtomicU64::new(crate::ca::unix_now()),
+        }
+    }
+
+    pub(crate) fn refused(&self, reason: &str) {
+        self.sessions_refused
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    pub(crate) fn recording_flushed(&self) {
+        self.last_flush
+            .store(crate::ca::unix_now(), Ordering::Relaxed);
+    }
+
+    pub(crate) fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = encode(&mut out, &self.registry);
+        let lag = crate::ca::unix_now().saturating_sub(self.last_flush.load(Ordering::Relaxed));
+        // Only meaningful while sessions are open; 0 otherwise.
+        let lag = if self.sessions_open.get() > 0 { lag } else { 0 };
+        let body = out.trim_end_matches("# EOF\n");
+        format!(
+            "{body}# HELP shiftkey_bastion_recording_lag_seconds Seconds since recordings were last flushed to disk.\n# TYPE shiftkey_bastion_recording_lag_seconds gauge\nshiftkey_bastion_recording_lag_seconds {lag}\n# EOF\n"
+        )
+    }
+}

@@ -1,0 +1,582 @@
+//! The bastion, end to end: real OpenSSH `ssh -J` through `shiftkey-bastion`
+//! to a real `sshd` that trusts only the CA, with every session recorded.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use shiftkey_tests::bastion::{TestBastion, read_recording, recording_files};
+use shiftkey_tests::ca::TestCa;
+use shiftkey_tests::sshd::Sshd;
+use shiftkey_tests::util::{ensure_login_user, run, ssh_keygen};
+
+use crate::fixtures::{LOGIN_USER, policy};
+
+/// A CA, a target sshd certified by the CA's host key, a bastion, and a
+/// user key with a certificate for the `shell` role.
+struct World {
+    ca: TestCa,
+    sshd: Sshd,
+    bastion: TestBastion,
+    work: tempfile::TempDir,
+    key: PathBuf,
+    config: PathBuf,
+    serial: u64,
+}
+
+impl World {
+    fn new(recordings: Option<&Path>) -> anyhow::Result<Self> {
+        ensure_login_user(LOGIN_USER)?;
+        let ca = TestCa::init(&policy().0, None)?.start()?;
+        let work = tempfile::tempdir()?;
+        let user_ca = ca.client().get(ca.url("/v1/ca/user.pub")).send()?.text()?;
+        let sshd = Sshd::start_with_host_ca(
+            &work.path().join("sshd"),
+            &user_ca,
+            Some(&ca.data_dir().join("keys/host_ca")),
+        )?;
+        let bastion = TestBastion::start(&ca, recordings)?;
+        let key = ssh_keygen(work.path(), "id_ed25519", &["-t", "ed25519"])?;
+        let mut world = World {
+            config: PathBuf::new(),
+            serial: 0,
+            ca,
+            sshd,
+            bastion,
+            work,
+            key,
+        };
+        world.serial = world.certify("10m")?;
+        world.config = world
+            .bastion
+            .ssh_config(&world.ca, world.work.path(), &world.key)?;
+        Ok(world)
+    }
+
+    /// A fresh certificate for the key (role `shell`), written beside it.
+    fn certify(&self, ttl: &str) -> anyhow::Result<u64> {
+        self.certify_for(ttl, None)
+    }
+
+    /// The same, under an incident.
+    fn certify_for(&self, ttl: &str, incident: Option<&str>) -> anyhow::Result<u64> {
+        let public = std::fs::read_to_string(self.key.with_extension("pub"))?;
+        let mut request = json!({
+            "public_key": public.trim(), "role": "shell", "reason": "bastion e2e", "ttl": ttl,
+        });
+        if let Some(id) = incident {
+            request["incident"] = json!(id);
+        }
+        let (status, body) = self.ca.request_local(&request)?;
+        anyhow::ensure!(status == 200, "{body}");
+        std::fs::write(
+            self.work.path().join("id_ed25519-cert.pub"),
+            format!("{}\n", body["certificate"].as_str().unwrap_or_default()),
+        )?;
+        Ok(body["serial"].as_u64().unwrap_or(0))
+    }
+
+    /// `ssh -F CONFIG -J bastion -p PORT LOGIN@127.0.0.1 ARGS...`
+    fn ssh(&self, login: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new("ssh");
+        cmd.arg("-F")
+            .arg(&self.config)
+            .args(["-J", "bastion", "-p"])
+            .arg(self.sshd.port.to_string())
+            .arg(format!("{login}@127.0.0.1"))
+            .args(args);
+        cmd
+    }
+
+    /// `shiftkey-ca revoke` of the user's certificate.
+    fn revoke(&self, reason: &str) -> anyhow::Result<()> {
+        let out = self.ca.cli(&[
+            "revoke",
+            "--serial",
+            &self.serial.to_string(),
+            "--reason",
+            reason,
+            "--data-dir",
+            &self.ca.data_dir().display().to_string(),
+        ])?;
+        anyhow::ensure!(out.status.success(), "{}", stderr_of(&out));
+        Ok(())
+    }
+
+    fn logs(&self) -> String {
+        format!(
+            "--- bastion\n{}\n--- ca\n{}\n--- sshd\n{}",
+            self.bastion.log(),
+            self.ca.log(),
+            self.sshd.log()
+        )
+    }
+
+    /// Waits for a recording file whose lines satisfy `done`.
+    fn wait_recording(
+        &self,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> anyhow::Result<(PathBuf, Vec<Value>)> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            for file in recording_files(&self.bastion.recordings()) {
+                let lines = read_recording(&file)?;
+                if done(&lines) {
+                    return Ok((file, lines));
+                }
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "no matching recording in {}:\n{}",
+                self.bastion.recordings().display(),
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// Text of every event with `code` ("i", "o").
+fn events(lines: &[Value], code: &str) -> String {
+    lines
+        .iter()
+        .filter(|l| l[1] == code)
+        .filter_map(|l| l[2].as_str())
+        .collect()
+}
+
+/// An interactive `ssh -tt`: the remote gets a pty, we type into stdin.
+fn interactive(world: &World) -> anyhow::Result<Child> {
+    Ok(world
+        .ssh(LOGIN_USER, &["-tt"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?)
+}
+
+fn type_slowly(child: &mut Child, text: &[u8]) -> anyhow::Result<()> {
+    let stdin = child.stdin.as_mut().expect("piped stdin");
+    for chunk in text.chunks(4) {
+        stdin.write_all(chunk)?;
+        stdin.flush()?;
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    Ok(())
+}
+
+fn wait_with_timeout(child: &mut Child, limit: Duration) -> anyhow::Result<(bool, String, String)> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if child.try_wait()?.is_some() {
+            let mut out = String::new();
+            let mut err = String::new();
+            use std::io::Read;
+            if let Some(mut s) = child.stdout.take() {
+                let _ = s.read_to_string(&mut out);
+            }
+            if let Some(mut s) = child.stderr.take() {
+                let _ = s.read_to_string(&mut err);
+            }
+            return Ok((true, out, err));
+        }
+        if Instant::now() > deadline {
+            return Ok((false, String::new(), String::new()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn an_exec_session_through_the_jump_host_runs_and_is_recorded() -> anyhow::Result<()> {
+    let world = World::new(None)?;
+    let out = run(&mut world.ssh(
+        LOGIN_USER,
+        &["echo", "exec-through-bastion", "&&", "id", "-un"],
+    ))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success()
+            && stdout.contains("exec-through-bastion")
+            && stdout.contains(LOGIN_USER),
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        world.logs()
+    );
+    let (_, lines) = world.wait_recording(|l| events(l, "o").contains("exec-through-bastion"))?;
+    let header = &lines[0];
+    assert_eq!(header["version"], 2);
+    assert_eq!(header["shiftkey"]["kind"], "exec");
+    assert_eq!(header["shiftkey"]["principal"], LOGIN_USER);
+    assert_eq!(header["shiftkey"]["user_serial"], world.serial);
+    assert_eq!(header["shiftkey"]["identity"], "local:root");
+    assert!(
+        header["shiftkey"]["command"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("echo exec-through-bastion"),
+        "{header}"
+    );
+    // The CA authorized it and minted a one-session certificate.
+    let row = world.ca.last_audit("session.authorized")?;
+    assert_eq!(row["detail"]["user_serial"], world.serial);
+    assert!(
+        row["detail"]["key_id"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("via={}", world.serial)),
+        "{row}"
+    );
+    Ok(())
+}
+
+#[test]
+fn an_interactive_session_records_every_keystroke_and_replays() -> anyhow::Result<()> {
+    let world = World::new(None)?;
+    let mut ssh = interactive(&world)?;
+    std::thread::sleep(Duration::from_millis(1500));
+    // A typo corrected with backspace, then typing with echo off.
+    type_slowly(&mut ssh, b"echo hellx\x7fo-world\r")?;
+    std::thread::sleep(Duration::from_millis(500));
+    type_slowly(&mut ssh, b"stty -echo\r")?;
+    std::thread::sleep(Duration::from_millis(300));
+    type_slowly(&mut ssh, b"echo typed-blind\r")?;
+    std::thread::sleep(Duration::from_millis(300));
+    type_slowly(&mut ssh, b"exit\r")?;
+    let (exited, stdout, stderr) = wait_with_timeout(&mut ssh, Duration::from_secs(20))?;
+    assert!(exited, "ssh did not exit\n{}", world.logs());
+    assert!(
+        stdout.contains("hello-world"),
+        "{stdout}\n{stderr}\n{}",
+        world.logs()
+    );
+    let (file, lines) = world.wait_recording(|l| events(l, "i").contains("exit"))?;
+    let input = events(&lines, "i");
+    let output = events(&lines, "o");
+    assert!(input.contains("echo hellx\u{7f}o-world\r"), "{input:?}");
+    // Not echoed, still recorded.
+    assert!(input.contains("echo typed-blind\r"), "{input:?}");
+    assert!(!output.contains("echo typed-blind"), "{output:?}");
+    assert!(output.contains("typed-blind"), "{output:?}");
+    assert!(output.contains("hello-world"), "{output:?}");
+    assert_eq!(lines[0]["shiftkey"]["kind"], "shell");
+    // asciinema replays it.
+    let cast = world.work.path().join("session.cast");
+    let decoded: Vec<String> = lines.iter().map(Value::to_string).collect();
+    std::fs::write(&cast, decoded.join("\n") + "\n")?;
+    let replay = run(Command::new("asciinema").arg("cat").arg(&cast))?;
+    assert!(
+        replay.status.success() && String::from_utf8_lossy(&replay.stdout).contains("hello-world"),
+        "asciinema cat {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    Ok(())
+}
+
+#[test]
+fn an_sftp_upload_is_recorded_as_operations() -> anyhow::Result<()> {
+    let world = World::new(None)?;
+    let upload = world.work.path().join("upload.bin");
+    std::fs::write(&upload, vec![0xabu8; 100_000])?;
+    let batch = world.work.path().join("batch");
+    let remote = format!("/tmp/shiftkey-sftp-{}", std::process::id());
+    std::fs::write(&batch, format!("put {} {remote}\n", upload.display()))?;
+    let out = run(Command::new("sftp")
+        .arg("-F")
+        .arg(&world.config)
+        .args(["-J", "bastion", "-P"])
+        .arg(world.sshd.port.to_string())
+        .arg("-b")
+        .arg(&batch)
+        .arg(format!("{LOGIN_USER}@127.0.0.1")))?;
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        world.logs()
+    );
+    assert_eq!(std::fs::metadata(&remote)?.len(), 100_000);
+    let _ = std::fs::remove_file(&remote);
+    let (_, lines) = world.wait_recording(|l| {
+        l.iter()
+            .any(|e| e["op"] == "close" && e["bytes_written"] == 100_000)
+    })?;
+    assert!(
+        lines
+            .iter()
+            .any(|e| e["op"] == "open" && e["path"] == remote.as_str() && e["mode"] == "write"),
+        "{lines:?}"
+    );
+    Ok(())
+}
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Waits until the CA's audit log has a row of `kind` satisfying `pick`.
+fn wait_audit(ca: &TestCa, kind: &str, pick: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(row) = ca
+            .audit_rows()?
+            .into_iter()
+            .rev()
+            .find(|r| r["kind"] == kind && pick(r))
+        {
+            return Ok(row);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no {kind} audit row:\n{}",
+            ca.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn refusals_say_why_and_are_audited() -> anyhow::Result<()> {
+    let world = World::new(None)?;
+
+    // A target the role does not cover, single-hop form: the CA says no.
+    let out = run(Command::new("ssh")
+        .arg("-F")
+        .arg(&world.config)
+        .arg("-p")
+        .arg(world.bastion.port.to_string())
+        .arg(format!(
+            "{LOGIN_USER}%localhost:{}@127.0.0.1",
+            world.sshd.port
+        ))
+        .arg("true"))?;
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("host-not-in-role") && stderr_of(&out).contains("localhost"),
+        "{}\n{}",
+        stderr_of(&out),
+        world.logs()
+    );
+    wait_audit(&world.ca, "session.denied", |r| {
+        r["detail"]["denied"] == "host-not-in-role"
+    })?;
+
+    // The same through -J (a policy role covers every host, so the bastion
+    // may present itself as it; the session is still the role's to allow).
+    let out = run(Command::new("ssh")
+        .arg("-F")
+        .arg(&world.config)
+        .args(["-J", "bastion", "-p"])
+        .arg(world.sshd.port.to_string())
+        .arg(format!("{LOGIN_USER}@localhost"))
+        .arg("true"))?;
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("host-not-in-role"),
+        "{}",
+        stderr_of(&out)
+    );
+    wait_audit(&world.ca, "session.denied", |r| {
+        r["detail"]["denied"] == "host-not-in-role"
+            && r["detail"]["target"] == format!("localhost:{}", world.sshd.port)
+    })?;
+
+    // A login the certificate does not name.
+    let out = run(&mut world.ssh("root", &["true"]))?;
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("principal-not-in-certificate"),
+        "{}\n{}",
+        stderr_of(&out),
+        world.logs()
+    );
+    wait_audit(&world.ca, "session.denied", |r| {
+        r["detail"]["denied"] == "principal-not-in-certificate"
+            && r["detail"]["principal"] == "root"
+    })?;
+
+    // A certificate from another CA.
+    let other = world.work.path().join("other-ca");
+    std::fs::create_dir_all(&other)?;
+    let other_ca = ssh_keygen(&other, "ca", &["-t", "ed25519"])?;
+    let stranger = ssh_keygen(&other, "id_ed25519", &["-t", "ed25519"])?;
+    shiftkey_tests::util::run_ok(
+        Command::new("ssh-keygen")
+            .args(["-q", "-s"])
+            .arg(&other_ca)
+            .args(["-I", "stranger", "-n", LOGIN_USER, "-V", "-5m:+1h"])
+            .arg(stranger.with_extension("pub")),
+    )?;
+    let stranger_config = world.bastion.ssh_config(&world.ca, &other, &stranger)?;
+    let out = run(Command::new("ssh")
+        .arg("-F")
+        .arg(&stranger_config)
+        .args(["-J", "bastion", "-p"])
+        .arg(world.sshd.port.to_string())
+        .arg(format!("{LOGIN_USER}@127.0.0.1"))
+        .arg("true"))?;
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("Permission denied"),
+        "{}",
+        stderr_of(&out)
+    );
+    wait_audit(&world.ca, "session.denied", |r| {
+        r["detail"]["denied"] == "unknown-ca" && r["detail"]["key_id"] == "stranger"
+    })?;
+
+    // A revoked certificate.
+    world.revoke("bastion e2e")?;
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = run(&mut world.ssh(LOGIN_USER, &["true"]))?;
+    assert!(!out.status.success(), "a revoked certificate got in");
+    wait_audit(&world.ca, "session.denied", |r| {
+        r["detail"]["denied"] == "certificate-revoked" && r["detail"]["user_serial"] == world.serial
+    })?;
+
+    // An expired certificate: OpenSSH itself will not offer it, and the
+    // bastion (russh) refuses it before anything else.
+    world.certify("2s")?;
+    std::thread::sleep(Duration::from_secs(3));
+    let out = run(&mut world.ssh(LOGIN_USER, &["echo", "should-not-run"]))?;
+    assert!(!out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("should-not-run"));
+    Ok(())
+}
+
+#[test]
+fn revoking_the_certificate_ends_the_live_session_within_two_seconds() -> anyhow::Result<()> {
+    let world = World::new(None)?;
+    let mut ssh = interactive(&world)?;
+    std::thread::sleep(Duration::from_millis(1500));
+    type_slowly(&mut ssh, b"echo session-is-live\r")?;
+    world.wait_recording(|l| events(l, "o").contains("session-is-live"))?;
+    world.revoke("key compromised")?;
+    let revoked = Instant::now();
+    let (exited, stdout, _) = wait_with_timeout(&mut ssh, Duration::from_secs(10))?;
+    let took = revoked.elapsed();
+    assert!(
+        exited,
+        "the session outlived its revocation\n{}",
+        world.logs()
+    );
+    println!("session ended {} ms after the revocation", took.as_millis());
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(
+        stdout.contains("session ended: your certificate was revoked"),
+        "{stdout}"
+    );
+    // The recording says why it ended.
+    world.wait_recording(|l| events(l, "m").contains("your certificate was revoked"))?;
+    Ok(())
+}
+
+#[test]
+fn a_recording_that_cannot_be_written_stops_the_session() -> anyhow::Result<()> {
+    let place = tempfile::tempdir()?;
+    let recordings = place.path().join("recordings");
+    let world = World::new(Some(&recordings))?;
+    // The directory becomes a file: nothing can be created in it.
+    std::fs::remove_dir_all(&recordings)?;
+    std::fs::write(&recordings, b"not a directory")?;
+    let out = run(&mut world.ssh(LOGIN_USER, &["echo", "must-not-pass"]))?;
+    assert!(!out.status.success());
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("must-not-pass"),
+        "unrecorded output passed"
+    );
+    assert!(
+        stderr_of(&out).contains("cannot be recorded"),
+        "{}\n{}",
+        stderr_of(&out),
+        world.logs()
+    );
+    Ok(())
+}
+
+#[test]
+fn a_recording_survives_kill_9_up_to_the_last_flush() -> anyhow::Result<()> {
+    let mut world = World::new(None)?;
+    let mut ssh = interactive(&world)?;
+    std::thread::sleep(Duration::from_millis(1500));
+    type_slowly(&mut ssh, b"echo before-the-crash\r")?;
+    // Past one flush interval.
+    std::thread::sleep(Duration::from_millis(2500));
+    world.bastion.kill9()?;
+    let _ = wait_with_timeout(&mut ssh, Duration::from_secs(10))?;
+    let files = recording_files(&world.bastion.recordings());
+    let file = files.last().expect("a recording file");
+    let lines = read_recording(file)?;
+    assert!(
+        events(&lines, "i").contains("echo before-the-crash"),
+        "{lines:?}"
+    );
+    assert!(
+        events(&lines, "o").contains("before-the-crash"),
+        "{lines:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn the_single_hop_form_reaches_the_target_too() -> anyhow::Result<()> {
+    let world = World::new(None)?;
+    let out = run(Command::new("ssh")
+        .arg("-F")
+        .arg(&world.config)
+        .arg("-p")
+        .arg(world.bastion.port.to_string())
+        .arg(format!(
+            "{LOGIN_USER}%127.0.0.1:{}@127.0.0.1",
+            world.sshd.port
+        ))
+        .args(["echo", "single-hop"]))?;
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("single-hop"),
+        "{}\n{}",
+        stderr_of(&out),
+        world.logs()
+    );
+    world.wait_recording(|l| events(l, "o").contains("single-hop"))?;
+    Ok(())
+}
+
+#[test]
+fn resolving_the_incident_ends_sessions_opened_under_it() -> anyhow::Result<()> {
+    let world = World::new(None)?;
+    let (status, body) = world.ca.local(
+        "POST",
+        "/v1/incidents",
+        &json!({ "id": "INC-77", "title": "bastion e2e", "severity": "sev2" }),
+    )?;
+    assert_eq!(status, 201, "{body}");
+    world.certify_for("10m", Some("INC-77"))?;
+    let mut ssh = interactive(&world)?;
+    std::thread::sleep(Duration::from_millis(1500));
+    type_slowly(&mut ssh, b"echo under-incident\r")?;
+    world.wait_recording(|l| events(l, "o").contains("under-incident"))?;
+    let (status, body) = world
+        .ca
+        .local("POST", "/v1/incidents/INC-77/resolve", &json!({}))?;
+    assert_eq!(status, 200, "{body}");
+    let resolved = Instant::now();
+    let (exited, stdout, _) = wait_with_timeout(&mut ssh, Duration::from_secs(10))?;
+    assert!(
+        exited,
+        "the session outlived its incident\n{}",
+        world.logs()
+    );
+    println!(
+        "session ended {} ms after the incident was resolved",
+        resolved.elapsed().as_millis()
+    );
+    assert!(resolved.elapsed() < Duration::from_secs(2));
+    assert!(stdout.contains("session ended"), "{stdout}");
+    // And no new session starts under it.
+    let out = run(&mut world.ssh(LOGIN_USER, &["true"]))?;
+    assert!(!out.status.success());
+    Ok(())
+}
