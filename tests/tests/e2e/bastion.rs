@@ -219,7 +219,17 @@ fn an_exec_session_through_the_jump_host_runs_and_is_recorded() -> anyhow::Resul
             .contains("echo exec-through-bastion"),
         "{header}"
     );
-    // The CA authorized it and minted a one-session certificate.
+    // The CA authorized it and minted a one-session certificate; at the end
+    // it sealed the recording the bastion shipped.
+    let session = header["shiftkey"]["session"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let sealed = wait_audit(&world.ca, "recording.sealed", |r| {
+        r["detail"].to_string().contains(&session)
+    })?;
+    assert_eq!(sealed["detail"]["problems"], json!([]), "{sealed}");
+    assert_eq!(sealed["actor"], "bastion:bastion-1");
     let row = world.ca.last_audit("session.authorized")?;
     assert_eq!(row["detail"]["user_serial"], world.serial);
     assert!(
