@@ -49,7 +49,8 @@ pub(crate) fn generate(
         "# Written by `shiftkey ssh-config` for {}. Do not edit: run it again.\n",
         comment_text(&roles.identity)
     );
-    let mut patterns: Vec<&str> = Vec::new();
+    let mut patterns: Vec<String> = Vec::new();
+    let mut jump_hosts: Vec<String> = Vec::new();
     for role in &roles.roles {
         if role.hosts.is_empty() {
             continue;
@@ -70,11 +71,33 @@ pub(crate) fn generate(
         if let [only] = role.principals.as_slice() {
             config.push_str(&format!("    User {only}\n"));
         }
+        // Recorded roles go through the bastion, which presents host
+        // certificates from the same host CA (so it needs the same trust).
+        match role.proxy_jump.as_deref().map(jump_host) {
+            Some(Ok((jump, known))) => {
+                config.push_str(&format!("    ProxyJump {jump}\n"));
+                if let Some(host) = jump.rsplit_once(':').map(|(h, _)| h.to_owned())
+                    && !jump_hosts.contains(&host)
+                {
+                    jump_hosts.push(host);
+                }
+                patterns.extend(known);
+            }
+            Some(Err(reason)) => warnings.push(format!("role {}: {reason}", role.name)),
+            None => {}
+        }
         config.push_str(&format!(
             "    UserKnownHostsFile ~/.ssh/known_hosts {known_hosts_arg}\n"
         ));
         config.push_str("    StrictHostKeyChecking yes\n");
-        patterns.extend(hosts);
+        patterns.extend(hosts.iter().map(|h| (*h).to_owned()));
+    }
+    // The jump itself is an ssh connection too: it trusts the bastion by the
+    // same host CA, with no prompt.
+    for host in &jump_hosts {
+        config.push_str(&format!(
+            "\n# the bastion\nHost {host}\n    UserKnownHostsFile ~/.ssh/known_hosts {known_hosts_arg}\n    StrictHostKeyChecking yes\n"
+        ));
     }
     patterns.sort_unstable();
     patterns.dedup();
@@ -137,6 +160,30 @@ fn checked_hosts<'r>(
         return Err(format!("role {name}: no host pattern left to write"));
     }
     Ok(hosts)
+}
+
+/// The bastion as a `ProxyJump` value and the known_hosts patterns its
+/// host certificate is checked under (`host`, and `[host]:port` off 22).
+fn jump_host(address: &str) -> Result<(String, Vec<String>), String> {
+    let (host, port) = match address.rsplit_once(':') {
+        Some((h, p)) => (
+            h,
+            p.parse::<u16>()
+                .map_err(|_| format!("bastion port in {address:?} is not a number"))?,
+        ),
+        None => (address, 22),
+    };
+    if !is_host_pattern(host) || host.contains(['*', '?', ':']) || port == 0 {
+        return Err(format!(
+            "the CA's bastion address {:?} is not HOST[:PORT]",
+            comment_text(address)
+        ));
+    }
+    let mut known = vec![host.to_owned()];
+    if port != 22 {
+        known.push(format!("[{host}]:{port}"));
+    }
+    Ok((format!("{host}:{port}"), known))
 }
 
 /// A role name or principal: `[A-Za-z0-9._@+-]`, not starting with '-'.
@@ -277,6 +324,7 @@ mod tests {
             incident_severity: None,
             require_reason: false,
             extensions: vec![],
+            proxy_jump: None,
         }
     }
 
@@ -365,6 +413,51 @@ mod tests {
         install(dir.path(), &generated).unwrap();
         let main = std::fs::read_to_string(dir.path().join("config")).unwrap();
         assert_eq!(main, "Include shiftkey.conf\nHost old\n    User me\n");
+    }
+
+    #[test]
+    fn recorded_roles_jump_through_the_bastion_it_trusts_by_the_host_ca() {
+        let mut r = role("db", &["postgres"], &["db-*.prod.example.com"]);
+        r.proxy_jump = Some("bastion.example.com:2222".into());
+        let generated = generate_for(&ca(&[HOST_CA]), &roles(vec![r]));
+        assert!(
+            generated
+                .config
+                .contains("Host db-*.prod.example.com\n    User postgres\n    ProxyJump bastion.example.com:2222\n"),
+            "{}",
+            generated.config
+        );
+        assert!(
+            generated
+                .known_hosts
+                .contains("@cert-authority [bastion.example.com]:2222,bastion.example.com,db-*.prod.example.com "),
+            "{}",
+            generated.known_hosts
+        );
+        assert!(
+            generated
+                .config
+                .contains("Host bastion.example.com\n    UserKnownHostsFile"),
+            "{}",
+            generated.config
+        );
+        for bad in [
+            "b\nInclude /tmp/x",
+            "*:22",
+            "b:0",
+            "b:x",
+            "-oProxyCommand=x",
+        ] {
+            let mut r = role("db", &["postgres"], &["db-*.prod.example.com"]);
+            r.proxy_jump = Some(bad.into());
+            let generated = generate_for(&ca(&[HOST_CA]), &roles(vec![r]));
+            assert!(
+                !generated.config.contains("ProxyJump"),
+                "{bad:?}: {}",
+                generated.config
+            );
+            assert!(!generated.warnings.is_empty(), "{bad:?}");
+        }
     }
 
     #[test]

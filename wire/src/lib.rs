@@ -104,6 +104,10 @@ pub struct RoleInfo {
     /// Certificate extensions, e.g. `permit-pty`.
     #[serde(default)]
     pub extensions: Vec<String>,
+    /// `host:port` of the bastion the role's hosts are reached through
+    /// (`ssh-config` writes it as `ProxyJump`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_jump: Option<String>,
 }
 
 /// `POST /v1/incidents`: open an incident.

@@ -133,6 +133,10 @@ async fn roles(State(ca): State<Arc<Ca>>, caller: Caller) -> Json<RolesResponse>
             incident_severity: role.incident_severity(),
             require_reason: role.require_reason(),
             extensions: role.extensions().to_vec(),
+            proxy_jump: role
+                .via_bastion()
+                .then(|| policy.settings().bastion().map(str::to_owned))
+                .flatten(),
         })
         .collect();
     Json(RolesResponse { identity, roles })

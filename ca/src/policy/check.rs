@@ -190,6 +190,27 @@ fn check_settings(raw: &RawPolicy, sink: &mut Sink<'_>) -> (Settings, bool) {
             settings.clock_skew = skew;
         }
     }
+    if let Some(value) = &s.bastion {
+        let text = value.get_ref();
+        let (host, port) = match text.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse::<u16>().ok()),
+            None => (text.as_str(), Some(22)),
+        };
+        let host_ok = !host.is_empty()
+            && host.len() <= 253
+            && !host.starts_with(['-', '.'])
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+        if host_ok && port.is_some_and(|p| p != 0) {
+            settings.bastion = Some(text.clone());
+        } else {
+            sink.at(
+                &item.at(value),
+                format!("settings: bastion {text:?} is not HOST or HOST:PORT (e.g. bastion.example.com:2222)"),
+            );
+        }
+    }
     if sink.len() == errors_before && settings.default_ttl > settings.max_ttl {
         let loc = match (&s.default_ttl, &s.max_ttl) {
             (Some(value), _) | (None, Some(value)) => item.at(value),
@@ -498,6 +519,13 @@ fn check_role(
         Duration::from_secs(15 * 60),
     );
 
+    if r.via_bastion && settings.bastion.is_none() {
+        sink.at(
+            &item.loc(),
+            format!("{context}: via_bastion needs settings.bastion = \"HOST:PORT\" (where users jump through)"),
+        );
+    }
+
     let mut require_on_call = Vec::new();
     for schedule in &r.require_on_call {
         if known_schedule(schedule.get_ref()) {
@@ -603,6 +631,7 @@ fn check_role(
         max_ttl,
         max_session,
         idle_timeout,
+        via_bastion: r.via_bastion,
         require_on_call,
         require_incident: r.require_incident,
         incident_severity,

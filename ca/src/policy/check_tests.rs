@@ -84,7 +84,7 @@ fn check_reports_every_error_with_its_location() {
         r#"policy.toml:2:15: settings: default_ttl: invalid duration "15 minutes please" (expected number at 11); write e.g. "15m", "1h" or "7d""#,
         r#"policy.toml:3:11: settings: max_ttl 48h is above the hard cap of 24h"#,
         r#"policy.toml:4:14: settings: clock_skew 20m is above the limit of 10m"#,
-        r#"policy.toml:5:1: settings: unknown key "colour"; expected one of default_ttl, max_ttl, clock_skew"#,
+        r#"policy.toml:5:1: settings: unknown key "colour"; expected one of default_ttl, max_ttl, clock_skew, bastion"#,
         r#"policy.toml:9:12: schedule "sre-primary": unknown time zone "Europe/Berln"; use an IANA name such as "Europe/Berlin" or "UTC""#,
         r#"policy.toml:10:24: schedule "sre-primary": rotation members are empty; list at least one person"#,
         r#"policy.toml:10:36: schedule "sre-primary": rotation start: "2026-11-02T09:00+01:00" has a UTC offset, but this is a local time in the schedule's time zone; drop the offset, e.g. "2026-11-02T09:00""#,
@@ -108,7 +108,7 @@ fn check_reports_every_error_with_its_location() {
         r#"policy.toml:30:9: role "db-debug": hosts are empty; list host patterns such as "db-*.example.com""#,
         r#"policy.toml:31:11: role "db-debug": max_ttl: invalid duration "forever" (expected number at 0); write e.g. "15m", "1h" or "7d""#,
         r#"policy.toml:34:8: role "bad name!": invalid name "bad name!": 1 to 64 characters of A-Z a-z 0-9 . _ -, not starting with '-'"#,
-        r#"policy.toml:37:1: role "bad name!": unknown key "hsots"; expected one of name, description, principals, hosts, max_ttl, require_on_call, require_incident, incident_severity, require_reason, break_glass, approvals, approvers, auto_approve, extensions, force_command, source_address, max_session, idle_timeout"#,
+        r#"policy.toml:37:1: role "bad name!": unknown key "hsots"; expected one of name, description, principals, hosts, max_ttl, require_on_call, require_incident, incident_severity, require_reason, break_glass, approvals, approvers, auto_approve, extensions, force_command, source_address, max_session, idle_timeout, via_bastion"#,
         r#"policy.toml:40:15: grant #1: identity "alice@example.com" has no prefix; write "user:alice@example.com""#,
         r#"policy.toml:40:36: grant #1: invalid identity "team:sre"; write "user:EMAIL", "group:NAME" or "local:USER""#,
         r#"policy.toml:41:22: grant #1: unknown role "db-admin""#,
@@ -524,4 +524,48 @@ fn roles_may_set_bastion_session_limits() {
     let role = p.role("db").unwrap();
     assert_eq!(role.max_session().as_secs(), 1800);
     assert_eq!(role.idle_timeout().as_secs(), 300);
+}
+
+#[test]
+fn a_role_through_the_bastion_needs_the_bastion_named() {
+    assert_eq!(
+        small_with(
+            "hosts = [\"db-*\"]\n",
+            "hosts = [\"db-*\"]\nvia_bastion = true\n"
+        ),
+        [
+            r#"policy.toml:9:1: role "db": via_bastion needs settings.bastion = "HOST:PORT" (where users jump through)"#
+        ]
+    );
+    let ok = SMALL
+        .replacen("max_ttl = \"1h\"\n", "max_ttl = \"1h\"\nbastion = \"bastion.example.com:2222\"\n", 1)
+        .replacen("hosts = [\"db-*\"]\n", "hosts = [\"db-*\"]\nvia_bastion = true\nmax_session = \"20m\"\nidle_timeout = \"5m\"\n", 1);
+    let policy = policy(&ok);
+    let role = policy.role("db").unwrap();
+    assert!(role.via_bastion());
+    assert_eq!(role.max_session(), std::time::Duration::from_secs(1200));
+    assert_eq!(role.idle_timeout(), std::time::Duration::from_secs(300));
+    assert_eq!(
+        policy.settings().bastion(),
+        Some("bastion.example.com:2222")
+    );
+    for bad in ["bastion b", "-b:22", "b:0", "b:99999", "b:x"] {
+        let text = SMALL.replacen(
+            "max_ttl = \"1h\"\n",
+            &format!("max_ttl = \"1h\"\nbastion = \"{bad}\"\n"),
+            1,
+        );
+        let errors = errors(&text);
+        assert!(
+            errors.len() == 1 && errors[0].contains("is not HOST or HOST:PORT"),
+            "{bad}: {errors:?}"
+        );
+    }
+    assert!(
+        small_with(
+            "hosts = [\"db-*\"]\n",
+            "hosts = [\"db-*\"]\nmax_session = \"0s\"\n"
+        )[0]
+        .contains("max_session must be more than zero")
+    );
 }

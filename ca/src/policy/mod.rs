@@ -183,7 +183,6 @@ impl Policy {
         })
     }
 
-    #[cfg(test)]
     pub(crate) fn settings(&self) -> &Settings {
         &self.settings
     }

@@ -13,6 +13,8 @@ pub(crate) struct Settings {
     pub(super) default_ttl: Duration,
     pub(super) max_ttl: Duration,
     pub(super) clock_skew: Duration,
+    /// `host:port` of the bastion, when the policy names one.
+    pub(super) bastion: Option<String>,
 }
 
 impl Settings {
@@ -20,6 +22,7 @@ impl Settings {
         default_ttl: Duration::from_secs(15 * 60),
         max_ttl: Duration::from_secs(3600),
         clock_skew: Duration::from_secs(60),
+        bastion: None,
     };
 
     /// TTL of a certificate whose request names none (capped by the role).
@@ -32,6 +35,11 @@ impl Settings {
     #[cfg(test)]
     pub(crate) fn max_ttl(&self) -> Duration {
         self.max_ttl
+    }
+
+    /// The bastion's `host:port`, for roles with `via_bastion`.
+    pub(crate) fn bastion(&self) -> Option<&str> {
+        self.bastion.as_deref()
     }
 
     /// How far certificates are backdated.
@@ -56,6 +64,8 @@ pub(crate) struct Role {
     pub(super) max_session: Duration,
     /// A bastion session idle this long ends.
     pub(super) idle_timeout: Duration,
+    /// Reached through the bastion (`ssh-config` writes `ProxyJump`).
+    pub(super) via_bastion: bool,
     pub(super) require_on_call: Vec<String>,
     pub(super) require_incident: bool,
     /// The least severe incident level accepted (1 = sev1 only); any when None.
@@ -96,6 +106,9 @@ impl Role {
     }
     pub(crate) fn idle_timeout(&self) -> Duration {
         self.idle_timeout
+    }
+    pub(crate) fn via_bastion(&self) -> bool {
+        self.via_bastion
     }
     /// True when `host` matches one of the role's host patterns.
     pub(crate) fn covers_host(&self, host: &str) -> bool {

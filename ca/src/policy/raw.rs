@@ -24,7 +24,7 @@ pub(crate) trait Entry: DeserializeOwned {
 }
 
 impl Entry for RawSettings {
-    const FIELDS: &'static [&'static str] = &["default_ttl", "max_ttl", "clock_skew"];
+    const FIELDS: &'static [&'static str] = &["default_ttl", "max_ttl", "clock_skew", "bastion"];
 }
 
 impl Entry for RawSchedule {
@@ -57,6 +57,7 @@ impl Entry for RawRole {
         "source_address",
         "max_session",
         "idle_timeout",
+        "via_bastion",
     ];
 }
 
@@ -90,6 +91,9 @@ pub(crate) struct RawSettings {
     pub(crate) default_ttl: Option<Spanned<String>>,
     pub(crate) max_ttl: Option<Spanned<String>>,
     pub(crate) clock_skew: Option<Spanned<String>>,
+    /// The bastion users jump through (`bastion.example.com:2222`), for
+    /// roles with `via_bastion`.
+    pub(crate) bastion: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -147,6 +151,9 @@ pub(crate) struct RawRole {
     pub(crate) max_session: Option<Spanned<String>>,
     /// A bastion session without input or output this long ends (`"15m"`).
     pub(crate) idle_timeout: Option<Spanned<String>>,
+    /// Users reach the role's hosts through `settings.bastion` (recorded).
+    #[serde(default)]
+    pub(crate) via_bastion: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -590,3 +590,65 @@ fn resolving_the_incident_ends_sessions_opened_under_it() -> anyhow::Result<()> 
     assert!(!out.status.success());
     Ok(())
 }
+
+#[test]
+fn ssh_config_sends_recorded_roles_through_the_bastion() -> anyhow::Result<()> {
+    let world = World::new(None)?;
+    // The policy names the bastion and sends the shell role through it.
+    let policy = policy()
+        .0
+        .replacen(
+            "[settings]\n",
+            &format!(
+                "[settings]\nbastion = \"localhost:{}\"\n",
+                world.bastion.port
+            ),
+            1,
+        )
+        .replacen(
+            "name = \"shell\"\n",
+            "name = \"shell\"\nvia_bastion = true\n",
+            1,
+        );
+    std::fs::write(world.ca.data_dir().join("policy.toml"), policy)?;
+    world.ca.signal("HUP")?;
+    wait_audit(&world.ca, "policy.reloaded", |_| true)?;
+
+    let home = world.work.path().join("home");
+    std::fs::create_dir_all(&home)?;
+    let out = run(Command::new(shiftkey_tests::util::binary("shiftkey")?)
+        .args(["ssh-config", "--install", "--ca"])
+        .arg(format!("unix:{}", world.ca.socket().display()))
+        .env("HOME", &home))?;
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let config = home.join(".ssh/shiftkey.conf");
+    let text = std::fs::read_to_string(&config)?;
+    assert!(
+        text.contains(&format!("ProxyJump localhost:{}", world.bastion.port)),
+        "{text}"
+    );
+    // Plain ssh with that file and an agent: through the bastion, recorded.
+    let agent = shiftkey_tests::ssh_agent::SshAgent::start(world.work.path())?;
+    let added = run(Command::new("ssh-add")
+        .arg(&world.key)
+        .env("SSH_AUTH_SOCK", &agent.socket))?;
+    assert!(added.status.success(), "{}", stderr_of(&added));
+    // The agent by environment, as users have it: the jump inherits it.
+    let out = run(Command::new("ssh")
+        .arg("-F")
+        .arg(&config)
+        .args(["-o", "BatchMode=yes", "-p"])
+        .arg(world.sshd.port.to_string())
+        .args(["127.0.0.1", "echo", "via-generated-config"])
+        .env("SSH_AUTH_SOCK", &agent.socket)
+        .stdin(Stdio::null()))?;
+    assert!(
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout).contains("via-generated-config"),
+        "{}\n{}",
+        stderr_of(&out),
+        world.logs()
+    );
+    world.wait_recording(|l| events(l, "o").contains("via-generated-config"))?;
+    Ok(())
+}
