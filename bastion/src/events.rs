@@ -59,6 +59,18 @@ fn handle(bastion: &Bastion, data: &str, last: &mut u64) {
                 serials.contains(&s.grant.user_serial) || serials.contains(&s.session_serial)
             });
         }
+        Some("identity.locked") => {
+            if let Some(identity) = detail["identity"].as_str() {
+                let serials: Vec<u64> = detail["serials"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
+                    .unwrap_or_default();
+                bastion.trust.revoke(serials);
+                bastion.end_sessions("an operator locked your access", |s| {
+                    s.grant.identity == identity
+                });
+            }
+        }
         Some("incident.resolved") => {
             if let Some(id) = detail["incident"].as_str() {
                 bastion.end_sessions(&format!("incident {id} was resolved"), |s| {

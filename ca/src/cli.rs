@@ -39,9 +39,25 @@ enum Command {
     Audit(AuditCommand),
     /// Revoke live certificates (by serial, key ID, identity or incident); the KRL at /v1/krl lists them at once.
     Revoke(RevokeArgs),
+    /// Lock an identity out: revoke its live certificates, refuse new ones and end its bastion sessions.
+    Lock(LockArgs),
+    /// Let a locked identity ask for certificates again.
+    Unlock(LockArgs),
     /// Enroll hosts and bastions: one-time join tokens, the enrolled list.
     #[command(subcommand)]
     Hosts(HostsCommand),
+}
+
+#[derive(Debug, Args)]
+struct LockArgs {
+    #[command(flatten)]
+    dir: DataDir,
+    /// The identity, as grants name it: user:alice@example.com or local:USER.
+    #[arg(long)]
+    identity: String,
+    /// Why; recorded in the audit log and shown to the user.
+    #[arg(long)]
+    reason: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -285,6 +301,44 @@ async fn revoke(args: RevokeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+async fn lock(args: LockArgs, lock: bool) -> anyhow::Result<ExitCode> {
+    let identity = args.identity.trim();
+    if !(identity.starts_with("user:") || identity.starts_with("local:"))
+        || !crate::identity::is_safe_token(identity)
+    {
+        bail!("--identity must be user:EMAIL or local:USER, e.g. user:alice@example.com");
+    }
+    let reason = args.reason.trim();
+    if reason.len() < 3 || reason.len() > 500 || reason.chars().any(char::is_control) {
+        bail!(
+            "--reason must say why in 3 to 500 characters (it is recorded and shown to the user)"
+        );
+    }
+    if lock {
+        let serials = crate::revocation::lock_offline(
+            &args.dir.data_dir,
+            identity,
+            reason.to_owned(),
+            local_actor(),
+        )
+        .await?;
+        println!(
+            "locked {identity}: no new certificates or bastion sessions; revoked {} live certificate(s); running bastion sessions end now",
+            serials.len()
+        );
+    } else {
+        crate::revocation::unlock_offline(
+            &args.dir.data_dir,
+            identity,
+            reason.to_owned(),
+            local_actor(),
+        )
+        .await?;
+        println!("unlocked {identity}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn local_actor() -> String {
     let uid = nix::unistd::Uid::current().as_raw();
     format!(
@@ -381,6 +435,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Revoke(args) => revoke(args).await,
         Command::Hosts(cmd) => hosts(cmd).await,
+        Command::Lock(args) => lock(args, true).await,
+        Command::Unlock(args) => lock(args, false).await,
         Command::Policy(cmd) => policy(cmd),
         Command::Audit(cmd) => audit(cmd),
     }

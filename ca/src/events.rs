@@ -19,7 +19,7 @@ use crate::service::Ca;
 /// How often the audit log is read for new events.
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// Audit row kinds that are events.
-pub(crate) const KINDS: [&str; 9] = [
+pub(crate) const KINDS: [&str; 11] = [
     "certificate.revoked",
     "incident.resolved",
     "incident.opened",
@@ -29,6 +29,8 @@ pub(crate) const KINDS: [&str; 9] = [
     "request.approved",
     "request.denied",
     "oncall.override",
+    "identity.locked",
+    "identity.unlocked",
 ];
 /// Rows replayed to a subscriber that asks for history, at most.
 pub(crate) const MAX_BACKLOG: usize = 1000;

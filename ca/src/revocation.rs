@@ -226,6 +226,67 @@ pub(crate) async fn record_revocation(
         .await
 }
 
+/// `shiftkey-ca lock`: locks `identity` out (no certificate, no bastion
+/// session) and revokes its live certificates, in one audited transaction.
+/// The bastion ends its sessions on the `identity.locked` event. Returns
+/// the serials revoked.
+pub(crate) async fn lock_offline(
+    data_dir: &std::path::Path,
+    identity: &str,
+    reason: String,
+    actor: String,
+) -> anyhow::Result<Vec<u64>> {
+    let conn = store::open(&store::db_path(data_dir))?;
+    let now = unix_now();
+    let serials = store::live_serials(&conn, &Selector::Identity(identity), now)?;
+    let audit = crate::audit::AuditLog::start(conn)?;
+    let detail = json!({ "identity": identity, "reason": reason, "serials": serials });
+    audit
+        .record_change(
+            Event {
+                kind: "identity.locked",
+                actor: actor.clone(),
+                outcome: Outcome::Info,
+                detail,
+            },
+            Change::Lock {
+                identity: identity.to_owned(),
+                by: actor,
+                at: now_rfc3339(),
+                reason,
+                now,
+            },
+        )
+        .await?;
+    Ok(serials)
+}
+
+/// `shiftkey-ca unlock`: lets `identity` ask for certificates again (what
+/// was revoked stays revoked).
+pub(crate) async fn unlock_offline(
+    data_dir: &std::path::Path,
+    identity: &str,
+    reason: String,
+    actor: String,
+) -> anyhow::Result<()> {
+    let conn = store::open(&store::db_path(data_dir))?;
+    let audit = crate::audit::AuditLog::start(conn)?;
+    audit
+        .record_change(
+            Event {
+                kind: "identity.unlocked",
+                actor,
+                outcome: Outcome::Info,
+                detail: json!({ "identity": identity, "reason": reason }),
+            },
+            Change::Unlock {
+                identity: identity.to_owned(),
+            },
+        )
+        .await?;
+    Ok(())
+}
+
 /// `shiftkey-ca revoke`: revokes, from the CA host, the live certificates
 /// `selector` names, writing to the store directly (the running CA builds
 /// its KRL from the store on every request, so it serves them at once).

@@ -261,6 +261,25 @@ impl Ca {
                     .await);
             }
         };
+        if let Some(reason) = self.read(|conn| crate::store::lock_of(conn, &actor))? {
+            let denied = crate::policy::Denied {
+                code: crate::policy::DenyCode::IdentityLocked,
+                message: format!("an operator locked this identity out: {reason}"),
+            };
+            self.metrics
+                .deny(self.role_label(&valid.role), denied.code.as_str());
+            let detail = json!({ "req": request_id, "role": valid.role, "denied": denied.code.as_str(), "message": denied.message });
+            self.audit
+                .record(Event {
+                    kind: "certificate.denied",
+                    actor,
+                    outcome: Outcome::Deny,
+                    detail,
+                })
+                .await
+                .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
+            return Err(ApiError::Denied(denied));
+        }
         let policy = self.policy();
         let now = Utc::now();
         let incident_state = match &valid.incident {

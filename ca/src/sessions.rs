@@ -192,6 +192,15 @@ impl Ca {
                 "the certificate does not match the one this CA recorded under its serial".into(),
             ));
         }
+        if let Some(reason) = self
+            .read(|conn| crate::store::lock_of(conn, &known.identity))
+            .map_err(|_| refusal("store-unavailable", "the CA cannot read its store"))?
+        {
+            return Err(with_identity(
+                "identity-locked",
+                format!("an operator locked this identity out: {reason}"),
+            ));
+        }
         if self
             .read(|conn| store::is_revoked(conn, user_cert.serial()))
             .map_err(|_| refusal("store-unavailable", "the CA cannot read its store"))?

@@ -70,9 +70,13 @@ pub(crate) enum DenyCode {
     ApprovalRequired,
     ReasonRequired,
     NotOnCall,
+    /// An operator locked the identity out (`shiftkey-ca lock`); decided by
+    /// the CA before the policy is asked.
+    IdentityLocked,
 }
 
 impl DenyCode {
+    /// The codes the policy itself decides (what `[[test]]` may expect).
     pub(crate) const ALL: [DenyCode; 12] = [
         DenyCode::UnknownRole,
         DenyCode::NotGranted,
@@ -102,6 +106,7 @@ impl DenyCode {
             DenyCode::ApprovalRequired => "approval-required",
             DenyCode::ReasonRequired => "reason-required",
             DenyCode::NotOnCall => "not-on-call",
+            DenyCode::IdentityLocked => "identity-locked",
         }
     }
 

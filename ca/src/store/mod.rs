@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0004_oncall_overrides.sql"),
     include_str!("../../migrations/0005_hosts_sessions.sql"),
     include_str!("../../migrations/0006_recordings.sql"),
+    include_str!("../../migrations/0007_identity_locks.sql"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -191,6 +192,17 @@ pub(crate) enum Change {
         at: String,
     },
     OpenIncident(Incident),
+    /// Locks `identity` out and revokes its live certificates (`now`, unix seconds).
+    Lock {
+        identity: String,
+        by: String,
+        at: String,
+        reason: String,
+        now: u64,
+    },
+    Unlock {
+        identity: String,
+    },
     /// A one-time join token for a host or bastion.
     CreateJoinToken(hosts::StoredToken),
     /// Spends a join token and records the host and its first certificate.
@@ -226,6 +238,31 @@ impl Change {
         match self {
             Change::Issue(cert) => cert.insert(conn),
             Change::CreateJoinToken(token) => token.insert(conn),
+            Change::Lock {
+                identity,
+                by,
+                at,
+                reason,
+                now,
+            } => {
+                conn.execute(
+                    "INSERT INTO identity_locks (identity, locked_by, locked_at, reason) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(identity) DO UPDATE SET locked_by = excluded.locked_by,
+                         locked_at = excluded.locked_at, reason = excluded.reason",
+                    rusqlite::params![identity, by, at, reason],
+                )?;
+                conn.execute(
+                    "INSERT OR IGNORE INTO revocations (serial, revoked_at, revoked_by, reason)
+                     SELECT serial, ?2, ?3, 'identity locked: ' || ?4 FROM certificates
+                     WHERE identity = ?1 AND valid_before > ?5",
+                    rusqlite::params![identity, at, by, reason, to_sql_u64(*now)],
+                )?;
+                Ok(())
+            }
+            Change::Unlock { identity } => {
+                conn.execute("DELETE FROM identity_locks WHERE identity = ?1", [identity])?;
+                Ok(())
+            }
             Change::Enroll {
                 token_hash,
                 now,
@@ -595,6 +632,17 @@ pub(crate) fn revoked_live_serials(conn: &Connection, now: u64) -> rusqlite::Res
 pub(crate) fn revocation_count(conn: &Connection) -> rusqlite::Result<u64> {
     let n: i64 = conn.query_row("SELECT COUNT(*) FROM revocations", [], |r| r.get(0))?;
     Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// Why `identity` is locked, if it is.
+pub(crate) fn lock_of(conn: &Connection, identity: &str) -> rusqlite::Result<Option<String>> {
+    use rusqlite::OptionalExtension;
+    conn.query_row(
+        "SELECT reason FROM identity_locks WHERE identity = ?1",
+        [identity],
+        |r| r.get(0),
+    )
+    .optional()
 }
 
 /// The highest serial issued so far (0 when none).

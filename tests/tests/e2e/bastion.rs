@@ -28,8 +28,12 @@ struct World {
 
 impl World {
     fn new(recordings: Option<&Path>) -> anyhow::Result<Self> {
+        Self::with_policy(recordings, &policy().0)
+    }
+
+    fn with_policy(recordings: Option<&Path>, policy: &str) -> anyhow::Result<Self> {
         ensure_login_user(LOGIN_USER)?;
-        let ca = TestCa::init(&policy().0, None)?.start()?;
+        let ca = TestCa::init(policy, None)?.start()?;
         let work = tempfile::tempdir()?;
         let user_ca = ca.client().get(ca.url("/v1/ca/user.pub")).send()?.text()?;
         let sshd = Sshd::start_with_host_ca(
@@ -650,5 +654,72 @@ fn ssh_config_sends_recorded_roles_through_the_bastion() -> anyhow::Result<()> {
         world.logs()
     );
     world.wait_recording(|l| events(l, "o").contains("via-generated-config"))?;
+    Ok(())
+}
+
+#[test]
+fn an_operator_lock_ends_the_session_and_refuses_new_ones() -> anyhow::Result<()> {
+    let world = World::new(None)?;
+    let mut ssh = interactive(&world)?;
+    std::thread::sleep(Duration::from_millis(1500));
+    type_slowly(&mut ssh, b"echo before-the-lock\r")?;
+    world.wait_recording(|l| events(l, "o").contains("before-the-lock"))?;
+    let out = world.ca.cli(&[
+        "lock",
+        "--identity",
+        "local:root",
+        "--reason",
+        "laptop stolen",
+        "--data-dir",
+        &world.ca.data_dir().display().to_string(),
+    ])?;
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let locked = Instant::now();
+    let (exited, stdout, _) = wait_with_timeout(&mut ssh, Duration::from_secs(10))?;
+    assert!(exited, "the session outlived the lock\n{}", world.logs());
+    assert!(
+        locked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        locked.elapsed()
+    );
+    assert!(stdout.contains("session ended"), "{stdout}");
+    // No new certificate while locked; unlocking lets it in again.
+    let public = std::fs::read_to_string(world.key.with_extension("pub"))?;
+    let request = json!({ "public_key": public.trim(), "role": "shell", "ttl": "5m" });
+    let (status, body) = world.ca.request_local(&request)?;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"], "identity-locked", "{body}");
+    let out = world.ca.cli(&[
+        "unlock",
+        "--identity",
+        "local:root",
+        "--reason",
+        "laptop found",
+        "--data-dir",
+        &world.ca.data_dir().display().to_string(),
+    ])?;
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let (status, body) = world.ca.request_local(&request)?;
+    assert_eq!(status, 200, "{body}");
+    Ok(())
+}
+
+#[test]
+fn an_idle_session_ends_after_the_roles_idle_timeout() -> anyhow::Result<()> {
+    let policy = policy().0.replacen(
+        "name = \"shell\"\n",
+        "name = \"shell\"\nidle_timeout = \"3s\"\n",
+        1,
+    );
+    let world = World::with_policy(None, &policy)?;
+    let mut ssh = interactive(&world)?;
+    std::thread::sleep(Duration::from_millis(1500));
+    type_slowly(&mut ssh, b"echo then-nothing\r")?;
+    let (exited, stdout, _) = wait_with_timeout(&mut ssh, Duration::from_secs(15))?;
+    assert!(exited, "the idle session did not end\n{}", world.logs());
+    assert!(
+        stdout.contains("session ended: idle for too long"),
+        "{stdout}"
+    );
     Ok(())
 }
