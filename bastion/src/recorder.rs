@@ -110,8 +110,9 @@ impl Recorder {
             _ => {
                 let mut h = json!({
                     "version": 2,
-                    "width": header.width.max(1),
-                    "height": header.height.max(1),
+                    // A pty of 0x0 (ssh -tt from a pipe) means "unknown".
+                    "width": if header.width == 0 { 80 } else { header.width },
+                    "height": if header.height == 0 { 24 } else { header.height },
                     "timestamp": crate::ca::unix_now(),
                     "shiftkey": meta,
                 });

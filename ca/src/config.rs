@@ -31,6 +31,22 @@ struct RawConfig {
     #[serde(default)]
     webhooks: RawWebhooks,
     notifications: Option<RawNotifications>,
+    ui: Option<RawUi>,
+}
+
+/// `[ui]`: the web review UI at `/ui/` (docs/ui.md). Needs `[oidc]`: the CA
+/// signs reviewers in as a relying party of the same provider and client.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUi {
+    /// Where browsers reach this CA; the redirect URI is `{public_url}/ui/callback`.
+    public_url: String,
+    /// A file holding the client secret, for a confidential client (0600).
+    client_secret_file: Option<PathBuf>,
+    /// The asciinema-player bundle (`asciinema-player.min.js` and `.css`).
+    assets_dir: Option<PathBuf>,
+    #[serde(default = "default_ui_session")]
+    session_ttl: String,
 }
 
 /// `[notifications]`: where the CA announces incidents and break-glass use.
@@ -130,6 +146,9 @@ fn default_request_timeout() -> String {
 fn default_policy_path() -> PathBuf {
     "policy.toml".into()
 }
+fn default_ui_session() -> String {
+    "8h".into()
+}
 fn default_groups_claim() -> String {
     crate::oidc::DEFAULT_GROUPS_CLAIM.into()
 }
@@ -155,6 +174,20 @@ pub(crate) struct Config {
     pub(crate) oidc: Option<crate::oidc::OidcSettings>,
     pub(crate) webhooks: WebhookFiles,
     pub(crate) notifications: Option<NotifySettings>,
+    pub(crate) ui: Option<UiSettings>,
+}
+
+/// Checked `[ui]` settings, with what the UI needs from `[oidc]`.
+#[derive(Debug, Clone)]
+pub(crate) struct UiSettings {
+    /// `https://HOST[:PORT]` without a trailing slash.
+    pub(crate) public_url: String,
+    pub(crate) issuer: String,
+    pub(crate) client_id: String,
+    pub(crate) client_secret_file: Option<PathBuf>,
+    pub(crate) assets_dir: Option<PathBuf>,
+    pub(crate) session_ttl: Duration,
+    pub(crate) danger_allow_http_issuer: bool,
 }
 
 /// Where notifications go, and the file with the secret that signs them.
@@ -198,7 +231,12 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text, path)
+        let config = Self::parse(&text, path)?;
+        // The review UI's router is built inside `http::router`, which sees
+        // only the shared `Ca`; its settings are handed over here, at the
+        // one load `server::start` does.
+        crate::ui::configure(config.ui.clone());
+        Ok(config)
     }
 
     pub(crate) fn parse(text: &str, path: &Path) -> Result<Self, Error> {
@@ -290,7 +328,50 @@ impl Config {
             }
             None => None,
         };
+        let ui = match raw.ui {
+            Some(u) => {
+                let Some(oidc) = &oidc else {
+                    return Err(invalid(
+                        "[ui] needs [oidc]: reviewers sign in through the OIDC provider".into(),
+                    ));
+                };
+                let url = reqwest::Url::parse(&u.public_url)
+                    .ok()
+                    .filter(|url| {
+                        url.scheme() == "https"
+                            && url.host().is_some()
+                            && url.path() == "/"
+                            && url.query().is_none()
+                    })
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "ui.public_url {:?} must be https://HOST[:PORT] without a path (the session cookie is Secure)",
+                            u.public_url
+                        ))
+                    })?;
+                let session_ttl = humantime::parse_duration(&u.session_ttl)
+                    .ok()
+                    .filter(|d| *d >= Duration::from_secs(60) && *d <= Duration::from_secs(86_400))
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "ui.session_ttl {:?} is not a duration between 1m and 24h",
+                            u.session_ttl
+                        ))
+                    })?;
+                Some(UiSettings {
+                    public_url: url.as_str().trim_end_matches('/').to_owned(),
+                    issuer: oidc.issuer.clone(),
+                    client_id: oidc.audience.clone(),
+                    client_secret_file: u.client_secret_file.map(|p| base.join(p)),
+                    assets_dir: u.assets_dir.map(|p| base.join(p)),
+                    session_ttl,
+                    danger_allow_http_issuer: oidc.danger_allow_http_issuer,
+                })
+            }
+            None => None,
+        };
         Ok(Config {
+            ui,
             listen,
             tls,
             socket,
@@ -339,6 +420,14 @@ path = "policy.toml"
 # [webhooks]
 # alertmanager_token_file = "secrets/alertmanager.token"
 # pagerduty_secret_file = "secrets/pagerduty.secret"
+
+# The web review UI at /ui/ for the policy's reviewers and approvers; it
+# signs them in through the OIDC section above. Reference: docs/ui.md
+# [ui]
+# public_url = "https://ca.example.com:8443"   # redirect URI: {public_url}/ui/callback
+# client_secret_file = "secrets/ui-client.secret"   # only for a confidential client
+# assets_dir = "/usr/share/shiftkey/asciinema-player"   # asciinema-player.min.js and .css
+# session_ttl = "8h"
 "#;
 
 #[cfg(test)]
@@ -409,6 +498,41 @@ mod tests {
             );
         let c = Config::parse(&example, Path::new("ca.toml")).unwrap();
         assert!(c.oidc.unwrap().danger_accept_unverified_email);
+    }
+
+    #[test]
+    fn ui_needs_oidc_and_an_https_public_url() {
+        let oidc = "[oidc]\nissuer = \"https://login.example.com\"\nclient_id = \"c\"\n";
+        let ui = "[ui]\npublic_url = \"https://ca.example.com:8443/\"\nassets_dir = \"player\"\n";
+        let c = Config::parse(&format!("{oidc}{ui}"), Path::new("/etc/shiftkey/ca.toml")).unwrap();
+        let ui_settings = c.ui.unwrap();
+        assert_eq!(ui_settings.public_url, "https://ca.example.com:8443");
+        assert_eq!(ui_settings.client_id, "c");
+        assert_eq!(
+            ui_settings.assets_dir.as_deref(),
+            Some(Path::new("/etc/shiftkey/player"))
+        );
+        assert!(
+            Config::parse(ui, Path::new("ca.toml")).is_err(),
+            "no [oidc]"
+        );
+        let plain = format!("{oidc}[ui]\npublic_url = \"http://ca.example.com\"\n");
+        assert!(Config::parse(&plain, Path::new("ca.toml")).is_err());
+        let example = EXAMPLE
+            .replace("# [oidc]", "[oidc]")
+            .replace("# issuer", "issuer")
+            .replace("# client_id", "client_id")
+            .replace("# [ui]", "[ui]")
+            .replace("# public_url", "public_url")
+            .replace("# client_secret_file", "client_secret_file")
+            .replace("# assets_dir", "assets_dir")
+            .replace("# session_ttl", "session_ttl");
+        assert!(
+            Config::parse(&example, Path::new("ca.toml"))
+                .unwrap()
+                .ui
+                .is_some()
+        );
     }
 
     #[test]

@@ -38,6 +38,7 @@ mod service;
 mod sessions;
 mod store;
 mod tls;
+mod ui;
 
 pub use cli::{Cli, run};
 

@@ -58,6 +58,7 @@ pub(crate) fn router(ca: Arc<Ca>, request_timeout: Duration) -> Router {
         .merge(events::routes())
         .merge(hosts::routes())
         .merge(recordings::routes())
+        .merge(crate::ui::routes())
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(

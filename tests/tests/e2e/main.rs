@@ -17,4 +17,5 @@ mod policy_cli;
 mod quickstart;
 mod recordings;
 mod revocation;
+mod ui;
 mod webhooks;

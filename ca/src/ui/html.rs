@@ -1,0 +1,163 @@
+//! HTML building for the review UI: escaping and the page frame. Every piece
+//! of text that reaches a page goes through [`esc`] (or [`attr`]); nothing
+//! here writes a `<script>` body or an inline event handler, so the
+//! Content-Security-Policy can forbid inline script.
+
+use std::fmt::Write as _;
+
+/// Text escaped for an HTML element body or a double-quoted attribute.
+pub(super) fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            // Terminal output and typed input hold control characters:
+            // show them, never pass them.
+            c if c.is_control() && c != '\n' && c != '\t' => {
+                let _ = write!(out, "&#x{:x};", 0x2400 + (c as u32 & 0x1f));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A value for a query string (`?user=...`), percent-encoded.
+pub(super) fn q(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// Unix seconds as `2026-11-25 20:05:03Z`.
+pub(super) fn time(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())
+        .unwrap_or_else(|| unix.to_string())
+}
+
+/// Seconds into a recording as `m:ss.s`.
+pub(super) fn offset(seconds: f64) -> String {
+    let seconds = seconds.max(0.0);
+    let minutes = (seconds / 60.0).floor();
+    format!("{}:{:04.1}", minutes as u64, seconds - minutes * 60.0)
+}
+
+/// A status as a badge whose class the stylesheet colours.
+pub(super) fn badge(status: &str) -> String {
+    let class = match status {
+        "sealed" | "issued" | "approved" | "ok" | "resolved" | "allow" | "info" => "good",
+        "live" | "pending" | "open" => "live",
+        "verification-failed" | "denied" | "deny" | "error" | "broken" | "revoked" => "bad",
+        _ => "plain",
+    };
+    format!(r#"<span class="badge {class}">{}</span>"#, esc(status))
+}
+
+/// What the navigation shows for the signed-in person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Nav {
+    Sessions,
+    Incidents,
+    Audit,
+    Approvals,
+    None,
+}
+
+/// The person in the header and the links they may follow.
+#[derive(Debug)]
+pub(super) struct Viewer<'a> {
+    pub(super) identity: &'a str,
+    pub(super) reviewer: bool,
+    pub(super) approver: bool,
+    pub(super) csrf: &'a str,
+}
+
+/// A whole page: landmarks (banner, navigation, main), one `h1`, our
+/// stylesheet and script only.
+pub(super) fn page(title: &str, nav: Nav, viewer: Option<&Viewer<'_>>, body: &str) -> String {
+    let mut links = String::new();
+    if let Some(v) = viewer {
+        let mut item = |href: &str, label: &str, this: Nav| {
+            let current = if nav == this {
+                r#" aria-current="page""#
+            } else {
+                ""
+            };
+            let _ = write!(links, r#"<li><a href="{href}"{current}>{label}</a></li>"#);
+        };
+        if v.reviewer {
+            item("/ui/sessions", "Sessions", Nav::Sessions);
+            item("/ui/incidents", "Incidents", Nav::Incidents);
+            item("/ui/audit", "Audit log", Nav::Audit);
+        }
+        if v.approver || v.reviewer {
+            item("/ui/approvals", "Approvals", Nav::Approvals);
+        }
+    }
+    let who = match viewer {
+        Some(v) => format!(
+            r#"<form class="who" method="post" action="/ui/logout"><span>{}</span><input type="hidden" name="csrf" value="{}"><button type="submit" class="link">Sign out</button></form>"#,
+            esc(v.identity),
+            esc(v.csrf)
+        ),
+        None => String::new(),
+    };
+    let nav_html = if links.is_empty() {
+        String::new()
+    } else {
+        format!(r#"<nav aria-label="Main"><ul>{links}</ul></nav>"#)
+    };
+    format!(
+        r##"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="same-origin">
+<link rel="icon" href="data:,">
+<title>{title} · Shiftkey review</title>
+<link rel="stylesheet" href="/ui/assets/ui.css">
+<script src="/ui/assets/ui.js" defer></script>
+</head>
+<body>
+<a class="skip" href="#main">Skip to content</a>
+<header class="top"><a class="brand" href="/ui/">Shiftkey <span>review</span></a>{nav_html}{who}</header>
+<main id="main" tabindex="-1">
+{body}
+</main>
+<footer><p>Every view and decision here is written to the CA's audit log.</p></footer>
+</body>
+</html>
+"##,
+        title = esc(title),
+    )
+}
+
+/// `<dl>` rows of label and already-escaped HTML value.
+pub(super) fn facts(rows: &[(&str, String)]) -> String {
+    let mut out = String::from(r#"<dl class="facts">"#);
+    for (label, value) in rows {
+        let _ = write!(out, "<dt>{}</dt><dd>{value}</dd>", esc(label));
+    }
+    out.push_str("</dl>");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markup_and_control_characters_are_escaped() {
+        assert_eq!(
+            esc(r#"<script>alert("x")</script>&'"#),
+            "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&#39;"
+        );
+        assert_eq!(esc("a\u{1b}[31mb\r"), "a&#x241b;[31mb&#x240d;");
+        assert_eq!(q("a b&c=d"), "a+b%26c%3Dd");
+        assert_eq!(offset(75.25), "1:15.2");
+    }
+}

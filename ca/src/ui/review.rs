@@ -1,0 +1,664 @@
+//! Incidents, the audit log and approvals. Reads are read-only queries on
+//! the store (or the service functions where one exists); the one change,
+//! approving or denying, goes through `Ca::decide` as the API's does.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::html::{Nav, badge, esc, facts, page, q, time};
+use super::{Signed, UiError, html_response};
+use crate::audit::{Event, Outcome, ROW_COLUMNS, Row};
+use crate::http::error::ApiError;
+use crate::service::Ca;
+use crate::store::recordings::Filter;
+
+/// Audit rows on one page.
+const AUDIT_PAGE: u32 = 50;
+/// Most rows one JSON-lines export holds.
+const AUDIT_EXPORT_MAX: u32 = 100_000;
+
+fn reviewers_only(signed: &Signed) -> Result<(), UiError> {
+    if signed.reviewer {
+        Ok(())
+    } else {
+        Err(UiError::Api(ApiError::Forbidden(
+            "only the policy's reviewers may see incidents, sessions and the audit log; approvers see the approvals".into(),
+        )))
+    }
+}
+
+/// `GET /ui/incidents`.
+pub(super) async fn incidents(
+    State(ca): State<Arc<Ca>>,
+    signed: Signed,
+) -> Result<Response, UiError> {
+    reviewers_only(&signed)?;
+    let list = ca.incidents(false)?;
+    let mut body = String::from("<h1>Incidents</h1>");
+    if list.is_empty() {
+        body.push_str("<p>No incident has been opened.</p>");
+    } else {
+        body.push_str(r#"<table class="grid"><thead><tr><th scope="col">Incident</th><th scope="col">Title</th><th scope="col">Severity</th><th scope="col">Status</th><th scope="col">Opened</th><th scope="col">By</th></tr></thead><tbody>"#);
+        for i in &list {
+            let _ = write!(
+                body,
+                r#"<tr><td><a href="/ui/incidents/{}">{}</a></td><td>{}</td><td>sev{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+                esc(&q(&i.id)),
+                esc(&i.id),
+                esc(&i.title),
+                i.severity,
+                badge(&i.status),
+                esc(&i.opened_at),
+                esc(&i.opened_by)
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+    Ok(html_response(page(
+        "Incidents",
+        Nav::Incidents,
+        Some(&signed.viewer()),
+        &body,
+    )))
+}
+
+#[derive(Debug)]
+struct CertRow {
+    serial: i64,
+    identity: String,
+    role: String,
+    key_id: String,
+    valid_after: i64,
+    valid_before: i64,
+    revoked: bool,
+}
+
+/// `GET /ui/incidents/{id}`: the incident, what was issued under it, and
+/// what was done with it.
+pub(super) async fn incident(
+    State(ca): State<Arc<Ca>>,
+    signed: Signed,
+    Path(id): Path<String>,
+) -> Result<Response, UiError> {
+    reviewers_only(&signed)?;
+    let incident = ca
+        .read(|conn| crate::store::incident(conn, &id))?
+        .ok_or_else(|| {
+            UiError::Api(ApiError::Missing(format!(
+                "no incident {}",
+                id.chars().take(64).collect::<String>()
+            )))
+        })?;
+    let certs = ca.read(|conn| {
+        let mut stmt = conn.prepare(
+            "SELECT c.serial, c.identity, c.role, c.key_id, c.valid_after, c.valid_before,
+                    EXISTS (SELECT 1 FROM revocations r WHERE r.serial = c.serial)
+             FROM certificates c WHERE c.incident = ?1 ORDER BY c.serial LIMIT 1000",
+        )?;
+        let rows = stmt.query_map([&incident.id], |r| {
+            Ok(CertRow {
+                serial: r.get(0)?,
+                identity: r.get(1)?,
+                role: r.get(2)?,
+                key_id: r.get(3)?,
+                valid_after: r.get(4)?,
+                valid_before: r.get(5)?,
+                revoked: r.get(6)?,
+            })
+        })?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+    })?;
+    let reviewer = ca.reviewer(&signed.caller, "/ui/incidents/{id}").await?;
+    let sessions = ca.list_recordings(
+        &reviewer,
+        &Filter {
+            identity: None,
+            host: None,
+            incident: Some(incident.id.clone()),
+            role: None,
+            since: None,
+            status: None,
+            limit: crate::recordings::MAX_LIST,
+        },
+    )?;
+    let mut body = format!(
+        r#"<p class="crumbs"><a href="/ui/incidents">Incidents</a> / {}</p><h1>{} <span class="muted">{}</span></h1>"#,
+        esc(&incident.id),
+        esc(&incident.id),
+        esc(&incident.title)
+    );
+    body.push_str(&facts(&[
+        ("Status", badge(&incident.status)),
+        ("Severity", format!("sev{}", incident.severity)),
+        ("Source", esc(&incident.source)),
+        (
+            "Opened",
+            format!(
+                "{} by {}",
+                esc(&incident.opened_at),
+                esc(&incident.opened_by)
+            ),
+        ),
+        (
+            "Resolved",
+            match (&incident.resolved_at, &incident.resolved_by) {
+                (Some(at), Some(by)) => format!("{} by {}", esc(at), esc(by)),
+                _ => "—".into(),
+            },
+        ),
+    ]));
+    let _ = write!(
+        body,
+        r#"<section aria-labelledby="certs-h"><h2 id="certs-h">Certificates issued under {} ({})</h2>"#,
+        esc(&incident.id),
+        certs.len()
+    );
+    if certs.is_empty() {
+        body.push_str("<p>None.</p>");
+    } else {
+        body.push_str(r#"<table class="grid"><thead><tr><th scope="col">Serial</th><th scope="col">To</th><th scope="col">Role</th><th scope="col">Valid</th><th scope="col">State</th><th scope="col">Key ID</th></tr></thead><tbody>"#);
+        for c in &certs {
+            let _ = write!(
+                body,
+                r#"<tr><td>{}</td><td>{}</td><td>{}</td><td>{} – {}</td><td>{}</td><td><code>{}</code></td></tr>"#,
+                c.serial,
+                esc(&c.identity),
+                esc(&c.role),
+                esc(&time(c.valid_after)),
+                esc(&time(c.valid_before)),
+                badge(if c.revoked { "revoked" } else { "issued" }),
+                esc(&c.key_id)
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+    body.push_str("</section>");
+    let _ = write!(
+        body,
+        r#"<section aria-labelledby="sessions-h"><h2 id="sessions-h">Sessions recorded under {} ({})</h2>"#,
+        esc(&incident.id),
+        sessions.len()
+    );
+    if sessions.is_empty() {
+        body.push_str("<p>None.</p>");
+    } else {
+        body.push_str(r#"<table class="grid"><thead><tr><th scope="col">Started</th><th scope="col">Who</th><th scope="col">Login@target</th><th scope="col">Status</th><th scope="col">Session</th></tr></thead><tbody>"#);
+        for s in &sessions {
+            let _ = write!(
+                body,
+                r#"<tr><td>{}</td><td>{}</td><td>{}@{}</td><td>{}</td><td><a href="/ui/sessions/{}">{}</a></td></tr>"#,
+                esc(&time(s.started_at)),
+                esc(&s.identity),
+                esc(&s.principal),
+                esc(&s.target),
+                badge(&s.status),
+                esc(&q(&s.session_id)),
+                esc(&s.session_id)
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+    body.push_str("</section>");
+    Ok(html_response(page(
+        &format!("Incident {}", incident.id),
+        Nav::Incidents,
+        Some(&signed.viewer()),
+        &body,
+    )))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct AuditQuery {
+    kind: Option<String>,
+    actor: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    /// Rows before this sequence number (the next page).
+    before: Option<u64>,
+}
+
+fn clean(v: &Option<String>) -> Option<String> {
+    v.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.chars().take(200).collect())
+}
+
+/// A form date (`YYYY-MM-DD` or `YYYY-MM-DDTHH:MM`, UTC) as the RFC 3339
+/// text the audit log's `ts` compares with.
+fn ts_bound(text: &Option<String>, end: bool) -> Option<String> {
+    let text = clean(text)?;
+    let t = if let Ok(t) = chrono::NaiveDateTime::parse_from_str(&text, "%Y-%m-%dT%H:%M") {
+        t.and_utc()
+    } else {
+        let day = chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d").ok()?;
+        let t = day.and_hms_opt(0, 0, 0)?.and_utc();
+        if end {
+            t + chrono::Duration::days(1)
+        } else {
+            t
+        }
+    };
+    Some(t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+}
+
+fn audit_rows(ca: &Ca, params: &AuditQuery, limit: u32) -> Result<Vec<Row>, ApiError> {
+    let kind = clean(&params.kind);
+    let actor = clean(&params.actor);
+    let from = ts_bound(&params.from, false);
+    let to = ts_bound(&params.to, true);
+    let before = params.before.and_then(|b| i64::try_from(b).ok());
+    ca.read(|conn| {
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {ROW_COLUMNS} FROM audit
+             WHERE (?1 IS NULL OR kind = ?1 OR kind LIKE ?1 || '.%')
+               AND (?2 IS NULL OR actor = ?2)
+               AND (?3 IS NULL OR ts >= ?3)
+               AND (?4 IS NULL OR ts < ?4)
+               AND (?5 IS NULL OR seq < ?5)
+             ORDER BY seq DESC LIMIT ?6"
+        ))?;
+        let rows = stmt.query_map(
+            rusqlite::params![kind, actor, from, to, before, limit],
+            Row::from_sql,
+        )?;
+        rows.collect()
+    })
+}
+
+/// `GET /ui/audit`: newest first, filtered, paged, with the chain's state.
+pub(super) async fn audit(
+    State(ca): State<Arc<Ca>>,
+    signed: Signed,
+    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, UiError> {
+    reviewers_only(&signed)?;
+    let params = query.map(|Query(p)| p).unwrap_or_default();
+    let rows = audit_rows(&ca, &params, AUDIT_PAGE)?;
+    let verification = ca.read(|conn| {
+        crate::audit::verify(conn, None).map_err(|e| match e {
+            crate::audit::Error::Read(r) => r,
+            other => rusqlite::Error::InvalidParameterName(other.to_string()),
+        })
+    })?;
+    record(
+        &ca,
+        "audit.viewed",
+        &signed.identity,
+        json!({ "kind": clean(&params.kind), "actor": clean(&params.actor), "from": clean(&params.from), "to": clean(&params.to), "before": params.before }),
+    )
+    .await?;
+    let mut body = String::from("<h1>Audit log</h1>");
+    if verification.problems.is_empty() {
+        let _ = write!(
+            body,
+            r#"<div class="chain ok" role="status"><strong>Hash chain verified</strong>: {} rows, head <code>{}:{}</code>. Keep the head elsewhere: a later check against it also detects a truncated tail (<code>shiftkey-ca audit verify --expect-head</code>).</div>"#,
+            verification.rows,
+            verification.head_seq,
+            esc(&verification.head_hash)
+        );
+    } else {
+        let _ = write!(
+            body,
+            r#"<div class="chain bad" role="alert"><strong>Hash chain BROKEN</strong>: {} problem(s) in {} rows.<ul>"#,
+            verification.problems.len(),
+            verification.rows
+        );
+        for p in verification.problems.iter().take(20) {
+            let _ = write!(body, "<li>{}</li>", esc(p));
+        }
+        body.push_str("</ul></div>");
+    }
+    let field = |name: &str, label: &str, value: &Option<String>, hint: &str| {
+        format!(
+            r#"<div class="field"><label for="a-{name}">{label}</label><input id="a-{name}" name="{name}" type="text" value="{}" placeholder="{hint}"></div>"#,
+            esc(value.as_deref().unwrap_or_default())
+        )
+    };
+    let filters = format!(
+        "{}{}{}{}",
+        field(
+            "kind",
+            "Kind (or prefix)",
+            &params.kind,
+            "recording or request.approved"
+        ),
+        field("actor", "Actor", &params.actor, "user:alice@example.com"),
+        field("from", "From (UTC)", &params.from, "2026-11-25"),
+        field("to", "Until (UTC)", &params.to, "2026-11-25"),
+    );
+    let mut export = String::from("/ui/audit/export?");
+    for (k, v) in [
+        ("kind", &params.kind),
+        ("actor", &params.actor),
+        ("from", &params.from),
+        ("to", &params.to),
+    ] {
+        if let Some(v) = clean(v) {
+            let _ = write!(export, "{k}={}&", q(&v));
+        }
+    }
+    let _ = write!(
+        body,
+        r#"<section aria-labelledby="afilter-h" class="panel"><h2 id="afilter-h">Filter</h2><form method="get" action="/ui/audit" class="filters">{filters}<button type="submit">Apply</button> <a href="/ui/audit">Clear</a></form><p><a class="button" href="{}" download>Export as JSON lines</a></p></section>"#,
+        esc(export.trim_end_matches(['&', '?']))
+    );
+    body.push_str(r#"<table class="grid audit"><thead><tr><th scope="col">#</th><th scope="col">Time</th><th scope="col">Kind</th><th scope="col">Actor</th><th scope="col">Outcome</th><th scope="col">Detail</th></tr></thead><tbody>"#);
+    for r in &rows {
+        let _ = write!(
+            body,
+            r#"<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code class="detail">{}</code></td></tr>"#,
+            r.seq,
+            esc(&r.ts),
+            esc(&r.kind),
+            esc(&r.actor),
+            badge(&r.outcome),
+            esc(&r.detail)
+        );
+    }
+    body.push_str("</tbody></table>");
+    if rows.len() == AUDIT_PAGE as usize
+        && let Some(last) = rows.last()
+    {
+        let mut next = format!("/ui/audit?before={}", last.seq);
+        for (k, v) in [
+            ("kind", &params.kind),
+            ("actor", &params.actor),
+            ("from", &params.from),
+            ("to", &params.to),
+        ] {
+            if let Some(v) = clean(v) {
+                let _ = write!(next, "&{k}={}", q(&v));
+            }
+        }
+        let _ = write!(
+            body,
+            r#"<p class="pager"><a href="{}" rel="next">Older rows</a></p>"#,
+            esc(&next)
+        );
+    }
+    Ok(html_response(page(
+        "Audit log",
+        Nav::Audit,
+        Some(&signed.viewer()),
+        &body,
+    )))
+}
+
+/// `GET /ui/audit/export`: the filtered rows as `shiftkey-ca audit export`
+/// writes them, oldest first.
+pub(super) async fn audit_export(
+    State(ca): State<Arc<Ca>>,
+    signed: Signed,
+    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, UiError> {
+    reviewers_only(&signed)?;
+    let params = query.map(|Query(p)| p).unwrap_or_default();
+    let mut rows = audit_rows(&ca, &params, AUDIT_EXPORT_MAX)?;
+    rows.reverse();
+    record(
+        &ca,
+        "audit.exported",
+        &signed.identity,
+        json!({ "kind": clean(&params.kind), "actor": clean(&params.actor), "from": clean(&params.from), "to": clean(&params.to), "rows": rows.len() }),
+    )
+    .await?;
+    let mut out = String::new();
+    for row in rows {
+        let detail: serde_json::Value = serde_json::from_str(&row.detail)
+            .unwrap_or(serde_json::Value::String(row.detail.clone()));
+        let line = json!({
+            "seq": row.seq, "ts": row.ts, "kind": row.kind, "actor": row.actor, "outcome": row.outcome,
+            "detail": detail, "prev_hash": row.prev_hash, "hash": row.hash,
+        });
+        let _ = writeln!(out, "{line}");
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"shiftkey-audit.jsonl\"",
+            ),
+        ],
+        out,
+    )
+        .into_response())
+}
+
+async fn record(
+    ca: &Ca,
+    kind: &'static str,
+    actor: &str,
+    detail: serde_json::Value,
+) -> Result<(), UiError> {
+    ca.audit
+        .record(Event {
+            kind,
+            actor: actor.to_owned(),
+            outcome: Outcome::Info,
+            detail,
+        })
+        .await
+        .map_err(|e| UiError::Api(ApiError::AuditUnavailable(e.to_string())))?;
+    Ok(())
+}
+
+#[derive(Debug)]
+struct Decided {
+    id: String,
+    requester: String,
+    role: String,
+    status: String,
+    approvals: String,
+    denied_by: Option<String>,
+    decision_reason: Option<String>,
+    serial: Option<i64>,
+    created_at: i64,
+}
+
+/// `GET /ui/approvals`: pending requests this person may decide, and the
+/// latest decided ones.
+pub(super) async fn approvals(
+    State(ca): State<Arc<Ca>>,
+    signed: Signed,
+) -> Result<Response, UiError> {
+    let pending = ca.requests_for(&signed.caller)?;
+    let policy = ca.policy();
+    let overrides = ca.overrides()?;
+    let now = chrono::Utc::now();
+    let overview = tokio::task::spawn_blocking({
+        let policy = Arc::clone(&policy);
+        move || policy.on_call_overview(None, now, &overrides)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("on-call lookup failed: {e}")))?;
+    let on_call = |requester: &str| -> Vec<String> {
+        let email = requester.strip_prefix("user:").unwrap_or(requester);
+        overview
+            .iter()
+            .filter(|o| {
+                o.now.iter().any(|s| {
+                    let m = s.member.to_string();
+                    m == requester || m == email
+                })
+            })
+            .map(|o| o.schedule.clone())
+            .collect()
+    };
+    let mut body = String::from("<h1>Approvals</h1>");
+    let _ = write!(
+        body,
+        r#"<section aria-labelledby="pending-h"><h2 id="pending-h">Waiting for you ({})</h2>"#,
+        pending.len()
+    );
+    if pending.is_empty() {
+        body.push_str("<p>No request waits for your decision.</p>");
+    }
+    for r in &pending {
+        let schedules = on_call(&r.requester);
+        let on_call_html = if schedules.is_empty() {
+            r#"<span class="badge plain">not on call</span>"#.to_owned()
+        } else {
+            format!(
+                r#"<span class="badge good">on call: {}</span>"#,
+                esc(&schedules.join(", "))
+            )
+        };
+        let incident = match &r.incident {
+            Some(i) => {
+                let state = ca
+                    .read(|conn| crate::store::incident(conn, i))?
+                    .map(|inc| {
+                        format!(
+                            " — {} (sev{}, {})",
+                            esc(&inc.title),
+                            inc.severity,
+                            esc(&inc.status)
+                        )
+                    })
+                    .unwrap_or_default();
+                if signed.reviewer {
+                    format!(
+                        r#"<a href="/ui/incidents/{}">{}</a>{state}"#,
+                        esc(&q(i)),
+                        esc(i)
+                    )
+                } else {
+                    format!("{}{state}", esc(i))
+                }
+            }
+            None => "—".into(),
+        };
+        let approvals = if r.approvals.is_empty() {
+            "none yet".to_owned()
+        } else {
+            r.approvals.join(", ")
+        };
+        let _ = write!(
+            body,
+            r#"<article class="request" aria-labelledby="req-{id}"><h3 id="req-{id}">{requester} asks for <em>{role}</em> <span class="muted">{id}</span></h3>{facts}
+<form method="post" action="/ui/approvals/{qid}/approve" class="decide"><input type="hidden" name="csrf" value="{csrf}">
+<div class="field"><label for="reason-{id}">Reason for your decision (needed to deny)</label><input id="reason-{id}" name="reason" type="text" maxlength="1000"></div>
+<button type="submit" class="primary">Approve</button>
+<button type="submit" class="danger" formaction="/ui/approvals/{qid}/deny">Deny</button></form></article>"#,
+            id = esc(&r.id),
+            qid = esc(&q(&r.id)),
+            requester = esc(&r.requester),
+            role = esc(&r.role),
+            csrf = esc(&signed.csrf),
+            facts = facts(&[
+                ("Reason", esc(r.reason.as_deref().unwrap_or("(none given)"))),
+                ("On call", on_call_html),
+                ("Incident", incident),
+                (
+                    "Approvals",
+                    format!(
+                        "{} of {} ({})",
+                        r.approvals.len(),
+                        r.approvals_needed,
+                        esc(&approvals)
+                    )
+                ),
+                ("Asked", esc(&time(r.created_at))),
+                ("Expires", esc(&time(r.expires_at))),
+            ]),
+        );
+    }
+    body.push_str("</section>");
+    let identity = signed.identity.clone();
+    let groups = signed.caller.groups().to_vec();
+    let decided = ca.read(|conn| {
+        let mut stmt = conn.prepare(
+            "SELECT id, requester, role, status, approvals, denied_by, decision_reason, serial, created_at
+             FROM access_requests WHERE status != 'pending' ORDER BY created_at DESC LIMIT 200",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Decided {
+                id: r.get(0)?,
+                requester: r.get(1)?,
+                role: r.get(2)?,
+                status: r.get(3)?,
+                approvals: r.get(4)?,
+                denied_by: r.get(5)?,
+                decision_reason: r.get(6)?,
+                serial: r.get(7)?,
+                created_at: r.get(8)?,
+            })
+        })?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+    })?;
+    let decided: Vec<_> = decided
+        .into_iter()
+        .filter(|d| policy.may_approve(&d.role, &identity, &groups, &d.requester))
+        .take(20)
+        .collect();
+    let _ = write!(
+        body,
+        r#"<section aria-labelledby="decided-h"><h2 id="decided-h">Recently decided</h2>"#
+    );
+    if decided.is_empty() {
+        body.push_str("<p>Nothing yet.</p>");
+    } else {
+        body.push_str(r#"<table class="grid" id="decided"><thead><tr><th scope="col">Request</th><th scope="col">Requester</th><th scope="col">Role</th><th scope="col">Status</th><th scope="col">Approved by / denied by</th><th scope="col">Certificate</th><th scope="col">Asked</th></tr></thead><tbody>"#);
+        for d in &decided {
+            let by = match &d.denied_by {
+                Some(by) => format!("{} ({})", by, d.decision_reason.as_deref().unwrap_or("")),
+                None => serde_json::from_str::<Vec<String>>(&d.approvals)
+                    .unwrap_or_default()
+                    .join(", "),
+            };
+            let _ = write!(
+                body,
+                r#"<tr data-request="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+                esc(&d.id),
+                esc(&d.id),
+                esc(&d.requester),
+                esc(&d.role),
+                badge(&d.status),
+                esc(&by),
+                d.serial.map_or("—".into(), |s| format!("serial {s}")),
+                esc(&time(d.created_at))
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+    body.push_str("</section>");
+    Ok(html_response(page(
+        "Approvals",
+        Nav::Approvals,
+        Some(&signed.viewer()),
+        &body,
+    )))
+}
+
+/// `POST /ui/approvals/{id}/approve|deny`: CSRF and origin checked, then
+/// `Ca::decide`, which checks and audits exactly as for the API.
+pub(super) async fn decide(
+    State(ca): State<Arc<Ca>>,
+    signed: Signed,
+    headers: HeaderMap,
+    Path((id, decision)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Response, UiError> {
+    let form = super::form(&body);
+    signed.check_post(&headers, form.get("csrf").map(String::as_str))?;
+    let approve = match decision.as_str() {
+        "approve" => true,
+        "deny" => false,
+        _ => return Err(UiError::NotFound),
+    };
+    let reason = form
+        .get("reason")
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty());
+    ca.decide(&signed.caller, &id, approve, reason).await?;
+    // Post/redirect/get: a reload does not decide twice.
+    Ok(Redirect::to("/ui/approvals").into_response())
+}

@@ -1,0 +1,627 @@
+//! Sessions: the list with its filters and the search over typed input,
+//! one session's page with the player and its input events, the live
+//! follow, and the signed bundle. Every read goes through the recordings
+//! service (`Ca::reviewer`, `list_recordings`, `search_recordings`,
+//! `recording`, `read_recording_file`), so it is checked and audited as the
+//! API's reads are.
+
+use std::fmt::Write as _;
+use std::io::Read as _;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::html::{Nav, badge, esc, facts, offset, page, q, time};
+use super::{Signed, UiError, html_response};
+use crate::http::error::ApiError;
+use crate::recordings::{MAX_LIST, Purpose, Reviewer, is_file_name};
+use crate::service::Ca;
+use crate::store::recordings::Filter;
+
+/// Most decompressed bytes one recording file is given to the browser.
+const MAX_CAST: u64 = 64 * 1024 * 1024;
+/// Most input lines listed beside the player.
+const MAX_INPUTS: usize = 5_000;
+const STATUSES: [&str; 4] = ["live", "ended", "sealed", "verification-failed"];
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct ListQuery {
+    user: Option<String>,
+    host: Option<String>,
+    role: Option<String>,
+    incident: Option<String>,
+    status: Option<String>,
+    /// `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM` (UTC).
+    from: Option<String>,
+    to: Option<String>,
+    q: Option<String>,
+}
+
+fn nonempty(v: &Option<String>) -> Option<String> {
+    v.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// A form's date or date-time (UTC) as unix seconds; `end` rounds a bare
+/// date to its end.
+fn parse_when(text: &str, end: bool) -> Option<i64> {
+    let text = text.trim();
+    if let Ok(t) = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M") {
+        return Some(t.and_utc().timestamp());
+    }
+    let day = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+    let t = day.and_hms_opt(0, 0, 0)?.and_utc().timestamp();
+    Some(if end { t + 86_399 } else { t })
+}
+
+fn reviewer_for(
+    ca: &Ca,
+    signed: &Signed,
+    path: &str,
+) -> impl Future<Output = Result<Reviewer, ApiError>> {
+    ca.reviewer(&signed.caller, path)
+}
+
+/// `GET /ui/` and `/ui/sessions`: filters, search, the sessions.
+pub(super) async fn list(
+    State(ca): State<Arc<Ca>>,
+    signed: Signed,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, UiError> {
+    if !signed.reviewer {
+        // Approvers only: their page is the approvals.
+        return Ok(axum::response::Redirect::to("/ui/approvals").into_response());
+    }
+    let params = query.map(|Query(p)| p).unwrap_or_default();
+    let reviewer = reviewer_for(&ca, &signed, "/ui/sessions").await?;
+    let mut body = String::from("<h1>Sessions</h1>");
+    let field = |name: &str, label: &str, value: &Option<String>, kind: &str, hint: &str| {
+        format!(
+            r#"<div class="field"><label for="f-{name}">{label}</label><input id="f-{name}" name="{name}" type="{kind}" value="{}" placeholder="{hint}"></div>"#,
+            esc(value.as_deref().unwrap_or_default())
+        )
+    };
+    let search_text = nonempty(&params.q);
+    let _ = write!(
+        body,
+        r#"<section aria-labelledby="search-h" class="panel"><h2 id="search-h">Search typed input and commands</h2>
+<form method="get" action="/ui/sessions" role="search" class="search">{}<button type="submit" class="primary">Search</button></form></section>"#,
+        field(
+            "q",
+            "Text typed or run",
+            &params.q,
+            "search",
+            "e.g. systemctl restart"
+        )
+    );
+    if let Some(text) = &search_text {
+        let matches = ca.search_recordings(&reviewer, text, 200).await?;
+        let _ = write!(
+            body,
+            r#"<section aria-labelledby="results-h" class="panel"><h2 id="results-h">{} match(es) for “{}”</h2>"#,
+            matches.len(),
+            esc(text)
+        );
+        if matches.is_empty() {
+            body.push_str(
+                "<p>Nothing typed or run contains that text. Only sealed sessions are indexed.</p>",
+            );
+        } else {
+            body.push_str(r#"<table class="grid"><thead><tr><th scope="col">When</th><th scope="col">Who</th><th scope="col">Target</th><th scope="col">Line</th><th scope="col">At</th></tr></thead><tbody>"#);
+            for m in &matches {
+                let file = if m.source == "sftp" {
+                    format!("{}.sftp.jsonl.gz", m.channel)
+                } else {
+                    format!("{}.cast.gz", m.channel)
+                };
+                let href = format!(
+                    "/ui/sessions/{}?file={}&t={:.1}",
+                    q(&m.session_id),
+                    q(&file),
+                    m.offset_seconds
+                );
+                let _ = write!(
+                    body,
+                    r#"<tr><td>{}</td><td>{}</td><td>{}</td><td><a class="match" href="{}"><code>{}</code></a> <span class="muted">{}</span></td><td>{}</td></tr>"#,
+                    esc(&time(m.started_at)),
+                    esc(&m.identity),
+                    esc(&m.target),
+                    esc(&href),
+                    esc(&m.line),
+                    esc(&m.source),
+                    esc(&offset(m.offset_seconds)),
+                );
+            }
+            body.push_str("</tbody></table>");
+        }
+        body.push_str("</section>");
+    }
+
+    let status = nonempty(&params.status).filter(|s| STATUSES.contains(&s.as_str()));
+    let from = nonempty(&params.from).and_then(|t| parse_when(&t, false));
+    let to = nonempty(&params.to).and_then(|t| parse_when(&t, true));
+    let filter = Filter {
+        identity: nonempty(&params.user).map(|u| {
+            if u.contains(':') {
+                u
+            } else {
+                format!("user:{u}")
+            }
+        }),
+        host: nonempty(&params.host),
+        incident: nonempty(&params.incident),
+        role: nonempty(&params.role),
+        since: from,
+        status: status.clone(),
+        limit: MAX_LIST,
+    };
+    let sessions: Vec<_> = ca
+        .list_recordings(&reviewer, &filter)?
+        .into_iter()
+        .filter(|s| to.is_none_or(|to| s.started_at <= to))
+        .collect();
+    let mut options = String::from(r#"<option value="">any</option>"#);
+    for s in STATUSES {
+        let selected = if status.as_deref() == Some(s) {
+            " selected"
+        } else {
+            ""
+        };
+        let _ = write!(options, r#"<option value="{s}"{selected}>{s}</option>"#);
+    }
+    let _ = write!(
+        body,
+        r#"<section aria-labelledby="filter-h" class="panel"><h2 id="filter-h">Filter</h2><form method="get" action="/ui/sessions" class="filters">{}{}{}{}<div class="field"><label for="f-status">Status</label><select id="f-status" name="status">{options}</select></div>{}{}<button type="submit">Apply</button> <a href="/ui/sessions">Clear</a></form></section>"#,
+        field("user", "User", &params.user, "text", "alice@example.com"),
+        field("host", "Host", &params.host, "text", "db-1.prod"),
+        field("role", "Role", &params.role, "text", "db-debug"),
+        field("incident", "Incident", &params.incident, "text", "INC-42"),
+        field(
+            "from",
+            "Started from (UTC)",
+            &params.from,
+            "text",
+            "2026-11-25 or 2026-11-25T08:00"
+        ),
+        field(
+            "to",
+            "Started until (UTC)",
+            &params.to,
+            "text",
+            "2026-11-25"
+        ),
+    );
+    let _ = write!(
+        body,
+        r#"<section aria-labelledby="list-h"><h2 id="list-h">{} session(s)</h2>"#,
+        sessions.len()
+    );
+    if sessions.is_empty() {
+        body.push_str("<p>No session matches.</p>");
+    } else {
+        body.push_str(r#"<table class="grid"><thead><tr><th scope="col">Started</th><th scope="col">Who</th><th scope="col">Login@target</th><th scope="col">Role</th><th scope="col">Incident</th><th scope="col">Status</th><th scope="col">Session</th></tr></thead><tbody>"#);
+        for s in &sessions {
+            let incident = s.incident.as_deref().map_or(String::from("—"), |i| {
+                format!(r#"<a href="/ui/incidents/{}">{}</a>"#, esc(&q(i)), esc(i))
+            });
+            let _ = write!(
+                body,
+                r#"<tr><td>{}</td><td>{}</td><td>{}@{}</td><td>{}</td><td>{incident}</td><td>{}</td><td><a href="/ui/sessions/{}">{}</a></td></tr>"#,
+                esc(&time(s.started_at)),
+                esc(&s.identity),
+                esc(&s.principal),
+                esc(&s.target),
+                esc(&s.role),
+                badge(&s.status),
+                esc(&q(&s.session_id)),
+                esc(&s.session_id),
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+    body.push_str("</section>");
+    Ok(html_response(page(
+        "Sessions",
+        Nav::Sessions,
+        Some(&signed.viewer()),
+        &body,
+    )))
+}
+
+/// The whole of one recording file, gzip as stored, read through the
+/// service (audited once per purpose and window).
+async fn whole_file(
+    ca: &Ca,
+    reviewer: &Reviewer,
+    session: &str,
+    name: &str,
+    purpose: Purpose,
+) -> Result<Vec<u8>, ApiError> {
+    let mut bytes = Vec::new();
+    loop {
+        let (chunk, length) = ca
+            .read_recording_file(reviewer, session, name, bytes.len() as u64, purpose)
+            .await?;
+        let done = chunk.is_empty();
+        bytes.extend_from_slice(&chunk);
+        if done || bytes.len() as u64 >= length {
+            return Ok(bytes);
+        }
+    }
+}
+
+/// Decompresses what has been flushed so far (a live file ends mid-stream).
+fn gunzip(gz: &[u8]) -> String {
+    let mut out = Vec::new();
+    let _ = flate2::read::MultiGzDecoder::new(gz)
+        .take(MAX_CAST)
+        .read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Typed input grouped into lines: (time of the first keystroke, text).
+fn input_lines(cast: &str) -> Vec<(f64, String)> {
+    let mut lines = Vec::new();
+    let mut current: Option<(f64, String)> = None;
+    for line in cast.lines().skip(1) {
+        let Ok(Value::Array(event)) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if event.get(1).and_then(Value::as_str) != Some("i") {
+            continue;
+        }
+        let t = event.first().and_then(Value::as_f64).unwrap_or(0.0);
+        let data = event.get(2).and_then(Value::as_str).unwrap_or_default();
+        for c in data.chars() {
+            let (_, text) = current.get_or_insert_with(|| (t, String::new()));
+            text.push(c);
+            if c == '\r' || c == '\n' {
+                if let Some(done) = current.take() {
+                    lines.push(done);
+                }
+                if lines.len() >= MAX_INPUTS {
+                    return lines;
+                }
+            }
+        }
+    }
+    lines.extend(current);
+    lines
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct DetailQuery {
+    file: Option<String>,
+    t: Option<f64>,
+}
+
+/// `GET /ui/sessions/{id}`: who, when, where, why; the player; the input.
+pub(super) async fn detail(
+    State(ca): State<Arc<Ca>>,
+    signed: Signed,
+    Path(id): Path<String>,
+    Query(params): Query<DetailQuery>,
+) -> Result<Response, UiError> {
+    let reviewer = reviewer_for(&ca, &signed, "/ui/sessions/{id}").await?;
+    let detail = ca.recording(&reviewer, &id, Purpose::View).await?;
+    let info = &detail.info;
+    let incident = info.incident.as_deref().map_or(String::from("—"), |i| {
+        format!(r#"<a href="/ui/incidents/{}">{}</a>"#, esc(&q(i)), esc(i))
+    });
+    let mut body = format!(
+        r#"<p class="crumbs"><a href="/ui/sessions">Sessions</a> / {}</p><h1>{}@{} <span class="muted">by {}</span></h1>"#,
+        esc(&info.session_id),
+        esc(&info.principal),
+        esc(&info.target),
+        esc(&info.identity)
+    );
+    let facts_html = facts(&[
+        ("Status", badge(&info.status)),
+        ("Identity", esc(&info.identity)),
+        ("Role", esc(&info.role)),
+        ("Incident", incident),
+        ("Login", esc(&info.principal)),
+        ("Target", esc(&info.target)),
+        ("Client address", esc(&info.client_address)),
+        ("Bastion", esc(&info.bastion)),
+        (
+            "User certificate serial",
+            esc(&info.user_serial.to_string()),
+        ),
+        ("Started", esc(&time(info.started_at))),
+        ("Ended", esc(&info.ended_at.map_or("—".into(), time))),
+        ("End reason", esc(info.end_reason.as_deref().unwrap_or("—"))),
+        (
+            "Exit status",
+            esc(&info.exit_status.map_or("—".into(), |s| s.to_string())),
+        ),
+        (
+            "Manifest digest",
+            format!(
+                "<code>{}</code>",
+                esc(info.digest.as_deref().unwrap_or("not sealed yet"))
+            ),
+        ),
+    ]);
+    let _ = write!(
+        body,
+        r#"<div class="actions"><a class="button" href="/ui/sessions/{}/export" download>Export signed bundle (.tar)</a></div>{facts_html}"#,
+        esc(&q(&info.session_id))
+    );
+    if !detail.problems.is_empty() {
+        body.push_str(r#"<div class="alert" role="alert"><h2>Verification problems</h2><ul>"#);
+        for p in &detail.problems {
+            let _ = write!(body, "<li>{}</li>", esc(p));
+        }
+        body.push_str("</ul></div>");
+    }
+    // The channels, and the one shown.
+    let casts: Vec<_> = info
+        .files
+        .iter()
+        .filter(|f| f.name.ends_with(".cast.gz"))
+        .collect();
+    let chosen = params
+        .file
+        .as_deref()
+        .filter(|f| info.files.iter().any(|x| x.name == *f))
+        .map(str::to_owned)
+        .or_else(|| casts.first().map(|f| f.name.clone()));
+    body.push_str(r#"<nav aria-label="Channels" class="tabs"><ul>"#);
+    for f in &info.files {
+        let current = if chosen.as_deref() == Some(f.name.as_str()) {
+            r#" aria-current="true""#
+        } else {
+            ""
+        };
+        let label = match &f.command {
+            Some(c) => format!("{} · {} · {}", f.name, f.kind, c),
+            None => format!("{} · {}", f.name, f.kind),
+        };
+        let _ = write!(
+            body,
+            r#"<li><a href="/ui/sessions/{}?file={}"{current}>{}</a></li>"#,
+            esc(&q(&info.session_id)),
+            esc(&q(&f.name)),
+            esc(&label)
+        );
+    }
+    body.push_str("</ul></nav>");
+    match chosen {
+        Some(name) if name.ends_with(".cast.gz") => {
+            let gz = whole_file(&ca, &reviewer, &info.session_id, &name, Purpose::Play).await?;
+            let cast = gunzip(&gz);
+            let inputs = input_lines(&cast);
+            // A client without a terminal (`ssh -tt` from a pipe) asks
+            // for a 0x0 pty, which the bastion records as 1x1: give the
+            // player a size it can draw.
+            let header: Value = cast
+                .lines()
+                .next()
+                .and_then(|l| serde_json::from_str(l).ok())
+                .unwrap_or_default();
+            let size = |key: &str, fallback: u64| {
+                header[key]
+                    .as_u64()
+                    .filter(|n| (2..=1000).contains(n))
+                    .unwrap_or(fallback)
+            };
+            let (cols, rows) = (size("width", 80), size("height", 24));
+            let start = params
+                .t
+                .filter(|t| t.is_finite() && *t >= 0.0)
+                .unwrap_or(0.0);
+            let live = info.status == "live";
+            let _ = write!(
+                body,
+                r#"<section class="replay" aria-labelledby="replay-h"><h2 id="replay-h" class="visually-hidden">Replay</h2>
+<div class="player-col"><div class="controls"><label for="speed">Speed</label><select id="speed"><option value="0.5">0.5×</option><option value="1" selected>1×</option><option value="2">2×</option><option value="4">4×</option><option value="8">8×</option></select>
+<span class="muted">Space plays and pauses, ←/→ seek 5 s, 0–9 jump to 0–90 %.</span></div>
+<div id="player" class="player" data-cast="/ui/sessions/{}/cast/{}" data-start="{start:.1}" data-events="/ui/sessions/{}/events/{}" data-live="{live}" data-cols="{cols}" data-rows="{rows}" tabindex="-1"></div>
+<p id="player-missing" class="alert" hidden>The player could not be loaded: its assets are missing on this CA (<code>[ui] assets_dir</code>).</p>
+{}</div>
+<aside class="inputs" aria-labelledby="inputs-h"><h2 id="inputs-h">Input ({} lines)</h2><p class="muted">Every keystroke, also those typed with echo off. Choose a line to seek there.</p><ol id="input-list">"#,
+                esc(&q(&info.session_id)),
+                esc(&q(&name)),
+                esc(&q(&info.session_id)),
+                esc(&q(&name)),
+                if live {
+                    r#"<section aria-live="polite" class="live"><h3>Live</h3><p class="muted">This session is still running: new output appears here as the bastion ships it.</p><pre id="live-output"></pre></section>"#
+                } else {
+                    ""
+                },
+                inputs.len(),
+            );
+            for (t, text) in &inputs {
+                let _ = write!(
+                    body,
+                    r#"<li><button type="button" class="seek" data-seek="{t:.3}"><span class="t">{}</span> <code>{}</code></button></li>"#,
+                    esc(&offset(*t)),
+                    esc(text.trim_end_matches(['\r', '\n']))
+                );
+            }
+            body.push_str("</ol></aside></section>");
+        }
+        Some(name) => {
+            // sftp operations: one JSON line each.
+            let gz = whole_file(&ca, &reviewer, &info.session_id, &name, Purpose::View).await?;
+            let text = gunzip(&gz);
+            body.push_str(r#"<section aria-labelledby="sftp-h"><h2 id="sftp-h">File operations</h2><table class="grid"><thead><tr><th scope="col">Operation</th></tr></thead><tbody>"#);
+            for line in text.lines().take(MAX_INPUTS) {
+                let _ = write!(body, "<tr><td><code>{}</code></td></tr>", esc(line));
+            }
+            body.push_str("</tbody></table></section>");
+        }
+        None => body.push_str("<p>This session recorded no channel.</p>"),
+    }
+    Ok(html_response(page(
+        &format!("Session {}", info.session_id),
+        Nav::Sessions,
+        Some(&signed.viewer()),
+        &body,
+    )))
+}
+
+/// `GET /ui/sessions/{id}/cast/{name}`: the asciicast, decompressed, for
+/// the player.
+pub(super) async fn cast(
+    State(ca): State<Arc<Ca>>,
+    signed: Signed,
+    Path((id, name)): Path<(String, String)>,
+) -> Result<Response, UiError> {
+    let reviewer = reviewer_for(&ca, &signed, "/ui/sessions/{id}/cast/{name}").await?;
+    if !is_file_name(&name) || !name.ends_with(".cast.gz") {
+        return Err(UiError::NotFound);
+    }
+    let gz = whole_file(&ca, &reviewer, &id, &name, Purpose::Play).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        gunzip(&gz),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct EventsQuery {
+    from: Option<usize>,
+}
+
+/// `GET /ui/sessions/{id}/events/{name}?from=N`: the events after the
+/// first N, and the session's status, for following a live session.
+pub(super) async fn events(
+    State(ca): State<Arc<Ca>>,
+    signed: Signed,
+    Path((id, name)): Path<(String, String)>,
+    Query(params): Query<EventsQuery>,
+) -> Result<Response, UiError> {
+    let reviewer = reviewer_for(&ca, &signed, "/ui/sessions/{id}/events/{name}").await?;
+    if !is_file_name(&name) || !name.ends_with(".cast.gz") {
+        return Err(UiError::NotFound);
+    }
+    let info = ca.recording(&reviewer, &id, Purpose::Watch).await?;
+    let gz = whole_file(&ca, &reviewer, &id, &name, Purpose::Watch).await?;
+    let cast = gunzip(&gz);
+    let from = params.from.unwrap_or(0);
+    let events: Vec<Value> = cast
+        .lines()
+        .skip(1)
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(Value::is_array)
+        .collect();
+    let next = events.len();
+    let fresh: Vec<&Value> = events.iter().skip(from).take(10_000).collect();
+    Ok(axum::Json(json!({
+        "status": info.info.status,
+        "events": fresh,
+        "next": from + fresh.len().min(next.saturating_sub(from)),
+    }))
+    .into_response())
+}
+
+/// `GET /ui/sessions/{id}/export`: the bundle `shiftkey recordings export`
+/// writes, as one tar (`ID/N.cast.gz`, `ID/metadata.json`, `ID/ca.pub`):
+/// `tar xf` it, then `shiftkey recordings verify ID`.
+pub(super) async fn export(
+    State(ca): State<Arc<Ca>>,
+    signed: Signed,
+    Path(id): Path<String>,
+) -> Result<Response, UiError> {
+    let reviewer = reviewer_for(&ca, &signed, "/ui/sessions/{id}/export").await?;
+    let detail = ca.recording(&reviewer, &id, Purpose::Export).await?;
+    let dir = detail.info.session_id.clone();
+    let mut tar = Vec::new();
+    for file in &detail.info.files {
+        let bytes = whole_file(&ca, &reviewer, &dir, &file.name, Purpose::Export).await?;
+        tar_entry(&mut tar, &format!("{dir}/{}", file.name), &bytes);
+    }
+    let metadata = serde_json::to_string_pretty(&detail)
+        .map_err(|e| ApiError::Internal(format!("encoding the metadata: {e}")))?;
+    tar_entry(
+        &mut tar,
+        &format!("{dir}/metadata.json"),
+        format!("{metadata}\n").as_bytes(),
+    );
+    tar_entry(
+        &mut tar,
+        &format!("{dir}/ca.pub"),
+        format!("{}\n", ca.keys.user.public_line()).as_bytes(),
+    );
+    tar.extend_from_slice(&[0u8; 1024]);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-tar".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{dir}.tar\""),
+            ),
+        ],
+        tar,
+    )
+        .into_response())
+}
+
+/// One ustar entry (names here are short, ASCII and checked).
+fn tar_entry(out: &mut Vec<u8>, name: &str, data: &[u8]) {
+    let mut header = [0u8; 512];
+    let name = name.as_bytes();
+    header[..name.len().min(100)].copy_from_slice(&name[..name.len().min(100)]);
+    let octal = |field: &mut [u8], value: u64| {
+        let text = format!("{value:0width$o}\0", width = field.len() - 1);
+        field.copy_from_slice(text.as_bytes());
+    };
+    octal(&mut header[100..108], 0o600);
+    octal(&mut header[108..116], 0);
+    octal(&mut header[116..124], 0);
+    octal(&mut header[124..136], data.len() as u64);
+    octal(
+        &mut header[136..148],
+        u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0),
+    );
+    header[156] = b'0';
+    header[257..263].copy_from_slice(b"ustar\0");
+    header[263..265].copy_from_slice(b"00");
+    header[148..156].copy_from_slice(b"        ");
+    let sum: u32 = header.iter().map(|b| u32::from(*b)).sum();
+    let text = format!("{sum:06o}\0 ");
+    header[148..156].copy_from_slice(text.as_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(data);
+    let pad = (512 - data.len() % 512) % 512;
+    out.extend(std::iter::repeat_n(0u8, pad));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_is_grouped_into_lines_with_the_first_keystroke_time() {
+        let cast = "{\"version\":2}\n[0.5,\"i\",\"ec\"]\n[0.6,\"o\",\"ec\"]\n[0.7,\"i\",\"ho hi\\r\"]\n[2.0,\"i\",\"exit\\r\"]\n";
+        assert_eq!(
+            input_lines(cast),
+            vec![(0.5, "echo hi\r".to_owned()), (2.0, "exit\r".to_owned())]
+        );
+    }
+
+    #[test]
+    fn dates_from_the_filter_form() {
+        assert_eq!(parse_when("1970-01-02", false), Some(86_400));
+        assert_eq!(parse_when("1970-01-02", true), Some(86_400 + 86_399));
+        assert_eq!(parse_when("1970-01-01T01:00", false), Some(3600));
+        assert_eq!(parse_when("yesterday", false), None);
+    }
+
+    #[test]
+    fn tar_entries_are_padded_blocks() {
+        let mut tar = Vec::new();
+        tar_entry(&mut tar, "s_1/ca.pub", b"key\n");
+        assert_eq!(tar.len(), 1024);
+        assert_eq!(&tar[257..262], b"ustar");
+    }
+}
