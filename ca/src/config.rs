@@ -231,12 +231,7 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        let config = Self::parse(&text, path)?;
-        // The review UI's router is built inside `http::router`, which sees
-        // only the shared `Ca`; its settings are handed over here, at the
-        // one load `server::start` does.
-        crate::ui::configure(config.ui.clone());
-        Ok(config)
+        Self::parse(&text, path)
     }
 
     pub(crate) fn parse(text: &str, path: &Path) -> Result<Self, Error> {

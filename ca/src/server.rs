@@ -127,6 +127,9 @@ pub(crate) async fn start(
     })?;
     let lock = lock_data_dir(data_dir)?;
     let config = Config::load(config_path)?;
+    // The review UI's router is built inside `http::router`, which sees only
+    // the shared `Ca`: its settings are handed over here, once, at start.
+    crate::ui::configure(config.ui.clone());
     let keys = crate::keys::load_both(data_dir, passphrase)?;
     let policy_path = config.policy_path.clone();
     let policy = {
