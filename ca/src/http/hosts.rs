@@ -93,20 +93,8 @@ impl<T: DeserializeOwned + Send> FromRequest<Arc<Ca>> for Enrolled<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, ca: &Arc<Ca>) -> Result<Self, Self::Rejection> {
-        let method = request.method().as_str().to_owned();
-        let path = request.uri().path_and_query().map_or_else(
-            || request.uri().path().to_owned(),
-            |p| p.as_str().to_owned(),
-        );
-        let header = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = Bytes::from_request(request, ca)
-            .await
-            .map_err(|_| ApiError::PayloadTooLarge)?;
-        let host = authenticate(ca, header.as_deref(), &method, &path, &body).await?;
+        let path = path_and_query(request.uri());
+        let EnrolledBytes(host, body) = EnrolledBytes::from_request(request, ca).await?;
         let parsed = serde_json::from_slice(if body.is_empty() { b"{}" } else { &body })
             .map_err(|e| ApiError::InvalidBody(e.to_string()));
         match parsed {
@@ -133,10 +121,7 @@ impl FromRequest<Arc<Ca>> for EnrolledBytes {
 
     async fn from_request(request: Request, ca: &Arc<Ca>) -> Result<Self, Self::Rejection> {
         let method = request.method().as_str().to_owned();
-        let path = request.uri().path_and_query().map_or_else(
-            || request.uri().path().to_owned(),
-            |p| p.as_str().to_owned(),
-        );
+        let path = path_and_query(request.uri());
         let header = request
             .headers()
             .get(header::AUTHORIZATION)

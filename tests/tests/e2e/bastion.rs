@@ -94,6 +94,18 @@ impl World {
         cmd
     }
 
+    /// The single-hop form: `ssh -p BASTION 'LOGIN%HOST:PORT@bastion' ARGS...`.
+    fn single_hop(&self, host: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new("ssh");
+        cmd.arg("-F")
+            .arg(&self.config)
+            .arg("-p")
+            .arg(self.bastion.port.to_string())
+            .arg(format!("{LOGIN_USER}%{host}:{}@127.0.0.1", self.sshd.port))
+            .args(args);
+        cmd
+    }
+
     /// `shiftkey-ca revoke` of the user's certificate.
     fn revoke(&self, reason: &str) -> anyhow::Result<()> {
         let out = self.ca.cli(&[
@@ -357,16 +369,7 @@ fn refusals_say_why_and_are_audited() -> anyhow::Result<()> {
     let world = World::new(None)?;
 
     // A target the role does not cover, single-hop form: the CA says no.
-    let out = run(Command::new("ssh")
-        .arg("-F")
-        .arg(&world.config)
-        .arg("-p")
-        .arg(world.bastion.port.to_string())
-        .arg(format!(
-            "{LOGIN_USER}%localhost:{}@127.0.0.1",
-            world.sshd.port
-        ))
-        .arg("true"))?;
+    let out = run(&mut world.single_hop("localhost", &["true"]))?;
     assert!(!out.status.success());
     assert!(
         stderr_of(&out).contains("host-not-in-role") && stderr_of(&out).contains("localhost"),
@@ -538,16 +541,7 @@ fn a_recording_survives_kill_9_up_to_the_last_flush() -> anyhow::Result<()> {
 #[test]
 fn the_single_hop_form_reaches_the_target_too() -> anyhow::Result<()> {
     let world = World::new(None)?;
-    let out = run(Command::new("ssh")
-        .arg("-F")
-        .arg(&world.config)
-        .arg("-p")
-        .arg(world.bastion.port.to_string())
-        .arg(format!(
-            "{LOGIN_USER}%127.0.0.1:{}@127.0.0.1",
-            world.sshd.port
-        ))
-        .args(["echo", "single-hop"]))?;
+    let out = run(&mut world.single_hop("127.0.0.1", &["echo", "single-hop"]))?;
     assert!(
         out.status.success() && String::from_utf8_lossy(&out.stdout).contains("single-hop"),
         "{}\n{}",
