@@ -11,7 +11,7 @@
 //! `docs/benchmarks.md`; the sizes come from the `SHIFTKEY_BENCH_*`
 //! variables below.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -260,7 +260,29 @@ fn met(ok: bool) -> &'static str {
 fn build_binaries() -> anyhow::Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     eprintln!("building the release shiftkey-ca and shiftkey-bastion...");
-    let status = Command::new(cargo)
+    let mut build = Command::new(cargo);
+    // Without the variables Cargo set for this bench: build scripts (ring's)
+    // watch some of them, and would rebuild for this build and again for the
+    // next plain `cargo build`.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_BIN_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+                "OUT_DIR",
+            ]
+            .contains(&name.as_ref())
+        {
+            build.env_remove(name.as_ref());
+        }
+    }
+    let status = build
         .args([
             "build",
             "--release",
@@ -432,26 +454,38 @@ impl Bench {
         )
     }
 
-    fn sealed(&self) -> usize {
-        self.bastion
-            .log()
-            .matches("recording sealed by the CA")
-            .count()
+    /// Sessions the bastion has finished with: (sealed by the CA, given up
+    /// on after the CA refused or failed to seal them).
+    fn finished(&self) -> (usize, usize) {
+        let log = self.bastion.log();
+        (
+            log.matches("recording sealed by the CA").count(),
+            log.matches("the CA did not seal the recording").count(),
+        )
     }
 
-    /// Waits until the bastion has sealed `count` sessions in all.
-    fn wait_sealed(&self, count: usize, limit: Duration) -> anyhow::Result<()> {
+    /// Waits until the bastion has finished with `count` sessions in all
+    /// (see [`finished`](Self::finished)); returns how many were not sealed.
+    fn wait_finished(
+        &self,
+        before: (usize, usize),
+        count: usize,
+        limit: Duration,
+    ) -> anyhow::Result<usize> {
         let deadline = Instant::now() + limit;
-        while self.sealed() < count {
+        loop {
+            let (sealed, unsealed) = self.finished();
+            let done = (sealed - before.0) + (unsealed - before.1);
+            if done >= count {
+                return Ok(unsealed - before.1);
+            }
             ensure!(
                 Instant::now() < deadline,
-                "the bastion sealed {} of {count} sessions in {limit:?}\n{}",
-                self.sealed(),
+                "the bastion finished {done} of {count} sessions in {limit:?}\n{}",
                 self.logs()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        Ok(())
     }
 
     fn session_dirs(&self) -> BTreeSet<PathBuf> {
@@ -479,7 +513,7 @@ impl Bench {
         // One session first, so that one-time set-up (the presented host
         // certificate, TLS to the CA, lazy statics) is in the baseline.
         eprintln!("memory: one warm-up session...");
-        let sealed = self.sealed();
+        let finished = self.finished();
         let out = self
             .ssh(Route::Bastion, &[], Some("true"))
             .stdin(Stdio::null())
@@ -490,7 +524,7 @@ impl Bench {
             String::from_utf8_lossy(&out.stderr),
             self.logs()
         );
-        self.wait_sealed(sealed + 1, Duration::from_secs(30))?;
+        self.wait_finished(finished, 1, Duration::from_secs(30))?;
         std::thread::sleep(Duration::from_secs(2));
         let before = self.bastion_status();
         let dirs_before = self.session_dirs();
@@ -566,12 +600,12 @@ impl Bench {
         let recorded_after = Self::recording_bytes(&dirs_idle);
 
         eprintln!("memory: closing the idle sessions...");
-        let sealed = self.sealed();
+        let finished = self.finished();
         for mut s in sessions {
             let _ = s.child.kill();
             let _ = s.child.wait();
         }
-        self.wait_sealed(sealed + n, Duration::from_secs(300))?;
+        let unsealed = self.wait_finished(finished, n, Duration::from_secs(300))?;
         std::thread::sleep(Duration::from_secs(2));
         let after = self.bastion_status();
         Ok(Memory {
@@ -582,6 +616,7 @@ impl Bench {
             with,
             after,
             idle_growth: recorded_after.saturating_sub(recorded_at_up),
+            unsealed,
         })
     }
 
@@ -639,7 +674,7 @@ impl Bench {
     /// (and thrown away), timed from the first byte to the end.
     fn transfer(&self, route: Route, payload: Payload, bytes: u64) -> anyhow::Result<Transfer> {
         let dirs_before = self.session_dirs();
-        let sealed = self.sealed();
+        let finished = self.finished();
         let stderr_path = self.work.path().join("bulk.stderr");
         let mut child = self
             .ssh(route, &[], Some(&self.remote_command(payload, bytes)))
@@ -653,7 +688,7 @@ impl Bench {
         let mut buf = vec![0u8; 1 << 20];
         let first = stdout.read(&mut buf)? as u64;
         let started = Instant::now();
-        let cpu_before = Cpu::now(&[self.bastion.pid(), self.ca.pid()]);
+        let cpu_before = Cpu::now();
         let mut timed = 0u64;
         loop {
             let n = stdout.read(&mut buf)?;
@@ -663,7 +698,12 @@ impl Bench {
             timed += n as u64;
         }
         let seconds = started.elapsed().as_secs_f64();
-        let cpu = Cpu::now(&[self.bastion.pid(), self.ca.pid()]).since(&cpu_before);
+        let cpu = Cpu::now().since(&cpu_before);
+        if std::env::var_os("SHIFTKEY_BENCH_DEBUG_CPU").is_some() {
+            let mut top: Vec<_> = cpu.processes.iter().filter(|(_, (_, t))| *t > 0).collect();
+            top.sort_by_key(|(_, (_, t))| std::cmp::Reverse(*t));
+            eprintln!("  cpu top: {:?}", &top[..top.len().min(8)]);
+        }
         drop(watchdog);
         let status = child.wait()?;
         ensure!(
@@ -677,14 +717,19 @@ impl Bench {
         let mut recording = None;
         if route == Route::Bastion {
             let ended = Instant::now();
-            self.wait_sealed(sealed + 1, Duration::from_secs(600))?;
+            // The bastion tries to seal five times over about a minute.
+            let unsealed = self.wait_finished(finished, 1, Duration::from_secs(300))?;
             let seal_seconds = ended.elapsed().as_secs_f64();
             let new: BTreeSet<PathBuf> = self
                 .session_dirs()
                 .difference(&dirs_before)
                 .cloned()
                 .collect();
-            recording = Some((Self::recording_bytes(&new), seal_seconds));
+            recording = Some(Recorded {
+                bytes: Self::recording_bytes(&new),
+                seconds: seal_seconds,
+                sealed: unsealed == 0,
+            });
         }
         Ok(Transfer {
             bytes: timed,
@@ -803,16 +848,26 @@ impl Drop for Watchdog {
     }
 }
 
-/// CPU time: the machine's busy time and some processes', in clock ticks.
-#[derive(Debug, Clone)]
+/// CPU time in clock ticks: the machine's busy time and every process's,
+/// by pid with its command name.
+#[derive(Debug, Clone, Default)]
 struct Cpu {
     machine_busy: u64,
     machine_total: u64,
-    processes: Vec<u64>,
+    processes: BTreeMap<u32, (String, u64)>,
 }
 
+/// Who used the CPU during a transfer, by command name.
+const CPU_GROUPS: [(&str, &str); 5] = [
+    ("ssh", "ssh"),
+    ("sshd", "sshd"),
+    ("bastion", "shiftkey-bastio"),
+    ("CA", "shiftkey-ca"),
+    ("command", "head|cat"),
+];
+
 impl Cpu {
-    fn now(pids: &[u32]) -> Self {
+    fn now() -> Self {
         let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
         let fields: Vec<u64> = stat
             .lines()
@@ -825,21 +880,30 @@ impl Cpu {
         let total: u64 = fields.iter().take(8).sum();
         // idle and iowait
         let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
-        let processes = pids
-            .iter()
-            .map(|pid| {
-                let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-                // After the command name in parentheses: state is field 3,
-                // utime and stime are fields 14 and 15.
-                let rest = text.rsplit_once(')').map_or("", |(_, r)| r);
-                let f: Vec<u64> = rest
-                    .split_whitespace()
-                    .skip(1)
-                    .filter_map(|x| x.parse().ok())
-                    .collect();
-                f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0)
-            })
-            .collect();
+        let mut processes = BTreeMap::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                continue;
+            };
+            let text = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // `PID (COMM) STATE ...`: utime, stime, cutime and cstime are
+            // fields 14 to 17.
+            let (Some((_, after_pid)), Some((_, rest))) =
+                (text.split_once('('), text.rsplit_once(')'))
+            else {
+                continue;
+            };
+            let comm = after_pid.rsplit_once(')').map_or("", |(c, _)| c).to_owned();
+            let f: Vec<u64> = rest
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            // Its own time and that of the children it reaped (sshd's
+            // session processes, ProxyJump's helper ssh, the remote command).
+            let ticks = f.get(10..14).map_or(0, |t| t.iter().sum());
+            processes.insert(pid, (comm, ticks));
+        }
         Self {
             machine_busy: total - idle,
             machine_total: total,
@@ -847,6 +911,9 @@ impl Cpu {
         }
     }
 
+    /// The CPU used since `earlier`. A process that ended in between counts
+    /// through its parent (in the parent's group); one whose parent also
+    /// ended is missed, though the machine total still has it.
     fn since(&self, earlier: &Cpu) -> Cpu {
         Cpu {
             machine_busy: self.machine_busy.saturating_sub(earlier.machine_busy),
@@ -854,8 +921,11 @@ impl Cpu {
             processes: self
                 .processes
                 .iter()
-                .zip(&earlier.processes)
-                .map(|(a, b)| a.saturating_sub(*b))
+                .map(|(pid, (comm, ticks))| {
+                    // By pid alone: kernel workers rename themselves.
+                    let before = earlier.processes.get(pid).map_or(0, |(_, t)| *t);
+                    (*pid, (comm.clone(), ticks.saturating_sub(before)))
+                })
                 .collect(),
         }
     }
@@ -870,9 +940,22 @@ impl Cpu {
         }
     }
 
-    /// Seconds of CPU of process `i` (USER_HZ is 100 on Linux).
-    fn process_seconds(&self, i: usize) -> f64 {
-        self.processes.get(i).copied().unwrap_or(0) as f64 / 100.0
+    /// Seconds of CPU used by processes named one of `names` (`a|b`), or
+    /// by none of the groups when `names` is None (USER_HZ is 100 on Linux).
+    fn seconds(&self, names: Option<&str>) -> f64 {
+        let in_group = |comm: &str, names: &str| names.split('|').any(|n| n == comm);
+        let ticks: u64 = self
+            .processes
+            .iter()
+            .filter(|(pid, _)| **pid != std::process::id())
+            .map(|(_, p)| p)
+            .filter(|(comm, _)| match names {
+                Some(names) => in_group(comm, names),
+                None => !CPU_GROUPS.iter().any(|(_, names)| in_group(comm, names)),
+            })
+            .map(|(_, t)| t)
+            .sum();
+        ticks as f64 / 100.0
     }
 }
 
@@ -880,11 +963,19 @@ impl Cpu {
 struct Transfer {
     bytes: u64,
     seconds: f64,
-    /// Machine, then [bastion, CA].
     cpu: Cpu,
-    /// Bytes of the session's recording files and the seconds from the end
-    /// of the output to the seal (bastion route only).
-    recording: Option<(u64, f64)>,
+    /// The session's recording (bastion route only).
+    recording: Option<Recorded>,
+}
+
+#[derive(Debug)]
+struct Recorded {
+    /// Bytes of its files on the bastion.
+    bytes: u64,
+    /// From the end of the output until the bastion was done with it.
+    seconds: f64,
+    /// False when the bastion gave up asking the CA to seal it.
+    sealed: bool,
 }
 
 impl Transfer {
@@ -920,9 +1011,18 @@ impl Bulk {
              (MB/s = 10^6 bytes/s; best of the rounds, every round listed):"
         );
         println!(
-            "  {:<22} {:<10} {:>9}  {:<24} {:>10} {:>12} {:>11}",
-            "payload", "route", "MB/s", "rounds", "CPU cores", "bastion CPU", "CA CPU"
+            "  CPU: seconds per GiB moved, by process name (other: anything else running, \
+             e.g. builds; this reader excluded), and cores busy on the whole machine"
         );
+        let mut head = format!(
+            "  {:<22} {:<10} {:>8}  {:<16}",
+            "payload", "route", "MB/s", "rounds"
+        );
+        for (label, _) in CPU_GROUPS {
+            head.push_str(&format!(" {label:>7}"));
+        }
+        head.push_str(&format!(" {:>7} {:>6}", "other", "cores"));
+        println!("{head}");
         for payload in Payload::ALL {
             for route in Route::ALL {
                 let Some(best) = self.best(payload, route) else {
@@ -935,24 +1035,22 @@ impl Bulk {
                     .map(|(_, _, t)| format!("{:.1}", t.rate_mb()))
                     .collect();
                 let gib = best.bytes as f64 / f64::from(1 << 30);
-                let (bastion, ca) = if route == Route::Bastion {
-                    (
-                        format!("{:.2} s/GiB", best.cpu.process_seconds(0) / gib),
-                        format!("{:.2} s/GiB", best.cpu.process_seconds(1) / gib),
-                    )
-                } else {
-                    (String::new(), String::new())
-                };
-                println!(
-                    "  {:<22} {:<10} {:>9.1}  {:<24} {:>10.2} {:>12} {:>11}",
+                let mut line = format!(
+                    "  {:<22} {:<10} {:>8.1}  {:<16}",
                     payload.name(),
                     route.name(),
                     best.rate_mb(),
                     rounds.join(" "),
-                    best.cpu.machine_cores(),
-                    bastion,
-                    ca
                 );
+                for (_, names) in CPU_GROUPS {
+                    line.push_str(&format!(" {:>7.2}", best.cpu.seconds(Some(names)) / gib));
+                }
+                line.push_str(&format!(
+                    " {:>7.2} {:>6.2}",
+                    best.cpu.seconds(None) / gib,
+                    best.cpu.machine_cores()
+                ));
+                println!("{line}");
             }
             println!(
                 "  {:<22} bastion/ProxyJump {:.2}, bastion/direct {:.2}, ProxyJump/direct {:.2}",
@@ -974,12 +1072,21 @@ impl Bulk {
                 })
                 .map(|(_, _, t)| t);
             if let Some(t) = recorded
-                && let Some((size, seal)) = t.recording
+                && let Some(r) = &t.recording
             {
+                let outcome = if r.sealed {
+                    format!("sealed by the CA {:.1} s after the output ended", r.seconds)
+                } else {
+                    format!(
+                        "NOT sealed: the bastion gave up on the CA {:.1} s after the output ended",
+                        r.seconds
+                    )
+                };
                 println!(
-                    "  {:<22} {:>8.4}  ({size} bytes on disk; sealed {seal:.1} s after the output ended)",
+                    "  {:<22} {:>8.4}  ({} bytes on disk; {outcome})",
                     payload.name(),
-                    size as f64 / bytes as f64
+                    r.bytes as f64 / bytes as f64,
+                    r.bytes
                 );
             }
         }
@@ -995,6 +1102,8 @@ struct Memory {
     with: String,
     after: String,
     idle_growth: u64,
+    /// Idle sessions the bastion gave up sealing.
+    unsealed: usize,
 }
 
 impl Memory {
@@ -1025,9 +1134,10 @@ impl Memory {
             );
         }
         println!(
-            "  per idle session: {:.0} KiB  ({} recording directories)",
+            "  per idle session: {:.0} KiB  ({} recording directories; {} not sealed by the CA)",
             self.kib_per_session(),
-            self.recorded_sessions
+            self.recorded_sessions,
+            self.unsealed
         );
         println!(
             "  recordings of the idle sessions grew {} bytes in {} s of idleness\n",
