@@ -30,6 +30,9 @@ pub(crate) struct Refused {
 #[derive(Debug)]
 pub(crate) struct CaClient {
     http: reqwest::Client,
+    /// For the event stream: no total timeout (the stream lives for hours),
+    /// only connect and read timeouts (the CA sends keep-alives).
+    streaming: reqwest::Client,
     base: String,
     key: Arc<PrivateKey>,
     certificate: RwLock<Certificate>,
@@ -46,8 +49,9 @@ fn http_client(config: &Config, timeout: Option<Duration>) -> anyhow::Result<req
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10));
-    if let Some(t) = timeout {
-        builder = builder.timeout(t);
+    match timeout {
+        Some(t) => builder = builder.timeout(t),
+        None => builder = builder.read_timeout(Duration::from_secs(90)),
     }
     if let Some(bundle) = &config.ca_bundle {
         let pem = std::fs::read(bundle)
@@ -107,6 +111,7 @@ impl CaClient {
         };
         Ok(Self {
             http,
+            streaming: http_client(config, None)?,
             base,
             key,
             certificate: RwLock::new(certificate),
@@ -226,7 +231,7 @@ impl CaClient {
     }
 
     fn http_streaming(&self) -> &reqwest::Client {
-        &self.http
+        &self.streaming
     }
 
     /// User CA keys, for `verify_user_cert`.

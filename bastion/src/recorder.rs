@@ -58,6 +58,9 @@ struct Inner {
     /// per direction (output, input).
     carry: [Vec<u8>; 2],
     events: u64,
+    /// Something was written since the last flush (an idle session's file
+    /// does not grow by a sync marker every second).
+    dirty: bool,
 }
 
 /// One channel's recording file.
@@ -97,6 +100,7 @@ impl Recorder {
                 failed: None,
                 carry: [Vec::new(), Vec::new()],
                 events: 0,
+                dirty: false,
             }),
         };
         let mut meta = header.meta.clone();
@@ -176,30 +180,40 @@ impl Recorder {
         }
     }
 
+    /// The hot path: the line is escaped straight into one buffer (no
+    /// JSON value, no intermediate strings) and written into the gzip stream.
     fn text_event(&self, direction: usize, code: &str, data: &[u8]) -> io::Result<()> {
-        let text = {
-            let mut inner = self.lock();
-            if let Some(e) = &inner.failed {
-                return Err(io::Error::other(e.clone()));
-            }
-            let carry = inner
-                .carry
-                .get_mut(direction)
-                .map(std::mem::take)
-                .unwrap_or_default();
-            let mut bytes = carry;
-            bytes.extend_from_slice(data);
-            let (text, rest) = decode_utf8(&bytes);
-            if let Some(slot) = inner.carry.get_mut(direction) {
-                *slot = rest;
-            }
-            text
-        };
-        if text.is_empty() {
-            return Ok(());
+        let elapsed = self.elapsed();
+        let mut inner = self.lock();
+        if let Some(e) = &inner.failed {
+            return Err(io::Error::other(e.clone()));
         }
-        let line = json!([self.elapsed(), code, text]).to_string();
-        self.write_line(&line)
+        let mut bytes = inner
+            .carry
+            .get_mut(direction)
+            .map(std::mem::take)
+            .unwrap_or_default();
+        bytes.extend_from_slice(data);
+        let mut line = Vec::with_capacity(bytes.len() + 32);
+        line.extend_from_slice(format!("[{elapsed},\"{code}\",\"").as_bytes());
+        let rest = escape_utf8_into(&bytes, &mut line);
+        if let Some(slot) = inner.carry.get_mut(direction) {
+            *slot = rest;
+        }
+        if line.ends_with(b",\"") {
+            return Ok(()); // nothing complete yet
+        }
+        line.extend_from_slice(b"\"]\n");
+        let result = match inner.gz.as_mut() {
+            Some(gz) => gz.write_all(&line),
+            None => Err(io::Error::other("the recording is closed")),
+        };
+        inner.events += 1;
+        inner.dirty = true;
+        if let Err(e) = &result {
+            inner.failed = Some(format!("{}: {e}", self.path.display()));
+        }
+        result
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -220,6 +234,7 @@ impl Recorder {
             None => Err(io::Error::other("the recording is closed")),
         };
         inner.events += 1;
+        inner.dirty = true;
         if let Err(e) = &result {
             inner.failed = Some(format!("{}: {e}", self.path.display()));
         }
@@ -233,6 +248,10 @@ impl Recorder {
         if let Some(e) = &inner.failed {
             return Err(io::Error::other(e.clone()));
         }
+        if !inner.dirty {
+            return Ok(());
+        }
+        inner.dirty = false;
         let result = match inner.gz.as_mut() {
             Some(gz) => gz.flush(),
             None => Ok(()),
@@ -268,30 +287,48 @@ impl Recorder {
     }
 }
 
-/// Decodes as much UTF-8 as is complete; invalid bytes become U+FFFD (the
-/// asciicast format holds text), an incomplete sequence at the end is kept
-/// for the next chunk.
-fn decode_utf8(bytes: &[u8]) -> (String, Vec<u8>) {
-    let mut out = String::with_capacity(bytes.len());
-    let mut rest = bytes;
-    loop {
-        match std::str::from_utf8(rest) {
-            Ok(s) => {
-                out.push_str(s);
-                return (out, Vec::new());
+/// Appends `bytes` as the inside of a JSON string, decoding UTF-8 in one pass
+/// (invalid bytes become U+FFFD: the asciicast format holds text) and
+/// escaping what JSON requires. Returns an incomplete UTF-8 sequence at the
+/// end, to be prefixed to the next chunk. Hand-written: serde_json can only
+/// escape a `&str` it is given whole, through a `String` we want to avoid.
+fn escape_utf8_into(bytes: &[u8], out: &mut Vec<u8>) -> Vec<u8> {
+    let mut chunks = bytes.utf8_chunks().peekable();
+    while let Some(chunk) = chunks.next() {
+        escape_str_into(chunk.valid(), out);
+        let invalid = chunk.invalid();
+        if invalid.is_empty() {
+            continue;
+        }
+        // An incomplete sequence at the very end may complete next time.
+        if chunks.peek().is_none()
+            && invalid.len() < 4
+            && std::str::from_utf8(invalid)
+                .err()
+                .is_some_and(|e| e.error_len().is_none())
+        {
+            return invalid.to_vec();
+        }
+        out.extend_from_slice("\u{FFFD}".as_bytes());
+    }
+    Vec::new()
+}
+
+fn escape_str_into(text: &str, out: &mut Vec<u8>) {
+    for &b in text.as_bytes() {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0..=0x1f => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
             }
-            Err(e) => {
-                let (good, bad) = rest.split_at(e.valid_up_to());
-                out.push_str(std::str::from_utf8(good).unwrap_or_default());
-                match e.error_len() {
-                    // Incomplete at the end: keep it for the next chunk.
-                    None => return (out, bad.to_vec()),
-                    Some(n) => {
-                        out.push('\u{FFFD}');
-                        rest = bad.get(n..).unwrap_or_default();
-                    }
-                }
-            }
+            _ => out.push(b),
         }
     }
 }
@@ -347,12 +384,21 @@ mod tests {
 
     #[test]
     fn utf8_split_across_chunks_is_kept_whole_and_garbage_is_replaced() {
-        let (a, rest) = decode_utf8(&"é".as_bytes()[..1]);
+        let escape = |bytes: &[u8]| {
+            let mut out = Vec::new();
+            let rest = escape_utf8_into(bytes, &mut out);
+            (String::from_utf8(out).unwrap(), rest)
+        };
+        let (a, rest) = escape(&"é".as_bytes()[..1]);
         assert_eq!(a, "");
         let mut next = rest;
         next.extend_from_slice(&"é".as_bytes()[1..]);
-        assert_eq!(decode_utf8(&next).0, "é");
-        assert_eq!(decode_utf8(b"a\xffb").0, "a\u{FFFD}b");
+        assert_eq!(escape(&next).0, "é");
+        assert_eq!(escape(b"a\xffb").0, "a\u{FFFD}b");
+        // What JSON requires escaped, and the result parses back.
+        let (text, _) = escape(b"q\"b\\n\n\r\t\x00\x1b[0m\x7f");
+        let parsed: String = serde_json::from_str(&format!("\"{text}\"")).unwrap();
+        assert_eq!(parsed, "q\"b\\n\n\r\t\u{0}\u{1b}[0m\u{7f}");
     }
 
     #[test]

@@ -568,7 +568,7 @@ fn resolving_the_incident_ends_sessions_opened_under_it() -> anyhow::Result<()> 
     world.wait_recording(|l| events(l, "o").contains("under-incident"))?;
     let (status, body) = world
         .ca
-        .local("POST", "/v1/incidents/INC-77/resolve", &json!({}))?;
+        .local("POST", "/v1/incidents/INC-77/resolve", &Value::Null)?;
     assert_eq!(status, 200, "{body}");
     let resolved = Instant::now();
     let (exited, stdout, _) = wait_with_timeout(&mut ssh, Duration::from_secs(10))?;
