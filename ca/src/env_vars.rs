@@ -9,3 +9,5 @@ pub(crate) const DATA_DIR: &str = "SHIFTKEY_DATA_DIR";
 pub(crate) const LOG: &str = "SHIFTKEY_LOG";
 /// `json` for JSON log lines (the default on services is human-readable text).
 pub(crate) const LOG_FORMAT: &str = "SHIFTKEY_LOG_FORMAT";
+/// PIN of the PKCS#11 token holding a CA key, when its URI has no `pin-source`.
+pub(crate) const PKCS11_PIN: &str = "SHIFTKEY_PKCS11_PIN";

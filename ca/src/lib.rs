@@ -36,11 +36,16 @@ mod secret;
 mod server;
 mod service;
 mod sessions;
+mod signer;
 mod store;
 mod tls;
 mod ui;
 
 pub use cli::{Cli, run};
+/// The CA signer for `benches/signer.rs` and the PKCS#11 end-to-end tests;
+/// not an API.
+#[doc(hidden)]
+pub use signer::harness as signer_harness;
 
 /// Installs the process-wide rustls crypto provider and the log subscriber.
 /// Call once, first thing in `main`.
