@@ -214,7 +214,7 @@ mod tests {
             raw[64 - s.len()..].copy_from_slice(&s);
             let back = signature(KeyAlgorithm::EcdsaP256, &raw).unwrap();
             assert_eq!(back, ssh, "message {i}");
-            key.public_key().verify(&message, &back).unwrap();
+            Verifier::verify(key.public_key().key_data(), &message, &back).unwrap();
         }
         assert!(matches!(
             signature(KeyAlgorithm::EcdsaP256, &[1u8; 70]),

@@ -137,8 +137,8 @@ impl Harness {
         line(&cert)
     }
 
-    /// A host certificate for `subject` naming `hostnames`.
-    pub async fn host_certificate(
+    /// A host certificate for `subject` naming `hostnames`, on this thread.
+    pub fn host_certificate(
         &self,
         subject: &str,
         hostnames: &[&str],
@@ -146,25 +146,30 @@ impl Harness {
         minutes: u64,
     ) -> Result<String, HarnessError> {
         let builder = builder(subject, CertType::Host, hostnames, serial, minutes)?;
-        let cert = self.signer.certify(builder).await.map_err(fail)?;
+        let cert = self.signer.certify_blocking(builder).map_err(fail)?;
         line(&cert)
     }
 
-    /// An armored SSHSIG over `message` (SHA-512, as recording seals are).
-    pub async fn sshsig(&self, namespace: &'static str, message: &[u8]) -> Result<String, HarnessError> {
+    /// An armored SSHSIG over `message` (SHA-512, as recording seals are),
+    /// on this thread.
+    pub fn sshsig(&self, namespace: &str, message: &[u8]) -> Result<String, HarnessError> {
         let sig = self
             .signer
-            .sshsig(namespace, HashAlg::Sha512, message.to_vec())
-            .await
+            .sshsig_blocking(namespace, HashAlg::Sha512, message)
             .map_err(fail)?;
         sig.to_pem(ssh_key::LineEnding::LF).map_err(fail)
     }
 
-    /// [`sshsig`](Self::sshsig) on this thread.
-    pub fn sshsig_blocking(&self, namespace: &str, message: &[u8]) -> Result<String, HarnessError> {
+    /// [`sshsig`](Self::sshsig) through the async path the CA uses.
+    pub async fn sshsig_async(
+        &self,
+        namespace: &'static str,
+        message: &[u8],
+    ) -> Result<String, HarnessError> {
         let sig = self
             .signer
-            .sshsig_blocking(namespace, HashAlg::Sha512, message)
+            .sshsig(namespace, HashAlg::Sha512, message.to_vec())
+            .await
             .map_err(fail)?;
         sig.to_pem(ssh_key::LineEnding::LF).map_err(fail)
     }

@@ -153,11 +153,11 @@ impl Pkcs11Key {
     }
 
     /// Signs `message` on the token as SSH signs with this key type, and
-    /// verifies the result. A session the token closed under us is replaced
-    /// once; every other failure is returned.
+    /// verifies the result. A pooled session the token closed or logged out
+    /// under us is dropped and the signature tried again, until a freshly
+    /// opened session fails too; every other failure is returned.
     pub(super) fn sign(&self, message: &[u8]) -> Result<Signature, Error> {
-        let mut retried = false;
-        loop {
+        let raw = loop {
             let lease = self
                 .pool
                 .checkout(|| self.link.open_session())
@@ -169,34 +169,30 @@ impl Pkcs11Key {
                     },
                     Checkout::Open(e) => e,
                 })?;
-            let raw = match self.sign_on(&lease, message) {
-                Ok(raw) => raw,
-                Err(source) if !retried && session_lost(&source) => {
-                    tracing::warn!(token = %self.link.token, error = %source, "PKCS#11 session lost; opening a new one");
+            match self.sign_on(&lease, message) {
+                Ok(raw) => break raw,
+                Err(source) if session_lost(&source) => {
+                    let fresh = lease.is_fresh();
                     lease.discard();
-                    retried = true;
-                    continue;
-                }
-                Err(source) => {
-                    if session_lost(&source) {
-                        lease.discard();
+                    if fresh {
+                        return Err(self.link.error("C_Sign", source));
                     }
-                    return Err(self.link.error("C_Sign", source));
+                    tracing::warn!(token = %self.link.token, error = %source, "PKCS#11 session lost; trying a new one");
                 }
-            };
-            drop(lease);
-            let signature =
-                encoding::signature(self.algorithm, &raw).map_err(|encoding| Error::Encoding {
-                    token: self.link.token.clone(),
-                    encoding,
-                })?;
-            self.public
-                .verify(message, &signature)
-                .map_err(|_| Error::BadTokenSignature {
-                    token: self.link.token.clone(),
-                })?;
-            return Ok(signature);
-        }
+                Err(source) => return Err(self.link.error("C_Sign", source)),
+            }
+        };
+        let signature =
+            encoding::signature(self.algorithm, &raw).map_err(|encoding| Error::Encoding {
+                token: self.link.token.clone(),
+                encoding,
+            })?;
+        self.public
+            .verify(message, &signature)
+            .map_err(|_| Error::BadTokenSignature {
+                token: self.link.token.clone(),
+            })?;
+        Ok(signature)
     }
 
     fn sign_on(&self, s: &KeySession, message: &[u8]) -> Result<Vec<u8>, CkError> {
@@ -214,7 +210,10 @@ impl Pkcs11Key {
     }
 }
 
-/// Errors after which the session is gone and a new one may work.
+/// Errors after which the session, or the key handle it holds, is gone and
+/// a new session may work: the token closed it, or logged the application
+/// out (private objects then vanish from every session, so their handles
+/// go invalid).
 fn session_lost(e: &CkError) -> bool {
     matches!(
         e,
@@ -222,6 +221,8 @@ fn session_lost(e: &CkError) -> bool {
             RvError::SessionHandleInvalid
                 | RvError::SessionClosed
                 | RvError::UserNotLoggedIn
+                | RvError::ObjectHandleInvalid
+                | RvError::KeyHandleInvalid
                 | RvError::DeviceRemoved
                 | RvError::TokenNotPresent,
             _

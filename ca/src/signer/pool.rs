@@ -69,6 +69,7 @@ impl<T> Pool<T> {
                 return Ok(Lease {
                     pool: self,
                     item: Some(item),
+                    fresh: false,
                 });
             }
             if state.open < self.size {
@@ -78,6 +79,7 @@ impl<T> Pool<T> {
                     Ok(item) => Ok(Lease {
                         pool: self,
                         item: Some(item),
+                        fresh: true,
                     }),
                     Err(e) => {
                         self.forget();
@@ -117,9 +119,15 @@ pub(super) struct Lease<'a, T> {
     pool: &'a Pool<T>,
     // INVARIANT: Some until drop or discard.
     item: Option<T>,
+    fresh: bool,
 }
 
 impl<T> Lease<'_, T> {
+    /// Whether the item was opened for this checkout (not reused).
+    pub(super) fn is_fresh(&self) -> bool {
+        self.fresh
+    }
+
     /// Drops the item instead of returning it (a session the token closed),
     /// freeing its place for a new one.
     pub(super) fn discard(mut self) {
@@ -170,6 +178,7 @@ mod tests {
         drop(b);
         // The one returned is reused: no fourth open.
         let d = pool.checkout(open).unwrap();
+        assert!(!a.is_fresh() && c.is_fresh() && !d.is_fresh());
         assert_eq!(opened.load(Ordering::SeqCst), 3);
         drop((a, c, d));
     }
