@@ -13,6 +13,7 @@ mod issuance;
 mod keys;
 mod notifications;
 mod oidc;
+mod pkcs11;
 mod policy_cli;
 mod quickstart;
 mod recordings;
