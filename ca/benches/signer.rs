@@ -79,7 +79,10 @@ fn bench() -> anyhow::Result<()> {
         "signer bench: user certificates signed per second, {}s per row after {}ms warm-up, {cores} cores (load average {}), tokio multi-thread runtime",
         STEP.as_secs(),
         WARMUP.as_millis(),
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     println!(
         "{:<34} {:>8} {:>8} {:>10} {:>10} {:>10}",
@@ -103,7 +106,11 @@ fn bench() -> anyhow::Result<()> {
     ];
     for (label, harness, pool, tasks) in rows {
         let (rate, p50, p99) = runtime.block_on(measure(harness.clone(), &subject, tasks))?;
-        let pool = if pool == 0 { "-".to_owned() } else { pool.to_string() };
+        let pool = if pool == 0 {
+            "-".to_owned()
+        } else {
+            pool.to_string()
+        };
         println!(
             "{label:<34} {pool:>8} {tasks:>8} {rate:>10.0} {:>10} {:>10}",
             micros(p50),

@@ -55,7 +55,9 @@ impl SoftHsm {
     pub fn new() -> anyhow::Result<Self> {
         require_tool("softhsm2-util", "softhsm2")?;
         if !Path::new(MODULE).is_file() {
-            bail!("{MODULE} is missing: install it with `apt-get install -y softhsm2` (scripts/test does)");
+            bail!(
+                "{MODULE} is missing: install it with `apt-get install -y softhsm2` (scripts/test does)"
+            );
         }
         let dir = tempfile::tempdir()?;
         let root = dir.path().to_owned();

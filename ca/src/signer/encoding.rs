@@ -35,11 +35,15 @@ const OCTET_STRING: u8 = 0x04;
 /// Why a key or signature from the token cannot be used as SSH's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum EncodingError {
-    #[error("CKA_EC_PARAMS names a curve Shiftkey cannot use (DER {0}); CA keys are Ed25519 or ECDSA P-256")]
+    #[error(
+        "CKA_EC_PARAMS names a curve Shiftkey cannot use (DER {0}); CA keys are Ed25519 or ECDSA P-256"
+    )]
     UnknownCurve(String),
     #[error("CKA_EC_POINT is not a {algorithm} public point ({len} bytes)")]
     BadPoint { algorithm: KeyAlgorithm, len: usize },
-    #[error("the token returned a malformed {algorithm} signature ({len} bytes, expected {expected})")]
+    #[error(
+        "the token returned a malformed {algorithm} signature ({len} bytes, expected {expected})"
+    )]
     BadSignature {
         algorithm: KeyAlgorithm,
         len: usize,
@@ -148,7 +152,9 @@ mod tests {
         assert_eq!(curve(P256_OID), Ok(KeyAlgorithm::EcdsaP256));
         // secp384r1 is a real curve, but not one of ours.
         let p384 = [0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
-        assert!(matches!(curve(&p384), Err(EncodingError::UnknownCurve(h)) if h == "06052b81040022"));
+        assert!(
+            matches!(curve(&p384), Err(EncodingError::UnknownCurve(h)) if h == "06052b81040022")
+        );
     }
 
     #[test]
@@ -160,7 +166,10 @@ mod tests {
         let mut wrapped = vec![OCTET_STRING, 32];
         wrapped.extend_from_slice(&public.0);
         let want = KeyData::Ed25519(*public);
-        assert_eq!(public_key(KeyAlgorithm::Ed25519, &wrapped), Ok(want.clone()));
+        assert_eq!(
+            public_key(KeyAlgorithm::Ed25519, &wrapped),
+            Ok(want.clone())
+        );
         assert_eq!(public_key(KeyAlgorithm::Ed25519, &public.0), Ok(want));
         // A wrapper whose length disagrees with its content is refused.
         wrapped[1] = 31;
@@ -181,8 +190,11 @@ mod tests {
         assert_eq!(point.len(), P256_POINT);
         let mut wrapped = vec![OCTET_STRING, 65];
         wrapped.extend_from_slice(&point);
-        let want = KeyData::Ecdsa(ec_public.clone());
-        assert_eq!(public_key(KeyAlgorithm::EcdsaP256, &wrapped), Ok(want.clone()));
+        let want = KeyData::Ecdsa(*ec_public);
+        assert_eq!(
+            public_key(KeyAlgorithm::EcdsaP256, &wrapped),
+            Ok(want.clone())
+        );
         assert_eq!(public_key(KeyAlgorithm::EcdsaP256, &point), Ok(want));
         // Compressed points (0x02/0x03, 33 bytes) are not what PKCS#11 returns.
         let mut compressed = point[..33].to_vec();

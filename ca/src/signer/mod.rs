@@ -14,7 +14,10 @@
 //! is checked before use); log a PIN or key; block an async worker on a
 //! token call (the async methods sign on a blocking thread).
 
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 mod encoding;
 #[doc(hidden)]
@@ -100,7 +103,7 @@ impl FromStr for KeyAlgorithm {
 pub(crate) enum KeyLocation {
     /// `keys/user_ca` or `keys/host_ca` under the data directory.
     File,
-    Pkcs11(Pkcs11Uri),
+    Pkcs11(Box<Pkcs11Uri>),
 }
 
 impl FromStr for KeyLocation {
@@ -110,8 +113,11 @@ impl FromStr for KeyLocation {
         let s = s.trim();
         if s == "file" {
             Ok(Self::File)
-        } else if s.get(..7).is_some_and(|p| p.eq_ignore_ascii_case("pkcs11:")) {
-            Ok(Self::Pkcs11(s.parse()?))
+        } else if s
+            .get(..7)
+            .is_some_and(|p| p.eq_ignore_ascii_case("pkcs11:"))
+        {
+            Ok(Self::Pkcs11(Box::new(s.parse()?)))
         } else {
             Err(Error::UnknownLocation {
                 given: s.chars().take(40).collect(),
@@ -176,7 +182,9 @@ pub(crate) enum Error {
     UnknownLocation { given: String },
     #[error("`{name}` is not a CA key algorithm: write `ed25519` or `ecdsa-p256`")]
     UnknownAlgorithm { name: String },
-    #[error("{module}: cannot load the PKCS#11 module ({reason}); check module-path in the key's URI and that the library is installed")]
+    #[error(
+        "{module}: cannot load the PKCS#11 module ({reason}); check module-path in the key's URI and that the library is installed"
+    )]
     ModuleLoad { module: String, reason: String },
     #[error("{module}: the PKCS#11 module failed to initialise: {source}")]
     ModuleInit {
@@ -185,7 +193,9 @@ pub(crate) enum Error {
     },
     #[error("{module}: the library ({library}) does not match the URI's library-* attributes")]
     LibraryMismatch { module: String, library: String },
-    #[error("no token matches {uri}; tokens present: {present}. Check token= (`pkcs11-tool --module {module} --list-token-slots` lists them)")]
+    #[error(
+        "no token matches {uri}; tokens present: {present}. Check token= (`pkcs11-tool --module {module} --list-token-slots` lists them)"
+    )]
     TokenNotFound {
         uri: String,
         module: String,
@@ -199,9 +209,13 @@ pub(crate) enum Error {
     },
     #[error("token `{token}`: the PIN is incorrect; fix the PIN file or {var} (a few more failures may lock the token)", var = crate::env_vars::PKCS11_PIN)]
     PinIncorrect { token: String },
-    #[error("token `{token}`: the user PIN is locked; unlock it with the security officer PIN (e.g. `softhsm2-util`/vendor tools) before starting the CA")]
+    #[error(
+        "token `{token}`: the user PIN is locked; unlock it with the security officer PIN (e.g. `softhsm2-util`/vendor tools) before starting the CA"
+    )]
     PinLocked { token: String },
-    #[error("token `{token}` has no private key matching {uri}; check object=/id= (`pkcs11-tool --list-objects` lists them), or create it with `init`/`keys rotate`")]
+    #[error(
+        "token `{token}` has no private key matching {uri}; check object=/id= (`pkcs11-tool --list-objects` lists them), or create it with `init`/`keys rotate`"
+    )]
     ObjectNotFound { token: String, uri: String },
     #[error("token `{token}` has {count} private keys matching {uri}; add id= to name exactly one")]
     ObjectAmbiguous {
@@ -209,9 +223,13 @@ pub(crate) enum Error {
         uri: String,
         count: usize,
     },
-    #[error("token `{token}`: no public key object pairs with the private key {uri} (same label/id); Shiftkey reads the CA's public key from the token")]
+    #[error(
+        "token `{token}`: no public key object pairs with the private key {uri} (same label/id); Shiftkey reads the CA's public key from the token"
+    )]
     PublicKeyMissing { token: String, uri: String },
-    #[error("token `{token}`: found a public key for {uri} but no private key; remove the stray public object before generating a key there")]
+    #[error(
+        "token `{token}`: found a public key for {uri} but no private key; remove the stray public object before generating a key there"
+    )]
     StrayPublicKey { token: String, uri: String },
     #[error("token `{token}`: the key {uri} is {found}, not an Ed25519 or ECDSA P-256 key")]
     UnsupportedKey {
@@ -226,18 +244,24 @@ pub(crate) enum Error {
         found: KeyAlgorithm,
         wanted: KeyAlgorithm,
     },
-    #[error("token `{token}`: the private key {uri} can leave the token (CKA_EXTRACTABLE or not CKA_SENSITIVE); generate a new key on the token with `init`/`keys rotate` instead")]
+    #[error(
+        "token `{token}`: the private key {uri} can leave the token (CKA_EXTRACTABLE or not CKA_SENSITIVE); generate a new key on the token with `init`/`keys rotate` instead"
+    )]
     KeyExtractable { token: String, uri: String },
     #[error("token `{token}`: the private key {uri} may not sign (CKA_SIGN is false)")]
     KeyCannotSign { token: String, uri: String },
-    #[error("token `{token}`: the public and private objects of {uri} do not belong together (a test signature did not verify); fix their labels/ids")]
+    #[error(
+        "token `{token}`: the public and private objects of {uri} do not belong together (a test signature did not verify); fix their labels/ids"
+    )]
     KeyPairMismatch { token: String, uri: String },
     #[error("token `{token}`: {encoding}")]
     Encoding {
         token: String,
         encoding: EncodingError,
     },
-    #[error("token `{token}`: the signature from the token does not verify under its public key; the token is faulty, refusing to use it")]
+    #[error(
+        "token `{token}`: the signature from the token does not verify under its public key; the token is faulty, refusing to use it"
+    )]
     BadTokenSignature { token: String },
     #[error("token `{token}`: {operation} failed: {source}")]
     Token {
@@ -245,7 +269,9 @@ pub(crate) enum Error {
         operation: &'static str,
         source: cryptoki::error::Error,
     },
-    #[error("token `{token}`: all {sessions} sessions stayed busy for {waited:?}; the token is slower than the load (raise the session count if it allows more)")]
+    #[error(
+        "token `{token}`: all {sessions} sessions stayed busy for {waited:?}; the token is slower than the load (raise the session count if it allows more)"
+    )]
     SessionsBusy {
         token: String,
         sessions: usize,
@@ -351,9 +377,10 @@ impl CaSigner {
 
     fn new(backend: Backend, mut public: PublicKey) -> Result<Self, Error> {
         public.set_comment("");
-        let algorithm = KeyAlgorithm::of(public.key_data()).ok_or_else(|| Error::UnknownAlgorithm {
-            name: public.algorithm().to_string(),
-        })?;
+        let algorithm =
+            KeyAlgorithm::of(public.key_data()).ok_or_else(|| Error::UnknownAlgorithm {
+                name: public.algorithm().to_string(),
+            })?;
         let public_line = public.to_openssh().map_err(Error::Build)?;
         let fingerprint = public.fingerprint(HashAlg::Sha256).to_string();
         Ok(Self {
@@ -390,7 +417,7 @@ impl CaSigner {
     pub(crate) fn location(&self) -> KeyLocation {
         match &self.inner.backend {
             Backend::File(_) => KeyLocation::File,
-            Backend::Pkcs11(key) => KeyLocation::Pkcs11(key.uri().clone()),
+            Backend::Pkcs11(key) => KeyLocation::Pkcs11(Box::new(key.uri().clone())),
         }
     }
 
@@ -454,11 +481,8 @@ impl CaSigner {
     /// One raw signature over `message` in SSH's encoding.
     fn sign_raw(&self, message: &[u8]) -> Result<Signature, Error> {
         match &self.inner.backend {
-            Backend::File(key) => {
-                signature::Signer::try_sign(key.signing_key(), message).map_err(|e| {
-                    Error::Build(ssh_key::Error::from(e))
-                })
-            }
+            Backend::File(key) => signature::Signer::try_sign(key.signing_key(), message)
+                .map_err(|e| Error::Build(ssh_key::Error::from(e))),
             Backend::Pkcs11(key) => key.sign(message),
         }
     }

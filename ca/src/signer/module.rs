@@ -142,5 +142,6 @@ pub(super) fn find_token(context: &Pkcs11, uri: &Pkcs11Uri) -> Result<Token, Err
 /// A URI attribute matches when absent or equal. PKCS#11 pads these fields
 /// with spaces; cryptoki trims the end, we trim the URI's value the same way.
 fn same(want: &Option<String>, have: &str) -> bool {
-    want.as_deref().is_none_or(|w| w.trim_end_matches(' ') == have)
+    want.as_deref()
+        .is_none_or(|w| w.trim_end_matches(' ') == have)
 }

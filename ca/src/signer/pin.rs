@@ -109,12 +109,18 @@ mod tests {
 
     #[test]
     fn no_pin_a_readable_file_or_an_empty_pin_is_refused_without_showing_it() {
-        assert!(matches!(resolve(&uri_with(None), None), Err(PinError::Missing)));
+        assert!(matches!(
+            resolve(&uri_with(None), None),
+            Err(PinError::Missing)
+        ));
         let dir = tempfile::tempdir().unwrap();
         let open = dir.path().join("open");
         write(&open, "secret-pin", 0o644);
         let e = resolve(&uri_with(Some(&open)), None).unwrap_err();
-        assert!(matches!(e, PinError::Permissions { mode: 0o644, .. }), "{e:?}");
+        assert!(
+            matches!(e, PinError::Permissions { mode: 0o644, .. }),
+            "{e:?}"
+        );
         assert!(e.to_string().contains("chmod 600"));
         assert!(!format!("{e} {e:?}").contains("secret-pin"));
         let empty = dir.path().join("empty");

@@ -81,7 +81,10 @@ impl Pkcs11Key {
         let (link, session) = connect(uri, options, true)?;
         let privates = link.find_objects(&session, ObjectClass::PRIVATE_KEY, uri)?;
         let provenance = if privates.is_empty() {
-            if !link.find_objects(&session, ObjectClass::PUBLIC_KEY, uri)?.is_empty() {
+            if !link
+                .find_objects(&session, ObjectClass::PUBLIC_KEY, uri)?
+                .is_empty()
+            {
                 return Err(Error::StrayPublicKey {
                     token: link.token.clone(),
                     uri: link.uri.clone(),
@@ -117,10 +120,8 @@ impl Pkcs11Key {
         let (algorithm, id) = link.check_private(&session, private)?;
         // Pair the public object by the private key's own CKA_ID when the
         // URI only gave a label: two keys may share a label, not an id.
-        if uri.id.is_none() {
-            if let Some(id) = id {
-                link.find.push(Attribute::Id(id));
-            }
+        if let (None, Some(id)) = (&uri.id, id) {
+            link.find.push(Attribute::Id(id));
         }
         let public = link.read_public(&session, algorithm)?;
         let first = KeySession {
@@ -232,7 +233,11 @@ fn session_lost(e: &CkError) -> bool {
 
 /// Loads the module, finds the token, resolves the PIN and opens the first
 /// logged-in session.
-fn connect(uri: &Pkcs11Uri, options: &Pkcs11Options, read_write: bool) -> Result<(Link, Session), Error> {
+fn connect(
+    uri: &Pkcs11Uri,
+    options: &Pkcs11Options,
+    read_write: bool,
+) -> Result<(Link, Session), Error> {
     let context = module::load(uri)?;
     let Token { slot, label } = module::find_token(&context, uri)?;
     let secret = pin::resolve(uri, options.env_pin.as_ref())?;
@@ -326,7 +331,10 @@ impl Link {
     }
 
     fn one_private(&self, session: &Session, uri: &Pkcs11Uri) -> Result<ObjectHandle, Error> {
-        match self.find_objects(session, ObjectClass::PRIVATE_KEY, uri)?.as_slice() {
+        match self
+            .find_objects(session, ObjectClass::PRIVATE_KEY, uri)?
+            .as_slice()
+        {
             [key] => Ok(*key),
             [] => Err(Error::ObjectNotFound {
                 token: self.token.clone(),
@@ -386,7 +394,9 @@ impl Link {
                     KeyAlgorithm::EcdsaP256 => KeyType::EC,
                 };
                 if t != expected {
-                    return Err(unsupported(format!("a {t} key with {algorithm} parameters")));
+                    return Err(unsupported(format!(
+                        "a {t} key with {algorithm} parameters"
+                    )));
                 }
                 algorithm
             }

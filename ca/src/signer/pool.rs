@@ -235,6 +235,9 @@ mod tests {
             t.join().unwrap();
         }
         assert!(most.load(Ordering::SeqCst) <= 4);
-        assert!(most.load(Ordering::SeqCst) >= 2, "the pool serialised everything");
+        assert!(
+            most.load(Ordering::SeqCst) >= 2,
+            "the pool serialised everything"
+        );
     }
 }

@@ -106,7 +106,12 @@ fn key_file_signer_signs_certificates_and_seals() {
         .public_key()
         .verify(NAMESPACE, b"manifest", &sig)
         .unwrap();
-    assert!(signer.public_key().verify(NAMESPACE, b"other", &sig).is_err());
+    assert!(
+        signer
+            .public_key()
+            .verify(NAMESPACE, b"other", &sig)
+            .is_err()
+    );
 
     // ssh-key's own entry points take the signer directly too.
     let cert = user_builder("bob").sign(&signer).unwrap();
@@ -134,11 +139,27 @@ fn key_file_ensure_never_overwrites_and_open_decrypts() {
         Some(&pass),
         &no_pin(),
     );
-    assert!(matches!(again, Err(Error::KeyFile(keys::Error::Exists { .. }))));
-    let opened = open(dir.path(), CaKind::Host, &KeyLocation::File, Some(&pass), &no_pin()).unwrap();
+    assert!(matches!(
+        again,
+        Err(Error::KeyFile(keys::Error::Exists { .. }))
+    ));
+    let opened = open(
+        dir.path(),
+        CaKind::Host,
+        &KeyLocation::File,
+        Some(&pass),
+        &no_pin(),
+    )
+    .unwrap();
     assert_eq!(opened.fingerprint(), first.fingerprint());
     assert!(matches!(
-        open(dir.path(), CaKind::Host, &KeyLocation::File, None, &no_pin()),
+        open(
+            dir.path(),
+            CaKind::Host,
+            &KeyLocation::File,
+            None,
+            &no_pin()
+        ),
         Err(Error::KeyFile(keys::Error::PassphraseNeeded { .. }))
     ));
     // Key files are ed25519: asking for P-256 there is refused before
@@ -176,7 +197,10 @@ async fn async_paths_sign_like_the_blocking_ones() {
         .sshsig(NAMESPACE, HashAlg::Sha512, b"seal".to_vec())
         .await
         .unwrap();
-    signer.public_key().verify(NAMESPACE, b"seal", &sig).unwrap();
+    signer
+        .public_key()
+        .verify(NAMESPACE, b"seal", &sig)
+        .unwrap();
 }
 
 #[test]
@@ -200,7 +224,10 @@ fn builder_errors_stay_typed() {
         now() + 60,
     )
     .unwrap();
-    assert!(matches!(signer.certify_blocking(builder), Err(Error::Build(_))));
+    assert!(matches!(
+        signer.certify_blocking(builder),
+        Err(Error::Build(_))
+    ));
 }
 
 #[test]
@@ -244,8 +271,14 @@ fn key_locations_parse() {
         "/etc/shiftkey/user_ca".parse::<KeyLocation>(),
         Err(Error::UnknownLocation { .. })
     ));
-    assert_eq!("ed25519".parse::<KeyAlgorithm>().unwrap(), KeyAlgorithm::Ed25519);
-    assert_eq!("ecdsa-p256".parse::<KeyAlgorithm>().unwrap(), KeyAlgorithm::EcdsaP256);
+    assert_eq!(
+        "ed25519".parse::<KeyAlgorithm>().unwrap(),
+        KeyAlgorithm::Ed25519
+    );
+    assert_eq!(
+        "ecdsa-p256".parse::<KeyAlgorithm>().unwrap(),
+        KeyAlgorithm::EcdsaP256
+    );
     assert!("rsa".parse::<KeyAlgorithm>().is_err());
 }
 
@@ -258,7 +291,13 @@ fn a_missing_module_is_a_typed_error() {
             env_pin: Some(Secret::new(PIN.into())),
             ..no_pin()
         };
-        match open(Path::new("/nonexistent"), CaKind::User, &location, None, &options) {
+        match open(
+            Path::new("/nonexistent"),
+            CaKind::User,
+            &location,
+            None,
+            &options,
+        ) {
             Err(Error::ModuleLoad { module: m, reason }) => {
                 assert_eq!(m, module);
                 assert!(!reason.is_empty());
@@ -294,8 +333,14 @@ fn softhsm_generates_on_the_token_and_signs() {
             ("host-ca", KeyAlgorithm::EcdsaP256),
         ] {
             let location = uri(hsm, "shiftkey", object);
-            let (signer, provenance) =
-                ensure(data.path(), CaKind::User, &location, algorithm, None, &no_pin())?;
+            let (signer, provenance) = ensure(
+                data.path(),
+                CaKind::User,
+                &location,
+                algorithm,
+                None,
+                &no_pin(),
+            )?;
             assert_eq!(provenance, Provenance::Created);
             assert_eq!(signer.algorithm(), algorithm);
             assert_eq!(signer.location(), location);
@@ -305,8 +350,14 @@ fn softhsm_generates_on_the_token_and_signs() {
             signer.public_key().verify(NAMESPACE, b"manifest", &sig)?;
 
             // A second `ensure` finds the same key; `open` too.
-            let (again, provenance) =
-                ensure(data.path(), CaKind::User, &location, algorithm, None, &no_pin())?;
+            let (again, provenance) = ensure(
+                data.path(),
+                CaKind::User,
+                &location,
+                algorithm,
+                None,
+                &no_pin(),
+            )?;
             assert_eq!(provenance, Provenance::Existing);
             assert_eq!(again.fingerprint(), signer.fingerprint());
             let opened = open(data.path(), CaKind::User, &location, None, &no_pin())?;
@@ -322,7 +373,11 @@ fn softhsm_generates_on_the_token_and_signs() {
         let slot = context.get_slots_with_token()?[0];
         let session = context.open_ro_session(slot)?;
         match session.login(UserType::User, Some(&AuthPin::new(PIN.into()))) {
-            Ok(()) | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => {}
+            Ok(())
+            | Err(cryptoki::error::Error::Pkcs11(
+                cryptoki::error::RvError::UserAlreadyLoggedIn,
+                _,
+            )) => {}
             Err(e) => return Err(e.into()),
         }
         let privates = session.find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)])?;
@@ -347,7 +402,10 @@ fn softhsm_generates_on_the_token_and_signs() {
                 Attribute::Local(true),
                 Attribute::Token(true),
             ] {
-                assert!(attributes.contains(&expected), "{expected:?} in {attributes:?}");
+                assert!(
+                    attributes.contains(&expected),
+                    "{expected:?} in {attributes:?}"
+                );
             }
             // CKA_VALUE of a sensitive key is unavailable: cryptoki skips it.
             let value = session.get_attributes(key, &[AttributeType::Value])?;
@@ -371,9 +429,19 @@ fn softhsm_wrong_pin_is_a_typed_error() {
         |hsm| {
             let data = tempfile::tempdir()?;
             let location = uri(hsm, "shiftkey", "user-ca");
-            let e = ensure(data.path(), CaKind::User, &location, KeyAlgorithm::Ed25519, None, &no_pin())
-                .unwrap_err();
-            assert!(matches!(&e, Error::PinIncorrect { token } if token == "shiftkey"), "{e:?}");
+            let e = ensure(
+                data.path(),
+                CaKind::User,
+                &location,
+                KeyAlgorithm::Ed25519,
+                None,
+                &no_pin(),
+            )
+            .unwrap_err();
+            assert!(
+                matches!(&e, Error::PinIncorrect { token } if token == "shiftkey"),
+                "{e:?}"
+            );
             assert!(!e.to_string().contains("1111"), "{e}");
             // The environment PIN is only a fallback: the URI's file wins.
             let options = Pkcs11Options {
@@ -390,14 +458,32 @@ fn softhsm_wrong_pin_is_a_typed_error() {
 
 #[test]
 fn softhsm_missing_object_and_token_are_typed_errors() {
-    let name = test_name(module_path!(), "softhsm_missing_object_and_token_are_typed_errors");
+    let name = test_name(
+        module_path!(),
+        "softhsm_missing_object_and_token_are_typed_errors",
+    );
     softhsm_test(&name, one_token, |hsm| {
         let data = tempfile::tempdir()?;
-        let e = open(data.path(), CaKind::User, &uri(hsm, "shiftkey", "nope"), None, &no_pin())
-            .unwrap_err();
-        assert!(matches!(&e, Error::ObjectNotFound { token, .. } if token == "shiftkey"), "{e:?}");
-        let e = open(data.path(), CaKind::User, &uri(hsm, "other", "user-ca"), None, &no_pin())
-            .unwrap_err();
+        let e = open(
+            data.path(),
+            CaKind::User,
+            &uri(hsm, "shiftkey", "nope"),
+            None,
+            &no_pin(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, Error::ObjectNotFound { token, .. } if token == "shiftkey"),
+            "{e:?}"
+        );
+        let e = open(
+            data.path(),
+            CaKind::User,
+            &uri(hsm, "other", "user-ca"),
+            None,
+            &no_pin(),
+        )
+        .unwrap_err();
         match &e {
             Error::TokenNotFound { present, .. } => assert!(present.contains("`shiftkey`"), "{e}"),
             other => panic!("{other:?}"),
@@ -422,10 +508,23 @@ fn softhsm_keys_made_elsewhere_are_checked() {
         &name,
         |hsm| {
             one_token(hsm)?;
-            run_tool(hsm, &[
-                "--login", "--pin", PIN, "--token-label", "shiftkey", "--keypairgen",
-                "--key-type", "EC:edwards25519", "--label", "opensc-ed", "--id", "0a0b",
-            ])?;
+            run_tool(
+                hsm,
+                &[
+                    "--login",
+                    "--pin",
+                    PIN,
+                    "--token-label",
+                    "shiftkey",
+                    "--keypairgen",
+                    "--key-type",
+                    "EC:edwards25519",
+                    "--label",
+                    "opensc-ed",
+                    "--id",
+                    "0a0b",
+                ],
+            )?;
             Ok(())
         },
         |hsm| {
@@ -435,10 +534,24 @@ fn softhsm_keys_made_elsewhere_are_checked() {
             assert_eq!(signer.algorithm(), KeyAlgorithm::Ed25519);
             let cert = signer.certify_blocking(user_builder("alice"))?;
             assert_signed_by(&cert, &signer);
-            let e = ensure(data.path(), CaKind::User, &location, KeyAlgorithm::EcdsaP256, None, &no_pin())
-                .unwrap_err();
+            let e = ensure(
+                data.path(),
+                CaKind::User,
+                &location,
+                KeyAlgorithm::EcdsaP256,
+                None,
+                &no_pin(),
+            )
+            .unwrap_err();
             assert!(
-                matches!(e, Error::AlgorithmMismatch { found: KeyAlgorithm::Ed25519, wanted: KeyAlgorithm::EcdsaP256, .. }),
+                matches!(
+                    e,
+                    Error::AlgorithmMismatch {
+                        found: KeyAlgorithm::Ed25519,
+                        wanted: KeyAlgorithm::EcdsaP256,
+                        ..
+                    }
+                ),
                 "{e:?}"
             );
 
@@ -466,8 +579,14 @@ fn softhsm_keys_made_elsewhere_are_checked() {
                     Attribute::Label(b"leaky".to_vec()),
                 ],
             )?;
-            let e = open(data.path(), CaKind::User, &uri(hsm, "shiftkey", "leaky"), None, &no_pin())
-                .unwrap_err();
+            let e = open(
+                data.path(),
+                CaKind::User,
+                &uri(hsm, "shiftkey", "leaky"),
+                None,
+                &no_pin(),
+            )
+            .unwrap_err();
             assert!(matches!(e, Error::KeyExtractable { .. }), "{e:?}");
             Ok(())
         },
@@ -499,14 +618,17 @@ fn softhsm_pool_signs_concurrently_and_survives_lost_sessions() {
                 let signer = signer.clone();
                 thread::spawn(move || {
                     for _ in 0..10 {
-                        let cert = signer.certify_blocking(user_builder(&format!("u{i}"))).unwrap();
+                        let cert = signer
+                            .certify_blocking(user_builder(&format!("u{i}")))
+                            .unwrap();
                         assert_signed_by(&cert, &signer);
                     }
                 })
             })
             .collect();
         for t in threads {
-            t.join().map_err(|_| anyhow::anyhow!("a signing thread panicked"))?;
+            t.join()
+                .map_err(|_| anyhow::anyhow!("a signing thread panicked"))?;
         }
 
         // Logging out is per application: every pooled session loses it.

@@ -38,11 +38,15 @@ const QUERY_ATTRIBUTES: &str = "module-path, pin-source";
 /// Why a PKCS#11 URI was refused. Each message ends with what to write.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum UriError {
-    #[error("not a PKCS#11 URI: it must start with `pkcs11:` (for example `pkcs11:token=shiftkey;object=user-ca?module-path=/usr/lib/softhsm/libsofthsm2.so`)")]
+    #[error(
+        "not a PKCS#11 URI: it must start with `pkcs11:` (for example `pkcs11:token=shiftkey;object=user-ca?module-path=/usr/lib/softhsm/libsofthsm2.so`)"
+    )]
     NotPkcs11,
     #[error("PKCS#11 URI attribute `{text}` is not NAME=VALUE; write e.g. `object=user-ca`")]
     NotNameValue { text: String },
-    #[error("unknown PKCS#11 URI {part} attribute `{name}`; the {part} attributes Shiftkey understands are: {known}")]
+    #[error(
+        "unknown PKCS#11 URI {part} attribute `{name}`; the {part} attributes Shiftkey understands are: {known}"
+    )]
     UnknownAttribute {
         name: String,
         part: &'static str,
@@ -50,31 +54,51 @@ pub(crate) enum UriError {
     },
     #[error("PKCS#11 URI attribute `{name}` is given twice; keep one")]
     Duplicate { name: String },
-    #[error("PKCS#11 URI attribute `{name}` has a bad percent escape: `%` must be followed by two hex digits (write `%25` for a literal `%`)")]
+    #[error(
+        "PKCS#11 URI attribute `{name}` has a bad percent escape: `%` must be followed by two hex digits (write `%25` for a literal `%`)"
+    )]
     BadEscape { name: String },
-    #[error("PKCS#11 URI attribute `{name}` contains {found:?}, which must be percent-encoded (e.g. a space as `%20`)")]
+    #[error(
+        "PKCS#11 URI attribute `{name}` contains {found:?}, which must be percent-encoded (e.g. a space as `%20`)"
+    )]
     BadCharacter { name: String, found: char },
-    #[error("PKCS#11 URI attribute `{name}` is not UTF-8 once percent-decoded; only `id` may hold raw bytes")]
+    #[error(
+        "PKCS#11 URI attribute `{name}` is not UTF-8 once percent-decoded; only `id` may hold raw bytes"
+    )]
     NotUtf8 { name: String },
     #[error("PKCS#11 URI attribute `{name}` is empty; give it a value or leave it out")]
     Empty { name: String },
-    #[error("PKCS#11 URI `slot-id={value}` is not a decimal slot number; `pkcs11-tool --list-slots` shows them")]
+    #[error(
+        "PKCS#11 URI `slot-id={value}` is not a decimal slot number; `pkcs11-tool --list-slots` shows them"
+    )]
     BadSlotId { value: String },
     #[error("PKCS#11 URI `library-version={value}` is not MAJOR or MAJOR.MINOR (e.g. `2.6`)")]
     BadLibraryVersion { value: String },
-    #[error("PKCS#11 URI `type={value}` cannot name a CA signing key; leave `type` out or write `type=private`")]
+    #[error(
+        "PKCS#11 URI `type={value}` cannot name a CA signing key; leave `type` out or write `type=private`"
+    )]
     BadType { value: String },
     #[error("PKCS#11 URI carries `pin-value`: Shiftkey refuses PINs inside URIs (they end up in config files, shell history and process lists); put the PIN in a file readable only by the CA (mode 0600) and write `pin-source=file:/path/to/pin`, or set {var}", var = crate::env_vars::PKCS11_PIN)]
     PinValueRefused,
-    #[error("PKCS#11 URI `pin-source={value}` is not supported: only a file is (`pin-source=file:/etc/shiftkey/pin` or an absolute path)")]
+    #[error(
+        "PKCS#11 URI `pin-source={value}` is not supported: only a file is (`pin-source=file:/etc/shiftkey/pin` or an absolute path)"
+    )]
     UnsupportedPinSource { value: String },
-    #[error("PKCS#11 URI `module-name` is not supported (Shiftkey does not guess module directories); write `module-path=` with the module's absolute path, e.g. `module-path=/usr/lib/softhsm/libsofthsm2.so`")]
+    #[error(
+        "PKCS#11 URI `module-name` is not supported (Shiftkey does not guess module directories); write `module-path=` with the module's absolute path, e.g. `module-path=/usr/lib/softhsm/libsofthsm2.so`"
+    )]
     ModuleNameUnsupported,
-    #[error("PKCS#11 URI names no module: add `?module-path=` with the absolute path of the token's PKCS#11 library (SoftHSM2: `module-path=/usr/lib/softhsm/libsofthsm2.so`)")]
+    #[error(
+        "PKCS#11 URI names no module: add `?module-path=` with the absolute path of the token's PKCS#11 library (SoftHSM2: `module-path=/usr/lib/softhsm/libsofthsm2.so`)"
+    )]
     ModuleMissing,
-    #[error("PKCS#11 URI `module-path={value}` is not an absolute path; write the full path so the library cannot be picked up from the working directory")]
+    #[error(
+        "PKCS#11 URI `module-path={value}` is not an absolute path; write the full path so the library cannot be picked up from the working directory"
+    )]
     ModuleNotAbsolute { value: String },
-    #[error("PKCS#11 URI names no key: add `object=LABEL` (the key's CKA_LABEL) or `id=%01%02` (its CKA_ID)")]
+    #[error(
+        "PKCS#11 URI names no key: add `object=LABEL` (the key's CKA_LABEL) or `id=%01%02` (its CKA_ID)"
+    )]
     NoObject,
 }
 
@@ -288,7 +312,10 @@ fn decode(name: &str, raw: &str, in_query: bool) -> Result<Vec<u8>, UriError> {
             continue;
         }
         let allowed = b.is_ascii_graphic()
-            && !matches!(b, b'#' | b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'}')
+            && !matches!(
+                b,
+                b'#' | b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'}'
+            )
             && (in_query || !matches!(b, b'/' | b'?'));
         if !allowed {
             let found = raw
@@ -392,7 +419,21 @@ fn encode(bytes: &[u8], in_query: bool) -> String {
     let mut out = String::with_capacity(bytes.len());
     for &b in bytes {
         let plain = b.is_ascii_alphanumeric()
-            || matches!(b, b'-' | b'.' | b'_' | b'~' | b':' | b'@' | b'!' | b'$' | b'(' | b')' | b'*' | b'+' | b',')
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b':'
+                    | b'@'
+                    | b'!'
+                    | b'$'
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+            )
             || (in_query && b == b'/');
         if plain {
             out.push(char::from(b));

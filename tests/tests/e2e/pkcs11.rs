@@ -34,7 +34,10 @@ fn uri(hsm: &SoftHsm, object: &str) -> String {
 
 #[test]
 fn pkcs11_ed25519_keys_sign_what_openssh_accepts() {
-    let name = test_name(module_path!(), "pkcs11_ed25519_keys_sign_what_openssh_accepts");
+    let name = test_name(
+        module_path!(),
+        "pkcs11_ed25519_keys_sign_what_openssh_accepts",
+    );
     softhsm_test(&name, setup, |hsm| openssh_accepts(hsm, "ed25519")).unwrap();
 }
 
@@ -80,9 +83,7 @@ fn openssh_accepts(hsm: &SoftHsm, algorithm: &str) -> anyhow::Result<()> {
     ensure!(keys.len() == 2, "expected two private keys: {objects}");
     for key in keys {
         ensure!(
-            key.contains("sensitive")
-                && key.contains("never extractable")
-                && key.contains("local"),
+            key.contains("sensitive") && key.contains("never extractable") && key.contains("local"),
             "a key is not sensitive, never-extractable and generated on the token: {key}"
         );
     }
@@ -93,14 +94,22 @@ fn openssh_accepts(hsm: &SoftHsm, algorithm: &str) -> anyhow::Result<()> {
     let cert = user_ca.user_certificate(user_pub.trim(), &[LOGIN_USER], 42, 10)?;
     let cert_path = dir.path().join("user-cert.pub");
     std::fs::write(&cert_path, format!("{cert}\n"))?;
-    let shown = run_ok(Command::new("ssh-keygen").arg("-L").arg("-f").arg(&cert_path))?;
+    let shown = run_ok(
+        Command::new("ssh-keygen")
+            .arg("-L")
+            .arg("-f")
+            .arg(&cert_path),
+    )?;
     ensure!(shown.contains("user certificate"), "{shown}");
     ensure!(
         shown.contains(&format!("Signing CA: {}", ca_type(algorithm)))
             && shown.contains(user_ca.fingerprint()),
         "ssh-keygen -L does not name the token key as CA: {shown}"
     );
-    ensure!(shown.contains(LOGIN_USER) && shown.contains("Serial: 42"), "{shown}");
+    ensure!(
+        shown.contains(LOGIN_USER) && shown.contains("Serial: 42"),
+        "{shown}"
+    );
 
     // Host certificate for the sshd below.
     let host_key = ssh_keygen(dir.path(), "ssh_host_ed25519_key", &["-t", "ed25519"])?;
@@ -108,7 +117,12 @@ fn openssh_accepts(hsm: &SoftHsm, algorithm: &str) -> anyhow::Result<()> {
     let host_cert = host_ca.host_certificate(host_pub.trim(), &["127.0.0.1"], 7, 60)?;
     let host_cert_path = dir.path().join("ssh_host_ed25519_key-cert.pub");
     std::fs::write(&host_cert_path, format!("{host_cert}\n"))?;
-    let shown = run_ok(Command::new("ssh-keygen").arg("-L").arg("-f").arg(&host_cert_path))?;
+    let shown = run_ok(
+        Command::new("ssh-keygen")
+            .arg("-L")
+            .arg("-f")
+            .arg(&host_cert_path),
+    )?;
     ensure!(
         shown.contains("host certificate") && shown.contains(host_ca.fingerprint()),
         "{shown}"
@@ -121,7 +135,10 @@ fn openssh_accepts(hsm: &SoftHsm, algorithm: &str) -> anyhow::Result<()> {
     let allowed = dir.path().join("allowed_signers");
     std::fs::write(
         &allowed,
-        format!("shiftkey-ca namespaces=\"{NAMESPACE}\" {}\n", user_ca.public_line()),
+        format!(
+            "shiftkey-ca namespaces=\"{NAMESPACE}\" {}\n",
+            user_ca.public_line()
+        ),
     )?;
     let sig_path = dir.path().join("manifest.sig");
     std::fs::write(&sig_path, &signature)?;
@@ -130,7 +147,11 @@ fn openssh_accepts(hsm: &SoftHsm, algorithm: &str) -> anyhow::Result<()> {
         "ssh-keygen -Y verify refused the token's SSHSIG"
     );
     ensure!(
-        !sshsig_verifies(&allowed, &sig_path, b"{\"version\":1,\"session_id\":\"s-2\"}")?,
+        !sshsig_verifies(
+            &allowed,
+            &sig_path,
+            b"{\"version\":1,\"session_id\":\"s-2\"}"
+        )?,
         "ssh-keygen -Y verify accepted the SSHSIG for another message"
     );
 
@@ -142,7 +163,10 @@ fn openssh_accepts(hsm: &SoftHsm, algorithm: &str) -> anyhow::Result<()> {
     let trusted = sshd_dir.join("trusted_user_ca.pub");
     std::fs::write(
         &trusted,
-        format!("{}\n", user_ca.public_line_with_comment("shiftkey user CA (token)")?),
+        format!(
+            "{}\n",
+            user_ca.public_line_with_comment("shiftkey user CA (token)")?
+        ),
     )?;
     let sshd = Sshd::start_with_config(&sshd_dir, |port| {
         format!(
@@ -182,13 +206,20 @@ fn openssh_accepts(hsm: &SoftHsm, algorithm: &str) -> anyhow::Result<()> {
 
     // Nothing was written to the data directory: no key files.
     let written: Vec<_> = std::fs::read_dir(&data)?.collect();
-    ensure!(written.is_empty(), "files in the data directory: {written:?}");
+    ensure!(
+        written.is_empty(),
+        "files in the data directory: {written:?}"
+    );
     Ok(())
 }
 
 /// `Signing CA:` as `ssh-keygen -L` prints the CA key's type.
 fn ca_type(algorithm: &str) -> &'static str {
-    if algorithm == "ed25519" { "ED25519" } else { "ECDSA" }
+    if algorithm == "ed25519" {
+        "ED25519"
+    } else {
+        "ECDSA"
+    }
 }
 
 fn sshsig_verifies(allowed: &Path, signature: &Path, message: &[u8]) -> anyhow::Result<bool> {
@@ -220,8 +251,20 @@ fn ssh(
     cert: &Path,
 ) -> anyhow::Result<std::process::Output> {
     run(Command::new("ssh")
-        .args(["-F", "/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"])
-        .args(["-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes"])
+        .args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+        ])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+        ])
         .args(["-o", "IdentityAgent=none", "-o", "LogLevel=ERROR"])
         .arg("-o")
         .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
@@ -249,25 +292,37 @@ fn pkcs11_operator_mistakes_get_clear_errors() {
         },
         |hsm| {
             let dir = tempfile::tempdir()?;
-            let error = |result: Result<Harness, shiftkey_ca::signer_harness::HarnessError>| {
-                match result {
+            let error =
+                |result: Result<Harness, shiftkey_ca::signer_harness::HarnessError>| match result {
                     Ok(h) => format!("unexpectedly opened {}", h.location()),
                     Err(e) => e.to_string(),
-                }
-            };
+                };
             let wrong_pin = hsm.uri(TOKEN, "user-ca", &hsm.root().join("wrong-pin"));
             let e = error(Harness::pkcs11(dir.path(), &wrong_pin, "ed25519", 1).map(|(h, _)| h));
-            ensure!(e.contains("PIN is incorrect") && !e.contains("00000000"), "{e}");
+            ensure!(
+                e.contains("PIN is incorrect") && !e.contains("00000000"),
+                "{e}"
+            );
 
-            let e = error(Harness::open_pkcs11(dir.path(), &uri(hsm, "no-such-key"), 1));
-            ensure!(e.contains("no private key matching") && e.contains("object=no-such-key"), "{e}");
+            let e = error(Harness::open_pkcs11(
+                dir.path(),
+                &uri(hsm, "no-such-key"),
+                1,
+            ));
+            ensure!(
+                e.contains("no private key matching") && e.contains("object=no-such-key"),
+                "{e}"
+            );
 
             let e = error(Harness::open_pkcs11(
                 dir.path(),
                 &format!("pkcs11:token=nope;object=k?module-path={MODULE}&pin-source=file:/x"),
                 1,
             ));
-            ensure!(e.contains("no token matches") && e.contains(&format!("`{TOKEN}`")), "{e}");
+            ensure!(
+                e.contains("no token matches") && e.contains(&format!("`{TOKEN}`")),
+                "{e}"
+            );
 
             let e = error(Harness::open_pkcs11(
                 dir.path(),
@@ -276,7 +331,11 @@ fn pkcs11_operator_mistakes_get_clear_errors() {
             ));
             ensure!(e.contains("cannot load the PKCS#11 module"), "{e}");
 
-            let e = error(Harness::open_pkcs11(dir.path(), "pkcs11:token=shiftkey;object=k", 1));
+            let e = error(Harness::open_pkcs11(
+                dir.path(),
+                "pkcs11:token=shiftkey;object=k",
+                1,
+            ));
             ensure!(e.contains("module-path="), "{e}");
 
             let e = error(Harness::open_pkcs11(
@@ -284,11 +343,19 @@ fn pkcs11_operator_mistakes_get_clear_errors() {
                 &format!("pkcs11:token=shiftkey;object=k?module-path={MODULE}&pin-value={PIN}"),
                 1,
             ));
-            ensure!(e.contains("refuses PINs inside URIs") && !e.contains(PIN), "{e}");
+            ensure!(
+                e.contains("refuses PINs inside URIs") && !e.contains(PIN),
+                "{e}"
+            );
 
             // Nothing above created a key on the token.
             let objects = run_ok(hsm.pkcs11_tool()?.args([
-                "--token-label", TOKEN, "--login", "--pin", PIN, "--list-objects",
+                "--token-label",
+                TOKEN,
+                "--login",
+                "--pin",
+                PIN,
+                "--list-objects",
             ]))?;
             ensure!(!objects.contains("Private Key Object"), "{objects}");
             Ok(())

@@ -83,8 +83,10 @@ fn every_rfc7512_path_attribute_is_understood() {
     assert_eq!(uri.model.as_deref(), Some("SoftHSM v2"));
     assert_eq!(uri.manufacturer.as_deref(), Some("SoftHSM project"));
     assert_eq!(
-        parse_ok(&format!("pkcs11:object=k;library-version=3?module-path={SOFTHSM}"))
-            .library_version,
+        parse_ok(&format!(
+            "pkcs11:object=k;library-version=3?module-path={SOFTHSM}"
+        ))
+        .library_version,
         Some(LibraryVersion {
             major: 3,
             minor: None
@@ -94,7 +96,9 @@ fn every_rfc7512_path_attribute_is_understood() {
 
 #[test]
 fn unknown_and_vendor_attributes_are_refused_with_the_known_list() {
-    let e = parse_err(&format!("pkcs11:token=t;objet=user-ca?module-path={SOFTHSM}"));
+    let e = parse_err(&format!(
+        "pkcs11:token=t;objet=user-ca?module-path={SOFTHSM}"
+    ));
     assert_eq!(
         e,
         UriError::UnknownAttribute {
@@ -152,7 +156,11 @@ fn pin_source_forms() {
         );
     }
     // A command (`|/usr/bin/pinentry`) or a relative file is not a PIN source.
-    for form in ["%7C/usr/bin/pinentry", "pin.txt", "https://example.invalid/pin"] {
+    for form in [
+        "%7C/usr/bin/pinentry",
+        "pin.txt",
+        "https://example.invalid/pin",
+    ] {
         assert!(
             matches!(
                 parse_err(&format!(
@@ -168,7 +176,8 @@ fn pin_source_forms() {
 #[test]
 fn malformed_input_gets_a_typed_error() {
     let m = format!("?module-path={SOFTHSM}");
-    let cases: Vec<(String, fn(&UriError) -> bool)> = vec![
+    type Expect = fn(&UriError) -> bool;
+    let cases: Vec<(String, Expect)> = vec![
         ("pkcs12:object=k".into(), |e| *e == UriError::NotPkcs11),
         ("object=k".into(), |e| *e == UriError::NotPkcs11),
         (format!("pkcs11:object{m}"), |e| {
@@ -190,7 +199,13 @@ fn malformed_input_gets_a_typed_error() {
             matches!(e, UriError::BadCharacter { found: ' ', .. })
         }),
         (format!("pkcs11:object=caf\u{e9}{m}"), |e| {
-            matches!(e, UriError::BadCharacter { found: '\u{e9}', .. })
+            matches!(
+                e,
+                UriError::BadCharacter {
+                    found: '\u{e9}',
+                    ..
+                }
+            )
         }),
         (format!("pkcs11:object=%ff{m}"), |e| {
             matches!(e, UriError::NotUtf8 { .. })
