@@ -1,7 +1,7 @@
 //! In-process issuance for `benches/issuance.rs`, which cannot reach the
 //! crate's `pub(crate)` internals. Not an API: nothing else may use it.
 //!
-//! [`sign_in_process`] does what [`crate::service::Ca::issue`] does for one
+//! [`sign_in_process`] does what [`crate::issuance::Issuance::issue`] does for one
 //! request once the caller is authenticated, minus HTTP and the store:
 //! `issue::validate` → `Policy::evaluate` → `issue::sign` → `to_openssh`,
 //! with the crate's own functions. It never writes an audit row, so the
@@ -73,7 +73,7 @@ fn issue_one(
     request: &CertificateRequest,
     serial: u64,
 ) -> Result<String, Error> {
-    let request_id = request_id();
+    let request_id = crate::issuance::new_request_id();
     let identity = caller.identity();
     let valid = issue::validate(request).map_err(|e| Error::Rejected(e.to_string()))?;
     let allowed = policy
@@ -89,13 +89,4 @@ fn issue_one(
     )
     .map_err(|e| Error::Sign(e.to_string()))?;
     Ok(signed.line)
-}
-
-/// A request ID as `service::new_request_id` makes one (`r_` and 12 hex
-/// digits from the OS RNG), so the run pays the same per-request cost.
-fn request_id() -> String {
-    use ssh_key::rand_core::Rng;
-    let mut bytes = [0u8; 6];
-    rng().fill_bytes(&mut bytes);
-    format!("r_{}", hex::encode(bytes))
 }

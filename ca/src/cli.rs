@@ -6,12 +6,16 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
+use crate::audit::Audit;
 use crate::env_vars;
 use crate::policy::{AccessQuery, Policy};
 use crate::secret::Secret;
+use crate::store::{Access, Store};
 
 /// Shiftkey certificate authority: short-lived SSH certificates for on-call
 /// engineers, issued by policy as code, every decision audited.
@@ -128,6 +132,25 @@ struct DataDir {
     /// The CA's data directory.
     #[arg(long, env = env_vars::DATA_DIR, value_name = "DIR")]
     data_dir: PathBuf,
+    /// The CA's configuration; its [store] says where the rows live [default: DIR/ca.toml].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+impl DataDir {
+    /// The store this data directory's configuration names.
+    fn open_store(&self, access: Access) -> anyhow::Result<Arc<dyn Store>> {
+        Ok(crate::config::open_store(
+            &self.data_dir,
+            self.config.as_deref(),
+            access,
+        )?)
+    }
+
+    /// The store, and the audit log's writer on it.
+    fn open_audit(&self) -> anyhow::Result<Audit> {
+        Ok(Audit::start(self.open_store(Access::ReadWrite)?))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -146,9 +169,6 @@ struct InitArgs {
 struct ServeArgs {
     #[command(flatten)]
     dir: DataDir,
-    /// Configuration file [default: DIR/ca.toml].
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -262,29 +282,25 @@ async fn revoke(args: RevokeArgs) -> anyhow::Result<ExitCode> {
     let selector = if let Some(serial) = args.serial {
         Selector::Serial(serial)
     } else if let Some(key_id) = &args.key_id {
-        Selector::KeyId(key_id)
+        Selector::KeyId(key_id.clone())
     } else if let Some(identity) = &args.identity {
-        Selector::Identity(identity)
+        Selector::Identity(identity.clone())
     } else if let Some(incident) = &args.incident {
-        Selector::Incident(incident)
+        Selector::Incident(incident.clone())
     } else if let Some(request) = &args.request {
-        Selector::Request(request)
+        Selector::Request(request.clone())
     } else {
         bail!("say which certificates: --serial, --key-id, --identity, --incident or --request")
     };
     if args.reason.trim().len() < 3 {
         bail!("--reason must say why (it is recorded in the audit log)");
     }
-    let uid = nix::unistd::Uid::current().as_raw();
-    let actor = format!(
-        "local:{}",
-        crate::identity::local_user_name(uid).unwrap_or_else(|| uid.to_string())
-    );
-    let serials = crate::revocation::revoke_offline(
-        &args.dir.data_dir,
+    let audit = args.dir.open_audit()?;
+    let serials = crate::revocation::revoke(
+        &audit,
         selector,
         args.reason.trim().to_owned(),
-        actor,
+        local_actor(),
     )
     .await?;
     if args.json {
@@ -314,26 +330,16 @@ async fn lock(args: LockArgs, lock: bool) -> anyhow::Result<ExitCode> {
             "--reason must say why in 3 to 500 characters (it is recorded and shown to the user)"
         );
     }
+    let audit = args.dir.open_audit()?;
     if lock {
-        let serials = crate::revocation::lock_offline(
-            &args.dir.data_dir,
-            identity,
-            reason.to_owned(),
-            local_actor(),
-        )
-        .await?;
+        let serials =
+            crate::revocation::lock(&audit, identity, reason.to_owned(), local_actor()).await?;
         println!(
             "locked {identity}: no new certificates or bastion sessions; revoked {} live certificate(s); running bastion sessions end now",
             serials.len()
         );
     } else {
-        crate::revocation::unlock_offline(
-            &args.dir.data_dir,
-            identity,
-            reason.to_owned(),
-            local_actor(),
-        )
-        .await?;
+        crate::revocation::unlock(&audit, identity, reason.to_owned(), local_actor()).await?;
         println!("unlocked {identity}");
     }
     Ok(ExitCode::SUCCESS)
@@ -358,7 +364,7 @@ async fn hosts(cmd: HostsCommand) -> anyhow::Result<ExitCode> {
             let token =
                 crate::hosts::new_token(&args.name, args.principals, kind, args.ttl, local_actor())
                     .map_err(anyhow::Error::msg)?;
-            crate::hosts::create_token_offline(&args.dir.data_dir, &token).await?;
+            crate::hosts::record_token(&args.dir.open_audit()?, &token).await?;
             if args.json {
                 println!(
                     "{}",
@@ -382,7 +388,7 @@ async fn hosts(cmd: HostsCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         HostsCommand::List { dir, json } => {
-            for h in crate::hosts::list_offline(&dir.data_dir)? {
+            for h in dir.open_store(Access::ReadOnly)?.hosts().await? {
                 if json {
                     println!(
                         "{}",
@@ -417,6 +423,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Init(args) => init(args).await,
         Command::Serve(args) => {
             let config = args
+                .dir
                 .config
                 .unwrap_or_else(|| args.dir.data_dir.join("ca.toml"));
             let running =
@@ -438,7 +445,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Lock(args) => lock(args, true).await,
         Command::Unlock(args) => lock(args, false).await,
         Command::Policy(cmd) => policy(cmd),
-        Command::Audit(cmd) => audit(cmd),
+        Command::Audit(cmd) => audit(cmd).await,
     }
 }
 
@@ -456,6 +463,7 @@ async fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
         passphrase: if args.encrypt { pass.as_ref() } else { None },
         tls_names: &args.tls_names,
         local_user: &user,
+        config: args.dir.config.as_deref(),
     };
     let done = crate::init::init(&args.dir.data_dir, &opts).await?;
     println!("user CA: {}", done.user_ca);
@@ -608,7 +616,7 @@ fn policy(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn audit(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
+async fn audit(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         AuditCommand::Verify {
             dir,
@@ -629,8 +637,8 @@ fn audit(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
                 }
                 None => None,
             };
-            let conn = crate::store::open_read_only(&crate::store::db_path(&dir.data_dir))?;
-            let v = crate::audit::verify(&conn, anchor)?;
+            let store = dir.open_store(Access::ReadOnly)?;
+            let v = crate::audit::verify(store.as_ref(), anchor).await?;
             if json {
                 println!("{}", serde_json::to_string(&v)?);
             } else if v.problems.is_empty() {
@@ -658,10 +666,10 @@ fn audit(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             })
         }
         AuditCommand::Export { dir, since } => {
-            let conn = crate::store::open_read_only(&crate::store::db_path(&dir.data_dir))?;
+            let store = dir.open_store(Access::ReadOnly)?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let mut failed = None;
-            crate::audit::read_rows(&conn, since, |row| {
+            crate::audit::export(store.as_ref(), since, |row| -> Result<(), crate::store::Error> {
                 let detail: serde_json::Value = serde_json::from_str(&row.detail)
                     .unwrap_or(serde_json::Value::String(row.detail.clone()));
                 let line = serde_json::json!({
@@ -672,7 +680,8 @@ fn audit(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
                     failed.get_or_insert(e);
                 }
                 Ok(())
-            })?;
+            })
+            .await?;
             if let Some(e) = failed {
                 return Err(e.into());
             }

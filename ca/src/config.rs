@@ -32,6 +32,18 @@ struct RawConfig {
     webhooks: RawWebhooks,
     notifications: Option<RawNotifications>,
     ui: Option<RawUi>,
+    #[serde(default)]
+    store: RawStore,
+}
+
+/// `[store]`: where the CA keeps its rows. Today a SQLite file; relative
+/// paths are resolved against the data directory (not this file's), so
+/// `shiftkey-ca revoke --data-dir DIR` finds the same store as `serve`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    /// The SQLite file [default: DATA_DIR/shiftkey.db].
+    path: Option<PathBuf>,
 }
 
 /// `[ui]`: the web review UI at `/ui/` (docs/ui.md). Needs `[oidc]`: the CA
@@ -175,6 +187,51 @@ pub(crate) struct Config {
     pub(crate) webhooks: WebhookFiles,
     pub(crate) notifications: Option<NotifySettings>,
     pub(crate) ui: Option<UiSettings>,
+    /// Where the rows live.
+    pub(crate) store: crate::store::Settings,
+    /// Where recordings' bytes live: `DATA_DIR/recordings`.
+    pub(crate) recordings: crate::recording_store::Settings,
+}
+
+/// The SQLite file when `[store]` names none.
+pub(crate) const DEFAULT_DB: &str = "shiftkey.db";
+
+/// Why the store a data directory's `ca.toml` names could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum OpenStoreError {
+    #[error(transparent)]
+    Config(#[from] Error),
+    #[error(transparent)]
+    Store(#[from] crate::store::OpenError),
+}
+
+/// The one way every command reaches the store: the one that `config`
+/// (default: `DATA_DIR/ca.toml`) names, so `serve`, `revoke`, `audit
+/// verify` and the rest on this data directory all use the same rows. A
+/// data directory without its own `ca.toml` (the config lives in /etc, and
+/// `--config` was not given) uses the default, `DATA_DIR/shiftkey.db`.
+pub(crate) fn open_store(
+    data_dir: &Path,
+    config: Option<&Path>,
+    access: crate::store::Access,
+) -> Result<std::sync::Arc<dyn crate::store::Store>, OpenStoreError> {
+    let settings = match config {
+        Some(path) => Config::load(path, data_dir)?.store,
+        None => match Config::load(&data_dir.join("ca.toml"), data_dir) {
+            Ok(config) => config.store,
+            Err(Error::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                default_store(data_dir)
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+    Ok(crate::store::open(&settings, access)?)
+}
+
+fn default_store(data_dir: &Path) -> crate::store::Settings {
+    crate::store::Settings::Sqlite {
+        path: data_dir.join(DEFAULT_DB),
+    }
 }
 
 /// Checked `[ui]` settings, with what the UI needs from `[oidc]`.
@@ -226,15 +283,17 @@ pub(crate) struct TlsFiles {
 }
 
 impl Config {
-    pub(crate) fn load(path: &Path) -> Result<Self, Error> {
+    /// Reads `path`; relative paths in `[store]` and the recordings resolve
+    /// against `data_dir`, the others against `path`'s directory.
+    pub(crate) fn load(path: &Path, data_dir: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text, path)
+        Self::parse(&text, path, data_dir)
     }
 
-    pub(crate) fn parse(text: &str, path: &Path) -> Result<Self, Error> {
+    pub(crate) fn parse(text: &str, path: &Path, data_dir: &Path) -> Result<Self, Error> {
         let invalid = |message: String| Error::Invalid {
             path: path.to_owned(),
             message,
@@ -365,7 +424,17 @@ impl Config {
             }
             None => None,
         };
+        let store = match raw.store.path {
+            Some(path) => crate::store::Settings::Sqlite {
+                path: data_dir.join(path),
+            },
+            None => default_store(data_dir),
+        };
         Ok(Config {
+            store,
+            recordings: crate::recording_store::Settings::Local {
+                dir: data_dir.join("recordings"),
+            },
             ui,
             listen,
             tls,
@@ -397,6 +466,11 @@ request_timeout = "10s"
 [policy]
 # A file, or a directory of *.toml files. Reloaded on SIGHUP.
 path = "policy.toml"
+
+# Where the CA keeps certificates, incidents, requests, hosts, sessions and
+# the audit log. Every shiftkey-ca command given this data directory uses it.
+# [store]
+# path = "shiftkey.db"   # SQLite; relative to the data directory
 
 # OIDC sign-in for `shiftkey login` users. Uncomment and fill in.
 # [oidc]
@@ -431,7 +505,12 @@ mod tests {
 
     #[test]
     fn example_parses_with_defaults() {
-        let c = Config::parse(EXAMPLE, Path::new("/etc/shiftkey/ca.toml")).unwrap();
+        let c = Config::parse(
+            EXAMPLE,
+            Path::new("/etc/shiftkey/ca.toml"),
+            Path::new("/var/lib/shiftkey"),
+        )
+        .unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:8443");
         assert_eq!(c.policy_path, Path::new("/etc/shiftkey/policy.toml"));
         assert_eq!(
@@ -448,7 +527,12 @@ mod tests {
             .replace("# [webhooks]", "[webhooks]")
             .replace("# alertmanager_token_file", "alertmanager_token_file")
             .replace("# pagerduty_secret_file", "pagerduty_secret_file");
-        let c = Config::parse(&example, Path::new("/etc/shiftkey/ca.toml")).unwrap();
+        let c = Config::parse(
+            &example,
+            Path::new("/etc/shiftkey/ca.toml"),
+            Path::new("/var/lib/shiftkey"),
+        )
+        .unwrap();
         assert_eq!(
             c.webhooks.alertmanager_token.as_deref(),
             Some(Path::new("/etc/shiftkey/secrets/alertmanager.token"))
@@ -459,13 +543,13 @@ mod tests {
         );
         // A misspelt key is refused, not silently ignored.
         let text = "[webhooks]\npagerduty_secret = \"x\"\n";
-        assert!(Config::parse(text, Path::new("ca.toml")).is_err());
+        assert!(Config::parse(text, Path::new("ca.toml"), Path::new("/var/lib/shiftkey")).is_err());
     }
 
     #[test]
     fn plain_http_only_on_loopback() {
         let text = "[server]\nlisten = \"0.0.0.0:80\"\ndanger_plain_http = true\n";
-        let err = Config::parse(text, Path::new("ca.toml"))
+        let err = Config::parse(text, Path::new("ca.toml"), Path::new("/var/lib/shiftkey"))
             .unwrap_err()
             .to_string();
         assert!(err.contains("only allowed on a loopback address"), "{err}");
@@ -474,14 +558,16 @@ mod tests {
     #[test]
     fn unverified_email_is_refused_unless_the_danger_setting_says_so() {
         let base = "[oidc]\nissuer = \"https://login.example.com\"\nclient_id = \"c\"\n";
-        let c = Config::parse(base, Path::new("ca.toml")).unwrap();
+        let c = Config::parse(base, Path::new("ca.toml"), Path::new("/var/lib/shiftkey")).unwrap();
         assert!(!c.oidc.unwrap().danger_accept_unverified_email);
         let text = format!("{base}danger_accept_unverified_email = true\n");
-        let c = Config::parse(&text, Path::new("ca.toml")).unwrap();
+        let c = Config::parse(&text, Path::new("ca.toml"), Path::new("/var/lib/shiftkey")).unwrap();
         assert!(c.oidc.unwrap().danger_accept_unverified_email);
         // Misspelt: refused, not silently ignored.
         let text = format!("{base}accept_unverified_email = true\n");
-        assert!(Config::parse(&text, Path::new("ca.toml")).is_err());
+        assert!(
+            Config::parse(&text, Path::new("ca.toml"), Path::new("/var/lib/shiftkey")).is_err()
+        );
         // The commented-out line in the example is the real setting.
         let example = EXAMPLE
             .replace("# [oidc]", "[oidc]")
@@ -491,7 +577,12 @@ mod tests {
                 "# danger_accept_unverified_email",
                 "danger_accept_unverified_email",
             );
-        let c = Config::parse(&example, Path::new("ca.toml")).unwrap();
+        let c = Config::parse(
+            &example,
+            Path::new("ca.toml"),
+            Path::new("/var/lib/shiftkey"),
+        )
+        .unwrap();
         assert!(c.oidc.unwrap().danger_accept_unverified_email);
     }
 
@@ -499,7 +590,12 @@ mod tests {
     fn ui_needs_oidc_and_an_https_public_url() {
         let oidc = "[oidc]\nissuer = \"https://login.example.com\"\nclient_id = \"c\"\n";
         let ui = "[ui]\npublic_url = \"https://ca.example.com:8443/\"\nassets_dir = \"player\"\n";
-        let c = Config::parse(&format!("{oidc}{ui}"), Path::new("/etc/shiftkey/ca.toml")).unwrap();
+        let c = Config::parse(
+            &format!("{oidc}{ui}"),
+            Path::new("/etc/shiftkey/ca.toml"),
+            Path::new("/var/lib/shiftkey"),
+        )
+        .unwrap();
         let ui_settings = c.ui.unwrap();
         assert_eq!(ui_settings.public_url, "https://ca.example.com:8443");
         assert_eq!(ui_settings.client_id, "c");
@@ -508,11 +604,13 @@ mod tests {
             Some(Path::new("/etc/shiftkey/player"))
         );
         assert!(
-            Config::parse(ui, Path::new("ca.toml")).is_err(),
+            Config::parse(ui, Path::new("ca.toml"), Path::new("/var/lib/shiftkey")).is_err(),
             "no [oidc]"
         );
         let plain = format!("{oidc}[ui]\npublic_url = \"http://ca.example.com\"\n");
-        assert!(Config::parse(&plain, Path::new("ca.toml")).is_err());
+        assert!(
+            Config::parse(&plain, Path::new("ca.toml"), Path::new("/var/lib/shiftkey")).is_err()
+        );
         let example = EXAMPLE
             .replace("# [oidc]", "[oidc]")
             .replace("# issuer", "issuer")
@@ -523,19 +621,30 @@ mod tests {
             .replace("# assets_dir", "assets_dir")
             .replace("# session_ttl", "session_ttl");
         assert!(
-            Config::parse(&example, Path::new("ca.toml"))
-                .unwrap()
-                .ui
-                .is_some()
+            Config::parse(
+                &example,
+                Path::new("ca.toml"),
+                Path::new("/var/lib/shiftkey")
+            )
+            .unwrap()
+            .ui
+            .is_some()
         );
     }
 
     #[test]
     fn unknown_keys_and_none_alg_are_refused() {
-        assert!(Config::parse("[server]\nlisen = \"x\"\n", Path::new("ca.toml")).is_err());
+        assert!(
+            Config::parse(
+                "[server]\nlisen = \"x\"\n",
+                Path::new("ca.toml"),
+                Path::new("/var/lib/shiftkey")
+            )
+            .is_err()
+        );
         let text = "[oidc]\nissuer = \"https://x\"\nclient_id = \"c\"\nallowed_algs = [\"none\"]\n";
         assert!(
-            Config::parse(text, Path::new("ca.toml"))
+            Config::parse(text, Path::new("ca.toml"), Path::new("/var/lib/shiftkey"))
                 .unwrap_err()
                 .to_string()
                 .contains("never allowed")

@@ -11,3 +11,5 @@ pub(crate) const LOG: &str = "SHIFTKEY_LOG";
 pub(crate) const LOG_FORMAT: &str = "SHIFTKEY_LOG_FORMAT";
 /// PIN of the PKCS#11 token holding a CA key, when its URI has no `pin-source`.
 pub(crate) const PKCS11_PIN: &str = "SHIFTKEY_PKCS11_PIN";
+/// Set (to anything) to turn off colour in log lines (<https://no-color.org>).
+pub(crate) const NO_COLOR: &str = "NO_COLOR";

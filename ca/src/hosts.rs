@@ -8,6 +8,7 @@
 //! needs a certificate that is still valid. No standing secret exists.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
@@ -17,12 +18,11 @@ use shiftkey_wire::{HostCertificateResponse, host_auth};
 use ssh_key::certificate::{Builder, CertType};
 use ssh_key::{HashAlg, PublicKey};
 
-use crate::audit::{Event, Outcome};
-use crate::http::error::ApiError;
-use crate::keys::rng;
-use crate::service::Ca;
-use crate::store::Change;
-use crate::store::hosts::{self as store, HostCertificate, StoredHost, StoredToken};
+use crate::audit::{self, Audit, Event, Explain, Outcome};
+use crate::current_policy::CurrentPolicy;
+use crate::issue::RequestError;
+use crate::keys::{CaKeys, rng};
+use crate::store::{self, Change, Conflict, HostCertificate, Store, StoredHost, StoredToken};
 
 /// How long a host's certificate is valid; the refresh timer renews it once
 /// less than a third is left.
@@ -68,7 +68,7 @@ impl HostKind {
 }
 
 /// An enrolled machine that proved possession of its host key and presented
-/// a valid host certificate of ours for it. Only `Ca::authenticate_host`
+/// a valid host certificate of ours for it. Only [`Hosts::authenticate`]
 /// builds one.
 #[derive(Debug, Clone)]
 pub(crate) struct EnrolledHost {
@@ -174,62 +174,161 @@ fn token_id(token: &str) -> Option<&str> {
     }
 }
 
-/// `shiftkey-ca hosts token`: writes the token to the store with its audit
-/// row, from the command line (the CA may be running; SQLite serialises).
-pub(crate) async fn create_token_offline(
-    data_dir: &std::path::Path,
-    token: &NewToken,
-) -> anyhow::Result<()> {
-    let conn = crate::store::open(&crate::store::db_path(data_dir))?;
-    let audit = crate::audit::AuditLog::start(conn)?;
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    #[error(
+        "this join token is not known to the CA; ask for a new one (`shiftkey-ca hosts token`)"
+    )]
+    TokenUnknown,
+    #[error("this join token was already used; join tokens work once, ask for a new one")]
+    TokenUsed,
+    #[error("this join token has expired; ask for a new one")]
+    TokenExpired,
+    #[error(transparent)]
+    BadKey(RequestError),
+    /// What only bastions may do, asked by a plain host.
+    #[error("only bastions {0}")]
+    NotABastion(&'static str),
+    #[error("no role of the policy covers the host {0:?}")]
+    NotCovered(String),
+    #[error("signing the host certificate failed: {0}")]
+    Signing(String),
+    #[error(transparent)]
+    Audit(#[from] audit::Error),
+    #[error("cannot read the store: {0}")]
+    Store(#[from] store::Error),
+}
+
+impl Explain for Error {
+    fn code(&self) -> &'static str {
+        match self {
+            Error::TokenUnknown => "token-unknown",
+            Error::TokenUsed => "token-used",
+            Error::TokenExpired => "token-expired",
+            Error::BadKey(e) => e.code(),
+            Error::NotABastion(_) | Error::NotCovered(_) => "forbidden",
+            Error::Signing(_) | Error::Store(_) => "internal-error",
+            Error::Audit(_) => "audit-unavailable",
+        }
+    }
+
+    fn message(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// Why a `Shiftkey-Host` authorization was refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AuthError {
+    #[error(
+        "enrolled hosts sign their requests (`Authorization: Shiftkey-Host ...`); enroll first with a join token"
+    )]
+    Missing,
+    #[error("{0}")]
+    Malformed(String),
+    #[error("the request's timestamp is more than 5 minutes off; check the host's clock")]
+    Stale,
+    #[error("not a host certificate")]
+    NotHostCertificate,
+    #[error(
+        "the host certificate is not valid now or not signed by this CA's host key ({0}); enroll again"
+    )]
+    CertificateInvalid(String),
+    #[error("the request signature does not verify with the certificate's key")]
+    SignatureInvalid,
+    #[error("the certificate is not the current one of an enrolled host; enroll again")]
+    Unknown,
+    #[error("cannot read the store: {0}")]
+    Store(#[from] store::Error),
+    #[error(transparent)]
+    Audit(#[from] audit::Error),
+}
+
+impl Explain for AuthError {
+    fn code(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing-host-auth",
+            AuthError::Malformed(_) => "malformed-host-auth",
+            AuthError::Stale => "host-auth-stale",
+            AuthError::NotHostCertificate | AuthError::CertificateInvalid(_) => "host-cert-invalid",
+            AuthError::SignatureInvalid => "host-signature-invalid",
+            AuthError::Unknown => "host-unknown",
+            AuthError::Store(_) => "internal-error",
+            AuthError::Audit(_) => "audit-unavailable",
+        }
+    }
+
+    fn message(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// `shiftkey-ca hosts token`: records the token with its audit row (the
+/// CA may be running; the store serialises writers).
+pub(crate) async fn record_token(audit: &Audit, token: &NewToken) -> Result<(), audit::Error> {
     let t = &token.stored;
     audit
         .record_change(
-            Event {
-                kind: "host.token_created",
-                actor: t.created_by.clone(),
-                outcome: Outcome::Info,
-                detail: json!({ "token": t.id, "name": t.name, "kind": t.kind,
-                                "principals": t.principals, "expires_at": t.expires_at }),
-            },
+            Event::new(
+                "host.token_created",
+                t.created_by.clone(),
+                Outcome::Info,
+                json!({ "token": t.id, "name": t.name, "kind": t.kind,
+                        "principals": t.principals, "expires_at": t.expires_at }),
+            ),
             Change::CreateJoinToken(t.clone()),
         )
         .await?;
     Ok(())
 }
 
-/// Enrolled hosts, for `shiftkey-ca hosts list`.
-pub(crate) fn list_offline(data_dir: &std::path::Path) -> anyhow::Result<Vec<StoredHost>> {
-    let conn = crate::store::open_read_only(&crate::store::db_path(data_dir))?;
-    Ok(store::hosts(&conn)?)
+/// Enrollment, renewal, the certificates a bastion presents, and checking
+/// who an enrolled machine is.
+#[derive(Debug)]
+pub(crate) struct Hosts {
+    store: Arc<dyn Store>,
+    audit: Audit,
+    policy: Arc<CurrentPolicy>,
+    keys: Arc<CaKeys>,
 }
 
-impl Ca {
+impl Hosts {
+    pub(crate) fn new(audit: Audit, policy: Arc<CurrentPolicy>, keys: Arc<CaKeys>) -> Self {
+        Self {
+            store: Arc::clone(audit.store()),
+            audit,
+            policy,
+            keys,
+        }
+    }
+
+    /// Audits a refused host request and hands the error back.
+    async fn refuse(
+        &self,
+        kind: &'static str,
+        actor: String,
+        error: Error,
+        detail: serde_json::Value,
+    ) -> Error {
+        self.audit
+            .refuse(kind, actor, Outcome::Deny, error, detail)
+            .await
+    }
+
     /// `POST /v1/hosts/enroll`: spends the join token, signs a host
     /// certificate for the presented key. Every refusal is audited.
     pub(crate) async fn enroll(
         &self,
         request: shiftkey_wire::EnrollRequest,
         peer: &str,
-    ) -> Result<HostCertificateResponse, ApiError> {
+    ) -> Result<HostCertificateResponse, Error> {
         let id = token_id(&request.token).unwrap_or("(malformed)").to_owned();
-        let refuse =
-            |code: &'static str, message: String| ApiError::Unauthenticated { code, message };
         let now = Utc::now().timestamp();
         let hash = token_hash(&request.token);
-        let token = match self.read(|conn| store::token_by_hash(conn, &hash))? {
-            None => Err(refuse(
-                "token-unknown",
-                "this join token is not known to the CA; ask for a new one (`shiftkey-ca hosts token`)".into(),
-            )),
-            Some(t) if t.used_at.is_some() => Err(refuse(
-                "token-used",
-                "this join token was already used; join tokens work once, ask for a new one".into(),
-            )),
-            Some(t) if t.expires_at <= now => Err(refuse(
-                "token-expired",
-                "this join token has expired; ask for a new one".into(),
-            )),
+        let token = match self.store.token_by_hash(&hash).await? {
+            None => Err(Error::TokenUnknown),
+            Some(t) if t.used_at.is_some() => Err(Error::TokenUsed),
+            Some(t) if t.expires_at <= now => Err(Error::TokenExpired),
             Some(t) => Ok(t),
         };
         let token = match token {
@@ -253,15 +352,16 @@ impl Ca {
                     .refuse(
                         "host.enroll_refused",
                         actor,
-                        ApiError::BadRequest(e),
+                        Error::BadKey(e),
                         json!({ "token": id }),
                     )
                     .await);
             }
         };
         let kind = HostKind::parse(&token.kind).unwrap_or(HostKind::Host);
-        let (row, response) =
-            self.sign_host(&token.name, kind, &token.principals, &key, "enroll")?;
+        let (row, response) = self
+            .sign_host(&token.name, kind, &token.principals, &key, "enroll")
+            .await?;
         let host = StoredHost {
             name: token.name.clone(),
             kind: token.kind.clone(),
@@ -275,12 +375,7 @@ impl Ca {
         let committed = self
             .audit
             .record_change(
-                Event {
-                    kind: "host.enrolled",
-                    actor: actor.clone(),
-                    outcome: Outcome::Allow,
-                    detail,
-                },
+                Event::new("host.enrolled", actor.clone(), Outcome::Allow, detail),
                 Change::Enroll {
                     token_hash: hash,
                     now,
@@ -292,28 +387,25 @@ impl Ca {
         match committed {
             Ok(_) => Ok(response),
             // Another host spent it between our look and this commit.
-            Err(crate::audit::Error::Write(m)) if m.contains(store::TOKEN_SPENT) => Err(self
+            Err(audit::Error::Conflict(Conflict::TokenSpent)) => Err(self
                 .refuse(
                     "host.enroll_refused",
                     actor,
-                    refuse(
-                        "token-used",
-                        "this join token was already used; ask for a new one".into(),
-                    ),
+                    Error::TokenUsed,
                     json!({ "token": id }),
                 )
                 .await),
-            Err(e) => Err(ApiError::AuditUnavailable(e.to_string())),
+            Err(e) => Err(Error::Audit(e)),
         }
     }
 
     /// `POST /v1/hosts/renew`: a new certificate for an enrolled host, for
     /// its current key or a new one (key rotation).
-    pub(crate) async fn renew_host(
+    pub(crate) async fn renew(
         &self,
         host: &EnrolledHost,
         request: shiftkey_wire::RenewRequest,
-    ) -> Result<HostCertificateResponse, ApiError> {
+    ) -> Result<HostCertificateResponse, Error> {
         let key = match &request.host_key {
             None => host.key.clone(),
             Some(line) => match crate::issue::parse_public_key(line) {
@@ -323,29 +415,24 @@ impl Ca {
                         .refuse(
                             "host.renew_refused",
                             host.identity(),
-                            ApiError::BadRequest(e),
+                            Error::BadKey(e),
                             json!({}),
                         )
                         .await);
                 }
             },
         };
-        let (row, response) =
-            self.sign_host(&host.name, host.kind, &host.principals, &key, "renew")?;
+        let (row, response) = self
+            .sign_host(&host.name, host.kind, &host.principals, &key, "renew")
+            .await?;
         let detail = json!({ "serial": row.serial, "key_fingerprint": row.key_fingerprint,
                              "valid_before": row.valid_before, "new_key": request.host_key.is_some() });
         self.audit
             .record_change(
-                Event {
-                    kind: "host.renewed",
-                    actor: host.identity(),
-                    outcome: Outcome::Allow,
-                    detail,
-                },
+                Event::new("host.renewed", host.identity(), Outcome::Allow, detail),
                 Change::RenewHost(row),
             )
-            .await
-            .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
+            .await?;
         Ok(response)
     }
 
@@ -357,70 +444,70 @@ impl Ca {
         &self,
         bastion: &EnrolledHost,
         target: &str,
-    ) -> Result<HostCertificateResponse, ApiError> {
+    ) -> Result<HostCertificateResponse, Error> {
         let actor = bastion.identity();
         if bastion.kind != HostKind::Bastion {
             return Err(self
                 .refuse(
                     "host.present_refused",
                     actor,
-                    ApiError::Forbidden(
-                        "only bastions present certificates for other names".into(),
-                    ),
+                    Error::NotABastion("present certificates for other names"),
                     json!({ "target": target }),
                 )
                 .await);
         }
         if check_names("target", &[target.to_owned()]).is_err()
-            || !self.policy().roles().any(|role| role.covers_host(target))
+            || !self
+                .policy
+                .get()
+                .roles()
+                .any(|role| role.covers_host(target))
         {
             return Err(self
                 .refuse(
                     "host.present_refused",
                     actor,
-                    ApiError::Forbidden(format!(
-                        "no role of the policy covers the host {target:?}"
-                    )),
+                    Error::NotCovered(target.to_owned()),
                     json!({ "target": target.chars().take(253).collect::<String>() }),
                 )
                 .await);
         }
         let principals = vec![target.to_owned()];
-        let (row, response) = self.sign_host(
-            &bastion.name,
-            HostKind::Bastion,
-            &principals,
-            &bastion.key,
-            target,
-        )?;
+        let (row, response) = self
+            .sign_host(
+                &bastion.name,
+                HostKind::Bastion,
+                &principals,
+                &bastion.key,
+                target,
+            )
+            .await?;
         let detail =
             json!({ "serial": row.serial, "target": target, "valid_before": row.valid_before });
         // Recorded, not made the bastion's identity: the hosts row keeps the
         // bastion's key, so this certificate authenticates nothing to the CA.
         self.audit
             .record_change(
-                Event {
-                    kind: "host.presented",
-                    actor,
-                    outcome: Outcome::Allow,
-                    detail,
-                },
+                Event::new("host.presented", actor, Outcome::Allow, detail),
                 Change::RecordHostCertificate(row),
             )
-            .await
-            .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
+            .await?;
         Ok(response)
     }
 
-    fn sign_host(
+    async fn sign_host(
         &self,
         name: &str,
         kind: HostKind,
         principals: &[String],
         key: &PublicKey,
         purpose: &str,
-    ) -> Result<(HostCertificate, HostCertificateResponse), ApiError> {
-        let serial = self.next_serial();
+    ) -> Result<(HostCertificate, HostCertificateResponse), Error> {
+        let serial = self
+            .store
+            .next_serial()
+            .await
+            .map_err(|e| Error::Audit(e.into()))?;
         let now = Utc::now();
         let valid_after = u64::try_from(now.timestamp())
             .unwrap_or(0)
@@ -443,11 +530,10 @@ impl Ca {
             }
             builder.sign(self.keys.host.signing_key())
         };
-        let certificate = sign()
-            .map_err(|e| ApiError::Internal(format!("signing the host certificate failed: {e}")))?;
-        let line = certificate.to_openssh().map_err(|e| {
-            ApiError::Internal(format!("encoding the host certificate failed: {e}"))
-        })?;
+        let certificate = sign().map_err(|e| Error::Signing(e.to_string()))?;
+        let line = certificate
+            .to_openssh()
+            .map_err(|e| Error::Signing(format!("encoding: {e}")))?;
         let row = HostCertificate {
             serial,
             name: name.to_owned(),
@@ -474,9 +560,9 @@ impl Ca {
 
     /// `AuthorizedPrincipalsFile` per login for a host with these names:
     /// every principal of every role whose host patterns match one of them.
-    pub(crate) fn authorized_principals(&self, names: &[String]) -> BTreeMap<String, Vec<String>> {
+    fn authorized_principals(&self, names: &[String]) -> BTreeMap<String, Vec<String>> {
         let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for role in self.policy().roles() {
+        for role in self.policy.get().roles() {
             if names.iter().any(|n| role.covers_host(n)) {
                 for login in role.principals() {
                     let entry = map.entry(login.clone()).or_default();
@@ -492,53 +578,63 @@ impl Ca {
     /// Checks a `Shiftkey-Host` authorization for a request: our host CA
     /// signed the certificate, it is valid now, it is the latest key of an
     /// enrolled host, and the SSHSIG over this request is by that key.
-    pub(crate) fn authenticate_host(
+    /// A refusal is audited (`auth.failed`) before it is returned.
+    pub(crate) async fn authenticate(
         &self,
-        header: &str,
+        header: Option<&str>,
         method: &str,
         path_and_query: &str,
         body: &[u8],
-    ) -> Result<EnrolledHost, ApiError> {
-        let fail =
-            |code: &'static str, message: String| ApiError::Unauthenticated { code, message };
+    ) -> Result<EnrolledHost, AuthError> {
+        match self.check(header, method, path_and_query, body).await {
+            Ok(host) => Ok(host),
+            Err(error) => Err(self
+                .audit
+                .refuse(
+                    "auth.failed",
+                    "anonymous".into(),
+                    Outcome::Deny,
+                    error,
+                    json!({ "path": path_and_query }),
+                )
+                .await),
+        }
+    }
+
+    async fn check(
+        &self,
+        header: Option<&str>,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+    ) -> Result<EnrolledHost, AuthError> {
+        let header = header.ok_or(AuthError::Missing)?;
         let presented =
-            host_auth::parse(header).map_err(|e| fail("malformed-host-auth", e.to_string()))?;
+            host_auth::parse(header).map_err(|e| AuthError::Malformed(e.to_string()))?;
         let now = u64::try_from(Utc::now().timestamp()).unwrap_or(0);
         if presented.ts.abs_diff(now) > host_auth::MAX_CLOCK_DIFFERENCE {
-            return Err(fail(
-                "host-auth-stale",
-                "the request's timestamp is more than 5 minutes off; check the host's clock".into(),
-            ));
+            return Err(AuthError::Stale);
         }
         let cert = &presented.certificate;
         let ca_fingerprint = self.keys.host.public_key().fingerprint(HashAlg::Sha256);
         if cert.cert_type() != CertType::Host {
-            return Err(fail("host-cert-invalid", "not a host certificate".into()));
+            return Err(AuthError::NotHostCertificate);
         }
         cert.validate_at(now, [&ca_fingerprint])
-            .map_err(|e| fail("host-cert-invalid", format!("the host certificate is not valid now or not signed by this CA's host key ({e}); enroll again")))?;
+            .map_err(|e| AuthError::CertificateInvalid(e.to_string()))?;
         let key = PublicKey::from(cert.public_key().clone());
         key.verify(
             host_auth::NAMESPACE,
             &host_auth::message(method, path_and_query, presented.ts, body),
             &presented.signature,
         )
-        .map_err(|_| {
-            fail(
-                "host-signature-invalid",
-                "the request signature does not verify with the certificate's key".into(),
-            )
-        })?;
+        .map_err(|_| AuthError::SignatureInvalid)?;
         let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
         let host = self
-            .read(|conn| store::host_for_certificate(conn, cert.serial(), &fingerprint))?
-            .ok_or_else(|| {
-                fail(
-                    "host-unknown",
-                    "the certificate is not the current one of an enrolled host; enroll again"
-                        .into(),
-                )
-            })?;
+            .store
+            .host_for_certificate(cert.serial(), &fingerprint)
+            .await?
+            .ok_or(AuthError::Unknown)?;
         Ok(EnrolledHost {
             name: host.name,
             kind: HostKind::parse(&host.kind).unwrap_or(HostKind::Host),

@@ -2,13 +2,13 @@
 //! working as it is.
 //!
 //! Creates, never overwrites: CA keys, TLS certificate, `ca.toml`,
-//! `policy.toml` and the database. Existing keys stop it with an error.
+//! `policy.toml` and the store. Existing keys stop it with an error.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use crate::audit::{AuditLog, Event, Outcome};
+use crate::audit::{Audit, Event, Outcome};
 use crate::keys::{self, CaKind};
 use crate::secret::Secret;
 
@@ -24,7 +24,7 @@ pub(crate) enum Error {
     #[error(transparent)]
     Tls(#[from] crate::tls::Error),
     #[error(transparent)]
-    Store(#[from] crate::store::Error),
+    Store(#[from] crate::config::OpenStoreError),
     #[error(transparent)]
     Audit(#[from] crate::audit::Error),
 }
@@ -36,6 +36,8 @@ pub(crate) struct InitOptions<'a> {
     pub(crate) tls_names: &'a [String],
     /// The local user the example policy grants a short-lived shell role to.
     pub(crate) local_user: &'a str,
+    /// The configuration naming the store [default: DIR/ca.toml].
+    pub(crate) config: Option<&'a Path>,
 }
 
 #[derive(Debug)]
@@ -84,15 +86,15 @@ pub(crate) async fn init(data_dir: &Path, options: &InitOptions<'_>) -> Result<I
             0o644,
         )?;
     }
-    let conn = crate::store::open(&crate::store::db_path(data_dir))?;
-    let audit = AuditLog::start(conn)?;
-    audit
-        .record(Event {
-            kind: "keys.created",
-            actor: format!("local:{}", options.local_user),
-            outcome: Outcome::Info,
-            detail: json!({ "user_ca": user_ca, "host_ca": host_ca, "encrypted": options.passphrase.is_some() }),
-        })
+    let store =
+        crate::config::open_store(data_dir, options.config, crate::store::Access::ReadWrite)?;
+    Audit::start(store)
+        .record(Event::new(
+            "keys.created",
+            format!("local:{}", options.local_user),
+            Outcome::Info,
+            json!({ "user_ca": user_ca, "host_ca": host_ca, "encrypted": options.passphrase.is_some() }),
+        ))
         .await?;
     Ok(Initialized {
         user_ca,

@@ -7,17 +7,37 @@
 //! `policy`) and a committed audit row; hold a private key outside
 //! `secret::CaKey`; log a token or key; answer before the audit row is durable.
 
+// Wiring: the command line and the running service.
+mod cli;
+mod server;
+
+// The HTTP API and the review UI: routes, extractors, the error→status map.
+mod http;
+mod ui;
+
+// The domain: decisions, each returning typed results and errors.
 mod audit;
+mod current_policy;
+mod events;
+mod hosts;
+mod incidents;
+mod issuance;
+mod notify;
+mod oncall;
+mod recordings;
+mod requests;
+mod revocation;
+mod sessions;
+mod web_sessions;
+
+// What the domain is built from.
 /// In-process issuance for `benches/issuance.rs` only, with a throwaway CA
 /// key and no audit row; not an API.
 #[doc(hidden)]
 pub mod bench;
-mod cli;
+mod clock;
 mod config;
 mod env_vars;
-mod events;
-mod hosts;
-mod http;
 mod identity;
 mod init;
 mod issue;
@@ -25,21 +45,18 @@ mod keys;
 mod krl;
 mod local_client;
 mod metrics;
-mod notify;
 mod oidc;
 mod policy;
 mod quickstart;
-mod recordings;
-mod requests;
-mod revocation;
 mod secret;
-mod server;
-mod service;
-mod sessions;
 mod signer;
-mod store;
+#[cfg(test)]
+mod testkit;
 mod tls;
-mod ui;
+
+// Storage: the rows and the recordings' bytes; nothing of ours above them.
+mod recording_store;
+mod store;
 
 pub use cli::{Cli, run};
 /// The CA signer for `benches/signer.rs` and the PKCS#11 end-to-end tests;
@@ -61,8 +78,22 @@ pub fn init_process() {
     if std::env::var(env_vars::LOG_FORMAT).as_deref() == Ok("json") {
         builder.json().init();
     } else {
-        builder
-            .with_ansi(std::env::var_os("NO_COLOR").is_none())
-            .init();
+        builder.with_ansi(colour(&std::io::stderr())).init();
+    }
+}
+
+/// Colour in log lines only for a person at a terminal: stderr is one and
+/// `NO_COLOR` is not set (a service's journal or a log file gets none).
+fn colour(stderr: &impl std::io::IsTerminal) -> bool {
+    std::env::var_os(env_vars::NO_COLOR).is_none() && stderr.is_terminal()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn no_colour_when_stderr_is_not_a_terminal() {
+        // A file stands in for a service's stderr (the journal, a log file).
+        let file = tempfile::tempfile().unwrap();
+        assert!(!super::colour(&file));
     }
 }

@@ -18,9 +18,9 @@ use std::time::Duration;
 use hmac::Mac;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::events::CaEvent;
+use crate::events::{CaEvent, EventFeed};
+use crate::metrics::Metrics;
 use crate::secret::Secret;
-use crate::service::Ca;
 
 const TRIES: u32 = 3;
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -90,14 +90,14 @@ fn unreachable_hmac() -> hmac::Hmac<sha2::Sha256> {
 }
 
 /// Sends every event to the webhook until the CA stops.
-pub(crate) async fn run(ca: Arc<Ca>, notifier: Notifier) {
-    let mut events = ca.events.subscribe();
+pub(crate) async fn run(feed: Arc<EventFeed>, metrics: Arc<Metrics>, notifier: Notifier) {
+    let mut events = feed.subscribe();
     loop {
         match events.recv().await {
             Ok(event) => {
                 if let Err(e) = notifier.deliver(&event).await {
                     tracing::warn!(kind = %event.kind, seq = event.seq, error = %e, "notification not delivered");
-                    ca.metrics.notify_failures.inc();
+                    metrics.notify_failures.inc();
                 }
             }
             Err(RecvError::Lagged(missed)) => {
@@ -105,7 +105,7 @@ pub(crate) async fn run(ca: Arc<Ca>, notifier: Notifier) {
                     missed,
                     "notifications fell behind; some were not sent (they are in the audit log)"
                 );
-                ca.metrics.notify_failures.inc_by(missed);
+                metrics.notify_failures.inc_by(missed);
             }
             Err(RecvError::Closed) => return,
         }

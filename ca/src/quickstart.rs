@@ -39,6 +39,7 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
             passphrase: None,
             tls_names: &[],
             local_user: &user,
+            config: None,
         };
         crate::init::init(dir, &opts).await?;
         // The quickstart listens where --listen says.

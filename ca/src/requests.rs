@@ -1,180 +1,183 @@
 //! Access requests and approvals: for roles that want people to agree, a
-//! certificate request becomes a pending access request; approvers (never
-//! the requester) approve or deny it; once approved, the requester's next
-//! look at it issues the certificate — after the policy decides again, with
-//! the approvals counted, so an expired shift or a resolved incident still
-//! stops it.
+//! certificate request becomes a pending access request (`issuance`);
+//! approvers (never the requester) approve or deny it; once approved, the
+//! requester's next look at it issues the certificate — after the policy
+//! decides again, with the approvals counted, so an expired shift or a
+//! resolved incident still stops it.
 //!
 //! Never: count the requester's own approval; change a request without its
 //! audit row in the same commit; issue for a request that is not approved.
+
+use std::sync::Arc;
 
 use chrono::Utc;
 use serde_json::json;
 use shiftkey_wire::{AccessRequest, CertificateRequest};
 
-use crate::audit::{Event, Outcome};
-use crate::http::error::ApiError;
+use crate::audit::{self, Audit, Event, Explain, Outcome};
+use crate::current_policy::CurrentPolicy;
 use crate::identity::Caller;
-use crate::issue::ValidRequest;
-use crate::policy::Denied;
-use crate::service::{Ca, Issued};
-use crate::store::{self, Change, StoredRequest};
+use crate::issuance::{self, Approved, Issuance, Issued, access_request};
+use crate::store::{self, Change, Conflict, RequestStatus, Store, StoredRequest};
 
-/// How long a request waits for approvals before it expires.
-pub(crate) const REQUEST_TTL_SECS: i64 = 15 * 60;
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    #[error("no access request {0}")]
+    NotFound(String),
+    #[error("only the requester and the role's approvers may see this request")]
+    NotVisible,
+    #[error("you cannot approve or deny your own request; ask another approver")]
+    SelfApproval,
+    #[error("you are not an approver for role {0:?}")]
+    NotAnApprover(String),
+    #[error("request {id} is {status}, not pending")]
+    NotPending { id: String, status: String },
+    #[error("a denial needs a reason (--reason)")]
+    ReasonRequired,
+    /// Someone else decided or approved it since it was read.
+    #[error("the request was decided or approved by someone else a moment ago; look at it again")]
+    Changed,
+    #[error("the stored request cannot be read: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Issuance(#[from] issuance::Error),
+    #[error(transparent)]
+    Audit(audit::Error),
+    #[error("cannot read the requests: {0}")]
+    Store(#[from] store::Error),
+}
 
-fn to_wire(
-    r: &StoredRequest,
-    now: i64,
-    certificate: Option<shiftkey_wire::CertificateResponse>,
-) -> AccessRequest {
-    let status = if r.status == "pending" && now >= r.expires_at {
-        "expired".to_owned()
-    } else {
-        r.status.clone()
-    };
-    AccessRequest {
-        id: r.id.clone(),
-        status,
-        requester: r.requester.clone(),
-        role: r.role.clone(),
-        incident: r.incident.clone(),
-        reason: r.reason.clone(),
-        approvals: serde_json::from_str(&r.approvals).unwrap_or_default(),
-        approvals_needed: r.approvals_needed,
-        denied_by: r.denied_by.clone(),
-        decision_reason: r.decision_reason.clone(),
-        created_at: r.created_at,
-        expires_at: r.expires_at,
-        certificate,
+impl From<audit::Error> for Error {
+    fn from(e: audit::Error) -> Self {
+        match e {
+            audit::Error::Conflict(Conflict::RequestChanged) => Error::Changed,
+            other => Error::Audit(other),
+        }
     }
 }
 
-fn audit_failed(e: crate::audit::Error) -> ApiError {
-    match e {
-        crate::audit::Error::Write(m) if m.contains(store::STATE_CHANGED) => ApiError::Conflict(
-            "the request was decided or approved by someone else a moment ago; look at it again"
-                .into(),
-        ),
-        other => ApiError::AuditUnavailable(other.to_string()),
+impl Explain for Error {
+    fn code(&self) -> &'static str {
+        match self {
+            Error::NotFound(_) => "not-found",
+            Error::NotVisible => "forbidden",
+            Error::SelfApproval => "self-approval",
+            Error::NotAnApprover(_) => "not-an-approver",
+            Error::NotPending { .. } | Error::Changed => "conflict",
+            Error::ReasonRequired => "invalid-json",
+            Error::Corrupt(_) | Error::Store(_) => "internal-error",
+            Error::Issuance(e) => e.code(),
+            Error::Audit(_) => "audit-unavailable",
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            Error::Issuance(e) => e.message(),
+            other => other.to_string(),
+        }
     }
 }
 
-impl Ca {
-    /// Records a pending access request for a certificate request that the
-    /// policy said needs approvals.
-    pub(crate) async fn create_request(
-        &self,
-        caller: &Caller,
-        request: &CertificateRequest,
-        valid: &ValidRequest,
-        id: &str,
-        denied: &Denied,
-    ) -> Result<AccessRequest, ApiError> {
-        let now = Utc::now().timestamp();
-        let stored = StoredRequest {
-            id: id.to_owned(),
-            requester: caller.identity(),
-            role: valid.role.clone(),
-            incident: valid.incident.clone(),
-            reason: valid.reason.clone(),
-            request: serde_json::to_string(request)
-                .map_err(|e| ApiError::Internal(e.to_string()))?,
-            status: "pending".into(),
-            approvals: "[]".into(),
-            approvals_needed: self.policy().approvals_needed(&valid.role),
-            denied_by: None,
-            decision_reason: None,
-            serial: None,
-            created_at: now,
-            expires_at: now + REQUEST_TTL_SECS,
-        };
-        let detail = json!({
-            "request": id, "role": valid.role, "incident": valid.incident, "reason": valid.reason,
-            "approvals_needed": stored.approvals_needed, "why": denied.message, "key_fingerprint": valid.fingerprint,
-        });
-        self.audit
-            .record_change(
-                Event {
-                    kind: "request.created",
-                    actor: caller.identity(),
-                    outcome: Outcome::Info,
-                    detail,
-                },
-                Change::CreateRequest(stored.clone()),
-            )
-            .await
-            .map_err(audit_failed)?;
-        Ok(to_wire(&stored, now, None))
+#[derive(Debug)]
+pub(crate) struct Requests {
+    store: Arc<dyn Store>,
+    audit: Audit,
+    policy: Arc<CurrentPolicy>,
+    issuance: Arc<Issuance>,
+}
+
+impl Requests {
+    pub(crate) fn new(audit: Audit, policy: Arc<CurrentPolicy>, issuance: Arc<Issuance>) -> Self {
+        Self {
+            store: Arc::clone(audit.store()),
+            audit,
+            policy,
+            issuance,
+        }
     }
 
-    fn load_request(&self, id: &str) -> Result<StoredRequest, ApiError> {
-        self.read(|conn| store::access_request(conn, id))?
-            .ok_or_else(|| ApiError::Missing(format!("no access request {id}")))
+    async fn load(&self, id: &str) -> Result<StoredRequest, Error> {
+        self.store
+            .access_request(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(id.to_owned()))
     }
 
     /// `GET /v1/requests/{id}`: the requester or an approver looks. For the
     /// requester, an approved request is turned into its certificate now.
-    pub(crate) async fn look_at_request(
-        &self,
-        caller: &Caller,
-        id: &str,
-    ) -> Result<AccessRequest, ApiError> {
-        let stored = self.load_request(id)?;
+    pub(crate) async fn look(&self, caller: &Caller, id: &str) -> Result<AccessRequest, Error> {
+        let stored = self.load(id).await?;
         let now = Utc::now().timestamp();
         let identity = caller.identity();
         let is_requester = identity.eq_ignore_ascii_case(&stored.requester);
         if !is_requester
-            && !self.policy().may_approve(
+            && !self.policy.get().may_approve(
                 &stored.role,
                 &identity,
                 caller.groups(),
                 &stored.requester,
             )
         {
-            return Err(ApiError::Forbidden(
-                "only the requester and the role's approvers may see this request".into(),
-            ));
+            return Err(Error::NotVisible);
         }
-        if !(is_requester && stored.status == "approved") {
-            return Ok(to_wire(&stored, now, None));
+        if !(is_requester && stored.status == RequestStatus::Approved) {
+            return Ok(access_request(&stored, now, None));
         }
-        let request: CertificateRequest = serde_json::from_str(&stored.request)
-            .map_err(|e| ApiError::Internal(format!("stored request: {e}")))?;
-        let approvals: Vec<String> = serde_json::from_str(&stored.approvals).unwrap_or_default();
+        let request: CertificateRequest =
+            serde_json::from_str(&stored.request).map_err(|e| Error::Corrupt(e.to_string()))?;
+        let approved = Approved {
+            request: &stored.id,
+            approvals: &stored.approvals,
+        };
         match self
-            .issue_as(
-                caller,
-                request,
-                stored.id.clone(),
-                &approvals,
-                Some(&stored.id),
-            )
+            .issuance
+            .issue_as(caller, request, stored.id.clone(), Some(approved))
             .await?
         {
             Issued::Certificate(certificate) => {
                 let issued = StoredRequest {
-                    status: "issued".into(),
+                    status: RequestStatus::Issued,
                     ..stored
                 };
-                Ok(to_wire(&issued, now, Some(certificate)))
+                Ok(access_request(&issued, now, Some(certificate)))
             }
-            Issued::Pending(_) => Err(ApiError::Internal(
+            Issued::Pending(_) => Err(Error::Corrupt(
                 "an approved request asked for approval again".into(),
             )),
         }
     }
 
     /// `GET /v1/requests`: pending requests `caller` may approve.
-    pub(crate) fn requests_for(&self, caller: &Caller) -> Result<Vec<AccessRequest>, ApiError> {
+    pub(crate) async fn pending_for(&self, caller: &Caller) -> Result<Vec<AccessRequest>, Error> {
         let now = Utc::now().timestamp();
         let identity = caller.identity();
-        let policy = self.policy();
+        let policy = self.policy.get();
         Ok(self
-            .read(|conn| store::pending_requests(conn, now))?
+            .store
+            .pending_requests(now)
+            .await?
             .iter()
             .filter(|r| policy.may_approve(&r.role, &identity, caller.groups(), &r.requester))
-            .map(|r| to_wire(r, now, None))
+            .map(|r| access_request(r, now, None))
+            .collect())
+    }
+
+    /// Decided requests `caller` may approve for, newest first, at most `limit`.
+    pub(crate) async fn decided_for(
+        &self,
+        caller: &Caller,
+        limit: usize,
+    ) -> Result<Vec<StoredRequest>, Error> {
+        let identity = caller.identity();
+        let policy = self.policy.get();
+        Ok(self
+            .store
+            .decided_requests(200)
+            .await?
+            .into_iter()
+            .filter(|r| policy.may_approve(&r.role, &identity, caller.groups(), &r.requester))
+            .take(limit)
             .collect())
     }
 
@@ -185,8 +188,8 @@ impl Ca {
         id: &str,
         approve: bool,
         reason: Option<String>,
-    ) -> Result<AccessRequest, ApiError> {
-        let stored = self.load_request(id)?;
+    ) -> Result<AccessRequest, Error> {
+        let stored = self.load(id).await?;
         let now = Utc::now().timestamp();
         let identity = caller.identity();
         let kind = if approve {
@@ -194,39 +197,32 @@ impl Ca {
         } else {
             "request.denied"
         };
-        let refuse = |code: &'static str, message: String| ApiError::Decision { code, message };
         let refusal = if identity.eq_ignore_ascii_case(&stored.requester) {
-            Some(refuse(
-                "self-approval",
-                "you cannot approve or deny your own request; ask another approver".into(),
-            ))
-        } else if !self.policy().may_approve(
+            Some(Error::SelfApproval)
+        } else if !self.policy.get().may_approve(
             &stored.role,
             &identity,
             caller.groups(),
             &stored.requester,
         ) {
-            Some(refuse(
-                "not-an-approver",
-                format!("you are not an approver for role {:?}", stored.role),
-            ))
-        } else if stored.status != "pending" || now >= stored.expires_at {
-            Some(ApiError::Conflict(format!(
-                "request {id} is {}, not pending",
-                to_wire(&stored, now, None).status
-            )))
+            Some(Error::NotAnApprover(stored.role.clone()))
+        } else if stored.status != RequestStatus::Pending || now >= stored.expires_at {
+            Some(Error::NotPending {
+                id: id.to_owned(),
+                status: access_request(&stored, now, None).status,
+            })
         } else if !approve && reason.as_deref().is_none_or(|r| r.trim().len() < 3) {
-            Some(ApiError::InvalidBody(
-                "a denial needs a reason (--reason)".into(),
-            ))
+            Some(Error::ReasonRequired)
         } else {
             None
         };
         if let Some(error) = refusal {
             return Err(self
+                .audit
                 .refuse(
                     kind,
                     identity,
+                    Outcome::Deny,
                     error,
                     json!({ "request": id, "role": stored.role }),
                 )
@@ -234,28 +230,26 @@ impl Ca {
         }
         let reason = reason.map(|r| r.trim().chars().take(1000).collect::<String>());
         let (change, updated) = if approve {
-            let mut approvals: Vec<String> =
-                serde_json::from_str(&stored.approvals).unwrap_or_default();
+            let mut approvals = stored.approvals.clone();
             if !approvals.iter().any(|a| a.eq_ignore_ascii_case(&identity)) {
                 approvals.push(identity.clone());
             }
             let status = if approvals.len() >= usize::from(stored.approvals_needed) {
-                "approved"
+                RequestStatus::Approved
             } else {
-                "pending"
+                RequestStatus::Pending
             };
-            let encoded = serde_json::to_string(&approvals).unwrap_or_else(|_| "[]".into());
             let change = Change::Approve {
                 id: id.to_owned(),
                 expected: stored.approvals.clone(),
-                approvals: encoded.clone(),
-                status: status.to_owned(),
+                approvals: approvals.clone(),
+                status,
             };
             (
                 change,
                 StoredRequest {
-                    approvals: encoded,
-                    status: status.to_owned(),
+                    approvals,
+                    status,
                     ..stored.clone()
                 },
             )
@@ -266,7 +260,7 @@ impl Ca {
                 reason: reason.clone().unwrap_or_default(),
             };
             let updated = StoredRequest {
-                status: "denied".into(),
+                status: RequestStatus::Denied,
                 denied_by: Some(identity.clone()),
                 decision_reason: reason.clone(),
                 ..stored.clone()
@@ -274,20 +268,12 @@ impl Ca {
             (change, updated)
         };
         let detail = json!({
-            "request": id, "role": stored.role, "requester": stored.requester, "reason": reason, "status": updated.status,
+            "request": id, "role": stored.role, "requester": stored.requester, "reason": reason,
+            "status": updated.status.as_str(),
         });
         self.audit
-            .record_change(
-                Event {
-                    kind,
-                    actor: identity,
-                    outcome: Outcome::Info,
-                    detail,
-                },
-                change,
-            )
-            .await
-            .map_err(audit_failed)?;
-        Ok(to_wire(&updated, now, None))
+            .record_change(Event::new(kind, identity, Outcome::Info, detail), change)
+            .await?;
+        Ok(access_request(&updated, now, None))
     }
 }

@@ -15,15 +15,28 @@ use serde_json::json;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
 
-use crate::audit::{AuditLog, Event, Outcome};
+use crate::audit::{Audit, Event, Outcome};
 use crate::config::Config;
-use crate::http::LocalPeer;
+use crate::current_policy::CurrentPolicy;
+use crate::events::EventFeed;
+use crate::hosts::Hosts;
 use crate::http::error::ApiError;
+use crate::http::{AppState, Authenticator, LocalPeer, Webhooks};
 use crate::identity::{Caller, local_user_name};
+use crate::incidents::Incidents;
+use crate::issuance::Issuance;
+use crate::keys::CaKeys;
+use crate::metrics::Metrics;
 use crate::oidc::OidcVerifier;
+use crate::oncall::OnCall;
 use crate::policy::Policy;
+use crate::recordings::Recordings;
+use crate::requests::Requests;
+use crate::revocation::Krl;
 use crate::secret::Secret;
-use crate::service::Ca;
+use crate::sessions::Sessions;
+use crate::ui::{LoginKey, SignIn, UiState};
+use crate::web_sessions::WebSessions;
 
 /// How long slow clients get to send their request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,9 +52,11 @@ pub(crate) enum StartError {
     #[error("the policy is invalid:\n{0}\nhint: fix it and check with `shiftkey-ca policy check`")]
     Policy(String),
     #[error(transparent)]
-    Store(#[from] crate::store::Error),
+    Store(#[from] crate::store::OpenError),
     #[error(transparent)]
     Audit(#[from] crate::audit::Error),
+    #[error(transparent)]
+    UiKey(#[from] crate::ui::KeyError),
     #[error("OIDC: {0}\nhint: check [oidc] issuer in ca.toml and that the issuer is reachable")]
     Oidc(String),
     #[error("{path}: {message}")]
@@ -62,7 +77,8 @@ pub(crate) enum StartError {
 /// A CA that is serving. Dropping it does not stop it; call `shutdown`.
 #[derive(Debug)]
 pub(crate) struct Running {
-    pub(crate) ca: Arc<Ca>,
+    policy: Arc<CurrentPolicy>,
+    audit: Audit,
     pub(crate) addr: SocketAddr,
     pub(crate) tls: bool,
     pub(crate) socket: Option<PathBuf>,
@@ -96,8 +112,8 @@ impl Signals {
     }
 }
 
-/// Takes `DIR/ca.lock` so that two CAs never share a data directory (they
-/// would hand out the same serials).
+/// Takes `DIR/ca.lock` so that two CAs never serve one data directory (they
+/// would fight over its socket and its recordings).
 fn lock_data_dir(data_dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, StartError> {
     let path = data_dir.join("ca.lock");
     let err = |message: String| StartError::Socket {
@@ -126,11 +142,8 @@ pub(crate) async fn start(
         message: format!("cannot install signal handlers: {e}"),
     })?;
     let lock = lock_data_dir(data_dir)?;
-    let config = Config::load(config_path)?;
-    // The review UI's router is built inside `http::router`, which sees only
-    // the shared `Ca`: its settings are handed over here, once, at start.
-    crate::ui::configure(config.ui.clone());
-    let keys = crate::keys::load_both(data_dir, passphrase)?;
+    let config = Config::load(config_path, data_dir)?;
+    let keys = Arc::new(crate::keys::load_both(data_dir, passphrase)?);
     let policy_path = config.policy_path.clone();
     let policy = {
         let path = policy_path.clone();
@@ -139,46 +152,70 @@ pub(crate) async fn start(
             .map_err(|e| StartError::Policy(e.to_string()))?
             .map_err(|e| StartError::Policy(e.to_string()))?
     };
-    let conn = crate::store::open(&crate::store::db_path(data_dir))?;
-    let last_serial = crate::store::max_serial(&conn).map_err(crate::store::Error::from)?;
-    let audit = AuditLog::start(conn)?;
+    let store = crate::store::open(&config.store, crate::store::Access::ReadWrite)?;
+    let audit = Audit::start(Arc::clone(&store));
+    let metrics = Arc::new(Metrics::new());
+    let policy = Arc::new(CurrentPolicy::new(
+        policy,
+        policy_path.clone(),
+        audit.clone(),
+        Arc::clone(&metrics),
+    ));
     let oidc = match &config.oidc {
         Some(settings) => {
             let verifier = OidcVerifier::discover(settings.clone())
                 .await
                 .map_err(|e| StartError::Oidc(e.to_string()))?;
-            Some((verifier, settings.audience.clone()))
+            Some((Arc::new(verifier), settings.audience.clone()))
         }
         None => None,
     };
-    let ca = Arc::new(Ca::new(
-        keys,
-        policy,
-        policy_path.clone(),
-        audit,
-        oidc,
-        last_serial,
-        crate::store::open_read_only(&crate::store::db_path(data_dir))?,
-        crate::http::webhooks::Webhooks::load(&config.webhooks)?,
-    ));
-    ca.audit
-        .record(Event {
-            kind: "ca.started",
-            actor: "system".into(),
-            outcome: Outcome::Info,
-            detail: json!({
-                "user_ca": ca.keys.user.fingerprint(),
-                "host_ca": ca.keys.host.fingerprint(),
+    let state = services(
+        &config,
+        &keys,
+        &policy,
+        &audit,
+        &metrics,
+        oidc.clone(),
+        crate::recording_store::open(&config.recordings),
+    )?;
+    let ui = UiState {
+        signin: match (config.ui.clone(), &oidc) {
+            (Some(settings), Some((verifier, _))) => Some(Arc::new(SignIn::new(
+                settings,
+                Arc::clone(verifier),
+                LoginKey::load_or_create(data_dir)?,
+                WebSessions::new(Arc::clone(&store)),
+                Arc::clone(&policy),
+                audit.clone(),
+            ))),
+            _ => None,
+        },
+        policy: Arc::clone(&policy),
+        audit: audit.clone(),
+        recordings: Arc::clone(&state.recordings),
+        requests: Arc::clone(&state.requests),
+        incidents: Arc::clone(&state.incidents),
+        oncall: Arc::clone(&state.oncall),
+    };
+    audit
+        .record(Event::new(
+            "ca.started",
+            "system",
+            Outcome::Info,
+            json!({
+                "user_ca": keys.user.fingerprint(),
+                "host_ca": keys.host.fingerprint(),
                 "policy": policy_path.display().to_string(),
                 "listen": config.listen.to_string(),
                 "tls": config.tls.is_some(),
                 "oidc_issuer": config.oidc.as_ref().map(|o| o.issuer.clone()),
-                "last_serial": last_serial,
             }),
-        })
+        ))
         .await?;
-
-    let app = crate::http::router(Arc::clone(&ca), config.request_timeout);
+    let events = Arc::clone(&state.events);
+    let local_audit = audit.clone();
+    let app = crate::http::app(state, crate::ui::routes(ui), config.request_timeout);
     let handle = axum_server::Handle::new();
     let mut tasks = Vec::new();
     let tls = config.tls.is_some();
@@ -227,7 +264,7 @@ pub(crate) async fn start(
     let (stop_socket, stopped) = watch::channel(false);
     if let Some(path) = &config.socket {
         let listener = bind_socket(path).await?;
-        let local_app = app.layer(middleware::from_fn_with_state(Arc::clone(&ca), local_peer));
+        let local_app = app.layer(middleware::from_fn_with_state(local_audit, local_peer));
         let mut stopped = stopped.clone();
         tasks.push(tokio::spawn(async move {
             let served = axum::serve(
@@ -247,7 +284,7 @@ pub(crate) async fn start(
         addr = %addr,
         scheme = if tls { "https" } else { "http" },
         socket = ?config.socket,
-        user_ca = ca.keys.user.fingerprint(),
+        user_ca = keys.user.fingerprint(),
         "shiftkey-ca serving"
     );
     // Tasks that run until aborted at shutdown.
@@ -257,13 +294,18 @@ pub(crate) async fn start(
             .map_err(|e| StartError::Notifications(e.to_string()))?;
         let notifier = crate::notify::Notifier::new(settings.url.clone(), secret)
             .map_err(|e| StartError::Notifications(e.to_string()))?;
-        background.push(tokio::spawn(crate::notify::run(Arc::clone(&ca), notifier)));
+        background.push(tokio::spawn(crate::notify::run(
+            Arc::clone(&events),
+            Arc::clone(&metrics),
+            notifier,
+        )));
     }
-    background.push(tokio::spawn(crate::events::poll(Arc::clone(&ca))));
+    background.push(tokio::spawn(events.follow()));
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     Ok(Running {
         background,
-        ca,
+        policy,
+        audit,
         addr,
         tls,
         socket: config.socket.clone(),
@@ -290,7 +332,7 @@ impl Running {
             tokio::select! {
                 _ = self.signals.hup.recv() => {
                     // The outcome is audited and logged inside.
-                    let _ = self.ca.reload_policy().await;
+                    let _ = self.policy.reload().await;
                 }
                 _ = self.signals.term.recv() => break,
                 _ = self.signals.int.recv() => break,
@@ -315,16 +357,69 @@ impl Running {
         if let Some(path) = &self.socket {
             let _ = std::fs::remove_file(path);
         }
-        let stopped = Event {
-            kind: "ca.stopped",
-            actor: "system".into(),
-            outcome: Outcome::Info,
-            detail: json!({}),
-        };
-        if let Err(e) = self.ca.audit.record(stopped).await {
+        let stopped = Event::new("ca.stopped", "system", Outcome::Info, json!({}));
+        if let Err(e) = self.audit.record(stopped).await {
             tracing::error!(error = %e, "could not record the stop in the audit log");
         }
     }
+}
+
+/// The domain services and the API's state, wired together.
+fn services(
+    config: &Config,
+    keys: &Arc<CaKeys>,
+    policy: &Arc<CurrentPolicy>,
+    audit: &Audit,
+    metrics: &Arc<Metrics>,
+    oidc: Option<(Arc<OidcVerifier>, String)>,
+    recording_store: Arc<dyn crate::recording_store::RecordingStore>,
+) -> Result<AppState, StartError> {
+    let incidents = Arc::new(Incidents::new(audit.clone(), Arc::clone(policy)));
+    let oncall = Arc::new(OnCall::new(audit.clone(), Arc::clone(policy)));
+    let issuance = Arc::new(Issuance::new(
+        audit.clone(),
+        Arc::clone(policy),
+        Arc::clone(keys),
+        Arc::clone(metrics),
+        Arc::clone(&incidents),
+        Arc::clone(&oncall),
+    ));
+    Ok(AppState {
+        keys: Arc::clone(keys),
+        policy: Arc::clone(policy),
+        metrics: Arc::clone(metrics),
+        audit: audit.clone(),
+        auth: Arc::new(Authenticator::new(oidc, audit.clone(), Arc::clone(metrics))),
+        requests: Arc::new(Requests::new(
+            audit.clone(),
+            Arc::clone(policy),
+            Arc::clone(&issuance),
+        )),
+        issuance,
+        krl: Arc::new(Krl::new(Arc::clone(audit.store()), Arc::clone(keys))),
+        hosts: Arc::new(Hosts::new(
+            audit.clone(),
+            Arc::clone(policy),
+            Arc::clone(keys),
+        )),
+        sessions: Arc::new(Sessions::new(
+            audit.clone(),
+            Arc::clone(policy),
+            Arc::clone(keys),
+            Arc::clone(metrics),
+            Arc::clone(&incidents),
+        )),
+        recordings: Arc::new(Recordings::new(
+            audit.clone(),
+            recording_store,
+            Arc::clone(policy),
+            Arc::clone(keys),
+        )),
+        events: Arc::new(EventFeed::new(Arc::clone(audit.store()))),
+        webhooks: Arc::new(Webhooks::load(&config.webhooks)?),
+        incidents,
+        oncall,
+    })
 }
 
 /// HTTP/1.1 only, and clients must send their request headers within
@@ -377,7 +472,7 @@ impl Connected<IncomingStream<'_, UnixListener>> for UnixPeer {
 }
 
 async fn local_peer(
-    State(ca): State<Arc<Ca>>,
+    State(audit): State<Audit>,
     ConnectInfo(peer): ConnectInfo<UnixPeer>,
     mut request: Request,
     next: Next,
@@ -400,7 +495,8 @@ async fn local_peer(
                 |uid| format!("local-uid:{uid}"),
             );
             let detail = json!({ "path": request.uri().path() });
-            ca.refuse("auth.failed", actor, error, detail)
+            audit
+                .refuse("auth.failed", actor, Outcome::Deny, error, detail)
                 .await
                 .into_response()
         }

@@ -8,6 +8,7 @@
 //! the target, its incident is still open. Allowed or denied, the decision is
 //! audited before the answer leaves.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
@@ -16,14 +17,16 @@ use shiftkey_wire::{SessionGrant, SessionRequest};
 use ssh_key::certificate::{Builder, CertType};
 use ssh_key::{Certificate, HashAlg, PublicKey};
 
-use crate::audit::{Event, Outcome};
+use crate::audit::{self, Audit, Event, Outcome};
+use crate::current_policy::CurrentPolicy;
 use crate::hosts::{EnrolledHost, HostKind};
-use crate::http::error::ApiError;
-use crate::keys::rng;
+use crate::incidents::Incidents;
+use crate::keys::{CaKeys, rng};
+use crate::metrics::{Metrics, RoleLabels};
 use crate::policy::IncidentState;
-use crate::service::Ca;
-use crate::store::hosts::{self as store, StoredSession};
-use crate::store::{Change, IssuedCertificate};
+use crate::store::{
+    self, Change, Conflict, IssuedCertificate, KnownCertificate, Session, SessionStatus, Store,
+};
 
 /// Lifetime of a one-session certificate: long enough to connect, useless
 /// soon after (the session itself then lives on the open connection).
@@ -60,24 +63,68 @@ fn refusal(code: &'static str, message: impl Into<String>) -> Refusal {
 /// What the checks establish about an allowed session.
 struct Checked {
     user_cert: Certificate,
-    known: store::KnownCertificate,
+    known: KnownCertificate,
     role: crate::policy::Role,
     session_key: PublicKey,
 }
 
-impl Ca {
-    pub(crate) async fn authorize_session(
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    /// The CA refused the session; the code is in the audit row and the
+    /// answer, the message goes to the user's terminal.
+    #[error("{message}")]
+    Denied { code: &'static str, message: String },
+    #[error("only bastions report refusals")]
+    NotABastion,
+    #[error("signing failed: {0}")]
+    Signing(String),
+    #[error(transparent)]
+    Audit(#[from] audit::Error),
+}
+
+/// The CA's decisions on bastion sessions.
+#[derive(Debug)]
+pub(crate) struct Sessions {
+    store: Arc<dyn Store>,
+    audit: Audit,
+    policy: Arc<CurrentPolicy>,
+    keys: Arc<CaKeys>,
+    metrics: Arc<Metrics>,
+    incidents: Arc<Incidents>,
+}
+
+impl Sessions {
+    pub(crate) fn new(
+        audit: Audit,
+        policy: Arc<CurrentPolicy>,
+        keys: Arc<CaKeys>,
+        metrics: Arc<Metrics>,
+        incidents: Arc<Incidents>,
+    ) -> Self {
+        Self {
+            store: Arc::clone(audit.store()),
+            audit,
+            policy,
+            keys,
+            metrics,
+            incidents,
+        }
+    }
+
+    /// `POST /v1/sessions`: checks, audits and, when allowed, signs the
+    /// one-session certificate.
+    pub(crate) async fn authorize(
         &self,
         bastion: &EnrolledHost,
         request: SessionRequest,
-    ) -> Result<SessionGrant, ApiError> {
+    ) -> Result<SessionGrant, Error> {
         let detail = json!({
             "bastion": bastion.name,
             "target": format!("{}:{}", clip(&request.target_host), request.target_port),
             "principal": clip(&request.principal),
             "client_address": clip(&request.client_address),
         });
-        let checked = match self.check_session(bastion, &request) {
+        let checked = match self.check(bastion, &request).await {
             Ok(c) => c,
             Err(Refusal {
                 code,
@@ -89,18 +136,17 @@ impl Ca {
                 detail["message"] = json!(message);
                 self.metrics.deny("(session)", code);
                 self.audit
-                    .record(Event {
-                        kind: "session.denied",
-                        actor: identity.unwrap_or_else(|| bastion.identity()),
-                        outcome: Outcome::Deny,
+                    .record(Event::new(
+                        "session.denied",
+                        identity.unwrap_or_else(|| bastion.identity()),
+                        Outcome::Deny,
                         detail,
-                    })
-                    .await
-                    .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
-                return Err(ApiError::SessionDenied { code, message });
+                    ))
+                    .await?;
+                return Err(Error::Denied { code, message });
             }
         };
-        self.grant_session(bastion, &request, checked, detail).await
+        self.grant(bastion, &request, checked, detail).await
     }
 
     /// `POST /v1/sessions/refused`: a refusal the bastion made on its own,
@@ -109,9 +155,9 @@ impl Ca {
         &self,
         bastion: &EnrolledHost,
         refusal: shiftkey_wire::SessionRefusal,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         if bastion.kind != HostKind::Bastion {
-            return Err(ApiError::Forbidden("only bastions report refusals".into()));
+            return Err(Error::NotABastion);
         }
         let cert = Certificate::from_openssh(refusal.user_certificate.trim()).ok();
         // Who it was, as far as the certificate says; it may not be ours.
@@ -133,22 +179,18 @@ impl Ca {
         });
         self.metrics.deny("(session)", "bastion-refused");
         self.audit
-            .record(Event {
-                kind: "session.denied",
-                actor: subject,
-                outcome: Outcome::Deny,
-                detail,
-            })
-            .await
-            .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
+            .record(Event::new("session.denied", subject, Outcome::Deny, detail))
+            .await?;
         Ok(())
     }
 
-    fn check_session(
+    async fn check(
         &self,
         bastion: &EnrolledHost,
         request: &SessionRequest,
     ) -> Result<Checked, Refusal> {
+        let unavailable =
+            |_: store::Error| refusal("store-unavailable", "the CA cannot read its store");
         if bastion.kind != HostKind::Bastion {
             return Err(refusal(
                 "not-a-bastion",
@@ -169,8 +211,10 @@ impl Ca {
             )
         })?;
         let known = self
-            .read(|conn| store::user_certificate(conn, user_cert.serial()))
-            .map_err(|_| refusal("store-unavailable", "the CA cannot read its store"))?
+            .store
+            .user_certificate(user_cert.serial())
+            .await
+            .map_err(unavailable)?
             .ok_or_else(|| {
                 refusal(
                     "certificate-unknown",
@@ -193,18 +237,17 @@ impl Ca {
             ));
         }
         if let Some(reason) = self
-            .read(|conn| crate::store::lock_of(conn, &known.identity))
-            .map_err(|_| refusal("store-unavailable", "the CA cannot read its store"))?
+            .store
+            .lock_of(&known.identity)
+            .await
+            .map_err(unavailable)?
         {
             return Err(with_identity(
                 "identity-locked",
                 format!("an operator locked this identity out: {reason}"),
             ));
         }
-        if self
-            .read(|conn| store::is_revoked(conn, user_cert.serial()))
-            .map_err(|_| refusal("store-unavailable", "the CA cannot read its store"))?
-        {
+        if known.revoked {
             return Err(with_identity(
                 "certificate-revoked",
                 format!("certificate serial {} is revoked", user_cert.serial()),
@@ -225,7 +268,7 @@ impl Ca {
                 ),
             ));
         }
-        let policy = self.policy();
+        let policy = self.policy.get();
         let role = policy.role(&known.role).cloned().ok_or_else(|| {
             with_identity(
                 "role-gone",
@@ -246,15 +289,14 @@ impl Ca {
             ));
         }
         if let Some(incident) = &known.incident {
-            match self.incident_state(incident) {
-                Ok(IncidentState::Open { .. }) => {}
-                Ok(_) => {
+            match self.incidents.state(incident).await.map_err(unavailable)? {
+                IncidentState::Open { .. } => {}
+                _ => {
                     return Err(with_identity(
                         "incident-resolved",
                         format!("incident {incident} is resolved; access under it has ended"),
                     ));
                 }
-                Err(_) => return Err(refusal("store-unavailable", "the CA cannot read its store")),
             }
         }
         let session_key = crate::issue::parse_public_key(&request.session_key)
@@ -274,13 +316,13 @@ impl Ca {
         })
     }
 
-    async fn grant_session(
+    async fn grant(
         &self,
         bastion: &EnrolledHost,
         request: &SessionRequest,
         checked: Checked,
         detail: serde_json::Value,
-    ) -> Result<SessionGrant, ApiError> {
+    ) -> Result<SessionGrant, Error> {
         let Checked {
             user_cert,
             known,
@@ -288,7 +330,11 @@ impl Ca {
             session_key,
         } = checked;
         let session_id = new_session_id();
-        let serial = self.next_serial();
+        let serial = self
+            .store
+            .next_serial()
+            .await
+            .map_err(|e| Error::Audit(e.into()))?;
         let now = Utc::now();
         let now_secs = u64::try_from(now.timestamp()).unwrap_or(0);
         let valid_after = now_secs.saturating_sub(BACKDATE.as_secs());
@@ -325,10 +371,10 @@ impl Ca {
             }
             b.sign(self.keys.user.signing_key())
         };
-        let certificate = sign().map_err(|e| ApiError::Internal(format!("signing failed: {e}")))?;
+        let certificate = sign().map_err(|e| Error::Signing(e.to_string()))?;
         let line = certificate
             .to_openssh()
-            .map_err(|e| ApiError::Internal(format!("encoding failed: {e}")))?;
+            .map_err(|e| Error::Signing(format!("encoding: {e}")))?;
         let target = format!("{}:{}", request.target_host, request.target_port);
         let row = IssuedCertificate {
             serial,
@@ -344,7 +390,7 @@ impl Ca {
             issued_at: now.to_rfc3339_opts(SecondsFormat::Secs, true),
             certificate: line.clone(),
         };
-        let session = StoredSession {
+        let session = Session {
             id: session_id.clone(),
             identity: known.identity.clone(),
             user_serial: user_cert.serial(),
@@ -356,6 +402,10 @@ impl Ca {
             client_address: request.client_address.clone(),
             bastion: bastion.name.clone(),
             started_at: now.timestamp(),
+            ended_at: None,
+            exit_status: None,
+            end_reason: None,
+            status: SessionStatus::Live,
         };
         let mut detail = detail;
         detail["session"] = json!(session_id);
@@ -368,32 +418,32 @@ impl Ca {
         let committed = self
             .audit
             .record_change(
-                Event {
-                    kind: "session.authorized",
-                    actor: known.identity.clone(),
-                    outcome: Outcome::Allow,
+                Event::new(
+                    "session.authorized",
+                    known.identity.clone(),
+                    Outcome::Allow,
                     detail,
-                },
+                ),
                 Change::StartSession {
                     certificate: row,
-                    session,
+                    session: Box::new(session),
                 },
             )
             .await;
         match committed {
             Ok(_) => {}
-            Err(crate::audit::Error::Write(m)) if m.contains(crate::store::INCIDENT_NOT_OPEN) => {
-                return Err(ApiError::SessionDenied {
+            Err(audit::Error::Conflict(Conflict::IncidentNotOpen)) => {
+                return Err(Error::Denied {
                     code: "incident-resolved",
                     message: "the incident was resolved a moment ago; access under it has ended"
                         .into(),
                 });
             }
-            Err(e) => return Err(ApiError::AuditUnavailable(e.to_string())),
+            Err(e) => return Err(Error::Audit(e)),
         }
         self.metrics
             .sessions
-            .get_or_create(&crate::metrics::RoleLabels {
+            .get_or_create(&RoleLabels {
                 role: known.role.clone(),
             })
             .inc();

@@ -1,15 +1,21 @@
-//! API errors and their HTTP status, in one place.
+//! API errors and their HTTP status, in one place: every domain error
+//! becomes an [`ApiError`] here (`From` impls below, explicit per variant),
+//! and every `ApiError` has an explicit status.
 //!
-//! Every variant has an explicit status. 4xx answers are the caller's to fix
-//! and are not logged as errors; 5xx answers are logged with their cause.
+//! 4xx answers are the caller's to fix and are not logged as errors; 5xx
+//! answers are logged with their cause.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use shiftkey_wire::ErrorResponse;
 
+use crate::audit::{self, Explain};
 use crate::issue::RequestError;
 use crate::policy::Denied;
+use crate::{
+    hosts, incidents, issuance, oncall, recordings, requests, revocation, sessions, store,
+};
 
 #[derive(Debug)]
 pub(crate) enum ApiError {
@@ -186,5 +192,189 @@ impl IntoResponse for ApiError {
             hint: self.hint(),
         };
         (status, Json(body)).into_response()
+    }
+}
+
+impl Explain for ApiError {
+    fn code(&self) -> &'static str {
+        ApiError::code(self)
+    }
+
+    fn message(&self) -> String {
+        ApiError::message(self)
+    }
+}
+
+impl From<audit::Error> for ApiError {
+    fn from(e: audit::Error) -> Self {
+        ApiError::AuditUnavailable(e.to_string())
+    }
+}
+
+impl From<store::Error> for ApiError {
+    fn from(e: store::Error) -> Self {
+        ApiError::Internal(format!("store read failed: {e}"))
+    }
+}
+
+impl From<issuance::Error> for ApiError {
+    fn from(e: issuance::Error) -> Self {
+        match e {
+            issuance::Error::Rejected(e) => ApiError::BadRequest(e),
+            issuance::Error::Denied(d) => ApiError::Denied(d),
+            issuance::Error::Signing(m) => ApiError::Internal(m),
+            issuance::Error::Audit(e) => e.into(),
+            issuance::Error::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<requests::Error> for ApiError {
+    fn from(e: requests::Error) -> Self {
+        let message = e.to_string();
+        match e {
+            requests::Error::NotFound(_) => ApiError::Missing(message),
+            requests::Error::NotVisible => ApiError::Forbidden(message),
+            requests::Error::SelfApproval => ApiError::Decision {
+                code: "self-approval",
+                message,
+            },
+            requests::Error::NotAnApprover(_) => ApiError::Decision {
+                code: "not-an-approver",
+                message,
+            },
+            requests::Error::NotPending { .. } | requests::Error::Changed => {
+                ApiError::Conflict(message)
+            }
+            requests::Error::ReasonRequired => ApiError::InvalidBody(message),
+            requests::Error::Corrupt(m) => ApiError::Internal(m),
+            requests::Error::Issuance(e) => e.into(),
+            requests::Error::Audit(e) => e.into(),
+            requests::Error::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<incidents::Error> for ApiError {
+    fn from(e: incidents::Error) -> Self {
+        let message = e.to_string();
+        match e {
+            incidents::Error::NoRole(_) => ApiError::Forbidden(message),
+            incidents::Error::NotFound(_) => ApiError::Missing(message),
+            incidents::Error::Exists(_)
+            | incidents::Error::AlreadyResolved(_)
+            | incidents::Error::ResolvedMeanwhile(_) => ApiError::Conflict(message),
+            incidents::Error::Audit(e) => e.into(),
+            incidents::Error::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<oncall::Error> for ApiError {
+    fn from(e: oncall::Error) -> Self {
+        let message = e.to_string();
+        match e {
+            oncall::Error::NoRole => ApiError::Forbidden(message),
+            oncall::Error::NoSchedule(_) => ApiError::Missing(message),
+            oncall::Error::BadMember(_) | oncall::Error::BadWindow | oncall::Error::NoReason => {
+                ApiError::InvalidBody(message)
+            }
+            oncall::Error::Audit(e) => e.into(),
+            oncall::Error::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<revocation::Error> for ApiError {
+    fn from(e: revocation::Error) -> Self {
+        match e {
+            revocation::Error::Krl(m) => ApiError::Internal(format!("cannot encode the KRL: {m}")),
+            revocation::Error::Audit(e) => e.into(),
+            revocation::Error::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<hosts::Error> for ApiError {
+    fn from(e: hosts::Error) -> Self {
+        let message = e.to_string();
+        match e {
+            hosts::Error::TokenUnknown => ApiError::Unauthenticated {
+                code: "token-unknown",
+                message,
+            },
+            hosts::Error::TokenUsed => ApiError::Unauthenticated {
+                code: "token-used",
+                message,
+            },
+            hosts::Error::TokenExpired => ApiError::Unauthenticated {
+                code: "token-expired",
+                message,
+            },
+            hosts::Error::BadKey(e) => ApiError::BadRequest(e),
+            hosts::Error::NotABastion(_) | hosts::Error::NotCovered(_) => {
+                ApiError::Forbidden(message)
+            }
+            hosts::Error::Signing(m) => ApiError::Internal(m),
+            hosts::Error::Audit(e) => e.into(),
+            hosts::Error::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<hosts::AuthError> for ApiError {
+    fn from(e: hosts::AuthError) -> Self {
+        let code = e.code();
+        match e {
+            hosts::AuthError::Missing
+            | hosts::AuthError::Malformed(_)
+            | hosts::AuthError::Stale
+            | hosts::AuthError::NotHostCertificate
+            | hosts::AuthError::CertificateInvalid(_)
+            | hosts::AuthError::SignatureInvalid
+            | hosts::AuthError::Unknown => ApiError::Unauthenticated {
+                code,
+                message: e.to_string(),
+            },
+            hosts::AuthError::Store(e) => e.into(),
+            hosts::AuthError::Audit(e) => e.into(),
+        }
+    }
+}
+
+impl From<sessions::Error> for ApiError {
+    fn from(e: sessions::Error) -> Self {
+        let message = e.to_string();
+        match e {
+            sessions::Error::Denied { code, message } => ApiError::SessionDenied { code, message },
+            sessions::Error::NotABastion => ApiError::Forbidden(message),
+            sessions::Error::Signing(m) => ApiError::Internal(m),
+            sessions::Error::Audit(e) => e.into(),
+        }
+    }
+}
+
+impl From<recordings::Error> for ApiError {
+    fn from(e: recordings::Error) -> Self {
+        use recordings::Error as R;
+        let message = e.to_string();
+        match e {
+            R::NotABastion | R::OtherBastion(_) | R::NotAReviewer => ApiError::Forbidden(message),
+            R::NoSession(_) | R::BadFileName(_) | R::NoRecording(_) | R::NoFile { .. } => {
+                ApiError::Missing(message)
+            }
+            R::OffsetRequired | R::BadSeal(_) | R::PastEnd { .. } | R::BadQuery | R::BadPurpose => {
+                ApiError::InvalidBody(message)
+            }
+            R::NotLive { .. }
+            | R::Sealing(_)
+            | R::Gap { .. }
+            | R::Mismatch { .. }
+            | R::SealFinal { .. }
+            | R::SealedMeanwhile(_) => ApiError::Conflict(message),
+            R::Bytes(_) | R::Signing(_) => ApiError::Internal(message),
+            R::Audit(e) => e.into(),
+            R::Store(e) => e.into(),
+        }
     }
 }

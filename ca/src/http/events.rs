@@ -13,11 +13,12 @@ use axum::routing::get;
 use futures_util::stream::{self, Stream, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::events::{CaEvent, read_since};
-use crate::http::error::ApiError;
-use crate::service::Ca;
+use super::error::ApiError;
+use super::hosts::Subscriber;
+use super::state::AppState;
+use crate::events::{CaEvent, EventFeed, MAX_BACKLOG, read_since};
 
-pub(crate) fn routes() -> Router<Arc<Ca>> {
+pub(super) fn routes() -> Router<AppState> {
     Router::new().route("/v1/events", get(subscribe))
 }
 
@@ -35,14 +36,14 @@ fn to_sse(event: &CaEvent) -> Result<Event, Infallible> {
 }
 
 async fn subscribe(
-    State(ca): State<Arc<Ca>>,
-    subscriber: super::hosts::Subscriber,
+    State(feed): State<Arc<EventFeed>>,
+    subscriber: Subscriber,
     headers: HeaderMap,
     Query(query): Query<Since>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     tracing::debug!(subscriber = %subscriber.identity(), "event stream opened");
     // Subscribe before reading the backlog, so nothing falls between them.
-    let receiver = ca.events.subscribe();
+    let receiver = feed.subscribe();
     let since = query.since.or_else(|| {
         headers
             .get("last-event-id")
@@ -50,7 +51,7 @@ async fn subscribe(
             .and_then(|v| v.trim().parse().ok())
     });
     let backlog = match since {
-        Some(since) => read_since(&ca, since)?,
+        Some(since) => read_since(feed.store(), since).await?,
         None => Vec::new(),
     };
     let last = backlog.last().map(|e| e.seq).or(since).unwrap_or(0);
@@ -58,7 +59,7 @@ async fn subscribe(
     // `more` event: the subscriber reconnects with Last-Event-ID and gets
     // the next page. Live events are only attached to a complete backlog, so
     // nothing falls into a gap.
-    let truncated = backlog.len() >= crate::events::MAX_BACKLOG;
+    let truncated = backlog.len() >= MAX_BACKLOG;
     let mut replay: Vec<Result<Event, Infallible>> = backlog.iter().map(to_sse).collect();
     if truncated {
         replay.push(Ok(Event::default()

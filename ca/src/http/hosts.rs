@@ -1,7 +1,9 @@
 //! Routes for enrolled hosts and bastions: enrollment with a join token,
-//! renewal, the bastion's certificates for target names, and sessions.
+//! renewal, the bastion's certificates for target names, and sessions; and
+//! the extractors that authenticate a host's signed request.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Json;
 use axum::Router;
@@ -15,12 +17,15 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use shiftkey_wire::{EnrollRequest, HostCertificateResponse, SessionGrant};
 
-use crate::hosts::EnrolledHost;
-use crate::http::error::ApiError;
+use super::error::ApiError;
+use super::state::AppState;
+use crate::audit::{Audit, Explain, Outcome};
+use crate::hosts::{EnrolledHost, Hosts};
 use crate::identity::Caller;
-use crate::service::Ca;
+use crate::metrics::{KindLabels, Metrics};
+use crate::sessions::Sessions;
 
-pub(crate) fn routes() -> Router<Arc<Ca>> {
+pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/hosts/enroll", post(enroll))
         .route("/v1/hosts/renew", post(renew))
@@ -30,56 +35,59 @@ pub(crate) fn routes() -> Router<Arc<Ca>> {
 }
 
 async fn enroll(
-    State(ca): State<Arc<Ca>>,
+    State(hosts): State<Arc<Hosts>>,
+    State(audit): State<Audit>,
     body: Result<Json<EnrollRequest>, JsonRejection>,
 ) -> Result<Json<HostCertificateResponse>, ApiError> {
     let request = match body {
         Ok(Json(r)) => r,
         Err(rejection) => {
-            return Err(ca
+            return Err(audit
                 .refuse(
                     "host.enroll_refused",
                     "anonymous".into(),
+                    Outcome::Deny,
                     ApiError::InvalidBody(rejection.body_text()),
                     json!({}),
                 )
                 .await);
         }
     };
-    Ok(Json(ca.enroll(request, "https").await?))
+    Ok(Json(hosts.enroll(request, "https").await?))
 }
 
 async fn renew(
-    State(ca): State<Arc<Ca>>,
+    State(hosts): State<Arc<Hosts>>,
     Enrolled(host, body): Enrolled<shiftkey_wire::RenewRequest>,
 ) -> Result<Json<HostCertificateResponse>, ApiError> {
-    Ok(Json(ca.renew_host(&host, body).await?))
+    Ok(Json(hosts.renew(&host, body).await?))
 }
 
 async fn present(
-    State(ca): State<Arc<Ca>>,
+    State(hosts): State<Arc<Hosts>>,
     Enrolled(host, body): Enrolled<shiftkey_wire::PresentRequest>,
 ) -> Result<Json<HostCertificateResponse>, ApiError> {
-    Ok(Json(ca.present_as(&host, &body.target).await?))
+    Ok(Json(hosts.present_as(&host, &body.target).await?))
 }
 
 async fn sessions(
-    State(ca): State<Arc<Ca>>,
+    State(sessions): State<Arc<Sessions>>,
+    State(metrics): State<Arc<Metrics>>,
     Enrolled(host, body): Enrolled<shiftkey_wire::SessionRequest>,
 ) -> Result<Json<SessionGrant>, ApiError> {
-    let started = std::time::Instant::now();
-    let result = ca.authorize_session(&host, body).await;
-    ca.metrics
+    let started = Instant::now();
+    let result = sessions.authorize(&host, body).await;
+    metrics
         .issue_latency
         .observe(started.elapsed().as_secs_f64());
     Ok(Json(result?))
 }
 
 async fn refused(
-    State(ca): State<Arc<Ca>>,
+    State(sessions): State<Arc<Sessions>>,
     Enrolled(host, body): Enrolled<shiftkey_wire::SessionRefusal>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    ca.record_bastion_refusal(&host, body).await?;
+    sessions.record_bastion_refusal(&host, body).await?;
     Ok(Json(json!({ "recorded": true })))
 }
 
@@ -87,22 +95,24 @@ async fn refused(
 /// with its JSON body. The signature covers the body, so the body is read
 /// here, checked, then parsed. Failures are audited like failed logins.
 #[derive(Debug)]
-pub(crate) struct Enrolled<T>(pub(crate) EnrolledHost, pub(crate) T);
+pub(super) struct Enrolled<T>(pub(super) EnrolledHost, pub(super) T);
 
-impl<T: DeserializeOwned + Send> FromRequest<Arc<Ca>> for Enrolled<T> {
+impl<T: DeserializeOwned + Send> FromRequest<AppState> for Enrolled<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, ca: &Arc<Ca>) -> Result<Self, Self::Rejection> {
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let path = path_and_query(request.uri());
-        let EnrolledBytes(host, body) = EnrolledBytes::from_request(request, ca).await?;
+        let EnrolledBytes(host, body) = EnrolledBytes::from_request(request, state).await?;
         let parsed = serde_json::from_slice(if body.is_empty() { b"{}" } else { &body })
             .map_err(|e| ApiError::InvalidBody(e.to_string()));
         match parsed {
             Ok(value) => Ok(Enrolled(host, value)),
-            Err(e) => Err(ca
+            Err(e) => Err(state
+                .audit
                 .refuse(
                     "request.rejected",
                     host.identity(),
+                    Outcome::Deny,
                     e,
                     json!({ "path": path }),
                 )
@@ -114,12 +124,12 @@ impl<T: DeserializeOwned + Send> FromRequest<Arc<Ca>> for Enrolled<T> {
 /// Like [`Enrolled`], with the body as the raw bytes the host signed (a
 /// recording chunk). The route's own `DefaultBodyLimit` bounds it.
 #[derive(Debug)]
-pub(crate) struct EnrolledBytes(pub(crate) EnrolledHost, pub(crate) Bytes);
+pub(super) struct EnrolledBytes(pub(super) EnrolledHost, pub(super) Bytes);
 
-impl FromRequest<Arc<Ca>> for EnrolledBytes {
+impl FromRequest<AppState> for EnrolledBytes {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, ca: &Arc<Ca>) -> Result<Self, Self::Rejection> {
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let method = request.method().as_str().to_owned();
         let path = path_and_query(request.uri());
         let header = request
@@ -127,10 +137,10 @@ impl FromRequest<Arc<Ca>> for EnrolledBytes {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let body = Bytes::from_request(request, ca)
+        let body = Bytes::from_request(request, state)
             .await
             .map_err(|_| ApiError::PayloadTooLarge)?;
-        let host = authenticate(ca, header.as_deref(), &method, &path, &body).await?;
+        let host = authenticate(state, header.as_deref(), &method, &path, &body).await?;
         Ok(EnrolledBytes(host, body))
     }
 }
@@ -141,51 +151,41 @@ fn path_and_query(uri: &axum::http::Uri) -> String {
         .map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned())
 }
 
+/// The host behind a signed request; a refusal is audited (by `Hosts`)
+/// and counted.
 async fn authenticate(
-    ca: &Ca,
+    state: &AppState,
     header: Option<&str>,
     method: &str,
     path: &str,
     body: &[u8],
 ) -> Result<EnrolledHost, ApiError> {
-    let result = match header {
-        None => Err(ApiError::Unauthenticated {
-            code: "missing-host-auth",
-            message: "enrolled hosts sign their requests (`Authorization: Shiftkey-Host ...`); enroll first with a join token".into(),
-        }),
-        Some(value) => ca.authenticate_host(value, method, path, body),
-    };
-    match result {
-        Ok(host) => Ok(host),
-        Err(error) => {
-            ca.metrics
+    state
+        .hosts
+        .authenticate(header, method, path, body)
+        .await
+        .map_err(|error| {
+            state
+                .metrics
                 .auth_failures
-                .get_or_create(&crate::metrics::KindLabels {
+                .get_or_create(&KindLabels {
                     kind: error.code().to_owned(),
                 })
                 .inc();
-            Err(ca
-                .refuse(
-                    "auth.failed",
-                    "anonymous".into(),
-                    error,
-                    json!({ "path": path }),
-                )
-                .await)
-        }
-    }
+            ApiError::from(error)
+        })
 }
 
 /// Who may follow `/v1/events`: any authenticated caller, or an enrolled
 /// bastion (which must end sessions the moment their access ends).
 #[derive(Debug)]
-pub(crate) enum Subscriber {
+pub(super) enum Subscriber {
     Caller(Caller),
     Host(EnrolledHost),
 }
 
 impl Subscriber {
-    pub(crate) fn identity(&self) -> String {
+    pub(super) fn identity(&self) -> String {
         match self {
             Subscriber::Caller(c) => c.identity(),
             Subscriber::Host(h) => h.identity(),
@@ -193,10 +193,13 @@ impl Subscriber {
     }
 }
 
-impl FromRequestParts<Arc<Ca>> for Subscriber {
+impl FromRequestParts<AppState> for Subscriber {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, ca: &Arc<Ca>) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let host_auth = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -208,11 +211,11 @@ impl FromRequestParts<Arc<Ca>> for Subscriber {
                 let path = path_and_query(&parts.uri);
                 let method = parts.method.as_str().to_owned();
                 Ok(Subscriber::Host(
-                    authenticate(ca, Some(&value), &method, &path, b"").await?,
+                    authenticate(state, Some(&value), &method, &path, b"").await?,
                 ))
             }
             None => Ok(Subscriber::Caller(
-                Caller::from_request_parts(parts, ca).await?,
+                Caller::from_request_parts(parts, state).await?,
             )),
         }
     }

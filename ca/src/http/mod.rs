@@ -1,10 +1,12 @@
 //! The HTTP API (`/v1/...`, `/healthz`, `/metrics`), served over HTTPS and
 //! over the local Unix socket by the same router.
 
+mod auth;
 pub(crate) mod error;
 mod events;
 mod hosts;
 mod recordings;
+mod state;
 pub(crate) mod webhooks;
 
 use std::sync::Arc;
@@ -13,29 +15,37 @@ use std::time::{Duration, Instant};
 use axum::Json;
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
-use axum::http::request::Parts;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 use shiftkey_wire::{CaConfigResponse, CertificateRequest, RoleInfo, RolesResponse};
 
+use crate::current_policy::CurrentPolicy;
 use crate::identity::Caller;
-use crate::service::Ca;
+use crate::incidents::Incidents;
+use crate::issuance::{Issuance, Issued};
+use crate::keys::CaKeys;
+use crate::metrics::Metrics;
+use crate::oncall::OnCall;
+use crate::requests::Requests;
+use crate::revocation::Krl;
 use error::ApiError;
+
+pub(crate) use auth::{Authenticator, LocalPeer};
+pub(crate) use state::AppState;
+pub(crate) use webhooks::Webhooks;
 
 /// Largest request body accepted. A certificate request is well under 16 KiB.
 pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 const OPENAPI: &str = include_str!("openapi.json");
 
-/// Marks a request that arrived on the local socket, with the peer's identity.
-/// Only the socket listener inserts it; nothing from the wire can.
-#[derive(Debug, Clone)]
-pub(crate) struct LocalPeer(pub(crate) Caller);
-
-pub(crate) fn router(ca: Arc<Ca>, request_timeout: Duration) -> Router {
-    Router::new()
+/// The whole service: the API's routes on `state`, `pages` (the review UI,
+/// with its own state) beside them, the one fallback, the body limit and
+/// the request timeout.
+pub(crate) fn app(state: AppState, pages: Router, request_timeout: Duration) -> Router {
+    let api = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi))
@@ -58,24 +68,26 @@ pub(crate) fn router(ca: Arc<Ca>, request_timeout: Duration) -> Router {
         .merge(events::routes())
         .merge(hosts::routes())
         .merge(recordings::routes())
-        .merge(crate::ui::routes())
+        .with_state(state);
+    Router::new()
+        .merge(api)
+        .merge(pages)
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             request_timeout,
         ))
-        .with_state(ca)
 }
 
 async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn metrics(State(ca): State<Arc<Ca>>) -> Response {
+async fn metrics(State(metrics): State<Arc<Metrics>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        ca.metrics.render(),
+        metrics.render(),
     )
         .into_response()
 }
@@ -84,29 +96,32 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
-async fn config(State(ca): State<Arc<Ca>>) -> Json<CaConfigResponse> {
+async fn config(
+    State(auth): State<Arc<Authenticator>>,
+    State(keys): State<Arc<CaKeys>>,
+) -> Json<CaConfigResponse> {
     Json(CaConfigResponse {
-        oidc_issuer: ca.oidc.as_ref().map(|o| o.issuer().to_owned()),
-        oidc_client_id: ca.oidc_client_id.clone(),
-        user_ca_keys: vec![ca.keys.user.public_line().to_owned()],
-        host_ca_keys: vec![ca.keys.host.public_line().to_owned()],
+        oidc_issuer: auth.issuer(),
+        oidc_client_id: auth.client_id(),
+        user_ca_keys: vec![keys.user.public_line().to_owned()],
+        host_ca_keys: vec![keys.host.public_line().to_owned()],
     })
 }
 
 /// One key per line, ready for `TrustedUserCAKeys`.
-async fn user_ca_keys(State(ca): State<Arc<Ca>>) -> Response {
+async fn user_ca_keys(State(keys): State<Arc<CaKeys>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain")],
-        format!("{}\n", ca.keys.user.public_line()),
+        format!("{}\n", keys.user.public_line()),
     )
         .into_response()
 }
 
 /// One key per line, ready for an `@cert-authority` known_hosts line.
-async fn host_ca_keys(State(ca): State<Arc<Ca>>) -> Response {
+async fn host_ca_keys(State(keys): State<Arc<CaKeys>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain")],
-        format!("{}\n", ca.keys.host.public_line()),
+        format!("{}\n", keys.host.public_line()),
     )
         .into_response()
 }
@@ -117,9 +132,9 @@ async fn whoami(caller: Caller) -> Json<serde_json::Value> {
 
 /// The roles granted to the caller, with their hosts: what `shiftkey
 /// ssh-config` and `shiftkey access` show. Read-only, not audited.
-async fn roles(State(ca): State<Arc<Ca>>, caller: Caller) -> Json<RolesResponse> {
+async fn roles(State(policy): State<Arc<CurrentPolicy>>, caller: Caller) -> Json<RolesResponse> {
     let identity = caller.identity();
-    let policy = ca.policy();
+    let policy = policy.get();
     let roles = policy
         .granted_roles(&identity, caller.groups())
         .into_iter()
@@ -150,12 +165,12 @@ struct ScheduleFilter {
 
 /// A cover or swap: someone on call in place of the schedule, for a while.
 async fn add_override(
-    State(ca): State<Arc<Ca>>,
+    State(oncall): State<Arc<OnCall>>,
     caller: Caller,
     body: Result<Json<shiftkey_wire::OverrideRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<crate::store::StoredOverride>), ApiError> {
     let Json(request) = body.map_err(|r| ApiError::InvalidBody(r.body_text()))?;
-    let stored = ca
+    let stored = oncall
         .add_override(
             &caller,
             &request.schedule,
@@ -171,13 +186,14 @@ async fn add_override(
 /// Who is on call now and next, per schedule (any authenticated caller: the
 /// people paged are no secret to their colleagues).
 async fn on_call(
-    State(ca): State<Arc<Ca>>,
+    State(policy): State<Arc<CurrentPolicy>>,
+    State(oncall): State<Arc<OnCall>>,
     _caller: Caller,
     axum::extract::Query(filter): axum::extract::Query<ScheduleFilter>,
 ) -> Result<Json<Vec<shiftkey_wire::OnCallSchedule>>, ApiError> {
-    let policy = ca.policy();
+    let policy = policy.get();
     let only = filter.schedule.clone();
-    let overrides = ca.overrides()?;
+    let overrides = oncall.overrides().await?;
     // Calendar expansion is CPU work: keep it off the async workers.
     let overview = tokio::task::spawn_blocking(move || {
         policy.on_call_overview(only.as_deref(), chrono::Utc::now(), &overrides)
@@ -209,8 +225,8 @@ async fn on_call(
 
 /// The OpenSSH KRL hosts fetch into `RevokedKeys`: built from the store on
 /// every request, so a revocation is served the moment it is committed.
-async fn krl(State(ca): State<Arc<Ca>>) -> Result<Response, ApiError> {
-    let bytes = ca.krl()?;
+async fn krl(State(krl): State<Arc<Krl>>) -> Result<Response, ApiError> {
+    let bytes = krl.bytes().await?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream"),
@@ -228,16 +244,16 @@ struct IncidentFilter {
 }
 
 async fn list_incidents(
-    State(ca): State<Arc<Ca>>,
+    State(incidents): State<Arc<Incidents>>,
     _caller: Caller,
     axum::extract::Query(filter): axum::extract::Query<IncidentFilter>,
 ) -> Result<Json<Vec<shiftkey_wire::Incident>>, ApiError> {
     let open_only = filter.status.as_deref() == Some("open");
-    Ok(Json(ca.incidents(open_only)?))
+    Ok(Json(incidents.list(open_only).await?))
 }
 
 async fn open_incident(
-    State(ca): State<Arc<Ca>>,
+    State(incidents): State<Arc<Incidents>>,
     caller: Caller,
     body: Result<Json<shiftkey_wire::OpenIncidentRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<shiftkey_wire::Incident>), ApiError> {
@@ -273,81 +289,72 @@ async fn open_incident(
             "severity is sev1 (the worst) to sev4",
         )
     })?;
-    let incident = ca
-        .open_incident(&caller, request.id, title.to_owned(), severity, "manual")
+    let incident = incidents
+        .open(&caller, request.id, title.to_owned(), severity, "manual")
         .await?;
     Ok((StatusCode::CREATED, Json(incident)))
 }
 
 async fn resolve_incident(
-    State(ca): State<Arc<Ca>>,
+    State(incidents): State<Arc<Incidents>>,
     caller: Caller,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Result<Json<shiftkey_wire::ResolveIncidentResponse>, ApiError> {
-    if ca
-        .policy()
-        .granted_roles(&caller.identity(), caller.groups())
-        .is_empty()
-    {
-        return Err(ApiError::Forbidden(
-            "only people who hold a role may resolve incidents".into(),
-        ));
-    }
-    let (incident, revoked_serials) = ca.resolve_incident(caller.identity(), &id).await?;
+    let resolved = incidents.resolve(&caller, &id).await?;
     Ok(Json(shiftkey_wire::ResolveIncidentResponse {
-        incident,
-        revoked_serials,
+        incident: resolved.incident,
+        revoked_serials: resolved.revoked_serials,
     }))
 }
 
 async fn issue_certificate(
-    State(ca): State<Arc<Ca>>,
+    State(issuance): State<Arc<Issuance>>,
+    State(metrics): State<Arc<Metrics>>,
     caller: Caller,
     body: Result<Json<CertificateRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let result = match body {
-        Ok(Json(request)) => ca.issue(&caller, request).await,
+        Ok(Json(request)) => issuance
+            .issue(&caller, request)
+            .await
+            .map_err(ApiError::from),
         Err(rejection) => {
             let error = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge
             } else {
                 ApiError::InvalidBody(rejection.body_text())
             };
-            Err(ca
-                .refuse("certificate.rejected", caller.identity(), error, json!({}))
-                .await)
+            Err(issuance.reject(caller.identity(), error, json!({})).await)
         }
     };
-    ca.metrics
+    metrics
         .issue_latency
         .observe(started.elapsed().as_secs_f64());
     Ok(match result? {
-        crate::service::Issued::Certificate(certificate) => Json(certificate).into_response(),
+        Issued::Certificate(certificate) => Json(certificate).into_response(),
         // The role needs approvals: 202, and the request to follow.
-        crate::service::Issued::Pending(request) => {
-            (StatusCode::ACCEPTED, Json(request)).into_response()
-        }
+        Issued::Pending(request) => (StatusCode::ACCEPTED, Json(request)).into_response(),
     })
 }
 
 async fn list_requests(
-    State(ca): State<Arc<Ca>>,
+    State(requests): State<Arc<Requests>>,
     caller: Caller,
 ) -> Result<Json<Vec<shiftkey_wire::AccessRequest>>, ApiError> {
-    Ok(Json(ca.requests_for(&caller)?))
+    Ok(Json(requests.pending_for(&caller).await?))
 }
 
 async fn get_request(
-    State(ca): State<Arc<Ca>>,
+    State(requests): State<Arc<Requests>>,
     caller: Caller,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Result<Json<shiftkey_wire::AccessRequest>, ApiError> {
-    Ok(Json(ca.look_at_request(&caller, &id).await?))
+    Ok(Json(requests.look(&caller, &id).await?))
 }
 
 async fn decide_request(
-    ca: Arc<Ca>,
+    requests: &Requests,
     caller: Caller,
     id: String,
     body: Result<Json<shiftkey_wire::Decision>, JsonRejection>,
@@ -359,102 +366,23 @@ async fn decide_request(
         Err(JsonRejection::MissingJsonContentType(_)) => None,
         Err(rejection) => return Err(ApiError::InvalidBody(rejection.body_text())),
     };
-    Ok(Json(ca.decide(&caller, &id, approve, reason).await?))
+    Ok(Json(requests.decide(&caller, &id, approve, reason).await?))
 }
 
 async fn approve_request(
-    State(ca): State<Arc<Ca>>,
+    State(requests): State<Arc<Requests>>,
     caller: Caller,
     axum::extract::Path(id): axum::extract::Path<String>,
     body: Result<Json<shiftkey_wire::Decision>, JsonRejection>,
 ) -> Result<Json<shiftkey_wire::AccessRequest>, ApiError> {
-    decide_request(ca, caller, id, body, true).await
+    decide_request(&requests, caller, id, body, true).await
 }
 
 async fn deny_request(
-    State(ca): State<Arc<Ca>>,
+    State(requests): State<Arc<Requests>>,
     caller: Caller,
     axum::extract::Path(id): axum::extract::Path<String>,
     body: Result<Json<shiftkey_wire::Decision>, JsonRejection>,
 ) -> Result<Json<shiftkey_wire::AccessRequest>, ApiError> {
-    decide_request(ca, caller, id, body, false).await
-}
-
-impl FromRequestParts<Arc<Ca>> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, ca: &Arc<Ca>) -> Result<Self, Self::Rejection> {
-        if let Some(LocalPeer(caller)) = parts.extensions.get::<LocalPeer>() {
-            return Ok(caller.clone());
-        }
-        let fail =
-            |code: &'static str, message: String| ApiError::Unauthenticated { code, message };
-        let token = match parts.headers.get(header::AUTHORIZATION).map(|v| v.to_str()) {
-            None => Err(fail(
-                "missing-token",
-                "send an OIDC ID token as `Authorization: Bearer TOKEN`".into(),
-            )),
-            Some(Err(_)) => Err(fail(
-                "malformed-authorization",
-                "the Authorization header is not text".into(),
-            )),
-            Some(Ok(value)) => match value.strip_prefix("Bearer ") {
-                Some(token) if !token.trim().is_empty() => Ok(token.trim()),
-                _ => Err(fail(
-                    "malformed-authorization",
-                    "the Authorization header must be `Bearer TOKEN`".into(),
-                )),
-            },
-        };
-        let verified = match (token, &ca.oidc) {
-            (Err(e), _) => Err(e),
-            (Ok(_), None) => Err(fail(
-                "oidc-not-configured",
-                "this CA has no OIDC issuer configured; use its local socket or ask the operator to set [oidc] in ca.toml".into(),
-            )),
-            (Ok(token), Some(verifier)) => match verifier.verify(token).await {
-                Ok(token) => Ok(token),
-                // Not the caller's fault, and the cause (URLs, resolver
-                // errors) is for the operator's log, not for the caller.
-                Err(e) if e.is_provider_unavailable() => Err(ApiError::IdentityProviderUnavailable(e.to_string())),
-                Err(e) => Err(fail(e.code(), format!("the ID token was refused: {e}"))),
-            },
-        };
-        match verified {
-            // The email becomes the key ID's first field; `oidc` already
-            // refuses unsafe ones, and this keeps it so whatever changes there.
-            Ok(token) if crate::identity::is_safe_token(&token.email) => Ok(Caller::User {
-                email: token.email,
-                groups: token.groups,
-            }),
-            Ok(_) => Err(ca
-                .refuse(
-                    "auth.failed",
-                    "anonymous".into(),
-                    fail(
-                        "invalid-email",
-                        "the ID token's email cannot be used as an identity".into(),
-                    ),
-                    json!({ "path": parts.uri.path() }),
-                )
-                .await),
-            Err(error) => {
-                ca.metrics
-                    .auth_failures
-                    .get_or_create(&crate::metrics::KindLabels {
-                        kind: error.code().to_owned(),
-                    })
-                    .inc();
-                let path = parts.uri.path().to_owned();
-                Err(ca
-                    .refuse(
-                        "auth.failed",
-                        "anonymous".into(),
-                        error,
-                        json!({ "path": path }),
-                    )
-                    .await)
-            }
-        }
-    }
+    decide_request(&requests, caller, id, body, false).await
 }

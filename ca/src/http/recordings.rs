@@ -16,18 +16,17 @@ use shiftkey_wire::{
     RecordingChunkAck, RecordingDetail, RecordingInfo, RecordingMatch, SealRequest,
 };
 
-use crate::http::error::ApiError;
-use crate::http::hosts::{Enrolled, EnrolledBytes};
+use super::error::ApiError;
+use super::hosts::{Enrolled, EnrolledBytes};
+use super::state::AppState;
 use crate::identity::Caller;
-use crate::recordings::{MAX_CHUNK, MAX_LIST, MAX_SEAL_BODY, Purpose};
-use crate::service::Ca;
-use crate::store::recordings::Filter;
+use crate::recordings::{self, MAX_CHUNK, MAX_LIST, MAX_READ, MAX_SEAL_BODY, Purpose, Recordings};
+use crate::store::SessionFilter;
 
 /// Header on file reads: the file's whole length at the CA right now.
 const FILE_LENGTH_HEADER: &str = "x-shiftkey-file-length";
-const STATUSES: [&str; 4] = ["live", "ended", "sealed", "verification-failed"];
 
-pub(crate) fn routes() -> Router<Arc<Ca>> {
+pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/recordings", get(list))
         .route("/v1/recordings/search", get(search))
@@ -57,24 +56,25 @@ struct OffsetQuery {
 }
 
 async fn upload(
-    State(ca): State<Arc<Ca>>,
+    State(recordings): State<Arc<Recordings>>,
     Path((session, name)): Path<(String, String)>,
     params: Result<Query<OffsetQuery>, QueryRejection>,
     EnrolledBytes(host, chunk): EnrolledBytes,
 ) -> Result<Json<RecordingChunkAck>, ApiError> {
     let offset = query(params)?.offset;
     Ok(Json(
-        ca.upload_chunk(&host, &session, &name, offset, &chunk)
+        recordings
+            .upload_chunk(&host, &session, &name, offset, chunk.to_vec())
             .await?,
     ))
 }
 
 async fn seal(
-    State(ca): State<Arc<Ca>>,
+    State(recordings): State<Arc<Recordings>>,
     Path(session): Path<String>,
     Enrolled(host, request): Enrolled<SealRequest>,
 ) -> Result<Json<RecordingDetail>, ApiError> {
-    Ok(Json(ca.seal_recording(&host, &session, request).await?))
+    Ok(Json(recordings.seal(&host, &session, request).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,21 +91,21 @@ struct ListQuery {
 }
 
 async fn list(
-    State(ca): State<Arc<Ca>>,
+    State(recordings): State<Arc<Recordings>>,
     caller: Caller,
     params: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Vec<RecordingInfo>>, ApiError> {
-    let reviewer = ca.reviewer(&caller, "/v1/recordings").await?;
+    let reviewer = recordings.reviewer(&caller, "/v1/recordings").await?;
     let params = query(params)?;
-    if let Some(status) = &params.status
-        && !STATUSES.contains(&status.as_str())
-    {
-        return Err(ApiError::InvalidBody(format!(
-            "status is one of {}",
-            STATUSES.join(", ")
-        )));
-    }
-    let filter = Filter {
+    let status = match &params.status {
+        None => None,
+        Some(text) => Some(recordings::parse_status(text).ok_or_else(|| {
+            ApiError::InvalidBody(
+                "status is one of live, ended, sealed, verification-failed".into(),
+            )
+        })?),
+    };
+    let filter = SessionFilter {
         identity: params.user.map(|u| {
             if u.contains(':') {
                 u
@@ -117,10 +117,10 @@ async fn list(
         incident: params.incident,
         role: params.role,
         since: params.since,
-        status: params.status,
+        status,
         limit: params.limit.unwrap_or(100).clamp(1, MAX_LIST),
     };
-    Ok(Json(ca.list_recordings(&reviewer, &filter)?))
+    Ok(Json(recordings.list(&reviewer, filter).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,15 +130,17 @@ struct SearchQuery {
 }
 
 async fn search(
-    State(ca): State<Arc<Ca>>,
+    State(recordings): State<Arc<Recordings>>,
     caller: Caller,
     params: Result<Query<SearchQuery>, QueryRejection>,
 ) -> Result<Json<Vec<RecordingMatch>>, ApiError> {
-    let reviewer = ca.reviewer(&caller, "/v1/recordings/search").await?;
+    let reviewer = recordings
+        .reviewer(&caller, "/v1/recordings/search")
+        .await?;
     let params = query(params)?;
     let text = params.q.unwrap_or_default();
     let limit = params.limit.unwrap_or(100).clamp(1, MAX_LIST);
-    Ok(Json(ca.search_recordings(&reviewer, &text, limit).await?))
+    Ok(Json(recordings.search(&reviewer, &text, limit).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -147,46 +149,55 @@ struct PurposeQuery {
 }
 
 async fn detail(
-    State(ca): State<Arc<Ca>>,
+    State(recordings): State<Arc<Recordings>>,
     caller: Caller,
     Path(session): Path<String>,
     params: Result<Query<PurposeQuery>, QueryRejection>,
 ) -> Result<Json<RecordingDetail>, ApiError> {
-    let reviewer = ca.reviewer(&caller, "/v1/recordings/{session}").await?;
+    let reviewer = recordings
+        .reviewer(&caller, "/v1/recordings/{session}")
+        .await?;
     let purpose = Purpose::parse(query(params)?.purpose.as_deref())?;
-    Ok(Json(ca.recording(&reviewer, &session, purpose).await?))
+    Ok(Json(
+        recordings.recording(&reviewer, &session, purpose).await?,
+    ))
 }
 
+/// Up to `MAX_READ` bytes from `?offset=`, streamed, with the file's whole
+/// length at the CA right now in a header.
 async fn read_file(
-    State(ca): State<Arc<Ca>>,
+    State(recordings): State<Arc<Recordings>>,
     caller: Caller,
     Path((session, name)): Path<(String, String)>,
     params: Result<Query<OffsetQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let reviewer = ca
+    let reviewer = recordings
         .reviewer(&caller, "/v1/recordings/{session}/files/{name}")
         .await?;
     let params = query(params)?;
     let purpose = Purpose::parse(params.purpose.as_deref())?;
-    let (bytes, length) = ca
-        .read_recording_file(
+    let opened = recordings
+        .read_file(
             &reviewer,
             &session,
             &name,
             params.offset.unwrap_or(0),
+            Some(MAX_READ),
             purpose,
         )
         .await?;
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(opened.reader));
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
             (header::CACHE_CONTROL, "no-store".to_owned()),
+            (header::CONTENT_LENGTH, opened.bytes.to_string()),
             (
                 header::HeaderName::from_static(FILE_LENGTH_HEADER),
-                length.to_string(),
+                opened.length.to_string(),
             ),
         ],
-        bytes,
+        body,
     )
         .into_response())
 }

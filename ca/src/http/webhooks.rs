@@ -5,7 +5,7 @@
 //! Owns authenticating each delivery (Alertmanager's shared bearer token;
 //! PagerDuty's HMAC-SHA256 signature over the raw body, then the event's age
 //! and a replay check) and turning the verified payload into
-//! `Ca::open_incident` / `Ca::resolve_incident` as `webhook:SOURCE`.
+//! `Incidents::open` / `Incidents::resolve` as `webhook:SOURCE`.
 //!
 //! Never: parse or act on a body before it is authenticated (only the checks
 //! here build an [`AuthenticatedBody`]); change anything for a refused
@@ -44,11 +44,13 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
+use super::state::AppState;
+use crate::audit::{Audit, Outcome};
 use crate::config::WebhookFiles;
 use crate::identity::Caller;
+use crate::incidents::{self, Incidents};
 use crate::secret::Secret;
-use crate::service::Ca;
-use crate::store::{self, Incident};
+use crate::store::Incident;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -85,7 +87,7 @@ const MAX_EPISODES: u32 = 1000;
 /// refused (it would retry forever and never resolve anything).
 const MAX_WEBHOOK_BODY: usize = 1024 * 1024;
 
-pub(crate) fn routes() -> Router<Arc<Ca>> {
+pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/webhooks/alertmanager", post(alertmanager))
         .route("/v1/webhooks/pagerduty", post(pagerduty))
@@ -359,7 +361,7 @@ impl RecentEvents {
 
 /// Audits a refused delivery and returns the 401 to answer with.
 async fn refuse(
-    ca: &Ca,
+    audit: &Audit,
     caller: &Caller,
     refusal: Refusal,
     body: &[u8],
@@ -377,7 +379,14 @@ async fn refuse(
         code: refusal.code(),
         message: refusal.message().to_owned(),
     };
-    ca.refuse("webhook.refused", caller.identity(), error, detail)
+    audit
+        .refuse(
+            "webhook.refused",
+            caller.identity(),
+            Outcome::Deny,
+            error,
+            detail,
+        )
         .await
 }
 
@@ -508,7 +517,10 @@ fn alert_action(alert: &Alert) -> Result<AlertAction, ApiError> {
 /// The latest incident opened for an alert, and the ID the next one would
 /// take: `AM-<fp>`, then `AM-<fp>-2`, ... each time the alert fires again
 /// after its incident was resolved.
-fn alert_episodes(ca: &Ca, base_id: &str) -> Result<(Option<Incident>, String), ApiError> {
+async fn alert_episodes(
+    incidents: &Incidents,
+    base_id: &str,
+) -> Result<(Option<Incident>, String), ApiError> {
     let mut latest = None;
     for n in 1..=MAX_EPISODES {
         let id = if n == 1 {
@@ -516,7 +528,7 @@ fn alert_episodes(ca: &Ca, base_id: &str) -> Result<(Option<Incident>, String), 
         } else {
             format!("{base_id}-{n}")
         };
-        match ca.read(|conn| store::incident(conn, &id))? {
+        match incidents.get(&id).await? {
             Some(incident) => latest = Some(incident),
             None => return Ok((latest, id)),
         }
@@ -526,7 +538,11 @@ fn alert_episodes(ca: &Ca, base_id: &str) -> Result<(Option<Incident>, String), 
     )))
 }
 
-async fn apply_alert(ca: &Ca, caller: &Caller, action: AlertAction) -> Result<Value, ApiError> {
+async fn apply_alert(
+    incidents: &Incidents,
+    caller: &Caller,
+    action: AlertAction,
+) -> Result<Value, ApiError> {
     match action {
         AlertAction::Fire {
             base_id,
@@ -534,7 +550,7 @@ async fn apply_alert(ca: &Ca, caller: &Caller, action: AlertAction) -> Result<Va
             severity,
             starts_at,
         } => {
-            let (latest, next_id) = alert_episodes(ca, &base_id)?;
+            let (latest, next_id) = alert_episodes(incidents, &base_id).await?;
             match latest {
                 Some(open) if open.status == "open" => {
                     Ok(json!({ "incident": open.id, "outcome": "already-open" }))
@@ -546,15 +562,15 @@ async fn apply_alert(ca: &Ca, caller: &Caller, action: AlertAction) -> Result<Va
                     Ok(json!({ "incident": resolved.id, "outcome": "already-resolved" }))
                 }
                 _ => {
-                    let incident = ca
-                        .open_incident(caller, Some(next_id), title, severity, "alertmanager")
+                    let incident = incidents
+                        .open(caller, Some(next_id), title, severity, "alertmanager")
                         .await?;
                     Ok(json!({ "incident": incident.id, "outcome": "opened" }))
                 }
             }
         }
-        AlertAction::Resolve { base_id } => match alert_episodes(ca, &base_id)?.0 {
-            Some(open) if open.status == "open" => resolve(ca, caller, &open.id).await,
+        AlertAction::Resolve { base_id } => match alert_episodes(incidents, &base_id).await?.0 {
+            Some(open) if open.status == "open" => resolve(incidents, caller, &open.id).await,
             Some(closed) => Ok(json!({ "incident": closed.id, "outcome": "not-open" })),
             None => Ok(json!({ "incident": null, "outcome": "unknown" })),
         },
@@ -572,25 +588,31 @@ fn started_after_resolution(starts_at: DateTime<Utc>, resolved: &Incident) -> bo
         .is_some_and(|at| starts_at > at)
 }
 
-async fn resolve(ca: &Ca, caller: &Caller, id: &str) -> Result<Value, ApiError> {
-    match ca.resolve_incident(caller.identity(), id).await {
-        Ok((incident, serials)) => Ok(
-            json!({ "incident": incident.id, "outcome": "resolved", "revoked_serials": serials }),
-        ),
+async fn resolve(incidents: &Incidents, caller: &Caller, id: &str) -> Result<Value, ApiError> {
+    match incidents.resolve(caller, id).await {
+        Ok(resolved) => Ok(json!({
+            "incident": resolved.incident.id,
+            "outcome": "resolved",
+            "revoked_serials": resolved.revoked_serials,
+        })),
         // Resolved by hand since we looked: nothing left to do.
-        Err(ApiError::Conflict(_)) => Ok(json!({ "incident": id, "outcome": "not-open" })),
-        Err(e) => Err(e),
+        Err(incidents::Error::AlreadyResolved(_) | incidents::Error::ResolvedMeanwhile(_)) => {
+            Ok(json!({ "incident": id, "outcome": "not-open" }))
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
 /// `POST /v1/webhooks/alertmanager`: firing alerts open an incident each
 /// (one per fingerprint), resolved ones resolve it. Idempotent.
 async fn alertmanager(
-    State(ca): State<Arc<Ca>>,
+    State(webhooks): State<Arc<Webhooks>>,
+    State(incidents): State<Arc<Incidents>>,
+    State(audit): State<Audit>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Some(token) = &ca.webhooks.alertmanager_token else {
+    let Some(token) = &webhooks.alertmanager_token else {
         return Err(ApiError::WebhookNotConfigured("alertmanager"));
     };
     let caller = Caller::Webhook {
@@ -599,7 +621,7 @@ async fn alertmanager(
     let body = read_body(body)?;
     let body = match check_token(token, &headers, &body) {
         Ok(authenticated) => authenticated,
-        Err(refusal) => return Err(refuse(&ca, &caller, refusal, &body, json!({})).await),
+        Err(refusal) => return Err(refuse(&audit, &caller, refusal, &body, json!({})).await),
     };
     let payload: AlertmanagerPayload = parse(&body)?;
     if payload.version != "4" {
@@ -614,10 +636,10 @@ async fn alertmanager(
         .iter()
         .map(|alert| Ok((alert.fingerprint.clone(), alert_action(alert)?)))
         .collect::<Result<Vec<_>, ApiError>>()?;
-    let _one_at_a_time = ca.webhooks.apply.lock().await;
+    let _one_at_a_time = webhooks.apply.lock().await;
     let mut results = Vec::with_capacity(actions.len());
     for (fingerprint, action) in actions {
-        let mut result = apply_alert(&ca, &caller, action).await?;
+        let mut result = apply_alert(&incidents, &caller, action).await?;
         if let Some(map) = result.as_object_mut() {
             map.insert("fingerprint".into(), json!(fingerprint));
         }
@@ -709,7 +731,7 @@ fn incident_data(event: &PagerDutyEvent) -> Result<PagerDutyIncident, ApiError> 
 }
 
 async fn apply_pagerduty(
-    ca: &Ca,
+    incidents: &Incidents,
     caller: &Caller,
     event: &PagerDutyEvent,
 ) -> Result<Value, ApiError> {
@@ -717,7 +739,7 @@ async fn apply_pagerduty(
         "incident.triggered" => {
             let data = incident_data(event)?;
             let id = data.incident_id()?;
-            if let Some(known) = ca.read(|conn| store::incident(conn, &id))? {
+            if let Some(known) = incidents.get(&id).await? {
                 let outcome = if known.status == "open" {
                     "already-open"
                 } else {
@@ -730,15 +752,15 @@ async fn apply_pagerduty(
                 .as_deref()
                 .and_then(clean_title)
                 .unwrap_or_else(|| format!("PagerDuty incident {id}"));
-            let incident = ca
-                .open_incident(caller, Some(id), title, data.severity(), "pagerduty")
+            let incident = incidents
+                .open(caller, Some(id), title, data.severity(), "pagerduty")
                 .await?;
             Ok(json!({ "incident": incident.id, "outcome": "opened" }))
         }
         "incident.resolved" => {
             let id = incident_data(event)?.incident_id()?;
-            match ca.read(|conn| store::incident(conn, &id))? {
-                Some(open) if open.status == "open" => resolve(ca, caller, &id).await,
+            match incidents.get(&id).await? {
+                Some(open) if open.status == "open" => resolve(incidents, caller, &id).await,
                 Some(_) => Ok(json!({ "incident": id, "outcome": "not-open" })),
                 None => Ok(json!({ "incident": null, "outcome": "unknown" })),
             }
@@ -751,11 +773,13 @@ async fn apply_pagerduty(
 /// `POST /v1/webhooks/pagerduty`: signed `incident.triggered` opens
 /// `PD-<number>`, `incident.resolved` resolves it.
 async fn pagerduty(
-    State(ca): State<Arc<Ca>>,
+    State(webhooks): State<Arc<Webhooks>>,
+    State(incidents): State<Arc<Incidents>>,
+    State(audit): State<Audit>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Some(secret) = &ca.webhooks.pagerduty_secret else {
+    let Some(secret) = &webhooks.pagerduty_secret else {
         return Err(ApiError::WebhookNotConfigured("pagerduty"));
     };
     let caller = Caller::Webhook {
@@ -764,7 +788,7 @@ async fn pagerduty(
     let body = read_body(body)?;
     let signed = match check_signature(secret, &headers, &body) {
         Ok(signed) => signed,
-        Err(refusal) => return Err(refuse(&ca, &caller, refusal, &body, json!({})).await),
+        Err(refusal) => return Err(refuse(&audit, &caller, refusal, &body, json!({})).await),
     };
     let PagerDutyPayload { event } = parse(&signed)?;
     if event.id.is_empty() || event.id.len() > 128 {
@@ -785,13 +809,13 @@ async fn pagerduty(
     if (!closes && now - event.occurred_at > MAX_EVENT_AGE)
         || event.occurred_at - now > MAX_CLOCK_AHEAD
     {
-        return Err(refuse(&ca, &caller, Refusal::StaleEvent, &body, detail).await);
+        return Err(refuse(&audit, &caller, Refusal::StaleEvent, &body, detail).await);
     }
-    let admission = ca.webhooks.recent_events().admit(&event.id, now);
+    let admission = webhooks.recent_events().admit(&event.id, now);
     match admission {
         Admission::New => {}
         Admission::Replayed => {
-            return Err(refuse(&ca, &caller, Refusal::ReplayedEvent, &body, detail).await);
+            return Err(refuse(&audit, &caller, Refusal::ReplayedEvent, &body, detail).await);
         }
         Admission::Full => {
             return Err(ApiError::Internal(format!(
@@ -800,8 +824,8 @@ async fn pagerduty(
         }
     }
     let applied = {
-        let _one_at_a_time = ca.webhooks.apply.lock().await;
-        apply_pagerduty(&ca, &caller, &event).await
+        let _one_at_a_time = webhooks.apply.lock().await;
+        apply_pagerduty(&incidents, &caller, &event).await
     };
     match applied {
         Ok(mut result) => {
@@ -812,7 +836,7 @@ async fn pagerduty(
         }
         Err(e) => {
             // Nothing changed: let PagerDuty's retry of this event through.
-            ca.webhooks.recent_events().forget(&event.id);
+            webhooks.recent_events().forget(&event.id);
             Err(e)
         }
     }

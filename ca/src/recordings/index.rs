@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader, ErrorKind, Read};
 use flate2::read::GzDecoder;
 use serde_json::Value;
 
-use crate::store::recordings::IndexLine;
+use crate::store::IndexLine;
 
 /// Characters kept of one reconstructed line.
 const MAX_LINE_CHARS: usize = 2000;

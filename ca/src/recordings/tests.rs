@@ -1,7 +1,27 @@
-use std::os::unix::fs::PermissionsExt;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use super::files::{AppendError, Measured, append, measure_session, read_at, stored_files};
+use shiftkey_wire::{RecordingFile, SealRequest};
+use ssh_key::{Algorithm, PrivateKey};
+
+use super::upload::{Measured, check_seal, claims_digest, reconcile, sha256_hex};
 use super::*;
+use crate::hosts::{EnrolledHost, HostKind};
+use crate::store::{Change, IssuedCertificate};
+use crate::testkit::World;
+
+const POLICY: &str = r#"
+reviewers = ["user:reviewer@example.com"]
+
+[settings]
+max_ttl = "1h"
+
+[[role]]
+name = "shell"
+principals = ["ops"]
+hosts = ["db-1"]
+max_ttl = "10m"
+"#;
 
 #[test]
 fn names_are_channels_and_sessions_are_ours() {
@@ -41,55 +61,6 @@ fn names_are_channels_and_sessions_are_ours() {
     }
 }
 
-fn session_dir() -> (tempfile::TempDir, PathBuf) {
-    let root = tempfile::tempdir().unwrap();
-    let dir = root.path().join("recordings").join("s_0123456789abcdef");
-    (root, dir)
-}
-
-#[test]
-fn appends_land_only_at_the_end_and_retries_are_idempotent() {
-    let (_root, dir) = session_dir();
-    assert_eq!(append(&dir, "0.cast.gz", 0, b"hello ").unwrap(), 6);
-    assert_eq!(append(&dir, "0.cast.gz", 6, b"world").unwrap(), 11);
-    // The same chunk again (the answer was lost): nothing changes.
-    assert_eq!(append(&dir, "0.cast.gz", 6, b"world").unwrap(), 11);
-    // A chunk that overlaps the end: only its tail is written.
-    assert_eq!(append(&dir, "0.cast.gz", 9, b"ld!").unwrap(), 12);
-    assert!(matches!(
-        append(&dir, "0.cast.gz", 20, b"x"),
-        Err(AppendError::Gap { stored: 12 })
-    ));
-    assert!(matches!(
-        append(&dir, "0.cast.gz", 0, b"HELLO"),
-        Err(AppendError::Mismatch { stored: 12 })
-    ));
-    let (bytes, length) = read_at(&dir.join("0.cast.gz"), 6).unwrap().unwrap();
-    assert_eq!((bytes.as_slice(), length), (&b"world!"[..], 12));
-    let (bytes, _) = read_at(&dir.join("0.cast.gz"), 12).unwrap().unwrap();
-    assert!(bytes.is_empty());
-    assert!(read_at(&dir.join("1.cast.gz"), 0).unwrap().is_none());
-
-    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode(&dir), 0o700);
-    assert_eq!(mode(dir.parent().unwrap()), 0o700);
-    assert_eq!(mode(&dir.join("0.cast.gz")), 0o600);
-}
-
-#[test]
-fn a_symlink_is_never_followed() {
-    let (root, dir) = session_dir();
-    std::fs::create_dir_all(&dir).unwrap();
-    let outside = root.path().join("outside");
-    std::fs::write(&outside, b"").unwrap();
-    std::os::unix::fs::symlink(&outside, dir.join("0.cast.gz")).unwrap();
-    assert!(matches!(
-        append(&dir, "0.cast.gz", 0, b"x"),
-        Err(AppendError::Io(_))
-    ));
-    assert_eq!(std::fs::read(&outside).unwrap(), b"");
-}
-
 fn gzip(text: &str) -> Vec<u8> {
     use flate2::write::GzEncoder;
     use std::io::Write;
@@ -113,43 +84,305 @@ fn claim(name: &str, bytes: &[u8]) -> RecordingFile {
     }
 }
 
-#[test]
-fn sealing_stops_appends_and_measures_what_is_held() {
-    let (_root, dir) = session_dir();
+fn bastion(name: &str) -> EnrolledHost {
+    EnrolledHost {
+        name: name.into(),
+        kind: HostKind::Bastion,
+        principals: vec![name.into()],
+        key: PrivateKey::random(&mut crate::keys::rng(), Algorithm::Ed25519)
+            .unwrap()
+            .public_key()
+            .clone(),
+    }
+}
+
+const SESSION: &str = "s_0123456789abcdef";
+
+/// A world with one live session through `bastion-1`.
+async fn world() -> (World, Recordings) {
+    let world = World::new(POLICY);
+    let serial = world.store.next_serial().await.unwrap();
+    world
+        .audit
+        .record_change(
+            crate::audit::Event::new(
+                "session.authorized",
+                "user:a@example.com",
+                crate::audit::Outcome::Allow,
+                serde_json::json!({}),
+            ),
+            Change::StartSession {
+                certificate: IssuedCertificate {
+                    serial,
+                    key_id: "a".into(),
+                    identity: "user:a@example.com".into(),
+                    role: "shell".into(),
+                    incident: None,
+                    request_id: SESSION.into(),
+                    principals: vec!["ops".into()],
+                    valid_after: 0,
+                    valid_before: 9_999_999_999,
+                    key_fingerprint: "SHA256:x".into(),
+                    issued_at: "x".into(),
+                    certificate: "x".into(),
+                },
+                session: Box::new(Session {
+                    id: SESSION.into(),
+                    identity: "user:a@example.com".into(),
+                    user_serial: 1,
+                    session_serial: serial,
+                    role: "shell".into(),
+                    incident: None,
+                    principal: "ops".into(),
+                    target: "db-1:22".into(),
+                    client_address: "127.0.0.1:1".into(),
+                    bastion: "bastion-1".into(),
+                    started_at: chrono::Utc::now().timestamp() - 10,
+                    ended_at: None,
+                    exit_status: None,
+                    end_reason: None,
+                    status: SessionStatus::Live,
+                }),
+            },
+        )
+        .await
+        .unwrap();
+    let recordings = Recordings::new(
+        world.audit.clone(),
+        Arc::clone(&world.bytes),
+        Arc::clone(&world.policy),
+        Arc::clone(&world.keys),
+    );
+    (world, recordings)
+}
+
+fn seal_request(files: Vec<RecordingFile>) -> SealRequest {
+    SealRequest {
+        ended_at: chrono::Utc::now().timestamp(),
+        exit_status: Some(0),
+        end_reason: "client closed".into(),
+        files,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_are_append_only_and_the_seal_measures_what_was_committed() {
+    let (world, recordings) = world().await;
+    let b = bastion("bastion-1");
     let cast = gzip(concat!(
         r#"{"version":2,"shiftkey":{"kind":"exec","command":"uptime"}}"#,
         "\n",
         r#"[0.5,"i","ls -l\r"]"#,
         "\n"
     ));
-    append(&dir, "0.cast.gz", 0, &cast).unwrap();
-    append(&dir, "3.sftp.jsonl.gz", 0, b"not gzip").unwrap();
-    let mut measured = measure_session(&dir).unwrap();
+    let (head, tail) = cast.split_at(10);
+    let up = |name: &'static str, offset: u64, bytes: &[u8]| {
+        let (recordings, b, bytes) = (&recordings, &b, bytes.to_vec());
+        async move {
+            recordings
+                .upload_chunk(b, SESSION, name, Some(offset), bytes)
+                .await
+        }
+    };
+    assert_eq!(up("0.cast.gz", 0, head).await.unwrap().bytes, 10);
     assert!(matches!(
-        append(&dir, "0.cast.gz", cast.len() as u64, b"more"),
-        Err(AppendError::Sealing)
+        up("0.cast.gz", 20, b"x").await,
+        Err(Error::Gap { held: 10, .. })
     ));
+    assert!(matches!(
+        up("0.cast.gz", 0, b"other").await,
+        Err(Error::Mismatch { .. })
+    ));
+    assert_eq!(up("0.cast.gz", 0, head).await.unwrap().bytes, 10, "a retry");
     assert_eq!(
-        stored_files(&dir).unwrap().len(),
-        2,
-        "the marker is no file"
+        up("0.cast.gz", 10, tail).await.unwrap().bytes,
+        cast.len() as u64
     );
+    up("3.sftp.jsonl.gz", 0, b"not gzip").await.unwrap();
+    assert!(matches!(
+        recordings
+            .upload_chunk(&bastion("bastion-2"), SESSION, "0.cast.gz", Some(0), vec![])
+            .await,
+        Err(Error::OtherBastion(_))
+    ));
+    assert!(matches!(
+        up("../x", 0, b"x").await,
+        Err(Error::BadFileName(_))
+    ));
 
     let claims = vec![
         claim("0.cast.gz", &cast),
         claim("3.sftp.jsonl.gz", b"not gzip"),
     ];
-    let (files, problems) = reconcile(&claims, &measured);
-    assert!(problems.is_empty(), "{problems:?}");
-    let mut expected = claims.clone();
-    // The claim's kind wins; the header fills in the command it left out.
-    expected[0].command = Some("uptime".into());
-    assert_eq!(files, expected);
-    let lines = index_lines(&files, &mut measured);
-    let got: Vec<_> = lines.iter().map(|l| (l.line.as_str(), l.source)).collect();
-    assert_eq!(got, [("uptime", "exec"), ("ls -l", "input")]);
+    let sealed = recordings
+        .seal(&b, SESSION, seal_request(claims.clone()))
+        .await
+        .unwrap();
+    assert_eq!(sealed.info.status, "sealed", "{:?}", sealed.problems);
+    assert!(sealed.problems.is_empty());
+    assert_eq!(sealed.info.files[0].command.as_deref(), Some("uptime"));
+    assert_eq!(sealed.info.files[0].sha256, sha256_hex(&cast));
+    let found = world.store.search("ls -l", 10).await.unwrap();
+    assert_eq!(found.len(), 1);
+    // The same claims again (a lost answer) get the same answer; others a 409.
+    assert_eq!(
+        recordings
+            .seal(&b, SESSION, seal_request(claims))
+            .await
+            .unwrap()
+            .info
+            .digest,
+        sealed.info.digest
+    );
+    assert!(matches!(
+        recordings.seal(&b, SESSION, seal_request(vec![])).await,
+        Err(Error::SealFinal { .. })
+    ));
+    assert!(matches!(
+        up("0.cast.gz", cast.len() as u64, b"late").await,
+        Err(Error::NotLive { .. })
+    ));
+    // The manifest's signature verifies with the user CA key.
+    let manifest = sealed.manifest.unwrap();
+    let signature: ssh_key::SshSig = sealed.info.signature.unwrap().parse().unwrap();
+    world
+        .keys
+        .user
+        .public_key()
+        .verify(NAMESPACE, manifest.as_bytes(), &signature)
+        .unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_the_seal_starts_no_chunk_lands_and_a_failed_seal_lets_them_go_on() {
+    let (world, recordings) = world().await;
+    let b = bastion("bastion-1");
+    recordings
+        .upload_chunk(&b, SESSION, "0.cast.gz", Some(0), b"abc".to_vec())
+        .await
+        .unwrap();
+    world.store.begin_seal(SESSION, 1).await.unwrap();
+    assert!(matches!(
+        recordings
+            .upload_chunk(&b, SESSION, "0.cast.gz", Some(3), b"def".to_vec())
+            .await,
+        Err(Error::Sealing(_))
+    ));
+    world.store.abort_seal(SESSION).await.unwrap();
+    recordings
+        .upload_chunk(&b, SESSION, "0.cast.gz", Some(3), b"def".to_vec())
+        .await
+        .unwrap();
+    // What the bastion claims and what the CA committed differ: sealed, and
+    // the difference named.
+    let sealed = recordings
+        .seal(
+            &b,
+            SESSION,
+            seal_request(vec![claim("0.cast.gz", b"abcdefg")]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(sealed.info.status, "verification-failed");
+    assert!(
+        sealed.problems[0].contains("claims 7 bytes, the CA holds 6"),
+        "{:?}",
+        sealed.problems
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_uploads_of_one_chunk_commit_it_once_without_any_lock_of_ours() {
+    let (world, recordings) = world().await;
+    let recordings = Arc::new(recordings);
+    let b = Arc::new(bastion("bastion-1"));
+    let mut tasks = Vec::new();
+    for _ in 0..12 {
+        let (recordings, b) = (Arc::clone(&recordings), Arc::clone(&b));
+        tasks.push(tokio::spawn(async move {
+            recordings
+                .upload_chunk(&b, SESSION, "0.cast.gz", Some(0), b"0123456789".to_vec())
+                .await
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap().bytes, 10);
+    }
+    let uploads = world.store.uploads(SESSION).await.unwrap();
+    assert_eq!(uploads.len(), 1);
+    assert_eq!(uploads[0].length, 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_written_before_the_upgrade_is_adopted_not_lost() {
+    let (world, recordings) = world().await;
+    // The previous release wrote files without telling the store.
+    let dir = world.dir.path().join("recordings").join(SESSION);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("0.cast.gz"), b"legacy").unwrap();
+    let b = bastion("bastion-1");
+    let ack = recordings
+        .upload_chunk(&b, SESSION, "0.cast.gz", Some(6), b"+new".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(ack.bytes, 10, "the bastion goes on from where it was");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reviewers_reads_are_audited_once_per_window_and_others_are_refused() {
+    let (world, recordings) = world().await;
+    let b = bastion("bastion-1");
+    recordings
+        .upload_chunk(&b, SESSION, "0.cast.gz", Some(0), b"abcdef".to_vec())
+        .await
+        .unwrap();
+    let stranger = crate::identity::Caller::User {
+        email: "x@example.com".into(),
+        groups: vec![],
+    };
+    assert!(matches!(
+        recordings.reviewer(&stranger, "/p").await,
+        Err(Error::NotAReviewer)
+    ));
+    let caller = crate::identity::Caller::User {
+        email: "reviewer@example.com".into(),
+        groups: vec![],
+    };
+    let reviewer = recordings.reviewer(&caller, "/p").await.unwrap();
+    for _ in 0..3 {
+        let opened = recordings
+            .read_file(&reviewer, SESSION, "0.cast.gz", 2, Some(3), Purpose::Watch)
+            .await
+            .unwrap();
+        assert_eq!((opened.bytes, opened.length), (3, 6));
+        let mut bytes = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut { opened.reader }, &mut bytes)
+            .await
+            .unwrap();
+        assert_eq!(bytes, b"cde");
+    }
+    assert!(matches!(
+        recordings
+            .read_file(&reviewer, SESSION, "0.cast.gz", 7, None, Purpose::View)
+            .await,
+        Err(Error::PastEnd { .. })
+    ));
+    let rows = world
+        .audit
+        .rows(crate::store::AuditFilter {
+            kinds: vec!["recording.viewed".into(), "recording.denied".into()],
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let kinds: Vec<_> = rows.iter().map(|r| r.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["recording.denied", "recording.viewed", "recording.viewed"],
+        "one watch row, and the metadata read by PastEnd's view"
+    );
+}
 #[test]
 fn claims_that_differ_are_named() {
     let stored = |entries: &[(&str, &[u8])]| Measured {
@@ -211,10 +444,11 @@ fn the_same_claims_in_any_order_have_one_digest() {
 
 #[test]
 fn seals_are_checked_for_shape() {
-    let row = store::SessionRow {
+    let row = Session {
         id: "s_0123456789abcdef".into(),
         identity: "user:a@example.com".into(),
         user_serial: 1,
+        session_serial: 2,
         role: "r".into(),
         incident: None,
         principal: "p".into(),
@@ -225,7 +459,7 @@ fn seals_are_checked_for_shape() {
         ended_at: None,
         exit_status: None,
         end_reason: None,
-        status: "live".into(),
+        status: SessionStatus::Live,
     };
     let request = |files: Vec<RecordingFile>, ended_at: i64| SealRequest {
         ended_at,

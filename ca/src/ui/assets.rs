@@ -6,7 +6,11 @@ use axum::extract::Path;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-use super::{UiError, settings};
+use std::sync::Arc;
+
+use axum::extract::State;
+
+use super::{SignIn, UiError};
 
 const UI_CSS: &str = include_str!("static/ui.css");
 const UI_JS: &str = include_str!("static/ui.js");
@@ -16,8 +20,12 @@ const PLAYER_JS: &str = "asciinema-player.min.js";
 const PLAYER_CSS: &str = "asciinema-player.css";
 
 /// `GET /ui/assets/{name}`.
-pub(super) async fn serve(Path(name): Path<String>) -> Result<Response, UiError> {
-    let settings = settings().ok_or(UiError::NotConfigured)?;
+pub(super) async fn serve(
+    State(signin): State<Option<Arc<SignIn>>>,
+    Path(name): Path<String>,
+) -> Result<Response, UiError> {
+    let signin = signin.ok_or(UiError::NotConfigured)?;
+    let settings = signin.settings();
     let (content_type, bytes): (&str, Vec<u8>) = match name.as_str() {
         "ui.css" => ("text/css; charset=utf-8", UI_CSS.as_bytes().to_vec()),
         "ui.js" => ("text/javascript; charset=utf-8", UI_JS.as_bytes().to_vec()),

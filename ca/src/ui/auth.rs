@@ -1,14 +1,14 @@
 //! Signing reviewers in: the CA as an OIDC relying party (authorization
-//! code with PKCE, state and nonce), server-side sessions behind a random
-//! cookie, the per-session CSRF token, and the check that the policy lets
-//! this identity in.
+//! code with PKCE, state and nonce), sessions kept in the store behind a
+//! random cookie (`web_sessions`), the per-session CSRF token, and the check
+//! that the policy lets this identity in.
 //!
 //! Cookies:
 //! - `__Secure-shiftkey-login` (`Path=/ui/callback`, `SameSite=Lax`, ten
-//!   minutes) binds a sign-in to the browser that started it: the provider's
-//!   redirect back is a cross-site top-level GET, on which only a Lax cookie
-//!   travels. It holds the `state`, which is useless without the PKCE
-//!   verifier that stays in the CA's memory.
+//!   minutes) is the sign-in under way: state, nonce, PKCE verifier and
+//!   where to go next, signed (`login_cookie.rs`). The provider's redirect
+//!   back is a cross-site top-level GET, on which only a Lax cookie
+//!   travels; the CA keeps nothing per sign-in.
 //! - `__Secure-shiftkey-ui` (`Path=/ui`, `SameSite=Strict`) is the session.
 //!   Strict: no request another site starts, not even a link, carries it.
 //!   Because a redirect chain that began at the provider counts as
@@ -16,13 +16,12 @@
 //!   to the UI, instead of a redirect, so the first request with the new
 //!   cookie starts from our origin.
 //!
-//! Never: keep a session ID in the clear (the map is keyed by its SHA-256),
-//! sign in an identity the ID token verifier did not return, or let a
-//! session outlive the policy's say-so.
+//! Never: keep a session ID in the clear (the store keys sessions by its
+//! SHA-256), sign in an identity the ID token verifier did not return, or
+//! let a session outlive the policy's say-so.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
@@ -37,62 +36,115 @@ use openidconnect::{
 };
 use serde::Deserialize;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
-use super::{UiError, settings};
-use crate::audit::{Event, Outcome};
+use super::login_cookie::{LoginKey, PendingLogin};
+use super::{UiError, UiState};
+use crate::audit::{Audit, Event, Outcome};
 use crate::config::UiSettings;
+use crate::current_policy::CurrentPolicy;
 use crate::identity::Caller;
-use crate::service::Ca;
+use crate::oidc::OidcVerifier;
+use crate::web_sessions::WebSessions;
 
 const SESSION_COOKIE: &str = "__Secure-shiftkey-ui";
 const LOGIN_COOKIE: &str = "__Secure-shiftkey-login";
 /// A sign-in must come back from the provider within this.
 const LOGIN_TTL: Duration = Duration::from_secs(600);
-/// A session nobody used for this long ends, whatever `session_ttl` says.
-const IDLE_TTL: Duration = Duration::from_secs(60 * 60);
-/// Sessions and sign-ins held at once; past this the oldest give way.
-const MAX_ENTRIES: usize = 10_000;
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What signing in needs: the `[ui]` settings, the ID token verifier, the
+/// login cookie's key, the provider's metadata once discovered, and where
+/// sessions live.
 #[derive(Debug)]
-struct Session {
-    email: String,
-    groups: Vec<String>,
-    csrf: String,
-    expires: Instant,
-    last_seen: Instant,
+pub(crate) struct SignIn {
+    settings: Arc<UiSettings>,
+    oidc: Arc<OidcVerifier>,
+    key: LoginKey,
+    provider: tokio::sync::Mutex<Option<Arc<CoreProviderMetadata>>>,
+    sessions: WebSessions,
+    policy: Arc<CurrentPolicy>,
+    audit: Audit,
 }
 
-#[derive(Debug)]
-struct Flow {
-    nonce: String,
-    verifier: String,
-    next: String,
-    started: Instant,
-}
+impl SignIn {
+    pub(crate) fn new(
+        settings: UiSettings,
+        oidc: Arc<OidcVerifier>,
+        key: LoginKey,
+        sessions: WebSessions,
+        policy: Arc<CurrentPolicy>,
+        audit: Audit,
+    ) -> Self {
+        Self {
+            settings: Arc::new(settings),
+            oidc,
+            key,
+            provider: tokio::sync::Mutex::new(None),
+            sessions,
+            policy,
+            audit,
+        }
+    }
 
-/// Sessions by SHA-256 (hex) of the cookie's value.
-static SESSIONS: Mutex<BTreeMap<String, Session>> = Mutex::new(BTreeMap::new());
-/// Sign-ins under way, by `state`.
-static FLOWS: Mutex<BTreeMap<String, Flow>> = Mutex::new(BTreeMap::new());
-/// The provider's metadata, discovered at the first sign-in.
-static PROVIDER: Mutex<Option<Arc<CoreProviderMetadata>>> = Mutex::new(None);
+    pub(super) fn settings(&self) -> &UiSettings {
+        &self.settings
+    }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+    /// Whether the policy lets `caller` into the UI: (reviewer, approver).
+    fn rights(&self, caller: &Caller) -> (bool, bool) {
+        let policy = self.policy.get();
+        let identity = caller.identity();
+        let reviewer = policy.is_reviewer(&identity, caller.groups());
+        // An approver of some role: asked with a requester that can never be
+        // the approver, so only the approvers list decides.
+        let approver = policy
+            .roles()
+            .any(|role| policy.may_approve(role.name(), &identity, caller.groups(), "\n"));
+        (reviewer, approver)
+    }
 
-/// 32 random bytes, base64url.
-fn random_token() -> String {
-    use ssh_key::rand_core::Rng;
-    let mut bytes = [0u8; 32];
-    crate::keys::rng().fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
-}
+    /// Audits a refused sign-in (`ui.denied`).
+    async fn refuse(&self, identity: &str, why: &str) -> Result<(), UiError> {
+        self.audit
+            .record(Event::new(
+                "ui.denied",
+                identity,
+                Outcome::Deny,
+                json!({ "why": why }),
+            ))
+            .await?;
+        Ok(())
+    }
 
-fn digest(text: &str) -> String {
-    hex::encode(Sha256::digest(text.as_bytes()))
+    /// The provider's metadata, discovered at the first sign-in.
+    async fn provider(&self, http: &reqwest::Client) -> Result<Arc<CoreProviderMetadata>, UiError> {
+        let mut cached = self.provider.lock().await;
+        if let Some(found) = cached.as_ref() {
+            return Ok(Arc::clone(found));
+        }
+        let settings = &self.settings;
+        let issuer = IssuerUrl::new(settings.issuer.clone())
+            .map_err(|e| UiError::Login(format!("the issuer URL is invalid: {e}")))?;
+        let metadata = CoreProviderMetadata::discover_async(issuer, http)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "review UI: OIDC discovery failed");
+                UiError::Login(
+                    "the identity provider cannot be reached; try again in a minute".into(),
+                )
+            })?;
+        let plain = |url: &url::Url| url.scheme() != "https" && !settings.danger_allow_http_issuer;
+        if plain(metadata.authorization_endpoint().url())
+            || metadata.token_endpoint().is_some_and(|t| plain(t.url()))
+        {
+            return Err(UiError::Login(
+                "the identity provider's endpoints are not https".into(),
+            ));
+        }
+        let metadata = Arc::new(metadata);
+        *cached = Some(Arc::clone(&metadata));
+        Ok(metadata)
+    }
 }
 
 /// Constant-time comparison of two tokens.
@@ -113,19 +165,6 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
-}
-
-/// Whether the policy lets `caller` into the UI: (reviewer, approver).
-fn rights(ca: &Ca, caller: &Caller) -> (bool, bool) {
-    let policy = ca.policy();
-    let identity = caller.identity();
-    let reviewer = policy.is_reviewer(&identity, caller.groups());
-    // An approver of some role: asked with a requester that can never be
-    // the approver, so only the approvers list decides.
-    let approver = policy
-        .roles()
-        .any(|role| policy.may_approve(role.name(), &identity, caller.groups(), "\n"));
-    (reviewer, approver)
 }
 
 /// A signed-in reviewer or approver, checked against the policy now.
@@ -169,73 +208,44 @@ impl Signed {
     }
 }
 
-impl FromRequestParts<Arc<Ca>> for Signed {
+impl FromRequestParts<UiState> for Signed {
     type Rejection = UiError;
 
-    async fn from_request_parts(parts: &mut Parts, ca: &Arc<Ca>) -> Result<Self, Self::Rejection> {
-        let settings = settings().ok_or(UiError::NotConfigured)?;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &UiState,
+    ) -> Result<Self, Self::Rejection> {
+        let signin = state.signin.as_ref().ok_or(UiError::NotConfigured)?;
         let next = parts
             .uri
             .path_and_query()
             .map_or("/ui/".to_owned(), |p| p.as_str().to_owned());
         let sign_in = || UiError::SignIn { next: next.clone() };
-        let key = cookie(&parts.headers, SESSION_COOKIE)
-            .map(digest)
-            .ok_or_else(sign_in)?;
-        let now = Instant::now();
-        let (email, groups, csrf) = {
-            let mut sessions = lock(&SESSIONS);
-            let live = sessions
-                .get(&key)
-                .is_some_and(|s| now < s.expires && now.duration_since(s.last_seen) < IDLE_TTL);
-            if !live {
-                sessions.remove(&key);
-                return Err(sign_in());
-            }
-            let session = sessions.get_mut(&key).ok_or_else(sign_in)?;
-            session.last_seen = now;
-            (
-                session.email.clone(),
-                session.groups.clone(),
-                session.csrf.clone(),
-            )
+        let value = cookie(&parts.headers, SESSION_COOKIE).ok_or_else(sign_in)?;
+        let session = signin.sessions.find(value).await?.ok_or_else(sign_in)?;
+        let caller = Caller::User {
+            email: session.email,
+            groups: session.groups,
         };
-        let caller = Caller::User { email, groups };
         let identity = caller.identity();
-        let (reviewer, approver) = rights(ca, &caller);
+        let (reviewer, approver) = signin.rights(&caller);
         if !reviewer && !approver {
             // The policy changed since sign-in.
-            lock(&SESSIONS).remove(&key);
-            refuse(ca, &identity, "no longer a reviewer or approver").await?;
+            signin.sessions.end(value).await?;
+            signin
+                .refuse(&identity, "no longer a reviewer or approver")
+                .await?;
             return Err(UiError::NotAllowed { identity });
         }
         Ok(Signed {
             caller,
             identity,
-            csrf,
+            csrf: session.csrf,
             reviewer,
             approver,
-            settings,
+            settings: Arc::clone(&signin.settings),
         })
     }
-}
-
-/// Audits a refused sign-in (`ui.denied`).
-async fn refuse(ca: &Ca, identity: &str, why: &str) -> Result<(), UiError> {
-    ca.audit
-        .record(Event {
-            kind: "ui.denied",
-            actor: identity.to_owned(),
-            outcome: Outcome::Deny,
-            detail: json!({ "why": why }),
-        })
-        .await
-        .map_err(|e| {
-            UiError::Api(crate::http::error::ApiError::AuditUnavailable(
-                e.to_string(),
-            ))
-        })?;
-    Ok(())
 }
 
 fn http_client() -> Result<reqwest::Client, UiError> {
@@ -245,34 +255,6 @@ fn http_client() -> Result<reqwest::Client, UiError> {
         .timeout(HTTP_TIMEOUT)
         .build()
         .map_err(|e| UiError::Login(format!("cannot build the HTTP client: {e}")))
-}
-
-async fn provider(
-    settings: &UiSettings,
-    http: &reqwest::Client,
-) -> Result<Arc<CoreProviderMetadata>, UiError> {
-    if let Some(found) = lock(&PROVIDER).clone() {
-        return Ok(found);
-    }
-    let issuer = IssuerUrl::new(settings.issuer.clone())
-        .map_err(|e| UiError::Login(format!("the issuer URL is invalid: {e}")))?;
-    let metadata = CoreProviderMetadata::discover_async(issuer, http)
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "review UI: OIDC discovery failed");
-            UiError::Login("the identity provider cannot be reached; try again in a minute".into())
-        })?;
-    let plain = |url: &url::Url| url.scheme() != "https" && !settings.danger_allow_http_issuer;
-    if plain(metadata.authorization_endpoint().url())
-        || metadata.token_endpoint().is_some_and(|t| plain(t.url()))
-    {
-        return Err(UiError::Login(
-            "the identity provider's endpoints are not https".into(),
-        ));
-    }
-    let metadata = Arc::new(metadata);
-    *lock(&PROVIDER) = Some(Arc::clone(&metadata));
-    Ok(metadata)
 }
 
 fn client_secret(settings: &UiSettings) -> Result<Option<ClientSecret>, UiError> {
@@ -322,18 +304,38 @@ pub(super) struct LoginQuery {
     next: Option<String>,
 }
 
-/// `GET /ui/login`: off to the provider with a fresh state, nonce and PKCE
-/// challenge.
-pub(super) async fn login(Query(query): Query<LoginQuery>) -> Result<Response, UiError> {
-    let settings = settings().ok_or(UiError::NotConfigured)?;
-    let http = http_client()?;
-    let metadata = provider(&settings, &http).await?;
-    let client = CoreClient::from_provider_metadata(
-        (*metadata).clone(),
-        ClientId::new(settings.client_id.clone()),
-        client_secret(&settings)?,
+fn client(
+    signin: &SignIn,
+    metadata: &CoreProviderMetadata,
+) -> Result<
+    CoreClient<
+        openidconnect::EndpointSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointMaybeSet,
+        openidconnect::EndpointMaybeSet,
+    >,
+    UiError,
+> {
+    Ok(CoreClient::from_provider_metadata(
+        metadata.clone(),
+        ClientId::new(signin.settings.client_id.clone()),
+        client_secret(&signin.settings)?,
     )
-    .set_redirect_uri(redirect_uri(&settings)?);
+    .set_redirect_uri(redirect_uri(&signin.settings)?))
+}
+
+/// `GET /ui/login`: off to the provider with a fresh state, nonce and PKCE
+/// challenge, all three kept in the signed login cookie.
+pub(super) async fn login(
+    State(signin): State<Option<Arc<SignIn>>>,
+    Query(query): Query<LoginQuery>,
+) -> Result<Response, UiError> {
+    let signin = signin.ok_or(UiError::NotConfigured)?;
+    let http = http_client()?;
+    let metadata = signin.provider(&http).await?;
+    let client = client(&signin, &metadata)?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (url, state, nonce) = client
         .authorize_url(
@@ -345,28 +347,16 @@ pub(super) async fn login(Query(query): Query<LoginQuery>) -> Result<Response, U
         .add_scope(Scope::new("profile".into()))
         .set_pkce_challenge(challenge)
         .url();
-    let now = Instant::now();
-    {
-        let mut flows = lock(&FLOWS);
-        flows.retain(|_, f| now.duration_since(f.started) < LOGIN_TTL);
-        if flows.len() >= MAX_ENTRIES {
-            return Err(UiError::Login(
-                "too many sign-ins are under way; try again in a few minutes".into(),
-            ));
-        }
-        flows.insert(
-            state.secret().clone(),
-            Flow {
-                nonce: nonce.secret().clone(),
-                verifier: verifier.secret().clone(),
-                next: safe_next(query.next.as_deref()),
-                started: now,
-            },
-        );
-    }
+    let pending = PendingLogin::new(
+        state.secret().clone(),
+        nonce.secret().clone(),
+        verifier.secret().clone(),
+        safe_next(query.next.as_deref()),
+        LOGIN_TTL,
+    );
     let cookie = format!(
         "{LOGIN_COOKIE}={}; Path=/ui/callback; Max-Age={}; Secure; HttpOnly; SameSite=Lax",
-        state.secret(),
+        pending.seal(&signin.key),
         LOGIN_TTL.as_secs()
     );
     let mut response = axum::response::Redirect::to(url.as_str()).into_response();
@@ -389,11 +379,11 @@ pub(super) struct CallbackQuery {
 
 /// `GET /ui/callback`: the provider sends the browser back with a code.
 pub(super) async fn callback(
-    State(ca): State<Arc<Ca>>,
+    State(signin): State<Option<Arc<SignIn>>>,
     headers: HeaderMap,
     Query(query): Query<CallbackQuery>,
 ) -> Result<Response, UiError> {
-    let settings = settings().ok_or(UiError::NotConfigured)?;
+    let signin = signin.ok_or(UiError::NotConfigured)?;
     if let Some(error) = &query.error {
         let error: String = error
             .chars()
@@ -409,28 +399,25 @@ pub(super) async fn callback(
             "the provider's answer has no code or state".into(),
         ));
     };
-    // The state must be the one this browser was sent off with.
-    if !cookie(&headers, LOGIN_COOKIE).is_some_and(|c| same(c, state)) {
-        return Err(UiError::Login(
+    // The sign-in must be the one this browser was sent off with.
+    let not_ours = || {
+        UiError::Login(
             "this sign-in was not started in this browser (or took longer than ten minutes)".into(),
-        ));
+        )
+    };
+    let flow = cookie(&headers, LOGIN_COOKIE)
+        .and_then(|c| PendingLogin::open(c, &signin.key, chrono::Utc::now().timestamp()).ok())
+        .ok_or_else(not_ours)?;
+    if !same(&flow.state, state) {
+        return Err(not_ours());
     }
-    let flow = lock(&FLOWS)
-        .remove(state)
-        .filter(|f| f.started.elapsed() < LOGIN_TTL)
-        .ok_or_else(|| UiError::Login("this sign-in has expired or was already used".into()))?;
     let http = http_client()?;
-    let metadata = provider(&settings, &http).await?;
-    let client = CoreClient::from_provider_metadata(
-        (*metadata).clone(),
-        ClientId::new(settings.client_id.clone()),
-        client_secret(&settings)?,
-    )
-    .set_redirect_uri(redirect_uri(&settings)?);
+    let metadata = signin.provider(&http).await?;
+    let client = client(&signin, &metadata)?;
     let tokens = client
         .exchange_code(AuthorizationCode::new(code.clone()))
         .map_err(|e| UiError::Login(format!("the provider has no token endpoint: {e}")))?
-        .set_pkce_verifier(PkceCodeVerifier::new(flow.verifier))
+        .set_pkce_verifier(PkceCodeVerifier::new(flow.verifier.clone()))
         .request_async(&http)
         .await
         .map_err(|e| {
@@ -442,9 +429,8 @@ pub(super) async fn callback(
         .id_token()
         .map(ToString::to_string)
         .ok_or_else(|| UiError::Login("the provider sent no ID token".into()))?;
-    let verifier = ca.oidc.as_ref().ok_or(UiError::NotConfigured)?;
     // The same checks as a bearer token on the API.
-    let verified = verifier.verify(&raw).await.map_err(|e| {
+    let verified = signin.oidc.verify(&raw).await.map_err(|e| {
         tracing::warn!(error = %e, "review UI: ID token refused");
         UiError::Login(format!("the ID token was refused: {e}"))
     })?;
@@ -463,60 +449,36 @@ pub(super) async fn callback(
         groups: verified.groups,
     };
     let identity = caller.identity();
-    let (reviewer, approver) = rights(&ca, &caller);
+    let (reviewer, approver) = signin.rights(&caller);
     let clear_login =
         format!("{LOGIN_COOKIE}=; Path=/ui/callback; Max-Age=0; Secure; HttpOnly; SameSite=Lax");
     if !reviewer && !approver {
-        refuse(
-            &ca,
-            &identity,
-            "neither a reviewer nor an approver in the policy",
-        )
-        .await?;
+        signin
+            .refuse(
+                &identity,
+                "neither a reviewer nor an approver in the policy",
+            )
+            .await?;
         let mut response = UiError::NotAllowed { identity }.into_response();
         set_cookie(&mut response, &clear_login);
         return Ok(response);
     }
-    ca.audit
-        .record(Event {
-            kind: "ui.signed_in",
-            actor: identity.clone(),
-            outcome: Outcome::Info,
-            detail: json!({ "reviewer": reviewer, "approver": approver }),
-        })
-        .await
-        .map_err(|e| {
-            UiError::Api(crate::http::error::ApiError::AuditUnavailable(
-                e.to_string(),
-            ))
-        })?;
-    let id = random_token();
-    let now = Instant::now();
-    {
-        let mut sessions = lock(&SESSIONS);
-        sessions.retain(|_, s| now < s.expires && now.duration_since(s.last_seen) < IDLE_TTL);
-        if sessions.len() >= MAX_ENTRIES
-            && let Some(oldest) = sessions
-                .iter()
-                .min_by_key(|(_, s)| s.last_seen)
-                .map(|(k, _)| k.clone())
-        {
-            sessions.remove(&oldest);
-        }
-        let Caller::User { email, groups } = caller else {
-            return Err(UiError::NotFound);
-        };
-        sessions.insert(
-            digest(&id),
-            Session {
-                email,
-                groups,
-                csrf: random_token(),
-                expires: now + settings.session_ttl,
-                last_seen: now,
-            },
-        );
-    }
+    signin
+        .audit
+        .record(Event::new(
+            "ui.signed_in",
+            identity.clone(),
+            Outcome::Info,
+            json!({ "reviewer": reviewer, "approver": approver }),
+        ))
+        .await?;
+    let Caller::User { email, groups } = caller else {
+        return Err(UiError::NotFound);
+    };
+    let value = signin
+        .sessions
+        .start(email, groups, signin.settings.session_ttl)
+        .await?;
     let next = super::html::esc(&flow.next);
     let body = format!(
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0;url={next}"><title>Signed in · Shiftkey review</title><link rel="stylesheet" href="/ui/assets/ui.css"></head><body><main id="main"><p>Signed in. <a href="{next}">Continue</a>.</p></main></body></html>"#
@@ -525,8 +487,9 @@ pub(super) async fn callback(
     set_cookie(
         &mut response,
         &format!(
-            "{SESSION_COOKIE}={id}; Path=/ui; Max-Age={}; Secure; HttpOnly; SameSite=Strict",
-            settings.session_ttl.as_secs()
+            "{SESSION_COOKIE}={}; Path=/ui; Max-Age={}; Secure; HttpOnly; SameSite=Strict",
+            value.expose(),
+            signin.settings.session_ttl.as_secs()
         ),
     );
     set_cookie(&mut response, &clear_login);
@@ -543,29 +506,26 @@ fn nonce_of(jwt: &str) -> Option<String> {
 
 /// `POST /ui/logout`: ends the session here (not at the provider).
 pub(super) async fn logout(
-    State(ca): State<Arc<Ca>>,
+    State(signin): State<Option<Arc<SignIn>>>,
     signed: Signed,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, UiError> {
+    let signin = signin.ok_or(UiError::NotConfigured)?;
     let form = super::form(&body);
     signed.check_post(&headers, form.get("csrf").map(String::as_str))?;
-    if let Some(key) = cookie(&headers, SESSION_COOKIE).map(digest) {
-        lock(&SESSIONS).remove(&key);
+    if let Some(value) = cookie(&headers, SESSION_COOKIE) {
+        signin.sessions.end(value).await?;
     }
-    ca.audit
-        .record(Event {
-            kind: "ui.signed_out",
-            actor: signed.identity.clone(),
-            outcome: Outcome::Info,
-            detail: json!({}),
-        })
-        .await
-        .map_err(|e| {
-            UiError::Api(crate::http::error::ApiError::AuditUnavailable(
-                e.to_string(),
-            ))
-        })?;
+    signin
+        .audit
+        .record(Event::new(
+            "ui.signed_out",
+            signed.identity.clone(),
+            Outcome::Info,
+            json!({}),
+        ))
+        .await?;
     let mut response = super::error_page(
         axum::http::StatusCode::OK,
         "Signed out",

@@ -9,32 +9,71 @@
 //! names as `reviewers`, or as approvers of some role, get a session; the
 //! policy is asked again on every request.
 //!
-//! Never: read or change anything except through the same `Ca` service
-//! functions the API uses (so the audit rows are the API's); accept a POST
+//! Never: read or change anything except through the same domain services
+//! the API uses (so the audit rows are the API's); accept a POST
 //! without the session's CSRF token and our own Origin; put unescaped text
 //! in a page; serve inline script.
 
 mod assets;
 mod auth;
 mod html;
+mod login_cookie;
 mod review;
 mod sessions;
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::FromRef;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
-use crate::config::UiSettings;
+use crate::audit::Audit;
+use crate::current_policy::CurrentPolicy;
 use crate::http::error::ApiError;
-use crate::service::Ca;
+use crate::incidents::Incidents;
+use crate::oncall::OnCall;
+use crate::recordings::Recordings;
+use crate::requests::Requests;
 
-pub(crate) use auth::Signed;
+pub(crate) use auth::{SignIn, Signed};
+pub(crate) use login_cookie::{KeyError, LoginKey};
 
-/// The settings `config::Config::load` handed over; `None`: not configured.
-static SETTINGS: RwLock<Option<Arc<UiSettings>>> = RwLock::new(None);
+/// What the review UI's pages take: the domain services they show, and
+/// the sign-in (`None` when `[ui]` is not in `ca.toml`).
+#[derive(Debug, Clone)]
+pub(crate) struct UiState {
+    pub(crate) signin: Option<Arc<SignIn>>,
+    pub(crate) policy: Arc<CurrentPolicy>,
+    pub(crate) audit: Audit,
+    pub(crate) recordings: Arc<Recordings>,
+    pub(crate) requests: Arc<Requests>,
+    pub(crate) incidents: Arc<Incidents>,
+    pub(crate) oncall: Arc<OnCall>,
+}
+
+macro_rules! substate {
+    ($($field:ident: $ty:ty),* $(,)?) => {
+        $(
+            impl FromRef<UiState> for $ty {
+                fn from_ref(state: &UiState) -> Self {
+                    state.$field.clone()
+                }
+            }
+        )*
+    };
+}
+
+substate! {
+    signin: Option<Arc<SignIn>>,
+    policy: Arc<CurrentPolicy>,
+    audit: Audit,
+    recordings: Arc<Recordings>,
+    requests: Arc<Requests>,
+    incidents: Arc<Incidents>,
+    oncall: Arc<OnCall>,
+}
 
 /// Scripts only from us (plus compiling the player's WebAssembly terminal),
 /// no inline script, no plugins, no framing, forms only to us.
@@ -42,23 +81,8 @@ const CSP: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; sty
     img-src 'self' data:; font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; \
     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// Installs the `[ui]` settings (at start-up, from `ca.toml`).
-pub(crate) fn configure(settings: Option<UiSettings>) {
-    let mut slot = SETTINGS
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    *slot = settings.map(Arc::new);
-}
-
-fn settings() -> Option<Arc<UiSettings>> {
-    SETTINGS
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone()
-}
-
 /// Every `/ui` route, with the security headers on every answer.
-pub(crate) fn routes() -> Router<Arc<Ca>> {
+pub(crate) fn routes(state: UiState) -> Router {
     Router::new()
         .route("/ui", get(|| async { Redirect::to("/ui/") }))
         .route("/ui/", get(sessions::list))
@@ -80,6 +104,7 @@ pub(crate) fn routes() -> Router<Arc<Ca>> {
         // The API router holds the one fallback; unknown UI paths get a page.
         .route("/ui/{*rest}", get(not_found).post(not_found))
         .layer(axum::middleware::map_response(security_headers))
+        .with_state(state)
 }
 
 async fn not_found() -> UiError {
@@ -136,6 +161,27 @@ impl From<ApiError> for UiError {
     fn from(e: ApiError) -> Self {
         UiError::Api(e)
     }
+}
+
+/// Domain errors reach a page through the API's one status map.
+macro_rules! through_the_api {
+    ($($error:ty),* $(,)?) => {
+        $(
+            impl From<$error> for UiError {
+                fn from(e: $error) -> Self {
+                    UiError::Api(e.into())
+                }
+            }
+        )*
+    };
+}
+
+through_the_api! {
+    crate::audit::Error,
+    crate::store::Error,
+    crate::incidents::Error,
+    crate::recordings::Error,
+    crate::requests::Error,
 }
 
 fn error_page(status: StatusCode, title: &str, body: &str) -> Response {

@@ -1,6 +1,6 @@
-//! Incidents, the audit log and approvals. Reads are read-only queries on
-//! the store (or the service functions where one exists); the one change,
-//! approving or denying, goes through `Ca::decide` as the API's does.
+//! Incidents, the audit log and approvals, read through the domain
+//! services; the one change, approving or denying, goes through
+//! `Requests::decide` as the API's does.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -13,10 +13,14 @@ use serde_json::json;
 
 use super::html::{Nav, badge, esc, facts, page, q, time};
 use super::{Signed, UiError, html_response};
-use crate::audit::{Event, Outcome, ROW_COLUMNS, Row};
+use crate::audit::{Audit, Event, Outcome};
+use crate::current_policy::CurrentPolicy;
 use crate::http::error::ApiError;
-use crate::service::Ca;
-use crate::store::recordings::Filter;
+use crate::incidents::Incidents;
+use crate::oncall::OnCall;
+use crate::recordings::Recordings;
+use crate::requests::Requests;
+use crate::store::{AuditFilter, AuditRow, SessionFilter};
 
 /// Audit rows on one page.
 const AUDIT_PAGE: u32 = 50;
@@ -35,11 +39,11 @@ fn reviewers_only(signed: &Signed) -> Result<(), UiError> {
 
 /// `GET /ui/incidents`.
 pub(super) async fn incidents(
-    State(ca): State<Arc<Ca>>,
+    State(incidents): State<Arc<Incidents>>,
     signed: Signed,
 ) -> Result<Response, UiError> {
     reviewers_only(&signed)?;
-    let list = ca.incidents(false)?;
+    let list = incidents.list(false).await?;
     let mut body = String::from("<h1>Incidents</h1>");
     if list.is_empty() {
         body.push_str("<p>No incident has been opened.</p>");
@@ -68,65 +72,35 @@ pub(super) async fn incidents(
     )))
 }
 
-#[derive(Debug)]
-struct CertRow {
-    serial: i64,
-    identity: String,
-    role: String,
-    key_id: String,
-    valid_after: i64,
-    valid_before: i64,
-    revoked: bool,
-}
-
 /// `GET /ui/incidents/{id}`: the incident, what was issued under it, and
 /// what was done with it.
 pub(super) async fn incident(
-    State(ca): State<Arc<Ca>>,
+    State(incidents): State<Arc<Incidents>>,
+    State(recordings): State<Arc<Recordings>>,
     signed: Signed,
     Path(id): Path<String>,
 ) -> Result<Response, UiError> {
     reviewers_only(&signed)?;
-    let incident = ca
-        .read(|conn| crate::store::incident(conn, &id))?
-        .ok_or_else(|| {
-            UiError::Api(ApiError::Missing(format!(
-                "no incident {}",
-                id.chars().take(64).collect::<String>()
-            )))
-        })?;
-    let certs = ca.read(|conn| {
-        let mut stmt = conn.prepare(
-            "SELECT c.serial, c.identity, c.role, c.key_id, c.valid_after, c.valid_before,
-                    EXISTS (SELECT 1 FROM revocations r WHERE r.serial = c.serial)
-             FROM certificates c WHERE c.incident = ?1 ORDER BY c.serial LIMIT 1000",
-        )?;
-        let rows = stmt.query_map([&incident.id], |r| {
-            Ok(CertRow {
-                serial: r.get(0)?,
-                identity: r.get(1)?,
-                role: r.get(2)?,
-                key_id: r.get(3)?,
-                valid_after: r.get(4)?,
-                valid_before: r.get(5)?,
-                revoked: r.get(6)?,
-            })
-        })?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
+    let incident = incidents.get(&id).await?.ok_or_else(|| {
+        UiError::Api(ApiError::Missing(format!(
+            "no incident {}",
+            id.chars().take(64).collect::<String>()
+        )))
     })?;
-    let reviewer = ca.reviewer(&signed.caller, "/ui/incidents/{id}").await?;
-    let sessions = ca.list_recordings(
-        &reviewer,
-        &Filter {
-            identity: None,
-            host: None,
-            incident: Some(incident.id.clone()),
-            role: None,
-            since: None,
-            status: None,
-            limit: crate::recordings::MAX_LIST,
-        },
-    )?;
+    let certs = incidents.certificates(&incident.id).await?;
+    let reviewer = recordings
+        .reviewer(&signed.caller, "/ui/incidents/{id}")
+        .await?;
+    let sessions = recordings
+        .list(
+            &reviewer,
+            SessionFilter {
+                incident: Some(incident.id.clone()),
+                limit: crate::recordings::MAX_LIST,
+                ..SessionFilter::default()
+            },
+        )
+        .await?;
     let mut body = format!(
         r#"<p class="crumbs"><a href="/ui/incidents">Incidents</a> / {}</p><h1>{} <span class="muted">{}</span></h1>"#,
         esc(&incident.id),
@@ -170,8 +144,8 @@ pub(super) async fn incident(
                 c.serial,
                 esc(&c.identity),
                 esc(&c.role),
-                esc(&time(c.valid_after)),
-                esc(&time(c.valid_before)),
+                esc(&time(i64::try_from(c.valid_after).unwrap_or(i64::MAX))),
+                esc(&time(i64::try_from(c.valid_before).unwrap_or(i64::MAX))),
                 badge(if c.revoked { "revoked" } else { "issued" }),
                 esc(&c.key_id)
             );
@@ -248,47 +222,37 @@ fn ts_bound(text: &Option<String>, end: bool) -> Option<String> {
     Some(t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
 }
 
-fn audit_rows(ca: &Ca, params: &AuditQuery, limit: u32) -> Result<Vec<Row>, ApiError> {
-    let kind = clean(&params.kind);
-    let actor = clean(&params.actor);
-    let from = ts_bound(&params.from, false);
-    let to = ts_bound(&params.to, true);
-    let before = params.before.and_then(|b| i64::try_from(b).ok());
-    ca.read(|conn| {
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {ROW_COLUMNS} FROM audit
-             WHERE (?1 IS NULL OR kind = ?1 OR kind LIKE ?1 || '.%')
-               AND (?2 IS NULL OR actor = ?2)
-               AND (?3 IS NULL OR ts >= ?3)
-               AND (?4 IS NULL OR ts < ?4)
-               AND (?5 IS NULL OR seq < ?5)
-             ORDER BY seq DESC LIMIT ?6"
-        ))?;
-        let rows = stmt.query_map(
-            rusqlite::params![kind, actor, from, to, before, limit],
-            Row::from_sql,
-        )?;
-        rows.collect()
-    })
+async fn audit_rows(
+    audit: &Audit,
+    params: &AuditQuery,
+    limit: u32,
+) -> Result<Vec<AuditRow>, UiError> {
+    Ok(audit
+        .rows(AuditFilter {
+            kind_prefix: clean(&params.kind),
+            actor: clean(&params.actor),
+            from_ts: ts_bound(&params.from, false),
+            until_ts: ts_bound(&params.to, true),
+            before: params.before,
+            newest_first: true,
+            limit,
+            ..AuditFilter::default()
+        })
+        .await?)
 }
 
 /// `GET /ui/audit`: newest first, filtered, paged, with the chain's state.
 pub(super) async fn audit(
-    State(ca): State<Arc<Ca>>,
+    State(audit): State<Audit>,
     signed: Signed,
     query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, UiError> {
     reviewers_only(&signed)?;
     let params = query.map(|Query(p)| p).unwrap_or_default();
-    let rows = audit_rows(&ca, &params, AUDIT_PAGE)?;
-    let verification = ca.read(|conn| {
-        crate::audit::verify(conn, None).map_err(|e| match e {
-            crate::audit::Error::Read(r) => r,
-            other => rusqlite::Error::InvalidParameterName(other.to_string()),
-        })
-    })?;
+    let rows = audit_rows(&audit, &params, AUDIT_PAGE).await?;
+    let verification = audit.verify(None).await?;
     record(
-        &ca,
+        &audit,
         "audit.viewed",
         &signed.identity,
         json!({ "kind": clean(&params.kind), "actor": clean(&params.actor), "from": clean(&params.from), "to": clean(&params.to), "before": params.before }),
@@ -394,16 +358,16 @@ pub(super) async fn audit(
 /// `GET /ui/audit/export`: the filtered rows as `shiftkey-ca audit export`
 /// writes them, oldest first.
 pub(super) async fn audit_export(
-    State(ca): State<Arc<Ca>>,
+    State(audit): State<Audit>,
     signed: Signed,
     query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, UiError> {
     reviewers_only(&signed)?;
     let params = query.map(|Query(p)| p).unwrap_or_default();
-    let mut rows = audit_rows(&ca, &params, AUDIT_EXPORT_MAX)?;
+    let mut rows = audit_rows(&audit, &params, AUDIT_EXPORT_MAX).await?;
     rows.reverse();
     record(
-        &ca,
+        &audit,
         "audit.exported",
         &signed.identity,
         json!({ "kind": clean(&params.kind), "actor": clean(&params.actor), "from": clean(&params.from), "to": clean(&params.to), "rows": rows.len() }),
@@ -433,45 +397,29 @@ pub(super) async fn audit_export(
 }
 
 async fn record(
-    ca: &Ca,
+    audit: &Audit,
     kind: &'static str,
     actor: &str,
     detail: serde_json::Value,
 ) -> Result<(), UiError> {
-    ca.audit
-        .record(Event {
-            kind,
-            actor: actor.to_owned(),
-            outcome: Outcome::Info,
-            detail,
-        })
-        .await
-        .map_err(|e| UiError::Api(ApiError::AuditUnavailable(e.to_string())))?;
+    audit
+        .record(Event::new(kind, actor, Outcome::Info, detail))
+        .await?;
     Ok(())
-}
-
-#[derive(Debug)]
-struct Decided {
-    id: String,
-    requester: String,
-    role: String,
-    status: String,
-    approvals: String,
-    denied_by: Option<String>,
-    decision_reason: Option<String>,
-    serial: Option<i64>,
-    created_at: i64,
 }
 
 /// `GET /ui/approvals`: pending requests this person may decide, and the
 /// latest decided ones.
 pub(super) async fn approvals(
-    State(ca): State<Arc<Ca>>,
+    State(requests): State<Arc<Requests>>,
+    State(policy): State<Arc<CurrentPolicy>>,
+    State(oncall): State<Arc<OnCall>>,
+    State(incidents): State<Arc<Incidents>>,
     signed: Signed,
 ) -> Result<Response, UiError> {
-    let pending = ca.requests_for(&signed.caller)?;
-    let policy = ca.policy();
-    let overrides = ca.overrides()?;
+    let pending = requests.pending_for(&signed.caller).await?;
+    let policy = policy.get();
+    let overrides = oncall.overrides().await?;
     let now = chrono::Utc::now();
     let overview = tokio::task::spawn_blocking({
         let policy = Arc::clone(&policy);
@@ -513,8 +461,9 @@ pub(super) async fn approvals(
         };
         let incident = match &r.incident {
             Some(i) => {
-                let state = ca
-                    .read(|conn| crate::store::incident(conn, i))?
+                let state = incidents
+                    .get(i)
+                    .await?
                     .map(|inc| {
                         format!(
                             " — {} (sev{}, {})",
@@ -572,33 +521,7 @@ pub(super) async fn approvals(
         );
     }
     body.push_str("</section>");
-    let identity = signed.identity.clone();
-    let groups = signed.caller.groups().to_vec();
-    let decided = ca.read(|conn| {
-        let mut stmt = conn.prepare(
-            "SELECT id, requester, role, status, approvals, denied_by, decision_reason, serial, created_at
-             FROM access_requests WHERE status != 'pending' ORDER BY created_at DESC LIMIT 200",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(Decided {
-                id: r.get(0)?,
-                requester: r.get(1)?,
-                role: r.get(2)?,
-                status: r.get(3)?,
-                approvals: r.get(4)?,
-                denied_by: r.get(5)?,
-                decision_reason: r.get(6)?,
-                serial: r.get(7)?,
-                created_at: r.get(8)?,
-            })
-        })?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-    })?;
-    let decided: Vec<_> = decided
-        .into_iter()
-        .filter(|d| policy.may_approve(&d.role, &identity, &groups, &d.requester))
-        .take(20)
-        .collect();
+    let decided = requests.decided_for(&signed.caller, 20).await?;
     let _ = write!(
         body,
         r#"<section aria-labelledby="decided-h"><h2 id="decided-h">Recently decided</h2>"#
@@ -610,9 +533,7 @@ pub(super) async fn approvals(
         for d in &decided {
             let by = match &d.denied_by {
                 Some(by) => format!("{} ({})", by, d.decision_reason.as_deref().unwrap_or("")),
-                None => serde_json::from_str::<Vec<String>>(&d.approvals)
-                    .unwrap_or_default()
-                    .join(", "),
+                None => d.approvals.join(", "),
             };
             let _ = write!(
                 body,
@@ -621,7 +542,7 @@ pub(super) async fn approvals(
                 esc(&d.id),
                 esc(&d.requester),
                 esc(&d.role),
-                badge(&d.status),
+                badge(d.status.as_str()),
                 esc(&by),
                 d.serial.map_or("—".into(), |s| format!("serial {s}")),
                 esc(&time(d.created_at))
@@ -639,9 +560,9 @@ pub(super) async fn approvals(
 }
 
 /// `POST /ui/approvals/{id}/approve|deny`: CSRF and origin checked, then
-/// `Ca::decide`, which checks and audits exactly as for the API.
+/// `Requests::decide`, which checks and audits exactly as for the API.
 pub(super) async fn decide(
-    State(ca): State<Arc<Ca>>,
+    State(requests): State<Arc<Requests>>,
     signed: Signed,
     headers: HeaderMap,
     Path((id, decision)): Path<(String, String)>,
@@ -658,7 +579,9 @@ pub(super) async fn decide(
         .get("reason")
         .map(|r| r.trim().to_owned())
         .filter(|r| !r.is_empty());
-    ca.decide(&signed.caller, &id, approve, reason).await?;
+    requests
+        .decide(&signed.caller, &id, approve, reason)
+        .await?;
     // Post/redirect/get: a reload does not decide twice.
     Ok(Redirect::to("/ui/approvals").into_response())
 }

@@ -1,32 +1,36 @@
 //! Sessions: the list with its filters and the search over typed input,
 //! one session's page with the player and its input events, the live
 //! follow, and the signed bundle. Every read goes through the recordings
-//! service (`Ca::reviewer`, `list_recordings`, `search_recordings`,
-//! `recording`, `read_recording_file`), so it is checked and audited as the
-//! API's reads are.
+//! service (`reviewer`, `list`, `search`, `recording`, `read_file`), so it
+//! is checked and audited as the API's reads are, and recordings are
+//! streamed (decompressed or bundled as they are read), never held whole.
 
 use std::fmt::Write as _;
-use std::io::Read as _;
+use std::io::BufRead as _;
 use std::sync::Arc;
 
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::html::{Nav, badge, esc, facts, offset, page, q, time};
 use super::{Signed, UiError, html_response};
 use crate::http::error::ApiError;
-use crate::recordings::{MAX_LIST, Purpose, Reviewer, is_file_name};
-use crate::service::Ca;
-use crate::store::recordings::Filter;
+use crate::recording_store::Reader;
+use crate::recordings::{self, MAX_LIST, Purpose, Recordings, Reviewer, is_file_name};
+use crate::store::SessionFilter;
 
 /// Most decompressed bytes one recording file is given to the browser.
 const MAX_CAST: u64 = 64 * 1024 * 1024;
 /// Most input lines listed beside the player.
 const MAX_INPUTS: usize = 5_000;
 const STATUSES: [&str; 4] = ["live", "ended", "sealed", "verification-failed"];
+/// Decompressed bytes handed to the browser per chunk.
+const CHUNK: usize = 64 * 1024;
 
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct ListQuery {
@@ -60,17 +64,9 @@ fn parse_when(text: &str, end: bool) -> Option<i64> {
     Some(if end { t + 86_399 } else { t })
 }
 
-fn reviewer_for(
-    ca: &Ca,
-    signed: &Signed,
-    path: &str,
-) -> impl Future<Output = Result<Reviewer, ApiError>> {
-    ca.reviewer(&signed.caller, path)
-}
-
 /// `GET /ui/` and `/ui/sessions`: filters, search, the sessions.
 pub(super) async fn list(
-    State(ca): State<Arc<Ca>>,
+    State(recordings): State<Arc<Recordings>>,
     signed: Signed,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, UiError> {
@@ -79,7 +75,7 @@ pub(super) async fn list(
         return Ok(axum::response::Redirect::to("/ui/approvals").into_response());
     }
     let params = query.map(|Query(p)| p).unwrap_or_default();
-    let reviewer = reviewer_for(&ca, &signed, "/ui/sessions").await?;
+    let reviewer = recordings.reviewer(&signed.caller, "/ui/sessions").await?;
     let mut body = String::from("<h1>Sessions</h1>");
     let field = |name: &str, label: &str, value: &Option<String>, kind: &str, hint: &str| {
         format!(
@@ -101,7 +97,7 @@ pub(super) async fn list(
         )
     );
     if let Some(text) = &search_text {
-        let matches = ca.search_recordings(&reviewer, text, 200).await?;
+        let matches = recordings.search(&reviewer, text, 200).await?;
         let _ = write!(
             body,
             r#"<section aria-labelledby="results-h" class="panel"><h2 id="results-h">{} match(es) for “{}”</h2>"#,
@@ -146,7 +142,7 @@ pub(super) async fn list(
     let status = nonempty(&params.status).filter(|s| STATUSES.contains(&s.as_str()));
     let from = nonempty(&params.from).and_then(|t| parse_when(&t, false));
     let to = nonempty(&params.to).and_then(|t| parse_when(&t, true));
-    let filter = Filter {
+    let filter = SessionFilter {
         identity: nonempty(&params.user).map(|u| {
             if u.contains(':') {
                 u
@@ -158,11 +154,12 @@ pub(super) async fn list(
         incident: nonempty(&params.incident),
         role: nonempty(&params.role),
         since: from,
-        status: status.clone(),
+        status: status.as_deref().and_then(recordings::parse_status),
         limit: MAX_LIST,
     };
-    let sessions: Vec<_> = ca
-        .list_recordings(&reviewer, &filter)?
+    let sessions: Vec<_> = recordings
+        .list(&reviewer, filter)
+        .await?
         .into_iter()
         .filter(|s| to.is_none_or(|to| s.started_at <= to))
         .collect();
@@ -234,65 +231,125 @@ pub(super) async fn list(
     )))
 }
 
-/// The whole of one recording file, gzip as stored, read through the
-/// service (audited once per purpose and window).
-async fn whole_file(
-    ca: &Ca,
-    reviewer: &Reviewer,
-    session: &str,
-    name: &str,
-    purpose: Purpose,
-) -> Result<Vec<u8>, ApiError> {
-    let mut bytes = Vec::new();
-    loop {
-        let (chunk, length) = ca
-            .read_recording_file(reviewer, session, name, bytes.len() as u64, purpose)
-            .await?;
-        let done = chunk.is_empty();
-        bytes.extend_from_slice(&chunk);
-        if done || bytes.len() as u64 >= length {
-            return Ok(bytes);
+/// Decompresses a recording file as it is read (gzip members one after
+/// another, as the bastion flushes them; a live file ends mid-stream), at
+/// most `MAX_CAST` bytes, and hands each line to `each` until it says stop.
+/// Runs on a blocking thread; `state` comes back.
+async fn scan_lines<T: Send + 'static>(
+    reader: Reader,
+    state: T,
+    mut each: impl FnMut(&mut T, &str) -> bool + Send + 'static,
+) -> Result<T, UiError> {
+    let bridge = tokio_util::io::SyncIoBridge::new(reader);
+    tokio::task::spawn_blocking(move || {
+        let mut state = state;
+        let gz = flate2::read::MultiGzDecoder::new(bridge);
+        let mut lines = std::io::BufReader::new(std::io::Read::take(gz, MAX_CAST));
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match lines.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let text = String::from_utf8_lossy(&line);
+                    if !each(&mut state, text.trim_end_matches('\n')) {
+                        break;
+                    }
+                }
+            }
         }
-    }
+        state
+    })
+    .await
+    .map_err(|e| {
+        UiError::Api(ApiError::Internal(format!(
+            "reading the recording failed: {e}"
+        )))
+    })
 }
 
-/// Decompresses what has been flushed so far (a live file ends mid-stream).
-fn gunzip(gz: &[u8]) -> String {
-    let mut out = Vec::new();
-    let _ = flate2::read::MultiGzDecoder::new(gz)
-        .take(MAX_CAST)
-        .read_to_end(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
+/// A recording file decompressed as the body is sent (at most `MAX_CAST`
+/// bytes), never whole in memory.
+fn gunzip_body(reader: Reader) -> Body {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let bridge = tokio_util::io::SyncIoBridge::new(reader);
+    tokio::task::spawn_blocking(move || {
+        let gz = flate2::read::MultiGzDecoder::new(bridge);
+        let mut out = std::io::Read::take(gz, MAX_CAST);
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            match std::io::Read::read(&mut out, &mut buf) {
+                // A stream that ends mid-member (a live file) ends here.
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if tx
+                        .blocking_send(Ok(Bytes::copy_from_slice(&buf[..n])))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    Body::from_stream(stream::poll_fn(move |cx| rx.poll_recv(cx)))
 }
 
-/// Typed input grouped into lines: (time of the first keystroke, text).
-fn input_lines(cast: &str) -> Vec<(f64, String)> {
-    let mut lines = Vec::new();
-    let mut current: Option<(f64, String)> = None;
-    for line in cast.lines().skip(1) {
+/// Typed input grouped into lines: (time of the first keystroke, text),
+/// fed one asciicast line at a time.
+#[derive(Debug, Default)]
+struct InputLines {
+    lines: Vec<(f64, String)>,
+    current: Option<(f64, String)>,
+    /// The header line (the first) has been seen.
+    header: Option<Value>,
+}
+
+impl InputLines {
+    /// Takes one line of the cast; false once enough lines are kept.
+    fn feed(&mut self, line: &str) -> bool {
+        if self.header.is_none() {
+            self.header = Some(serde_json::from_str(line).unwrap_or_default());
+            return true;
+        }
         let Ok(Value::Array(event)) = serde_json::from_str::<Value>(line) else {
-            continue;
+            return true;
         };
         if event.get(1).and_then(Value::as_str) != Some("i") {
-            continue;
+            return true;
         }
         let t = event.first().and_then(Value::as_f64).unwrap_or(0.0);
         let data = event.get(2).and_then(Value::as_str).unwrap_or_default();
         for c in data.chars() {
-            let (_, text) = current.get_or_insert_with(|| (t, String::new()));
+            let (_, text) = self.current.get_or_insert_with(|| (t, String::new()));
             text.push(c);
             if c == '\r' || c == '\n' {
-                if let Some(done) = current.take() {
-                    lines.push(done);
+                if let Some(done) = self.current.take() {
+                    self.lines.push(done);
                 }
-                if lines.len() >= MAX_INPUTS {
-                    return lines;
+                if self.lines.len() >= MAX_INPUTS {
+                    return false;
                 }
             }
         }
+        true
     }
-    lines.extend(current);
-    lines
+
+    fn finish(mut self) -> (Option<Value>, Vec<(f64, String)>) {
+        self.lines.extend(self.current.take());
+        (self.header, self.lines)
+    }
+}
+
+#[cfg(test)]
+fn input_lines(cast: &str) -> Vec<(f64, String)> {
+    let mut input = InputLines::default();
+    for line in cast.lines() {
+        if !input.feed(line) {
+            break;
+        }
+    }
+    input.finish().1
 }
 
 #[derive(Debug, Deserialize)]
@@ -303,13 +360,15 @@ pub(super) struct DetailQuery {
 
 /// `GET /ui/sessions/{id}`: who, when, where, why; the player; the input.
 pub(super) async fn detail(
-    State(ca): State<Arc<Ca>>,
+    State(recordings): State<Arc<Recordings>>,
     signed: Signed,
     Path(id): Path<String>,
     Query(params): Query<DetailQuery>,
 ) -> Result<Response, UiError> {
-    let reviewer = reviewer_for(&ca, &signed, "/ui/sessions/{id}").await?;
-    let detail = ca.recording(&reviewer, &id, Purpose::View).await?;
+    let reviewer = recordings
+        .reviewer(&signed.caller, "/ui/sessions/{id}")
+        .await?;
+    let detail = recordings.recording(&reviewer, &id, Purpose::View).await?;
     let info = &detail.info;
     let incident = info.incident.as_deref().map_or(String::from("—"), |i| {
         format!(r#"<a href="/ui/incidents/{}">{}</a>"#, esc(&q(i)), esc(i))
@@ -395,17 +454,17 @@ pub(super) async fn detail(
     body.push_str("</ul></nav>");
     match chosen {
         Some(name) if name.ends_with(".cast.gz") => {
-            let gz = whole_file(&ca, &reviewer, &info.session_id, &name, Purpose::Play).await?;
-            let cast = gunzip(&gz);
-            let inputs = input_lines(&cast);
+            let opened = recordings
+                .read_file(&reviewer, &info.session_id, &name, 0, None, Purpose::Play)
+                .await?;
+            let (header, inputs) =
+                scan_lines(opened.reader, InputLines::default(), InputLines::feed)
+                    .await?
+                    .finish();
             // A client without a terminal (`ssh -tt` from a pipe) asks
             // for a 0x0 pty, which the bastion records as 1x1: give the
             // player a size it can draw.
-            let header: Value = cast
-                .lines()
-                .next()
-                .and_then(|l| serde_json::from_str(l).ok())
-                .unwrap_or_default();
+            let header = header.unwrap_or_default();
             let size = |key: &str, fallback: u64| {
                 header[key]
                     .as_u64()
@@ -450,10 +509,17 @@ pub(super) async fn detail(
         }
         Some(name) => {
             // sftp operations: one JSON line each.
-            let gz = whole_file(&ca, &reviewer, &info.session_id, &name, Purpose::View).await?;
-            let text = gunzip(&gz);
+            let opened = recordings
+                .read_file(&reviewer, &info.session_id, &name, 0, None, Purpose::View)
+                .await?;
+            let operations =
+                scan_lines(opened.reader, Vec::new(), |kept: &mut Vec<String>, line| {
+                    kept.push(line.to_owned());
+                    kept.len() < MAX_INPUTS
+                })
+                .await?;
             body.push_str(r#"<section aria-labelledby="sftp-h"><h2 id="sftp-h">File operations</h2><table class="grid"><thead><tr><th scope="col">Operation</th></tr></thead><tbody>"#);
-            for line in text.lines().take(MAX_INPUTS) {
+            for line in &operations {
                 let _ = write!(body, "<tr><td><code>{}</code></td></tr>", esc(line));
             }
             body.push_str("</tbody></table></section>");
@@ -468,21 +534,25 @@ pub(super) async fn detail(
     )))
 }
 
-/// `GET /ui/sessions/{id}/cast/{name}`: the asciicast, decompressed, for
-/// the player.
+/// `GET /ui/sessions/{id}/cast/{name}`: the asciicast, decompressed as it
+/// is sent, for the player.
 pub(super) async fn cast(
-    State(ca): State<Arc<Ca>>,
+    State(recordings): State<Arc<Recordings>>,
     signed: Signed,
     Path((id, name)): Path<(String, String)>,
 ) -> Result<Response, UiError> {
-    let reviewer = reviewer_for(&ca, &signed, "/ui/sessions/{id}/cast/{name}").await?;
+    let reviewer = recordings
+        .reviewer(&signed.caller, "/ui/sessions/{id}/cast/{name}")
+        .await?;
     if !is_file_name(&name) || !name.ends_with(".cast.gz") {
         return Err(UiError::NotFound);
     }
-    let gz = whole_file(&ca, &reviewer, &id, &name, Purpose::Play).await?;
+    let opened = recordings
+        .read_file(&reviewer, &id, &name, 0, None, Purpose::Play)
+        .await?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        gunzip(&gz),
+        gunzip_body(opened.reader),
     )
         .into_response())
 }
@@ -492,67 +562,108 @@ pub(super) struct EventsQuery {
     from: Option<usize>,
 }
 
+/// Events of a cast after the first `from`, at most 10 000, and how many
+/// there are in all.
+#[derive(Debug, Default)]
+struct Fresh {
+    from: usize,
+    seen: usize,
+    header: bool,
+    events: Vec<Value>,
+}
+
+impl Fresh {
+    fn feed(&mut self, line: &str) -> bool {
+        if !self.header {
+            self.header = true;
+            return true;
+        }
+        let Ok(event) = serde_json::from_str::<Value>(line) else {
+            return true;
+        };
+        if !event.is_array() {
+            return true;
+        }
+        if self.seen >= self.from && self.events.len() < 10_000 {
+            self.events.push(event);
+        }
+        self.seen += 1;
+        true
+    }
+}
+
 /// `GET /ui/sessions/{id}/events/{name}?from=N`: the events after the
 /// first N, and the session's status, for following a live session.
 pub(super) async fn events(
-    State(ca): State<Arc<Ca>>,
+    State(recordings): State<Arc<Recordings>>,
     signed: Signed,
     Path((id, name)): Path<(String, String)>,
     Query(params): Query<EventsQuery>,
 ) -> Result<Response, UiError> {
-    let reviewer = reviewer_for(&ca, &signed, "/ui/sessions/{id}/events/{name}").await?;
+    let reviewer = recordings
+        .reviewer(&signed.caller, "/ui/sessions/{id}/events/{name}")
+        .await?;
     if !is_file_name(&name) || !name.ends_with(".cast.gz") {
         return Err(UiError::NotFound);
     }
-    let info = ca.recording(&reviewer, &id, Purpose::Watch).await?;
-    let gz = whole_file(&ca, &reviewer, &id, &name, Purpose::Watch).await?;
-    let cast = gunzip(&gz);
+    let info = recordings.recording(&reviewer, &id, Purpose::Watch).await?;
+    let opened = recordings
+        .read_file(&reviewer, &id, &name, 0, None, Purpose::Watch)
+        .await?;
     let from = params.from.unwrap_or(0);
-    let events: Vec<Value> = cast
-        .lines()
-        .skip(1)
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(Value::is_array)
-        .collect();
-    let next = events.len();
-    let fresh: Vec<&Value> = events.iter().skip(from).take(10_000).collect();
+    let fresh = Fresh {
+        from,
+        ..Fresh::default()
+    };
+    let fresh = scan_lines(opened.reader, fresh, Fresh::feed).await?;
+    let sent = fresh.events.len();
     Ok(axum::Json(json!({
         "status": info.info.status,
-        "events": fresh,
-        "next": from + fresh.len().min(next.saturating_sub(from)),
+        "events": fresh.events,
+        "next": from + sent.min(fresh.seen.saturating_sub(from)),
     }))
     .into_response())
 }
 
 /// `GET /ui/sessions/{id}/export`: the bundle `shiftkey recordings export`
-/// writes, as one tar (`ID/N.cast.gz`, `ID/metadata.json`, `ID/ca.pub`):
-/// `tar xf` it, then `shiftkey recordings verify ID`.
+/// writes, as one tar (`ID/N.cast.gz`, `ID/metadata.json`, `ID/ca.pub`),
+/// streamed file by file: `tar xf` it, then `shiftkey recordings verify ID`.
 pub(super) async fn export(
-    State(ca): State<Arc<Ca>>,
+    State(recordings): State<Arc<Recordings>>,
     signed: Signed,
     Path(id): Path<String>,
 ) -> Result<Response, UiError> {
-    let reviewer = reviewer_for(&ca, &signed, "/ui/sessions/{id}/export").await?;
-    let detail = ca.recording(&reviewer, &id, Purpose::Export).await?;
+    let reviewer = recordings
+        .reviewer(&signed.caller, "/ui/sessions/{id}/export")
+        .await?;
+    let detail = recordings
+        .recording(&reviewer, &id, Purpose::Export)
+        .await?;
     let dir = detail.info.session_id.clone();
-    let mut tar = Vec::new();
-    for file in &detail.info.files {
-        let bytes = whole_file(&ca, &reviewer, &dir, &file.name, Purpose::Export).await?;
-        tar_entry(&mut tar, &format!("{dir}/{}", file.name), &bytes);
-    }
     let metadata = serde_json::to_string_pretty(&detail)
         .map_err(|e| ApiError::Internal(format!("encoding the metadata: {e}")))?;
+    let mut trailer = Vec::new();
     tar_entry(
-        &mut tar,
+        &mut trailer,
         &format!("{dir}/metadata.json"),
         format!("{metadata}\n").as_bytes(),
     );
     tar_entry(
-        &mut tar,
+        &mut trailer,
         &format!("{dir}/ca.pub"),
-        format!("{}\n", ca.keys.user.public_line()).as_bytes(),
+        format!("{}\n", recordings.seal_key()).as_bytes(),
     );
-    tar.extend_from_slice(&[0u8; 1024]);
+    trailer.extend_from_slice(&[0u8; 1024]);
+    let names: Vec<String> = detail.info.files.iter().map(|f| f.name.clone()).collect();
+    let session = dir.clone();
+    let files = stream::iter(names)
+        .then(move |name| {
+            let (recordings, reviewer, session) =
+                (Arc::clone(&recordings), reviewer.clone(), session.clone());
+            async move { file_entry(&recordings, &reviewer, &session, &name).await }
+        })
+        .flatten();
+    let body = files.chain(stream::once(async move { Ok(Bytes::from(trailer)) }));
     Ok((
         [
             (header::CONTENT_TYPE, "application/x-tar".to_owned()),
@@ -561,13 +672,41 @@ pub(super) async fn export(
                 format!("attachment; filename=\"{dir}.tar\""),
             ),
         ],
-        tar,
+        Body::from_stream(body),
     )
         .into_response())
 }
 
-/// One ustar entry (names here are short, ASCII and checked).
-fn tar_entry(out: &mut Vec<u8>, name: &str, data: &[u8]) {
+type Chunks = stream::BoxStream<'static, Result<Bytes, std::io::Error>>;
+
+/// One file of the bundle: its tar header, its bytes as they are read, the
+/// padding to the next block.
+async fn file_entry(
+    recordings: &Recordings,
+    reviewer: &Reviewer,
+    session: &str,
+    name: &str,
+) -> Chunks {
+    let opened = match recordings
+        .read_file(reviewer, session, name, 0, None, Purpose::Export)
+        .await
+    {
+        Ok(opened) => opened,
+        Err(e) => {
+            tracing::error!(error = %e, session, file = name, "export: cannot read a recording file");
+            return stream::once(async move { Err(std::io::Error::other(e.to_string())) }).boxed();
+        }
+    };
+    let header = tar_header(&format!("{session}/{name}"), opened.bytes);
+    let pad = vec![0u8; usize::try_from((512 - opened.bytes % 512) % 512).unwrap_or(0)];
+    stream::once(async move { Ok(Bytes::from(header.to_vec())) })
+        .chain(tokio_util::io::ReaderStream::new(opened.reader))
+        .chain(stream::once(async move { Ok(Bytes::from(pad)) }))
+        .boxed()
+}
+
+/// One ustar header (names here are short, ASCII and checked).
+fn tar_header(name: &str, size: u64) -> [u8; 512] {
     let mut header = [0u8; 512];
     let name = name.as_bytes();
     header[..name.len().min(100)].copy_from_slice(&name[..name.len().min(100)]);
@@ -578,7 +717,7 @@ fn tar_entry(out: &mut Vec<u8>, name: &str, data: &[u8]) {
     octal(&mut header[100..108], 0o600);
     octal(&mut header[108..116], 0);
     octal(&mut header[116..124], 0);
-    octal(&mut header[124..136], data.len() as u64);
+    octal(&mut header[124..136], size);
     octal(
         &mut header[136..148],
         u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0),
@@ -590,7 +729,12 @@ fn tar_entry(out: &mut Vec<u8>, name: &str, data: &[u8]) {
     let sum: u32 = header.iter().map(|b| u32::from(*b)).sum();
     let text = format!("{sum:06o}\0 ");
     header[148..156].copy_from_slice(text.as_bytes());
-    out.extend_from_slice(&header);
+    header
+}
+
+/// One ustar entry held in memory (the bundle's small files).
+fn tar_entry(out: &mut Vec<u8>, name: &str, data: &[u8]) {
+    out.extend_from_slice(&tar_header(name, data.len() as u64));
     out.extend_from_slice(data);
     let pad = (512 - data.len() % 512) % 512;
     out.extend(std::iter::repeat_n(0u8, pad));

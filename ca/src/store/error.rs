@@ -1,0 +1,78 @@
+//! What the store answers when it cannot do what it was asked.
+//!
+//! Callers `match` on [`Conflict`]: each variant is a state the domain
+//! expects to meet (two people acting at once), never a driver's message.
+
+use std::path::PathBuf;
+
+/// Why a read or a write failed. Clone: one failed group commit answers
+/// every entry of the batch with the same error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Error {
+    /// The write met a state that forbids it; nothing was changed.
+    #[error(transparent)]
+    Conflict(#[from] Conflict),
+    /// The store cannot be read or written right now (locked, full,
+    /// read-only, an I/O error); nothing was changed.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// The store refused or failed a statement it should have taken: a bug
+    /// or a damaged store. Nothing was changed.
+    #[error("the store failed: {0}")]
+    Failed(String),
+}
+
+/// A write that lost a race, or came too late. Each names the state the
+/// store found, so the caller can say what happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Conflict {
+    /// A certificate under an incident that is not open (resolved a moment
+    /// ago, or never opened), or a resolution of one that is not open.
+    #[error("the incident is not open")]
+    IncidentNotOpen,
+    /// An incident with this ID exists already.
+    #[error("an incident with this ID exists already")]
+    IncidentExists,
+    /// The access request was decided or approved by someone else since it
+    /// was read.
+    #[error("the access request changed meanwhile")]
+    RequestChanged,
+    /// The join token was spent (or expired) since it was read.
+    #[error("the join token was already used or has expired")]
+    TokenSpent,
+    /// The session is no longer live (sealed, or its seal started).
+    #[error("the session is no longer live")]
+    SessionNotLive,
+    /// The session's seal has started: its recording no longer changes.
+    #[error("the session is being sealed")]
+    SessionSealing,
+    /// The recording file's committed length moved on since it was read
+    /// (another upload of the same file landed first).
+    #[error("the recording file changed meanwhile")]
+    UploadMoved,
+}
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum OpenError {
+    #[error("{path}: cannot open the database: {message}")]
+    Open { path: PathBuf, message: String },
+    #[error("{path}: migration {version} failed: {message}")]
+    Migrate {
+        path: PathBuf,
+        version: usize,
+        message: String,
+    },
+    #[error(
+        "{path}: the database is at schema version {found}, newer than this binary's {known}; upgrade shiftkey-ca"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: usize,
+        known: usize,
+    },
+    #[error(
+        "{path}: no database here\nhint: create the data directory with `shiftkey-ca init`, or pass the right --data-dir"
+    )]
+    Missing { path: PathBuf },
+}

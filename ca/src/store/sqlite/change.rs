@@ -1,0 +1,63 @@
+//! Applies a [`Change`] inside the append's transaction, through the
+//! concern that owns its tables.
+
+use rusqlite::Connection;
+
+use super::{WriteError, certificates, hosts, incidents, locks, overrides, requests, sessions};
+use crate::store::Change;
+
+pub(super) fn apply(conn: &Connection, change: &Change) -> Result<(), WriteError> {
+    match change {
+        Change::Issue(cert) => certificates::insert(conn, cert),
+        Change::IssueForRequest {
+            certificate,
+            request,
+        } => {
+            certificates::insert(conn, certificate)?;
+            requests::mark_issued(conn, request, certificate.serial)
+        }
+        Change::CreateRequest(request) => requests::insert(conn, request),
+        Change::Approve {
+            id,
+            expected,
+            approvals,
+            status,
+        } => requests::approve(conn, id, expected, approvals, *status),
+        Change::Deny { id, by, reason } => requests::deny(conn, id, by, reason),
+        Change::AddOverride(o) => overrides::insert(conn, o),
+        Change::Revoke {
+            serials,
+            by,
+            reason,
+            at,
+        } => certificates::revoke(conn, serials, by, reason, at),
+        Change::OpenIncident(incident) => incidents::open(conn, incident),
+        Change::ResolveIncident { id, by, at, now } => incidents::resolve(conn, id, by, at, *now),
+        Change::Lock {
+            identity,
+            by,
+            at,
+            reason,
+            now,
+        } => locks::lock(conn, identity, by, at, reason, *now),
+        Change::Unlock { identity } => locks::unlock(conn, identity),
+        Change::CreateJoinToken(token) => hosts::insert_token(conn, token),
+        Change::Enroll {
+            token_hash,
+            now,
+            host,
+            certificate,
+        } => hosts::enroll(conn, token_hash, *now, host, certificate),
+        Change::RenewHost(certificate) => hosts::renew(conn, certificate),
+        Change::RecordHostCertificate(certificate) => hosts::insert_certificate(conn, certificate),
+        Change::StartSession {
+            certificate,
+            session,
+        } => {
+            certificates::insert(conn, certificate)?;
+            sessions::insert(conn, session)
+        }
+        Change::SealRecording(seal) => sessions::seal(conn, seal),
+        Change::NoteRecordingRead(read) => sessions::note_read(conn, read),
+    }
+}

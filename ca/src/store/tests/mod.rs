@@ -1,0 +1,165 @@
+//! The store's behaviour, written once against `dyn Store`: each test is a
+//! function taking a fresh store, run for every backend (`sqlite.rs`; the
+//! PostgreSQL backend runs the same list). Backend-specific checks (files,
+//! migrations from older schemas, triggers) sit in the backend's file.
+
+mod audit;
+mod certificates;
+mod hosts;
+mod requests;
+mod sessions;
+mod sqlite;
+mod ui_sessions;
+
+use std::sync::Arc;
+
+use super::{
+    Change, Entry, Incident, IssuedCertificate, NewAuditRow, Session, SessionStatus, Store,
+};
+
+/// The stores the tests run on.
+type Fresh = Arc<dyn Store>;
+
+/// One audit row with `change`, appended alone.
+async fn apply(store: &Fresh, change: Change) -> Result<u64, super::Error> {
+    store
+        .append(vec![entry(change)])
+        .await
+        .pop()
+        .unwrap_or_else(|| Err(super::Error::Failed("no answer".into())))
+}
+
+fn entry(change: Change) -> Entry {
+    Entry {
+        row: row("test.change"),
+        change: Some(change),
+    }
+}
+
+fn row(kind: &str) -> NewAuditRow {
+    NewAuditRow {
+        kind: kind.into(),
+        actor: "system".into(),
+        outcome: "info".into(),
+        detail: "{}".into(),
+    }
+}
+
+fn cert(serial: u64, incident: Option<&str>, valid_before: u64) -> IssuedCertificate {
+    IssuedCertificate {
+        serial,
+        key_id: format!("a role=r req=r_1 serial={serial}"),
+        identity: "user:a@example.com".into(),
+        role: "r".into(),
+        incident: incident.map(str::to_owned),
+        request_id: format!("r_{serial}"),
+        principals: vec!["p".into()],
+        valid_after: 0,
+        valid_before,
+        key_fingerprint: format!("SHA256:{serial}"),
+        issued_at: "2026-11-25T00:00:00Z".into(),
+        certificate: "ssh-ed25519-cert-v01@openssh.com AAAA".into(),
+    }
+}
+
+fn incident(id: &str) -> Incident {
+    Incident {
+        id: id.into(),
+        title: "t".into(),
+        severity: 2,
+        status: "open".into(),
+        source: "manual".into(),
+        opened_by: "local:root".into(),
+        opened_at: "2026-11-25T00:00:00Z".into(),
+        resolved_by: None,
+        resolved_at: None,
+    }
+}
+
+fn session(id: &str, target: &str, started_at: i64) -> Session {
+    Session {
+        id: id.into(),
+        identity: "user:alice@example.com".into(),
+        user_serial: 7,
+        session_serial: 8,
+        role: "shell".into(),
+        incident: Some("INC-1".into()),
+        principal: "postgres".into(),
+        target: target.into(),
+        client_address: "127.0.0.1:5000".into(),
+        bastion: "bastion-1".into(),
+        started_at,
+        ended_at: None,
+        exit_status: None,
+        end_reason: None,
+        status: SessionStatus::Live,
+    }
+}
+
+/// Starts a session (its certificate too; the incident it names is opened
+/// first when it is not yet).
+async fn start_session(store: &Fresh, s: Session) {
+    if let Some(id) = &s.incident
+        && store.incident(id).await.unwrap().is_none()
+    {
+        apply(store, Change::OpenIncident(incident(id)))
+            .await
+            .unwrap();
+    }
+    let serial = store.next_serial().await.unwrap();
+    let mut certificate = cert(serial, s.incident.as_deref(), 4_000_000_000);
+    certificate.request_id = s.id.clone();
+    apply(
+        store,
+        Change::StartSession {
+            certificate,
+            session: Box::new(s),
+        },
+    )
+    .await
+    .unwrap();
+}
+
+/// Declares, for one backend, a `#[tokio::test]` per behaviour test, each
+/// on a store from `$fresh` (an async fn returning `(guard, Fresh)`).
+macro_rules! behaviour_tests {
+    ($fresh:path => $($module:ident::$test:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                let (_guard, store) = $fresh().await;
+                super::$module::$test(store).await;
+            }
+        )*
+    };
+}
+use behaviour_tests;
+
+/// Every behaviour test, for `behaviour_tests!`.
+macro_rules! every_behaviour_test {
+    ($fresh:path) => {
+        super::behaviour_tests! { $fresh =>
+            audit::appends_chain_gaplessly_under_concurrency,
+            audit::a_conflicting_entry_leaves_its_neighbours_and_takes_no_number,
+            audit::rows_are_filtered_and_paged,
+            audit::the_notifier_says_when_the_log_grows,
+            certificates::serials_are_never_handed_out_twice,
+            certificates::resolving_revokes_live_certificates_and_refuses_new_ones,
+            certificates::an_incident_opens_once,
+            certificates::selectors_name_live_unrevoked_certificates,
+            certificates::locking_revokes_and_unlocking_keeps_revocations,
+            certificates::the_krl_lists_live_revocations_and_moves_its_version,
+            hosts::a_join_token_is_spent_once,
+            hosts::renewal_moves_the_host_to_its_new_key,
+            requests::approvals_race_and_the_second_looks_again,
+            requests::only_an_approved_request_is_issued_and_only_a_pending_one_denied,
+            sessions::sealing_is_once_and_search_finds_substrings,
+            sessions::filters_match_hosts_with_or_without_port,
+            sessions::uploads_move_only_from_the_length_they_saw,
+            sessions::no_upload_lands_once_the_seal_starts,
+            sessions::reads_are_remembered_per_reviewer_purpose_and_file,
+            ui_sessions::sessions_are_kept_by_hash_and_expired_ones_swept,
+        }
+    };
+}
+use every_behaviour_test;

@@ -1,0 +1,105 @@
+//! Review UI sessions: a random value in the browser's cookie, the rest in
+//! the store under the value's SHA-256, so any replica serves a signed-in
+//! reviewer and a copy of the store signs nobody in.
+//!
+//! Never: keep a session's value in the clear; let a session outlive its
+//! time or an hour without use.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+
+use crate::secret::Secret;
+use crate::store::{self, Store, UiSession};
+
+/// A session nobody used for this long ends, whatever its own time says.
+pub(crate) const IDLE_TTL: Duration = Duration::from_secs(60 * 60);
+/// `last_seen` is written at most this often (a write per page view would
+/// cost a commit each).
+const TOUCH_EVERY_SECS: i64 = 60;
+
+/// A live session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WebSession {
+    pub(crate) email: String,
+    pub(crate) groups: Vec<String>,
+    /// The form token of this session.
+    pub(crate) csrf: String,
+}
+
+/// 32 random bytes, base64url.
+pub(crate) fn random_token() -> String {
+    use ssh_key::rand_core::Rng;
+    let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+    crate::keys::rng().fill_bytes(bytes.as_mut());
+    URL_SAFE_NO_PAD.encode(bytes.as_ref())
+}
+
+fn digest(value: &str) -> String {
+    hex::encode(Sha256::digest(value.as_bytes()))
+}
+
+#[derive(Debug)]
+pub(crate) struct WebSessions {
+    store: Arc<dyn Store>,
+}
+
+impl WebSessions {
+    pub(crate) fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    /// Starts a session for `ttl`; returns the cookie's value (shown once).
+    pub(crate) async fn start(
+        &self,
+        email: String,
+        groups: Vec<String>,
+        ttl: Duration,
+    ) -> Result<Secret, store::Error> {
+        let value = random_token();
+        let now = Utc::now().timestamp();
+        self.store
+            .create_ui_session(UiSession {
+                id_hash: digest(&value),
+                email,
+                groups,
+                csrf: random_token(),
+                created_at: now,
+                expires_at: now + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2),
+                last_seen: now,
+            })
+            .await?;
+        Ok(Secret::new(value))
+    }
+
+    /// The live session the cookie's `value` names; an expired or idle one
+    /// ends here.
+    pub(crate) async fn find(&self, value: &str) -> Result<Option<WebSession>, store::Error> {
+        let key = digest(value);
+        let Some(found) = self.store.ui_session(&key).await? else {
+            return Ok(None);
+        };
+        let now = Utc::now().timestamp();
+        let idle = i64::try_from(IDLE_TTL.as_secs()).unwrap_or(3600);
+        if now >= found.expires_at || now - found.last_seen >= idle {
+            self.store.delete_ui_session(&key).await?;
+            return Ok(None);
+        }
+        if now - found.last_seen >= TOUCH_EVERY_SECS {
+            self.store.touch_ui_session(&key, now).await?;
+        }
+        Ok(Some(WebSession {
+            email: found.email,
+            groups: found.groups,
+            csrf: found.csrf,
+        }))
+    }
+
+    pub(crate) async fn end(&self, value: &str) -> Result<(), store::Error> {
+        self.store.delete_ui_session(&digest(value)).await
+    }
+}
