@@ -5,9 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
+use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use shiftkey_wire::{
@@ -439,8 +437,7 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     serde_json::from_slice(bytes).map_err(|e| Error::BadAnswer(e.to_string()))
 }
 
-/// One HTTP/1.1 exchange over the CA's Unix socket (reqwest cannot dial
-/// Unix sockets).
+/// One HTTP/1.1 exchange over the CA's Unix socket.
 async fn send_unix(
     socket: &Path,
     method: &str,
@@ -448,47 +445,24 @@ async fn send_unix(
     body: Option<Vec<u8>>,
     authorization: Option<&str>,
 ) -> Result<(u16, Bytes), Error> {
-    let ca = format!("unix:{}", socket.display());
-    let unreachable = |cause: String| Error::Unreachable {
-        ca: ca.clone(),
+    let request = shiftkey_unix_http::Request {
+        method,
+        path,
+        authorization,
+        body: body.as_deref(),
+    };
+    let answer = tokio::time::timeout(
+        TIMEOUT,
+        shiftkey_unix_http::send(socket, request, MAX_ANSWER),
+    )
+    .await
+    .map_err(|_| "timed out".to_owned())
+    .and_then(|sent| sent.map_err(|e| e.to_string()))
+    .map_err(|cause| Error::Unreachable {
+        ca: format!("unix:{}", socket.display()),
         cause,
-    };
-    let exchange = async {
-        let stream = tokio::net::UnixStream::connect(socket)
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        let driver = tokio::spawn(connection);
-        let mut request = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "localhost")
-            .header("content-type", "application/json");
-        if let Some(value) = authorization {
-            request = request.header("authorization", value);
-        }
-        let request = request
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .map_err(|e| unreachable(e.to_string()))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        let status = response.status().as_u16();
-        let limited = http_body_util::Limited::new(response.into_body(), MAX_ANSWER);
-        let bytes = limited
-            .collect()
-            .await
-            .map_err(|e| unreachable(e.to_string()))?
-            .to_bytes();
-        driver.abort();
-        Ok((status, bytes))
-    };
-    tokio::time::timeout(TIMEOUT, exchange)
-        .await
-        .map_err(|_| unreachable("timed out".into()))?
+    })?;
+    Ok((answer.status, answer.body))
 }
 
 fn http_client(trust: &Trust) -> Result<reqwest::Client, Error> {

@@ -56,11 +56,13 @@ impl CaEvent {
     }
 }
 
+/// The event stream could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read the event stream: {0}")]
+pub(crate) struct Error(#[from] store::Error);
+
 /// Events after `since`, oldest first, at most `MAX_BACKLOG`.
-pub(crate) async fn read_since(
-    store: &dyn Store,
-    since: u64,
-) -> Result<Vec<CaEvent>, store::Error> {
+pub(crate) async fn read_since(store: &dyn Store, since: u64) -> Result<Vec<CaEvent>, Error> {
     let rows = store
         .audit_rows(AuditFilter {
             after: Some(since),

@@ -8,7 +8,6 @@
 //! needs a certificate that is still valid. No standing secret exists.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
@@ -19,10 +18,10 @@ use ssh_key::certificate::{Builder, CertType};
 use ssh_key::{HashAlg, PublicKey};
 
 use crate::audit::{self, Audit, Event, Explain, Outcome};
-use crate::current_policy::CurrentPolicy;
+use crate::base::Base;
 use crate::issue::RequestError;
-use crate::keys::{CaKeys, rng};
-use crate::store::{self, Change, Conflict, HostCertificate, Store, StoredHost, StoredToken};
+use crate::keys::rng;
+use crate::store::{self, Change, Conflict, HostCertificate, StoredHost, StoredToken};
 
 /// How long a host's certificate is valid; the refresh timer renews it once
 /// less than a third is left.
@@ -211,10 +210,6 @@ impl Explain for Error {
             Error::Audit(_) => "audit-unavailable",
         }
     }
-
-    fn message(&self) -> String {
-        self.to_string()
-    }
 }
 
 /// Why a `Shiftkey-Host` authorization was refused.
@@ -257,10 +252,6 @@ impl Explain for AuthError {
             AuthError::Audit(_) => "audit-unavailable",
         }
     }
-
-    fn message(&self) -> String {
-        self.to_string()
-    }
 }
 
 /// `shiftkey-ca hosts token`: records the token with its audit row (the
@@ -286,20 +277,12 @@ pub(crate) async fn record_token(audit: &Audit, token: &NewToken) -> Result<(), 
 /// who an enrolled machine is.
 #[derive(Debug)]
 pub(crate) struct Hosts {
-    store: Arc<dyn Store>,
-    audit: Audit,
-    policy: Arc<CurrentPolicy>,
-    keys: Arc<CaKeys>,
+    base: Base,
 }
 
 impl Hosts {
-    pub(crate) fn new(audit: Audit, policy: Arc<CurrentPolicy>, keys: Arc<CaKeys>) -> Self {
-        Self {
-            store: Arc::clone(audit.store()),
-            audit,
-            policy,
-            keys,
-        }
+    pub(crate) fn new(base: &Base) -> Self {
+        Self { base: base.clone() }
     }
 
     /// Audits a refused host request and hands the error back.
@@ -310,7 +293,8 @@ impl Hosts {
         error: Error,
         detail: serde_json::Value,
     ) -> Error {
-        self.audit
+        self.base
+            .audit
             .refuse(kind, actor, Outcome::Deny, error, detail)
             .await
     }
@@ -325,7 +309,7 @@ impl Hosts {
         let id = token_id(&request.token).unwrap_or("(malformed)").to_owned();
         let now = Utc::now().timestamp();
         let hash = token_hash(&request.token);
-        let token = match self.store.token_by_hash(&hash).await? {
+        let token = match self.base.store.token_by_hash(&hash).await? {
             None => Err(Error::TokenUnknown),
             Some(t) if t.used_at.is_some() => Err(Error::TokenUsed),
             Some(t) if t.expires_at <= now => Err(Error::TokenExpired),
@@ -373,6 +357,7 @@ impl Hosts {
         let detail = json!({ "token": id, "serial": row.serial, "principals": token.principals,
                              "key_fingerprint": row.key_fingerprint, "valid_before": row.valid_before });
         let committed = self
+            .base
             .audit
             .record_change(
                 Event::new("host.enrolled", actor.clone(), Outcome::Allow, detail),
@@ -427,7 +412,8 @@ impl Hosts {
             .await?;
         let detail = json!({ "serial": row.serial, "key_fingerprint": row.key_fingerprint,
                              "valid_before": row.valid_before, "new_key": request.host_key.is_some() });
-        self.audit
+        self.base
+            .audit
             .record_change(
                 Event::new("host.renewed", host.identity(), Outcome::Allow, detail),
                 Change::RenewHost(row),
@@ -458,6 +444,7 @@ impl Hosts {
         }
         if check_names("target", &[target.to_owned()]).is_err()
             || !self
+                .base
                 .policy
                 .get()
                 .roles()
@@ -486,7 +473,8 @@ impl Hosts {
             json!({ "serial": row.serial, "target": target, "valid_before": row.valid_before });
         // Recorded, not made the bastion's identity: the hosts row keeps the
         // bastion's key, so this certificate authenticates nothing to the CA.
-        self.audit
+        self.base
+            .audit
             .record_change(
                 Event::new("host.presented", actor, Outcome::Allow, detail),
                 Change::RecordHostCertificate(row),
@@ -503,11 +491,7 @@ impl Hosts {
         key: &PublicKey,
         purpose: &str,
     ) -> Result<(HostCertificate, HostCertificateResponse), Error> {
-        let serial = self
-            .store
-            .next_serial()
-            .await
-            .map_err(|e| Error::Audit(e.into()))?;
+        let serial = self.base.next_serial().await?;
         let now = Utc::now();
         let valid_after = u64::try_from(now.timestamp())
             .unwrap_or(0)
@@ -528,7 +512,7 @@ impl Hosts {
             for p in principals {
                 builder.valid_principal(p.clone())?;
             }
-            builder.sign(self.keys.host.signing_key())
+            builder.sign(self.base.keys.host.signing_key())
         };
         let certificate = sign().map_err(|e| Error::Signing(e.to_string()))?;
         let line = certificate
@@ -551,8 +535,8 @@ impl Hosts {
             principals: principals.to_vec(),
             valid_after,
             valid_before,
-            user_ca_keys: vec![self.keys.user.public_line().to_owned()],
-            host_ca_keys: vec![self.keys.host.public_line().to_owned()],
+            user_ca_keys: vec![self.base.keys.user.public_line().to_owned()],
+            host_ca_keys: vec![self.base.keys.host.public_line().to_owned()],
             authorized_principals: self.authorized_principals(principals),
         };
         Ok((row, response))
@@ -562,7 +546,7 @@ impl Hosts {
     /// every principal of every role whose host patterns match one of them.
     fn authorized_principals(&self, names: &[String]) -> BTreeMap<String, Vec<String>> {
         let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for role in self.policy.get().roles() {
+        for role in self.base.policy.get().roles() {
             if names.iter().any(|n| role.covers_host(n)) {
                 for login in role.principals() {
                     let entry = map.entry(login.clone()).or_default();
@@ -586,9 +570,52 @@ impl Hosts {
         path_and_query: &str,
         body: &[u8],
     ) -> Result<EnrolledHost, AuthError> {
-        match self.check(header, method, path_and_query, body).await {
+        let checked = async {
+            let header = header.ok_or(AuthError::Missing)?;
+            let presented =
+                host_auth::parse(header).map_err(|e| AuthError::Malformed(e.to_string()))?;
+            let now = u64::try_from(Utc::now().timestamp()).unwrap_or(0);
+            if presented.ts.abs_diff(now) > host_auth::MAX_CLOCK_DIFFERENCE {
+                return Err(AuthError::Stale);
+            }
+            let cert = &presented.certificate;
+            let ca_fingerprint = self
+                .base
+                .keys
+                .host
+                .public_key()
+                .fingerprint(HashAlg::Sha256);
+            if cert.cert_type() != CertType::Host {
+                return Err(AuthError::NotHostCertificate);
+            }
+            cert.validate_at(now, [&ca_fingerprint])
+                .map_err(|e| AuthError::CertificateInvalid(e.to_string()))?;
+            let key = PublicKey::from(cert.public_key().clone());
+            key.verify(
+                host_auth::NAMESPACE,
+                &host_auth::message(method, path_and_query, presented.ts, body),
+                &presented.signature,
+            )
+            .map_err(|_| AuthError::SignatureInvalid)?;
+            let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
+            let host = self
+                .base
+                .store
+                .host_for_certificate(cert.serial(), &fingerprint)
+                .await?
+                .ok_or(AuthError::Unknown)?;
+            Ok(EnrolledHost {
+                name: host.name,
+                kind: HostKind::parse(&host.kind).unwrap_or(HostKind::Host),
+                principals: host.principals,
+                key,
+            })
+        }
+        .await;
+        match checked {
             Ok(host) => Ok(host),
             Err(error) => Err(self
+                .base
                 .audit
                 .refuse(
                     "auth.failed",
@@ -599,47 +626,5 @@ impl Hosts {
                 )
                 .await),
         }
-    }
-
-    async fn check(
-        &self,
-        header: Option<&str>,
-        method: &str,
-        path_and_query: &str,
-        body: &[u8],
-    ) -> Result<EnrolledHost, AuthError> {
-        let header = header.ok_or(AuthError::Missing)?;
-        let presented =
-            host_auth::parse(header).map_err(|e| AuthError::Malformed(e.to_string()))?;
-        let now = u64::try_from(Utc::now().timestamp()).unwrap_or(0);
-        if presented.ts.abs_diff(now) > host_auth::MAX_CLOCK_DIFFERENCE {
-            return Err(AuthError::Stale);
-        }
-        let cert = &presented.certificate;
-        let ca_fingerprint = self.keys.host.public_key().fingerprint(HashAlg::Sha256);
-        if cert.cert_type() != CertType::Host {
-            return Err(AuthError::NotHostCertificate);
-        }
-        cert.validate_at(now, [&ca_fingerprint])
-            .map_err(|e| AuthError::CertificateInvalid(e.to_string()))?;
-        let key = PublicKey::from(cert.public_key().clone());
-        key.verify(
-            host_auth::NAMESPACE,
-            &host_auth::message(method, path_and_query, presented.ts, body),
-            &presented.signature,
-        )
-        .map_err(|_| AuthError::SignatureInvalid)?;
-        let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
-        let host = self
-            .store
-            .host_for_certificate(cert.serial(), &fingerprint)
-            .await?
-            .ok_or(AuthError::Unknown)?;
-        Ok(EnrolledHost {
-            name: host.name,
-            kind: HostKind::parse(&host.kind).unwrap_or(HostKind::Host),
-            principals: host.principals,
-            key,
-        })
     }
 }

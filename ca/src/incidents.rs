@@ -4,17 +4,16 @@
 //!
 //! Never: change an incident without its audit row in the same commit.
 
-use std::sync::Arc;
-
 use chrono::Utc;
 use serde_json::json;
 
-use crate::audit::{self, Audit, Event, Explain, Outcome};
+use crate::audit::{self, Event, Explain, Outcome};
+use crate::base::Base;
 use crate::clock::{now_rfc3339, unix_now};
-use crate::current_policy::CurrentPolicy;
 use crate::identity::Caller;
 use crate::policy::IncidentState;
-use crate::store::{self, CertificateSummary, Change, Conflict, Incident, Store};
+use crate::store::{self, Change, Conflict};
+pub(crate) use crate::store::{CertificateSummary, Incident};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
@@ -47,10 +46,6 @@ impl Explain for Error {
             Error::Store(_) => "internal-error",
         }
     }
-
-    fn message(&self) -> String {
-        self.to_string()
-    }
 }
 
 /// A resolution, and what it revoked.
@@ -62,23 +57,17 @@ pub(crate) struct Resolved {
 
 #[derive(Debug)]
 pub(crate) struct Incidents {
-    store: Arc<dyn Store>,
-    audit: Audit,
-    policy: Arc<CurrentPolicy>,
+    base: Base,
 }
 
 impl Incidents {
-    pub(crate) fn new(audit: Audit, policy: Arc<CurrentPolicy>) -> Self {
-        Self {
-            store: Arc::clone(audit.store()),
-            audit,
-            policy,
-        }
+    pub(crate) fn new(base: &Base) -> Self {
+        Self { base: base.clone() }
     }
 
     /// What the policy needs to know of incident `id`.
     pub(crate) async fn state(&self, id: &str) -> Result<IncidentState, store::Error> {
-        Ok(match self.store.incident(id).await? {
+        Ok(match self.base.store.incident(id).await? {
             Some(i) if i.status == "open" => IncidentState::Open {
                 severity: i.severity,
             },
@@ -87,20 +76,21 @@ impl Incidents {
         })
     }
 
-    pub(crate) async fn get(&self, id: &str) -> Result<Option<Incident>, store::Error> {
-        self.store.incident(id).await
+    pub(crate) async fn get(&self, id: &str) -> Result<Option<Incident>, Error> {
+        Ok(self.base.store.incident(id).await?)
     }
 
     /// Certificates issued under incident `id`, by serial (at most 1000).
-    pub(crate) async fn certificates(
-        &self,
-        id: &str,
-    ) -> Result<Vec<CertificateSummary>, store::Error> {
-        self.store.certificates_under_incident(id, 1000).await
+    pub(crate) async fn certificates(&self, id: &str) -> Result<Vec<CertificateSummary>, Error> {
+        Ok(self
+            .base
+            .store
+            .certificates_under_incident(id, 1000)
+            .await?)
     }
 
-    pub(crate) async fn list(&self, open_only: bool) -> Result<Vec<Incident>, store::Error> {
-        self.store.incidents(open_only).await
+    pub(crate) async fn list(&self, open_only: bool) -> Result<Vec<Incident>, Error> {
+        Ok(self.base.store.incidents(open_only).await?)
     }
 
     /// Whether `caller` may act on incidents: alert sources may, people if
@@ -108,6 +98,7 @@ impl Incidents {
     fn may_act(&self, caller: &Caller) -> bool {
         matches!(caller, Caller::Webhook { .. })
             || !self
+                .base
                 .policy
                 .get()
                 .granted_roles(&caller.identity(), caller.groups())
@@ -127,6 +118,7 @@ impl Incidents {
         let actor = caller.identity();
         if !self.may_act(caller) {
             return Err(self
+                .base
                 .audit
                 .refuse(
                     "incident.refused",
@@ -150,7 +142,7 @@ impl Incidents {
                 )
             }
         };
-        if self.store.incident(&id).await?.is_some() {
+        if self.base.store.incident(&id).await?.is_some() {
             return Err(Error::Exists(id));
         }
         let incident = Incident {
@@ -165,7 +157,8 @@ impl Incidents {
             resolved_at: None,
         };
         let detail = json!({ "incident": id, "title": incident.title, "severity": severity, "source": source });
-        self.audit
+        self.base
+            .audit
             .record_change(
                 Event::new("incident.opened", actor, Outcome::Info, detail),
                 Change::OpenIncident(incident.clone()),
@@ -185,7 +178,7 @@ impl Incidents {
             return Err(Error::NoRole("resolve"));
         }
         let actor = caller.identity();
-        let Some(incident) = self.store.incident(id).await? else {
+        let Some(incident) = self.base.store.incident(id).await? else {
             return Err(Error::NotFound(id.to_owned()));
         };
         if incident.status != "open" {
@@ -196,7 +189,8 @@ impl Incidents {
         // certificate committed a moment before cannot escape it (and the
         // store refuses any after).
         let detail = json!({ "incident": id, "revokes": "every live certificate issued under it" });
-        self.audit
+        self.base
+            .audit
             .record_change(
                 Event::new("incident.resolved", actor.clone(), Outcome::Info, detail),
                 Change::ResolveIncident {
@@ -214,10 +208,11 @@ impl Incidents {
                 other => Error::Audit(other),
             })?;
         // Name what it revoked, for the record and for event subscribers.
-        let serials = self.store.revoked_under_incident(id).await?;
+        let serials = self.base.store.revoked_under_incident(id).await?;
         if !serials.is_empty() {
             let detail = json!({ "serials": serials, "reason": format!("incident {id} resolved") });
-            self.audit
+            self.base
+                .audit
                 .record(Event::new(
                     "certificate.revoked",
                     actor.clone(),

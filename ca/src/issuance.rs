@@ -12,19 +12,16 @@ use chrono::Utc;
 use serde_json::json;
 use shiftkey_wire::{AccessRequest, CertificateRequest, CertificateResponse};
 
-use crate::audit::{self, Audit, Event, Explain, Outcome};
+use crate::audit::{self, Event, Explain, Outcome};
+use crate::base::Base;
 use crate::clock::now_rfc3339;
-use crate::current_policy::CurrentPolicy;
 use crate::identity::Caller;
 use crate::incidents::Incidents;
 use crate::issue::{self, RequestError, ValidRequest};
-use crate::keys::CaKeys;
-use crate::metrics::{Metrics, RoleLabels};
+use crate::metrics::RoleLabels;
 use crate::oncall::OnCall;
 use crate::policy::{Denied, DenyCode};
-use crate::store::{
-    self, Change, Conflict, IssuedCertificate, RequestStatus, Store, StoredRequest,
-};
+use crate::store::{self, Change, Conflict, IssuedCertificate, RequestStatus, StoredRequest};
 
 /// How long a request waits for approvals before it expires.
 pub(crate) const REQUEST_TTL_SECS: i64 = 15 * 60;
@@ -44,6 +41,8 @@ pub(crate) enum Error {
     Audit(#[from] audit::Error),
     #[error("cannot read the store: {0}")]
     Store(#[from] store::Error),
+    #[error(transparent)]
+    OnCall(crate::oncall::Error),
 }
 
 impl Explain for Error {
@@ -51,7 +50,7 @@ impl Explain for Error {
         match self {
             Error::Rejected(e) => e.code(),
             Error::Denied(d) => d.code.as_str(),
-            Error::Signing(_) | Error::Store(_) => "internal-error",
+            Error::Signing(_) | Error::Store(_) | Error::OnCall(_) => "internal-error",
             Error::Audit(_) => "audit-unavailable",
         }
     }
@@ -60,7 +59,9 @@ impl Explain for Error {
         match self {
             Error::Rejected(e) => e.to_string(),
             Error::Denied(d) => d.message.clone(),
-            Error::Signing(_) | Error::Store(_) => "the CA failed to handle the request".into(),
+            Error::Signing(_) | Error::Store(_) | Error::OnCall(_) => {
+                "the CA failed to handle the request".into()
+            }
             Error::Audit(_) => "the CA cannot write its audit log, so it refuses to act".into(),
         }
     }
@@ -84,30 +85,15 @@ pub(crate) struct Approved<'a> {
 
 #[derive(Debug)]
 pub(crate) struct Issuance {
-    store: Arc<dyn Store>,
-    audit: Audit,
-    policy: Arc<CurrentPolicy>,
-    keys: Arc<CaKeys>,
-    metrics: Arc<Metrics>,
+    base: Base,
     incidents: Arc<Incidents>,
     oncall: Arc<OnCall>,
 }
 
 impl Issuance {
-    pub(crate) fn new(
-        audit: Audit,
-        policy: Arc<CurrentPolicy>,
-        keys: Arc<CaKeys>,
-        metrics: Arc<Metrics>,
-        incidents: Arc<Incidents>,
-        oncall: Arc<OnCall>,
-    ) -> Self {
+    pub(crate) fn new(base: &Base, incidents: Arc<Incidents>, oncall: Arc<OnCall>) -> Self {
         Self {
-            store: Arc::clone(audit.store()),
-            audit,
-            policy,
-            keys,
-            metrics,
+            base: base.clone(),
             incidents,
             oncall,
         }
@@ -116,7 +102,7 @@ impl Issuance {
     /// The metrics label for a requested role: only roles the policy knows,
     /// so callers cannot grow the label set without bound.
     fn role_label<'a>(&self, role: &'a str) -> &'a str {
-        if self.policy.get().role(role).is_some() {
+        if self.base.policy.get().role(role).is_some() {
             role
         } else {
             "(unknown)"
@@ -129,7 +115,8 @@ impl Issuance {
     where
         E: Explain + From<audit::Error>,
     {
-        self.audit
+        self.base
+            .audit
             .refuse("certificate.rejected", actor, Outcome::Deny, error, detail)
             .await
     }
@@ -144,7 +131,8 @@ impl Issuance {
         denied: Denied,
         detail: serde_json::Value,
     ) -> Error {
-        self.metrics
+        self.base
+            .metrics
             .deny(self.role_label(role), denied.code.as_str());
         let mut detail = detail;
         if let Some(map) = detail.as_object_mut() {
@@ -152,6 +140,7 @@ impl Issuance {
             map.insert("message".into(), json!(denied.message));
         }
         match self
+            .base
             .audit
             .record(Event::new(
                 "certificate.denied",
@@ -188,12 +177,14 @@ impl Issuance {
         let valid = match issue::validate(&request) {
             Ok(v) => v,
             Err(e) => {
-                self.metrics.deny(self.role_label(&request.role), e.code());
+                self.base
+                    .metrics
+                    .deny(self.role_label(&request.role), e.code());
                 let detail = json!({ "req": request_id, "role": request.role.chars().take(64).collect::<String>() });
                 return Err(self.reject(actor, Error::Rejected(e), detail).await);
             }
         };
-        if let Some(reason) = self.store.lock_of(&actor).await? {
+        if let Some(reason) = self.base.store.lock_of(&actor).await? {
             let denied = Denied {
                 code: DenyCode::IdentityLocked,
                 message: format!("an operator locked this identity out: {reason}"),
@@ -201,7 +192,7 @@ impl Issuance {
             let detail = json!({ "req": request_id, "role": valid.role });
             return Err(self.deny(actor, &valid.role, denied, detail).await);
         }
-        let policy = self.policy.get();
+        let policy = self.base.policy.get();
         let incident_state = match &valid.incident {
             Some(id) => Some(self.incidents.state(id).await?),
             None => None,
@@ -209,7 +200,9 @@ impl Issuance {
         // Overrides only matter to roles that ask who is on call; the others
         // skip the store read.
         let overrides = match policy.role(&valid.role) {
-            Some(role) if !role.require_on_call().is_empty() => self.oncall.overrides().await?,
+            Some(role) if !role.require_on_call().is_empty() => {
+                self.oncall.overrides().await.map_err(Error::OnCall)?
+            }
             _ => Vec::new(),
         };
         let approved_by = approved.map_or(&[][..], |a| a.approvals);
@@ -241,15 +234,9 @@ impl Issuance {
                 return Err(self.deny(actor, &valid.role, denied, detail).await);
             }
         };
-        // Reserving serials writes to the store the audit log lives in: if
-        // it cannot, nothing is signed and the answer is the audit's 503.
-        let serial = self
-            .store
-            .next_serial()
-            .await
-            .map_err(|e| Error::Audit(e.into()))?;
+        let serial = self.base.next_serial().await?;
         let signed = issue::certify(
-            &self.keys.user,
+            &self.base.keys.user,
             &caller.key_id_subject(),
             &valid,
             &allowed,
@@ -265,6 +252,7 @@ impl Issuance {
             Err(e) => {
                 let detail = json!({ "req": request_id, "role": valid.role, "serial": serial });
                 return Err(self
+                    .base
                     .audit
                     .refuse(
                         "certificate.failed",
@@ -316,6 +304,7 @@ impl Issuance {
             None => Change::Issue(row),
         };
         let committed = self
+            .base
             .audit
             .record_change(
                 Event::new("certificate.issued", actor.clone(), Outcome::Allow, detail),
@@ -337,7 +326,8 @@ impl Issuance {
             }
             Err(other) => return Err(Error::Audit(other)),
         }
-        self.metrics
+        self.base
+            .metrics
             .issued
             .get_or_create(&RoleLabels {
                 role: valid.role.clone(),
@@ -354,7 +344,8 @@ impl Issuance {
                 "principals": response.principals,
                 "valid_before": response.valid_before,
             });
-            self.audit
+            self.base
+                .audit
                 .record(Event::new(
                     "break_glass.used",
                     actor,
@@ -386,7 +377,7 @@ impl Issuance {
             request: serde_json::to_string(request).map_err(|e| Error::Signing(e.to_string()))?,
             status: RequestStatus::Pending,
             approvals: Vec::new(),
-            approvals_needed: self.policy.get().approvals_needed(&valid.role),
+            approvals_needed: self.base.policy.get().approvals_needed(&valid.role),
             denied_by: None,
             decision_reason: None,
             serial: None,
@@ -397,7 +388,8 @@ impl Issuance {
             "request": id, "role": valid.role, "incident": valid.incident, "reason": valid.reason,
             "approvals_needed": stored.approvals_needed, "why": denied.message, "key_fingerprint": valid.fingerprint,
         });
-        self.audit
+        self.base
+            .audit
             .record_change(
                 Event::new("request.created", caller.identity(), Outcome::Info, detail),
                 Change::CreateRequest(stored.clone()),

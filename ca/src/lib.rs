@@ -17,6 +17,7 @@ mod ui;
 
 // The domain: decisions, each returning typed results and errors.
 mod audit;
+mod base;
 mod current_policy;
 mod events;
 mod hosts;
@@ -43,7 +44,6 @@ mod init;
 mod issue;
 mod keys;
 mod krl;
-mod local_client;
 mod metrics;
 mod oidc;
 mod policy;

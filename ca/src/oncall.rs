@@ -2,16 +2,15 @@
 //! schedule instead of its own answer, for a while. The policy reads the
 //! ones in force; people in the rotation add them, audited.
 
-use std::sync::Arc;
-
 use chrono::Utc;
 use serde_json::json;
 
-use crate::audit::{self, Audit, Event, Explain, Outcome};
+use crate::audit::{self, Event, Explain, Outcome};
+use crate::base::Base;
 use crate::clock::now_rfc3339;
-use crate::current_policy::CurrentPolicy;
 use crate::identity::Caller;
-use crate::store::{self, Change, Store, StoredOverride};
+pub(crate) use crate::store::StoredOverride;
+use crate::store::{self, Change};
 
 /// The longest override.
 const MAX_OVERRIDE_SECS: i64 = 31 * 86_400;
@@ -44,32 +43,23 @@ impl Explain for Error {
             Error::Store(_) => "internal-error",
         }
     }
-
-    fn message(&self) -> String {
-        self.to_string()
-    }
 }
 
 #[derive(Debug)]
 pub(crate) struct OnCall {
-    store: Arc<dyn Store>,
-    audit: Audit,
-    policy: Arc<CurrentPolicy>,
+    base: Base,
 }
 
 impl OnCall {
-    pub(crate) fn new(audit: Audit, policy: Arc<CurrentPolicy>) -> Self {
-        Self {
-            store: Arc::clone(audit.store()),
-            audit,
-            policy,
-        }
+    pub(crate) fn new(base: &Base) -> Self {
+        Self { base: base.clone() }
     }
 
     /// Overrides in force now and later, for the policy.
-    pub(crate) async fn overrides(&self) -> Result<Vec<crate::policy::Override>, store::Error> {
+    pub(crate) async fn overrides(&self) -> Result<Vec<crate::policy::Override>, Error> {
         let now = Utc::now().timestamp();
         Ok(self
+            .base
             .store
             .current_overrides(now)
             .await?
@@ -98,7 +88,7 @@ impl OnCall {
         reason: &str,
     ) -> Result<StoredOverride, Error> {
         let actor = caller.identity();
-        let policy = self.policy.get();
+        let policy = self.base.policy.get();
         let now = Utc::now().timestamp();
         let problem = if policy.granted_roles(&actor, caller.groups()).is_empty() {
             Some(Error::NoRole)
@@ -120,6 +110,7 @@ impl OnCall {
         };
         if let Some(error) = problem {
             return Err(self
+                .base
                 .audit
                 .refuse(
                     "oncall.override_refused",
@@ -140,7 +131,8 @@ impl OnCall {
             created_at: now_rfc3339(),
         };
         let detail = json!({ "schedule": schedule, "member": member, "start": start, "end": end, "reason": stored.reason });
-        self.audit
+        self.base
+            .audit
             .record_change(
                 Event::new("oncall.override", actor, Outcome::Info, detail),
                 Change::AddOverride(stored.clone()),

@@ -16,6 +16,9 @@ use ssh_key::{Algorithm, Certificate, PrivateKey};
 
 use shiftkey_wire::{CertificateRequest, CertificateResponse, ErrorResponse};
 
+/// Largest answer read from the CA (a certificate is a few KiB).
+const MAX_ANSWER: usize = 1024 * 1024;
+
 #[derive(Debug)]
 pub(crate) struct Options {
     pub(crate) data_dir: PathBuf,
@@ -82,15 +85,22 @@ async fn demonstrate(socket: &Path, user: &str, dir: &Path, url: &str) -> anyhow
     eprintln!(
         "• Asking for a 5-minute certificate for role local-shell as local:{user} (in-memory ed25519 key)"
     );
-    let (status, body) = crate::local_client::send(
+    let body = serde_json::to_vec(&request)?;
+    let answer = shiftkey_unix_http::send(
         socket,
-        "POST",
-        "/v1/certificates",
-        Some(serde_json::to_string(&request)?),
+        shiftkey_unix_http::Request {
+            method: "POST",
+            path: "/v1/certificates",
+            authorization: None,
+            body: Some(&body),
+        },
+        MAX_ANSWER,
     )
-    .await?;
+    .await
+    .context("hint: is shiftkey-ca running with this data directory?")?;
     drop(key);
-    if !status.is_success() {
+    let body = answer.body;
+    if !(200..300).contains(&answer.status) {
         let err: ErrorResponse = serde_json::from_slice(&body).context("reading the CA's error")?;
         bail!(
             "the CA refused: {} ({})\nhint: {}",

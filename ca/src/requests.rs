@@ -14,11 +14,11 @@ use chrono::Utc;
 use serde_json::json;
 use shiftkey_wire::{AccessRequest, CertificateRequest};
 
-use crate::audit::{self, Audit, Event, Explain, Outcome};
-use crate::current_policy::CurrentPolicy;
+use crate::audit::{self, Event, Explain, Outcome};
+use crate::base::Base;
 use crate::identity::Caller;
 use crate::issuance::{self, Approved, Issuance, Issued, access_request};
-use crate::store::{self, Change, Conflict, RequestStatus, Store, StoredRequest};
+use crate::store::{self, Change, Conflict, RequestStatus, StoredRequest};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
@@ -81,24 +81,21 @@ impl Explain for Error {
 
 #[derive(Debug)]
 pub(crate) struct Requests {
-    store: Arc<dyn Store>,
-    audit: Audit,
-    policy: Arc<CurrentPolicy>,
+    base: Base,
     issuance: Arc<Issuance>,
 }
 
 impl Requests {
-    pub(crate) fn new(audit: Audit, policy: Arc<CurrentPolicy>, issuance: Arc<Issuance>) -> Self {
+    pub(crate) fn new(base: &Base, issuance: Arc<Issuance>) -> Self {
         Self {
-            store: Arc::clone(audit.store()),
-            audit,
-            policy,
+            base: base.clone(),
             issuance,
         }
     }
 
     async fn load(&self, id: &str) -> Result<StoredRequest, Error> {
-        self.store
+        self.base
+            .store
             .access_request(id)
             .await?
             .ok_or_else(|| Error::NotFound(id.to_owned()))
@@ -112,7 +109,7 @@ impl Requests {
         let identity = caller.identity();
         let is_requester = identity.eq_ignore_ascii_case(&stored.requester);
         if !is_requester
-            && !self.policy.get().may_approve(
+            && !self.base.policy.get().may_approve(
                 &stored.role,
                 &identity,
                 caller.groups(),
@@ -152,8 +149,9 @@ impl Requests {
     pub(crate) async fn pending_for(&self, caller: &Caller) -> Result<Vec<AccessRequest>, Error> {
         let now = Utc::now().timestamp();
         let identity = caller.identity();
-        let policy = self.policy.get();
+        let policy = self.base.policy.get();
         Ok(self
+            .base
             .store
             .pending_requests(now)
             .await?
@@ -170,8 +168,9 @@ impl Requests {
         limit: usize,
     ) -> Result<Vec<StoredRequest>, Error> {
         let identity = caller.identity();
-        let policy = self.policy.get();
+        let policy = self.base.policy.get();
         Ok(self
+            .base
             .store
             .decided_requests(200)
             .await?
@@ -199,7 +198,7 @@ impl Requests {
         };
         let refusal = if identity.eq_ignore_ascii_case(&stored.requester) {
             Some(Error::SelfApproval)
-        } else if !self.policy.get().may_approve(
+        } else if !self.base.policy.get().may_approve(
             &stored.role,
             &identity,
             caller.groups(),
@@ -218,6 +217,7 @@ impl Requests {
         };
         if let Some(error) = refusal {
             return Err(self
+                .base
                 .audit
                 .refuse(
                     kind,
@@ -271,7 +271,8 @@ impl Requests {
             "request": id, "role": stored.role, "requester": stored.requester, "reason": reason,
             "status": updated.status.as_str(),
         });
-        self.audit
+        self.base
+            .audit
             .record_change(Event::new(kind, identity, Outcome::Info, detail), change)
             .await?;
         Ok(access_request(&updated, now, None))

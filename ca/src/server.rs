@@ -16,6 +16,7 @@ use tokio::net::UnixListener;
 use tokio::sync::watch;
 
 use crate::audit::{Audit, Event, Outcome};
+use crate::base::Base;
 use crate::config::Config;
 use crate::current_policy::CurrentPolicy;
 use crate::events::EventFeed;
@@ -25,7 +26,6 @@ use crate::http::{AppState, Authenticator, LocalPeer, Webhooks};
 use crate::identity::{Caller, local_user_name};
 use crate::incidents::Incidents;
 use crate::issuance::Issuance;
-use crate::keys::CaKeys;
 use crate::metrics::Metrics;
 use crate::oidc::OidcVerifier;
 use crate::oncall::OnCall;
@@ -170,12 +170,15 @@ pub(crate) async fn start(
         }
         None => None,
     };
+    let base = Base::new(
+        audit.clone(),
+        Arc::clone(&policy),
+        Arc::clone(&keys),
+        Arc::clone(&metrics),
+    );
     let state = services(
         &config,
-        &keys,
-        &policy,
-        &audit,
-        &metrics,
+        &base,
         oidc.clone(),
         crate::recording_store::open(&config.recordings),
     )?;
@@ -367,55 +370,34 @@ impl Running {
 /// The domain services and the API's state, wired together.
 fn services(
     config: &Config,
-    keys: &Arc<CaKeys>,
-    policy: &Arc<CurrentPolicy>,
-    audit: &Audit,
-    metrics: &Arc<Metrics>,
+    base: &Base,
     oidc: Option<(Arc<OidcVerifier>, String)>,
     recording_store: Arc<dyn crate::recording_store::RecordingStore>,
 ) -> Result<AppState, StartError> {
-    let incidents = Arc::new(Incidents::new(audit.clone(), Arc::clone(policy)));
-    let oncall = Arc::new(OnCall::new(audit.clone(), Arc::clone(policy)));
+    let incidents = Arc::new(Incidents::new(base));
+    let oncall = Arc::new(OnCall::new(base));
     let issuance = Arc::new(Issuance::new(
-        audit.clone(),
-        Arc::clone(policy),
-        Arc::clone(keys),
-        Arc::clone(metrics),
+        base,
         Arc::clone(&incidents),
         Arc::clone(&oncall),
     ));
     Ok(AppState {
-        keys: Arc::clone(keys),
-        policy: Arc::clone(policy),
-        metrics: Arc::clone(metrics),
-        audit: audit.clone(),
-        auth: Arc::new(Authenticator::new(oidc, audit.clone(), Arc::clone(metrics))),
-        requests: Arc::new(Requests::new(
-            audit.clone(),
-            Arc::clone(policy),
-            Arc::clone(&issuance),
+        keys: Arc::clone(&base.keys),
+        policy: Arc::clone(&base.policy),
+        metrics: Arc::clone(&base.metrics),
+        audit: base.audit.clone(),
+        auth: Arc::new(Authenticator::new(
+            oidc,
+            base.audit.clone(),
+            Arc::clone(&base.metrics),
         )),
+        requests: Arc::new(Requests::new(base, Arc::clone(&issuance))),
         issuance,
-        krl: Arc::new(Krl::new(Arc::clone(audit.store()), Arc::clone(keys))),
-        hosts: Arc::new(Hosts::new(
-            audit.clone(),
-            Arc::clone(policy),
-            Arc::clone(keys),
-        )),
-        sessions: Arc::new(Sessions::new(
-            audit.clone(),
-            Arc::clone(policy),
-            Arc::clone(keys),
-            Arc::clone(metrics),
-            Arc::clone(&incidents),
-        )),
-        recordings: Arc::new(Recordings::new(
-            audit.clone(),
-            recording_store,
-            Arc::clone(policy),
-            Arc::clone(keys),
-        )),
-        events: Arc::new(EventFeed::new(Arc::clone(audit.store()))),
+        krl: Arc::new(Krl::new(Arc::clone(&base.store), Arc::clone(&base.keys))),
+        hosts: Arc::new(Hosts::new(base)),
+        sessions: Arc::new(Sessions::new(base, Arc::clone(&incidents))),
+        recordings: Arc::new(Recordings::new(base, recording_store)),
+        events: Arc::new(EventFeed::new(Arc::clone(&base.store))),
         webhooks: Arc::new(Webhooks::load(&config.webhooks)?),
         incidents,
         oncall,

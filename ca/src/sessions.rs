@@ -17,15 +17,15 @@ use shiftkey_wire::{SessionGrant, SessionRequest};
 use ssh_key::certificate::{Builder, CertType};
 use ssh_key::{Certificate, HashAlg, PublicKey};
 
-use crate::audit::{self, Audit, Event, Outcome};
-use crate::current_policy::CurrentPolicy;
+use crate::audit::{self, Event, Outcome};
+use crate::base::Base;
 use crate::hosts::{EnrolledHost, HostKind};
 use crate::incidents::Incidents;
-use crate::keys::{CaKeys, rng};
-use crate::metrics::{Metrics, RoleLabels};
+use crate::keys::rng;
+use crate::metrics::RoleLabels;
 use crate::policy::IncidentState;
 use crate::store::{
-    self, Change, Conflict, IssuedCertificate, KnownCertificate, Session, SessionStatus, Store,
+    self, Change, Conflict, IssuedCertificate, KnownCertificate, Session, SessionStatus,
 };
 
 /// Lifetime of a one-session certificate: long enough to connect, useless
@@ -85,28 +85,14 @@ pub(crate) enum Error {
 /// The CA's decisions on bastion sessions.
 #[derive(Debug)]
 pub(crate) struct Sessions {
-    store: Arc<dyn Store>,
-    audit: Audit,
-    policy: Arc<CurrentPolicy>,
-    keys: Arc<CaKeys>,
-    metrics: Arc<Metrics>,
+    base: Base,
     incidents: Arc<Incidents>,
 }
 
 impl Sessions {
-    pub(crate) fn new(
-        audit: Audit,
-        policy: Arc<CurrentPolicy>,
-        keys: Arc<CaKeys>,
-        metrics: Arc<Metrics>,
-        incidents: Arc<Incidents>,
-    ) -> Self {
+    pub(crate) fn new(base: &Base, incidents: Arc<Incidents>) -> Self {
         Self {
-            store: Arc::clone(audit.store()),
-            audit,
-            policy,
-            keys,
-            metrics,
+            base: base.clone(),
             incidents,
         }
     }
@@ -134,8 +120,9 @@ impl Sessions {
                 let mut detail = detail;
                 detail["denied"] = json!(code);
                 detail["message"] = json!(message);
-                self.metrics.deny("(session)", code);
-                self.audit
+                self.base.metrics.deny("(session)", code);
+                self.base
+                    .audit
                     .record(Event::new(
                         "session.denied",
                         identity.unwrap_or_else(|| bastion.identity()),
@@ -177,8 +164,9 @@ impl Sessions {
             "user_serial": cert.as_ref().map(Certificate::serial),
             "signed_by": cert.as_ref().map(|c| c.signature_key().fingerprint(HashAlg::Sha256).to_string()),
         });
-        self.metrics.deny("(session)", "bastion-refused");
-        self.audit
+        self.base.metrics.deny("(session)", "bastion-refused");
+        self.base
+            .audit
             .record(Event::new("session.denied", subject, Outcome::Deny, detail))
             .await?;
         Ok(())
@@ -200,7 +188,12 @@ impl Sessions {
         let user_cert = Certificate::from_openssh(request.user_certificate.trim())
             .map_err(|_| refusal("invalid-certificate", "the user certificate cannot be read"))?;
         let now = u64::try_from(Utc::now().timestamp()).unwrap_or(0);
-        let ca = self.keys.user.public_key().fingerprint(HashAlg::Sha256);
+        let ca = self
+            .base
+            .keys
+            .user
+            .public_key()
+            .fingerprint(HashAlg::Sha256);
         if user_cert.cert_type() != CertType::User {
             return Err(refusal("invalid-certificate", "not a user certificate"));
         }
@@ -211,6 +204,7 @@ impl Sessions {
             )
         })?;
         let known = self
+            .base
             .store
             .user_certificate(user_cert.serial())
             .await
@@ -237,6 +231,7 @@ impl Sessions {
             ));
         }
         if let Some(reason) = self
+            .base
             .store
             .lock_of(&known.identity)
             .await
@@ -268,7 +263,7 @@ impl Sessions {
                 ),
             ));
         }
-        let policy = self.policy.get();
+        let policy = self.base.policy.get();
         let role = policy.role(&known.role).cloned().ok_or_else(|| {
             with_identity(
                 "role-gone",
@@ -330,11 +325,7 @@ impl Sessions {
             session_key,
         } = checked;
         let session_id = new_session_id();
-        let serial = self
-            .store
-            .next_serial()
-            .await
-            .map_err(|e| Error::Audit(e.into()))?;
+        let serial = self.base.next_serial().await?;
         let now = Utc::now();
         let now_secs = u64::try_from(now.timestamp()).unwrap_or(0);
         let valid_after = now_secs.saturating_sub(BACKDATE.as_secs());
@@ -369,7 +360,7 @@ impl Sessions {
                     b.extension(name.clone(), "")?;
                 }
             }
-            b.sign(self.keys.user.signing_key())
+            b.sign(self.base.keys.user.signing_key())
         };
         let certificate = sign().map_err(|e| Error::Signing(e.to_string()))?;
         let line = certificate
@@ -416,6 +407,7 @@ impl Sessions {
         detail["incident"] = json!(known.incident);
         detail["valid_before"] = json!(valid_before);
         let committed = self
+            .base
             .audit
             .record_change(
                 Event::new(
@@ -441,7 +433,8 @@ impl Sessions {
             }
             Err(e) => return Err(Error::Audit(e)),
         }
-        self.metrics
+        self.base
+            .metrics
             .sessions
             .get_or_create(&RoleLabels {
                 role: known.role.clone(),

@@ -22,6 +22,16 @@ pub(crate) struct World {
 }
 
 impl World {
+    /// What the domain services are built on, in this world.
+    pub(crate) fn base(&self) -> crate::base::Base {
+        crate::base::Base::new(
+            self.audit.clone(),
+            Arc::clone(&self.policy),
+            Arc::clone(&self.keys),
+            Arc::new(Metrics::new()),
+        )
+    }
+
     /// Needs a tokio runtime (the audit writer).
     pub(crate) fn new(policy: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
@@ -38,12 +48,11 @@ impl World {
         let bytes: Arc<dyn RecordingStore> =
             Arc::new(LocalDirectory::new(dir.path().join("recordings")));
         let audit = Audit::start(Arc::clone(&store));
-        let metrics = Arc::new(Metrics::new());
         let policy = Arc::new(CurrentPolicy::new(
             Policy::parse(policy, "policy.toml").unwrap(),
             dir.path().join("policy.toml"),
             audit.clone(),
-            metrics,
+            Arc::new(Metrics::new()),
         ));
         Self {
             dir,

@@ -22,6 +22,11 @@ pub(crate) const IDLE_TTL: Duration = Duration::from_secs(60 * 60);
 /// cost a commit each).
 const TOUCH_EVERY_SECS: i64 = 60;
 
+/// The sessions could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot keep review UI sessions: {0}")]
+pub(crate) struct Error(#[from] store::Error);
+
 /// A live session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct WebSession {
@@ -59,7 +64,7 @@ impl WebSessions {
         email: String,
         groups: Vec<String>,
         ttl: Duration,
-    ) -> Result<Secret, store::Error> {
+    ) -> Result<Secret, Error> {
         let value = random_token();
         let now = Utc::now().timestamp();
         self.store
@@ -78,7 +83,7 @@ impl WebSessions {
 
     /// The live session the cookie's `value` names; an expired or idle one
     /// ends here.
-    pub(crate) async fn find(&self, value: &str) -> Result<Option<WebSession>, store::Error> {
+    pub(crate) async fn find(&self, value: &str) -> Result<Option<WebSession>, Error> {
         let key = digest(value);
         let Some(found) = self.store.ui_session(&key).await? else {
             return Ok(None);
@@ -99,7 +104,7 @@ impl WebSessions {
         }))
     }
 
-    pub(crate) async fn end(&self, value: &str) -> Result<(), store::Error> {
-        self.store.delete_ui_session(&digest(value)).await
+    pub(crate) async fn end(&self, value: &str) -> Result<(), Error> {
+        Ok(self.store.delete_ui_session(&digest(value)).await?)
     }
 }

@@ -19,7 +19,8 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::store::{self, AuditFilter, AuditRow, Change, Conflict, Entry, NewAuditRow, Store};
+use crate::store::{self, Change, Conflict, Entry, NewAuditRow, Store};
+pub(crate) use crate::store::{AuditFilter, AuditRow};
 
 pub(crate) use verify::{Verification, export, verify};
 
@@ -103,10 +104,14 @@ impl Event {
 }
 
 /// What a refusal says about itself in its audit row: a stable code (the
-/// one the API answers with) and a sentence.
-pub(crate) trait Explain {
+/// one the API answers with) and a sentence (its `Display`, unless said
+/// otherwise).
+pub(crate) trait Explain: std::fmt::Display {
     fn code(&self) -> &'static str;
-    fn message(&self) -> String;
+
+    fn message(&self) -> String {
+        self.to_string()
+    }
 }
 
 /// The audit log's writing end. Cheap to clone.
@@ -131,16 +136,13 @@ impl Audit {
     }
 
     /// Rows matching `filter` (the review UI's audit page and export).
-    pub(crate) async fn rows(&self, filter: AuditFilter) -> Result<Vec<AuditRow>, store::Error> {
-        self.store.audit_rows(filter).await
+    pub(crate) async fn rows(&self, filter: AuditFilter) -> Result<Vec<AuditRow>, Error> {
+        Ok(self.store.audit_rows(filter).await?)
     }
 
     /// Walks the whole chain (see [`verify()`]).
-    pub(crate) async fn verify(
-        &self,
-        anchor: Option<(u64, &str)>,
-    ) -> Result<Verification, store::Error> {
-        verify(self.store.as_ref(), anchor).await
+    pub(crate) async fn verify(&self, anchor: Option<(u64, &str)>) -> Result<Verification, Error> {
+        Ok(verify(self.store.as_ref(), anchor).await?)
     }
 
     /// Records `event`; returns its sequence number once it is durable.

@@ -159,13 +159,15 @@ enum Refusal {
     Audit,
 }
 
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("you may not")
+    }
+}
+
 impl Explain for Refusal {
     fn code(&self) -> &'static str {
         "not-allowed"
-    }
-
-    fn message(&self) -> String {
-        "you may not".into()
     }
 }
 

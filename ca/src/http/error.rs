@@ -14,7 +14,7 @@ use crate::audit::{self, Explain};
 use crate::issue::RequestError;
 use crate::policy::Denied;
 use crate::{
-    hosts, incidents, issuance, oncall, recordings, requests, revocation, sessions, store,
+    events, hosts, incidents, issuance, oncall, recordings, requests, revocation, sessions,
 };
 
 #[derive(Debug)]
@@ -195,13 +195,15 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
 impl Explain for ApiError {
     fn code(&self) -> &'static str {
         ApiError::code(self)
-    }
-
-    fn message(&self) -> String {
-        ApiError::message(self)
     }
 }
 
@@ -211,10 +213,21 @@ impl From<audit::Error> for ApiError {
     }
 }
 
-impl From<store::Error> for ApiError {
-    fn from(e: store::Error) -> Self {
-        ApiError::Internal(format!("store read failed: {e}"))
+impl From<events::Error> for ApiError {
+    fn from(e: events::Error) -> Self {
+        ApiError::Internal(e.to_string())
     }
+}
+
+impl From<crate::web_sessions::Error> for ApiError {
+    fn from(e: crate::web_sessions::Error) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+/// A store read that failed inside a domain service.
+fn store_failed(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal(format!("store read failed: {e}"))
 }
 
 impl From<issuance::Error> for ApiError {
@@ -224,7 +237,8 @@ impl From<issuance::Error> for ApiError {
             issuance::Error::Denied(d) => ApiError::Denied(d),
             issuance::Error::Signing(m) => ApiError::Internal(m),
             issuance::Error::Audit(e) => e.into(),
-            issuance::Error::Store(e) => e.into(),
+            issuance::Error::Store(e) => store_failed(e),
+            issuance::Error::OnCall(e) => e.into(),
         }
     }
 }
@@ -250,7 +264,7 @@ impl From<requests::Error> for ApiError {
             requests::Error::Corrupt(m) => ApiError::Internal(m),
             requests::Error::Issuance(e) => e.into(),
             requests::Error::Audit(e) => e.into(),
-            requests::Error::Store(e) => e.into(),
+            requests::Error::Store(e) => store_failed(e),
         }
     }
 }
@@ -265,7 +279,7 @@ impl From<incidents::Error> for ApiError {
             | incidents::Error::AlreadyResolved(_)
             | incidents::Error::ResolvedMeanwhile(_) => ApiError::Conflict(message),
             incidents::Error::Audit(e) => e.into(),
-            incidents::Error::Store(e) => e.into(),
+            incidents::Error::Store(e) => store_failed(e),
         }
     }
 }
@@ -280,7 +294,7 @@ impl From<oncall::Error> for ApiError {
                 ApiError::InvalidBody(message)
             }
             oncall::Error::Audit(e) => e.into(),
-            oncall::Error::Store(e) => e.into(),
+            oncall::Error::Store(e) => store_failed(e),
         }
     }
 }
@@ -290,7 +304,7 @@ impl From<revocation::Error> for ApiError {
         match e {
             revocation::Error::Krl(m) => ApiError::Internal(format!("cannot encode the KRL: {m}")),
             revocation::Error::Audit(e) => e.into(),
-            revocation::Error::Store(e) => e.into(),
+            revocation::Error::Store(e) => store_failed(e),
         }
     }
 }
@@ -317,7 +331,7 @@ impl From<hosts::Error> for ApiError {
             }
             hosts::Error::Signing(m) => ApiError::Internal(m),
             hosts::Error::Audit(e) => e.into(),
-            hosts::Error::Store(e) => e.into(),
+            hosts::Error::Store(e) => store_failed(e),
         }
     }
 }
@@ -336,7 +350,7 @@ impl From<hosts::AuthError> for ApiError {
                 code,
                 message: e.to_string(),
             },
-            hosts::AuthError::Store(e) => e.into(),
+            hosts::AuthError::Store(e) => store_failed(e),
             hosts::AuthError::Audit(e) => e.into(),
         }
     }
@@ -374,7 +388,7 @@ impl From<recordings::Error> for ApiError {
             | R::SealedMeanwhile(_) => ApiError::Conflict(message),
             R::Bytes(_) | R::Signing(_) => ApiError::Internal(message),
             R::Audit(e) => e.into(),
-            R::Store(e) => e.into(),
+            R::Store(e) => store_failed(e),
         }
     }
 }

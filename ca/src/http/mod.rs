@@ -34,7 +34,7 @@ use crate::revocation::Krl;
 use error::ApiError;
 
 pub(crate) use auth::{Authenticator, LocalPeer};
-pub(crate) use state::AppState;
+pub(crate) use state::{AppState, substates};
 pub(crate) use webhooks::Webhooks;
 
 /// Largest request body accepted. A certificate request is well under 16 KiB.
@@ -168,7 +168,7 @@ async fn add_override(
     State(oncall): State<Arc<OnCall>>,
     caller: Caller,
     body: Result<Json<shiftkey_wire::OverrideRequest>, JsonRejection>,
-) -> Result<(StatusCode, Json<crate::store::StoredOverride>), ApiError> {
+) -> Result<(StatusCode, Json<crate::oncall::StoredOverride>), ApiError> {
     let Json(request) = body.map_err(|r| ApiError::InvalidBody(r.body_text()))?;
     let stored = oncall
         .add_override(

@@ -20,8 +20,9 @@ use super::error::ApiError;
 use super::hosts::{Enrolled, EnrolledBytes};
 use super::state::AppState;
 use crate::identity::Caller;
-use crate::recordings::{self, MAX_CHUNK, MAX_LIST, MAX_READ, MAX_SEAL_BODY, Purpose, Recordings};
-use crate::store::SessionFilter;
+use crate::recordings::{
+    self, MAX_CHUNK, MAX_LIST, MAX_READ, MAX_SEAL_BODY, Purpose, Recordings, SessionFilter,
+};
 
 /// Header on file reads: the file's whole length at the CA right now.
 const FILE_LENGTH_HEADER: &str = "x-shiftkey-file-length";

@@ -3,8 +3,6 @@
 
 use std::sync::Arc;
 
-use axum::extract::FromRef;
-
 use super::auth::Authenticator;
 use super::webhooks::Webhooks;
 use crate::audit::Audit;
@@ -40,19 +38,22 @@ pub(crate) struct AppState {
     pub(crate) webhooks: Arc<Webhooks>,
 }
 
-macro_rules! substate {
-    ($($field:ident: $ty:ty),* $(,)?) => {
+/// `FromRef` for each field of a state struct, so a handler names only
+/// the parts it takes (the review UI's state uses it too).
+macro_rules! substates {
+    ($state:ty { $($field:ident: $ty:ty),* $(,)? }) => {
         $(
-            impl FromRef<AppState> for $ty {
-                fn from_ref(state: &AppState) -> Self {
+            impl axum::extract::FromRef<$state> for $ty {
+                fn from_ref(state: &$state) -> Self {
                     state.$field.clone()
                 }
             }
         )*
     };
 }
+pub(crate) use substates;
 
-substate! {
+substates! { AppState {
     keys: Arc<CaKeys>,
     policy: Arc<CurrentPolicy>,
     metrics: Arc<Metrics>,
@@ -68,4 +69,4 @@ substate! {
     recordings: Arc<Recordings>,
     events: Arc<EventFeed>,
     webhooks: Arc<Webhooks>,
-}
+}}

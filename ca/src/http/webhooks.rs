@@ -48,9 +48,8 @@ use super::state::AppState;
 use crate::audit::{Audit, Outcome};
 use crate::config::WebhookFiles;
 use crate::identity::Caller;
-use crate::incidents::{self, Incidents};
+use crate::incidents::{self, Incident, Incidents};
 use crate::secret::Secret;
-use crate::store::Incident;
 
 type HmacSha256 = Hmac<Sha256>;
 

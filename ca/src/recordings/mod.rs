@@ -23,14 +23,13 @@ use chrono::Utc;
 use serde_json::json;
 use shiftkey_wire::{RecordingDetail, RecordingFile, RecordingInfo, RecordingMatch};
 
-use crate::audit::{self, Audit, Event, Explain, Outcome};
-use crate::current_policy::CurrentPolicy;
+use crate::audit::{self, Event, Explain, Outcome};
+use crate::base::Base;
 use crate::identity::Caller;
-use crate::keys::CaKeys;
-use crate::recording_store::{self, Reader, RecordingStore};
-use crate::store::{
-    self, Change, RecordingRead, Session, SessionFilter, SessionStatus, Store, StoredSeal,
-};
+pub(crate) use crate::recording_store::Reader;
+use crate::recording_store::{self, RecordingStore};
+pub(crate) use crate::store::SessionFilter;
+use crate::store::{self, Change, RecordingRead, Session, SessionStatus, StoredSeal};
 
 /// Largest upload chunk (the bastion sends at most 512 KiB).
 pub(crate) const MAX_CHUNK: usize = 1024 * 1024;
@@ -176,10 +175,6 @@ impl Explain for Error {
             Error::Audit(_) => "audit-unavailable",
         }
     }
-
-    fn message(&self) -> String {
-        self.to_string()
-    }
 }
 
 /// What a reviewer reads a recording for; named in the audit row.
@@ -248,26 +243,15 @@ impl std::fmt::Debug for Opened {
 
 #[derive(Debug)]
 pub(crate) struct Recordings {
-    store: Arc<dyn Store>,
+    base: Base,
     bytes: Arc<dyn RecordingStore>,
-    audit: Audit,
-    policy: Arc<CurrentPolicy>,
-    keys: Arc<CaKeys>,
 }
 
 impl Recordings {
-    pub(crate) fn new(
-        audit: Audit,
-        bytes: Arc<dyn RecordingStore>,
-        policy: Arc<CurrentPolicy>,
-        keys: Arc<CaKeys>,
-    ) -> Self {
+    pub(crate) fn new(base: &Base, bytes: Arc<dyn RecordingStore>) -> Self {
         Self {
-            store: Arc::clone(audit.store()),
+            base: base.clone(),
             bytes,
-            audit,
-            policy,
-            keys,
         }
     }
 
@@ -277,15 +261,18 @@ impl Recordings {
         let identity = caller.identity();
         let allowed = match caller {
             Caller::Local { user, .. } if user == "root" => true,
-            Caller::User { .. } | Caller::Local { .. } => {
-                self.policy.get().is_reviewer(&identity, caller.groups())
-            }
+            Caller::User { .. } | Caller::Local { .. } => self
+                .base
+                .policy
+                .get()
+                .is_reviewer(&identity, caller.groups()),
             Caller::Webhook { .. } => false,
         };
         if allowed {
             return Ok(Reviewer { identity });
         }
         Err(self
+            .base
             .audit
             .refuse(
                 "recording.denied",
@@ -315,12 +302,13 @@ impl Recordings {
             audited_at: now,
         };
         let window = i64::try_from(READ_AUDIT_WINDOW.as_secs()).unwrap_or(600);
-        if let Some(at) = self.store.read_audited_at(&read).await?
+        if let Some(at) = self.base.store.read_audited_at(&read).await?
             && now - at < window
         {
             return Ok(());
         }
-        self.audit
+        self.base
+            .audit
             .record_change(
                 Event::new(
                     purpose.audit_kind(),
@@ -337,11 +325,12 @@ impl Recordings {
     /// A session's metadata: for a sealed one from the seal, for a live one
     /// from the committed uploads (their SHA-256 is left empty).
     async fn info(&self, row: Session) -> Result<(RecordingInfo, Option<StoredSeal>), Error> {
-        let seal = self.store.stored_seal(&row.id).await?;
+        let seal = self.base.store.stored_seal(&row.id).await?;
         let files = if seal.is_some() {
-            self.store.recording_files(&row.id).await?
+            self.base.store.recording_files(&row.id).await?
         } else {
-            self.store
+            self.base
+                .store
                 .uploads(&row.id)
                 .await?
                 .into_iter()
@@ -400,7 +389,7 @@ impl Recordings {
         filter: SessionFilter,
     ) -> Result<Vec<RecordingInfo>, Error> {
         let mut infos = Vec::new();
-        for row in self.store.sessions(filter).await? {
+        for row in self.base.store.sessions(filter).await? {
             infos.push(self.info(row).await?.0);
         }
         Ok(infos)
@@ -417,8 +406,9 @@ impl Recordings {
         if text.is_empty() || text.chars().count() > 200 {
             return Err(Error::BadQuery);
         }
-        let found = self.store.search(text, limit).await?;
-        self.audit
+        let found = self.base.store.search(text, limit).await?;
+        self.base
+            .audit
             .record(Event::new(
                 "recording.searched",
                 reviewer.identity.clone(),
@@ -446,7 +436,7 @@ impl Recordings {
         if !is_session_id(session) {
             return Err(missing());
         }
-        self.store.session(session).await?.ok_or_else(missing)
+        self.base.store.session(session).await?.ok_or_else(missing)
     }
 
     /// `GET /v1/recordings/{id}/files/{name}?offset=N`: up to `limit` bytes
@@ -497,7 +487,7 @@ impl Recordings {
     /// upload; for a session sealed before upload state lived in the store,
     /// what its seal lists.
     async fn committed_length(&self, row: &Session, name: &str) -> Result<Option<u64>, Error> {
-        let uploaded = self.store.uploads(&row.id).await?;
+        let uploaded = self.base.store.uploads(&row.id).await?;
         if let Some(u) = uploaded.iter().find(|u| u.name == name) {
             return Ok(Some(u.length));
         }
@@ -505,6 +495,7 @@ impl Recordings {
             return Ok(None);
         }
         Ok(self
+            .base
             .store
             .recording_files(&row.id)
             .await?
@@ -515,7 +506,7 @@ impl Recordings {
 
     /// The user CA's public key line: what a recording's seal verifies with.
     pub(crate) fn seal_key(&self) -> &str {
-        self.keys.user.public_line()
+        self.base.keys.user.public_line()
     }
 }
 

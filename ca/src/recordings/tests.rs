@@ -147,12 +147,7 @@ async fn world() -> (World, Recordings) {
         )
         .await
         .unwrap();
-    let recordings = Recordings::new(
-        world.audit.clone(),
-        Arc::clone(&world.bytes),
-        Arc::clone(&world.policy),
-        Arc::clone(&world.keys),
-    );
+    let recordings = Recordings::new(&world.base(), Arc::clone(&world.bytes));
     (world, recordings)
 }
 

@@ -42,7 +42,12 @@ impl Recordings {
         if !is_session_id(session) {
             return Err(missing());
         }
-        let row = self.store.session(session).await?.ok_or_else(missing)?;
+        let row = self
+            .base
+            .store
+            .session(session)
+            .await?
+            .ok_or_else(missing)?;
         if row.bastion != host.name {
             return Err(Error::OtherBastion(session.to_owned()));
         }
@@ -60,7 +65,85 @@ impl Recordings {
         chunk: Vec<u8>,
     ) -> Result<RecordingChunkAck, Error> {
         let size = chunk.len();
-        match self.append_chunk(host, session, name, offset, chunk).await {
+        let appended = async {
+            let row = self.bastions_session(host, session).await?;
+            if !is_file_name(name) {
+                return Err(Error::BadFileName(clip(name)));
+            }
+            let offset = offset.ok_or(Error::OffsetRequired)?;
+            if row.status != SessionStatus::Live {
+                return Err(Error::NotLive {
+                    session: session.to_owned(),
+                    status: row.status.as_str().to_owned(),
+                });
+            }
+            let committed = self.committed(session, name).await?;
+            if offset > committed {
+                return Err(Error::Gap {
+                    offset,
+                    name: name.to_owned(),
+                    held: committed,
+                });
+            }
+            let end = offset + u64::try_from(chunk.len()).unwrap_or(u64::MAX);
+            // Bytes already held must be these bytes; new ones land after them.
+            match self.bytes.write(session, name, offset, chunk).await {
+                Ok(_) => {}
+                Err(recording_store::Error::Mismatch { .. }) => {
+                    return Err(Error::Mismatch {
+                        offset,
+                        name: name.to_owned(),
+                        held: committed,
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            }
+            if end <= committed {
+                // A retry of bytes the CA has: nothing moves.
+                return Ok(RecordingChunkAck {
+                    name: name.to_owned(),
+                    bytes: committed,
+                });
+            }
+            match self
+                .base
+                .store
+                .commit_upload(session, name, committed, end)
+                .await
+            {
+                Ok(()) => Ok(RecordingChunkAck {
+                    name: name.to_owned(),
+                    bytes: end,
+                }),
+                Err(store::Error::Conflict(Conflict::SessionSealing)) => {
+                    Err(Error::Sealing(session.to_owned()))
+                }
+                Err(store::Error::Conflict(Conflict::SessionNotLive)) => Err(Error::NotLive {
+                    session: session.to_owned(),
+                    status: "sealed".into(),
+                }),
+                // Another upload of this file committed first; its bytes matched
+                // ours, so what it committed may already cover this chunk.
+                Err(store::Error::Conflict(Conflict::UploadMoved)) => {
+                    let now = self.committed(session, name).await?;
+                    if now >= end {
+                        Ok(RecordingChunkAck {
+                            name: name.to_owned(),
+                            bytes: now,
+                        })
+                    } else {
+                        Err(Error::Gap {
+                            offset,
+                            name: name.to_owned(),
+                            held: now,
+                        })
+                    }
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        .await;
+        match appended {
             Ok(ack) => Ok(ack),
             Err(error) => {
                 let detail = json!({
@@ -68,6 +151,7 @@ impl Recordings {
                     "offset": offset, "bytes": size,
                 });
                 Err(self
+                    .base
                     .audit
                     .refuse(
                         "recording.upload_refused",
@@ -85,6 +169,7 @@ impl Recordings {
     /// that has none yet (written before upload state lived in the store).
     async fn committed(&self, session: &str, name: &str) -> Result<u64, Error> {
         if let Some(u) = self
+            .base
             .store
             .uploads(session)
             .await?
@@ -97,7 +182,7 @@ impl Recordings {
         if held == 0 {
             return Ok(0);
         }
-        match self.store.commit_upload(session, name, 0, held).await {
+        match self.base.store.commit_upload(session, name, 0, held).await {
             Ok(()) | Err(store::Error::Conflict(Conflict::UploadMoved)) => {}
             Err(store::Error::Conflict(Conflict::SessionSealing)) => {
                 return Err(Error::Sealing(session.to_owned()));
@@ -105,90 +190,6 @@ impl Recordings {
             Err(e) => return Err(e.into()),
         }
         Box::pin(self.committed(session, name)).await
-    }
-
-    async fn append_chunk(
-        &self,
-        host: &EnrolledHost,
-        session: &str,
-        name: &str,
-        offset: Option<u64>,
-        chunk: Vec<u8>,
-    ) -> Result<RecordingChunkAck, Error> {
-        let row = self.bastions_session(host, session).await?;
-        if !is_file_name(name) {
-            return Err(Error::BadFileName(clip(name)));
-        }
-        let offset = offset.ok_or(Error::OffsetRequired)?;
-        if row.status != SessionStatus::Live {
-            return Err(Error::NotLive {
-                session: session.to_owned(),
-                status: row.status.as_str().to_owned(),
-            });
-        }
-        let committed = self.committed(session, name).await?;
-        if offset > committed {
-            return Err(Error::Gap {
-                offset,
-                name: name.to_owned(),
-                held: committed,
-            });
-        }
-        let end = offset + u64::try_from(chunk.len()).unwrap_or(u64::MAX);
-        // Bytes already held must be these bytes; new ones land after them.
-        match self.bytes.write(session, name, offset, chunk).await {
-            Ok(_) => {}
-            Err(recording_store::Error::Mismatch { .. }) => {
-                return Err(Error::Mismatch {
-                    offset,
-                    name: name.to_owned(),
-                    held: committed,
-                });
-            }
-            Err(e) => return Err(e.into()),
-        }
-        if end <= committed {
-            // A retry of bytes the CA has: nothing moves.
-            return Ok(RecordingChunkAck {
-                name: name.to_owned(),
-                bytes: committed,
-            });
-        }
-        match self
-            .store
-            .commit_upload(session, name, committed, end)
-            .await
-        {
-            Ok(()) => Ok(RecordingChunkAck {
-                name: name.to_owned(),
-                bytes: end,
-            }),
-            Err(store::Error::Conflict(Conflict::SessionSealing)) => {
-                Err(Error::Sealing(session.to_owned()))
-            }
-            Err(store::Error::Conflict(Conflict::SessionNotLive)) => Err(Error::NotLive {
-                session: session.to_owned(),
-                status: "sealed".into(),
-            }),
-            // Another upload of this file committed first; its bytes matched
-            // ours, so what it committed may already cover this chunk.
-            Err(store::Error::Conflict(Conflict::UploadMoved)) => {
-                let now = self.committed(session, name).await?;
-                if now >= end {
-                    Ok(RecordingChunkAck {
-                        name: name.to_owned(),
-                        bytes: now,
-                    })
-                } else {
-                    Err(Error::Gap {
-                        offset,
-                        name: name.to_owned(),
-                        held: now,
-                    })
-                }
-            }
-            Err(e) => Err(e.into()),
-        }
     }
 
     /// Length, SHA-256 and index of every committed file, streamed.
@@ -254,31 +255,16 @@ impl Recordings {
         };
         let row = match checked {
             Ok(row) => row,
-            Err(error) => {
-                return Err(self
-                    .audit
-                    .refuse(
-                        "recording.seal_refused",
-                        host.identity(),
-                        Outcome::Deny,
-                        error,
-                        json!({ "session": clip(session) }),
-                    )
-                    .await);
-            }
+            Err(error) => return Err(self.refuse_seal(host, session, error).await),
         };
         if row.status != SessionStatus::Live {
             return self.seal_again(host, &row, &request).await;
         }
         // From here no upload commits: the files measured are the files signed.
-        let uploads = match self.store.begin_seal(session, now).await {
+        let uploads = match self.base.store.begin_seal(session, now).await {
             Ok(uploads) => uploads,
             Err(store::Error::Conflict(Conflict::SessionNotLive)) => {
-                let row = self
-                    .store
-                    .session(session)
-                    .await?
-                    .ok_or_else(|| Error::NoSession(clip(session)))?;
+                let row = self.session_row(session).await?;
                 return self.seal_again(host, &row, &request).await;
             }
             Err(e) => return Err(e.into()),
@@ -291,7 +277,7 @@ impl Recordings {
             Err(e) => {
                 // Let uploads go on; the bastion seals again.
                 if !matches!(e, Error::SealedMeanwhile(_))
-                    && let Err(abort) = self.store.abort_seal(session).await
+                    && let Err(abort) = self.base.store.abort_seal(session).await
                 {
                     tracing::error!(error = %abort, session, "cannot reopen a recording after a failed seal");
                 }
@@ -345,6 +331,7 @@ impl Recordings {
         let text = serde_json::to_string(&manifest)
             .map_err(|e| Error::Signing(format!("encoding the manifest: {e}")))?;
         let signature = self
+            .base
             .keys
             .user
             .signing_key()
@@ -384,6 +371,7 @@ impl Recordings {
             lines,
         };
         match self
+            .base
             .audit
             .record_change(event, Change::SealRecording(Box::new(seal)))
             .await
@@ -394,11 +382,7 @@ impl Recordings {
             }
             Err(e) => return Err(e.into()),
         }
-        let row = self
-            .store
-            .session(session)
-            .await?
-            .ok_or_else(|| Error::NoSession(clip(session)))?;
+        let row = self.session_row(session).await?;
         self.detail(row).await
     }
 
@@ -410,23 +394,38 @@ impl Recordings {
         row: &Session,
         request: &SealRequest,
     ) -> Result<RecordingDetail, Error> {
-        let seal = self.store.stored_seal(&row.id).await?;
+        let seal = self.base.store.stored_seal(&row.id).await?;
         if seal.is_some_and(|s| s.claims == claims_digest(&request.files)) {
             return self.detail(row.clone()).await;
         }
-        Err(self
+        let error = Error::SealFinal {
+            session: row.id.clone(),
+            status: row.status.as_str().to_owned(),
+        };
+        Err(self.refuse_seal(host, &row.id, error).await)
+    }
+
+    /// The session's row as it is now.
+    async fn session_row(&self, session: &str) -> Result<Session, Error> {
+        self.base
+            .store
+            .session(session)
+            .await?
+            .ok_or_else(|| Error::NoSession(clip(session)))
+    }
+
+    /// Audits a refused seal (`recording.seal_refused`), hands the error back.
+    async fn refuse_seal(&self, host: &EnrolledHost, session: &str, error: Error) -> Error {
+        self.base
             .audit
             .refuse(
                 "recording.seal_refused",
                 host.identity(),
                 Outcome::Deny,
-                Error::SealFinal {
-                    session: row.id.clone(),
-                    status: row.status.as_str().to_owned(),
-                },
-                json!({ "session": row.id }),
+                error,
+                json!({ "session": clip(session) }),
             )
-            .await)
+            .await
     }
 }
 

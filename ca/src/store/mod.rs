@@ -56,44 +56,35 @@ pub(crate) use sessions::{
 };
 pub(crate) use ui_sessions::{UiSession, UiSessionStore};
 
-/// Every concern of the store, from one backend.
-///
-/// A trait object (`Arc<dyn Store>`, async methods through `async-trait`)
-/// rather than an enum over backends: each backend stays in its own module
-/// and implements one small trait per concern, the behaviour tests are
-/// written once against `dyn Store`, and a backend that is not compiled in
-/// changes no signature. The price, a boxed future per call, is small next
-/// to a database round trip.
-pub(crate) trait Store:
-    AuditStore
-    + CertificateStore
-    + HostStore
-    + IncidentStore
-    + LockStore
-    + OverrideStore
-    + RequestStore
-    + SessionStore
-    + UiSessionStore
-    + fmt::Debug
-    + Send
-    + Sync
-{
+/// Declares [`Store`] as every concern listed once, and implements it for
+/// any backend that implements them all.
+macro_rules! every_concern {
+    ($(#[$doc:meta])* $($concern:ident),+ $(,)?) => {
+        $(#[$doc])*
+        pub(crate) trait Store: $($concern +)+ fmt::Debug + Send + Sync {}
+
+        impl<T> Store for T where T: $($concern +)+ fmt::Debug + Send + Sync {}
+    };
 }
 
-impl<T> Store for T where
-    T: AuditStore
-        + CertificateStore
-        + HostStore
-        + IncidentStore
-        + LockStore
-        + OverrideStore
-        + RequestStore
-        + SessionStore
-        + UiSessionStore
-        + fmt::Debug
-        + Send
-        + Sync
-{
+every_concern! {
+    /// Every concern of the store, from one backend.
+    ///
+    /// A trait object (`Arc<dyn Store>`, async methods through `async-trait`)
+    /// rather than an enum over backends: each backend stays in its own
+    /// module and implements one small trait per concern, the behaviour
+    /// tests are written once against `dyn Store`, and a backend that is not
+    /// compiled in changes no signature. The price, a boxed future per call,
+    /// is small next to a database round trip.
+    AuditStore,
+    CertificateStore,
+    HostStore,
+    IncidentStore,
+    LockStore,
+    OverrideStore,
+    RequestStore,
+    SessionStore,
+    UiSessionStore,
 }
 
 /// Which store to open (the `[store]` section of `ca.toml`, checked).

@@ -24,7 +24,6 @@ mod sessions;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::FromRef;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -53,19 +52,7 @@ pub(crate) struct UiState {
     pub(crate) oncall: Arc<OnCall>,
 }
 
-macro_rules! substate {
-    ($($field:ident: $ty:ty),* $(,)?) => {
-        $(
-            impl FromRef<UiState> for $ty {
-                fn from_ref(state: &UiState) -> Self {
-                    state.$field.clone()
-                }
-            }
-        )*
-    };
-}
-
-substate! {
+crate::http::substates! { UiState {
     signin: Option<Arc<SignIn>>,
     policy: Arc<CurrentPolicy>,
     audit: Audit,
@@ -73,7 +60,7 @@ substate! {
     requests: Arc<Requests>,
     incidents: Arc<Incidents>,
     oncall: Arc<OnCall>,
-}
+}}
 
 /// Scripts only from us (plus compiling the player's WebAssembly terminal),
 /// no inline script, no plugins, no framing, forms only to us.
@@ -178,7 +165,8 @@ macro_rules! through_the_api {
 
 through_the_api! {
     crate::audit::Error,
-    crate::store::Error,
+    crate::oncall::Error,
+    crate::web_sessions::Error,
     crate::incidents::Error,
     crate::recordings::Error,
     crate::requests::Error,

@@ -14,13 +14,14 @@ use serde_json::json;
 use super::html::{Nav, badge, esc, facts, page, q, time};
 use super::{Signed, UiError, html_response};
 use crate::audit::{Audit, Event, Outcome};
+use crate::audit::{AuditFilter, AuditRow};
 use crate::current_policy::CurrentPolicy;
 use crate::http::error::ApiError;
 use crate::incidents::Incidents;
 use crate::oncall::OnCall;
 use crate::recordings::Recordings;
+use crate::recordings::SessionFilter;
 use crate::requests::Requests;
-use crate::store::{AuditFilter, AuditRow, SessionFilter};
 
 /// Audit rows on one page.
 const AUDIT_PAGE: u32 = 50;

@@ -20,9 +20,9 @@ use serde_json::{Value, json};
 use super::html::{Nav, badge, esc, facts, offset, page, q, time};
 use super::{Signed, UiError, html_response};
 use crate::http::error::ApiError;
-use crate::recording_store::Reader;
-use crate::recordings::{self, MAX_LIST, Purpose, Recordings, Reviewer, is_file_name};
-use crate::store::SessionFilter;
+use crate::recordings::{
+    self, MAX_LIST, Purpose, Reader, Recordings, Reviewer, SessionFilter, is_file_name,
+};
 
 /// Most decompressed bytes one recording file is given to the browser.
 const MAX_CAST: u64 = 64 * 1024 * 1024;

@@ -87,23 +87,10 @@ impl SqliteStore {
         });
         // Fail at open, not at the first request, if the file is unreadable
         // or from a newer binary.
-        let version = readers
-            .with(|conn| conn.pragma_query_value(None, "user_version", |r| r.get::<_, usize>(0)))
-            .map_err(|e| OpenError::Open {
-                path: path.to_owned(),
-                message: e.to_string(),
-            })?;
-        if version > MIGRATIONS.len() {
-            return Err(OpenError::TooNew {
-                path: path.to_owned(),
-                found: version,
-                known: MIGRATIONS.len(),
-            });
-        }
-        let tip = readers.with(audit::max_seq).map_err(|e| OpenError::Open {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
+        let probe = readers.open().map_err(open_err)?;
+        schema_version(&probe, path)?;
+        let tip = audit::max_seq(&probe).map_err(open_err)?;
+        readers.keep(probe);
         Ok(Self {
             path: path.to_owned(),
             writer,
@@ -154,6 +141,22 @@ struct Readers {
 }
 
 impl Readers {
+    fn open(&self) -> rusqlite::Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        Ok(conn)
+    }
+
+    fn keep(&self, conn: Connection) {
+        let mut idle = lock(&self.idle);
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+    }
+
     fn with<T>(
         &self,
         query: impl FnOnce(&Connection) -> rusqlite::Result<T>,
@@ -161,20 +164,10 @@ impl Readers {
         let idle = lock(&self.idle).pop();
         let conn = match idle {
             Some(conn) => conn,
-            None => {
-                let conn = Connection::open_with_flags(
-                    &self.path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )?;
-                conn.busy_timeout(BUSY_TIMEOUT)?;
-                conn
-            }
+            None => self.open()?,
         };
         let result = query(&conn);
-        let mut idle = lock(&self.idle);
-        if idle.len() < MAX_IDLE_READERS {
-            idle.push(conn);
-        }
+        self.keep(conn);
         result
     }
 }
@@ -195,20 +188,26 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn migrate(conn: &Connection, path: &Path) -> Result<(), OpenError> {
-    let current: usize = conn
+/// The store's schema version, refusing one newer than this binary's.
+fn schema_version(conn: &Connection, path: &Path) -> Result<usize, OpenError> {
+    let found: usize = conn
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .map_err(|e| OpenError::Open {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
-    if current > MIGRATIONS.len() {
+    if found > MIGRATIONS.len() {
         return Err(OpenError::TooNew {
             path: path.to_owned(),
-            found: current,
+            found,
             known: MIGRATIONS.len(),
         });
     }
+    Ok(found)
+}
+
+fn migrate(conn: &Connection, path: &Path) -> Result<(), OpenError> {
+    let current = schema_version(conn, path)?;
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
         let version = index + 1;
         let run = || -> rusqlite::Result<()> {
