@@ -313,3 +313,174 @@ fn a_reviewer_finds_plays_and_approves_in_the_browser() -> anyhow::Result<()> {
     eprintln!("ui e2e took {:?}", started.elapsed());
     Ok(())
 }
+
+/// The value of cookie `name` from an answer's `Set-Cookie` headers.
+fn set_cookie(response: &reqwest::blocking::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next()?.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// `GET /ui/login`: the provider's authorize URL and the login cookie.
+fn start_sign_in(ca: &TestCa) -> anyhow::Result<(String, String)> {
+    let response = ca.client().get(ca.url("/ui/login?next=/ui/")).send()?;
+    ensure!(
+        response.status().is_redirection(),
+        "GET /ui/login answered {}: {}",
+        response.status(),
+        response.text().unwrap_or_default()
+    );
+    let authorize = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .context("no Location")?
+        .to_owned();
+    let cookie = set_cookie(&response, "__Secure-shiftkey-login").context("no login cookie")?;
+    Ok((authorize, cookie))
+}
+
+/// Signs `email` in to the review UI without a browser, as one would: the
+/// provider answers /authorize at once with a code for the hinted login.
+/// Returns the session cookie's value.
+fn sign_in(ca: &TestCa, email: &str) -> anyhow::Result<String> {
+    let (authorize, cookie) = start_sign_in(ca)?;
+    let at_provider = ca
+        .client()
+        .get(format!("{authorize}&login_hint={email}"))
+        .send()?;
+    let callback = at_provider
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .context("the provider did not send the browser back")?
+        .to_owned();
+    let signed_in = ca
+        .client()
+        .get(callback)
+        .header(
+            reqwest::header::COOKIE,
+            format!("__Secure-shiftkey-login={cookie}"),
+        )
+        .send()?;
+    let session = set_cookie(&signed_in, "__Secure-shiftkey-ui");
+    let status = signed_in.status();
+    let page = signed_in.text().unwrap_or_default();
+    ensure!(status == 200, "callback answered {status}: {page}");
+    session
+        .filter(|s| !s.is_empty())
+        .context("no session cookie")
+}
+
+fn page_status(ca: &TestCa, path: &str, session: &str) -> anyhow::Result<u16> {
+    Ok(ca
+        .client()
+        .get(ca.url(path))
+        .header(
+            reqwest::header::COOKIE,
+            format!("__Secure-shiftkey-ui={session}"),
+        )
+        .send()?
+        .status()
+        .as_u16())
+}
+
+/// Strangers may start as many sign-ins as they like: the CA keeps nothing
+/// for them (the sign-in under way lives in the browser's signed cookie),
+/// so they cannot crowd out a reviewer's, and a cookie from one sign-in does
+/// not finish another.
+#[test]
+fn sign_ins_under_way_cannot_be_piled_up_by_strangers() -> anyhow::Result<()> {
+    let provider = OidcProvider::start()?;
+    let ca = start_ca(&provider)?;
+    // More than the old in-memory table held (10 000), from a few clients.
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let client = ca.client().clone();
+        let url = ca.url("/ui/login?next=/ui/");
+        workers.push(std::thread::spawn(move || -> anyhow::Result<()> {
+            for _ in 0..2_550 {
+                let status = client.get(&url).send()?.status();
+                ensure!(status.is_redirection(), "a stranger's sign-in got {status}");
+            }
+            Ok(())
+        }));
+    }
+    for worker in workers {
+        worker
+            .join()
+            .map_err(|_| anyhow::anyhow!("worker panicked"))??;
+    }
+    let session = sign_in(&ca, "rita@example.com")?;
+    assert_eq!(page_status(&ca, "/ui/sessions", &session)?, 200);
+
+    // The login cookie of one sign-in does not finish another.
+    let (authorize, _) = start_sign_in(&ca)?;
+    let (_, other_cookie) = start_sign_in(&ca)?;
+    let callback = ca
+        .client()
+        .get(format!("{authorize}&login_hint=rita@example.com"))
+        .send()?
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .context("no callback")?
+        .to_owned();
+    let refused = ca
+        .client()
+        .get(&callback)
+        .header(
+            reqwest::header::COOKIE,
+            format!("__Secure-shiftkey-login={other_cookie}"),
+        )
+        .send()?;
+    assert_eq!(refused.status(), 400);
+    assert!(set_cookie(&refused, "__Secure-shiftkey-ui").is_none());
+    // Nor does a forged one.
+    let forged = ca
+        .client()
+        .get(&callback)
+        .header(
+            reqwest::header::COOKIE,
+            "__Secure-shiftkey-login=eyJzdGF0ZSI6IngifQ.AAAA",
+        )
+        .send()?;
+    assert_eq!(forged.status(), 400);
+    Ok(())
+}
+
+/// UI sessions live in the store, not in one process's memory: a reviewer
+/// signed in before the CA restarted (or on another replica) stays signed
+/// in; signing out ends the session everywhere.
+#[test]
+fn a_reviewer_stays_signed_in_across_a_restart() -> anyhow::Result<()> {
+    let provider = OidcProvider::start()?;
+    let mut ca = start_ca(&provider)?;
+    let session = sign_in(&ca, "rita@example.com")?;
+    assert_eq!(page_status(&ca, "/ui/audit", &session)?, 200);
+    ca.stop()?;
+    let ca = ca.start()?;
+    assert_eq!(
+        page_status(&ca, "/ui/audit", &session)?,
+        200,
+        "{}",
+        ca.log()
+    );
+    assert_eq!(page_status(&ca, "/ui/audit", "not-a-session")?, 401);
+    // Only the hash of the cookie's value is kept: the store holds the
+    // session (its email is there), never the value.
+    let mut db = std::fs::read(ca.data_dir().join("shiftkey.db"))?;
+    db.extend(std::fs::read(ca.data_dir().join("shiftkey.db-wal")).unwrap_or_default());
+    let holds = |needle: &[u8]| db.windows(needle.len()).any(|w| w == needle);
+    assert!(holds(b"rita@example.com"));
+    assert!(
+        !holds(session.as_bytes()),
+        "the session's value is in the store"
+    );
+    Ok(())
+}
