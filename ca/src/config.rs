@@ -633,6 +633,52 @@ mod tests {
     }
 
     #[test]
+    fn the_store_is_in_the_data_directory_unless_store_path_says_otherwise() {
+        let data = Path::new("/var/lib/shiftkey");
+        let sqlite = |path: &str| crate::store::Settings::Sqlite {
+            path: PathBuf::from(path),
+        };
+        let c = Config::parse(EXAMPLE, Path::new("/etc/shiftkey/ca.toml"), data).unwrap();
+        assert_eq!(c.store, sqlite("/var/lib/shiftkey/shiftkey.db"));
+        let moved = format!("{EXAMPLE}\n[store]\npath = \"db/ca.db\"\n");
+        let c = Config::parse(&moved, Path::new("/etc/shiftkey/ca.toml"), data).unwrap();
+        assert_eq!(
+            c.store,
+            sqlite("/var/lib/shiftkey/db/ca.db"),
+            "relative to the data directory"
+        );
+        let absolute = format!("{EXAMPLE}\n[store]\npath = \"/srv/ca.db\"\n");
+        let c = Config::parse(&absolute, Path::new("ca.toml"), data).unwrap();
+        assert_eq!(c.store, sqlite("/srv/ca.db"));
+        let misspelt = format!("{EXAMPLE}\n[store]\nfile = \"x.db\"\n");
+        assert!(Config::parse(&misspelt, Path::new("ca.toml"), data).is_err());
+    }
+
+    #[test]
+    fn commands_open_the_store_ca_toml_names_or_the_default_without_one() {
+        use crate::store::Access;
+        let dir = tempfile::tempdir().unwrap();
+        // No ca.toml in the data directory (it lives in /etc): the default.
+        drop(open_store(dir.path(), None, Access::ReadWrite).unwrap());
+        assert!(dir.path().join(DEFAULT_DB).exists());
+        std::fs::write(dir.path().join("ca.toml"), "[store]\npath = \"other.db\"\n").unwrap();
+        drop(open_store(dir.path(), None, Access::ReadWrite).unwrap());
+        assert!(dir.path().join("other.db").exists());
+        // A --config that is not there is an error, never a silent default.
+        assert!(matches!(
+            open_store(
+                dir.path(),
+                Some(&dir.path().join("absent.toml")),
+                Access::ReadWrite
+            ),
+            Err(OpenStoreError::Config(Error::Read { .. }))
+        ));
+        // A broken ca.toml is an error too.
+        std::fs::write(dir.path().join("ca.toml"), "[store]\nfile = 1\n").unwrap();
+        assert!(open_store(dir.path(), None, Access::ReadOnly).is_err());
+    }
+
+    #[test]
     fn unknown_keys_and_none_alg_are_refused() {
         assert!(
             Config::parse(

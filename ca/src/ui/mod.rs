@@ -20,6 +20,7 @@ mod html;
 mod login_cookie;
 mod review;
 mod sessions;
+mod streams;
 
 use std::sync::Arc;
 

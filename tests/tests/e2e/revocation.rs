@@ -252,3 +252,80 @@ fn revocations_reach_event_subscribers_within_two_seconds() -> anyhow::Result<()
     assert!(replay.contains(&needle), "{replay}");
     Ok(())
 }
+
+/// `[store] path` in ca.toml moves the rows; the CA and every command given
+/// the data directory follow it (revoke, audit export and verify, hosts),
+/// and nothing is created at the default place.
+#[test]
+fn every_command_uses_the_store_that_ca_toml_names() -> anyhow::Result<()> {
+    let ca = TestCa::init(&policy().0, None)?;
+    let dir = ca.data_dir().to_owned();
+    std::fs::rename(dir.join("shiftkey.db"), dir.join("rows.db"))?;
+    let config = std::fs::read_to_string(dir.join("ca.toml"))?;
+    std::fs::write(
+        dir.join("ca.toml"),
+        format!("{config}\n[store]\npath = \"rows.db\"\n"),
+    )?;
+    let ca = ca.start()?;
+    let work = tempfile::tempdir()?;
+    let (_, cert, answer) = certified(&ca, work.path(), "a", json!({}))?;
+    let serial = answer["serial"].as_u64().unwrap_or(0).to_string();
+    let dir_arg = dir.to_string_lossy().into_owned();
+    let out = run_ok(
+        Command::new(shiftkey_tests::util::binary("shiftkey-ca")?).args([
+            "revoke",
+            "--data-dir",
+            &dir_arg,
+            "--serial",
+            &serial,
+            "--reason",
+            "moved store",
+        ]),
+    )?;
+    assert!(
+        out.contains(&format!("revoked serial(s) {serial}")),
+        "{out}"
+    );
+    // The running CA serves it from the same rows.
+    let krl = work.path().join("krl");
+    fetch_krl(&ca, &krl)?;
+    assert!(revoked(&krl, &cert)?);
+    run_ok(
+        Command::new(shiftkey_tests::util::binary("shiftkey-ca")?).args([
+            "hosts",
+            "token",
+            "--data-dir",
+            &dir_arg,
+            "--name",
+            "db-1",
+            "--principals",
+            "db-1.example.com",
+        ]),
+    )?;
+    let kinds: Vec<String> = ca
+        .audit_rows()?
+        .iter()
+        .filter_map(|r| r["kind"].as_str().map(str::to_owned))
+        .collect();
+    for kind in [
+        "keys.created",
+        "certificate.issued",
+        "certificate.revoked",
+        "host.token_created",
+    ] {
+        assert!(kinds.iter().any(|k| k == kind), "{kind} in {kinds:?}");
+    }
+    run_ok(
+        Command::new(shiftkey_tests::util::binary("shiftkey-ca")?).args([
+            "audit",
+            "verify",
+            "--data-dir",
+            &dir_arg,
+        ]),
+    )?;
+    assert!(
+        !dir.join("shiftkey.db").exists(),
+        "nothing was created at the default place"
+    );
+    Ok(())
+}

@@ -49,9 +49,12 @@ const MAX_IDLE_READERS: usize = 8;
 #[derive(Debug)]
 pub(crate) struct SqliteStore {
     path: PathBuf,
+    /// Dropped before the writer (fields drop in order): the last
+    /// connection to close checkpoints the WAL into the file, and only a
+    /// writing one can.
+    readers: Arc<Readers>,
     /// `None` when opened read-only.
     writer: Option<Arc<Mutex<Connection>>>,
-    readers: Arc<Readers>,
     /// Serials reserved and not yet handed out (see `certificates.rs`).
     serials: tokio::sync::Mutex<certificates::SerialBlock>,
     /// The audit log's tip, for `audit_tip` (see `audit.rs`).
