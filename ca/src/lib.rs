@@ -3,12 +3,20 @@
 //! Owns the CA keys, the policy decision, issuing user certificates and the
 //! audit log, and serves them over HTTPS and a local socket.
 //!
+//! Layers, arrows pointing down only (ARCHITECTURE.md draws them): wiring
+//! (`cli`, `server`) → `http`, `ui` → the domain services → `store` and
+//! `recording_store`, which use nothing of ours above them.
+//!
 //! Never: sign a certificate without a policy `Allowed` (the proof type from
 //! `policy`) and a committed audit row; hold a private key outside
-//! `secret::CaKey`; log a token or key; answer before the audit row is durable.
+//! `secret::CaKey`; log a token or key; answer before the audit row is
+//! durable; keep process-wide mutable state (what replicas share is in the
+//! store, the rest is application state).
 
 // Wiring: the command line and the running service.
 mod cli;
+mod init;
+mod quickstart;
 mod server;
 
 // The HTTP API and the review UI: routes, extractors, the error→status map.
@@ -40,14 +48,12 @@ mod clock;
 mod config;
 mod env_vars;
 mod identity;
-mod init;
 mod issue;
 mod keys;
 mod krl;
 mod metrics;
 mod oidc;
 mod policy;
-mod quickstart;
 mod secret;
 mod signer;
 #[cfg(test)]

@@ -1,7 +1,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rusqlite::Connection;
 use serde_json::json;
 
 use super::*;
@@ -44,98 +43,6 @@ async fn log_with(n: u64) -> (tempfile::TempDir, PathBuf) {
         "concurrent records get unique, gapless sequence numbers"
     );
     (dir, path)
-}
-
-fn tamper(path: &Path, sql: &str) {
-    let conn = Connection::open(path).unwrap();
-    conn.execute_batch(
-        "DROP TRIGGER IF EXISTS audit_no_update; DROP TRIGGER IF EXISTS audit_no_delete;",
-    )
-    .unwrap();
-    conn.execute_batch(sql).unwrap();
-}
-
-async fn check(path: &Path, anchor: Option<(u64, &str)>) -> Verification {
-    let store = crate::store::open(
-        &Settings::Sqlite {
-            path: path.to_owned(),
-        },
-        Access::ReadOnly,
-    )
-    .unwrap();
-    verify(store.as_ref(), anchor).await.unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn clean_chain_verifies() {
-    let (_dir, path) = log_with(50).await;
-    let v = check(&path, None).await;
-    assert_eq!((v.rows, v.head_seq), (50, 50));
-    assert!(v.problems.is_empty(), "{:?}", v.problems);
-}
-
-#[tokio::test]
-async fn edited_row_is_named() {
-    let (_dir, path) = log_with(5).await;
-    tamper(&path, "UPDATE audit SET actor = 'mallory' WHERE seq = 3");
-    assert_eq!(
-        check(&path, None).await.problems,
-        vec!["row 3: contents do not match its hash (edited)".to_owned()]
-    );
-}
-
-#[tokio::test]
-async fn deleted_row_is_named() {
-    let (_dir, path) = log_with(5).await;
-    tamper(&path, "DELETE FROM audit WHERE seq = 2");
-    let v = check(&path, None).await;
-    assert!(
-        v.problems
-            .iter()
-            .any(|p| p.starts_with("row 3: rows 2..=2 are missing")),
-        "{:?}",
-        v.problems
-    );
-}
-
-#[tokio::test]
-async fn reordered_rows_are_named() {
-    let (_dir, path) = log_with(5).await;
-    // Swap rows 2 and 3 wholesale, hashes and all, renumbering them.
-    tamper(
-        &path,
-        "UPDATE audit SET seq = -2 WHERE seq = 2; UPDATE audit SET seq = 2 WHERE seq = 3; UPDATE audit SET seq = 3 WHERE seq = -2;",
-    );
-    let v = check(&path, None).await;
-    assert!(
-        v.problems.iter().any(|p| p.starts_with("row 2:")),
-        "{:?}",
-        v.problems
-    );
-}
-
-#[tokio::test]
-async fn truncation_is_caught_against_an_anchor() {
-    let (_dir, path) = log_with(5).await;
-    let head = check(&path, None).await;
-    assert!(
-        check(&path, Some((head.head_seq, &head.head_hash)))
-            .await
-            .problems
-            .is_empty()
-    );
-    tamper(&path, "DELETE FROM audit WHERE seq >= 4");
-    assert!(
-        check(&path, None).await.problems.is_empty(),
-        "the chain alone cannot tell"
-    );
-    let v = check(&path, Some((head.head_seq, &head.head_hash))).await;
-    assert_eq!(
-        v.problems,
-        vec!["row 5: the anchored head is missing (the log was truncated)".to_owned()]
-    );
-    tamper(&path, "DELETE FROM audit");
-    assert!(check(&path, None).await.problems[0].contains("empty"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -208,23 +115,6 @@ async fn a_refusal_is_recorded_with_its_code_before_it_is_answered() {
         detail,
         json!({ "thing": 1, "error": "not-allowed", "message": "you may not" })
     );
-    // When the row cannot be written, the caller hears that instead.
-    let blocker = Connection::open(dir.path().join("shiftkey.db")).unwrap();
-    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
-    let locked_out = tokio::time::timeout(
-        std::time::Duration::from_secs(30),
-        audit.refuse(
-            "thing.refused",
-            "user:a@example.com".into(),
-            Outcome::Deny,
-            Refusal::NotAllowed,
-            json!({}),
-        ),
-    )
-    .await
-    .unwrap();
-    assert_eq!(locked_out, Refusal::Audit);
-    blocker.execute_batch("COMMIT").unwrap();
 }
 
 #[tokio::test]

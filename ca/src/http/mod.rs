@@ -1,5 +1,9 @@
 //! The HTTP API (`/v1/...`, `/healthz`, `/metrics`), served over HTTPS and
 //! over the local Unix socket by the same router.
+//!
+//! Handlers parse, authenticate, call a domain service and answer; every
+//! domain error becomes a status in `error.rs` alone. Never: touch the store
+//! (the domain does), decide what the domain decides.
 
 mod auth;
 pub(crate) mod error;

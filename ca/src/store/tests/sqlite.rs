@@ -234,3 +234,161 @@ async fn read_only_reads_and_refuses_writes() {
         Err(Error::Unavailable(_))
     ));
 }
+
+// The audit chain against edits made behind the CA's back (the file is
+// writable by whoever owns it; the triggers can be dropped).
+
+fn tamper(path: &Path, sql: &str) {
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch(
+        "DROP TRIGGER IF EXISTS audit_no_update; DROP TRIGGER IF EXISTS audit_no_delete;",
+    )
+    .unwrap();
+    conn.execute_batch(sql).unwrap();
+}
+
+async fn check(path: &Path, anchor: Option<(u64, &str)>) -> crate::audit::Verification {
+    let store = SqliteStore::open(path, Access::ReadOnly).unwrap();
+    crate::audit::verify(&store, anchor).await.unwrap()
+}
+
+/// A log of `n` rows, written concurrently through one writer.
+async fn log_with(n: u64) -> (tempfile::TempDir, PathBuf) {
+    let (dir, store) = fresh().await;
+    let log = crate::audit::Audit::start(store);
+    let mut handles = Vec::new();
+    for i in 0..n {
+        let log = log.clone();
+        handles.push(tokio::spawn(async move {
+            log.record(crate::audit::Event::new(
+                "test.event",
+                "system",
+                crate::audit::Outcome::Info,
+                serde_json::json!({ "n": i }),
+            ))
+            .await
+            .unwrap()
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let path = db(dir.path());
+    (dir, path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_chain_verifies() {
+    let (_dir, path) = log_with(50).await;
+    let v = check(&path, None).await;
+    assert_eq!((v.rows, v.head_seq), (50, 50));
+    assert!(v.problems.is_empty(), "{:?}", v.problems);
+}
+
+#[tokio::test]
+async fn edited_row_is_named() {
+    let (_dir, path) = log_with(5).await;
+    tamper(&path, "UPDATE audit SET actor = 'mallory' WHERE seq = 3");
+    assert_eq!(
+        check(&path, None).await.problems,
+        vec!["row 3: contents do not match its hash (edited)".to_owned()]
+    );
+}
+
+#[tokio::test]
+async fn deleted_row_is_named() {
+    let (_dir, path) = log_with(5).await;
+    tamper(&path, "DELETE FROM audit WHERE seq = 2");
+    let v = check(&path, None).await;
+    assert!(
+        v.problems
+            .iter()
+            .any(|p| p.starts_with("row 3: rows 2..=2 are missing")),
+        "{:?}",
+        v.problems
+    );
+}
+
+#[tokio::test]
+async fn reordered_rows_are_named() {
+    let (_dir, path) = log_with(5).await;
+    // Swap rows 2 and 3 wholesale, hashes and all, renumbering them.
+    tamper(
+        &path,
+        "UPDATE audit SET seq = -2 WHERE seq = 2; UPDATE audit SET seq = 2 WHERE seq = 3; UPDATE audit SET seq = 3 WHERE seq = -2;",
+    );
+    let v = check(&path, None).await;
+    assert!(
+        v.problems.iter().any(|p| p.starts_with("row 2:")),
+        "{:?}",
+        v.problems
+    );
+}
+
+#[tokio::test]
+async fn truncation_is_caught_against_an_anchor() {
+    let (_dir, path) = log_with(5).await;
+    let head = check(&path, None).await;
+    assert!(
+        check(&path, Some((head.head_seq, &head.head_hash)))
+            .await
+            .problems
+            .is_empty()
+    );
+    tamper(&path, "DELETE FROM audit WHERE seq >= 4");
+    assert!(
+        check(&path, None).await.problems.is_empty(),
+        "the chain alone cannot tell"
+    );
+    let v = check(&path, Some((head.head_seq, &head.head_hash))).await;
+    assert_eq!(
+        v.problems,
+        vec!["row 5: the anchored head is missing (the log was truncated)".to_owned()]
+    );
+    tamper(&path, "DELETE FROM audit");
+    assert!(check(&path, None).await.problems[0].contains("empty"));
+}
+
+#[tokio::test]
+async fn a_refusal_that_cannot_be_recorded_answers_as_the_audit_failure() {
+    use crate::audit::{Error as AuditError, Explain, Outcome};
+    #[derive(Debug, PartialEq)]
+    enum Refusal {
+        No,
+        Audit,
+    }
+    impl std::fmt::Display for Refusal {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("no")
+        }
+    }
+    impl Explain for Refusal {
+        fn code(&self) -> &'static str {
+            "no"
+        }
+    }
+    impl From<AuditError> for Refusal {
+        fn from(_: AuditError) -> Self {
+            Refusal::Audit
+        }
+    }
+    let (dir, store) = fresh().await;
+    let audit = crate::audit::Audit::start(store);
+    // When the row cannot be written, the caller hears that instead.
+    let blocker = Connection::open(db(dir.path())).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let locked_out = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        audit.refuse(
+            "thing.refused",
+            "user:a@example.com".into(),
+            Outcome::Deny,
+            Refusal::No,
+            serde_json::json!({}),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(locked_out, Refusal::Audit);
+    blocker.execute_batch("COMMIT").unwrap();
+}
