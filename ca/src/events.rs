@@ -33,6 +33,10 @@ pub(crate) const KINDS: [&str; 11] = [
 ];
 /// How long the follower waits before reading again after a failed read.
 const RETRY: Duration = Duration::from_millis(500);
+/// The follower reads at most this often, however fast the log grows (at
+/// thousands of issuances a second, one read per commit would compete
+/// with them); a change meanwhile is read right after the pause.
+const READ_EVERY: Duration = Duration::from_millis(100);
 /// Rows replayed to a subscriber that asks for history, at most.
 pub(crate) const MAX_BACKLOG: usize = 1000;
 
@@ -130,6 +134,7 @@ impl EventFeed {
                     }
                 }
             }
+            tokio::time::sleep(READ_EVERY).await;
         }
     }
 }
