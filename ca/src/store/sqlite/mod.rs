@@ -42,8 +42,10 @@ const MIGRATIONS: &[&str] = &[
 /// How long a statement waits for another writer (a CLI command, another
 /// process) before the store answers `Unavailable`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Idle read connections kept open.
-const MAX_IDLE_READERS: usize = 8;
+/// Reads that run at once, each on its own connection, kept open: more
+/// would only queue for the CPUs (and open and close connections, which
+/// costs more than a read).
+const MAX_READERS: usize = 4;
 
 /// The store in one SQLite file.
 #[derive(Debug)]
@@ -86,6 +88,7 @@ impl SqliteStore {
         };
         let readers = Arc::new(Readers {
             path: path.to_owned(),
+            turns: tokio::sync::Semaphore::new(MAX_READERS),
             idle: Mutex::new(Vec::new()),
         });
         // Fail at open, not at the first request, if the file is unreadable
@@ -111,6 +114,12 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         let readers = Arc::clone(&self.readers);
+        let _turn = self
+            .readers
+            .turns
+            .acquire()
+            .await
+            .map_err(|e| Error::Unavailable(format!("the store readers stopped: {e}")))?;
         tokio::task::spawn_blocking(move || readers.with(query))
             .await
             .map_err(|e| Error::Unavailable(format!("the store reader stopped: {e}")))?
@@ -140,6 +149,8 @@ impl SqliteStore {
 #[derive(Debug)]
 struct Readers {
     path: PathBuf,
+    /// One per read running: no more than `MAX_READERS` at once.
+    turns: tokio::sync::Semaphore,
     idle: Mutex<Vec<Connection>>,
 }
 
@@ -155,7 +166,7 @@ impl Readers {
 
     fn keep(&self, conn: Connection) {
         let mut idle = lock(&self.idle);
-        if idle.len() < MAX_IDLE_READERS {
+        if idle.len() < MAX_READERS {
             idle.push(conn);
         }
     }
