@@ -351,27 +351,8 @@ async fn truncation_is_caught_against_an_anchor() {
 
 #[tokio::test]
 async fn a_refusal_that_cannot_be_recorded_answers_as_the_audit_failure() {
-    use crate::audit::{Error as AuditError, Explain, Outcome};
-    #[derive(Debug, PartialEq)]
-    enum Refusal {
-        No,
-        Audit,
-    }
-    impl std::fmt::Display for Refusal {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("no")
-        }
-    }
-    impl Explain for Refusal {
-        fn code(&self) -> &'static str {
-            "no"
-        }
-    }
-    impl From<AuditError> for Refusal {
-        fn from(_: AuditError) -> Self {
-            Refusal::Audit
-        }
-    }
+    use crate::audit::Outcome;
+    use crate::incidents::Error as Refusal;
     let (dir, store) = fresh().await;
     let audit = crate::audit::Audit::start(store);
     // When the row cannot be written, the caller hears that instead.
@@ -383,12 +364,15 @@ async fn a_refusal_that_cannot_be_recorded_answers_as_the_audit_failure() {
             "thing.refused",
             "user:a@example.com".into(),
             Outcome::Deny,
-            Refusal::No,
+            Refusal::NoRole("open"),
             serde_json::json!({}),
         ),
     )
     .await
     .unwrap();
-    assert_eq!(locked_out, Refusal::Audit);
+    assert!(
+        matches!(locked_out, Refusal::Audit(crate::audit::Error::Store(_))),
+        "{locked_out:?}"
+    );
     blocker.execute_batch("COMMIT").unwrap();
 }
