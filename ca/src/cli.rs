@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use std::sync::Arc;
@@ -13,7 +13,6 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::audit::Audit;
 use crate::env_vars;
-use crate::policy::{AccessQuery, Policy};
 use crate::secret::Secret;
 use crate::store::{Access, Store};
 
@@ -37,7 +36,7 @@ enum Command {
     Quickstart(QuickstartArgs),
     /// Check, test and explain policy files.
     #[command(subcommand)]
-    Policy(PolicyCommand),
+    Policy(crate::policy::cli::PolicyCommand),
     /// Verify and export the hash-chained audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -182,55 +181,6 @@ struct QuickstartArgs {
     /// Stop the CA after the demonstration instead of serving until Ctrl-C.
     #[arg(long)]
     exit: bool,
-}
-
-// Parsed once at start-up; the size of the largest variant does not matter.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Subcommand)]
-enum PolicyCommand {
-    /// Report every error in a policy file or directory, with file:line:column.
-    Check {
-        /// A policy file, or a directory of *.toml files.
-        path: PathBuf,
-        /// Print the errors as JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Run the policy's [[test]] cases; exit 1 if any fails.
-    Test {
-        path: PathBuf,
-        /// Print the results as JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Show step by step how the policy decides one request.
-    Explain {
-        path: PathBuf,
-        /// The identity asking, e.g. user:alice@example.com or local:root.
-        #[arg(long)]
-        identity: String,
-        /// A group the identity is in (repeatable).
-        #[arg(long = "group")]
-        groups: Vec<String>,
-        #[arg(long)]
-        role: String,
-        #[arg(long)]
-        incident: Option<String>,
-        /// Severity of that incident, taken as open.
-        #[arg(long, default_value = "sev1")]
-        incident_severity: String,
-        /// `resolved` or `unknown` to see how the policy treats those.
-        #[arg(long, value_parser = ["open", "resolved", "unknown"])]
-        incident_status: Option<String>,
-        #[arg(long)]
-        reason: Option<String>,
-        /// Requested lifetime, e.g. 15m.
-        #[arg(long)]
-        ttl: Option<String>,
-        /// When, RFC 3339 [default: now].
-        #[arg(long)]
-        at: Option<String>,
-    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -444,7 +394,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Hosts(cmd) => hosts(cmd).await,
         Command::Lock(args) => lock(args, true).await,
         Command::Unlock(args) => lock(args, false).await,
-        Command::Policy(cmd) => policy(cmd),
+        Command::Policy(cmd) => crate::policy::cli::run(cmd),
         Command::Audit(cmd) => audit(cmd).await,
     }
 }
@@ -479,141 +429,6 @@ async fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
         args.dir.data_dir.display()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-fn load_policy(path: &Path, json: bool) -> anyhow::Result<Result<Policy, ExitCode>> {
-    match Policy::load(path) {
-        Ok(p) => Ok(Ok(p)),
-        Err(errors) => {
-            if json {
-                let list: Vec<_> = errors
-                    .errors()
-                    .iter()
-                    .map(|e| serde_json::json!({ "file": e.file, "line": e.line, "column": e.column, "message": e.message }))
-                    .collect();
-                println!("{}", serde_json::json!({ "valid": false, "errors": list }));
-            } else {
-                eprintln!("{errors}");
-                eprintln!("{} error(s) in {}", errors.errors().len(), path.display());
-            }
-            Ok(Err(ExitCode::FAILURE))
-        }
-    }
-}
-
-fn policy(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
-    match cmd {
-        PolicyCommand::Check { path, json } => {
-            let policy = match load_policy(&path, json)? {
-                Ok(p) => p,
-                Err(code) => return Ok(code),
-            };
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "valid": true, "roles": policy.roles().count() })
-                );
-            } else {
-                println!(
-                    "{}: valid ({} roles)",
-                    path.display(),
-                    policy.roles().count()
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        PolicyCommand::Test { path, json } => {
-            let policy = match load_policy(&path, json)? {
-                Ok(p) => p,
-                Err(code) => return Ok(code),
-            };
-            let outcomes = policy.run_tests();
-            let failed = outcomes.iter().filter(|o| !o.passed).count();
-            let mut out = std::io::stdout().lock();
-            if json {
-                let list: Vec<_> = outcomes
-                    .iter()
-                    .map(|o| serde_json::json!({ "name": o.name, "passed": o.passed, "detail": o.detail }))
-                    .collect();
-                writeln!(
-                    out,
-                    "{}",
-                    serde_json::json!({ "passed": outcomes.len() - failed, "failed": failed, "tests": list })
-                )?;
-            } else {
-                for o in &outcomes {
-                    let mark = if o.passed { "pass" } else { "FAIL" };
-                    writeln!(out, "{mark}  {}", o.name)?;
-                    if !o.passed {
-                        writeln!(out, "      {}", o.detail)?;
-                    }
-                }
-                writeln!(out, "{} passed, {} failed", outcomes.len() - failed, failed)?;
-            }
-            Ok(if failed == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
-        PolicyCommand::Explain {
-            path,
-            identity,
-            groups,
-            role,
-            incident,
-            incident_severity,
-            incident_status,
-            reason,
-            ttl,
-            at,
-        } => {
-            let policy = match load_policy(&path, false)? {
-                Ok(p) => p,
-                Err(code) => return Ok(code),
-            };
-            let at = match at {
-                Some(text) => chrono::DateTime::parse_from_rfc3339(&text)
-                    .with_context(|| format!("--at {text:?} is not an RFC 3339 time such as 2026-11-05T03:00:00+01:00"))?
-                    .with_timezone(&chrono::Utc),
-                None => chrono::Utc::now(),
-            };
-            let ttl = ttl
-                .map(|t| {
-                    humantime::parse_duration(&t)
-                        .with_context(|| format!("--ttl {t:?} is not a duration such as 15m"))
-                })
-                .transpose()?;
-            let query = AccessQuery {
-                identity: &identity,
-                groups: &groups,
-                role: &role,
-                incident: incident.as_deref(),
-                incident_state: Some(match incident_status.as_deref() {
-                    Some("resolved") => crate::policy::IncidentState::Resolved,
-                    Some("unknown") => crate::policy::IncidentState::Unknown,
-                    _ => crate::policy::IncidentState::Open {
-                        severity: crate::policy::parse_severity(&incident_severity)
-                            .map_err(|e| anyhow::anyhow!("--incident-severity: {e}"))?,
-                    },
-                }),
-                approved_by: &[],
-                overrides: &[],
-                reason: reason.as_deref(),
-                ttl,
-                principals: None,
-                at,
-            };
-            for step in policy.explain(&query) {
-                println!("{step}");
-            }
-            Ok(if policy.evaluate(&query).is_ok() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
-    }
 }
 
 async fn audit(cmd: AuditCommand) -> anyhow::Result<ExitCode> {

@@ -543,20 +543,10 @@ impl Hosts {
     }
 
     /// `AuthorizedPrincipalsFile` per login for a host with these names:
-    /// every principal of every role whose host patterns match one of them.
+    /// the role-scoped principals (`LOGIN@ROLE`) of every role whose host
+    /// patterns match one of them (see `Policy::principals_for_host`).
     fn authorized_principals(&self, names: &[String]) -> BTreeMap<String, Vec<String>> {
-        let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for role in self.base.policy.get().roles() {
-            if names.iter().any(|n| role.covers_host(n)) {
-                for login in role.principals() {
-                    let entry = map.entry(login.clone()).or_default();
-                    if !entry.contains(login) {
-                        entry.push(login.clone());
-                    }
-                }
-            }
-        }
-        map
+        self.base.policy.get().principals_for_host_names(names)
     }
 
     /// Checks a `Shiftkey-Host` authorization for a request: our host CA

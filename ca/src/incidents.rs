@@ -70,6 +70,7 @@ impl Incidents {
         Ok(match self.base.store.incident(id).await? {
             Some(i) if i.status == "open" => IncidentState::Open {
                 severity: i.severity,
+                opened_by: i.opened_by,
             },
             Some(_) => IncidentState::Resolved,
             None => IncidentState::Unknown,

@@ -70,6 +70,7 @@ impl OnCall {
                     member: o.member,
                     start: chrono::DateTime::from_timestamp(o.start, 0)?,
                     end: chrono::DateTime::from_timestamp(o.end, 0)?,
+                    created_by: o.created_by,
                 })
             })
             .collect())

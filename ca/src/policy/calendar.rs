@@ -44,8 +44,9 @@ use chrono_tz::Tz;
 use rrule::{Frequency, NWeekday, RRule, RRuleSet};
 
 use super::ical::{self, Component, Freq, IcalError, Property, Rule, Time};
+use super::identity::Identity;
 use super::schedule::resolve_local;
-use super::values::{Identity, MAX_SHIFT};
+use super::values::MAX_SHIFT;
 
 /// Most VEVENTs one calendar may hold (a year of daily shifts in two
 /// layers is under a thousand).
@@ -184,8 +185,57 @@ impl Calendar {
     }
 
     /// Every shift in progress at `at` (`start <= at < end`), in file
-    /// order.
+    /// order. Past the instance budget the rest count as nobody on call.
     pub(super) fn shifts_at(&self, at: DateTime<Utc>) -> Vec<CalendarShift<'_>> {
+        self.scan(at).0
+    }
+
+    /// Like [`Calendar::shifts_at`], but None when the instance budget ran
+    /// out, for questions where a missed shift would widen a power.
+    pub(super) fn all_shifts_at(&self, at: DateTime<Utc>) -> Option<Vec<CalendarShift<'_>>> {
+        let (shifts, complete) = self.scan(at);
+        complete.then_some(shifts)
+    }
+
+    /// The earliest start of an instance after `at`: `Ok(None)` when no
+    /// event starts later, `Err(())` when the instance budget ran out.
+    pub(super) fn next_start_after(&self, at: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, ()> {
+        let mut next: Option<DateTime<Utc>> = None;
+        let mut budget = MAX_INSTANCES_PER_QUERY;
+        let mut earlier = |t: DateTime<Utc>| {
+            if next.is_none_or(|n| t < n) {
+                next = Some(t);
+            }
+        };
+        for event in &self.events {
+            if event.start > at {
+                earlier(event.start);
+                continue;
+            }
+            let Some(set) = &event.recurrence else {
+                continue;
+            };
+            for instance in set {
+                budget = budget.checked_sub(1).ok_or(())?;
+                let local = instance
+                    .naive_local()
+                    .date()
+                    .and_time(event.start_local.time());
+                match resolve_local(event.zone, local) {
+                    Some(start) if start > at => {
+                        earlier(start);
+                        break;
+                    }
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+        }
+        Ok(next)
+    }
+
+    /// The shifts at `at`, and whether every instance was looked at.
+    fn scan(&self, at: DateTime<Utc>) -> (Vec<CalendarShift<'_>>, bool) {
         let mut out = Vec::new();
         let mut budget = MAX_INSTANCES_PER_QUERY;
         for event in &self.events {
@@ -198,7 +248,7 @@ impl Calendar {
             };
             for instance in set {
                 let Some(left) = budget.checked_sub(1) else {
-                    return out;
+                    return (out, false);
                 };
                 budget = left;
                 // Every instance of a DAILY/WEEKLY rule starts at DTSTART's
@@ -213,7 +263,7 @@ impl Calendar {
                 }
             }
         }
-        out
+        (out, true)
     }
 }
 
@@ -363,13 +413,16 @@ fn event(c: &Component, zone: Tz) -> Result<Parsed, IcalError> {
         return Err(located("the shift is longer than 366 days"));
     }
 
-    let members = members(c)?;
-    if members.is_empty() {
-        return Err(c.error(
-            "VEVENT names nobody on call: add ATTENDEE:mailto:EMAIL, or an email address in \
-             SUMMARY or DESCRIPTION",
-        ));
-    }
+    let members = match members(c)? {
+        Members::AllDeclined => Vec::new(),
+        Members::People(people) if people.is_empty() => {
+            return Err(c.error(
+                "VEVENT names nobody on call: add ATTENDEE:mailto:EMAIL, or an email address in \
+                 SUMMARY or DESCRIPTION",
+            ));
+        }
+        Members::People(people) => people,
+    };
 
     let mut rules = c.all("RRULE");
     let recurrence = match (rules.next(), rules.next()) {
@@ -406,10 +459,14 @@ fn event(c: &Component, zone: Tz) -> Result<Parsed, IcalError> {
     })
 }
 
-/// The people on call in an event: `ATTENDEE:mailto:` addresses, else the
-/// first email address in SUMMARY, else in DESCRIPTION.
-fn members(c: &Component) -> Result<Vec<Identity>, IcalError> {
+/// The people on call in an event: `ATTENDEE:mailto:` addresses, except
+/// those whose `PARTSTAT` is `DECLINED` (they said they will not take the
+/// shift); when the event has no `mailto:` attendee at all, the first email
+/// address in SUMMARY, else in DESCRIPTION. An event whose every attendee
+/// declined has nobody on call (it does not fall back to SUMMARY).
+fn members(c: &Component) -> Result<Members, IcalError> {
     let mut out: Vec<Identity> = Vec::new();
+    let mut declined = 0usize;
     for p in c.all("ATTENDEE") {
         let value = p.value.trim();
         let is_mailto = value
@@ -423,9 +480,18 @@ fn members(c: &Component) -> Result<Vec<Identity>, IcalError> {
         }
         let identity =
             Identity::parse_member(email).map_err(|e| p.error(format!("ATTENDEE: {e}")))?;
+        if p.param("PARTSTAT")
+            .is_some_and(|status| status.eq_ignore_ascii_case("DECLINED"))
+        {
+            declined += 1;
+            continue;
+        }
         if !out.contains(&identity) {
             out.push(identity);
         }
+    }
+    if declined > 0 && out.is_empty() {
+        return Ok(Members::AllDeclined);
     }
     if out.is_empty() {
         for name in ["SUMMARY", "DESCRIPTION"] {
@@ -435,7 +501,14 @@ fn members(c: &Component) -> Result<Vec<Identity>, IcalError> {
             }
         }
     }
-    Ok(out)
+    Ok(Members::People(out))
+}
+
+/// Who an event puts on call.
+enum Members {
+    People(Vec<Identity>),
+    /// Every attendee declined: a shift with nobody on it.
+    AllDeclined,
 }
 
 /// The first email address in free text ("On call: Alice <alice@x.com>").

@@ -10,18 +10,24 @@ use std::time::Duration;
 use chrono_tz::Tz;
 use toml::Spanned;
 
+use super::authority::{ActionKind, AuthorityRule};
 use super::calendar::Calendar;
+use super::check_authority::{
+    Known, ListKind, admin_only_powers, check_authority, check_persons, check_top_list,
+    identity_list, shorthand_rules,
+};
 use super::error::{Loc, PolicyError, Sink};
-use super::eval::{DenyCode, IncidentState};
 use super::ical;
-use super::model::{AutoApprove, Grant, Role, Settings};
-use super::raw::{Item, RawPolicy, RawRole, RawRotation, RawSchedule, RawTest, timestamp_text};
+use super::identity::Identity;
+use super::model::{AutoApprove, Fact, Grant, Role, Settings};
+use super::people::People;
+use super::raw::{Item, RawPolicy, RawRole, RawRotation, RawSchedule, timestamp_text};
 use super::schedule::Schedule;
-use super::selftest::{Expect, TestCase};
+use super::selftest::{TestCase, check_test};
+use super::targets::{DEFAULT_PORTS, HostPattern};
 use super::values::{
-    HARD_MAX_TTL, Identity, MAX_CLOCK_SKEW, check_cidr, check_extension, check_force_command,
-    check_host_pattern, check_principal, format_duration, parse_duration, parse_instant,
-    parse_local_datetime,
+    HARD_MAX_TTL, MAX_CLOCK_SKEW, check_cidr, check_extension, check_force_command,
+    check_principal, format_duration, parse_duration, parse_local_datetime,
 };
 
 /// Everything that passed its checks.
@@ -32,10 +38,16 @@ pub(super) struct Checked {
     pub(super) roles: Vec<Role>,
     pub(super) grants: Vec<Grant>,
     pub(super) tests: Vec<TestCase>,
-    pub(super) reviewers: Vec<Identity>,
+    pub(super) people: People,
+    pub(super) admins: Vec<Identity>,
+    pub(super) admins_origin: String,
+    /// `[[authority]]` entries, then what `approvers` and `reviewers`
+    /// stand for.
+    pub(super) authorities: Vec<AuthorityRule>,
 }
 
 pub(super) fn check(raw: &RawPolicy, sink: &mut Sink<'_>) -> Checked {
+    let people = check_persons(raw, sink);
     let (settings, settings_ok) = check_settings(raw, sink);
     // With a broken settings.max_ttl there is nothing to compare roles to.
     let global_max = settings_ok.then_some(settings.max_ttl);
@@ -53,64 +65,124 @@ pub(super) fn check(raw: &RawPolicy, sink: &mut Sink<'_>) -> Checked {
         .iter()
         .filter_map(|item| check_schedule(item, sink))
         .collect();
-    let roles = raw
+    let roles: Vec<Role> = raw
         .roles
         .iter()
-        .filter_map(|item| check_role(item, global_max, &settings, &known_schedule, sink))
+        .filter_map(|item| check_role(item, global_max, &settings, &known_schedule, &people, sink))
         .collect();
     let grants = raw
         .grants
         .iter()
         .enumerate()
-        .filter_map(|(index, item)| check_grant(index, item, &known_role, sink))
+        .filter_map(|(index, item)| check_grant(index, item, &known_role, &people, sink))
         .collect();
+    // `reviewers = [...]`: who may read session recordings (besides admins
+    // and `local:root`); `admins = [...]`: who holds every power.
+    let (reviewers, reviewers_origin) = check_top_list(&raw.reviewers, "reviewers", &people, sink);
+    let (admins, admins_origin) = check_top_list(&raw.admins, "admins", &people, sink);
+    let known = Known {
+        schedule: &known_schedule,
+        role: &known_role,
+        people: &people,
+    };
+    let mut authorities: Vec<AuthorityRule> = raw
+        .authorities
+        .iter()
+        .enumerate()
+        .filter_map(|(index, item)| check_authority(index, item, &known, sink))
+        .collect();
+    authorities.extend(shorthand_rules(&roles, reviewers, &reviewers_origin));
+    check_approvals_possible(raw, &roles, &authorities, sink);
+    warn_about_powers(raw, &admins, &authorities, sink);
     let _ = unique_names(&raw.tests, |t| &t.name, "test", sink);
     let tests = raw
         .tests
         .iter()
-        .filter_map(|item| check_test(item, &known_role, sink))
+        .filter_map(|item| check_test(item, &known_role, &known_schedule, sink))
         .collect();
-    let reviewers = check_reviewers(raw, sink);
     Checked {
         settings,
         schedules,
         roles,
         grants,
         tests,
-        reviewers,
+        people,
+        admins,
+        admins_origin,
+        authorities,
     }
 }
 
-/// `reviewers = [...]`: who may read session recordings, besides
-/// `local:root` on the CA's own socket. One list for the whole policy.
-fn check_reviewers(raw: &RawPolicy, sink: &mut Sink<'_>) -> Vec<Identity> {
-    let Some(item) = raw.reviewers.first() else {
-        return Vec::new();
-    };
-    for duplicate in raw.reviewers.iter().skip(1) {
-        let first = sink.locate(&item.loc());
-        sink.at(
-            &duplicate.loc(),
-            format!("reviewers appears twice; first at {first}; keep one list"),
-        );
-    }
-    let mut reviewers = Vec::new();
-    for value in &item.value {
-        if let Some(identity) = report(
-            Identity::parse(value.get_ref()),
-            "reviewers",
-            &item.at(value),
-            sink,
-        ) && !reviewers.contains(&identity)
+/// A role that needs approvals needs someone besides the admins who may
+/// give them: its `approvers`, or an `[[authority]]` entry for
+/// `request.approve` that covers it.
+fn check_approvals_possible(
+    raw: &RawPolicy,
+    roles: &[Role],
+    authorities: &[AuthorityRule],
+    sink: &mut Sink<'_>,
+) {
+    for role in roles.iter().filter(|r| r.approvals > 0) {
+        let covered = authorities.iter().any(|rule| {
+            rule.actions.contains(&ActionKind::RequestApprove)
+                && rule
+                    .roles
+                    .as_ref()
+                    .is_none_or(|list| list.contains(&role.name))
+        });
+        if !covered
+            && let Some(item) = raw
+                .roles
+                .iter()
+                .find(|i| *i.value.name.get_ref() == role.name)
         {
-            reviewers.push(identity);
+            sink.at(
+                &item.loc(),
+                format!(
+                    "role {:?}: approvals = {} but nobody may approve; list approvers, or give \
+                     request.approve for it in an [[authority]] entry",
+                    role.name, role.approvals
+                ),
+            );
         }
     }
-    reviewers
+}
+
+/// One warning per policy for the powers only admins hold, and for a
+/// policy without admins: the migration aid for policies written before
+/// `[[authority]]`.
+fn warn_about_powers(
+    raw: &RawPolicy,
+    admins: &[Identity],
+    authorities: &[AuthorityRule],
+    sink: &mut Sink<'_>,
+) {
+    let anchor = Loc {
+        file: 0,
+        span: 0..0,
+    };
+    let admin_only = admin_only_powers(authorities);
+    if !admin_only.is_empty() && !raw.roles.is_empty() {
+        sink.warn(
+            &anchor,
+            format!(
+                "no [[authority]] entry gives {}: only admins may (closed default); add \
+                 [[authority]] entries for who may, see docs/policy.md \"Authority\"",
+                admin_only.join(", ")
+            ),
+        );
+    }
+    if admins.is_empty() && !raw.roles.is_empty() {
+        sink.warn(
+            &anchor,
+            "no admins = [...]: only local:root on the CA host holds the powers no \
+             [[authority]] entry gives",
+        );
+    }
 }
 
 /// Reports a check failure at `loc`, prefixed with the entry it is in.
-fn report<T>(
+pub(super) fn report<T>(
     result: Result<T, String>,
     context: &str,
     loc: &Loc,
@@ -121,7 +193,7 @@ fn report<T>(
         .ok()
 }
 
-fn duration<T>(
+pub(super) fn duration<T>(
     item: &Item<T>,
     value: &Spanned<String>,
     context: &str,
@@ -211,6 +283,36 @@ fn check_settings(raw: &RawPolicy, sink: &mut Sink<'_>) -> (Settings, bool) {
             );
         }
     }
+    if let Some(d) = bounded(
+        item,
+        &s.max_override,
+        context,
+        "max_override",
+        MAX_OVERRIDE,
+        sink,
+    ) {
+        settings.max_override = d;
+    }
+    if let Some(d) = bounded(
+        item,
+        &s.approval_ttl,
+        context,
+        "approval_ttl",
+        HARD_MAX_TTL,
+        sink,
+    ) {
+        settings.approval_ttl = d;
+    }
+    if let Some(d) = bounded(
+        item,
+        &s.pending_ttl,
+        context,
+        "pending_ttl",
+        MAX_PENDING_TTL,
+        sink,
+    ) {
+        settings.pending_ttl = d;
+    }
     if sink.len() == errors_before && settings.default_ttl > settings.max_ttl {
         let loc = match (&s.default_ttl, &s.max_ttl) {
             (Some(value), _) | (None, Some(value)) => item.at(value),
@@ -227,6 +329,37 @@ fn check_settings(raw: &RawPolicy, sink: &mut Sink<'_>) -> (Settings, bool) {
     }
     let ok = sink.len() == errors_before;
     (settings, ok)
+}
+
+/// Longest `settings.max_override`: a month of cover.
+const MAX_OVERRIDE: Duration = Duration::from_secs(31 * 24 * 3600);
+
+/// Longest `pending_ttl`: a request nobody approved in a week is stale.
+const MAX_PENDING_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// An optional duration that must be more than zero and at most `max`.
+fn bounded<T>(
+    item: &Item<T>,
+    value: &Option<Spanned<String>>,
+    context: &str,
+    field: &str,
+    max: Duration,
+    sink: &mut Sink<'_>,
+) -> Option<Duration> {
+    let value = value.as_ref()?;
+    let parsed = duration(item, value, context, field, sink)?;
+    if parsed > max {
+        sink.at(
+            &item.at(value),
+            format!(
+                "{context}: {field} {} is above the limit of {}",
+                format_duration(parsed),
+                format_duration(max)
+            ),
+        );
+        return None;
+    }
+    Some(parsed)
 }
 
 /// Role and schedule names appear in key IDs and on command lines.
@@ -435,6 +568,7 @@ fn check_role(
     global_max: Option<Duration>,
     settings: &Settings,
     known_schedule: &dyn Fn(&str) -> bool,
+    people: &People,
     sink: &mut Sink<'_>,
 ) -> Option<Role> {
     let r = &item.value;
@@ -462,10 +596,86 @@ fn check_role(
             format!("{context}: hosts are empty; list host patterns such as \"db-*.example.com\""),
         );
     }
-    // Host patterns tell clients where a role's certificates are for
-    // (`GET /v1/roles`, `shiftkey ssh-config`); certificates themselves are
-    // not bound to hosts, the hosts' principals files are.
-    let hosts = checked_list(item, r.hosts.get_ref(), &context, check_host_pattern, sink);
+    // Host patterns say which enrolled hosts list the role's principals
+    // (`principals_for_host`), where the bastion may connect, and tell
+    // clients where the role is for (`GET /v1/roles`, `ssh-config`).
+    let mut hosts: Vec<String> = Vec::new();
+    let mut patterns: Vec<HostPattern> = Vec::new();
+    for value in r.hosts.get_ref() {
+        let loc = item.at(value);
+        let Some(pattern) = report(HostPattern::parse(value.get_ref()), &context, &loc, sink)
+        else {
+            continue;
+        };
+        if patterns.contains(&pattern) {
+            sink.at(
+                &loc,
+                format!("{context}: {:?} is listed twice", value.get_ref()),
+            );
+            continue;
+        }
+        if let Some(why) = pattern.suspicion() {
+            sink.warn(&loc, format!("{context}: {why}"));
+        }
+        hosts.push(pattern.to_string());
+        patterns.push(pattern);
+    }
+    let ports = match &r.ports {
+        None => DEFAULT_PORTS.to_vec(),
+        Some(list) => {
+            if list.get_ref().is_empty() {
+                sink.at(
+                    &item.at(list),
+                    format!("{context}: ports is empty; remove it (22) or list ports"),
+                );
+            }
+            let mut ports: Vec<u16> = Vec::new();
+            for value in list.get_ref() {
+                match u16::try_from(*value.get_ref()) {
+                    Ok(port) if port > 0 => {
+                        if !ports.contains(&port) {
+                            ports.push(port);
+                        }
+                    }
+                    _ => sink.at(
+                        &item.at(value),
+                        format!("{context}: port {} is not 1 to 65535", value.get_ref()),
+                    ),
+                }
+            }
+            ports
+        }
+    };
+    let mut self_served = Vec::new();
+    for value in &r.self_served {
+        if let Some(fact) = report(
+            Fact::parse(value.get_ref()),
+            &context,
+            &item.at(value),
+            sink,
+        ) && !self_served.contains(&fact)
+        {
+            self_served.push(fact);
+        }
+    }
+    let approval_ttl = bounded(
+        item,
+        &r.approval_ttl,
+        &context,
+        "approval_ttl",
+        settings.approval_ttl,
+        sink,
+    )
+    .unwrap_or(settings.approval_ttl);
+    let pending_ttl = bounded(
+        item,
+        &r.pending_ttl,
+        &context,
+        "pending_ttl",
+        settings.pending_ttl,
+        sink,
+    )
+    .unwrap_or(settings.pending_ttl);
 
     let max_ttl = match &r.max_ttl {
         None => settings.max_ttl,
@@ -586,23 +796,7 @@ fn check_role(
             }
         },
     };
-    let mut approvers = Vec::new();
-    for value in &r.approvers {
-        if let Some(identity) = report(
-            Identity::parse(value.get_ref()),
-            &context,
-            &item.at(value),
-            sink,
-        ) {
-            approvers.push(identity);
-        }
-    }
-    if approvals > 0 && r.approvers.is_empty() {
-        sink.at(
-            &item.loc(),
-            format!("{context}: approvals = {approvals} but no approvers; list who may approve"),
-        );
-    }
+    let approvers = identity_list(item, &r.approvers, &context, ListKind::People, people, sink);
     let auto_approve = r.auto_approve.as_ref().and_then(|value| {
         let raw = value.get_ref();
         if approvals == 0 {
@@ -643,12 +837,18 @@ fn check_role(
         extensions,
         force_command,
         source_address,
+        patterns,
+        ports,
+        bare_principals: r.bare_principals,
+        self_served,
+        approval_ttl,
+        pending_ttl,
         origin: sink.locate(&item.loc()),
     })
 }
 
 /// Checks each string of a list, reporting each bad or repeated one.
-fn checked_list<T>(
+pub(super) fn checked_list<T>(
     item: &Item<T>,
     values: &[Spanned<String>],
     context: &str,
@@ -676,6 +876,7 @@ fn check_grant(
     index: usize,
     item: &Item<super::raw::RawGrant>,
     known_role: &dyn Fn(&str) -> bool,
+    people: &People,
     sink: &mut Sink<'_>,
 ) -> Option<Grant> {
     let g = &item.value;
@@ -687,15 +888,14 @@ fn check_grant(
             format!("{context}: identities are empty; list who gets the roles"),
         );
     }
-    let mut identities = Vec::new();
-    for identity in g.identities.get_ref() {
-        identities.extend(report(
-            Identity::parse(identity.get_ref()),
-            &context,
-            &item.at(identity),
-            sink,
-        ));
-    }
+    let identities = identity_list(
+        item,
+        g.identities.get_ref(),
+        &context,
+        ListKind::People,
+        people,
+        sink,
+    );
     if g.roles.get_ref().is_empty() {
         sink.at(
             &item.at(&g.roles),
@@ -734,139 +934,4 @@ pub(crate) fn parse_severity(text: &str) -> Result<u8, String> {
             "{other:?} is not a severity; use sev1 (the worst) to sev4"
         )),
     }
-}
-
-fn check_test(
-    item: &Item<RawTest>,
-    known_role: &dyn Fn(&str) -> bool,
-    sink: &mut Sink<'_>,
-) -> Option<TestCase> {
-    let t = &item.value;
-    let context = format!("test {:?}", t.name.get_ref());
-    let errors_before = sink.len();
-    if t.name.get_ref().trim().is_empty() {
-        sink.at(
-            &item.at(&t.name),
-            "test: name is empty; say what the test shows",
-        );
-    }
-    report(
-        Identity::parse_subject(t.identity.get_ref()),
-        &context,
-        &item.at(&t.identity),
-        sink,
-    );
-    for group in &t.groups {
-        let parsed = Identity::parse(&format!("group:{}", group.get_ref()));
-        report(parsed, &context, &item.at(group), sink);
-    }
-    let at = timestamp_text(&t.at)
-        .and_then(|text| parse_instant(&text))
-        .map_err(|e| format!("at: {e}"));
-    let at = report(at, &context, &item.at(&t.at), sink);
-    if !known_role(t.role.get_ref()) {
-        sink.at(
-            &item.at(&t.role),
-            format!("{context}: unknown role {:?}", t.role.get_ref()),
-        );
-    }
-    let severity = match &t.incident_severity {
-        None => Some(1),
-        Some(value) => report(
-            parse_severity(value.get_ref()),
-            &context,
-            &item.at(value),
-            sink,
-        ),
-    };
-    let incident_state = match t
-        .incident_status
-        .as_ref()
-        .map(|v| (v, v.get_ref().as_str()))
-    {
-        None | Some((_, "open")) => severity.map(|severity| IncidentState::Open { severity }),
-        Some((_, "resolved")) => Some(IncidentState::Resolved),
-        Some((_, "unknown")) => Some(IncidentState::Unknown),
-        Some((value, other)) => report(
-            Err(format!(
-                "incident_status must be \"open\", \"resolved\" or \"unknown\", not {other:?}"
-            )),
-            &context,
-            &item.at(value),
-            sink,
-        ),
-    };
-    let ttl = t.ttl.as_ref().and_then(|value| {
-        let parsed = parse_duration(value.get_ref()).map_err(|e| format!("ttl: {e}"));
-        report(parsed, &context, &item.at(value), sink)
-    });
-    let principals = t
-        .principals
-        .as_ref()
-        .map(|list| checked_list(item, list, &context, check_principal, sink));
-    let valid_before = t.valid_before.as_ref().and_then(|value| {
-        let parsed = timestamp_text(value)
-            .and_then(|text| parse_instant(&text))
-            .map_err(|e| format!("valid_before: {e}"));
-        report(parsed, &context, &item.at(value), sink)
-    });
-    let expect = match t.expect.get_ref().as_str() {
-        "allow" => {
-            if let Some(deny) = &t.deny {
-                sink.at(
-                    &item.at(deny),
-                    format!("{context}: deny is only for expect = \"deny\"; remove it"),
-                );
-            }
-            Some(Expect::Allow { valid_before })
-        }
-        "deny" => {
-            if let Some(value) = &t.valid_before {
-                sink.at(
-                    &item.at(value),
-                    format!("{context}: valid_before is only for expect = \"allow\"; remove it"),
-                );
-            }
-            let code = t.deny.as_ref().and_then(|value| {
-                let code = DenyCode::parse(value.get_ref()).ok_or_else(|| {
-                    let known: Vec<&str> = DenyCode::ALL.iter().map(|c| c.as_str()).collect();
-                    format!(
-                        "unknown deny code {:?}; known: {}",
-                        value.get_ref(),
-                        known.join(", ")
-                    )
-                });
-                report(code, &context, &item.at(value), sink)
-            });
-            Some(Expect::Deny { code })
-        }
-        other => {
-            sink.at(
-                &item.at(&t.expect),
-                format!("{context}: expect must be \"allow\" or \"deny\", not {other:?}"),
-            );
-            None
-        }
-    };
-    if sink.len() != errors_before {
-        return None;
-    }
-    let (Some(at), Some(expect)) = (at, expect) else {
-        return None;
-    };
-    Some(TestCase {
-        name: t.name.get_ref().clone(),
-        identity: t.identity.get_ref().clone(),
-        groups: t.groups.iter().map(|g| g.get_ref().clone()).collect(),
-        at,
-        role: t.role.get_ref().clone(),
-        incident: t.incident.clone(),
-        incident_state: incident_state?,
-        approved_by: t.approved_by.clone(),
-        reason: t.reason.clone(),
-        ttl,
-        principals,
-        expect,
-        origin: sink.locate(&item.loc()),
-    })
 }

@@ -101,6 +101,8 @@ pub(crate) struct Loc {
 pub(crate) struct Sink<'s> {
     sources: &'s [Source],
     found: Vec<(usize, usize, PolicyError)>,
+    /// Not errors: things `policy check` points out.
+    warnings: Vec<(usize, usize, PolicyError)>,
 }
 
 impl<'s> Sink<'s> {
@@ -108,18 +110,34 @@ impl<'s> Sink<'s> {
         Sink {
             sources,
             found: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
     pub(crate) fn at(&mut self, loc: &Loc, message: impl Into<String>) {
-        let message = message.into();
+        let found = self.locate_error(loc, message.into());
+        self.found.push(found);
+    }
+
+    /// Records a warning at `loc`: reported, but the policy is accepted.
+    pub(crate) fn warn(&mut self, loc: &Loc, message: impl Into<String>) {
+        let found = self.locate_error(loc, message.into());
+        self.warnings.push(found);
+    }
+
+    /// The warnings so far, sorted by file and position.
+    pub(crate) fn take_warnings(&mut self) -> Vec<PolicyError> {
+        let mut warnings = std::mem::take(&mut self.warnings);
+        warnings.sort_by_key(|(file, offset, _)| (*file, *offset));
+        warnings.into_iter().map(|(_, _, w)| w).collect()
+    }
+
+    fn locate_error(&self, loc: &Loc, message: String) -> (usize, usize, PolicyError) {
         let Some(source) = self.sources.get(loc.file) else {
-            self.found
-                .push((loc.file, 0, PolicyError::whole_file("?", message)));
-            return;
+            return (loc.file, 0, PolicyError::whole_file("?", message));
         };
         let (line, column) = source.line_col(loc.span.start);
-        self.found.push((
+        (
             loc.file,
             loc.span.start,
             PolicyError {
@@ -128,7 +146,7 @@ impl<'s> Sink<'s> {
                 column,
                 message,
             },
-        ));
+        )
     }
 
     /// Reports a problem in another file (an `.ics` file a schedule

@@ -12,15 +12,19 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::Policy;
+use super::denied::{Denied, DenyCode};
+use super::identity::Identity;
 use super::model::{Grant, Role};
+#[cfg(test)]
 use super::schedule::Shift;
-use super::values::{HARD_MAX_TTL, Identity, format_duration};
+use super::targets::scoped_principal;
+use super::values::{HARD_MAX_TTL, format_duration};
 
 /// Minimum length of a reason, in non-whitespace characters.
 pub(crate) const MIN_REASON_CHARS: usize = 10;
 
 /// What a requester asks for.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct AccessQuery<'a> {
     /// `user:EMAIL` or `local:USER`.
     pub(crate) identity: &'a str,
@@ -31,8 +35,9 @@ pub(crate) struct AccessQuery<'a> {
     /// What the CA's store knows of `incident`; `None` when it was not
     /// looked up, which counts as unknown (fail closed).
     pub(crate) incident_state: Option<IncidentState>,
-    /// Identities that approved this request (checked as approvers when they
-    /// approved); the requester never counts.
+    /// Identities that approved this request (checked with
+    /// [`Policy::authorize`] when they approved); no identity of the
+    /// requester's person counts, and each person counts once.
     pub(crate) approved_by: &'a [String],
     /// On-call overrides in force (covers and swaps set through the API).
     pub(crate) overrides: &'a [super::Override],
@@ -45,94 +50,17 @@ pub(crate) struct AccessQuery<'a> {
 }
 
 /// An incident as the policy needs to know it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum IncidentState {
-    /// Open, with its severity: 1 (sev1, the worst) to 4.
+    /// Open, with its severity: 1 (sev1, the worst) to 4, and who opened
+    /// it (`user:`, `local:`, `webhook:`), to tell an independent incident
+    /// from one the requester opened themselves.
     Open {
         severity: u8,
+        opened_by: String,
     },
     Resolved,
     Unknown,
-}
-
-/// Why a request was denied; stable names for logs, tests and the API.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum DenyCode {
-    UnknownRole,
-    NotGranted,
-    PrincipalNotInRole,
-    InvalidTtl,
-    TtlAboveMax,
-    IncidentRequired,
-    IncidentUnknown,
-    IncidentResolved,
-    IncidentNotSevere,
-    ApprovalRequired,
-    ReasonRequired,
-    NotOnCall,
-    /// An operator locked the identity out (`shiftkey-ca lock`); decided by
-    /// the CA before the policy is asked.
-    IdentityLocked,
-}
-
-impl DenyCode {
-    /// The codes the policy itself decides (what `[[test]]` may expect).
-    pub(crate) const ALL: [DenyCode; 12] = [
-        DenyCode::UnknownRole,
-        DenyCode::NotGranted,
-        DenyCode::PrincipalNotInRole,
-        DenyCode::InvalidTtl,
-        DenyCode::TtlAboveMax,
-        DenyCode::IncidentRequired,
-        DenyCode::IncidentUnknown,
-        DenyCode::IncidentResolved,
-        DenyCode::IncidentNotSevere,
-        DenyCode::ApprovalRequired,
-        DenyCode::ReasonRequired,
-        DenyCode::NotOnCall,
-    ];
-
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            DenyCode::UnknownRole => "unknown-role",
-            DenyCode::NotGranted => "not-granted",
-            DenyCode::PrincipalNotInRole => "principal-not-in-role",
-            DenyCode::InvalidTtl => "invalid-ttl",
-            DenyCode::TtlAboveMax => "ttl-above-max",
-            DenyCode::IncidentRequired => "incident-required",
-            DenyCode::IncidentUnknown => "incident-unknown",
-            DenyCode::IncidentResolved => "incident-resolved",
-            DenyCode::IncidentNotSevere => "incident-not-severe",
-            DenyCode::ApprovalRequired => "approval-required",
-            DenyCode::ReasonRequired => "reason-required",
-            DenyCode::NotOnCall => "not-on-call",
-            DenyCode::IdentityLocked => "identity-locked",
-        }
-    }
-
-    pub(crate) fn parse(text: &str) -> Option<DenyCode> {
-        DenyCode::ALL.into_iter().find(|code| code.as_str() == text)
-    }
-}
-
-impl fmt::Display for DenyCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A denial: `message` says what was wrong and what to do next.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("denied ({code}): {message}")]
-pub(crate) struct Denied {
-    pub(crate) code: DenyCode,
-    pub(crate) message: String,
-}
-
-impl Denied {
-    fn new(code: DenyCode, message: String) -> Denied {
-        Denied { code, message }
-    }
 }
 
 /// What ended the certificate's validity where it ends.
@@ -170,6 +98,7 @@ impl fmt::Display for Limit {
 pub(crate) struct Allowed {
     role: String,
     principals: Vec<String>,
+    logins: Vec<String>,
     valid_after: DateTime<Utc>,
     valid_before: DateTime<Utc>,
     extensions: Vec<String>,
@@ -191,10 +120,19 @@ impl Allowed {
     pub(crate) fn role(&self) -> &str {
         &self.role
     }
-    /// Never empty (an OpenSSH certificate without principals is valid for
-    /// any login).
+    /// What the certificate carries: `LOGIN@ROLE` for each login, then the
+    /// bare logins when the role has `bare_principals`. Never empty (an
+    /// OpenSSH certificate without principals is valid for any login).
     pub(crate) fn principals(&self) -> &[String] {
         &self.principals
+    }
+    /// The login names granted (what users pass to `ssh -l`).
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "API for the wiring of issue 13 (second task)")
+    )]
+    pub(crate) fn logins(&self) -> &[String] {
+        &self.logins
     }
     /// The request time minus `settings.clock_skew`.
     pub(crate) fn valid_after(&self) -> DateTime<Utc> {
@@ -235,17 +173,17 @@ impl Allowed {
 
 /// The steps of one decision, for `policy explain`, and the first denial.
 #[derive(Debug, Default)]
-struct Trace {
+pub(super) struct Trace {
     steps: Vec<String>,
     denial: Option<Denied>,
 }
 
 impl Trace {
-    fn pass(&mut self, step: String) {
+    pub(super) fn pass(&mut self, step: String) {
         self.steps.push(format!("ok    {step}"));
     }
 
-    fn fail(&mut self, denied: Denied) {
+    pub(super) fn fail(&mut self, denied: Denied) {
         self.steps
             .push(format!("FAIL  {}: {}", denied.code, denied.message));
         if self.denial.is_none() {
@@ -305,14 +243,17 @@ impl Policy {
         };
         trace.pass(format!("role {:?} defined at {}", role.name, role.origin));
 
-        let subject = Identity::parse_subject(q.identity);
-        self.check_grant(role, q, subject.as_ref().ok(), trace);
-        let principals = check_principals(role, q, trace);
+        let subject = Identity::parse_subject(q.identity)
+            .ok()
+            .filter(Identity::is_human);
+        self.check_grant(role, q, subject.as_ref(), trace);
+        let logins = check_principals(role, q, trace);
         let (ttl, ttl_limit) = self.check_ttl(role, q, trace);
-        check_incident(role, q, trace);
+        let incident = self.check_incident(role, q, subject.as_ref(), trace);
         check_reason(role, q, trace);
-        let shift = self.check_on_call(role, q, subject.as_ref().ok(), trace);
-        check_approval(role, q, shift.is_some(), trace);
+        let shift = self.check_on_call(role, q, subject.as_ref(), trace);
+        self.check_approval(role, q, subject.as_ref(), &shift, &incident, trace);
+        let shift = shift.usable;
 
         if let Some(denied) = trace.denial.take() {
             return Err(denied);
@@ -353,9 +294,17 @@ impl Policy {
             critical_options.push(("source-address".to_owned(), role.source_address.join(",")));
         }
 
+        let mut principals: Vec<String> = logins
+            .iter()
+            .map(|login| scoped_principal(login, &role.name))
+            .collect();
+        if role.bare_principals {
+            principals.extend(logins.iter().cloned());
+        }
         Ok(Allowed {
             role: role.name.clone(),
             principals,
+            logins,
             valid_after,
             valid_before,
             extensions: role.extensions.clone(),
@@ -387,16 +336,16 @@ impl Policy {
                 grant
                     .identities
                     .iter()
-                    .find(|id| match id {
-                        Identity::Group(group) => groups.iter().any(|g| g == group),
-                        person => *person == subject,
-                    })
+                    .find(|id| self.people.names(id, subject, groups))
                     .map(|via| (via, grant))
             })
     }
 
     /// Whether `approver` (with `groups`) may approve a request for `role` by
-    /// `requester`: named in the role's approvers, and not the requester.
+    /// `requester`: `request.approve` as [`Policy::authorize`] decides it
+    /// (the role's approvers, an `[[authority]]` entry or an admin; never
+    /// the requester's own person). For callers that have not looked up
+    /// locks: the lock is the caller's to check first.
     pub(crate) fn may_approve(
         &self,
         role: &str,
@@ -404,19 +353,13 @@ impl Policy {
         groups: &[String],
         requester: &str,
     ) -> bool {
-        let Some(role) = self.roles.iter().find(|r| r.name == role) else {
-            return false;
+        let actor = super::authority::Actor {
+            identity: approver,
+            groups,
+            locked: false,
         };
-        let Ok(subject) = Identity::parse_subject(approver) else {
-            return false;
-        };
-        if approver.eq_ignore_ascii_case(requester) {
-            return false;
-        }
-        role.approvers.iter().any(|id| match id {
-            Identity::Group(group) => groups.iter().any(|g| g == group),
-            person => *person == subject,
-        })
+        let action = super::authority::Action::ApproveRequest { role, requester };
+        self.authorize(&actor, &action, Utc::now()).is_ok()
     }
 
     /// Approvals `role` needs (0: none).
@@ -431,7 +374,10 @@ impl Policy {
     /// or its `groups`, in policy order. Whether a request would be allowed
     /// also depends on shifts, incidents and TTLs: see `evaluate`.
     pub(crate) fn granted_roles(&self, identity: &str, groups: &[String]) -> Vec<&Role> {
-        let Ok(subject) = Identity::parse_subject(identity) else {
+        let Some(subject) = Identity::parse_subject(identity)
+            .ok()
+            .filter(Identity::is_human)
+        else {
             return Vec::new();
         };
         self.roles
@@ -451,7 +397,7 @@ impl Policy {
             trace.fail(Denied::new(
                 DenyCode::NotGranted,
                 format!(
-                    "{:?} is not a valid requester identity; log in again so the CA sees \
+                    "{:?} is not a requester's identity; log in again so the CA sees \
                      \"user:EMAIL\" or \"local:USER\"",
                     q.identity
                 ),
@@ -527,56 +473,6 @@ impl Policy {
             }
         }
     }
-
-    fn check_on_call(
-        &self,
-        role: &Role,
-        q: &AccessQuery<'_>,
-        subject: Option<&Identity>,
-        trace: &mut Trace,
-    ) -> Option<Shift> {
-        if role.require_on_call.is_empty() {
-            trace.pass("no on-call requirement".to_owned());
-            return None;
-        }
-        let mut mine: Option<Shift> = None;
-        let mut others = Vec::new();
-        for name in &role.require_on_call {
-            let shifts = self.on_call_all(name, q.at, q.overrides);
-            if shifts.is_empty() {
-                let why = self.schedule(name).map_or("", |s| s.when_nobody());
-                others.push(format!("{name}: nobody ({why})"));
-            }
-            for shift in shifts {
-                if Some(&shift.member) == subject {
-                    if mine.as_ref().is_none_or(|m| shift.end > m.end) {
-                        mine = Some(shift);
-                    }
-                } else {
-                    others.push(format!("{name}: {}", shift.describe()));
-                }
-            }
-        }
-        if let Some(shift) = mine {
-            trace.pass(format!(
-                "on call for {:?}: {}",
-                shift.schedule,
-                shift.describe()
-            ));
-            return Some(shift);
-        }
-        trace.fail(Denied::new(
-            DenyCode::NotOnCall,
-            format!(
-                "{} is not on call for {} right now (on call: {}); ask the on-call engineer, \
-                 or take over the shift in the rotation",
-                q.identity,
-                role.require_on_call.join(" or "),
-                others.join("; ")
-            ),
-        ));
-        None
-    }
 }
 
 fn check_principals(role: &Role, q: &AccessQuery<'_>, trace: &mut Trace) -> Vec<String> {
@@ -618,100 +514,10 @@ fn check_principals(role: &Role, q: &AccessQuery<'_>, trace: &mut Trace) -> Vec<
 }
 
 /// A free-text answer (incident, reason), trimmed; None when blank.
-fn given(text: Option<&str>) -> Option<String> {
+pub(super) fn given(text: Option<&str>) -> Option<String> {
     text.map(str::trim)
         .filter(|t| !t.is_empty())
         .map(str::to_owned)
-}
-
-fn check_incident(role: &Role, q: &AccessQuery<'_>, trace: &mut Trace) {
-    let Some(id) = given(q.incident) else {
-        if role.require_incident {
-            trace.fail(Denied::new(
-                DenyCode::IncidentRequired,
-                format!(
-                    "role {:?} requires an open incident; ask again with --incident ID",
-                    role.name
-                ),
-            ));
-        } else {
-            trace.pass("no incident required".to_owned());
-        }
-        return;
-    };
-    // Any incident named must be one the CA knows and open: its ID goes into
-    // the certificate's key ID and the audit log.
-    match q.incident_state.unwrap_or(IncidentState::Unknown) {
-        IncidentState::Unknown => trace.fail(Denied::new(
-            DenyCode::IncidentUnknown,
-            format!("the CA knows no incident {id:?}; check the ID, or open it with `shiftkey incident open`"),
-        )),
-        IncidentState::Resolved => trace.fail(Denied::new(
-            DenyCode::IncidentResolved,
-            format!("incident {id} is resolved; access under it has ended"),
-        )),
-        IncidentState::Open { severity } => match role.incident_severity {
-            Some(worst_allowed) if severity > worst_allowed => trace.fail(Denied::new(
-                DenyCode::IncidentNotSevere,
-                format!(
-                    "role {:?} needs an incident of sev{worst_allowed} or worse; {id} is sev{severity}",
-                    role.name
-                ),
-            )),
-            _ => trace.pass(format!("incident {id} is open (sev{severity})")),
-        },
-    }
-}
-
-/// Last check, once everything else passed: approvals, where the role wants
-/// them. An auto-approve rule whose every condition holds approves at once.
-fn check_approval(role: &Role, q: &AccessQuery<'_>, on_call: bool, trace: &mut Trace) {
-    if role.approvals == 0 {
-        trace.pass("no approval required".to_owned());
-        return;
-    }
-    if let Some(rule) = &role.auto_approve {
-        let severity_ok = match (rule.incident_severity, q.incident_state) {
-            (None, _) => true,
-            (Some(worst), Some(IncidentState::Open { severity })) => severity <= worst,
-            (Some(_), _) => false,
-        };
-        if (!rule.on_call || on_call) && severity_ok {
-            let mut why = Vec::new();
-            if rule.on_call {
-                why.push("on call".to_owned());
-            }
-            if let Some(worst) = rule.incident_severity {
-                why.push(format!("incident of sev{worst} or worse"));
-            }
-            trace.pass(format!("auto-approved: {}", why.join(" and ")));
-            return;
-        }
-    }
-    let requester = q.identity.to_ascii_lowercase();
-    let mut counted: Vec<String> = q
-        .approved_by
-        .iter()
-        .map(|a| a.to_ascii_lowercase())
-        .filter(|a| *a != requester)
-        .collect();
-    counted.sort();
-    counted.dedup();
-    if counted.len() >= usize::from(role.approvals) {
-        trace.pass(format!("approved by {}", counted.join(", ")));
-    } else {
-        let approvers: Vec<String> = role.approvers.iter().map(ToString::to_string).collect();
-        trace.fail(Denied::new(
-            DenyCode::ApprovalRequired,
-            format!(
-                "role {:?} needs {} approval(s) from {} ({} so far); the request waits for them",
-                role.name,
-                role.approvals,
-                approvers.join(", "),
-                counted.len()
-            ),
-        ));
-    }
 }
 
 /// Words people type to get past a reason prompt. A reason is for the

@@ -28,15 +28,24 @@
     )
 )]
 
+mod authority;
 mod calendar;
 mod check;
+mod check_authority;
+pub(crate) mod cli;
+mod conditions;
+mod denied;
 mod error;
 mod eval;
 mod ical;
+mod identity;
 mod model;
+mod oncall;
+mod people;
 mod raw;
 mod schedule;
 mod selftest;
+mod targets;
 mod values;
 
 #[cfg(test)]
@@ -48,36 +57,30 @@ mod tests;
 
 use std::path::Path;
 
-use chrono::{DateTime, Utc};
-
+#[cfg_attr(
+    not(test),
+    expect(unused_imports, reason = "API for the wiring of issue 13")
+)]
+pub(crate) use self::authority::{Action, ActionKind, Actor, Authorized};
 pub(crate) use self::check::parse_severity;
+pub(crate) use self::denied::{Denied, DenyCode};
 pub(crate) use self::error::{PolicyError, PolicyErrors};
-pub(crate) use self::eval::{AccessQuery, Allowed, Denied, DenyCode, IncidentState};
+pub(crate) use self::eval::{AccessQuery, Allowed, IncidentState};
+#[cfg_attr(
+    not(test),
+    expect(unused_imports, reason = "API for the wiring of issue 13")
+)]
+pub(crate) use self::identity::{InvalidIdentity, canonical_identity};
 pub(crate) use self::model::Role;
+pub(crate) use self::oncall::Override;
 pub(crate) use self::schedule::Shift;
 pub(crate) use self::values::HARD_MAX_TTL;
 
-/// Someone on call for `schedule` from `start` to `end` in place of the
-/// schedule's own answer (a cover or a swap), set through the CA's API.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Override {
-    pub(crate) schedule: String,
-    /// `user:EMAIL` or `local:USER`.
-    pub(crate) member: String,
-    pub(crate) start: DateTime<Utc>,
-    pub(crate) end: DateTime<Utc>,
-}
-
-/// One schedule's current and next shifts (see [`Policy::on_call_overview`]).
-#[derive(Debug, Clone)]
-pub(crate) struct OnCallOverview {
-    pub(crate) schedule: String,
-    pub(crate) now: Vec<Shift>,
-    pub(crate) next: Vec<Shift>,
-}
-
+use self::authority::AuthorityRule;
 use self::error::{Sink, Source};
+use self::identity::Identity;
 use self::model::{Grant, Settings};
+use self::people::People;
 use self::raw::RawPolicy;
 use self::schedule::Schedule;
 use self::selftest::TestCase;
@@ -91,8 +94,16 @@ pub(crate) struct Policy {
     roles: Vec<Role>,
     grants: Vec<Grant>,
     tests: Vec<TestCase>,
-    /// Who may read session recordings (`reviewers = [...]`).
-    reviewers: Vec<self::values::Identity>,
+    /// `[[person]]` entries: identities that are one human.
+    people: People,
+    /// `admins = [...]` (canonical), and where the list is.
+    admins: Vec<Identity>,
+    admins_origin: String,
+    /// `[[authority]]` entries, then the rules `approvers` and `reviewers`
+    /// stand for.
+    authorities: Vec<AuthorityRule>,
+    /// Things `policy check` points out that are not errors.
+    warnings: Vec<PolicyError>,
     #[cfg(test)]
     sources: Vec<Source>,
 }
@@ -163,6 +174,7 @@ impl Policy {
         // Checking a policy with a file missing would report references to
         // its roles as unknown: fix the syntax first.
         let checked = syntax_ok.then(|| check::check(&raw, &mut sink));
+        let warnings = sink.take_warnings();
         sink.finish()?;
         let Some(checked) = checked else {
             // Not reached: a file with syntax errors put them in the sink.
@@ -177,7 +189,11 @@ impl Policy {
             roles: checked.roles,
             grants: checked.grants,
             tests: checked.tests,
-            reviewers: checked.reviewers,
+            people: checked.people,
+            admins: checked.admins,
+            admins_origin: checked.admins_origin,
+            authorities: checked.authorities,
+            warnings,
             #[cfg(test)]
             sources,
         })
@@ -187,24 +203,48 @@ impl Policy {
         &self.settings
     }
 
-    /// Whether `identity` (`user:EMAIL`, `local:USER`) with `groups` is named
-    /// in `reviewers`, directly or through a group. (`local:root` on the
-    /// CA's socket may read recordings whatever the list says: that rule
-    /// lives with the recordings, not here.)
-    pub(crate) fn is_reviewer(&self, identity: &str, groups: &[String]) -> bool {
-        let Ok(subject) = self::values::Identity::parse_subject(identity) else {
-            return false;
-        };
-        self.reviewers.iter().any(|r| match r {
-            self::values::Identity::Group(group) => groups.iter().any(|g| g == group),
-            person => *person == subject,
-        })
+    /// Problems `policy check` reports without refusing the policy
+    /// (suspicious host patterns, powers nobody but admins hold).
+    pub(crate) fn warnings(&self) -> &[PolicyError] {
+        &self.warnings
     }
 
-    /// The `reviewers` list as written (normalized).
+    /// Whether `identity` (`user:EMAIL`, `local:USER`) with `groups` may
+    /// review every recording: an admin, or named (directly, through a
+    /// group or a person) by `reviewers` or a `recording.review` entry
+    /// without role or `for` limits. Per-recording decisions go through
+    /// [`Policy::authorize`] with [`Action::ReviewRecording`].
+    pub(crate) fn is_reviewer(&self, identity: &str, groups: &[String]) -> bool {
+        self.may_review_everything(identity, groups)
+    }
+
+    /// The `reviewers` list as written (canonical).
     #[cfg(test)]
     pub(crate) fn reviewers(&self) -> Vec<String> {
-        self.reviewers.iter().map(ToString::to_string).collect()
+        self.authorities
+            .iter()
+            .filter(|rule| rule.origin.starts_with("reviewers at"))
+            .flat_map(|rule| rule.identities.iter().map(ToString::to_string))
+            .collect()
+    }
+
+    /// Every identity of `identity`'s person, canonical, itself first: the
+    /// set locks and revocation by identity apply to. Just the identity
+    /// when it is in no `[[person]]`; empty when it is not an identity.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "API for the wiring of issue 13 (second task)")
+    )]
+    pub(crate) fn person_of(&self, identity: &str) -> Vec<String> {
+        match Identity::parse_subject(identity) {
+            Ok(subject) => self
+                .people
+                .identities_of(&subject)
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            Err(_) => Vec::new(),
+        }
     }
 
     pub(crate) fn role(&self, name: &str) -> Option<&Role> {
@@ -228,82 +268,6 @@ impl Policy {
     #[cfg(test)]
     pub(crate) fn schedules(&self) -> impl Iterator<Item = &Schedule> {
         self.schedules.iter()
-    }
-
-    /// Who is on call now and who takes over next, for `only` or every
-    /// schedule. "Next" is who is on call when the current shift ends (or,
-    /// when nobody is on call now, at the first hour within two weeks when
-    /// someone is, looked for hourly over the next two days).
-    pub(crate) fn on_call_overview(
-        &self,
-        only: Option<&str>,
-        at: DateTime<Utc>,
-        overrides: &[Override],
-    ) -> Vec<OnCallOverview> {
-        // Each probe may expand a calendar's recurrences: keep them few.
-        const LOOK_AHEAD_HOURS: i64 = 48;
-        self.schedules
-            .iter()
-            .filter(|s| only.is_none_or(|name| s.name() == name))
-            .map(|schedule| {
-                let now = self.on_call_all(schedule.name(), at, overrides);
-                let handoff = now.iter().map(|s| s.end).min();
-                let next = match handoff {
-                    Some(end) => self.on_call_all(schedule.name(), end, overrides),
-                    None => (1..=LOOK_AHEAD_HOURS)
-                        .map(|h| {
-                            self.on_call_all(
-                                schedule.name(),
-                                at + chrono::Duration::hours(h),
-                                overrides,
-                            )
-                        })
-                        .find(|shifts| !shifts.is_empty())
-                        .unwrap_or_default(),
-                };
-                OnCallOverview {
-                    schedule: schedule.name().to_owned(),
-                    now,
-                    next,
-                }
-            })
-            .collect()
-    }
-
-    /// Who is on call for `schedule` at `at`, and the shift's start and end.
-    /// None for an unknown schedule, before its rotation starts, or outside
-    /// its calendar's events. (Decisions use [`Policy::on_call_all`]: a
-    /// calendar can have several people on call at once.)
-    #[cfg(test)]
-    fn on_call(&self, schedule: &str, at: DateTime<Utc>) -> Option<Shift> {
-        self.schedule(schedule)?.on_call(at)
-    }
-
-    /// Everyone on call for `schedule` at `at`, each with their shift;
-    /// empty for an unknown schedule. An override covering `at` replaces
-    /// the schedule's own answer (a cover or a swap).
-    fn on_call_all(&self, schedule: &str, at: DateTime<Utc>, overrides: &[Override]) -> Vec<Shift> {
-        let Some(found) = self.schedule(schedule) else {
-            return Vec::new();
-        };
-        let covering: Vec<Shift> = overrides
-            .iter()
-            .filter(|o| o.schedule == schedule && o.start <= at && at < o.end)
-            .filter_map(|o| {
-                Some(Shift {
-                    schedule: schedule.to_owned(),
-                    member: self::values::Identity::parse_subject(&o.member).ok()?,
-                    start: o.start,
-                    end: o.end,
-                    timezone: found.timezone(),
-                })
-            })
-            .collect();
-        if covering.is_empty() {
-            found.on_call_all(at)
-        } else {
-            covering
-        }
     }
 
     /// The files this policy was built from, as `(name, text)`, in load

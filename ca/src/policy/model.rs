@@ -4,10 +4,12 @@
 
 use std::time::Duration;
 
-use super::values::Identity;
+use super::identity::Identity;
+use super::targets::{HostPattern, Target, canonical_host};
 
 /// `[settings]`, checked: `0 < default_ttl <= max_ttl <= 24h`,
-/// `clock_skew <= 10m`.
+/// `clock_skew <= 10m`, `0 < max_override <= 31d`,
+/// `0 < approval_ttl <= 24h`, `0 < pending_ttl <= 7d`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Settings {
     pub(super) default_ttl: Duration,
@@ -15,6 +17,12 @@ pub(crate) struct Settings {
     pub(super) clock_skew: Duration,
     /// `host:port` of the bastion, when the policy names one.
     pub(super) bastion: Option<String>,
+    /// Longest on-call override (default 24h).
+    pub(super) max_override: Duration,
+    /// An approved request not used within this expires (default 1h).
+    pub(super) approval_ttl: Duration,
+    /// A request still waiting for approvals after this expires (default 24h).
+    pub(super) pending_ttl: Duration,
 }
 
 impl Settings {
@@ -23,6 +31,9 @@ impl Settings {
         max_ttl: Duration::from_secs(3600),
         clock_skew: Duration::from_secs(60),
         bastion: None,
+        max_override: Duration::from_secs(24 * 3600),
+        approval_ttl: Duration::from_secs(3600),
+        pending_ttl: Duration::from_secs(24 * 3600),
     };
 
     /// TTL of a certificate whose request names none (capped by the role).
@@ -40,6 +51,15 @@ impl Settings {
     /// The bastion's `host:port`, for roles with `via_bastion`.
     pub(crate) fn bastion(&self) -> Option<&str> {
         self.bastion.as_deref()
+    }
+
+    /// Longest on-call override anyone may create or leave in force.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "API for the wiring of issue 13 (second task)")
+    )]
+    pub(crate) fn max_override(&self) -> Duration {
+        self.max_override
     }
 
     /// How far certificates are backdated.
@@ -81,6 +101,16 @@ pub(crate) struct Role {
     pub(super) extensions: Vec<String>,
     pub(super) force_command: Option<String>,
     pub(super) source_address: Vec<String>,
+    /// Checked `hosts`, in the order written.
+    pub(super) patterns: Vec<HostPattern>,
+    /// Ports on the role's hosts; `[22]` unless the role says.
+    pub(super) ports: Vec<u16>,
+    /// Certificates carry the bare logins too (for hosts not enrolled).
+    pub(super) bare_principals: bool,
+    /// Conditions the requester's own actions may satisfy.
+    pub(super) self_served: Vec<Fact>,
+    pub(super) approval_ttl: Duration,
+    pub(super) pending_ttl: Duration,
     /// `file:line:col` of the role's header.
     pub(super) origin: String,
 }
@@ -110,9 +140,44 @@ impl Role {
     pub(crate) fn via_bastion(&self) -> bool {
         self.via_bastion
     }
-    /// True when `host` matches one of the role's host patterns.
+    /// True when `host` (any spelling; see `targets.rs`) matches one of
+    /// the role's host patterns.
     pub(crate) fn covers_host(&self, host: &str) -> bool {
-        self.hosts.iter().any(|pattern| host_matches(pattern, host))
+        canonical_host(host).is_ok_and(|target| self.covers(&target))
+    }
+    pub(super) fn covers(&self, target: &Target) -> bool {
+        self.patterns.iter().any(|pattern| pattern.matches(target))
+    }
+    /// Ports the role's hosts may be reached on.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "API for the wiring of issue 13 (second task)")
+    )]
+    pub(crate) fn ports(&self) -> &[u16] {
+        &self.ports
+    }
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "API for the wiring of issue 13 (second task)")
+    )]
+    pub(crate) fn bare_principals(&self) -> bool {
+        self.bare_principals
+    }
+    /// How long an approved request for this role may wait to be used.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "API for the wiring of issue 13 (second task)")
+    )]
+    pub(crate) fn approval_ttl(&self) -> Duration {
+        self.approval_ttl
+    }
+    /// How long a request for this role may wait for approvals.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "API for the wiring of issue 13 (second task)")
+    )]
+    pub(crate) fn pending_ttl(&self) -> Duration {
+        self.pending_ttl
     }
     pub(crate) fn require_on_call(&self) -> &[String] {
         &self.require_on_call
@@ -159,69 +224,23 @@ pub(crate) struct AutoApprove {
     pub(crate) incident_severity: Option<u8>,
 }
 
-/// OpenSSH-style host pattern: `*` matches any run of characters, `?` one;
-/// case-insensitive, as host names are. Hand-written: it is the 20 lines
-/// sshd's `match_pattern` is, and crates for globs match paths, not names.
-pub(crate) fn host_matches(pattern: &str, host: &str) -> bool {
-    let pattern: Vec<char> = pattern.to_ascii_lowercase().chars().collect();
-    let host: Vec<char> = host.to_ascii_lowercase().chars().collect();
-    let (mut p, mut h) = (0, 0);
-    // Where the last `*` was, and how much of the host it has eaten.
-    let mut star: Option<(usize, usize)> = None;
-    while h < host.len() {
-        match pattern.get(p) {
-            Some('*') => {
-                star = Some((p, h));
-                p += 1;
-            }
-            Some(&c) if c == '?' || Some(&c) == host.get(h) => {
-                p += 1;
-                h += 1;
-            }
-            _ => match star {
-                Some((sp, sh)) => {
-                    p = sp + 1;
-                    h = sh + 1;
-                    star = Some((sp, sh + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern.iter().skip(p).all(|&c| c == '*')
+/// A condition a requester could bring about themselves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fact {
+    /// The incident the request names.
+    Incident,
+    /// The shift that makes the requester on call.
+    OnCall,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::host_matches;
-
-    #[test]
-    fn host_patterns_match_like_openssh() {
-        assert!(host_matches(
-            "db-*.prod.example.com",
-            "db-1.prod.example.com"
-        ));
-        assert!(host_matches(
-            "db-*.prod.example.com",
-            "DB-12.Prod.Example.com"
-        ));
-        assert!(!host_matches(
-            "db-*.prod.example.com",
-            "db-1.staging.example.com"
-        ));
-        assert!(!host_matches(
-            "db-*.prod.example.com",
-            "web-1.prod.example.com"
-        ));
-        assert!(!host_matches(
-            "db-*.prod.example.com",
-            "db-1.prod.example.com.evil"
-        ));
-        assert!(host_matches("*", "anything"));
-        assert!(host_matches("db-?", "db-1"));
-        assert!(!host_matches("db-?", "db-12"));
-        assert!(host_matches("*.example.com", "a.b.example.com"));
-        assert!(!host_matches("*.example.com", "example.com"));
-        assert!(host_matches("localhost", "localhost"));
+impl Fact {
+    pub(crate) fn parse(text: &str) -> Result<Fact, String> {
+        match text {
+            "incident" => Ok(Fact::Incident),
+            "on_call" => Ok(Fact::OnCall),
+            other => Err(format!(
+                "self_served: {other:?} is not a condition; use \"incident\" or \"on_call\""
+            )),
+        }
     }
 }

@@ -24,7 +24,15 @@ pub(crate) trait Entry: DeserializeOwned {
 }
 
 impl Entry for RawSettings {
-    const FIELDS: &'static [&'static str] = &["default_ttl", "max_ttl", "clock_skew", "bastion"];
+    const FIELDS: &'static [&'static str] = &[
+        "default_ttl",
+        "max_ttl",
+        "clock_skew",
+        "bastion",
+        "max_override",
+        "approval_ttl",
+        "pending_ttl",
+    ];
 }
 
 impl Entry for RawSchedule {
@@ -58,6 +66,29 @@ impl Entry for RawRole {
         "max_session",
         "idle_timeout",
         "via_bastion",
+        "ports",
+        "bare_principals",
+        "self_served",
+        "approval_ttl",
+        "pending_ttl",
+    ];
+}
+
+impl Entry for RawPerson {
+    const FIELDS: &'static [&'static str] = &["name", "identities"];
+}
+
+impl Entry for RawAuthority {
+    const FIELDS: &'static [&'static str] = &[
+        "description",
+        "identities",
+        "actions",
+        "schedules",
+        "severities",
+        "roles",
+        "hosts",
+        "for",
+        "take_shifts",
     ];
 }
 
@@ -82,7 +113,26 @@ impl Entry for RawTest {
         "expect",
         "deny",
         "valid_before",
+        "incident_opened_by",
+        "overrides",
+        "host",
+        "port",
+        "action",
+        "schedule",
+        "member",
+        "start",
+        "end",
+        "new_end",
+        "requester",
+        "target",
+        "locked",
     ];
+}
+
+#[cfg(test)]
+impl RawTestOverride {
+    pub(crate) const FIELDS: &'static [&'static str] =
+        &["schedule", "member", "start", "end", "created_by"];
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,6 +144,12 @@ pub(crate) struct RawSettings {
     /// The bastion users jump through (`bastion.example.com:2222`), for
     /// roles with `via_bastion`.
     pub(crate) bastion: Option<Spanned<String>>,
+    /// Longest on-call override anyone may set (`"24h"`).
+    pub(crate) max_override: Option<Spanned<String>>,
+    /// How long an approved request may wait to be used (`"1h"`).
+    pub(crate) approval_ttl: Option<Spanned<String>>,
+    /// How long a request may wait for approvals (`"24h"`).
+    pub(crate) pending_ttl: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,6 +210,44 @@ pub(crate) struct RawRole {
     /// Users reach the role's hosts through `settings.bastion` (recorded).
     #[serde(default)]
     pub(crate) via_bastion: bool,
+    /// Ports on the role's hosts (`[22]` when absent).
+    pub(crate) ports: Option<Spanned<Vec<Spanned<i64>>>>,
+    /// Also put the bare logins in certificates, for hosts not enrolled.
+    #[serde(default)]
+    pub(crate) bare_principals: bool,
+    /// Conditions the requester may satisfy themselves: `"incident"`,
+    /// `"on_call"`.
+    #[serde(default)]
+    pub(crate) self_served: Vec<Spanned<String>>,
+    /// This role's `approval_ttl` and `pending_ttl`, below the settings'.
+    pub(crate) approval_ttl: Option<Spanned<String>>,
+    pub(crate) pending_ttl: Option<Spanned<String>>,
+}
+
+/// `[[person]]`: several identities of one human.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPerson {
+    pub(crate) name: Spanned<String>,
+    pub(crate) identities: Spanned<Vec<Spanned<String>>>,
+}
+
+/// `[[authority]]`: who may change which facts, within which scope.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuthority {
+    /// Free text for people reading the policy.
+    pub(crate) description: Option<String>,
+    pub(crate) identities: Spanned<Vec<Spanned<String>>>,
+    pub(crate) actions: Spanned<Vec<Spanned<String>>>,
+    pub(crate) schedules: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) severities: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) roles: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) hosts: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `"self"`, `"others"` or `"anyone"` (the default).
+    #[serde(rename = "for")]
+    pub(crate) whose: Option<Spanned<String>>,
+    pub(crate) take_shifts: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -172,7 +266,8 @@ pub(crate) struct RawTest {
     pub(crate) groups: Vec<Spanned<String>>,
     /// A string or a TOML offset date-time literal.
     pub(crate) at: Spanned<toml::Value>,
-    pub(crate) role: Spanned<String>,
+    /// The role asked for; with `action`, the role acted on (if any).
+    pub(crate) role: Option<Spanned<String>>,
     pub(crate) incident: Option<String>,
     /// The test's incident's severity, `"sev1"` (default) to `"sev4"`.
     pub(crate) incident_severity: Option<Spanned<String>>,
@@ -187,6 +282,36 @@ pub(crate) struct RawTest {
     pub(crate) expect: Spanned<String>,
     pub(crate) deny: Option<Spanned<String>>,
     pub(crate) valid_before: Option<Spanned<toml::Value>>,
+    /// Who opened the test's incident (default `webhook:test`).
+    pub(crate) incident_opened_by: Option<Spanned<String>>,
+    /// On-call overrides in force.
+    #[serde(default)]
+    pub(crate) overrides: Vec<Spanned<RawTestOverride>>,
+    /// Also check this target host (and `port`, default 22) for the role.
+    pub(crate) host: Option<Spanned<String>>,
+    pub(crate) port: Option<Spanned<i64>>,
+    /// An authority test: the action, instead of an access request.
+    pub(crate) action: Option<Spanned<String>>,
+    pub(crate) schedule: Option<Spanned<String>>,
+    pub(crate) member: Option<Spanned<String>>,
+    pub(crate) start: Option<Spanned<toml::Value>>,
+    pub(crate) end: Option<Spanned<toml::Value>>,
+    pub(crate) new_end: Option<Spanned<toml::Value>>,
+    pub(crate) requester: Option<Spanned<String>>,
+    pub(crate) target: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) locked: bool,
+}
+
+/// An override in a `[[test]]`: `{ schedule, member, start, end, created_by }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTestOverride {
+    pub(crate) schedule: String,
+    pub(crate) member: String,
+    pub(crate) start: toml::Value,
+    pub(crate) end: toml::Value,
+    pub(crate) created_by: String,
 }
 
 /// One entry of a section, with the file it came from and the span of its
@@ -226,13 +351,18 @@ pub(crate) struct RawPolicy {
     /// Top-level `reviewers = [...]`, per file that has one: who may read
     /// session recordings.
     pub(crate) reviewers: Vec<Item<Vec<Spanned<String>>>>,
+    /// Top-level `admins = [...]`, per file that has one.
+    pub(crate) admins: Vec<Item<Vec<Spanned<String>>>>,
+    pub(crate) persons: Vec<Item<RawPerson>>,
+    pub(crate) authorities: Vec<Item<RawAuthority>>,
     /// Names of schedules and roles whose entry did not deserialize: they
     /// exist, so references to them are not reported as unknown.
     pub(crate) broken_schedules: Vec<String>,
     pub(crate) broken_roles: Vec<String>,
 }
 
-const SECTIONS: &str = "[settings], [[schedule]], [[role]], [[grant]], [[test]], reviewers";
+const SECTIONS: &str = "[settings], [[schedule]], [[role]], [[grant]], [[person]], [[authority]], \
+                        [[test]], admins, reviewers";
 
 impl RawPolicy {
     /// Parses one file into its entries; problems go to `sink`. Returns
@@ -268,24 +398,38 @@ impl RawPolicy {
                 "role" => self.add_entries(file, value, "role", &key_loc, sink),
                 "grant" => self.add_entries(file, value, "grant", &key_loc, sink),
                 "test" => self.add_entries(file, value, "test", &key_loc, sink),
-                "reviewers" => {
+                "person" => self.add_entries(file, value, "person", &key_loc, sink),
+                "authority" => self.add_entries(file, value, "authority", &key_loc, sink),
+                "reviewers" | "admins" => {
+                    let name: &str = key.get_ref().as_ref();
                     let span = value.span();
                     match Vec::<Spanned<String>>::deserialize(ValueDeserializer::from(value)) {
-                        Ok(list) => self.reviewers.push(Item {
-                            file,
-                            span: key.span().start..span.end,
-                            value: list,
-                        }),
+                        Ok(list) => {
+                            let item = Item {
+                                file,
+                                span: key.span().start..span.end,
+                                value: list,
+                            };
+                            if name == "admins" {
+                                self.admins.push(item);
+                            } else {
+                                self.reviewers.push(item);
+                            }
+                        }
                         Err(_) => sink.at(
                             &Loc { file, span },
-                            "reviewers must be a list of identities: reviewers = [\"group:security\", \"user:EMAIL\"]",
+                            format!("{name} must be a list of identities: {name} = [\"group:security\", \"user:EMAIL\"]"),
                         ),
                     }
                 }
                 other => {
                     let hint = match other {
-                        "schedules" | "roles" | "grants" | "tests" => {
-                            format!("; did you mean [[{}]]?", other.trim_end_matches('s'))
+                        "schedules" | "roles" | "grants" | "tests" | "persons" | "authorities" => {
+                            let singular = match other {
+                                "authorities" => "authority",
+                                other => other.trim_end_matches('s'),
+                            };
+                            format!("; did you mean [[{singular}]]?")
                         }
                         _ => String::new(),
                     };
@@ -342,6 +486,8 @@ impl RawPolicy {
                     None => self.broken_roles.extend(name),
                 },
                 "grant" => self.grants.extend(entry(file, value, &context, sink)),
+                "person" => self.persons.extend(entry(file, value, &context, sink)),
+                "authority" => self.authorities.extend(entry(file, value, &context, sink)),
                 _ => self.tests.extend(entry(file, value, &context, sink)),
             }
         }
@@ -429,7 +575,10 @@ mod tests {
     use serde::Deserialize;
     use toml::de::ValueDeserializer;
 
-    use super::{Entry, RawGrant, RawRole, RawRotation, RawSchedule, RawSettings, RawTest};
+    use super::{
+        Entry, RawAuthority, RawGrant, RawPerson, RawRole, RawRotation, RawSchedule, RawSettings,
+        RawTest, RawTestOverride,
+    };
 
     /// serde's own list of fields, from its unknown-field error.
     fn serde_fields<T: for<'de> Deserialize<'de>>() -> String {
@@ -451,6 +600,18 @@ mod tests {
         assert_eq!(serde_fields::<RawRotation>(), expected(RawRotation::FIELDS));
         assert_eq!(serde_fields::<RawRole>(), expected(RawRole::FIELDS));
         assert_eq!(serde_fields::<RawTest>(), expected(RawTest::FIELDS));
+        assert_eq!(
+            serde_fields::<RawAuthority>(),
+            expected(RawAuthority::FIELDS)
+        );
+        assert_eq!(
+            serde_fields::<RawTestOverride>(),
+            expected(RawTestOverride::FIELDS)
+        );
+        assert_eq!(
+            serde_fields::<RawPerson>(),
+            "unknown field `zzz`, expected `name` or `identities`"
+        );
         // serde words a two-field list differently.
         assert_eq!(
             serde_fields::<RawGrant>(),

@@ -20,7 +20,8 @@ use chrono::{DateTime, Days, NaiveDateTime, Offset, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 
 use super::calendar::Calendar;
-use super::values::{Identity, MAX_SHIFT, MIN_SHIFT, format_duration};
+use super::identity::Identity;
+use super::values::{MAX_SHIFT, MIN_SHIFT, format_duration};
 
 const SECONDS_PER_DAY: u64 = 86_400;
 
@@ -63,6 +64,19 @@ pub(crate) struct Shift {
     pub(crate) end: DateTime<Utc>,
     /// The schedule's time zone, to show `start` and `end` to people.
     pub(crate) timezone: Tz,
+    /// Where the shift comes from.
+    pub(crate) source: ShiftSource,
+}
+
+/// Whether a shift is the schedule's own or an override's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ShiftSource {
+    Schedule,
+    /// An override; its creator, None when the stored name is not an
+    /// identity (then it is nobody's independent fact).
+    Override {
+        created_by: Option<Identity>,
+    },
 }
 
 impl Shift {
@@ -169,29 +183,60 @@ impl Schedule {
     /// for a rotation, any number for a calendar (an event with several
     /// attendees, or overlapping events).
     pub(crate) fn on_call_all(&self, at: DateTime<Utc>) -> Vec<Shift> {
+        self.on_call_checked(at, false).unwrap_or_default()
+    }
+
+    /// Like [`Schedule::on_call_all`], but None when a calendar's
+    /// recurrence budget ran out (the answer may miss someone).
+    pub(crate) fn on_call_complete(&self, at: DateTime<Utc>) -> Option<Vec<Shift>> {
+        self.on_call_checked(at, true)
+    }
+
+    fn on_call_checked(&self, at: DateTime<Utc>, complete: bool) -> Option<Vec<Shift>> {
         let shift = |member: &Identity, start, end| Shift {
             schedule: self.name.clone(),
             member: member.clone(),
             start,
             end,
             timezone: self.timezone,
+            source: ShiftSource::Schedule,
         };
-        match &self.kind {
+        Some(match &self.kind {
             Kind::Rotation(rotation) => rotation
                 .on_call(self.timezone, at)
                 .map(|(member, start, end)| shift(member, start, end))
                 .into_iter()
                 .collect(),
-            Kind::Calendar(calendar) => calendar
-                .shifts_at(at)
-                .iter()
-                .flat_map(|found| {
-                    found
-                        .members
-                        .iter()
-                        .map(|member| shift(member, found.start, found.end))
-                })
-                .collect(),
+            Kind::Calendar(calendar) => {
+                if complete {
+                    calendar.all_shifts_at(at)?
+                } else {
+                    calendar.shifts_at(at)
+                }
+            }
+            .iter()
+            .flat_map(|found| {
+                found
+                    .members
+                    .iter()
+                    .map(|member| shift(member, found.start, found.end))
+            })
+            .collect(),
+        })
+    }
+
+    /// The earliest moment after `at` when a shift starts: `Ok(None)` when
+    /// none does, `Err(())` when a calendar is too long to tell.
+    pub(crate) fn next_start_after(&self, at: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, ()> {
+        match &self.kind {
+            Kind::Rotation(rotation) => Ok(match rotation.on_call(self.timezone, at) {
+                Some((_, _, end)) => Some(end),
+                None => {
+                    let first = resolve_local(self.timezone, rotation.start);
+                    first.filter(|first| *first > at)
+                }
+            }),
+            Kind::Calendar(calendar) => calendar.next_start_after(at),
         }
     }
 }
@@ -307,7 +352,7 @@ mod tests {
     use chrono_tz::Tz;
 
     use super::{Schedule, resolve_local};
-    use crate::policy::values::Identity;
+    use crate::policy::identity::Identity;
 
     fn utc(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text)

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::eval::{DenyCode, IncidentState, Limit};
-use super::values::Identity;
+use super::denied::DenyCode;
+use super::eval::{IncidentState, Limit};
+use super::identity::Identity;
 use super::{AccessQuery, Policy, PolicyErrors};
 
 const EXAMPLE: &str = include_str!("../../../docs/examples/policy.toml");
@@ -87,6 +88,15 @@ pub(super) fn utc(text: &str) -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
+/// An open incident of this severity, opened by an alert source (so it
+/// counts as independent of every requester).
+pub(super) fn open_incident(severity: u8) -> IncidentState {
+    IncidentState::Open {
+        severity,
+        opened_by: "webhook:alertmanager".to_owned(),
+    }
+}
+
 fn strings(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| (*s).to_owned()).collect()
 }
@@ -114,7 +124,7 @@ impl Query {
             groups: strings(&["sre"]),
             role: "db-debug",
             incident: Some("INC-1"),
-            incident_state: Some(IncidentState::Open { severity: 1 }),
+            incident_state: Some(open_incident(1)),
             reason: Some("restarting the stuck replica"),
             ttl: Some(Duration::from_secs(600)),
             principals: None,
@@ -128,7 +138,7 @@ impl Query {
             groups: &self.groups,
             role: self.role,
             incident: self.incident,
-            incident_state: self.incident_state,
+            incident_state: self.incident_state.clone(),
             approved_by: &[],
             overrides: &[],
             reason: self.reason,
@@ -154,7 +164,12 @@ fn allow_carries_everything_the_certificate_needs() {
     let q = Query::alice();
     let allowed = policy.evaluate(&q.as_query()).unwrap();
     assert_eq!(allowed.role(), "db-debug");
-    assert_eq!(allowed.principals(), strings(&["postgres", "readonly"]));
+    // Principals name the role; the logins are what the user types.
+    assert_eq!(
+        allowed.principals(),
+        strings(&["postgres@db-debug", "readonly@db-debug"])
+    );
+    assert_eq!(allowed.logins(), strings(&["postgres", "readonly"]));
     assert_eq!(allowed.valid_after(), utc("2026-11-05T01:58:00Z"));
     assert_eq!(allowed.valid_before(), utc("2026-11-05T02:10:00Z"));
     assert_eq!(allowed.limited_by(), Limit::RequestedTtl);
@@ -185,11 +200,14 @@ fn requested_principals_narrow_the_certificate() {
     let mut q = Query::alice();
     q.principals = Some(strings(&["readonly", "readonly"]));
     let allowed = policy.evaluate(&q.as_query()).unwrap();
-    assert_eq!(allowed.principals(), strings(&["readonly"]));
+    assert_eq!(allowed.principals(), strings(&["readonly@db-debug"]));
     // An empty list means "all of the role's", never "no principals".
     q.principals = Some(Vec::new());
     let allowed = policy.evaluate(&q.as_query()).unwrap();
-    assert_eq!(allowed.principals(), strings(&["postgres", "readonly"]));
+    assert_eq!(
+        allowed.principals(),
+        strings(&["postgres@db-debug", "readonly@db-debug"])
+    );
 }
 
 #[test]
@@ -200,7 +218,7 @@ fn default_ttl_applies_when_none_is_requested() {
         groups: Vec::new(),
         role: "staging",
         incident: None,
-        incident_state: Some(IncidentState::Open { severity: 1 }),
+        incident_state: Some(open_incident(1)),
         reason: None,
         ttl: None,
         principals: None,
@@ -222,7 +240,7 @@ fn default_ttl_is_capped_to_the_role_max_silently() {
         groups: Vec::new(),
         role: "short",
         incident: None,
-        incident_state: Some(IncidentState::Open { severity: 1 }),
+        incident_state: Some(open_incident(1)),
         reason: None,
         ttl: None,
         principals: None,
@@ -274,7 +292,7 @@ fn on_call_for_any_listed_schedule_is_enough_and_the_longest_shift_wins() {
         groups: Vec::new(),
         role: "either",
         incident: None,
-        incident_state: Some(IncidentState::Open { severity: 1 }),
+        incident_state: Some(open_incident(1)),
         reason: None,
         ttl: Some(Duration::from_secs(3600)),
         principals: None,
@@ -676,12 +694,12 @@ fn incidents_must_be_known_open_and_severe_enough() {
     );
     let policy = policy(&src);
     let mut q = Query::alice();
-    q.incident_state = Some(IncidentState::Open { severity: 2 });
+    q.incident_state = Some(open_incident(2));
     assert!(
         policy.evaluate(&q.as_query()).is_ok(),
         "sev2 is severe enough"
     );
-    q.incident_state = Some(IncidentState::Open { severity: 3 });
+    q.incident_state = Some(open_incident(3));
     let (code, message) = q.denied(&policy);
     assert_eq!(code, DenyCode::IncidentNotSevere);
     assert!(
@@ -713,15 +731,15 @@ fn approvals_count_others_and_auto_approve_needs_every_condition() {
     let mut q = Query::alice();
     q.role = "gated";
     // On call but only a sev2 incident: the rule does not hold; approvals needed.
-    q.incident_state = Some(IncidentState::Open { severity: 2 });
+    q.incident_state = Some(open_incident(2));
     let (code, message) = q.denied(&policy);
     assert_eq!(code, DenyCode::ApprovalRequired);
     assert!(message.contains("needs 2 approval(s)"), "{message}");
     // A sev1 incident: auto-approved.
-    q.incident_state = Some(IncidentState::Open { severity: 1 });
+    q.incident_state = Some(open_incident(1));
     assert!(policy.evaluate(&q.as_query()).is_ok());
     // The requester's own approval never counts; two others do.
-    q.incident_state = Some(IncidentState::Open { severity: 2 });
+    q.incident_state = Some(open_incident(2));
     let own = strings(&["user:alice@example.com", "user:carol@example.com"]);
     let query = AccessQuery {
         approved_by: &own,

@@ -1,11 +1,10 @@
 //! Syntax of the leaf values a policy file holds: durations, timestamps,
-//! identities, principals, host patterns, extensions and CIDR lists.
+//! principals, host patterns, extensions and CIDR lists.
 //!
 //! Every function here turns text into a checked value or an error message
 //! (without location; the caller knows where the text came from). Nothing in
 //! this file panics on any input.
 
-use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -105,164 +104,27 @@ pub(crate) fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
     }
 }
 
-/// Who asks for access or is on call.
-///
-/// `user:` emails are stored lowercased and compared case-insensitively
-/// (identity providers disagree about case); `group:` and `local:` names are
-/// compared exactly.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Identity {
-    User(String),
-    Group(String),
-    Local(String),
-}
-
-impl Identity {
-    /// Parses a prefixed identity: `user:EMAIL`, `group:NAME` or `local:USER`.
-    pub(crate) fn parse(text: &str) -> Result<Identity, String> {
-        if let Some(email) = text.strip_prefix("user:") {
-            check_email(email)?;
-            Ok(Identity::User(email.to_ascii_lowercase()))
-        } else if let Some(group) = text.strip_prefix("group:") {
-            check_group(group)?;
-            Ok(Identity::Group(group.to_owned()))
-        } else if let Some(user) = text.strip_prefix("local:") {
-            check_local_user(user)?;
-            Ok(Identity::Local(user.to_owned()))
-        } else if check_email(text).is_ok() {
-            Err(format!(
-                "identity {text:?} has no prefix; write \"user:{text}\""
-            ))
-        } else {
-            Err(format!(
-                "invalid identity {text:?}; write \"user:EMAIL\", \"group:NAME\" or \"local:USER\""
-            ))
-        }
-    }
-
-    /// Parses a rotation member: a bare email (meaning `user:EMAIL`),
-    /// `user:EMAIL` or `local:USER`. Groups cannot be on call.
-    pub(crate) fn parse_member(text: &str) -> Result<Identity, String> {
-        if !text.contains(':') {
-            check_email(text)?;
-            return Ok(Identity::User(text.to_ascii_lowercase()));
-        }
-        match Identity::parse(text)? {
-            Identity::Group(_) => Err(format!(
-                "{text:?}: a group cannot be on call; list its members instead"
-            )),
-            person => Ok(person),
-        }
-    }
-
-    /// Parses the identity of a requester: `user:EMAIL` or `local:USER`.
-    pub(crate) fn parse_subject(text: &str) -> Result<Identity, String> {
-        match Identity::parse(text)? {
-            Identity::Group(_) => Err(format!(
-                "{text:?} is a group; a requester is \"user:EMAIL\" or \"local:USER\""
-            )),
-            person => Ok(person),
-        }
-    }
-}
-
-impl fmt::Display for Identity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Identity::User(email) => write!(f, "user:{email}"),
-            Identity::Group(name) => write!(f, "group:{name}"),
-            Identity::Local(user) => write!(f, "local:{user}"),
-        }
-    }
-}
-
-fn check_email(email: &str) -> Result<(), String> {
-    let bad = || format!("invalid email {email:?}; write e.g. \"alice@example.com\"");
-    let Some((local, domain)) = email.split_once('@') else {
-        return Err(bad());
-    };
-    let local_ok = !local.is_empty()
-        && local
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._+-!#$%&'*/=?^`{|}~".contains(c));
-    let domain_ok = !domain.is_empty()
-        && domain.split('.').all(|label| {
-            !label.is_empty()
-                && !label.starts_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        });
-    if local_ok && domain_ok && email.len() <= 254 {
-        Ok(())
-    } else {
-        Err(bad())
-    }
-}
-
-/// Group names come from the identity provider and are matched exactly, so
-/// we accept most text, but no control characters, no surrounding blanks.
-fn check_group(group: &str) -> Result<(), String> {
-    let ok = !group.is_empty()
-        && group.chars().count() <= 256
-        && group.trim() == group
-        && !group.chars().any(char::is_control);
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid group name {group:?}: 1 to 256 characters, no control characters, \
-             no leading or trailing blanks"
-        ))
-    }
-}
-
-fn check_local_user(user: &str) -> Result<(), String> {
-    let ok = (1..=32).contains(&user.len())
-        && !user.starts_with('-')
-        && user
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid local user {user:?}: 1 to 32 characters of A-Z a-z 0-9 . _ -, \
-             not starting with '-'"
-        ))
-    }
-}
-
-/// A certificate principal (a login name on the target host).
+/// A login name a role grants on its hosts. Certificates carry it scoped
+/// to the role (`LOGIN@ROLE`, see `targets.rs`), so it may not hold `@`
+/// itself: `deploy@web` as a login would be indistinguishable from login
+/// `deploy` of role `web`.
 pub(crate) fn check_principal(principal: &str) -> Result<(), String> {
     let ok = (1..=64).contains(&principal.len())
         && !principal.starts_with('-')
         && principal
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '+' | '-'));
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '-'));
     if ok {
         Ok(())
-    } else {
+    } else if principal.contains('@') {
         Err(format!(
-            "invalid principal {principal:?}: 1 to 64 characters of A-Z a-z 0-9 . _ @ + -, \
-             not starting with '-'"
+            "invalid login {principal:?}: no '@' (certificates carry LOGIN@ROLE principals); \
+             write the login name alone"
         ))
-    }
-}
-
-/// A host pattern as `ssh_config` `Host` understands it (`*` and `?`
-/// wildcards), without negation.
-pub(crate) fn check_host_pattern(pattern: &str) -> Result<(), String> {
-    let ok = (1..=253).contains(&pattern.len())
-        && !pattern.starts_with('-')
-        && !pattern.starts_with('.')
-        && pattern
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '*' | '?' | ':'));
-    if ok {
-        Ok(())
     } else {
         Err(format!(
-            "invalid host pattern {pattern:?}: 1 to 253 characters of A-Z a-z 0-9 . - _ : \
-             and the wildcards * ?"
+            "invalid principal {principal:?}: 1 to 64 characters of A-Z a-z 0-9 . _ + -, \
+             not starting with '-'"
         ))
     }
 }
@@ -345,8 +207,8 @@ pub(crate) fn check_cidr(text: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::{
-        Identity, check_cidr, check_host_pattern, check_principal, format_duration, parse_duration,
-        parse_instant, parse_local_datetime,
+        check_cidr, check_principal, format_duration, parse_duration, parse_instant,
+        parse_local_datetime,
     };
     use std::time::Duration;
 
@@ -398,51 +260,15 @@ mod tests {
     }
 
     #[test]
-    fn identities() {
-        assert_eq!(
-            Identity::parse("user:Alice@Example.com").unwrap(),
-            Identity::User("alice@example.com".into())
-        );
-        assert_eq!(
-            Identity::parse("group:sre").unwrap(),
-            Identity::Group("sre".into())
-        );
-        assert_eq!(
-            Identity::parse("local:root").unwrap(),
-            Identity::Local("root".into())
-        );
-        assert!(
-            Identity::parse("alice@example.com")
-                .unwrap_err()
-                .contains("user:alice")
-        );
-        assert!(Identity::parse("users:alice@example.com").is_err());
-        assert!(Identity::parse("user:alice").is_err());
-        assert!(Identity::parse("user:alice@@example.com").is_err());
-        assert!(Identity::parse("group:").is_err());
-        assert!(Identity::parse("group: sre").is_err());
-        assert!(Identity::parse("local:-rf").is_err());
-        assert!(Identity::parse("local:ro ot").is_err());
-        assert_eq!(
-            Identity::parse_member("bob@example.com").unwrap(),
-            Identity::User("bob@example.com".into())
-        );
-        assert!(Identity::parse_member("group:sre").is_err());
-        assert!(Identity::parse_subject("group:sre").is_err());
-        assert_eq!(
-            Identity::parse("user:a@b.c").unwrap().to_string(),
-            "user:a@b.c"
-        );
-    }
-
-    #[test]
     fn principals() {
-        for ok in ["postgres", "a", "deploy-bot", "x.y_z@w+1", &"p".repeat(64)] {
+        for ok in ["postgres", "a", "deploy-bot", "x.y_z+1", &"p".repeat(64)] {
             assert!(check_principal(ok).is_ok(), "{ok}");
         }
         for bad in [
             "",
             "-oProxyCommand",
+            "deploy@web-ops",
+            "a#b",
             "a,b",
             "a b",
             "a\0",
@@ -452,15 +278,6 @@ mod tests {
         ] {
             assert!(check_principal(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn host_patterns() {
-        assert!(check_host_pattern("db-*.prod.example.com").is_ok());
-        assert!(check_host_pattern("*").is_ok());
-        assert!(check_host_pattern("db 1").is_err());
-        assert!(check_host_pattern("!db").is_err());
-        assert!(check_host_pattern("").is_err());
     }
 
     #[test]
