@@ -448,12 +448,13 @@ impl Policy {
         };
         let shown = who.to_string();
         let is_root = shown == LOCAL_ROOT;
-        let identities = self.people.identities_of(&who);
-        if identities.len() > 1 {
-            let all: Vec<String> = identities.iter().map(ToString::to_string).collect();
+        if let Some(person) = self.people.of(&who) {
+            let all: Vec<String> = person.identities.iter().map(ToString::to_string).collect();
             steps.push(format!(
-                "ok    {shown} is one person with {}",
-                all.join(", ")
+                "ok    {shown} is one person with {} ([[person]] {:?} at {})",
+                all.join(", "),
+                person.name,
+                person.origin
             ));
         }
         if actor.locked && !is_root {
@@ -529,7 +530,10 @@ impl Policy {
                 (false, Err(_)) => {}
             }
         }
-        let mut message = format!("{shown} may not {}", describe(action, own, takes_shift));
+        let mut message = format!(
+            "you ({shown}) may not {}",
+            describe(action, own, takes_shift)
+        );
         let allowing: Vec<String> = self
             .authority_rules()
             .filter(|rule| rule_covers(rule, &facts).is_ok())

@@ -486,3 +486,49 @@ fn unsupported_recurrence_features_are_refused() {
     refused("DURATION:PT1H", "both DTEND and DURATION");
     refused("ATTENDEE:mailto:not-an-email", "ATTENDEE");
 }
+
+// ------------------------------------------------------- declined shifts
+
+#[test]
+fn attendees_who_declined_are_not_on_call() {
+    let c = calendar(&wrap(
+        "BEGIN:VEVENT\r\nUID:a\r\nDTSTART:20261102T080000Z\r\nDTEND:20261102T200000Z\r\n\
+         ATTENDEE;PARTSTAT=DECLINED:mailto:grace@example.com\r\n\
+         ATTENDEE;PARTSTAT=ACCEPTED:mailto:heidi@example.com\r\nEND:VEVENT\r\n\
+         BEGIN:VEVENT\r\nUID:b\r\nDTSTART:20261103T080000Z\r\nDTEND:20261103T200000Z\r\n\
+         SUMMARY:ivan@example.com on call\r\n\
+         ATTENDEE;PARTSTAT=declined;CN=Ivan:mailto:ivan@example.com\r\nEND:VEVENT\r\n\
+         BEGIN:VEVENT\r\nUID:c\r\nDTSTART:20261104T080000Z\r\nDTEND:20261104T200000Z\r\n\
+         ATTENDEE;PARTSTAT=TENTATIVE:mailto:judy@example.com\r\nEND:VEVENT\r\n",
+    ));
+    let members = |at: &str| -> Vec<String> { who(&c, at).into_iter().map(|s| s.0).collect() };
+    assert_eq!(members("2026-11-02T12:00:00Z"), ["user:heidi@example.com"]);
+    // Everyone declined: nobody is on call (not the SUMMARY's address).
+    assert!(members("2026-11-03T12:00:00Z").is_empty());
+    // Only DECLINED removes someone.
+    assert_eq!(members("2026-11-04T12:00:00Z"), ["user:judy@example.com"]);
+}
+
+#[test]
+fn the_next_shift_start_is_found_across_gaps() {
+    let c = calendar(&wrap(
+        "BEGIN:VEVENT\r\nUID:a\r\nDTSTART:20261102T080000Z\r\nDTEND:20261102T120000Z\r\n\
+         RRULE:FREQ=DAILY;COUNT=3\r\nATTENDEE:mailto:a@example.com\r\nEND:VEVENT\r\n\
+         BEGIN:VEVENT\r\nUID:b\r\nDTSTART:20261102T100000Z\r\nDTEND:20261102T110000Z\r\n\
+         ATTENDEE:mailto:b@example.com\r\nEND:VEVENT\r\n",
+    ));
+    let next = |at: &str| c.next_start_after(utc(at)).unwrap().map(|t| t.to_rfc3339());
+    assert_eq!(
+        next("2026-11-01T00:00:00Z").as_deref(),
+        Some("2026-11-02T08:00:00+00:00")
+    );
+    assert_eq!(
+        next("2026-11-02T08:00:00Z").as_deref(),
+        Some("2026-11-02T10:00:00+00:00")
+    );
+    assert_eq!(
+        next("2026-11-02T13:00:00Z").as_deref(),
+        Some("2026-11-03T08:00:00+00:00")
+    );
+    assert_eq!(next("2026-11-04T09:00:00Z"), None);
+}

@@ -64,6 +64,7 @@ pub(super) fn identity_list<T>(
 pub(super) fn check_persons(raw: &RawPolicy, sink: &mut Sink<'_>) -> People {
     let mut people = People::default();
     let mut owners: Vec<(Identity, Loc)> = Vec::new();
+    let mut names: Vec<(&str, Loc)> = Vec::new();
     for item in &raw.persons {
         let RawPerson { name, identities } = &item.value;
         let context = format!("person {:?}", name.get_ref());
@@ -74,14 +75,14 @@ pub(super) fn check_persons(raw: &RawPolicy, sink: &mut Sink<'_>) -> People {
             &item.at(name),
             sink,
         );
-        if let Some(first) = people.named(name.get_ref()) {
+        if let Some((_, first)) = names.iter().find(|(n, _)| *n == name.get_ref().as_str()) {
+            let first = sink.locate(first);
             sink.at(
                 &item.at(name),
-                format!(
-                    "{context} is defined twice; first at {}; merge them",
-                    first.origin
-                ),
+                format!("{context} is defined twice; first at {first}; merge them"),
             );
+        } else {
+            names.push((name.get_ref().as_str(), item.loc()));
         }
         if identities.get_ref().is_empty() {
             sink.at(

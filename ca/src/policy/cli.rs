@@ -38,7 +38,7 @@ pub(crate) enum PolicyCommand {
         json: bool,
     },
     /// Show step by step how the policy decides one request (--role) or one use of a power (--action).
-    Explain(ExplainArgs),
+    Explain(Box<ExplainArgs>),
     /// The AuthorizedPrincipalsFile lines an enrolled host with these names gets, per login.
     Principals {
         path: PathBuf,
@@ -121,7 +121,7 @@ pub(crate) fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         PolicyCommand::Check { path, json, strict } => check(&path, json, strict),
         PolicyCommand::Test { path, json } => test(&path, json),
-        PolicyCommand::Explain(args) => explain(args),
+        PolicyCommand::Explain(args) => explain(*args),
         PolicyCommand::Principals { path, hosts, json } => {
             let policy = match load(&path, json)? {
                 Ok(p) => p,

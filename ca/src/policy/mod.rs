@@ -49,7 +49,11 @@ mod targets;
 mod values;
 
 #[cfg(test)]
+mod authority_tests;
+#[cfg(test)]
 mod calendar_tests;
+#[cfg(test)]
+mod check_authority_tests;
 #[cfg(test)]
 mod check_tests;
 #[cfg(test)]
@@ -57,19 +61,15 @@ mod tests;
 
 use std::path::Path;
 
-#[cfg_attr(
-    not(test),
-    expect(unused_imports, reason = "API for the wiring of issue 13")
-)]
+// The API the handlers call (issue 13's wiring): not all of it has a
+// caller outside this module yet.
+#[allow(unused_imports)]
 pub(crate) use self::authority::{Action, ActionKind, Actor, Authorized};
 pub(crate) use self::check::parse_severity;
 pub(crate) use self::denied::{Denied, DenyCode};
 pub(crate) use self::error::{PolicyError, PolicyErrors};
 pub(crate) use self::eval::{AccessQuery, Allowed, IncidentState};
-#[cfg_attr(
-    not(test),
-    expect(unused_imports, reason = "API for the wiring of issue 13")
-)]
+#[allow(unused_imports)]
 pub(crate) use self::identity::{InvalidIdentity, canonical_identity};
 pub(crate) use self::model::Role;
 pub(crate) use self::oncall::Override;
