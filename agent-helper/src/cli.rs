@@ -19,9 +19,16 @@ use crate::session::{self, Session};
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Connection flags: accepted before or after the subcommand.
+    #[command(flatten)]
+    ca: CaArgs,
 }
 
-/// Where the CA is and how to trust it (saved by `login`).
+/// Where the CA is and how to trust it (saved by `login`). Global: they may
+/// come before the subcommand (`shiftkey --ca unix:PATH access ROLE`) or
+/// after it. `host enroll` has its own `--ca`, `--ca-cert` and
+/// `--ca-fingerprint` (it writes them into the host's files), which take
+/// precedence there.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct CaArgs {
     /// The CA: https://HOST:PORT, or unix:PATH for its local socket on the CA host.
@@ -80,8 +87,6 @@ impl TokenArgs {
 enum Command {
     /// Sign in with your identity provider (browser, or --device on headless machines).
     Login {
-        #[command(flatten)]
-        ca: CaArgs,
         /// Device authorization grant: shows a code to enter on another device.
         #[arg(long)]
         device: bool,
@@ -92,10 +97,7 @@ enum Command {
         token: TokenArgs,
     },
     /// Forget the cached login and remove this CA's certificates from ssh-agent.
-    Logout {
-        #[command(flatten)]
-        ca: CaArgs,
-    },
+    Logout,
     /// Get a certificate for ROLE into ssh-agent; then use plain ssh.
     Access {
         /// The role, as `shiftkey roles` lists them.
@@ -122,8 +124,6 @@ enum Command {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        ca: CaArgs,
-        #[command(flatten)]
         token: TokenArgs,
     },
     /// Roles you may ask for, with their hosts and conditions.
@@ -131,16 +131,12 @@ enum Command {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        ca: CaArgs,
-        #[command(flatten)]
         token: TokenArgs,
     },
     /// Certificates from this CA in your agent, and your login.
     Status {
         #[arg(long)]
         json: bool,
-        #[command(flatten)]
-        ca: CaArgs,
     },
     /// ssh configuration for your roles and the host CA (--install writes it under ~/.ssh).
     ///
@@ -161,8 +157,6 @@ enum Command {
         #[arg(long, conflicts_with = "install")]
         known_hosts: bool,
         #[command(flatten)]
-        ca: CaArgs,
-        #[command(flatten)]
         token: TokenArgs,
     },
     /// Open, resolve and list incidents (access under an incident ends when it is resolved).
@@ -172,8 +166,6 @@ enum Command {
         /// Print the result as JSON.
         #[arg(long, global = true)]
         json: bool,
-        #[command(flatten)]
-        ca: CaArgs,
         #[command(flatten)]
         token: TokenArgs,
     },
@@ -191,8 +183,6 @@ enum Command {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        ca: CaArgs,
-        #[command(flatten)]
         token: TokenArgs,
     },
     /// Approve someone else's access request (see `shiftkey requests`).
@@ -209,8 +199,6 @@ enum Command {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        ca: CaArgs,
-        #[command(flatten)]
         token: TokenArgs,
     },
     /// Deny an access request; the requester sees who denied it and why.
@@ -224,8 +212,6 @@ enum Command {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        ca: CaArgs,
-        #[command(flatten)]
         token: TokenArgs,
     },
     /// Who is on call now and next (for one SCHEDULE, or all).
@@ -237,16 +223,12 @@ enum Command {
         #[arg(long, global = true)]
         json: bool,
         #[command(flatten)]
-        ca: CaArgs,
-        #[command(flatten)]
         token: TokenArgs,
     },
     /// Who the CA thinks you are.
     Whoami {
         #[arg(long)]
         json: bool,
-        #[command(flatten)]
-        ca: CaArgs,
         #[command(flatten)]
         token: TokenArgs,
     },
@@ -257,8 +239,6 @@ enum Command {
     Recordings {
         #[command(subcommand)]
         action: crate::recordings::Action,
-        #[command(flatten)]
-        ca: CaArgs,
         #[command(flatten)]
         token: TokenArgs,
     },
@@ -335,14 +315,14 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let ca = cli.ca;
     match cli.command {
         Command::Login {
-            ca,
             device,
             no_browser,
             token,
         } => login_command(&ca, device, no_browser, &token).await,
-        Command::Logout { ca } => {
+        Command::Logout => {
             let session = Session::open(&ca)?;
             if let Some(path) = session.token_cache() {
                 login::remove(&path)?;
@@ -369,7 +349,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             out,
             wait,
             json,
-            ca,
             token,
         } => {
             let client = token.client(&ca).await?;
@@ -387,7 +366,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             };
             crate::access::run(&client, &opts).await
         }
-        Command::Roles { json, ca, token } => {
+        Command::Roles { json, token } => {
             let client = token.client(&ca).await?;
             let roles = client.roles().await?;
             if json {
@@ -422,11 +401,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Status { json, ca } => crate::status::run(&Session::open(&ca)?, json),
+        Command::Status { json } => crate::status::run(&Session::open(&ca)?, json),
         Command::SshConfig {
             install,
             known_hosts,
-            ca,
             token,
         } => {
             let client = token.client(&ca).await?;
@@ -452,7 +430,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Whoami { json, ca, token } => {
+        Command::Whoami { json, token } => {
             let client = token.client(&ca).await?;
             let who = client.whoami().await?;
             let login = Session::open(&ca)?.cached_token();
@@ -487,7 +465,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Incident {
             action,
             json,
-            ca,
             token,
         } => {
             let client = token.client(&ca).await?;
@@ -543,12 +520,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Requests {
-            id,
-            json,
-            ca,
-            token,
-        } => {
+        Command::Requests { id, json, token } => {
             if let Some(id) = &id {
                 crate::ca_client::check_request_id(id)?;
             }
@@ -581,7 +553,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             id,
             reason,
             json,
-            ca,
             token,
         } => {
             crate::ca_client::check_request_id(&id)?;
@@ -614,7 +585,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             id,
             reason,
             json,
-            ca,
             token,
         } => {
             crate::ca_client::check_request_id(&id)?;
@@ -648,7 +618,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     reason,
                 }),
             json,
-            ca,
             token,
             ..
         } => {
@@ -687,7 +656,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             action: None,
             schedule,
             json,
-            ca,
             token,
         } => {
             let client = token.client(&ca).await?;
@@ -729,7 +697,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Host(command) => crate::host::run(command).await,
-        Command::Recordings { action, ca, token } => match action {
+        Command::Recordings { action, token } => match action {
             crate::recordings::Action::Verify { dir, ca_key } => {
                 let saved = match ca_key {
                     Some(_) => Vec::new(),
@@ -999,5 +967,72 @@ mod tests {
         };
         assert_eq!(wait, std::time::Duration::from_secs(600));
         assert!(Cli::try_parse_from(["shiftkey", "deny", "r_1"]).is_err());
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    /// Regression: `shiftkey --ca unix:PATH access ROLE` failed because the
+    /// connection flags were accepted only after the subcommand.
+    #[test]
+    fn connection_flags_go_before_or_after_the_subcommand() {
+        let parse = |args: &[&str]| match Cli::try_parse_from(args) {
+            Ok(cli) => cli,
+            Err(e) => panic!("{args:?}: {e}"),
+        };
+        for args in [
+            &[
+                "shiftkey",
+                "--ca",
+                "unix:/run/ca.sock",
+                "access",
+                "db-debug",
+            ][..],
+            &[
+                "shiftkey",
+                "access",
+                "db-debug",
+                "--ca",
+                "unix:/run/ca.sock",
+            ],
+            &["shiftkey", "incident", "--ca", "unix:/run/ca.sock", "list"],
+            &["shiftkey", "incident", "list", "--ca", "unix:/run/ca.sock"],
+        ] {
+            let cli = parse(args);
+            assert_eq!(cli.ca.ca.as_deref(), Some("unix:/run/ca.sock"), "{args:?}");
+        }
+        let cli = parse(&[
+            "shiftkey",
+            "--ca-fingerprint",
+            "ab:cd",
+            "--config",
+            "/tmp/c.toml",
+            "whoami",
+        ]);
+        assert_eq!(cli.ca.ca_fingerprint.as_deref(), Some("ab:cd"));
+        assert_eq!(
+            cli.ca.config.as_deref(),
+            Some(std::path::Path::new("/tmp/c.toml"))
+        );
+        assert!(matches!(cli.command, Command::Whoami { .. }));
+        let cli = parse(&["shiftkey", "--ca-cert", "/tmp/b.pem", "logout"]);
+        assert_eq!(
+            cli.ca.ca_cert.as_deref(),
+            Some(std::path::Path::new("/tmp/b.pem"))
+        );
+        // `host enroll` keeps its own --ca.
+        let cli = parse(&[
+            "shiftkey",
+            "host",
+            "enroll",
+            "--ca",
+            "https://ca.example.com:8443",
+            "--token",
+            "t",
+        ]);
+        assert!(matches!(cli.command, Command::Host(_)));
     }
 }

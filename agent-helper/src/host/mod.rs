@@ -203,12 +203,19 @@ pub(crate) struct EnrollArgs {
     pub(crate) token_file: Option<PathBuf>,
     /// Trust exactly the CA TLS certificate with this SHA-256 (hex; a
     /// `SHA256:` prefix and colons are fine), e.g. for a self-signed CA.
-    #[arg(long, value_name = "SHA256", conflicts_with = "ca_bundle")]
+    #[arg(long, value_name = "SHA256", conflicts_with = "ca_cert")]
     pub(crate) ca_fingerprint: Option<String>,
     /// Trust the CA's TLS certificate by this PEM bundle (copied to
     /// SSH_DIR/shiftkey/ca-bundle.pem for refresh). Neither flag: the
     /// system's web roots.
-    #[arg(long, value_name = "FILE", visible_alias = "ca-cert")]
+    // Its id is the global connection flag's (`ca_cert`): clap then keeps
+    // this one for `host enroll` instead of adding the global `--ca-cert`.
+    #[arg(
+        id = "ca_cert",
+        long = "ca-bundle",
+        value_name = "FILE",
+        visible_alias = "ca-cert"
+    )]
     pub(crate) ca_bundle: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) ssh: SshArgs,
