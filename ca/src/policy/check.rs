@@ -93,7 +93,7 @@ pub(super) fn check(raw: &RawPolicy, sink: &mut Sink<'_>) -> Checked {
         .collect();
     authorities.extend(shorthand_rules(&roles, reviewers, &reviewers_origin));
     check_approvals_possible(raw, &roles, &authorities, sink);
-    warn_about_powers(raw, &admins, &authorities, sink);
+    warn_about_powers(raw, &authorities, sink);
     let _ = unique_names(&raw.tests, |t| &t.name, "test", sink);
     let tests = raw
         .tests
@@ -148,37 +148,32 @@ fn check_approvals_possible(
     }
 }
 
-/// One warning per policy for the powers only admins hold, and for a
-/// policy without admins: the migration aid for policies written before
-/// `[[authority]]`.
-fn warn_about_powers(
-    raw: &RawPolicy,
-    admins: &[Identity],
-    authorities: &[AuthorityRule],
-    sink: &mut Sink<'_>,
-) {
+/// The migration aid for policies written before authority was policy:
+/// one warning when a policy with roles names neither `admins` nor any
+/// `[[authority]]` entry, so that only `local:root` holds the powers that
+/// every role holder used to have. (`admins = []` says "root only" on
+/// purpose and silences it.)
+fn warn_about_powers(raw: &RawPolicy, authorities: &[AuthorityRule], sink: &mut Sink<'_>) {
+    if raw.roles.is_empty() || !raw.admins.is_empty() || !raw.authorities.is_empty() {
+        return;
+    }
+    let admin_only = admin_only_powers(authorities);
+    if admin_only.is_empty() {
+        return;
+    }
     let anchor = Loc {
         file: 0,
         span: 0..0,
     };
-    let admin_only = admin_only_powers(authorities);
-    if !admin_only.is_empty() && !raw.roles.is_empty() {
-        sink.warn(
-            &anchor,
-            format!(
-                "no [[authority]] entry gives {}: only admins may (closed default); add \
-                 [[authority]] entries for who may, see docs/policy.md \"Authority\"",
-                admin_only.join(", ")
-            ),
-        );
-    }
-    if admins.is_empty() && !raw.roles.is_empty() {
-        sink.warn(
-            &anchor,
-            "no admins = [...]: only local:root on the CA host holds the powers no \
-             [[authority]] entry gives",
-        );
-    }
+    sink.warn(
+        &anchor,
+        format!(
+            "no admins = [...] and no [[authority]] entry: only local:root on the CA host may \
+             use {} (and every power no rule gives); name admins and add [[authority]] \
+             entries, or write admins = [] to say root only (see docs/policy.md, \"Authority\")",
+            admin_only.join(", ")
+        ),
+    );
 }
 
 /// Reports a check failure at `loc`, prefixed with the entry it is in.

@@ -187,8 +187,7 @@ fn check_warns_about_suspicious_patterns_and_admin_only_powers() {
     assert_eq!(
         warnings,
         [
-            "policy.toml:1:1: no [[authority]] entry gives incident.open, incident.resolve, override.create: only admins may (closed default); add [[authority]] entries for who may, see docs/policy.md \"Authority\"",
-            "policy.toml:1:1: no admins = [...]: only local:root on the CA host holds the powers no [[authority]] entry gives",
+            "policy.toml:1:1: no admins = [...] and no [[authority]] entry: only local:root on the CA host may use incident.open, incident.resolve, override.create (and every power no rule gives); name admins and add [[authority]] entries, or write admins = [] to say root only (see docs/policy.md, \"Authority\")",
             "policy.toml:10:31: role \"web-ops\": \"*\" matches only names without a dot (\"db-1\", not \"db-1.example.com\"); name your domains, e.g. \"*.example.com\"",
             "policy.toml:10:36: role \"web-ops\": \"web-1.*\" has a wildcard in its last label, so it matches names under any top-level domain; spell out the domain",
             "policy.toml:10:47: role \"web-ops\": \"*.com\" fixes fewer than two labels, so it spans a whole top-level domain; spell out the domain",
@@ -280,6 +279,20 @@ overrides = [{ schedule = "primary", member = "local:bob", start = "2026-11-10T0
 expect = "deny"
 deny = "self-served"
 "#;
+
+#[test]
+fn admins_or_authority_entries_silence_the_migration_warning() {
+    for prefix in ["admins = []\n", "admins = [\"group:ca-admins\"]\n"] {
+        assert!(
+            policy(&format!("{prefix}{ROLES}")).warnings().is_empty(),
+            "{prefix}"
+        );
+    }
+    let with_entry = format!(
+        "{ROLES}\n[[authority]]\nidentities = [\"group:leads\"]\nactions = [\"incident.open\"]\n"
+    );
+    assert!(policy(&with_entry).warnings().is_empty());
+}
 
 #[test]
 fn authority_tests_run_and_catch_a_widened_power() {

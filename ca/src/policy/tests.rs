@@ -538,13 +538,44 @@ fn the_documented_example_parses_and_all_its_tests_pass() {
     };
     assert_eq!(policy.sources().next().map(|(_, text)| text), Some(EXAMPLE));
     let outcomes = policy.run_tests();
-    assert_eq!(outcomes.len(), 21);
+    assert_eq!(outcomes.len(), 48);
+    assert!(policy.warnings().is_empty(), "{:?}", policy.warnings());
     for outcome in &outcomes {
         assert!(
             outcome.passed,
             "{}: {}: {}",
             outcome.location, outcome.name, outcome.detail
         );
+    }
+}
+
+/// The short example at the top of docs/policy.md and the policy the
+/// packages install: valid, without warnings, every test passing.
+#[test]
+fn the_other_documented_policies_pass_check_and_test() {
+    let reference = include_str!("../../../docs/policy.md");
+    let short = reference
+        .split("## A short example\n\n```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("docs/policy.md has a short example");
+    let packaged = include_str!("../../../packaging/etc/policy.toml");
+    for (name, text, count) in [("short example", short, 2), ("packaged", packaged, 6)] {
+        let policy = policy(text);
+        assert!(
+            policy.warnings().is_empty(),
+            "{name}: {:?}",
+            policy.warnings()
+        );
+        let outcomes = policy.run_tests();
+        assert_eq!(outcomes.len(), count, "{name}");
+        for outcome in &outcomes {
+            assert!(
+                outcome.passed,
+                "{name}: {}: {}",
+                outcome.name, outcome.detail
+            );
+        }
     }
 }
 
