@@ -507,7 +507,9 @@ impl Policy {
         steps.push("ok    not an admin".to_owned());
 
         let mut near_misses = Vec::new();
-        for rule in self.authority_rules() {
+        // Entries that do not list the action are none of this decision's
+        // business: they are left out of the steps and the message.
+        for rule in self.authority_rules().filter(|r| r.actions.contains(&kind)) {
             let names_actor = rule
                 .identities
                 .iter()
@@ -536,7 +538,7 @@ impl Policy {
         );
         let allowing: Vec<String> = self
             .authority_rules()
-            .filter(|rule| rule_covers(rule, &facts).is_ok())
+            .filter(|rule| rule.actions.contains(&kind) && rule_covers(rule, &facts).is_ok())
             .map(|rule| format!("{} ({})", rule.origin, summarize(&rule.identities)))
             .collect();
         if !near_misses.is_empty() {

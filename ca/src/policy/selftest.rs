@@ -522,18 +522,16 @@ pub(super) fn check_test(
                 _ => None,
             }
         }
-        Some(kind) => check_test_action(
-            item,
-            kind,
-            &context,
-            severity,
-            opener,
-            overrides,
-            &role,
-            identity.as_ref(),
-            known_schedule,
-            sink,
-        )
+        Some(kind) => {
+            let common = Common {
+                context: &context,
+                severity,
+                opener,
+                overrides,
+                identity: identity.as_ref(),
+            };
+            check_test_action(item, kind, common, &role, known_schedule, sink)
+        }
         .map(|action| TestKind::Power {
             action,
             locked: t.locked,
@@ -659,20 +657,32 @@ fn test_override(
     })
 }
 
-/// The action of an action test, from the fields it reads.
-#[allow(clippy::too_many_arguments)]
-fn check_test_action(
-    item: &Item<RawTest>,
-    kind: ActionKind,
-    context: &str,
+/// What a test's shared keys came to, for [`check_test_action`].
+struct Common<'a> {
+    context: &'a str,
     severity: Option<u8>,
     opener: Option<String>,
     overrides: Vec<Override>,
+    /// The test's `identity`, creator of the override it names.
+    identity: Option<&'a Identity>,
+}
+
+/// The action of an action test, from the fields it reads.
+fn check_test_action(
+    item: &Item<RawTest>,
+    kind: ActionKind,
+    common: Common<'_>,
     role: &dyn Fn(&mut Sink<'_>, bool) -> Option<String>,
-    identity: Option<&Identity>,
     known_schedule: &dyn Fn(&str) -> bool,
     sink: &mut Sink<'_>,
 ) -> Option<TestAction> {
+    let Common {
+        context,
+        severity,
+        opener,
+        overrides,
+        identity,
+    } = common;
     let t = &item.value;
     let required = |sink: &mut Sink<'_>, field: &str, present: bool| {
         if !present {
