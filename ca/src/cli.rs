@@ -11,7 +11,6 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
-use crate::audit::Audit;
 use crate::env_vars;
 use crate::secret::Secret;
 use crate::store::{Access, Store};
@@ -146,9 +145,10 @@ impl DataDir {
         )?)
     }
 
-    /// The store, and the audit log's writer on it.
-    fn open_audit(&self) -> anyhow::Result<Audit> {
-        Ok(Audit::start(self.open_store(Access::ReadWrite)?))
+    /// The store, its audit writer and the policy, for a command that
+    /// uses a power.
+    fn operator(&self) -> anyhow::Result<crate::operator::Operator> {
+        crate::operator::Operator::open(&self.data_dir, self.config.as_deref())
     }
 }
 
@@ -228,31 +228,25 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 async fn revoke(args: RevokeArgs) -> anyhow::Result<ExitCode> {
-    use crate::store::Selector;
-    let selector = if let Some(serial) = args.serial {
-        Selector::Serial(serial)
+    use crate::operator::Revoke;
+    let which = if let Some(serial) = args.serial {
+        Revoke::Serial(serial)
     } else if let Some(key_id) = &args.key_id {
-        Selector::KeyId(key_id.clone())
+        Revoke::KeyId(key_id.clone())
     } else if let Some(identity) = &args.identity {
-        Selector::Identity(identity.clone())
+        Revoke::Identity(identity.clone())
     } else if let Some(incident) = &args.incident {
-        Selector::Incident(incident.clone())
+        Revoke::Incident(incident.clone())
     } else if let Some(request) = &args.request {
-        Selector::Request(request.clone())
+        Revoke::Request(request.clone())
     } else {
         bail!("say which certificates: --serial, --key-id, --identity, --incident or --request")
     };
     if args.reason.trim().len() < 3 {
         bail!("--reason must say why (it is recorded in the audit log)");
     }
-    let audit = args.dir.open_audit()?;
-    let serials = crate::revocation::revoke(
-        &audit,
-        selector,
-        args.reason.trim().to_owned(),
-        local_actor(),
-    )
-    .await?;
+    let operator = args.dir.operator()?;
+    let serials = operator.revoke(which, args.reason.trim()).await?;
     if args.json {
         println!("{}", serde_json::json!({ "revoked_serials": serials }));
     } else if serials.is_empty() {
@@ -268,39 +262,25 @@ async fn revoke(args: RevokeArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn lock(args: LockArgs, lock: bool) -> anyhow::Result<ExitCode> {
-    let identity = args.identity.trim();
-    if !(identity.starts_with("user:") || identity.starts_with("local:"))
-        || !crate::identity::is_safe_token(identity)
-    {
-        bail!("--identity must be user:EMAIL or local:USER, e.g. user:alice@example.com");
-    }
     let reason = args.reason.trim();
     if reason.len() < 3 || reason.len() > 500 || reason.chars().any(char::is_control) {
         bail!(
             "--reason must say why in 3 to 500 characters (it is recorded and shown to the user)"
         );
     }
-    let audit = args.dir.open_audit()?;
+    let operator = args.dir.operator()?;
     if lock {
-        let serials =
-            crate::revocation::lock(&audit, identity, reason.to_owned(), local_actor()).await?;
+        let (person, serials) = operator.lock(&args.identity, reason).await?;
         println!(
-            "locked {identity}: no new certificates or bastion sessions; revoked {} live certificate(s); running bastion sessions end now",
+            "locked {}: no new certificates, bastion sessions or powers; revoked {} live certificate(s); running bastion sessions end now",
+            person.join(", "),
             serials.len()
         );
     } else {
-        crate::revocation::unlock(&audit, identity, reason.to_owned(), local_actor()).await?;
-        println!("unlocked {identity}");
+        let person = operator.unlock(&args.identity, reason).await?;
+        println!("unlocked {}", person.join(", "));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn local_actor() -> String {
-    let uid = nix::unistd::Uid::current().as_raw();
-    format!(
-        "local:{}",
-        crate::identity::local_user_name(uid).unwrap_or_else(|| uid.to_string())
-    )
 }
 
 async fn hosts(cmd: HostsCommand) -> anyhow::Result<ExitCode> {
@@ -311,10 +291,16 @@ async fn hosts(cmd: HostsCommand) -> anyhow::Result<ExitCode> {
             } else {
                 crate::hosts::HostKind::Host
             };
-            let token =
-                crate::hosts::new_token(&args.name, args.principals, kind, args.ttl, local_actor())
-                    .map_err(anyhow::Error::msg)?;
-            crate::hosts::record_token(&args.dir.open_audit()?, &token).await?;
+            let operator = args.dir.operator()?;
+            let token = crate::hosts::new_token(
+                &args.name,
+                args.principals,
+                kind,
+                args.ttl,
+                operator.actor(),
+            )
+            .map_err(anyhow::Error::msg)?;
+            operator.record_token(&token).await?;
             if args.json {
                 println!(
                     "{}",

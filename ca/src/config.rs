@@ -228,6 +228,21 @@ pub(crate) fn open_store(
     Ok(crate::store::open(&settings, access)?)
 }
 
+/// The policy file the data directory's `ca.toml` (or `config`) names, as
+/// `serve` reads it; `DATA_DIR/policy.toml` without a `ca.toml`.
+pub(crate) fn policy_path(data_dir: &Path, config: Option<&Path>) -> Result<PathBuf, Error> {
+    match config {
+        Some(path) => Ok(Config::load(path, data_dir)?.policy_path),
+        None => match Config::load(&data_dir.join("ca.toml"), data_dir) {
+            Ok(config) => Ok(config.policy_path),
+            Err(Error::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Ok(data_dir.join(default_policy_path()))
+            }
+            Err(e) => Err(e),
+        },
+    }
+}
+
 fn default_store(data_dir: &Path) -> crate::store::Settings {
     crate::store::Settings::Sqlite {
         path: data_dir.join(DEFAULT_DB),

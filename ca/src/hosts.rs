@@ -256,7 +256,11 @@ impl Explain for AuthError {
 
 /// `shiftkey-ca hosts token`: records the token with its audit row (the
 /// CA may be running; the store serialises writers).
-pub(crate) async fn record_token(audit: &Audit, token: &NewToken) -> Result<(), audit::Error> {
+pub(crate) async fn record_token(
+    audit: &Audit,
+    token: &NewToken,
+    granted: &crate::authority::Granted,
+) -> Result<(), audit::Error> {
     let t = &token.stored;
     audit
         .record_change(
@@ -264,8 +268,8 @@ pub(crate) async fn record_token(audit: &Audit, token: &NewToken) -> Result<(), 
                 "host.token_created",
                 t.created_by.clone(),
                 Outcome::Info,
-                json!({ "token": t.id, "name": t.name, "kind": t.kind,
-                        "principals": t.principals, "expires_at": t.expires_at }),
+                granted.annotate(json!({ "token": t.id, "name": t.name, "kind": t.kind,
+                        "principals": t.principals, "expires_at": t.expires_at })),
             ),
             Change::CreateJoinToken(t.clone()),
         )

@@ -22,6 +22,16 @@ pub(crate) enum Caller {
 }
 
 impl Caller {
+    /// A caller from an ID token's email and groups, the email in its one
+    /// canonical spelling ([`crate::policy::canonical_identity`]: identity
+    /// providers disagree about case). None when the email cannot be an
+    /// identity.
+    pub(crate) fn user(email: &str, groups: Vec<String>) -> Option<Caller> {
+        let identity = crate::policy::canonical_identity(&format!("user:{email}")).ok()?;
+        let email = identity.strip_prefix("user:")?.to_owned();
+        is_safe_token(&email).then_some(Caller::User { email, groups })
+    }
+
     /// The identity as grants name it: `user:alice@example.com`, `local:root`.
     pub(crate) fn identity(&self) -> String {
         match self {
@@ -94,6 +104,24 @@ mod tests {
         };
         assert_eq!(webhook.identity(), "webhook:pagerduty");
         assert!(webhook.groups().is_empty());
+    }
+
+    #[test]
+    fn token_emails_become_one_canonical_identity() {
+        let caller = Caller::user("Alice@Example.COM", vec!["SRE".into()]).unwrap();
+        assert_eq!(caller.identity(), "user:alice@example.com");
+        assert_eq!(caller.key_id_subject(), "alice@example.com");
+        // Group names are the identity provider's, exactly.
+        assert_eq!(caller.groups(), ["SRE".to_owned()]);
+        for bad in [
+            "",
+            "alice",
+            "a b@example.com",
+            "alice@exa,mple.com",
+            "ä@example.com",
+        ] {
+            assert!(Caller::user(bad, Vec::new()).is_none(), "{bad:?}");
+        }
     }
 
     #[test]

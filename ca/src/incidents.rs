@@ -1,25 +1,29 @@
-//! Incidents: opened by people who hold a role (or by an alert source),
-//! resolved once; resolving revokes every live certificate issued under
-//! the incident, in the same commit.
+//! Incidents: opened and resolved by whom the policy's authority allows
+//! (people, alert sources as `webhook:SOURCE`), resolved once; resolving
+//! revokes every live certificate issued under the incident, in the same
+//! commit.
 //!
-//! Never: change an incident without its audit row in the same commit.
+//! Never: open or resolve without the policy's `Authorized`
+//! (`authority::authorize`); change an incident without its audit row in
+//! the same commit.
 
 use chrono::Utc;
 use serde_json::json;
 
 use crate::audit::{self, Event, Explain, Outcome};
+use crate::authority::{self, Granted};
 use crate::base::Base;
 use crate::clock::{now_rfc3339, unix_now};
 use crate::identity::Caller;
-use crate::policy::IncidentState;
+use crate::policy::{Action, IncidentState};
 use crate::store::{self, Change, Conflict};
 pub(crate) use crate::store::{CertificateSummary, Incident};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
-    /// Only people who hold a role open and resolve incidents by hand.
-    #[error("only people who hold a role may {0} incidents")]
-    NoRole(&'static str),
+    /// The policy's authority refused (audited), or could not be asked.
+    #[error(transparent)]
+    Authority(#[from] authority::Error),
     #[error("incident {0} already exists")]
     Exists(String),
     #[error("no incident {0}")]
@@ -37,7 +41,7 @@ pub(crate) enum Error {
 impl Explain for Error {
     fn code(&self) -> &'static str {
         match self {
-            Error::NoRole(_) => "forbidden",
+            Error::Authority(e) => e.code(),
             Error::Exists(_) | Error::AlreadyResolved(_) | Error::ResolvedMeanwhile(_) => {
                 "conflict"
             }
@@ -81,6 +85,17 @@ impl Incidents {
         Ok(self.base.store.incident(id).await?)
     }
 
+    /// The incident opened for the Alertmanager firing `alert_key`.
+    pub(crate) async fn for_alert(&self, alert_key: &str) -> Result<Option<Incident>, Error> {
+        Ok(self.base.store.alert_incident(alert_key).await?)
+    }
+
+    /// The firing an incident was opened for, when Alertmanager opened it
+    /// (and the CA kept it: not for incidents from before version 11).
+    pub(crate) async fn alert_key_of(&self, id: &str) -> Result<Option<String>, Error> {
+        Ok(self.base.store.alert_key_of(id).await?)
+    }
+
     /// Certificates issued under incident `id`, by serial (at most 1000).
     pub(crate) async fn certificates(&self, id: &str) -> Result<Vec<CertificateSummary>, Error> {
         Ok(self
@@ -94,20 +109,9 @@ impl Incidents {
         Ok(self.base.store.incidents(open_only).await?)
     }
 
-    /// Whether `caller` may act on incidents: alert sources may, people if
-    /// they hold at least one role (they are the people who get paged).
-    fn may_act(&self, caller: &Caller) -> bool {
-        matches!(caller, Caller::Webhook { .. })
-            || !self
-                .base
-                .policy
-                .get()
-                .granted_roles(&caller.identity(), caller.groups())
-                .is_empty()
-    }
-
-    /// Opens an incident (`id`, or a new `INC-YYYYMMDD-xxxxxx`), audited
-    /// like any decision; a caller without a role is refused and audited.
+    /// Opens an incident (`id`, or a new `INC-YYYYMMDD-xxxxxx`) if the
+    /// policy lets `caller` open one of this severity; audited either way.
+    /// `alert_key` names the Alertmanager firing it is for.
     pub(crate) async fn open(
         &self,
         caller: &Caller,
@@ -115,21 +119,16 @@ impl Incidents {
         title: String,
         severity: u8,
         source: &str,
+        alert_key: Option<String>,
     ) -> Result<Incident, Error> {
-        let actor = caller.identity();
-        if !self.may_act(caller) {
-            return Err(self
-                .base
-                .audit
-                .refuse(
-                    "incident.refused",
-                    actor,
-                    Outcome::Deny,
-                    Error::NoRole("open"),
-                    json!({ "title": title }),
-                )
-                .await);
-        }
+        let granted = authority::authorize(
+            &self.base,
+            caller,
+            &Action::OpenIncident { severity },
+            json!({ "incident": id, "title": title, "severity": severity, "source": source }),
+        )
+        .await?;
+        let actor = granted.actor().to_owned();
         let id = match id {
             Some(id) => id,
             None => {
@@ -157,12 +156,21 @@ impl Incidents {
             resolved_by: None,
             resolved_at: None,
         };
-        let detail = json!({ "incident": id, "title": incident.title, "severity": severity, "source": source });
+        let detail = granted.annotate(
+            json!({ "incident": id, "title": incident.title, "severity": severity, "source": source }),
+        );
+        let change = match alert_key {
+            Some(alert_key) => Change::OpenAlertIncident {
+                incident: incident.clone(),
+                alert_key,
+            },
+            None => Change::OpenIncident(incident.clone()),
+        };
         self.base
             .audit
             .record_change(
                 Event::new("incident.opened", actor, Outcome::Info, detail),
-                Change::OpenIncident(incident.clone()),
+                change,
             )
             .await
             .map_err(|e| match e {
@@ -175,21 +183,30 @@ impl Incidents {
     /// Resolves an open incident and revokes every live certificate issued
     /// under it, in one commit with its audit row.
     pub(crate) async fn resolve(&self, caller: &Caller, id: &str) -> Result<Resolved, Error> {
-        if !self.may_act(caller) {
-            return Err(Error::NoRole("resolve"));
-        }
-        let actor = caller.identity();
         let Some(incident) = self.base.store.incident(id).await? else {
             return Err(Error::NotFound(id.to_owned()));
         };
         if incident.status != "open" {
             return Err(Error::AlreadyResolved(id.to_owned()));
         }
+        let granted: Granted = authority::authorize(
+            &self.base,
+            caller,
+            &Action::ResolveIncident {
+                severity: incident.severity,
+                opened_by: &incident.opened_by,
+            },
+            json!({ "incident": id, "severity": incident.severity, "opened_by": incident.opened_by }),
+        )
+        .await?;
+        let actor = granted.actor().to_owned();
         let at = now_rfc3339();
         // The revocation happens inside the resolution's own commit, so a
         // certificate committed a moment before cannot escape it (and the
         // store refuses any after).
-        let detail = json!({ "incident": id, "revokes": "every live certificate issued under it" });
+        let detail = granted.annotate(
+            json!({ "incident": id, "revokes": "every live certificate issued under it" }),
+        );
         self.base
             .audit
             .record_change(

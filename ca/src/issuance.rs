@@ -23,9 +23,6 @@ use crate::oncall::OnCall;
 use crate::policy::{Denied, DenyCode};
 use crate::store::{self, Change, Conflict, IssuedCertificate, RequestStatus, StoredRequest};
 
-/// How long a request waits for approvals before it expires.
-pub(crate) const REQUEST_TTL_SECS: i64 = 15 * 60;
-
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
     /// The request is malformed; the policy never saw it.
@@ -184,7 +181,11 @@ impl Issuance {
                 return Err(self.reject(actor, Error::Rejected(e), detail).await);
             }
         };
-        if let Some(reason) = self.base.store.lock_of(&actor).await? {
+        let policy = self.base.policy.get();
+        // Any identity of the caller's person locked locks them all.
+        if let Some(reason) =
+            crate::authority::person_lock(self.base.store.as_ref(), &policy, &actor).await?
+        {
             let denied = Denied {
                 code: DenyCode::IdentityLocked,
                 message: format!("an operator locked this identity out: {reason}"),
@@ -192,7 +193,6 @@ impl Issuance {
             let detail = json!({ "req": request_id, "role": valid.role });
             return Err(self.deny(actor, &valid.role, denied, detail).await);
         }
-        let policy = self.base.policy.get();
         let incident_state = match &valid.incident {
             Some(id) => Some(self.incidents.state(id).await?),
             None => None,
@@ -282,6 +282,7 @@ impl Issuance {
             "reason": valid.reason,
             "groups": caller.groups(),
             "principals": row.principals,
+            "logins": allowed.logins(),
             "valid_after": row.valid_after,
             "valid_before": row.valid_before,
             "limited_by": allowed.limited_by().as_str(),
@@ -368,6 +369,10 @@ impl Issuance {
         denied: &Denied,
     ) -> Result<AccessRequest, Error> {
         let now = Utc::now().timestamp();
+        let policy = self.base.policy.get();
+        let pending_ttl = policy
+            .role(&valid.role)
+            .map_or(0, |r| i64::try_from(r.pending_ttl().as_secs()).unwrap_or(0));
         let stored = StoredRequest {
             id: id.to_owned(),
             requester: caller.identity(),
@@ -377,12 +382,12 @@ impl Issuance {
             request: serde_json::to_string(request).map_err(|e| Error::Signing(e.to_string()))?,
             status: RequestStatus::Pending,
             approvals: Vec::new(),
-            approvals_needed: self.base.policy.get().approvals_needed(&valid.role),
+            approvals_needed: policy.approvals_needed(&valid.role),
             denied_by: None,
             decision_reason: None,
             serial: None,
             created_at: now,
-            expires_at: now + REQUEST_TTL_SECS,
+            expires_at: now.saturating_add(pending_ttl),
         };
         let detail = json!({
             "request": id, "role": valid.role, "incident": valid.incident, "reason": valid.reason,
@@ -399,14 +404,14 @@ impl Issuance {
     }
 }
 
-/// An access request as the API shows it (`expired` once a pending one is
-/// past its time).
+/// An access request as the API shows it (`expired` once a pending or
+/// approved one is past its time, even before the CA marked it so).
 pub(crate) fn access_request(
     r: &StoredRequest,
     now: i64,
     certificate: Option<CertificateResponse>,
 ) -> AccessRequest {
-    let status = if r.status == RequestStatus::Pending && now >= r.expires_at {
+    let status = if crate::requests::is_expired(r.status, r.expires_at, now) {
         "expired".to_owned()
     } else {
         r.status.as_str().to_owned()

@@ -16,6 +16,7 @@
 // Wiring: the command line and the running service.
 mod cli;
 mod init;
+mod operator;
 mod quickstart;
 mod server;
 
@@ -25,6 +26,7 @@ mod ui;
 
 // The domain: decisions, each returning typed results and errors.
 mod audit;
+mod authority;
 mod base;
 mod current_policy;
 mod events;

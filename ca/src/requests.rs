@@ -1,12 +1,16 @@
 //! Access requests and approvals: for roles that want people to agree, a
 //! certificate request becomes a pending access request (`issuance`);
-//! approvers (never the requester) approve or deny it; once approved, the
-//! requester's next look at it issues the certificate — after the policy
-//! decides again, with the approvals counted, so an expired shift or a
-//! resolved incident still stops it.
+//! whom the policy's authority allows (never the requester's own person)
+//! approve or deny it; once approved, the requester's next look at it
+//! issues the certificate — after the policy decides again, with the
+//! approvals counted, so an expired shift or a resolved incident still
+//! stops it. A pending request expires after the role's `pending_ttl`, an
+//! approved one after its `approval_ttl` if unused; the CA marks it
+//! expired, audited, when it notices.
 //!
-//! Never: count the requester's own approval; change a request without its
-//! audit row in the same commit; issue for a request that is not approved.
+//! Never: count the requester's own person's approval, or one person
+//! twice; change a request without its audit row in the same commit; issue
+//! for a request that is not approved and unexpired.
 
 use std::sync::Arc;
 
@@ -15,9 +19,11 @@ use serde_json::json;
 use shiftkey_wire::{AccessRequest, CertificateRequest};
 
 use crate::audit::{self, Event, Explain, Outcome};
+use crate::authority::{self, Viewer};
 use crate::base::Base;
 use crate::identity::Caller;
 use crate::issuance::{self, Approved, Issuance, Issued, access_request};
+use crate::policy::Action;
 use crate::store::{self, Change, Conflict, RequestStatus, StoredRequest};
 
 #[derive(Debug, thiserror::Error)]
@@ -26,10 +32,9 @@ pub(crate) enum Error {
     NotFound(String),
     #[error("only the requester and the role's approvers may see this request")]
     NotVisible,
-    #[error("you cannot approve or deny your own request; ask another approver")]
-    SelfApproval,
-    #[error("you are not an approver for role {0:?}")]
-    NotAnApprover(String),
+    /// The policy's authority refused (audited), or could not be asked.
+    #[error(transparent)]
+    Authority(#[from] authority::Error),
     #[error("request {id} is {status}, not pending")]
     NotPending { id: String, status: String },
     #[error("a denial needs a reason (--reason)")]
@@ -61,8 +66,7 @@ impl Explain for Error {
         match self {
             Error::NotFound(_) => "not-found",
             Error::NotVisible => "forbidden",
-            Error::SelfApproval => "self-approval",
-            Error::NotAnApprover(_) => "not-an-approver",
+            Error::Authority(e) => e.code(),
             Error::NotPending { .. } | Error::Changed => "conflict",
             Error::ReasonRequired => "invalid-json",
             Error::Corrupt(_) | Error::Store(_) => "internal-error",
@@ -74,6 +78,7 @@ impl Explain for Error {
     fn message(&self) -> String {
         match self {
             Error::Issuance(e) => e.message(),
+            Error::Authority(e) => e.message(),
             other => other.to_string(),
         }
     }
@@ -85,6 +90,12 @@ pub(crate) struct Requests {
     issuance: Arc<Issuance>,
 }
 
+/// Whether a request in `status` that expires at `expires_at` is past its
+/// time at `now`: pending ones wait for approvals, approved ones to be used.
+pub(crate) fn is_expired(status: RequestStatus, expires_at: i64, now: i64) -> bool {
+    matches!(status, RequestStatus::Pending | RequestStatus::Approved) && now >= expires_at
+}
+
 impl Requests {
     pub(crate) fn new(base: &Base, issuance: Arc<Issuance>) -> Self {
         Self {
@@ -93,28 +104,62 @@ impl Requests {
         }
     }
 
+    /// The request, marked expired (audited, once: whoever notices first)
+    /// when it is past its time.
     async fn load(&self, id: &str) -> Result<StoredRequest, Error> {
-        self.base
+        let stored = self
+            .base
             .store
             .access_request(id)
             .await?
-            .ok_or_else(|| Error::NotFound(id.to_owned()))
+            .ok_or_else(|| Error::NotFound(id.to_owned()))?;
+        let now = Utc::now().timestamp();
+        if !is_expired(stored.status, stored.expires_at, now) {
+            return Ok(stored);
+        }
+        let detail = json!({
+            "request": id, "role": stored.role, "requester": stored.requester,
+            "was": stored.status.as_str(), "expires_at": stored.expires_at,
+        });
+        let change = Change::ExpireRequest {
+            id: id.to_owned(),
+            status: stored.status,
+        };
+        match self
+            .base
+            .audit
+            .record_change(
+                Event::new("request.expired", "system", Outcome::Info, detail),
+                change,
+            )
+            .await
+        {
+            // Someone noticed first (or it was decided or issued just in
+            // time): what the store holds now is the answer.
+            Ok(_) | Err(audit::Error::Conflict(Conflict::RequestChanged)) => self
+                .base
+                .store
+                .access_request(id)
+                .await?
+                .ok_or_else(|| Error::NotFound(id.to_owned())),
+            Err(e) => Err(Error::Audit(e)),
+        }
     }
 
-    /// `GET /v1/requests/{id}`: the requester or an approver looks. For the
-    /// requester, an approved request is turned into its certificate now.
+    /// `GET /v1/requests/{id}`: the requester or someone who may approve
+    /// it looks. For the requester, an approved request is turned into its
+    /// certificate now.
     pub(crate) async fn look(&self, caller: &Caller, id: &str) -> Result<AccessRequest, Error> {
         let stored = self.load(id).await?;
         let now = Utc::now().timestamp();
-        let identity = caller.identity();
-        let is_requester = identity.eq_ignore_ascii_case(&stored.requester);
+        let is_requester = caller.identity() == stored.requester;
         if !is_requester
-            && !self.base.policy.get().may_approve(
-                &stored.role,
-                &identity,
-                caller.groups(),
-                &stored.requester,
-            )
+            && !Viewer::new(&self.base, caller)
+                .await?
+                .may(&Action::ApproveRequest {
+                    role: &stored.role,
+                    requester: &stored.requester,
+                })
         {
             return Err(Error::NotVisible);
         }
@@ -148,15 +193,19 @@ impl Requests {
     /// `GET /v1/requests`: pending requests `caller` may approve.
     pub(crate) async fn pending_for(&self, caller: &Caller) -> Result<Vec<AccessRequest>, Error> {
         let now = Utc::now().timestamp();
-        let identity = caller.identity();
-        let policy = self.base.policy.get();
+        let viewer = Viewer::new(&self.base, caller).await?;
         Ok(self
             .base
             .store
             .pending_requests(now)
             .await?
             .iter()
-            .filter(|r| policy.may_approve(&r.role, &identity, caller.groups(), &r.requester))
+            .filter(|r| {
+                viewer.may(&Action::ApproveRequest {
+                    role: &r.role,
+                    requester: &r.requester,
+                })
+            })
             .map(|r| access_request(r, now, None))
             .collect())
     }
@@ -167,20 +216,25 @@ impl Requests {
         caller: &Caller,
         limit: usize,
     ) -> Result<Vec<StoredRequest>, Error> {
-        let identity = caller.identity();
-        let policy = self.base.policy.get();
+        let viewer = Viewer::new(&self.base, caller).await?;
         Ok(self
             .base
             .store
             .decided_requests(200)
             .await?
             .into_iter()
-            .filter(|r| policy.may_approve(&r.role, &identity, caller.groups(), &r.requester))
+            .filter(|r| {
+                viewer.may(&Action::ApproveRequest {
+                    role: &r.role,
+                    requester: &r.requester,
+                })
+            })
             .take(limit)
             .collect())
     }
 
-    /// Approves (`approve = true`) or denies a pending request.
+    /// Approves (`approve = true`) or denies a pending request, if the
+    /// policy's authority lets `caller` (never for their own person).
     pub(crate) async fn decide(
         &self,
         caller: &Caller,
@@ -190,22 +244,32 @@ impl Requests {
     ) -> Result<AccessRequest, Error> {
         let stored = self.load(id).await?;
         let now = Utc::now().timestamp();
-        let identity = caller.identity();
-        let kind = if approve {
-            "request.approved"
+        let (kind, action) = if approve {
+            (
+                "request.approved",
+                Action::ApproveRequest {
+                    role: &stored.role,
+                    requester: &stored.requester,
+                },
+            )
         } else {
-            "request.denied"
+            (
+                "request.denied",
+                Action::DenyRequest {
+                    role: &stored.role,
+                    requester: &stored.requester,
+                },
+            )
         };
-        let refusal = if identity.eq_ignore_ascii_case(&stored.requester) {
-            Some(Error::SelfApproval)
-        } else if !self.base.policy.get().may_approve(
-            &stored.role,
-            &identity,
-            caller.groups(),
-            &stored.requester,
-        ) {
-            Some(Error::NotAnApprover(stored.role.clone()))
-        } else if stored.status != RequestStatus::Pending || now >= stored.expires_at {
+        let granted = authority::authorize(
+            &self.base,
+            caller,
+            &action,
+            json!({ "request": id, "role": stored.role, "requester": stored.requester }),
+        )
+        .await?;
+        let identity = granted.actor().to_owned();
+        let refusal = if stored.status != RequestStatus::Pending {
             Some(Error::NotPending {
                 id: id.to_owned(),
                 status: access_request(&stored, now, None).status,
@@ -229,27 +293,39 @@ impl Requests {
                 .await);
         }
         let reason = reason.map(|r| r.trim().chars().take(1000).collect::<String>());
+        let policy = self.base.policy.get();
         let (change, updated) = if approve {
+            // One person counts once, whichever of their identities approves.
+            let person = policy.person_of(&identity);
             let mut approvals = stored.approvals.clone();
-            if !approvals.iter().any(|a| a.eq_ignore_ascii_case(&identity)) {
+            if !approvals
+                .iter()
+                .any(|a| *a == identity || person.contains(a))
+            {
                 approvals.push(identity.clone());
             }
-            let status = if approvals.len() >= usize::from(stored.approvals_needed) {
-                RequestStatus::Approved
+            let persons = distinct_persons(&policy, &approvals);
+            let (status, expires_at) = if persons >= usize::from(stored.approvals_needed) {
+                let ttl = policy.role(&stored.role).map_or(0, |r| {
+                    i64::try_from(r.approval_ttl().as_secs()).unwrap_or(0)
+                });
+                (RequestStatus::Approved, now.saturating_add(ttl))
             } else {
-                RequestStatus::Pending
+                (RequestStatus::Pending, stored.expires_at)
             };
             let change = Change::Approve {
                 id: id.to_owned(),
                 expected: stored.approvals.clone(),
                 approvals: approvals.clone(),
                 status,
+                expires_at,
             };
             (
                 change,
                 StoredRequest {
                     approvals,
                     status,
+                    expires_at,
                     ..stored.clone()
                 },
             )
@@ -267,14 +343,30 @@ impl Requests {
             };
             (change, updated)
         };
-        let detail = json!({
+        let detail = granted.annotate(json!({
             "request": id, "role": stored.role, "requester": stored.requester, "reason": reason,
-            "status": updated.status.as_str(),
-        });
+            "status": updated.status.as_str(), "expires_at": updated.expires_at,
+        }));
         self.base
             .audit
             .record_change(Event::new(kind, identity, Outcome::Info, detail), change)
             .await?;
         Ok(access_request(&updated, now, None))
     }
+}
+
+/// How many people `approvals` are, as the policy's `[[person]]`s say.
+fn distinct_persons(policy: &crate::policy::Policy, approvals: &[String]) -> usize {
+    let mut seen: Vec<Vec<String>> = Vec::new();
+    for approval in approvals {
+        let mut person = policy.person_of(approval);
+        if person.is_empty() {
+            person.push(approval.clone());
+        }
+        person.sort();
+        if !seen.contains(&person) {
+            seen.push(person);
+        }
+    }
+    seen.len()
 }

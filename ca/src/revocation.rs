@@ -2,13 +2,15 @@
 //! or request), locking identities out, and the OpenSSH KRL served at
 //! `/v1/krl` listing what is revoked and not yet expired.
 //!
-//! Never: revoke or lock without the audit row in the same commit.
+//! Never: revoke, lock or unlock without the policy's yes (a `Granted`,
+//! `authority`) and the audit row in the same commit.
 
 use std::sync::Arc;
 
 use serde_json::json;
 
 use crate::audit::{self, Audit, Event, Outcome};
+use crate::authority::Granted;
 use crate::clock::{now_rfc3339, unix_now};
 use crate::keys::CaKeys;
 use crate::store::{self, Change, Selector, Store};
@@ -54,19 +56,21 @@ impl Krl {
     }
 }
 
-/// Revokes the live certificates `selector` names, with its audit row in
-/// the same commit. Returns the serials revoked (none: nothing recorded).
+/// Revokes the live certificates `selectors` name (for an identity, one
+/// selector per identity of its person), with its audit row in the same
+/// commit; `granted` is the policy's yes for the caller. Returns the
+/// serials revoked (none: nothing recorded).
 pub(crate) async fn revoke(
     audit: &Audit,
-    selector: Selector,
+    serials: Vec<u64>,
     reason: String,
-    actor: String,
+    granted: &Granted,
 ) -> Result<Vec<u64>, Error> {
-    let serials = audit.store().live_serials(selector, unix_now()).await?;
     if serials.is_empty() {
         return Ok(serials);
     }
-    let detail = json!({ "serials": serials, "reason": reason });
+    let actor = granted.actor().to_owned();
+    let detail = granted.annotate(json!({ "serials": serials, "reason": reason }));
     audit
         .record_change(
             Event::new("certificate.revoked", actor.clone(), Outcome::Info, detail),
@@ -81,55 +85,101 @@ pub(crate) async fn revoke(
     Ok(serials)
 }
 
-/// Locks `identity` out (no certificate, no bastion session) and revokes
-/// its live certificates, in one audited commit. The bastion ends its
-/// sessions on the `identity.locked` event. Returns the serials revoked.
-pub(crate) async fn lock(
-    audit: &Audit,
-    identity: &str,
-    reason: String,
-    actor: String,
+/// The live serials `selectors` name, each once, in order.
+pub(crate) async fn live_serials(
+    store: &dyn Store,
+    selectors: Vec<Selector>,
 ) -> Result<Vec<u64>, Error> {
     let now = unix_now();
-    let serials = audit
-        .store()
-        .live_serials(Selector::Identity(identity.to_owned()), now)
-        .await?;
-    let detail = json!({ "identity": identity, "reason": reason, "serials": serials });
+    let mut serials: Vec<u64> = Vec::new();
+    for selector in selectors {
+        for serial in store.live_serials(selector, now).await? {
+            if !serials.contains(&serial) {
+                serials.push(serial);
+            }
+        }
+    }
+    serials.sort_unstable();
+    Ok(serials)
+}
+
+/// Locks `identities` (every identity of one person, the one named first)
+/// out — no certificate, no bastion session — and revokes their live
+/// certificates, in one audited commit. Each further identity gets its own
+/// `identity.locked` row after it, which is what the bastion ends sessions
+/// by. Returns the serials revoked.
+pub(crate) async fn lock(
+    audit: &Audit,
+    identities: Vec<String>,
+    reason: String,
+    granted: &Granted,
+) -> Result<Vec<u64>, Error> {
+    let now = unix_now();
+    let store = audit.store();
+    let mut each = Vec::with_capacity(identities.len());
+    for identity in &identities {
+        let serials =
+            live_serials(store.as_ref(), vec![Selector::Identity(identity.clone())]).await?;
+        each.push((identity.clone(), serials));
+    }
+    let mut all: Vec<u64> = each.iter().flat_map(|(_, s)| s.iter().copied()).collect();
+    all.sort_unstable();
+    all.dedup();
+    let actor = granted.actor().to_owned();
+    let Some((first, _)) = each.first() else {
+        return Ok(all);
+    };
+    let detail = granted.annotate(json!({
+        "identity": first, "person": identities, "reason": reason, "serials": all,
+    }));
     audit
         .record_change(
             Event::new("identity.locked", actor.clone(), Outcome::Info, detail),
             Change::Lock {
-                identity: identity.to_owned(),
-                by: actor,
+                identities: identities.clone(),
+                by: actor.clone(),
                 at: now_rfc3339(),
-                reason,
+                reason: reason.clone(),
                 now,
             },
         )
         .await?;
-    Ok(serials)
+    for (identity, serials) in each.iter().skip(1) {
+        let detail = granted.annotate(json!({
+            "identity": identity, "person": identities, "reason": reason, "serials": serials,
+        }));
+        audit
+            .record(Event::new(
+                "identity.locked",
+                actor.clone(),
+                Outcome::Info,
+                detail,
+            ))
+            .await?;
+    }
+    Ok(all)
 }
 
-/// Lets `identity` ask for certificates again (what was revoked stays
-/// revoked).
+/// Lets `identities` (one person's) ask for certificates again (what was
+/// revoked stays revoked).
 pub(crate) async fn unlock(
     audit: &Audit,
-    identity: &str,
+    identities: Vec<String>,
     reason: String,
-    actor: String,
+    granted: &Granted,
 ) -> Result<(), Error> {
+    let detail = granted.annotate(json!({
+        "identity": identities.first(), "person": identities, "reason": reason,
+    }));
     audit
         .record_change(
             Event::new(
                 "identity.unlocked",
-                actor,
+                granted.actor().to_owned(),
                 Outcome::Info,
-                json!({ "identity": identity, "reason": reason }),
+                detail,
             ),
-            Change::Unlock {
-                identity: identity.to_owned(),
-            },
+            Change::Unlock { identities },
         )
         .await?;
     Ok(())

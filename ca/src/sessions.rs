@@ -4,9 +4,13 @@
 //!
 //! The bastion has checked the certificate already (`verify_user_cert`); the
 //! CA checks again against what only it knows: the certificate is one it
-//! issued and recorded, not revoked, its role (as the policy says now) covers
-//! the target, its incident is still open. Allowed or denied, the decision is
-//! audited before the answer leaves.
+//! issued and recorded, not revoked, nobody of its person locked, it names
+//! the login for its role (`LOGIN@ROLE`, or the bare login where the role
+//! keeps `bare_principals`), its role (as the policy says now) covers the
+//! target host and port, its incident is still open. Allowed or denied, the
+//! decision is audited before the answer leaves. The one-session
+//! certificate carries the same principals for that login, so an enrolled
+//! target's principals file decides by role as it does for direct access.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +27,7 @@ use crate::hosts::{EnrolledHost, HostKind};
 use crate::incidents::Incidents;
 use crate::keys::rng;
 use crate::metrics::RoleLabels;
-use crate::policy::IncidentState;
+use crate::policy::{IncidentState, scoped_principal};
 use crate::store::{
     self, Change, Conflict, IssuedCertificate, KnownCertificate, Session, SessionStatus,
 };
@@ -66,6 +70,8 @@ struct Checked {
     known: KnownCertificate,
     role: crate::policy::Role,
     session_key: PublicKey,
+    /// The user certificate's principals for the requested login.
+    principals: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -230,12 +236,11 @@ impl Sessions {
                 "the certificate does not match the one this CA recorded under its serial".into(),
             ));
         }
-        if let Some(reason) = self
-            .base
-            .store
-            .lock_of(&known.identity)
-            .await
-            .map_err(unavailable)?
+        let policy = self.base.policy.get();
+        if let Some(reason) =
+            crate::authority::person_lock(self.base.store.as_ref(), &policy, &known.identity)
+                .await
+                .map_err(unavailable)?
         {
             return Err(with_identity(
                 "identity-locked",
@@ -248,12 +253,21 @@ impl Sessions {
                 format!("certificate serial {} is revoked", user_cert.serial()),
             ));
         }
-        if !crate::issue::is_valid_name(&request.principal)
-            || !user_cert
-                .valid_principals()
-                .iter()
-                .any(|p| p == &request.principal)
-        {
+        // The bastion asks for the login the user gave; the certificate
+        // names it for its role (`LOGIN@ROLE`), and bare only where the
+        // role keeps bare principals.
+        let principals: Vec<String> = if crate::issue::is_valid_name(&request.principal) {
+            [
+                scoped_principal(&request.principal, &known.role),
+                request.principal.clone(),
+            ]
+            .into_iter()
+            .filter(|p| user_cert.valid_principals().contains(p))
+            .collect()
+        } else {
+            Vec::new()
+        };
+        if principals.is_empty() {
             return Err(with_identity(
                 "principal-not-in-certificate",
                 format!(
@@ -263,7 +277,6 @@ impl Sessions {
                 ),
             ));
         }
-        let policy = self.base.policy.get();
         let role = policy.role(&known.role).cloned().ok_or_else(|| {
             with_identity(
                 "role-gone",
@@ -271,18 +284,18 @@ impl Sessions {
             )
         })?;
         if crate::hosts::check_names("target", std::slice::from_ref(&request.target_host)).is_err()
-            || !role.covers_host(&request.target_host)
         {
             return Err(with_identity(
                 "host-not-in-role",
                 format!(
-                    "the role {} does not cover the host {:?} (it covers {})",
-                    role.name(),
-                    clip(&request.target_host),
-                    role.hosts().join(", ")
+                    "{:?} is not a host name or address",
+                    clip(&request.target_host)
                 ),
             ));
         }
+        policy
+            .check_target(&known.role, &request.target_host, request.target_port)
+            .map_err(|denied| with_identity(denied.code.as_str(), denied.message))?;
         if let Some(incident) = &known.incident {
             match self.incidents.state(incident).await.map_err(unavailable)? {
                 IncidentState::Open { .. } => {}
@@ -308,6 +321,7 @@ impl Sessions {
             known,
             role,
             session_key,
+            principals,
         })
     }
 
@@ -323,6 +337,7 @@ impl Sessions {
             known,
             role,
             session_key,
+            principals,
         } = checked;
         let session_id = new_session_id();
         let serial = self.base.next_serial().await?;
@@ -350,8 +365,10 @@ impl Sessions {
             )?;
             b.serial(serial)?
                 .cert_type(CertType::User)?
-                .key_id(key_id.as_str())?
-                .valid_principal(request.principal.clone())?;
+                .key_id(key_id.as_str())?;
+            for principal in &principals {
+                b.valid_principal(principal.clone())?;
+            }
             if let Some(command) = user_cert.critical_options().get("force-command") {
                 b.critical_option("force-command", command.clone())?;
             }
@@ -374,7 +391,7 @@ impl Sessions {
             role: known.role.clone(),
             incident: known.incident.clone(),
             request_id: session_id.clone(),
-            principals: vec![request.principal.clone()],
+            principals: principals.clone(),
             valid_after,
             valid_before,
             key_fingerprint: session_key.fingerprint(HashAlg::Sha256).to_string(),

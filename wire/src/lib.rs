@@ -196,7 +196,8 @@ pub struct AccessRequest {
     pub decision_reason: Option<String>,
     /// Unix seconds.
     pub created_at: i64,
-    /// Unix seconds: a pending request expires then.
+    /// Unix seconds: a pending request expires then, and an approved one
+    /// if its certificate was not issued by then.
     pub expires_at: i64,
     /// The certificate, for the requester, once approved and issued.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -220,6 +221,34 @@ pub struct OverrideRequest {
     /// `user:EMAIL` or `local:USER`.
     pub member: String,
     pub start: i64,
+    pub end: i64,
+    pub reason: String,
+}
+
+/// An on-call override in force or to come (`GET /v1/oncall/overrides`,
+/// and the answer to creating, shortening or deleting one).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OnCallOverride {
+    /// `ov_` and hex digits.
+    pub id: String,
+    pub schedule: String,
+    /// `user:EMAIL` or `local:USER`.
+    pub member: String,
+    /// Unix seconds.
+    pub start: i64,
+    /// Unix seconds.
+    pub end: i64,
+    pub reason: String,
+    pub created_by: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// `PATCH /v1/oncall/overrides/{id}`: end the override earlier, at `end`
+/// (unix seconds, after its start).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ShortenOverride {
     pub end: i64,
     pub reason: String,
 }

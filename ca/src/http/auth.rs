@@ -116,25 +116,26 @@ impl Authenticator {
             },
         };
         match verified {
-            // The email becomes the key ID's first field; `oidc` already
-            // refuses unsafe ones, and this keeps it so whatever changes there.
-            Ok(token) if crate::identity::is_safe_token(&token.email) => Ok(Caller::User {
-                email: token.email,
-                groups: token.groups,
-            }),
-            Ok(_) => Err(self
-                .audit
-                .refuse(
-                    "auth.failed",
-                    "anonymous".into(),
-                    Outcome::Deny,
-                    fail(
-                        "invalid-email",
-                        "the ID token's email cannot be used as an identity".into(),
-                    ),
-                    json!({ "path": parts.uri.path() }),
-                )
-                .await),
+            // The email becomes the key ID's first field and the identity
+            // every check compares, in its one canonical spelling; `oidc`
+            // already refuses unsafe ones, and this keeps it so whatever
+            // changes there.
+            Ok(token) => match Caller::user(&token.email, token.groups) {
+                Some(caller) => Ok(caller),
+                None => Err(self
+                    .audit
+                    .refuse(
+                        "auth.failed",
+                        "anonymous".into(),
+                        Outcome::Deny,
+                        fail(
+                            "invalid-email",
+                            "the ID token's email cannot be used as an identity".into(),
+                        ),
+                        json!({ "path": parts.uri.path() }),
+                    )
+                    .await),
+            },
             Err(error) => Err(self.fail(error, parts.uri.path()).await),
         }
     }

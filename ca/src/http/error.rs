@@ -14,7 +14,8 @@ use crate::audit::{self, Explain};
 use crate::issue::RequestError;
 use crate::policy::Denied;
 use crate::{
-    events, hosts, incidents, issuance, oncall, recordings, requests, revocation, sessions,
+    authority, events, hosts, incidents, issuance, oncall, recordings, requests, revocation,
+    sessions,
 };
 
 #[derive(Debug)]
@@ -39,13 +40,10 @@ pub(crate) enum ApiError {
     NotFound,
     /// A named thing (an incident) does not exist.
     Missing(String),
+    /// No on-call override with that ID.
+    MissingOverride(String),
     /// The caller may not do this.
     Forbidden(String),
-    /// An approval or denial the caller may not make (403, with its code).
-    Decision {
-        code: &'static str,
-        message: String,
-    },
     /// The CA refused a bastion session (403, with its code).
     SessionDenied {
         code: &'static str,
@@ -74,10 +72,10 @@ impl ApiError {
             }
             ApiError::WebhookNotConfigured(_) => StatusCode::NOT_FOUND,
             ApiError::Denied(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound | ApiError::Missing(_) => StatusCode::NOT_FOUND,
-            ApiError::Forbidden(_) | ApiError::Decision { .. } | ApiError::SessionDenied { .. } => {
-                StatusCode::FORBIDDEN
+            ApiError::NotFound | ApiError::Missing(_) | ApiError::MissingOverride(_) => {
+                StatusCode::NOT_FOUND
             }
+            ApiError::Forbidden(_) | ApiError::SessionDenied { .. } => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::AuditUnavailable(_) | ApiError::IdentityProviderUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -93,9 +91,9 @@ impl ApiError {
             ApiError::PayloadTooLarge => "body-too-large",
             ApiError::Unauthenticated { code, .. } => code,
             ApiError::Denied(d) => d.code.as_str(),
-            ApiError::NotFound | ApiError::Missing(_) => "not-found",
+            ApiError::NotFound | ApiError::Missing(_) | ApiError::MissingOverride(_) => "not-found",
             ApiError::Forbidden(_) => "forbidden",
-            ApiError::Decision { code, .. } | ApiError::SessionDenied { code, .. } => code,
+            ApiError::SessionDenied { code, .. } => code,
             ApiError::Conflict(_) => "conflict",
             ApiError::WebhookNotConfigured(_) => "not-configured",
             ApiError::WebhookRefused { code, .. } => code,
@@ -116,10 +114,11 @@ impl ApiError {
             ApiError::Unauthenticated { message, .. } => message.clone(),
             ApiError::Denied(d) => d.message.clone(),
             ApiError::NotFound => "no such endpoint".into(),
-            ApiError::Missing(m) | ApiError::Forbidden(m) | ApiError::Conflict(m) => m.clone(),
-            ApiError::Decision { message, .. } | ApiError::SessionDenied { message, .. } => {
-                message.clone()
-            }
+            ApiError::Missing(m)
+            | ApiError::MissingOverride(m)
+            | ApiError::Forbidden(m)
+            | ApiError::Conflict(m) => m.clone(),
+            ApiError::SessionDenied { message, .. } => message.clone(),
             ApiError::WebhookNotConfigured(source) => {
                 format!("the {source} webhook is not configured on this CA")
             }
@@ -151,10 +150,10 @@ impl ApiError {
             }
             ApiError::NotFound => Some("see /v1/openapi.json for the API".into()),
             ApiError::Missing(_) => Some("`shiftkey incident list` shows the incidents".into()),
-            ApiError::Forbidden(_) => Some("ask a policy owner for a grant".into()),
-            ApiError::Decision { .. } => {
-                Some("`shiftkey requests` lists what you may approve".into())
+            ApiError::MissingOverride(_) => {
+                Some("`shiftkey oncall overrides` lists the overrides in force".into())
             }
+            ApiError::Forbidden(_) => Some("ask a policy owner for a grant".into()),
             ApiError::SessionDenied { .. } => {
                 Some("`shiftkey roles` shows which hosts and logins your roles allow".into())
             }
@@ -243,20 +242,23 @@ impl From<issuance::Error> for ApiError {
     }
 }
 
+impl From<authority::Error> for ApiError {
+    fn from(e: authority::Error) -> Self {
+        match e {
+            authority::Error::Denied(d) => ApiError::Denied(d),
+            authority::Error::Audit(e) => e.into(),
+            authority::Error::Store(e) => store_failed(e),
+        }
+    }
+}
+
 impl From<requests::Error> for ApiError {
     fn from(e: requests::Error) -> Self {
         let message = e.to_string();
         match e {
             requests::Error::NotFound(_) => ApiError::Missing(message),
             requests::Error::NotVisible => ApiError::Forbidden(message),
-            requests::Error::SelfApproval => ApiError::Decision {
-                code: "self-approval",
-                message,
-            },
-            requests::Error::NotAnApprover(_) => ApiError::Decision {
-                code: "not-an-approver",
-                message,
-            },
+            requests::Error::Authority(e) => e.into(),
             requests::Error::NotPending { .. } | requests::Error::Changed => {
                 ApiError::Conflict(message)
             }
@@ -273,7 +275,7 @@ impl From<incidents::Error> for ApiError {
     fn from(e: incidents::Error) -> Self {
         let message = e.to_string();
         match e {
-            incidents::Error::NoRole(_) => ApiError::Forbidden(message),
+            incidents::Error::Authority(e) => e.into(),
             incidents::Error::NotFound(_) => ApiError::Missing(message),
             incidents::Error::Exists(_)
             | incidents::Error::AlreadyResolved(_)
@@ -288,9 +290,10 @@ impl From<oncall::Error> for ApiError {
     fn from(e: oncall::Error) -> Self {
         let message = e.to_string();
         match e {
-            oncall::Error::NoRole => ApiError::Forbidden(message),
-            oncall::Error::NoSchedule(_) => ApiError::Missing(message),
-            oncall::Error::BadMember(_) | oncall::Error::BadWindow | oncall::Error::NoReason => {
+            oncall::Error::Authority(e) => e.into(),
+            oncall::Error::NotFound(_) => ApiError::MissingOverride(message),
+            oncall::Error::Ended(_) | oncall::Error::Changed(_) => ApiError::Conflict(message),
+            oncall::Error::BadMember(_) | oncall::Error::BadTime(_) | oncall::Error::NoReason => {
                 ApiError::InvalidBody(message)
             }
             oncall::Error::Audit(e) => e.into(),
@@ -389,6 +392,7 @@ impl From<recordings::Error> for ApiError {
             R::Bytes(_) | R::Signing(_) => ApiError::Internal(message),
             R::Audit(e) => e.into(),
             R::Store(e) => store_failed(e),
+            R::Authority(e) => e.into(),
         }
     }
 }

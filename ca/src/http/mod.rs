@@ -9,6 +9,7 @@ mod auth;
 pub(crate) mod error;
 mod events;
 mod hosts;
+mod oncall;
 mod recordings;
 mod state;
 pub(crate) mod webhooks;
@@ -32,7 +33,6 @@ use crate::incidents::Incidents;
 use crate::issuance::{Issuance, Issued};
 use crate::keys::CaKeys;
 use crate::metrics::Metrics;
-use crate::oncall::OnCall;
 use crate::requests::Requests;
 use crate::revocation::Krl;
 use error::ApiError;
@@ -64,10 +64,9 @@ pub(crate) fn app(state: AppState, pages: Router, request_timeout: Duration) -> 
         .route("/v1/requests/{id}", get(get_request))
         .route("/v1/requests/{id}/approve", post(approve_request))
         .route("/v1/requests/{id}/deny", post(deny_request))
-        .route("/v1/oncall", get(on_call))
-        .route("/v1/oncall/overrides", post(add_override))
         .route("/v1/incidents", get(list_incidents).post(open_incident))
         .route("/v1/incidents/{id}/resolve", post(resolve_incident))
+        .merge(oncall::routes())
         .merge(webhooks::routes())
         .merge(events::routes())
         .merge(hosts::routes())
@@ -162,71 +161,6 @@ async fn roles(State(policy): State<Arc<CurrentPolicy>>, caller: Caller) -> Json
     Json(RolesResponse { identity, roles })
 }
 
-#[derive(Debug, serde::Deserialize)]
-struct ScheduleFilter {
-    schedule: Option<String>,
-}
-
-/// A cover or swap: someone on call in place of the schedule, for a while.
-async fn add_override(
-    State(oncall): State<Arc<OnCall>>,
-    caller: Caller,
-    body: Result<Json<shiftkey_wire::OverrideRequest>, JsonRejection>,
-) -> Result<(StatusCode, Json<crate::oncall::StoredOverride>), ApiError> {
-    let Json(request) = body.map_err(|r| ApiError::InvalidBody(r.body_text()))?;
-    let stored = oncall
-        .add_override(
-            &caller,
-            &request.schedule,
-            &request.member,
-            request.start,
-            request.end,
-            &request.reason,
-        )
-        .await?;
-    Ok((StatusCode::CREATED, Json(stored)))
-}
-
-/// Who is on call now and next, per schedule (any authenticated caller: the
-/// people paged are no secret to their colleagues).
-async fn on_call(
-    State(policy): State<Arc<CurrentPolicy>>,
-    State(oncall): State<Arc<OnCall>>,
-    _caller: Caller,
-    axum::extract::Query(filter): axum::extract::Query<ScheduleFilter>,
-) -> Result<Json<Vec<shiftkey_wire::OnCallSchedule>>, ApiError> {
-    let policy = policy.get();
-    let only = filter.schedule.clone();
-    let overrides = oncall.overrides().await?;
-    // Calendar expansion is CPU work: keep it off the async workers.
-    let overview = tokio::task::spawn_blocking(move || {
-        policy.on_call_overview(only.as_deref(), chrono::Utc::now(), &overrides)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("on-call lookup failed: {e}")))?;
-    if let Some(name) = &filter.schedule
-        && overview.is_empty()
-    {
-        return Err(ApiError::Missing(format!("no schedule {name:?}")));
-    }
-    let shift = |s: &crate::policy::Shift| shiftkey_wire::OnCallShift {
-        member: s.member.to_string(),
-        start: s.start.timestamp(),
-        end: s.end.timestamp(),
-        timezone: s.timezone.name().to_owned(),
-    };
-    Ok(Json(
-        overview
-            .into_iter()
-            .map(|o| shiftkey_wire::OnCallSchedule {
-                schedule: o.schedule,
-                now: o.now.iter().map(shift).collect(),
-                next: o.next.iter().map(shift).collect(),
-            })
-            .collect(),
-    ))
-}
-
 /// The OpenSSH KRL hosts fetch into `RevokedKeys`: built from the store on
 /// every request, so a revocation is served the moment it is committed.
 async fn krl(State(krl): State<Arc<Krl>>) -> Result<Response, ApiError> {
@@ -294,7 +228,14 @@ async fn open_incident(
         )
     })?;
     let incident = incidents
-        .open(&caller, request.id, title.to_owned(), severity, "manual")
+        .open(
+            &caller,
+            request.id,
+            title.to_owned(),
+            severity,
+            "manual",
+            None,
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(incident)))
 }

@@ -456,10 +456,24 @@ enum AlertAction {
         title: String,
         severity: u8,
         starts_at: DateTime<Utc>,
+        alert_key: String,
     },
     Resolve {
         base_id: String,
+        /// The firing it ends: `FINGERPRINT@STARTS_AT`.
+        alert_key: String,
     },
+}
+
+/// Names one firing of an alert: Alertmanager sends the same `startsAt`
+/// with every notification of a firing, firing or resolved, and a new one
+/// when the alert fires again.
+fn alert_key(fingerprint: &str, starts_at: DateTime<Utc>) -> String {
+    format!(
+        "{}@{}",
+        fingerprint.to_ascii_lowercase(),
+        starts_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    )
 }
 
 /// Alertmanager's `severity` label as a severity: critical → sev1,
@@ -503,9 +517,13 @@ fn alert_action(alert: &Alert) -> Result<AlertAction, ApiError> {
                 title,
                 severity: alert_severity(alert.labels.get("severity").map(String::as_str)),
                 starts_at: alert.starts_at,
+                alert_key: alert_key(fingerprint, alert.starts_at),
             })
         }
-        "resolved" => Ok(AlertAction::Resolve { base_id }),
+        "resolved" => Ok(AlertAction::Resolve {
+            base_id,
+            alert_key: alert_key(fingerprint, alert.starts_at),
+        }),
         other => Err(ApiError::InvalidBody(format!(
             "alert status {:?} is neither firing nor resolved",
             other.chars().take(32).collect::<String>()
@@ -548,6 +566,7 @@ async fn apply_alert(
             title,
             severity,
             starts_at,
+            alert_key,
         } => {
             let (latest, next_id) = alert_episodes(incidents, &base_id).await?;
             match latest {
@@ -562,17 +581,44 @@ async fn apply_alert(
                 }
                 _ => {
                     let incident = incidents
-                        .open(caller, Some(next_id), title, severity, "alertmanager")
+                        .open(
+                            caller,
+                            Some(next_id),
+                            title,
+                            severity,
+                            "alertmanager",
+                            Some(alert_key),
+                        )
                         .await?;
                     Ok(json!({ "incident": incident.id, "outcome": "opened" }))
                 }
             }
         }
-        AlertAction::Resolve { base_id } => match alert_episodes(incidents, &base_id).await?.0 {
-            Some(open) if open.status == "open" => resolve(incidents, caller, &open.id).await,
-            Some(closed) => Ok(json!({ "incident": closed.id, "outcome": "not-open" })),
-            None => Ok(json!({ "incident": null, "outcome": "unknown" })),
-        },
+        AlertAction::Resolve { base_id, alert_key } => {
+            // The firing's own incident, and no other: a `resolved` that
+            // arrives late must not end a newer firing of the same alert.
+            if let Some(incident) = incidents.for_alert(&alert_key).await? {
+                return if incident.status == "open" {
+                    resolve(incidents, caller, &incident.id).await
+                } else {
+                    Ok(json!({ "incident": incident.id, "outcome": "not-open" }))
+                };
+            }
+            match alert_episodes(incidents, &base_id).await?.0 {
+                // Opened before the CA remembered firings: as it was then.
+                Some(open)
+                    if open.status == "open"
+                        && incidents.alert_key_of(&open.id).await?.is_none() =>
+                {
+                    resolve(incidents, caller, &open.id).await
+                }
+                Some(other) if other.status == "open" => {
+                    Ok(json!({ "incident": other.id, "outcome": "other-firing" }))
+                }
+                Some(closed) => Ok(json!({ "incident": closed.id, "outcome": "not-open" })),
+                None => Ok(json!({ "incident": null, "outcome": "unknown" })),
+            }
+        }
     }
 }
 
@@ -752,7 +798,7 @@ async fn apply_pagerduty(
                 .and_then(clean_title)
                 .unwrap_or_else(|| format!("PagerDuty incident {id}"));
             let incident = incidents
-                .open(caller, Some(id), title, data.severity(), "pagerduty")
+                .open(caller, Some(id), title, data.severity(), "pagerduty", None)
                 .await?;
             Ok(json!({ "incident": incident.id, "outcome": "opened" }))
         }

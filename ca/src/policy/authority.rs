@@ -330,18 +330,10 @@ pub(crate) struct Authorized {
 }
 
 impl Authorized {
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "API for the wiring of issue 13 (second task)")
-    )]
     pub(crate) fn kind(&self) -> ActionKind {
         self.kind
     }
     /// The actor's canonical identity.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "API for the wiring of issue 13 (second task)")
-    )]
     pub(crate) fn actor(&self) -> &str {
         &self.actor
     }
@@ -402,6 +394,7 @@ impl Policy {
     /// Whether `identity` may review every recording of every role and
     /// person: root, an admin, or named by a `recording.review` rule with
     /// no role or `for` limit (`reviewers = [...]` is one).
+    #[cfg(test)]
     pub(super) fn may_review_everything(&self, identity: &str, groups: &[String]) -> bool {
         let Ok(who) = Identity::parse_subject(identity) else {
             return false;
@@ -414,6 +407,21 @@ impl Policy {
                     && rule.roles.is_none()
                     && rule.whose == Whose::Anyone
                     && names(&rule.identities)
+            })
+    }
+
+    /// Whether `identity` may review some recordings: root, an admin, or
+    /// named by any `recording.review` rule (whatever its role or `for`
+    /// limits). Each recording is then [`Policy::authorize`]d on its own.
+    pub(crate) fn may_review_some(&self, identity: &str, groups: &[String]) -> bool {
+        let Ok(who) = Identity::parse_subject(identity) else {
+            return false;
+        };
+        let names = |list: &[Identity]| list.iter().any(|e| self.people.names(e, &who, groups));
+        who.to_string() == LOCAL_ROOT
+            || names(&self.admins)
+            || self.authority_rules().any(|rule| {
+                rule.actions.contains(&ActionKind::RecordingReview) && names(&rule.identities)
             })
     }
 

@@ -7,8 +7,9 @@
 
 use chrono::{DateTime, Duration, Utc};
 
+use super::authority::ActionKind;
 use super::tests::{policy, utc};
-use super::{AccessQuery, Action, ActionKind, Actor, DenyCode, IncidentState, Override, Policy};
+use super::{AccessQuery, Action, Actor, DenyCode, IncidentState, Override, Policy};
 
 const POLICY: &str = r#"
 admins = ["group:ca-admins"]

@@ -127,10 +127,6 @@ impl Allowed {
         &self.principals
     }
     /// The login names granted (what users pass to `ssh -l`).
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "API for the wiring of issue 13 (second task)")
-    )]
     pub(crate) fn logins(&self) -> &[String] {
         &self.logins
     }

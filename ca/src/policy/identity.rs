@@ -29,10 +29,6 @@ pub(crate) struct InvalidIdentity(pub(crate) String);
 /// email lowercased, `local:USER`, `webhook:SOURCE` lowercased). Every
 /// identity the CA stores or compares goes through here; groups and
 /// persons are not callers and are refused.
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "API for the wiring of issue 13 (second task)")
-)]
 pub(crate) fn canonical_identity(text: &str) -> Result<String, InvalidIdentity> {
     Identity::parse_subject(text)
         .map(|identity| identity.to_string())

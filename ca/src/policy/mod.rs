@@ -61,19 +61,16 @@ mod tests;
 
 use std::path::Path;
 
-// The API the handlers call (issue 13's wiring): not all of it has a
-// caller outside this module yet.
-#[allow(unused_imports)]
-pub(crate) use self::authority::{Action, ActionKind, Actor, Authorized};
+pub(crate) use self::authority::{Action, Actor, Authorized};
 pub(crate) use self::check::parse_severity;
 pub(crate) use self::denied::{Denied, DenyCode};
 pub(crate) use self::error::{PolicyError, PolicyErrors};
 pub(crate) use self::eval::{AccessQuery, Allowed, IncidentState};
-#[allow(unused_imports)]
-pub(crate) use self::identity::{InvalidIdentity, canonical_identity};
+pub(crate) use self::identity::canonical_identity;
 pub(crate) use self::model::Role;
 pub(crate) use self::oncall::Override;
 pub(crate) use self::schedule::Shift;
+pub(crate) use self::targets::scoped_principal;
 pub(crate) use self::values::HARD_MAX_TTL;
 
 use self::authority::AuthorityRule;
@@ -214,6 +211,7 @@ impl Policy {
     /// group or a person) by `reviewers` or a `recording.review` entry
     /// without role or `for` limits. Per-recording decisions go through
     /// [`Policy::authorize`] with [`Action::ReviewRecording`].
+    #[cfg(test)]
     pub(crate) fn is_reviewer(&self, identity: &str, groups: &[String]) -> bool {
         self.may_review_everything(identity, groups)
     }
@@ -231,10 +229,6 @@ impl Policy {
     /// Every identity of `identity`'s person, canonical, itself first: the
     /// set locks and revocation by identity apply to. Just the identity
     /// when it is in no `[[person]]`; empty when it is not an identity.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "API for the wiring of issue 13 (second task)")
-    )]
     pub(crate) fn person_of(&self, identity: &str) -> Vec<String> {
         match Identity::parse_subject(identity) {
             Ok(subject) => self

@@ -54,10 +54,7 @@ impl Settings {
     }
 
     /// Longest on-call override anyone may create or leave in force.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "API for the wiring of issue 13 (second task)")
-    )]
+    #[cfg(test)]
     pub(crate) fn max_override(&self) -> Duration {
         self.max_override
     }
@@ -149,33 +146,19 @@ impl Role {
         self.patterns.iter().any(|pattern| pattern.matches(target))
     }
     /// Ports the role's hosts may be reached on.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "API for the wiring of issue 13 (second task)")
-    )]
+    #[cfg(test)]
     pub(crate) fn ports(&self) -> &[u16] {
         &self.ports
     }
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "API for the wiring of issue 13 (second task)")
-    )]
+    #[cfg(test)]
     pub(crate) fn bare_principals(&self) -> bool {
         self.bare_principals
     }
     /// How long an approved request for this role may wait to be used.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "API for the wiring of issue 13 (second task)")
-    )]
     pub(crate) fn approval_ttl(&self) -> Duration {
         self.approval_ttl
     }
     /// How long a request for this role may wait for approvals.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "API for the wiring of issue 13 (second task)")
-    )]
     pub(crate) fn pending_ttl(&self) -> Duration {
         self.pending_ttl
     }

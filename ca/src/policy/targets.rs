@@ -295,10 +295,7 @@ pub(crate) fn scoped_principal(login: &str, role: &str) -> String {
 }
 
 /// Splits a scoped principal into login and role; None for a bare login.
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "API for the wiring of issue 13 (second task)")
-)]
+#[cfg(test)]
 pub(crate) fn split_scoped_principal(principal: &str) -> Option<(&str, &str)> {
     principal
         .split_once('@')
@@ -379,10 +376,7 @@ impl Policy {
     /// (`LOGIN@ROLE`) of the roles whose host patterns match the host, and
     /// nothing else (never a bare login). Empty for a name that is not a
     /// host name or address.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "API for the wiring of issue 13 (second task)")
-    )]
+    #[cfg(test)]
     pub(crate) fn principals_for_host(&self, hostname: &str) -> BTreeMap<String, Vec<String>> {
         self.principals_for_host_names(&[hostname.to_owned()])
     }

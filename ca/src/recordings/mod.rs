@@ -10,8 +10,9 @@
 //! an SSHSIG, so an export can be checked offline.
 //!
 //! Never: accept a chunk from a bastion other than the session's, or after
-//! the seal starts; let anyone but a reviewer read a recording; answer a
-//! reviewer's read before its audit row is committed.
+//! the seal starts; show or read a recording the policy's authority does
+//! not let the reviewer review (`recording.review`, per role and owner);
+//! answer a reviewer's read before its audit row is committed.
 
 mod index;
 mod upload;
@@ -24,8 +25,10 @@ use serde_json::json;
 use shiftkey_wire::{RecordingDetail, RecordingFile, RecordingInfo, RecordingMatch};
 
 use crate::audit::{self, Event, Explain, Outcome};
+use crate::authority::{self, Granted, Viewer};
 use crate::base::Base;
 use crate::identity::Caller;
+use crate::policy::Action;
 pub(crate) use crate::recording_store::Reader;
 use crate::recording_store::{self, RecordingStore};
 pub(crate) use crate::store::SessionFilter;
@@ -126,8 +129,14 @@ pub(crate) enum Error {
     SealFinal { session: String, status: String },
     #[error("session {0} was sealed a moment ago")]
     SealedMeanwhile(String),
-    #[error("only reviewers may read session recordings: the policy's `reviewers` list names them")]
+    #[error(
+        "only reviewers may read session recordings: the policy's `reviewers` list or a \
+         recording.review [[authority]] entry names them, and none of your identities is locked"
+    )]
     NotAReviewer,
+    /// The policy's authority refused this recording (audited).
+    #[error(transparent)]
+    Authority(#[from] authority::Error),
     #[error("no recording {0}")]
     NoRecording(String),
     #[error("session {session} has no file {name} (yet)")]
@@ -173,6 +182,7 @@ impl Explain for Error {
             | Error::SealedMeanwhile(_) => "conflict",
             Error::Bytes(_) | Error::Signing(_) | Error::Store(_) => "internal-error",
             Error::Audit(_) => "audit-unavailable",
+            Error::Authority(e) => e.code(),
         }
     }
 }
@@ -214,12 +224,24 @@ impl Purpose {
     }
 }
 
-/// Proof that the caller may read recordings: `local:root` on the CA's
-/// socket, or an identity the policy's `reviewers` names. Only
+/// Proof that the caller may review some recordings (`local:root` on the
+/// CA's socket, an admin, or named by a `recording.review` rule, and not
+/// locked); each recording is then decided on its own. Only
 /// [`Recordings::reviewer`] builds one.
 #[derive(Debug, Clone)]
 pub(crate) struct Reviewer {
-    identity: String,
+    caller: Caller,
+    viewer: Viewer,
+}
+
+impl Reviewer {
+    /// Whether the reviewer may see `row` in a list or a search.
+    fn may_see(&self, row: &Session) -> bool {
+        self.viewer.may(&Action::ReviewRecording {
+            role: &row.role,
+            owner: &row.identity,
+        })
+    }
 }
 
 /// One file of a recording, opened for reading.
@@ -259,17 +281,16 @@ impl Recordings {
     /// (`recording.denied`) before it is answered.
     pub(crate) async fn reviewer(&self, caller: &Caller, path: &str) -> Result<Reviewer, Error> {
         let identity = caller.identity();
+        let viewer = Viewer::new(&self.base, caller).await?;
         let allowed = match caller {
-            Caller::Local { user, .. } if user == "root" => true,
-            Caller::User { .. } | Caller::Local { .. } => self
-                .base
-                .policy
-                .get()
-                .is_reviewer(&identity, caller.groups()),
+            Caller::User { .. } | Caller::Local { .. } => viewer.may_review_some(),
             Caller::Webhook { .. } => false,
         };
         if allowed {
-            return Ok(Reviewer { identity });
+            return Ok(Reviewer {
+                caller: caller.clone(),
+                viewer,
+            });
         }
         Err(self
             .base
@@ -288,14 +309,14 @@ impl Recordings {
     /// purpose (the window is kept in the store, so every replica agrees).
     async fn audit_read(
         &self,
-        reviewer: &Reviewer,
+        granted: &Granted,
         purpose: Purpose,
         session: &str,
         file: Option<&str>,
     ) -> Result<(), Error> {
         let now = Utc::now().timestamp();
         let read = RecordingRead {
-            reviewer: reviewer.identity.clone(),
+            reviewer: granted.actor().to_owned(),
             purpose: purpose.as_str().to_owned(),
             session: session.to_owned(),
             file: file.unwrap_or_default().to_owned(),
@@ -312,9 +333,11 @@ impl Recordings {
             .record_change(
                 Event::new(
                     purpose.audit_kind(),
-                    reviewer.identity.clone(),
+                    granted.actor().to_owned(),
                     Outcome::Info,
-                    json!({ "session": session, "file": file, "purpose": purpose.as_str() }),
+                    granted.annotate(
+                        json!({ "session": session, "file": file, "purpose": purpose.as_str() }),
+                    ),
                 ),
                 Change::NoteRecordingRead(read),
             )
@@ -381,16 +404,18 @@ impl Recordings {
         })
     }
 
-    /// `GET /v1/recordings`: sessions, newest first. Metadata only: not
-    /// audited (the reads of content are).
+    /// `GET /v1/recordings`: sessions the reviewer may review, newest
+    /// first. Metadata only: not audited (the reads of content are).
     pub(crate) async fn list(
         &self,
-        _reviewer: &Reviewer,
+        reviewer: &Reviewer,
         filter: SessionFilter,
     ) -> Result<Vec<RecordingInfo>, Error> {
         let mut infos = Vec::new();
         for row in self.base.store.sessions(filter).await? {
-            infos.push(self.info(row).await?.0);
+            if reviewer.may_see(&row) {
+                infos.push(self.info(row).await?.0);
+            }
         }
         Ok(infos)
     }
@@ -406,12 +431,32 @@ impl Recordings {
         if text.is_empty() || text.chars().count() > 200 {
             return Err(Error::BadQuery);
         }
-        let found = self.base.store.search(text, limit).await?;
+        let mut found = Vec::new();
+        // Each session once: whether the reviewer may see its lines.
+        let mut seen: Vec<(String, bool)> = Vec::new();
+        for hit in self.base.store.search(text, limit).await? {
+            let visible = match seen.iter().find(|(id, _)| *id == hit.session_id) {
+                Some((_, visible)) => *visible,
+                None => {
+                    let visible = self
+                        .base
+                        .store
+                        .session(&hit.session_id)
+                        .await?
+                        .is_some_and(|row| reviewer.may_see(&row));
+                    seen.push((hit.session_id.clone(), visible));
+                    visible
+                }
+            };
+            if visible {
+                found.push(hit);
+            }
+        }
         self.base
             .audit
             .record(Event::new(
                 "recording.searched",
-                reviewer.identity.clone(),
+                reviewer.caller.identity(),
                 Outcome::Info,
                 json!({ "query": clip(text), "matches": found.len() }),
             ))
@@ -426,17 +471,42 @@ impl Recordings {
         session: &str,
         purpose: Purpose,
     ) -> Result<RecordingDetail, Error> {
-        let row = self.reviewed_session(session).await?;
-        self.audit_read(reviewer, purpose, session, None).await?;
+        let (row, granted) = self.reviewed_session(reviewer, session, purpose).await?;
+        self.audit_read(&granted, purpose, session, None).await?;
         self.detail(row).await
     }
 
-    async fn reviewed_session(&self, session: &str) -> Result<Session, Error> {
+    /// The session, if the policy's authority lets the reviewer review its
+    /// recording (a refusal is audited). One the reviewer may not see is
+    /// answered as missing would be only when it does not exist: a refusal
+    /// says so, without the session's details.
+    async fn reviewed_session(
+        &self,
+        reviewer: &Reviewer,
+        session: &str,
+        purpose: Purpose,
+    ) -> Result<(Session, Granted), Error> {
         let missing = || Error::NoRecording(clip(session));
         if !is_session_id(session) {
             return Err(missing());
         }
-        self.base.store.session(session).await?.ok_or_else(missing)
+        let row = self
+            .base
+            .store
+            .session(session)
+            .await?
+            .ok_or_else(missing)?;
+        let granted = authority::authorize(
+            &self.base,
+            &reviewer.caller,
+            &Action::ReviewRecording {
+                role: &row.role,
+                owner: &row.identity,
+            },
+            json!({ "session": session, "purpose": purpose.as_str() }),
+        )
+        .await?;
+        Ok((row, granted))
     }
 
     /// `GET /v1/recordings/{id}/files/{name}?offset=N`: up to `limit` bytes
@@ -451,14 +521,14 @@ impl Recordings {
         limit: Option<u64>,
         purpose: Purpose,
     ) -> Result<Opened, Error> {
-        let row = self.reviewed_session(session).await?;
+        let (row, granted) = self.reviewed_session(reviewer, session, purpose).await?;
         if !is_file_name(name) {
             return Err(Error::NoFile {
                 session: clip(session),
                 name: clip(name),
             });
         }
-        self.audit_read(reviewer, purpose, session, Some(name))
+        self.audit_read(&granted, purpose, session, Some(name))
             .await?;
         let length = self
             .committed_length(&row, name)

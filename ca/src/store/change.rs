@@ -22,13 +22,20 @@ pub(crate) enum Change {
         request: String,
     },
     CreateRequest(StoredRequest),
-    /// Sets a pending request's approvals and status, if its approvals are
-    /// still `expected` (two approvers at once: the second gets
-    /// `RequestChanged` and looks again).
+    /// Sets a pending request's approvals, status and expiry, if its
+    /// approvals are still `expected` (two approvers at once: the second
+    /// gets `RequestChanged` and looks again).
     Approve {
         id: String,
         expected: Vec<String>,
         approvals: Vec<String>,
+        status: RequestStatus,
+        expires_at: i64,
+    },
+    /// Marks a request that was `status` (pending or approved) expired
+    /// (`RequestChanged` unless it still is).
+    ExpireRequest {
+        id: String,
         status: RequestStatus,
     },
     /// Denies a pending request (`RequestChanged` unless still pending).
@@ -38,6 +45,19 @@ pub(crate) enum Change {
         reason: String,
     },
     AddOverride(StoredOverride),
+    /// Moves an override's end earlier (`OverrideChanged` unless it still
+    /// ends at `expected_end`).
+    ShortenOverride {
+        id: String,
+        expected_end: i64,
+        end: i64,
+    },
+    /// Removes an override (`OverrideChanged` unless it still ends at
+    /// `expected_end`).
+    DeleteOverride {
+        id: String,
+        expected_end: i64,
+    },
     /// Revokes these serials (already revoked ones stay as they were).
     Revoke {
         serials: Vec<u64>,
@@ -47,6 +67,12 @@ pub(crate) enum Change {
     },
     /// `IncidentExists` if the ID is taken.
     OpenIncident(Incident),
+    /// An incident for one Alertmanager firing, `alert_key` naming it
+    /// (`FINGERPRINT@STARTS_AT`); `IncidentExists` as for `OpenIncident`.
+    OpenAlertIncident {
+        incident: Incident,
+        alert_key: String,
+    },
     /// Resolves the incident and revokes the certificates issued under it
     /// that are live at `now` (unix seconds). `IncidentNotOpen` if it is not
     /// open at the commit.
@@ -56,16 +82,17 @@ pub(crate) enum Change {
         at: String,
         now: u64,
     },
-    /// Locks `identity` out and revokes its certificates live at `now`.
+    /// Locks `identities` (one person's) out and revokes their
+    /// certificates live at `now`.
     Lock {
-        identity: String,
+        identities: Vec<String>,
         by: String,
         at: String,
         reason: String,
         now: u64,
     },
     Unlock {
-        identity: String,
+        identities: Vec<String>,
     },
     /// A one-time join token for a host or bastion (only its hash).
     CreateJoinToken(StoredToken),

@@ -37,6 +37,9 @@ pub(crate) enum Conflict {
     /// was read.
     #[error("the access request changed meanwhile")]
     RequestChanged,
+    /// The on-call override was changed or deleted since it was read.
+    #[error("the on-call override changed meanwhile")]
+    OverrideChanged,
     /// The join token was spent (or expired) since it was read.
     #[error("the join token was already used or has expired")]
     TokenSpent,

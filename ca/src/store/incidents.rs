@@ -13,4 +13,12 @@ pub(crate) trait IncidentStore {
 
     /// Incidents, newest first (at most 500); only open ones when `open_only`.
     async fn incidents(&self, open_only: bool) -> Result<Vec<Incident>, Error>;
+
+    /// The incident opened for the Alertmanager firing `alert_key`
+    /// (`FINGERPRINT@STARTS_AT`); `None` when none was.
+    async fn alert_incident(&self, alert_key: &str) -> Result<Option<Incident>, Error>;
+
+    /// The firing an Alertmanager incident was opened for (`None` for
+    /// other incidents and for those opened before the CA kept it).
+    async fn alert_key_of(&self, id: &str) -> Result<Option<String>, Error>;
 }

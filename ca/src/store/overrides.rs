@@ -8,6 +8,8 @@ use super::Error;
 /// An on-call override as stored.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub(crate) struct StoredOverride {
+    /// `ov_` and hex digits: how the API and audit rows name it.
+    pub(crate) id: String,
     pub(crate) schedule: String,
     pub(crate) member: String,
     pub(crate) start: i64,
@@ -21,4 +23,7 @@ pub(crate) struct StoredOverride {
 pub(crate) trait OverrideStore {
     /// Overrides that have not ended by `now`, by start (at most 1000).
     async fn current_overrides(&self, now: i64) -> Result<Vec<StoredOverride>, Error>;
+
+    /// The override with this ID, ended or not.
+    async fn on_call_override(&self, id: &str) -> Result<Option<StoredOverride>, Error>;
 }

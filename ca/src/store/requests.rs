@@ -11,6 +11,8 @@ pub(crate) enum RequestStatus {
     Approved,
     Denied,
     Issued,
+    /// Pending or approved, and past `expires_at` when the CA noticed.
+    Expired,
 }
 
 impl RequestStatus {
@@ -20,6 +22,7 @@ impl RequestStatus {
             RequestStatus::Approved => "approved",
             RequestStatus::Denied => "denied",
             RequestStatus::Issued => "issued",
+            RequestStatus::Expired => "expired",
         }
     }
 
@@ -29,6 +32,7 @@ impl RequestStatus {
             "approved" => Some(RequestStatus::Approved),
             "denied" => Some(RequestStatus::Denied),
             "issued" => Some(RequestStatus::Issued),
+            "expired" => Some(RequestStatus::Expired),
             _ => None,
         }
     }
@@ -52,6 +56,8 @@ pub(crate) struct StoredRequest {
     pub(crate) decision_reason: Option<String>,
     pub(crate) serial: Option<u64>,
     pub(crate) created_at: i64,
+    /// Unix seconds: a pending request expires then, and once approved,
+    /// the approval does if the certificate was not issued by then.
     pub(crate) expires_at: i64,
 }
 

@@ -94,7 +94,7 @@ impl SignIn {
     fn rights(&self, caller: &Caller) -> (bool, bool) {
         let policy = self.policy.get();
         let identity = caller.identity();
-        let reviewer = policy.is_reviewer(&identity, caller.groups());
+        let reviewer = policy.may_review_some(&identity, caller.groups());
         // An approver of some role: asked with a requester that can never be
         // the approver, so only the approvers list decides.
         let approver = policy
@@ -223,10 +223,7 @@ impl FromRequestParts<UiState> for Signed {
         let sign_in = || UiError::SignIn { next: next.clone() };
         let value = cookie(&parts.headers, SESSION_COOKIE).ok_or_else(sign_in)?;
         let session = signin.sessions.find(value).await?.ok_or_else(sign_in)?;
-        let caller = Caller::User {
-            email: session.email,
-            groups: session.groups,
-        };
+        let caller = Caller::user(&session.email, session.groups).ok_or_else(sign_in)?;
         let identity = caller.identity();
         let (reviewer, approver) = signin.rights(&caller);
         if !reviewer && !approver {
@@ -439,14 +436,10 @@ pub(super) async fn callback(
             "the ID token does not answer this sign-in (nonce)".into(),
         ));
     }
-    if !crate::identity::is_safe_token(&verified.email) {
+    let Some(caller) = Caller::user(&verified.email, verified.groups) else {
         return Err(UiError::Login(
             "the ID token's email cannot be used as an identity".into(),
         ));
-    }
-    let caller = Caller::User {
-        email: verified.email,
-        groups: verified.groups,
     };
     let identity = caller.identity();
     let (reviewer, approver) = signin.rights(&caller);

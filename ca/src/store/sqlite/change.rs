@@ -22,25 +22,41 @@ pub(super) fn apply(conn: &Connection, change: &Change) -> Result<(), WriteError
             expected,
             approvals,
             status,
-        } => requests::approve(conn, id, expected, approvals, *status),
+            expires_at,
+        } => requests::approve(conn, id, expected, approvals, *status, *expires_at),
+        Change::ExpireRequest { id, status } => requests::expire(conn, id, *status),
         Change::Deny { id, by, reason } => requests::deny(conn, id, by, reason),
         Change::AddOverride(o) => overrides::insert(conn, o),
+        Change::ShortenOverride {
+            id,
+            expected_end,
+            end,
+        } => overrides::shorten(conn, id, *expected_end, *end),
+        Change::DeleteOverride { id, expected_end } => overrides::delete(conn, id, *expected_end),
         Change::Revoke {
             serials,
             by,
             reason,
             at,
         } => certificates::revoke(conn, serials, by, reason, at),
-        Change::OpenIncident(incident) => incidents::open(conn, incident),
+        Change::OpenIncident(incident) => incidents::open(conn, incident, None),
+        Change::OpenAlertIncident {
+            incident,
+            alert_key,
+        } => incidents::open(conn, incident, Some(alert_key)),
         Change::ResolveIncident { id, by, at, now } => incidents::resolve(conn, id, by, at, *now),
         Change::Lock {
-            identity,
+            identities,
             by,
             at,
             reason,
             now,
-        } => locks::lock(conn, identity, by, at, reason, *now),
-        Change::Unlock { identity } => locks::unlock(conn, identity),
+        } => identities
+            .iter()
+            .try_for_each(|identity| locks::lock(conn, identity, by, at, reason, *now)),
+        Change::Unlock { identities } => identities
+            .iter()
+            .try_for_each(|identity| locks::unlock(conn, identity)),
         Change::CreateJoinToken(token) => hosts::insert_token(conn, token),
         Change::Enroll {
             token_hash,

@@ -23,11 +23,15 @@ fn incident_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Incident> {
     })
 }
 
-pub(super) fn open(conn: &Connection, i: &Incident) -> Result<(), WriteError> {
+pub(super) fn open(
+    conn: &Connection,
+    i: &Incident,
+    alert_key: Option<&str>,
+) -> Result<(), WriteError> {
     let inserted = conn
         .prepare_cached(
-            "INSERT INTO incidents (id, title, severity, status, source, opened_by, opened_at)
-             VALUES (?1, ?2, ?3, 'open', ?4, ?5, ?6) ON CONFLICT(id) DO NOTHING",
+            "INSERT INTO incidents (id, title, severity, status, source, opened_by, opened_at, alert_key)
+             VALUES (?1, ?2, ?3, 'open', ?4, ?5, ?6, ?7) ON CONFLICT(id) DO NOTHING",
         )?
         .execute(params![
             i.id,
@@ -35,7 +39,8 @@ pub(super) fn open(conn: &Connection, i: &Incident) -> Result<(), WriteError> {
             i.severity,
             i.source,
             i.opened_by,
-            i.opened_at
+            i.opened_at,
+            alert_key
         ])?;
     if inserted == 1 {
         Ok(())
@@ -98,6 +103,29 @@ impl IncidentStore for SqliteStore {
             ))?;
             let rows = stmt.query_map([], incident_row)?;
             rows.collect()
+        })
+        .await
+    }
+
+    async fn alert_incident(&self, alert_key: &str) -> Result<Option<Incident>, Error> {
+        let key = alert_key.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM incidents WHERE alert_key = ?1"
+            ))?
+            .query_row([key], incident_row)
+            .optional()
+        })
+        .await
+    }
+
+    async fn alert_key_of(&self, id: &str) -> Result<Option<String>, Error> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT alert_key FROM incidents WHERE id = ?1")?
+                .query_row([id], |r| r.get::<_, Option<String>>(0))
+                .optional()
+                .map(Option::flatten)
         })
         .await
     }

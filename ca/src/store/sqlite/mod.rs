@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use super::{Access, Conflict, Error, OpenError};
 
 /// Numbered migrations, applied in order; `PRAGMA user_version` records the last.
-const MIGRATIONS: &[&str] = &[
+pub(in crate::store) const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../migrations/sqlite/0002_incidents_revocations.sql"),
     include_str!("../../../migrations/sqlite/0003_access_requests.sql"),
@@ -38,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0008_serial_sequence.sql"),
     include_str!("../../../migrations/sqlite/0009_recording_uploads.sql"),
     include_str!("../../../migrations/sqlite/0010_ui_sessions.sql"),
+    include_str!("../../../migrations/sqlite/0011_identities_overrides_requests.sql"),
 ];
 /// How long a statement waits for another writer (a CLI command, another
 /// process) before the store answers `Unavailable`.

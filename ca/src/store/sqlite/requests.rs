@@ -77,18 +77,29 @@ pub(super) fn approve(
     expected: &[String],
     approvals: &[String],
     status: RequestStatus,
+    expires_at: i64,
 ) -> Result<(), WriteError> {
     let changed = conn
         .prepare_cached(
-            "UPDATE access_requests SET approvals = ?3, status = ?4
+            "UPDATE access_requests SET approvals = ?3, status = ?4, expires_at = ?5
              WHERE id = ?1 AND status = 'pending' AND approvals = ?2",
         )?
         .execute(params![
             id,
             json_list(expected),
             json_list(approvals),
-            status.as_str()
+            status.as_str(),
+            expires_at
         ])?;
+    one_row(changed)
+}
+
+pub(super) fn expire(conn: &Connection, id: &str, status: RequestStatus) -> Result<(), WriteError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE access_requests SET status = 'expired' WHERE id = ?1 AND status = ?2",
+        )?
+        .execute(params![id, status.as_str()])?;
     one_row(changed)
 }
 

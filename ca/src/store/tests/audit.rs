@@ -171,7 +171,7 @@ pub(super) async fn the_notifier_says_when_the_log_grows(store: Fresh) {
     let seq = apply(
         &store,
         Change::Unlock {
-            identity: "user:a@example.com".into(),
+            identities: vec!["user:a@example.com".into()],
         },
     )
     .await

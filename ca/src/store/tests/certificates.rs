@@ -141,11 +141,18 @@ pub(super) async fn locking_revokes_and_unlocking_keeps_revocations(store: Fresh
     apply(&store, Change::Issue(cert(1, None, 2_000)))
         .await
         .unwrap();
+    let mut other = cert(2, None, 2_000);
+    other.identity = "local:alice".into();
+    apply(&store, Change::Issue(other)).await.unwrap();
+    apply(&store, Change::Issue(cert_of(3, "local:bob")))
+        .await
+        .unwrap();
     let identity = "user:a@example.com".to_owned();
+    // One person, two identities: both locked, both revoked, in one commit.
     apply(
         &store,
         Change::Lock {
-            identity: identity.clone(),
+            identities: vec![identity.clone(), "local:alice".into()],
             by: "local:root".into(),
             at: "x".into(),
             reason: "left".into(),
@@ -158,16 +165,24 @@ pub(super) async fn locking_revokes_and_unlocking_keeps_revocations(store: Fresh
         store.lock_of(&identity).await.unwrap().as_deref(),
         Some("left")
     );
+    assert_eq!(
+        store.lock_of("local:alice").await.unwrap().as_deref(),
+        Some("left")
+    );
     assert!(store.user_certificate(1).await.unwrap().unwrap().revoked);
+    assert!(store.user_certificate(2).await.unwrap().unwrap().revoked);
+    assert!(!store.user_certificate(3).await.unwrap().unwrap().revoked);
+    assert_eq!(store.lock_of("local:bob").await.unwrap(), None);
     apply(
         &store,
         Change::Unlock {
-            identity: identity.clone(),
+            identities: vec![identity.clone(), "local:alice".into()],
         },
     )
     .await
     .unwrap();
     assert_eq!(store.lock_of(&identity).await.unwrap(), None);
+    assert_eq!(store.lock_of("local:alice").await.unwrap(), None);
     assert!(
         store.user_certificate(1).await.unwrap().unwrap().revoked,
         "revocations are permanent"
@@ -202,4 +217,55 @@ pub(super) async fn the_krl_lists_live_revocations_and_moves_its_version(store: 
     let after = store.revocations(now).await.unwrap();
     assert_eq!(after.live_serials, [1, 2]);
     assert_ne!(after.version, before.version);
+}
+
+fn cert_of(serial: u64, identity: &str) -> crate::store::IssuedCertificate {
+    let mut c = cert(serial, None, 2_000);
+    c.identity = identity.into();
+    c
+}
+
+pub(super) async fn an_alert_incident_is_found_by_its_firing(store: Fresh) {
+    apply(
+        &store,
+        Change::OpenAlertIncident {
+            incident: incident("AM-1"),
+            alert_key: "abc@2026-11-25T00:00:00Z".into(),
+        },
+    )
+    .await
+    .unwrap();
+    apply(&store, Change::OpenIncident(incident("INC-1")))
+        .await
+        .unwrap();
+    let found = store
+        .alert_incident("abc@2026-11-25T00:00:00Z")
+        .await
+        .unwrap();
+    assert_eq!(found.map(|i| i.id).as_deref(), Some("AM-1"));
+    assert_eq!(
+        store
+            .alert_incident("abc@2026-11-25T01:00:00Z")
+            .await
+            .unwrap(),
+        None,
+        "another firing of the same alert"
+    );
+    assert_eq!(
+        store.alert_key_of("AM-1").await.unwrap().as_deref(),
+        Some("abc@2026-11-25T00:00:00Z")
+    );
+    assert_eq!(store.alert_key_of("INC-1").await.unwrap(), None);
+    assert_eq!(store.alert_key_of("INC-9").await.unwrap(), None);
+    assert_eq!(
+        apply(
+            &store,
+            Change::OpenAlertIncident {
+                incident: incident("AM-1"),
+                alert_key: "abc@2026-11-25T02:00:00Z".into(),
+            }
+        )
+        .await,
+        Err(Error::Conflict(Conflict::IncidentExists))
+    );
 }

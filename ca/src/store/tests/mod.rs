@@ -6,6 +6,7 @@
 mod audit;
 mod certificates;
 mod hosts;
+mod overrides;
 mod requests;
 mod sessions;
 mod sqlite;
@@ -149,10 +150,13 @@ macro_rules! every_behaviour_test {
             certificates::selectors_name_live_unrevoked_certificates,
             certificates::locking_revokes_and_unlocking_keeps_revocations,
             certificates::the_krl_lists_live_revocations_and_moves_its_version,
+            certificates::an_alert_incident_is_found_by_its_firing,
             hosts::a_join_token_is_spent_once,
             hosts::renewal_moves_the_host_to_its_new_key,
+            overrides::overrides_shorten_and_delete_as_they_were_read,
             requests::approvals_race_and_the_second_looks_again,
             requests::only_an_approved_request_is_issued_and_only_a_pending_one_denied,
+            requests::a_request_expires_once_and_an_approval_sets_its_time,
             sessions::sealing_is_once_and_search_finds_substrings,
             sessions::filters_match_hosts_with_or_without_port,
             sessions::uploads_move_only_from_the_length_they_saw,

@@ -28,6 +28,7 @@ fn approve(id: &str, expected: &[&str], approvals: &[&str], status: RequestStatu
         expected: expected.iter().map(|s| (*s).to_owned()).collect(),
         approvals: approvals.iter().map(|s| (*s).to_owned()).collect(),
         status,
+        expires_at: 1_000,
     }
 }
 
@@ -138,4 +139,69 @@ pub(super) async fn only_an_approved_request_is_issued_and_only_a_pending_one_de
         Err(Error::Conflict(Conflict::RequestChanged)),
         "once"
     );
+}
+
+pub(super) async fn a_request_expires_once_and_an_approval_sets_its_time(store: Fresh) {
+    apply(&store, Change::CreateRequest(request("r_4")))
+        .await
+        .unwrap();
+    let mut approved = approve("r_4", &[], &["user:b", "user:c"], RequestStatus::Approved);
+    if let Change::Approve { expires_at, .. } = &mut approved {
+        *expires_at = 5_000;
+    }
+    apply(&store, approved).await.unwrap();
+    let found = store.access_request("r_4").await.unwrap().unwrap();
+    assert_eq!(
+        (found.status, found.expires_at),
+        (RequestStatus::Approved, 5_000)
+    );
+    let expire = |status| Change::ExpireRequest {
+        id: "r_4".into(),
+        status,
+    };
+    assert_eq!(
+        apply(&store, expire(RequestStatus::Pending)).await,
+        Err(Error::Conflict(Conflict::RequestChanged)),
+        "it is approved, not pending"
+    );
+    apply(&store, expire(RequestStatus::Approved))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.access_request("r_4").await.unwrap().unwrap().status,
+        RequestStatus::Expired
+    );
+    assert_eq!(
+        apply(&store, expire(RequestStatus::Approved)).await,
+        Err(Error::Conflict(Conflict::RequestChanged)),
+        "once"
+    );
+    // An expired request is neither issued nor decided any more.
+    let mut issued = cert(9, None, 2_000);
+    issued.request_id = "r_4".into();
+    assert_eq!(
+        apply(
+            &store,
+            Change::IssueForRequest {
+                certificate: issued,
+                request: "r_4".into(),
+            }
+        )
+        .await,
+        Err(Error::Conflict(Conflict::RequestChanged))
+    );
+    assert_eq!(
+        apply(
+            &store,
+            Change::Deny {
+                id: "r_4".into(),
+                by: "user:b".into(),
+                reason: "no".into(),
+            }
+        )
+        .await,
+        Err(Error::Conflict(Conflict::RequestChanged))
+    );
+    assert!(store.pending_requests(0).await.unwrap().is_empty());
+    assert_eq!(store.decided_requests(10).await.unwrap().len(), 1);
 }

@@ -39,7 +39,8 @@ fn migrates_once_and_refuses_a_newer_schema() {
     let version: usize = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 10);
+    assert_eq!(version, crate::store::sqlite::MIGRATIONS.len());
+    assert_eq!(version, 11);
     conn.pragma_update(None, "user_version", 99).unwrap();
     drop(conn);
     for access in [Access::ReadWrite, Access::ReadOnly] {
@@ -48,6 +49,88 @@ fn migrates_once_and_refuses_a_newer_schema() {
             Err(OpenError::TooNew { found: 99, .. })
         ));
     }
+}
+
+/// A store at version 10 whose rows spell one identity three ways: the
+/// migration to version 11 leaves one canonical spelling everywhere a row
+/// names who did or owns something, and keeps `local:` names as they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_11_makes_every_stored_identity_canonical() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = Connection::open(db(dir.path())).unwrap();
+    for sql in &crate::store::sqlite::MIGRATIONS[..10] {
+        conn.execute_batch(sql).unwrap();
+    }
+    conn.pragma_update(None, "user_version", 10).unwrap();
+    conn.execute_batch(
+        r#"
+        INSERT INTO certificates VALUES (1, 'Alice@Example.COM role=r', 'user:Alice@Example.COM', 'r', NULL,
+            'r_1', '["p@r"]', 0, 9999999999, 'SHA256:1', 'x', 'cert');
+        INSERT INTO certificates VALUES (2, 'local:Bob role=r', 'local:Bob', 'r', NULL,
+            'r_2', '["p@r"]', 0, 9999999999, 'SHA256:2', 'x', 'cert');
+        INSERT INTO identity_locks VALUES ('user:ALICE@example.com', 'user:Root@Example.com', 'x', 'first');
+        INSERT INTO identity_locks VALUES ('user:alice@example.com', 'local:root', 'y', 'second');
+        INSERT INTO oncall_overrides (id, schedule, member, start, end, reason, created_by, created_at)
+            VALUES (7, 'primary', 'user:Alice@Example.COM', 0, 9999999999, 'cover', 'user:Carol@Example.com', 'x');
+        INSERT INTO access_requests (id, requester, role, request, status, approvals, approvals_needed,
+            denied_by, created_at, expires_at)
+            VALUES ('r_9', 'user:Alice@Example.COM', 'r', '{}', 'denied', '["user:Carol@Example.com","local:Bob"]',
+                2, 'user:Dan@Example.com', 0, 1);
+        INSERT INTO incidents (id, title, severity, status, source, opened_by, opened_at)
+            VALUES ('INC-1', 't', 1, 'open', 'manual', 'user:Alice@Example.COM', 'x');
+        "#,
+    )
+    .unwrap();
+    drop(conn);
+    let store: Fresh = Arc::new(SqliteStore::open(&db(dir.path()), Access::ReadWrite).unwrap());
+    let known = store.user_certificate(1).await.unwrap().unwrap();
+    assert_eq!(known.identity, "user:alice@example.com");
+    assert_eq!(
+        known.key_id, "Alice@Example.COM role=r",
+        "what was signed stays"
+    );
+    assert_eq!(
+        store.user_certificate(2).await.unwrap().unwrap().identity,
+        "local:Bob",
+        "local user names are case-sensitive"
+    );
+    assert_eq!(
+        store
+            .lock_of("user:alice@example.com")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("first"),
+        "two spellings locked: one lock, the first"
+    );
+    assert_eq!(
+        store
+            .live_serials(Selector::Identity("user:alice@example.com".into()), 0)
+            .await
+            .unwrap(),
+        [1]
+    );
+    let o = store
+        .on_call_override("ov_000000000007")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (o.member.as_str(), o.created_by.as_str()),
+        ("user:alice@example.com", "user:carol@example.com")
+    );
+    let r = store.access_request("r_9").await.unwrap().unwrap();
+    assert_eq!(r.requester, "user:alice@example.com");
+    assert_eq!(r.approvals, ["user:carol@example.com", "local:Bob"]);
+    assert_eq!(r.denied_by.as_deref(), Some("user:dan@example.com"));
+    let i = store.incident("INC-1").await.unwrap().unwrap();
+    assert_eq!(i.opened_by, "user:alice@example.com");
+    // Certificates are immutable again after the rewrite.
+    let conn = Connection::open(db(dir.path())).unwrap();
+    assert!(
+        conn.execute("UPDATE certificates SET role = 'x'", [])
+            .is_err()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,7 +161,13 @@ async fn a_store_from_the_previous_release_upgrades_and_keeps_working() {
         store.lock_of("local:root").await.unwrap().is_none(),
         "unlocked"
     );
-    assert_eq!(store.current_overrides(0).await.unwrap().len(), 1);
+    let overrides = store.current_overrides(0).await.unwrap();
+    assert_eq!(overrides.len(), 1);
+    assert!(overrides[0].id.starts_with("ov_"), "{}", overrides[0].id);
+    assert_eq!(
+        store.on_call_override(&overrides[0].id).await.unwrap(),
+        Some(overrides[0].clone())
+    );
     assert_eq!(
         store
             .session("s_00000000000000aa")
@@ -352,7 +441,7 @@ async fn truncation_is_caught_against_an_anchor() {
 #[tokio::test]
 async fn a_refusal_that_cannot_be_recorded_answers_as_the_audit_failure() {
     use crate::audit::Outcome;
-    use crate::incidents::Error as Refusal;
+    use crate::oncall::Error as Refusal;
     let (dir, store) = fresh().await;
     let audit = crate::audit::Audit::start(store);
     // When the row cannot be written, the caller hears that instead.
@@ -364,7 +453,7 @@ async fn a_refusal_that_cannot_be_recorded_answers_as_the_audit_failure() {
             "thing.refused",
             "user:a@example.com".into(),
             Outcome::Deny,
-            Refusal::NoRole("open"),
+            Refusal::NoReason,
             serde_json::json!({}),
         ),
     )
