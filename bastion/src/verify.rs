@@ -137,8 +137,13 @@ pub(crate) fn verify_user_cert(
     if certificate.validate_at(now, &fingerprints).is_err() {
         return Err(Refusal::NotValidNow);
     }
+    // A principal is the login itself or `LOGIN@ROLE` (the CA scopes
+    // principals by role, and decides the role per target).
     if let Some(login) = login
-        && !certificate.valid_principals().iter().any(|p| p == login)
+        && !certificate
+            .valid_principals()
+            .iter()
+            .any(|p| p == login || p.split_once('@').is_some_and(|(l, _)| l == login))
     {
         return Err(Refusal::Principal(login.to_owned()));
     }
@@ -261,6 +266,12 @@ mod tests {
         assert_eq!(
             verify_user_cert(&t, &odd, Some("postgres"), LOCAL, 1500).unwrap_err(),
             Refusal::UnknownCriticalOption("verify-required".into())
+        );
+        let scoped = cert(&ca, CertType::User, &["postgres@db-debug"], &[], 6);
+        assert!(verify_user_cert(&t, &scoped, Some("postgres"), LOCAL, 1500).is_ok());
+        assert_eq!(
+            verify_user_cert(&t, &scoped, Some("db-debug"), LOCAL, 1500).unwrap_err(),
+            Refusal::Principal("db-debug".into())
         );
         let empty = cert(&ca, CertType::User, &[], &[], 5);
         assert!(verify_user_cert(&t, &empty, Some("postgres"), LOCAL, 1500).is_err());

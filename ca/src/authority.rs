@@ -198,3 +198,7 @@ impl Viewer {
         self.policy.authorize(&actor, action, Utc::now()).is_ok()
     }
 }
+
+#[cfg(test)]
+#[path = "authority_tests.rs"]
+mod tests;

@@ -18,7 +18,7 @@ use tokio::sync::broadcast;
 use crate::store::{self, AuditFilter, AuditRow, Store};
 
 /// Audit row kinds that are events.
-pub(crate) const KINDS: [&str; 11] = [
+pub(crate) const KINDS: [&str; 14] = [
     "certificate.revoked",
     "incident.resolved",
     "incident.opened",
@@ -27,7 +27,10 @@ pub(crate) const KINDS: [&str; 11] = [
     "request.created",
     "request.approved",
     "request.denied",
+    "request.expired",
     "oncall.override",
+    "oncall.override_shortened",
+    "oncall.override_deleted",
     "identity.locked",
     "identity.unlocked",
 ];

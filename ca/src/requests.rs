@@ -370,3 +370,7 @@ fn distinct_persons(policy: &crate::policy::Policy, approvals: &[String]) -> usi
     }
     seen.len()
 }
+
+#[cfg(test)]
+#[path = "requests_tests.rs"]
+mod tests;

@@ -8,6 +8,19 @@ use anyhow::{Context, bail};
 
 use crate::util::{free_port, require_tool, run, ssh_keygen};
 
+/// sshd_config lines that make sshd accept, for every login, only these
+/// certificate principals — what an enrolled host's AuthorizedPrincipalsFile
+/// lists: `LOGIN@ROLE` for the roles whose hosts match it. Writes the file
+/// into `dir`.
+pub fn principals_config(dir: &Path, principals: &[&str]) -> anyhow::Result<String> {
+    std::fs::create_dir_all(dir)?;
+    let file = dir.join("authorized_principals");
+    let mut text = principals.join("\n");
+    text.push('\n');
+    std::fs::write(&file, text)?;
+    Ok(format!("AuthorizedPrincipalsFile {}\n", file.display()))
+}
+
 #[derive(Debug)]
 pub struct Sshd {
     child: Child,

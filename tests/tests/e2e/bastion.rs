@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use shiftkey_tests::bastion::{TestBastion, read_recording, recording_files};
 use shiftkey_tests::ca::TestCa;
-use shiftkey_tests::sshd::Sshd;
+use shiftkey_tests::sshd::{Sshd, principals_config};
 use shiftkey_tests::util::{ensure_login_user, run, ssh_keygen};
 
-use crate::fixtures::{LOGIN_USER, policy};
+use crate::fixtures::{LOGIN_USER, policy, with_ports};
 
 /// A CA, a target sshd certified by the CA's host key, a bastion, and a
 /// user key with a certificate for the `shell` role.
@@ -33,14 +33,23 @@ impl World {
 
     fn with_policy(recordings: Option<&Path>, policy: &str) -> anyhow::Result<Self> {
         ensure_login_user(LOGIN_USER)?;
-        let ca = TestCa::init(policy, None)?.start()?;
+        let ca = TestCa::init(policy, None)?;
         let work = tempfile::tempdir()?;
-        let user_ca = ca.client().get(ca.url("/v1/ca/user.pub")).send()?.text()?;
-        let sshd = Sshd::start_with_host_ca(
-            &work.path().join("sshd"),
+        let user_ca = std::fs::read_to_string(ca.data_dir().join("keys/user_ca.pub"))?;
+        // As an enrolled target: only the role's scoped principal.
+        let sshd_dir = work.path().join("sshd");
+        let sshd = Sshd::start_with_host_ca_and_extra(
+            &sshd_dir,
             &user_ca,
             Some(&ca.data_dir().join("keys/host_ca")),
+            &principals_config(&sshd_dir, &[&format!("{LOGIN_USER}@shell")])?,
         )?;
+        // The bastion connects only to the role's ports: sshd's, here.
+        std::fs::write(
+            ca.data_dir().join("policy.toml"),
+            with_ports(policy, "shell", &[sshd.port]),
+        )?;
+        let ca = ca.start()?;
         let bastion = TestBastion::start(&ca, recordings)?;
         let key = ssh_keygen(work.path(), "id_ed25519", &["-t", "ed25519"])?;
         let mut world = World {
@@ -593,8 +602,7 @@ fn resolving_the_incident_ends_sessions_opened_under_it() -> anyhow::Result<()> 
 fn ssh_config_sends_recorded_roles_through_the_bastion() -> anyhow::Result<()> {
     let world = World::new(None)?;
     // The policy names the bastion and sends the shell role through it.
-    let policy = policy()
-        .0
+    let policy = with_ports(&policy().0, "shell", &[world.sshd.port])
         .replacen(
             "[settings]\n",
             &format!(

@@ -14,10 +14,10 @@ use serde_json::{Value, json};
 use shiftkey_tests::bastion::TestBastion;
 use shiftkey_tests::ca::TestCa;
 use shiftkey_tests::oidc::OidcProvider;
-use shiftkey_tests::sshd::Sshd;
+use shiftkey_tests::sshd::{Sshd, principals_config};
 use shiftkey_tests::util::{ensure_login_user, free_port, ssh_keygen, target_dir};
 
-use crate::fixtures::{LOGIN_USER, policy};
+use crate::fixtures::{LOGIN_USER, policy, with_ports};
 
 const CLIENT_ID: &str = "shiftkey-ui-e2e";
 /// What the recorded session types; the reviewer searches for it.
@@ -117,11 +117,36 @@ fn wait_exit(child: &mut Child, limit: Duration) -> anyhow::Result<bool> {
 fn record_a_session(ca: &TestCa, work: &Path) -> anyhow::Result<(String, u64, Sshd, TestBastion)> {
     ensure_login_user(LOGIN_USER)?;
     let user_ca = ca.client().get(ca.url("/v1/ca/user.pub")).send()?.text()?;
-    let sshd = Sshd::start_with_host_ca(
+    // As an enrolled target: only the role's scoped principal.
+    let sshd = Sshd::start_with_host_ca_and_extra(
         &work.join("sshd"),
         &user_ca,
         Some(&ca.data_dir().join("keys/host_ca")),
+        &principals_config(&work.join("sshd"), &[&format!("{LOGIN_USER}@shell")])?,
     )?;
+    // The bastion connects only to the role's ports: sshd's, here.
+    let policy_file = ca.data_dir().join("policy.toml");
+    let policy = std::fs::read_to_string(&policy_file)?;
+    std::fs::write(&policy_file, with_ports(&policy, "shell", &[sshd.port]))?;
+    let reloads = |ca: &TestCa| -> anyhow::Result<usize> {
+        Ok(ca
+            .audit_rows()?
+            .iter()
+            .filter(|r| r["kind"] == "policy.reloaded")
+            .count())
+    };
+    let before = reloads(ca)?;
+    ca.signal("HUP")?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while reloads(ca)? == before {
+        ensure!(
+            Instant::now() < deadline,
+            "the policy was not reloaded:
+{}",
+            ca.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let bastion = TestBastion::start(ca, None)?;
     let key = ssh_keygen(work, "id_ed25519", &["-t", "ed25519"])?;
     let public = std::fs::read_to_string(key.with_extension("pub"))?;
