@@ -546,6 +546,14 @@ impl Hosts {
         Ok((row, response))
     }
 
+    /// `POST /v1/hosts/principals`: what `host`'s principals files say
+    /// under the policy in force now (its certificate's names decide).
+    pub(crate) fn principals(&self, host: &EnrolledHost) -> shiftkey_wire::HostPrincipals {
+        shiftkey_wire::HostPrincipals {
+            authorized_principals: self.authorized_principals(&host.principals),
+        }
+    }
+
     /// `AuthorizedPrincipalsFile` per login for a host with these names:
     /// the role-scoped principals (`LOGIN@ROLE`) of every role whose host
     /// patterns match one of them (see `Policy::principals_for_host`).

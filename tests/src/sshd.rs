@@ -8,17 +8,18 @@ use anyhow::{Context, bail};
 
 use crate::util::{free_port, require_tool, run, ssh_keygen};
 
-/// sshd_config lines that make sshd accept, for every login, only these
-/// certificate principals — what an enrolled host's AuthorizedPrincipalsFile
-/// lists: `LOGIN@ROLE` for the roles whose hosts match it. Writes the file
-/// into `dir`.
-pub fn principals_config(dir: &Path, principals: &[&str]) -> anyhow::Result<String> {
-    std::fs::create_dir_all(dir)?;
-    let file = dir.join("authorized_principals");
+/// sshd_config lines that make sshd accept, for `login`, only these
+/// certificate principals, and for other logins none — what an enrolled
+/// host's AuthorizedPrincipalsFile for `login` lists: `LOGIN@ROLE` for the
+/// roles whose hosts match it. Writes `dir/principals/LOGIN`; sshd reads it
+/// as the login, so `dir` must be where that user can read.
+pub fn principals_config(dir: &Path, login: &str, principals: &[&str]) -> anyhow::Result<String> {
+    let files = dir.join("principals");
+    std::fs::create_dir_all(&files)?;
     let mut text = principals.join("\n");
     text.push('\n');
-    std::fs::write(&file, text)?;
-    Ok(format!("AuthorizedPrincipalsFile {}\n", file.display()))
+    std::fs::write(files.join(login), text)?;
+    Ok(format!("AuthorizedPrincipalsFile {}/%u\n", files.display()))
 }
 
 #[derive(Debug)]

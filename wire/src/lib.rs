@@ -297,6 +297,20 @@ pub struct HostCertificateResponse {
     pub authorized_principals: std::collections::BTreeMap<String, Vec<String>>,
 }
 
+/// `POST /v1/hosts/principals` (host-authenticated, empty body `{}`): what
+/// the host's `AuthorizedPrincipalsFile`s say under the policy in force now,
+/// so `shiftkey host refresh` follows a policy change without renewing.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalsRequest {}
+
+/// The answer to `POST /v1/hosts/principals`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HostPrincipals {
+    /// As in [`HostCertificateResponse::authorized_principals`].
+    pub authorized_principals: std::collections::BTreeMap<String, Vec<String>>,
+}
+
 /// `POST /v1/sessions` (bastion-authenticated): may this user certificate
 /// reach this target as this principal? On yes, a certificate for the
 /// bastion's one-session key.

@@ -152,7 +152,17 @@ pub(crate) fn stage_certificate(
         line.as_bytes(),
         PUBLIC_FILE_MODE,
     )?;
-    let (files, warnings) = principals_files(&checked.response.authorized_principals);
+    stage_principals(changes, layout, &checked.response.authorized_principals)
+}
+
+/// The principals files, one per login; files of logins the CA no longer
+/// lists are removed.
+pub(crate) fn stage_principals(
+    changes: &mut Changes,
+    layout: &Layout,
+    map: &BTreeMap<String, Vec<String>>,
+) -> anyhow::Result<Vec<String>> {
+    let (files, warnings) = principals_files(map);
     let dir = layout.principals_dir();
     changes.ensure_dir(&dir)?;
     for entry in std::fs::read_dir(&dir)? {

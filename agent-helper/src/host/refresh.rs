@@ -2,13 +2,17 @@
 //!
 //! Renews the host certificate once less than a third of its validity is
 //! left (a request signed with the host key, `shiftkey_wire::host_auth`),
-//! fetches the user CA keys and the KRL, and installs what changed, checked
-//! by `sshd -t`. Fails safe: whatever could not be fetched or does not parse
+//! fetches the user CA keys, the KRL and the principals files (the roles
+//! whose hosts match this host under the policy in force now: a policy
+//! change reaches the host without a renewal), and installs what changed,
+//! checked by `sshd -t`. Fails safe: whatever could not be fetched or does not parse
 //! keeps its installed file (a KRL is never emptied), and the command exits
 //! non-zero saying so. sshd is reloaded only when a file changed.
 
 use anyhow::{Context, bail};
-use shiftkey_wire::{HostCertificateResponse, RenewRequest, host_auth};
+use shiftkey_wire::{
+    HostCertificateResponse, HostPrincipals, PrincipalsRequest, RenewRequest, host_auth,
+};
 use ssh_key::{Certificate, PrivateKey};
 
 use super::files::{Changes, write_atomic};
@@ -40,12 +44,16 @@ pub(crate) async fn run(args: RefreshArgs) -> anyhow::Result<()> {
     let mut problems: Vec<String> = Vec::new();
     let mut renew_problem = None;
 
+    let mut principals = None;
     let renewed = match current_certificate(&layout) {
         Err(e) => {
             renew_problem = Some(one_line(&e));
             None
         }
         Ok(current) => {
+            if !args.renew && !renewal_due(current.valid_after(), current.valid_before(), now) {
+                principals = Some(fetch_principals(&client, &layout, &current, now).await);
+            }
             let left = current.valid_before().saturating_sub(now);
             if args.renew || renewal_due(current.valid_after(), current.valid_before(), now) {
                 match renew(&client, &layout, &current, now).await {
@@ -76,6 +84,8 @@ pub(crate) async fn run(args: RefreshArgs) -> anyhow::Result<()> {
         let mut warnings = Vec::new();
         if let Some(checked) = &renewed {
             warnings = install::stage_certificate(&mut changes, &layout, checked)?;
+        } else if let Some(Ok(map)) = &principals {
+            warnings = install::stage_principals(&mut changes, &layout, map)?;
         }
         if let Ok(text) = &user_ca {
             changes.write(&layout.user_ca(), text.as_bytes(), PUBLIC_FILE_MODE)?;
@@ -132,6 +142,12 @@ pub(crate) async fn run(args: RefreshArgs) -> anyhow::Result<()> {
     if let Err(e) = &user_ca {
         problems.push(format!(
             "{}; the installed user CA keys are kept",
+            one_line(e)
+        ));
+    }
+    if let Some(Err(e)) = &principals {
+        problems.push(format!(
+            "{}; the installed principals files are kept",
             one_line(e)
         ));
     }
@@ -216,6 +232,47 @@ fn current_certificate(layout: &Layout) -> anyhow::Result<Certificate> {
     })
 }
 
+/// `POST /v1/hosts/principals`, signed with the host key: the principals
+/// files under the policy in force now.
+async fn fetch_principals(
+    client: &CaClient,
+    layout: &Layout,
+    current: &Certificate,
+    now: u64,
+) -> anyhow::Result<std::collections::BTreeMap<String, Vec<String>>> {
+    let key = host_key(layout, current)?;
+    let path = "/v1/hosts/principals";
+    let body = serde_json::to_vec(&PrincipalsRequest::default())?;
+    let authorization = host_auth::authorization(&key, current, "POST", path, now, &body)
+        .context("cannot sign the principals request with the host key")?;
+    let (_, bytes) = client
+        .exchange_raw("POST", path, Some(body), Some(&authorization))
+        .await
+        .map_err(renewal_refused)
+        .context("cannot fetch the principals files")?;
+    let answer: HostPrincipals = serde_json::from_slice(&bytes)
+        .context("the CA's answer is not the host's principals files")?;
+    Ok(answer.authorized_principals)
+}
+
+/// The host key, checked to be the one the current certificate is for.
+fn host_key(layout: &Layout, current: &Certificate) -> anyhow::Result<PrivateKey> {
+    // INVARIANT: ssh-key's private key zeroizes on drop; it only signs.
+    let key = PrivateKey::read_openssh_file(layout.host_key()).with_context(|| {
+        format!(
+            "cannot read the host key {} (run as root)",
+            layout.host_key().display()
+        )
+    })?;
+    if key.public_key().key_data() != current.public_key() {
+        bail!(
+            "the host key {} is not the key the certificate is for (was it replaced?)\nhint: enroll again with a new join token",
+            layout.host_key().display()
+        );
+    }
+    Ok(key)
+}
+
 /// `POST /v1/hosts/renew`, signed with the host key and presenting the
 /// current certificate.
 async fn renew(
@@ -230,19 +287,7 @@ async fn renew(
             local_time(current.valid_before())
         );
     }
-    // INVARIANT: ssh-key's private key zeroizes on drop; it only signs.
-    let key = PrivateKey::read_openssh_file(layout.host_key()).with_context(|| {
-        format!(
-            "cannot read the host key {} (run as root)",
-            layout.host_key().display()
-        )
-    })?;
-    if key.public_key().key_data() != current.public_key() {
-        bail!(
-            "the host key {} is not the key the certificate is for (was it replaced?)\nhint: enroll again with a new join token",
-            layout.host_key().display()
-        );
-    }
+    let key = host_key(layout, current)?;
     let body = serde_json::to_vec(&RenewRequest::default())?;
     let authorization = host_auth::authorization(&key, current, "POST", RENEW_PATH, now, &body)
         .context("cannot sign the renewal request with the host key")?;

@@ -30,6 +30,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/hosts/enroll", post(enroll))
         .route("/v1/hosts/renew", post(renew))
         .route("/v1/hosts/present", post(present))
+        .route("/v1/hosts/principals", post(principals))
         .route("/v1/sessions", post(sessions))
         .route("/v1/sessions/refused", post(refused))
 }
@@ -68,6 +69,14 @@ async fn present(
     Enrolled(host, body): Enrolled<shiftkey_wire::PresentRequest>,
 ) -> Result<Json<HostCertificateResponse>, ApiError> {
     Ok(Json(hosts.present_as(&host, &body.target).await?))
+}
+
+/// The host's principals files under the policy in force now.
+async fn principals(
+    State(hosts): State<Arc<Hosts>>,
+    Enrolled(host, _): Enrolled<shiftkey_wire::PrincipalsRequest>,
+) -> Json<shiftkey_wire::HostPrincipals> {
+    Json(hosts.principals(&host))
 }
 
 async fn sessions(

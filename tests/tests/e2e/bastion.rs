@@ -42,7 +42,7 @@ impl World {
             &sshd_dir,
             &user_ca,
             Some(&ca.data_dir().join("keys/host_ca")),
-            &principals_config(&sshd_dir, &[&format!("{LOGIN_USER}@shell")])?,
+            &principals_config(&sshd_dir, LOGIN_USER, &[&format!("{LOGIN_USER}@shell")])?,
         )?;
         // The bastion connects only to the role's ports: sshd's, here.
         std::fs::write(

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use shiftkey_tests::ca::TestCa;
 use shiftkey_tests::oidc::OidcProvider;
 use shiftkey_tests::ssh_agent::SshAgent;
-use shiftkey_tests::sshd::Sshd;
+use shiftkey_tests::sshd::{Sshd, principals_config};
 use shiftkey_tests::util::{binary, ensure_login_user, run};
 
 use crate::fixtures::{LOGIN_USER, policy};
@@ -215,7 +215,8 @@ fn login_access_and_plain_ssh_until_the_agent_forgets() -> anyhow::Result<()> {
     ])?;
     assert!(out.status.success(), "{}\n{}", stderr(&out), ca.log());
     let access: Value = serde_json::from_str(&stdout(&out))?;
-    assert_eq!(access["principals"], json!([LOGIN_USER]));
+    // The login scoped to its role; `shiftkey access` shows what to ssh as.
+    assert_eq!(access["principals"], json!([format!("{LOGIN_USER}@shell")]));
     assert_eq!(access["hosts"], json!(["127.0.0.1"]));
     assert_eq!(access["placed_in"], "ssh-agent");
     let valid_before = access["valid_before"].as_u64().unwrap_or(0);
@@ -234,9 +235,17 @@ fn login_access_and_plain_ssh_until_the_agent_forgets() -> anyhow::Result<()> {
     assert_eq!(status["certificates"][0]["role"], "shell");
     assert_eq!(status["certificates"][0]["serial"], access["serial"]);
 
-    // Plain ssh with the agent, to an sshd that trusts only the CA.
+    // Plain ssh with the agent, to an sshd that trusts only the CA and
+    // lists the role's principal for the login, as an enrolled host does.
     let user_ca = ca.client().get(ca.url("/v1/ca/user.pub")).send()?.text()?;
-    let sshd = Sshd::start(&user.runtime.path().join("sshd"), &user_ca)?;
+    // Not under the 0700 runtime dir: sshd reads principals files as the login.
+    let host = tempfile::tempdir()?;
+    let sshd_dir = host.path().join("sshd");
+    let sshd = Sshd::start_with_extra(
+        &sshd_dir,
+        &user_ca,
+        &principals_config(&sshd_dir, LOGIN_USER, &[&format!("{LOGIN_USER}@shell")])?,
+    )?;
     let ok = sshd.ssh_with_agent(&user.agent.socket, LOGIN_USER, "id -un")?;
     assert!(ok.status.success(), "{}\n{}", stderr(&ok), sshd.log());
     assert_eq!(stdout(&ok).trim(), LOGIN_USER);
@@ -438,8 +447,15 @@ fn ssh_config_makes_plain_ssh_trust_the_host_without_a_prompt() -> anyhow::Resul
     // knows nothing of this host but the @cert-authority line.
     let user_ca = ca.client().get(ca.url("/v1/ca/user.pub")).send()?.text()?;
     let host_ca = ca.data_dir().join("keys/host_ca");
-    let sshd =
-        Sshd::start_with_host_ca(&user.runtime.path().join("sshd"), &user_ca, Some(&host_ca))?;
+    // Not under the 0700 runtime dir: sshd reads principals files as the login.
+    let host = tempfile::tempdir()?;
+    let sshd_dir = host.path().join("sshd");
+    let sshd = Sshd::start_with_host_ca_and_extra(
+        &sshd_dir,
+        &user_ca,
+        Some(&host_ca),
+        &principals_config(&sshd_dir, LOGIN_USER, &[&format!("{LOGIN_USER}@shell")])?,
+    )?;
     let config = user.home.path().join(".ssh/shiftkey.conf");
     let ok = sshd.ssh_with_config(&config, &user.agent.socket, "id -un")?;
     assert!(
@@ -523,17 +539,28 @@ fn device_grant_login_through_the_binary() -> anyhow::Result<()> {
 fn incidents_from_the_client_open_access_and_resolving_revokes_it() -> anyhow::Result<()> {
     let (_provider, ca, user) = setup()?;
     user.login()?;
-    let out = user.shiftkey(&[
-        "incident",
-        "open",
-        "--title",
-        "primary db down",
-        "--severity",
-        "sev1",
-        "--id",
-        "INC-99",
-        "--json",
-    ])?;
+    // The policy lets SREs open small incidents, not a sev1.
+    let open = |id: &str, severity: &str| {
+        user.shiftkey(&[
+            "incident",
+            "open",
+            "--title",
+            "primary db slow",
+            "--severity",
+            severity,
+            "--id",
+            id,
+            "--json",
+        ])
+    };
+    let out = open("INC-98", "sev1")?;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("may not open a sev1 incident"),
+        "{}",
+        stderr(&out)
+    );
+    let out = open("INC-99", "sev3")?;
     assert!(out.status.success(), "{}", stderr(&out));
     let opened: Value = serde_json::from_str(&stdout(&out))?;
     assert_eq!(
@@ -541,15 +568,32 @@ fn incidents_from_the_client_open_access_and_resolving_revokes_it() -> anyhow::R
         (Some("INC-99"), Some("open"))
     );
 
-    let out = user.shiftkey(&[
-        "access",
-        "db-debug",
-        "--incident",
-        "INC-99",
-        "--reason",
-        "failover",
-        "--json",
-    ])?;
+    // An incident alice opened herself does not unlock db-debug for her.
+    let ask = |incident: &str, role: &str| {
+        user.shiftkey(&[
+            "access",
+            role,
+            "--incident",
+            incident,
+            "--reason",
+            "failover",
+            "--json",
+        ])
+    };
+    let out = ask("INC-99", "db-debug")?;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("does not count an incident its requester opened"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        ca.last_audit("certificate.denied")?["detail"]["denied"],
+        "self-served"
+    );
+
+    // Access tied to her incident where the role does not require one.
+    let out = ask("INC-99", "shell")?;
     assert!(out.status.success(), "{}\n{}", stderr(&out), ca.log());
     let access: Value = serde_json::from_str(&stdout(&out))?;
     assert!(
@@ -560,6 +604,16 @@ fn incidents_from_the_client_open_access_and_resolving_revokes_it() -> anyhow::R
         "{access}"
     );
 
+    // One the pager opened (here the CA host's root) counts.
+    let (status, page) = ca.local(
+        "POST",
+        "/v1/incidents",
+        &json!({ "id": "INC-97", "title": "primary db down", "severity": "sev1" }),
+    )?;
+    assert_eq!(status, 201, "{page}");
+    let out = ask("INC-97", "db-debug")?;
+    assert!(out.status.success(), "{}\n{}", stderr(&out), ca.log());
+
     let out = user.shiftkey(&["incident", "list", "--json"])?;
     let listed: Value = serde_json::from_str(&stdout(&out))?;
     assert!(
@@ -569,19 +623,16 @@ fn incidents_from_the_client_open_access_and_resolving_revokes_it() -> anyhow::R
         "{listed}"
     );
 
+    // She resolves her own incident, not the pager's.
+    let out = user.shiftkey(&["incident", "resolve", "INC-97", "--json"])?;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("may not resolve"), "{}", stderr(&out));
     let out = user.shiftkey(&["incident", "resolve", "INC-99", "--json"])?;
     assert!(out.status.success(), "{}", stderr(&out));
     let resolved: Value = serde_json::from_str(&stdout(&out))?;
     assert_eq!(resolved["revoked_serials"], json!([access["serial"]]));
 
-    let out = user.shiftkey(&[
-        "access",
-        "db-debug",
-        "--incident",
-        "INC-99",
-        "--reason",
-        "failover",
-    ])?;
+    let out = ask("INC-99", "shell")?;
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("INC-99 is resolved"),
@@ -681,10 +732,13 @@ fn access_waits_for_an_approval_given_with_shiftkey_approve() -> anyhow::Result<
     let own = carol.shiftkey(&["approve", &id])?;
     assert!(!own.status.success(), "self-approval is refused");
     assert!(
-        stderr(&own).contains("your own request"),
+        stderr(&own).contains("nobody approves a request of their own person"),
         "{}",
         stderr(&own)
     );
+    let refused = ca.last_audit("authority.denied")?;
+    assert_eq!(refused["actor"], "user:carol@example.com");
+    assert_eq!(refused["detail"]["denied"], "self-approval");
     let approved = bob.shiftkey(&["approve", &id, "--reason", "reviewed the change"])?;
     assert!(approved.status.success(), "{}", stderr(&approved));
 

@@ -58,11 +58,27 @@ roles = ["shell"]
 identities = ["group:sre"]
 roles = ["db-debug"]
 
-# Alert sources open and resolve incidents; people other than the admins
-# (local:root, on the CA's socket) hold no power here.
+# Alert sources open and resolve incidents. SREs open the small ones and
+# resolve their own, and hand their own shifts to colleagues; every other
+# power is the admins' (local:root, on the CA's socket).
 [[authority]]
 identities = ["webhook:alertmanager", "webhook:pagerduty"]
 actions = ["incident.open", "incident.resolve"]
+
+[[authority]]
+identities = ["group:sre"]
+actions = ["incident.open"]
+severities = ["sev3", "sev4"]
+
+[[authority]]
+identities = ["group:sre"]
+actions = ["incident.resolve"]
+for = "self"
+
+[[authority]]
+identities = ["group:sre"]
+actions = ["override.create"]
+schedules = ["primary"]
 "#
     );
     (text, shift_end)

@@ -28,12 +28,12 @@ const HOST_PRINCIPAL: &str = "127.0.0.1";
 /// A fresh host: an ed25519 host key and an sshd_config that, like
 /// Debian's, includes `sshd_config.d/*.conf` first, and otherwise leaves
 /// sshd's defaults (authorized_keys files and passwords allowed).
-struct Host {
+pub(super) struct Host {
     dir: tempfile::TempDir,
 }
 
 impl Host {
-    fn new() -> anyhow::Result<Self> {
+    pub(super) fn new() -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("shiftkey-host-")
             .tempdir()?;
@@ -45,7 +45,7 @@ impl Host {
         Ok(host)
     }
 
-    fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         self.dir.path()
     }
 
@@ -53,7 +53,7 @@ impl Host {
         self.path().join("sshd_config")
     }
 
-    fn pid_file(&self) -> PathBuf {
+    pub(super) fn pid_file(&self) -> PathBuf {
         self.path().join("sshd.pid")
     }
 
@@ -72,12 +72,12 @@ impl Host {
     }
 
     /// Starts sshd on this host's config.
-    fn start_sshd(&self) -> anyhow::Result<Sshd> {
+    pub(super) fn start_sshd(&self) -> anyhow::Result<Sshd> {
         Sshd::start_with_config(self.path(), |port| self.main_config(port))
     }
 
     /// `shiftkey host ARGS --ssh-dir DIR` (as root, like the timer).
-    fn shiftkey(&self, args: &[&str]) -> anyhow::Result<Output> {
+    pub(super) fn shiftkey(&self, args: &[&str]) -> anyhow::Result<Output> {
         run(Command::new(binary("shiftkey")?)
             .arg("host")
             .args(args)
@@ -89,7 +89,12 @@ impl Host {
 
     /// `shiftkey host enroll` against `ca` with `token`, trusting the CA's
     /// TLS certificate by its bundle, plus `extra` flags.
-    fn enroll(&self, ca: &TestCa, token: &str, extra: &[&str]) -> anyhow::Result<Output> {
+    pub(super) fn enroll(
+        &self,
+        ca: &TestCa,
+        token: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Output> {
         let url = ca.url("");
         let config = self.config().to_string_lossy().into_owned();
         let bundle = ca.data_dir().join("tls/cert.pem");
@@ -134,7 +139,7 @@ impl Host {
     }
 }
 
-fn text(out: &Output) -> String {
+pub(super) fn text(out: &Output) -> String {
     format!(
         "status {}\nstdout: {}\nstderr: {}",
         out.status,
@@ -146,6 +151,16 @@ fn text(out: &Output) -> String {
 /// `shiftkey-ca hosts token --name e2e-host --principals 127.0.0.1 --json`:
 /// the token and its ID.
 fn join_token(ca: &TestCa, ttl: &str) -> anyhow::Result<(String, String)> {
+    join_token_for(ca, HOST_NAME, HOST_PRINCIPAL, ttl)
+}
+
+/// `shiftkey-ca hosts token --name NAME --principals PRINCIPALS --json`.
+pub(super) fn join_token_for(
+    ca: &TestCa,
+    name: &str,
+    principals: &str,
+    ttl: &str,
+) -> anyhow::Result<(String, String)> {
     let dir = ca.data_dir().to_string_lossy().into_owned();
     let out = run_ok(Command::new(binary("shiftkey-ca")?).args([
         "hosts",
@@ -153,9 +168,9 @@ fn join_token(ca: &TestCa, ttl: &str) -> anyhow::Result<(String, String)> {
         "--data-dir",
         &dir,
         "--name",
-        HOST_NAME,
+        name,
         "--principals",
-        HOST_PRINCIPAL,
+        principals,
         "--ttl",
         ttl,
         "--json",
@@ -184,7 +199,7 @@ fn certified(ca: &TestCa, dir: &Path, name: &str) -> anyhow::Result<(PathBuf, Pa
 }
 
 /// How ssh should decide whether to trust the host.
-enum HostTrust<'a> {
+pub(super) enum HostTrust<'a> {
     /// Only this known_hosts file, strictly: no prompt, no TOFU.
     KnownHosts(&'a Path),
     /// Anything (to test what sshd accepts, not the host).
@@ -193,7 +208,7 @@ enum HostTrust<'a> {
 
 /// `ssh -i KEY [-o CertificateFile=CERT] sktest@127.0.0.1 -p PORT COMMAND`:
 /// no agent, no config, no other identity.
-fn ssh(
+pub(super) fn ssh(
     sshd: &Sshd,
     key: &Path,
     cert: Option<&Path>,
@@ -391,7 +406,8 @@ fn an_enrolled_host_takes_certificates_only_and_refresh_brings_revocations() -> 
             host.path()
                 .join(format!("shiftkey/principals/{LOGIN_USER}"))
         )?,
-        format!("{LOGIN_USER}\n")
+        format!("{LOGIN_USER}@shell\n"),
+        "the login, for the roles whose hosts match this host"
     );
     let user_ca = ca.client().get(ca.url("/v1/ca/user.pub")).send()?.text()?;
     assert_eq!(

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 use shiftkey_tests::ca::TestCa;
-use shiftkey_tests::sshd::Sshd;
+use shiftkey_tests::sshd::{Sshd, principals_config};
 use shiftkey_tests::util::{ensure_login_user, run_ok, ssh_keygen};
 
 use crate::fixtures::{LOGIN_USER, policy};
@@ -40,7 +40,10 @@ fn sshd_accepts_the_certificate_until_it_expires() -> anyhow::Result<()> {
     // The API's answer matches the certificate.
     let serial = body["serial"].as_u64().unwrap_or(0);
     assert!(serial >= 1);
-    assert_eq!(body["principals"], json!([LOGIN_USER]));
+    // The login, scoped to the role: only hosts whose principals file lists
+    // `sktest@shell` (the role's hosts) take it.
+    let principal = format!("{LOGIN_USER}@shell");
+    assert_eq!(body["principals"], json!([principal]));
     let key_id = body["key_id"].as_str().unwrap_or_default().to_owned();
     assert!(
         key_id.starts_with("local:root role=shell req=r_"),
@@ -78,7 +81,7 @@ fn sshd_accepts_the_certificate_until_it_expires() -> anyhow::Result<()> {
     );
     assert!(listing.contains(&format!("Serial: {serial}")), "{listing}");
     assert!(
-        listing.contains(&format!("Principals: \n                {LOGIN_USER}")),
+        listing.contains(&format!("Principals: \n                {principal}\n")),
         "{listing}"
     );
     assert!(
@@ -89,7 +92,22 @@ fn sshd_accepts_the_certificate_until_it_expires() -> anyhow::Result<()> {
     // sshd trusts the user CA key as served by the CA, and nothing else.
     let user_ca = ca.client().get(ca.url("/v1/ca/user.pub")).send()?.text()?;
     assert_eq!(user_ca.lines().count(), 1);
-    let sshd = Sshd::start(&work.path().join("sshd"), &user_ca)?;
+    // A host of the role lists the scoped principal for the login, as
+    // `shiftkey host enroll` writes it; a host that lists nothing refuses.
+    let plain = Sshd::start(&work.path().join("plain"), &user_ca)?;
+    let refused = plain.ssh(&key, &cert_path, LOGIN_USER, "true")?;
+    assert!(
+        !refused.status.success(),
+        "the bare login is not in the certificate: {}",
+        plain.log()
+    );
+    drop(plain);
+    let sshd_dir = work.path().join("sshd");
+    let sshd = Sshd::start_with_extra(
+        &sshd_dir,
+        &user_ca,
+        &principals_config(&sshd_dir, LOGIN_USER, &[&principal])?,
+    )?;
 
     let ok = sshd.ssh(&key, &cert_path, LOGIN_USER, "echo hello from $(id -un)")?;
     assert!(

@@ -8,6 +8,7 @@ mod bad_input;
 mod bastion;
 mod client;
 mod fixtures;
+mod host_roles;
 mod hosts;
 mod issuance;
 mod keys;

@@ -230,7 +230,7 @@ fn the_policy_denies_with_a_reason_and_an_audit_row() -> anyhow::Result<()> {
     let (status, answer) = ask(&alice, json!({ "ttl": "30m" }))?;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["valid_before"].as_u64(), Some(shift_end), "{answer}");
-    assert_eq!(answer["principals"], json!(["postgres"]));
+    assert_eq!(answer["principals"], json!(["postgres@db-debug"]));
     let key_id = answer["key_id"].as_str().unwrap_or_default();
     assert!(
         key_id.starts_with("alice@example.com role=db-debug incident=INC-42 req=r_"),

@@ -27,7 +27,8 @@ fn quickstart_issues_and_shows_a_certificate() -> anyhow::Result<()> {
         field("Key ID:").starts_with("\"local:root role=local-shell req=r_"),
         "{stdout}"
     );
-    assert_eq!(field("Principals:"), "root", "{stdout}");
+    // The login scoped to the role, as enrolled hosts list it.
+    assert_eq!(field("Principals:"), "root@local-shell", "{stdout}");
     assert_eq!(field("Extensions:"), "permit-pty", "{stdout}");
     assert!(
         stdout.contains("ssh-ed25519-cert-v01@openssh.com AAAA"),

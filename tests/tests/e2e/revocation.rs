@@ -7,7 +7,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 use shiftkey_tests::ca::TestCa;
-use shiftkey_tests::sshd::Sshd;
+use shiftkey_tests::sshd::{Sshd, principals_config};
 use shiftkey_tests::util::{ensure_login_user, run, run_ok, ssh_keygen};
 
 use crate::fixtures::{LOGIN_USER, policy};
@@ -95,15 +95,20 @@ fn a_revoked_serial_is_in_the_krl_and_sshd_refuses_it() -> anyhow::Result<()> {
     assert_eq!(row["detail"]["serials"], json!([a["serial"]]));
     assert_eq!(row["detail"]["reason"], "laptop stolen");
 
-    // A real sshd with RevokedKeys pointing at the served KRL.
+    // A real sshd with RevokedKeys pointing at the served KRL, taking the
+    // role's scoped principal for the login as an enrolled host does.
     let user_ca = ca.client().get(ca.url("/v1/ca/user.pub")).send()?.text()?;
     let sshd_dir = work.path().join("sshd");
     std::fs::create_dir_all(&sshd_dir)?;
     std::fs::copy(&krl, sshd_dir.join("revoked.krl"))?;
+    let principals = principals_config(&sshd_dir, LOGIN_USER, &[&format!("{LOGIN_USER}@shell")])?;
     let sshd = Sshd::start_with_extra(
         &sshd_dir,
         &user_ca,
-        &format!("RevokedKeys {}\n", sshd_dir.join("revoked.krl").display()),
+        &format!(
+            "RevokedKeys {}\n{principals}",
+            sshd_dir.join("revoked.krl").display()
+        ),
     )?;
     let refused = sshd.ssh(&key_a, &cert_a, LOGIN_USER, "true")?;
     assert!(

@@ -122,7 +122,11 @@ fn record_a_session(ca: &TestCa, work: &Path) -> anyhow::Result<(String, u64, Ss
         &work.join("sshd"),
         &user_ca,
         Some(&ca.data_dir().join("keys/host_ca")),
-        &principals_config(&work.join("sshd"), &[&format!("{LOGIN_USER}@shell")])?,
+        &principals_config(
+            &work.join("sshd"),
+            LOGIN_USER,
+            &[&format!("{LOGIN_USER}@shell")],
+        )?,
     )?;
     // The bastion connects only to the role's ports: sshd's, here.
     let policy_file = ca.data_dir().join("policy.toml");
