@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use shiftkey_wire::{
     AccessRequest, CaConfigResponse, CertificateRequest, CertificateResponse, Decision,
-    ErrorResponse, RolesResponse,
+    ErrorResponse, OnCallOverride, RolesResponse,
 };
 use zeroize::Zeroizing;
 
@@ -55,6 +55,10 @@ pub(crate) enum Error {
         "{0:?} is not an access request ID (letters, digits, `_` and `-` only)\nhint: `shiftkey requests` lists the pending requests you may approve"
     )]
     BadRequestId(String),
+    #[error(
+        "{0:?} is not an override ID (ov_ and hex digits)\nhint: `shiftkey oncall overrides` lists the overrides in force"
+    )]
+    BadOverrideId(String),
 }
 
 /// What `POST /v1/certificates` gave: the certificate (`200`), or an access
@@ -81,6 +85,24 @@ pub(crate) fn check_request_id(id: &str) -> Result<(), Error> {
     } else {
         Err(Error::BadRequestId(id.to_owned()))
     }
+}
+
+/// Override IDs are `ov_` and hex digits: anything else is refused before
+/// it goes into a URL path.
+pub(crate) fn check_override_id(id: &str) -> Result<(), Error> {
+    let plain = id.strip_prefix("ov_").is_some_and(|hex| {
+        (1..=32).contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    });
+    if plain {
+        Ok(())
+    } else {
+        Err(Error::BadOverrideId(id.to_owned()))
+    }
+}
+
+/// Text as one URL query value.
+fn query_value(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 /// The CA's refusals about access requests, with a hint where it gave none.
@@ -233,13 +255,52 @@ impl CaClient {
         self.call("GET", &path, None::<&()>).await
     }
 
-    /// `POST /v1/oncall/overrides`; the answer as the CA sent it (JSON).
+    /// `POST /v1/oncall/overrides`.
     pub(crate) async fn add_override(
         &self,
         request: &shiftkey_wire::OverrideRequest,
-    ) -> Result<serde_json::Value, Error> {
+    ) -> Result<OnCallOverride, Error> {
         self.call("POST", "/v1/oncall/overrides", Some(request))
             .await
+    }
+
+    /// `GET /v1/oncall/overrides[?schedule=NAME]`.
+    pub(crate) async fn overrides(
+        &self,
+        schedule: Option<&str>,
+    ) -> Result<Vec<OnCallOverride>, Error> {
+        let path = match schedule {
+            Some(name) => format!("/v1/oncall/overrides?schedule={}", query_value(name)),
+            None => "/v1/oncall/overrides".to_owned(),
+        };
+        self.call("GET", &path, None::<&()>).await
+    }
+
+    /// `PATCH /v1/oncall/overrides/ID`: end it at `end` (unix seconds).
+    pub(crate) async fn shorten_override(
+        &self,
+        id: &str,
+        end: i64,
+        reason: &str,
+    ) -> Result<OnCallOverride, Error> {
+        check_override_id(id)?;
+        let body = shiftkey_wire::ShortenOverride {
+            end,
+            reason: reason.to_owned(),
+        };
+        self.call("PATCH", &format!("/v1/oncall/overrides/{id}"), Some(&body))
+            .await
+    }
+
+    /// `DELETE /v1/oncall/overrides/ID?reason=TEXT`.
+    pub(crate) async fn delete_override(
+        &self,
+        id: &str,
+        reason: &str,
+    ) -> Result<OnCallOverride, Error> {
+        check_override_id(id)?;
+        let path = format!("/v1/oncall/overrides/{id}?reason={}", query_value(reason));
+        self.call("DELETE", &path, None::<&()>).await
     }
 
     pub(crate) async fn incidents(
@@ -409,9 +470,12 @@ impl CaClient {
             ca: base.to_owned(),
             cause: crate::error_chain(&e),
         };
+        let url = format!("{base}{path}");
         let mut request = match method {
-            "POST" => client.post(format!("{base}{path}")),
-            _ => client.get(format!("{base}{path}")),
+            "POST" => client.post(url),
+            "PATCH" => client.patch(url),
+            "DELETE" => client.delete(url),
+            _ => client.get(url),
         };
         if let Some(value) = authorization {
             request = request.header("authorization", value);

@@ -218,7 +218,7 @@ enum Command {
     #[command(args_conflicts_with_subcommands = true)]
     Oncall {
         #[command(subcommand)]
-        action: Option<OncallAction>,
+        action: Option<crate::oncall::Action>,
         schedule: Option<String>,
         #[arg(long, global = true)]
         json: bool,
@@ -246,27 +246,6 @@ enum Command {
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum OncallAction {
-    /// Cover or swap a shift: MEMBER is on call for SCHEDULE instead, from
-    /// --from (default now) for --for (e.g. 8h).
-    Override {
-        schedule: String,
-        /// user:EMAIL or local:USER.
-        #[arg(long)]
-        member: String,
-        /// Start, RFC 3339 (default: now).
-        #[arg(long)]
-        from: Option<String>,
-        /// How long, e.g. 8h or 2d.
-        #[arg(long = "for", value_name = "DURATION")]
-        duration: String,
-        /// Why; recorded in the audit log.
-        #[arg(long)]
-        reason: String,
     },
 }
 
@@ -539,7 +518,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             } else {
                 print!(
                     "{}",
-                    requests_table(&requests, chrono::Utc::now().timestamp())
+                    crate::requests::requests_table(&requests, chrono::Utc::now().timestamp())
                 );
                 if id.is_none() {
                     eprintln!(
@@ -609,93 +588,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Oncall {
-            action:
-                Some(OncallAction::Override {
-                    schedule,
-                    member,
-                    from,
-                    duration,
-                    reason,
-                }),
-            json,
-            token,
-            ..
-        } => {
-            let client = token.client(&ca).await?;
-            let start = match from {
-                Some(text) => chrono::DateTime::parse_from_rfc3339(&text)
-                    .with_context(|| format!("--from {text:?} is not an RFC 3339 time such as 2026-11-25T20:00:00+01:00"))?
-                    .timestamp(),
-                None => chrono::Utc::now().timestamp(),
-            };
-            let length = humantime::parse_duration(&duration)
-                .with_context(|| format!("--for {duration:?} is not a duration such as 8h"))?;
-            let end = start + i64::try_from(length.as_secs()).unwrap_or(i64::MAX / 2);
-            let request = shiftkey_wire::OverrideRequest {
-                schedule: schedule.clone(),
-                member: member.clone(),
-                start,
-                end,
-                reason,
-            };
-            let stored = client.add_override(&request).await?;
-            if json {
-                println!("{stored}");
-            } else {
-                let until = chrono::DateTime::from_timestamp(end, 0)
-                    .unwrap_or_default()
-                    .with_timezone(&chrono::Local);
-                println!(
-                    "{member} is on call for {schedule} until {}",
-                    until.format("%a %d %b %H:%M %Z")
-                );
-            }
-            Ok(())
-        }
-        Command::Oncall {
-            action: None,
+            action,
             schedule,
             json,
             token,
-        } => {
-            let client = token.client(&ca).await?;
-            let schedules = client.on_call(schedule.as_deref()).await?;
-            if json {
-                println!("{}", serde_json::to_string(&schedules)?);
-                return Ok(());
-            }
-            let when = |unix: i64, tz: &str| {
-                let time = chrono::DateTime::from_timestamp(unix, 0).unwrap_or_default();
-                match tz.parse::<chrono_tz::Tz>() {
-                    Ok(tz) => time
-                        .with_timezone(&tz)
-                        .format("%a %d %b %H:%M %Z")
-                        .to_string(),
-                    Err(_) => time.format("%a %d %b %H:%M UTC").to_string(),
-                }
-            };
-            for s in schedules {
-                println!("{}", s.schedule);
-                if s.now.is_empty() {
-                    println!("  now   nobody");
-                }
-                for shift in &s.now {
-                    println!(
-                        "  now   {}  until {}",
-                        shift.member,
-                        when(shift.end, &shift.timezone)
-                    );
-                }
-                for shift in &s.next {
-                    println!(
-                        "  next  {}  from {}",
-                        shift.member,
-                        when(shift.start, &shift.timezone)
-                    );
-                }
-            }
-            Ok(())
-        }
+        } => crate::oncall::run(&token.client(&ca).await?, action, schedule, json).await,
         Command::Host(command) => crate::host::run(command).await,
         Command::Recordings { action, token } => match action {
             crate::recordings::Action::Verify { dir, ca_key } => {
@@ -721,65 +618,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// `shiftkey requests`: one line per request, columns aligned.
-fn requests_table(requests: &[shiftkey_wire::AccessRequest], now: i64) -> String {
-    let rows: Vec<[String; 7]> = requests
-        .iter()
-        .map(|r| {
-            [
-                printable(&r.id),
-                printable(&r.requester),
-                printable(&r.role),
-                printable(r.incident.as_deref().unwrap_or("-")),
-                format!("{}/{}", r.approvals.len(), r.approvals_needed),
-                age(now - r.created_at),
-                printable(r.reason.as_deref().unwrap_or("-")),
-            ]
-        })
-        .collect();
-    let header = [
-        "ID",
-        "REQUESTER",
-        "ROLE",
-        "INCIDENT",
-        "APPROVALS",
-        "AGE",
-        "REASON",
-    ]
-    .map(str::to_owned);
-    let mut widths = [0; 7];
-    for row in std::iter::once(&header).chain(&rows) {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut table = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
-        let mut line = String::new();
-        for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
-            if i + 1 == row.len() {
-                line.push_str(cell);
-            } else {
-                line.push_str(cell);
-                line.push_str(&" ".repeat(width - cell.chars().count() + 2));
-            }
-        }
-        table.push_str(line.trim_end());
-        table.push('\n');
-    }
-    table
-}
-
-/// How long ago, roughly: `45s`, `12m`, `3h05m`, `2d`.
-fn age(seconds: i64) -> String {
-    let seconds = seconds.max(0);
-    match seconds {
-        0..60 => format!("{seconds}s"),
-        60..3600 => format!("{}m", seconds / 60),
-        3600..86400 => format!("{}h{:02}m", seconds / 3600, seconds / 60 % 60),
-        _ => format!("{}d", seconds / 86400),
-    }
-}
-
 async fn login_command(
     ca: &CaArgs,
     device: bool,
@@ -906,53 +744,6 @@ fn open_browser(url: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn request(id: &str, reason: Option<&str>) -> shiftkey_wire::AccessRequest {
-        shiftkey_wire::AccessRequest {
-            id: id.into(),
-            status: "pending".into(),
-            requester: "user:alice@example.com".into(),
-            role: "db-debug".into(),
-            incident: Some("INC-42".into()),
-            reason: reason.map(str::to_owned),
-            approvals: vec![],
-            approvals_needed: 1,
-            denied_by: None,
-            decision_reason: None,
-            created_at: 1000,
-            expires_at: 2000,
-            certificate: None,
-        }
-    }
-
-    #[test]
-    fn ages_read_like_people_say_them() {
-        assert_eq!(age(-5), "0s");
-        assert_eq!(age(45), "45s");
-        assert_eq!(age(12 * 60 + 59), "12m");
-        assert_eq!(age(3 * 3600 + 5 * 60), "3h05m");
-        assert_eq!(age(2 * 86400 + 7), "2d");
-    }
-
-    #[test]
-    fn requests_table_is_aligned_and_escaped() {
-        let table = requests_table(
-            &[
-                request("r_abc", Some("replica lag\x1b[2J")),
-                request("r_longer_id", None),
-            ],
-            1000 + 125,
-        );
-        let lines: Vec<&str> = table.lines().collect();
-        assert_eq!(lines.len(), 3, "{table}");
-        assert!(lines[0].starts_with("ID           REQUESTER"), "{table}");
-        assert!(
-            lines[1].starts_with("r_abc        user:alice@example.com  db-debug  INC-42    0/1        2m   replica lag\\u{1b}[2J"),
-            "{table}"
-        );
-        assert!(lines[2].ends_with("2m   -"), "{table}");
-        assert!(!table.contains('\x1b'));
-    }
 
     #[test]
     fn wait_takes_a_duration() {

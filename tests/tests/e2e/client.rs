@@ -813,5 +813,94 @@ fn an_override_covers_a_shift_for_access_and_oncall() -> anyhow::Result<()> {
         "oncall", "override", "primary", "--member", "bob", "--for", "1h", "--reason", "x y z",
     ])?;
     assert!(!bad.status.success());
+
+    // The overrides in force, listed; shortening and deleting one is the
+    // policy's to allow (here: the admins only), every change audited.
+    let listed: Value = serde_json::from_str(&stdout(&alice.shiftkey(&[
+        "oncall",
+        "overrides",
+        "--json",
+    ])?))?;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed[0]["member"], "user:bob@example.com");
+    assert_eq!(listed[0]["created_by"], "user:alice@example.com");
+    let id = listed[0]["id"].as_str().unwrap_or_default().to_owned();
+    assert!(id.starts_with("ov_"), "{listed}");
+    let table = stdout(&alice.shiftkey(&["oncall", "overrides"])?);
+    assert!(table.starts_with("ID") && table.contains(&id), "{table}");
+    for args in [
+        vec![
+            "oncall",
+            "overrides",
+            "delete",
+            &id,
+            "--reason",
+            "not needed",
+        ],
+        vec![
+            "oncall",
+            "overrides",
+            "shorten",
+            &id,
+            "--in",
+            "10m",
+            "--reason",
+            "back early",
+        ],
+    ] {
+        let refused = bob.shiftkey(&args)?;
+        assert!(!refused.status.success());
+        assert!(stderr(&refused).contains("may not"), "{}", stderr(&refused));
+    }
+    let denied = ca.last_audit("authority.denied")?;
+    assert_eq!(denied["actor"], "user:bob@example.com");
+    assert_eq!(denied["detail"]["action"], "override.shorten");
+    let root = |args: &[&str]| -> anyhow::Result<Output> {
+        run(Command::new(binary("shiftkey")?)
+            .arg("--ca")
+            .arg(format!("unix:{}", ca.socket().display()))
+            .args(args))
+    };
+    let out = root(&[
+        "oncall",
+        "overrides",
+        "shorten",
+        &id,
+        "--in",
+        "30m",
+        "--reason",
+        "back early",
+        "--json",
+    ])?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shortened: Value = serde_json::from_str(&stdout(&out))?;
+    let end = shortened["end"].as_i64().unwrap_or_default();
+    let expected = chrono::Utc::now().timestamp() + 30 * 60;
+    assert!((expected - 60..=expected).contains(&end), "{shortened}");
+    let row = ca.last_audit("oncall.override_shortened")?;
+    assert_eq!(row["actor"], "local:root");
+    assert_eq!(row["detail"]["override"], id.as_str());
+    let out = root(&[
+        "oncall",
+        "overrides",
+        "delete",
+        &id,
+        "--reason",
+        "bob is back",
+    ])?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        ca.last_audit("oncall.override_deleted")?["detail"]["override"],
+        id.as_str()
+    );
+    let (status, left) = ca.local("GET", "/v1/oncall/overrides", &Value::Null)?;
+    assert_eq!((status, left), (200, json!([])));
+    let out = root(&["oncall", "overrides", "delete", &id, "--reason", "again"])?;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no on-call override"),
+        "{}",
+        stderr(&out)
+    );
     Ok(())
 }
