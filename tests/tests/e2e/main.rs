@@ -7,6 +7,7 @@ mod audit;
 mod bad_input;
 mod bastion;
 mod client;
+mod escalation;
 mod fixtures;
 mod host_roles;
 mod hosts;

@@ -254,3 +254,89 @@ fn the_policy_denies_with_a_reason_and_an_audit_row() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// One person, one identity (issue 13 §3): the identity provider may send
+/// the email in any case; the CA compares and stores one spelling, so a
+/// lock or a revocation by identity reaches every spelling.
+#[test]
+fn every_spelling_of_an_email_is_one_identity_for_revocation_and_locks() -> anyhow::Result<()> {
+    let (provider, ca, public, _) = setup()?;
+    let dir = tempfile::tempdir()?;
+    let data_dir = ca.data_dir().display().to_string();
+    let body = json!({ "public_key": public, "role": "shell" });
+    let shouting = provider.code_flow_token(CLIENT_ID, "Alice@Example.COM", &["sre"])?;
+    let (status, issued) = ca.request_https(&shouting, &body)?;
+    assert_eq!(status, 200, "{issued}\n{}", ca.log());
+    assert!(
+        issued["key_id"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("alice@example.com role=shell "),
+        "{issued}"
+    );
+    assert_eq!(
+        ca.last_audit("certificate.issued")?["actor"],
+        "user:alice@example.com"
+    );
+    let cert = dir.path().join("alice-cert.pub");
+    std::fs::write(
+        &cert,
+        format!("{}\n", issued["certificate"].as_str().unwrap_or_default()),
+    )?;
+
+    // Revoking by identity, spelled as the policy does, reaches it.
+    let out = ca.cli(&[
+        "revoke",
+        "--identity",
+        "user:alice@example.com",
+        "--reason",
+        "rotate everything",
+        "--data-dir",
+        &data_dir,
+        "--json",
+    ])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let revoked: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(revoked["revoked_serials"], json!([issued["serial"]]));
+    let krl = dir.path().join("revoked.krl");
+    std::fs::write(&krl, ca.client().get(ca.url("/v1/krl")).send()?.bytes()?)?;
+    assert!(
+        shiftkey_tests::util::krl_revokes(&krl, &cert)?,
+        "ssh-keygen -Q finds the certificate issued to Alice@Example.COM in the KRL"
+    );
+
+    // Locked under one spelling, refused under another.
+    let out = ca.cli(&[
+        "lock",
+        "--identity",
+        "user:ALICE@example.com",
+        "--reason",
+        "laptop stolen",
+        "--data-dir",
+        &data_dir,
+    ])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("locked user:alice@example.com"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let (status, answer) = ca.request_https(&shouting, &body)?;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (403, Some("identity-locked")),
+        "{answer}"
+    );
+    let lower = provider.code_flow_token(CLIENT_ID, "alice@example.com", &["sre"])?;
+    let (status, _) = ca.request_https(&lower, &body)?;
+    assert_eq!(status, 403);
+    Ok(())
+}

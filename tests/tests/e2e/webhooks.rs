@@ -579,3 +579,76 @@ fn a_group_readable_webhook_secret_stops_the_ca_from_starting() -> anyhow::Resul
     assert!(!err.contains(PD_SECRET), "the secret is never printed");
     Ok(())
 }
+
+/// A `resolved` that arrives late, for an earlier firing of an alert that
+/// has fired again since, must not resolve the newer incident: the CA
+/// matches the firing (fingerprint and `startsAt`), not just the alert.
+#[test]
+fn a_late_resolved_leaves_the_newer_firing_open() -> anyhow::Result<()> {
+    let ca = ca_with_webhooks(true, false)?;
+    let path = "/v1/webhooks/alertmanager";
+    let bearer = vec![("Authorization", format!("Bearer {AM_TOKEN}"))];
+    let at = |status: &str, starts_at: &str| {
+        let mut one = alert(status, "DiskFull", "critical", "Disk full on db-1", FP_DISK);
+        one["startsAt"] = json!(starts_at);
+        alertmanager_payload(status, vec![one])
+    };
+    let first = "2024-05-01T10:00:00.123456789Z";
+    let (status, answer) = post(&ca, path, &bearer, &at("firing", first))?;
+    assert_eq!(
+        (status, answer["alerts"][0]["outcome"].as_str()),
+        (200, Some("opened")),
+        "{answer}"
+    );
+    let (status, answer) = post(&ca, path, &bearer, &at("resolved", first))?;
+    assert_eq!(
+        (status, answer["alerts"][0]["outcome"].as_str()),
+        (200, Some("resolved")),
+        "{answer}"
+    );
+
+    // It fires again, after that resolution: a second incident.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let (status, answer) = post(&ca, path, &bearer, &at("firing", &second))?;
+    assert_eq!(
+        (
+            status,
+            answer["alerts"][0]["outcome"].as_str(),
+            answer["alerts"][0]["incident"].as_str()
+        ),
+        (200, Some("opened"), Some("AM-c5d7f8a8b4cd-2")),
+        "{answer}"
+    );
+
+    // A late copy of the first firing's `resolved` (an HA peer's, a retry).
+    let (status, answer) = post(&ca, path, &bearer, &at("resolved", first))?;
+    assert_eq!(
+        (
+            status,
+            answer["alerts"][0]["outcome"].as_str(),
+            answer["alerts"][0]["incident"].as_str()
+        ),
+        (200, Some("not-open"), Some("AM-c5d7f8a8b4cd")),
+        "{answer}"
+    );
+    let listed = incidents(&ca)?;
+    assert_eq!(
+        incident(&listed, "AM-c5d7f8a8b4cd-2").map(|i| &i["status"]),
+        Some(&json!("open")),
+        "the newer firing's incident stays open: {listed}"
+    );
+
+    // Its own `resolved` ends it.
+    let (status, answer) = post(&ca, path, &bearer, &at("resolved", &second))?;
+    assert_eq!(
+        (
+            status,
+            answer["alerts"][0]["outcome"].as_str(),
+            answer["alerts"][0]["incident"].as_str()
+        ),
+        (200, Some("resolved"), Some("AM-c5d7f8a8b4cd-2")),
+        "{answer}"
+    );
+    Ok(())
+}
