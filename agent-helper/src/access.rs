@@ -423,7 +423,19 @@ fn print_summary(
             request.id
         );
     }
-    let login = issued.principals.first().map_or("USER", String::as_str);
+    // The certificate names the login for its role (`LOGIN@ROLE`); ssh
+    // takes the login.
+    let scoped_suffix = format!("@{}", opts.role);
+    let login = role
+        .and_then(|r| r.principals.first())
+        .map(String::as_str)
+        .or_else(|| {
+            issued
+                .principals
+                .first()
+                .map(|p| p.strip_suffix(&scoped_suffix).unwrap_or(p))
+        })
+        .unwrap_or("USER");
     let host = role
         .and_then(|r| r.hosts.first())
         .map(|h| h.replace('*', "HOST").replace('?', "X"))

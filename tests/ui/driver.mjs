@@ -2,7 +2,7 @@
 // Debian's chromium, driven by playwright-core; never downloads a browser.
 //
 // Input: SHIFTKEY_UI_TEST (JSON): base, idp, needle, session, serial,
-// incident, request, requester_token, screenshots.
+// incident, request, requester_token, override, screenshots.
 // Output: one JSON line on stdout with what it saw; exit 1 on a failed check.
 import { chromium } from 'playwright-core';
 import { join } from 'node:path';
@@ -163,6 +163,23 @@ try {
   const issuedText = await row.innerText();
   check(issuedText.includes('issued') && issuedText.includes(`serial ${answer.certificate.serial}`), `the request shows issued: ${issuedText}`);
   await shot(page, 'approvals-issued');
+
+  // On call: shorten the override through its form, then delete it.
+  await page.getByRole('link', { name: 'On call' }).click();
+  const ov = page.locator('article.request', { hasText: cfg.override });
+  await ov.waitFor();
+  check((await ov.innerText()).includes('bob covers the afternoon'), "the override's reason is shown");
+  await ov.getByLabel(/End it in/).fill('150');
+  await ov.locator('form[action$="/shorten"]').getByLabel('Reason').fill('bob is back early');
+  await ov.getByRole('button', { name: 'Shorten' }).click();
+  await page.waitForURL(`${base}/ui/oncall`);
+  await ov.waitFor();
+  await shot(page, 'oncall');
+  await ov.locator('form[action$="/delete"]').getByLabel('Reason').fill('not needed after all');
+  await ov.getByRole('button', { name: 'Delete' }).click();
+  await page.waitForURL(`${base}/ui/oncall`);
+  await page.getByText('No override is in force or to come.').waitFor();
+  report.oncall = 'shortened and deleted';
 
   // Sign out, then someone without reviewer or approver rights.
   await page.getByRole('button', { name: 'Sign out' }).click();

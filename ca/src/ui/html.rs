@@ -63,6 +63,7 @@ pub(super) enum Nav {
     Incidents,
     Audit,
     Approvals,
+    OnCall,
     None,
 }
 
@@ -95,6 +96,7 @@ pub(super) fn page(title: &str, nav: Nav, viewer: Option<&Viewer<'_>>, body: &st
         }
         if v.approver || v.reviewer {
             item("/ui/approvals", "Approvals", Nav::Approvals);
+            item("/ui/oncall", "On call", Nav::OnCall);
         }
     }
     let who = match viewer {

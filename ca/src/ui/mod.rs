@@ -18,6 +18,7 @@ mod assets;
 mod auth;
 mod html;
 mod login_cookie;
+mod oncall;
 mod review;
 mod sessions;
 mod streams;
@@ -88,6 +89,8 @@ pub(crate) fn routes(state: UiState) -> Router {
         .route("/ui/audit/export", get(review::audit_export))
         .route("/ui/approvals", get(review::approvals))
         .route("/ui/approvals/{id}/{decision}", post(review::decide))
+        .route("/ui/oncall", get(oncall::overrides))
+        .route("/ui/oncall/{id}/{change}", post(oncall::change))
         .route("/ui/assets/{name}", get(assets::serve))
         // The API router holds the one fallback; unknown UI paths get a page.
         .route("/ui/{*rest}", get(not_found).post(not_found))

@@ -37,6 +37,11 @@ approvers = ["group:sre-leads"]
 [[grant]]
 identities = ["group:sre"]
 roles = ["reviewed"]
+
+[[authority]]
+identities = ["user:rita@example.com"]
+actions = ["override.shorten", "override.delete"]
+schedules = ["primary"]
 "#;
 
 fn ui_dir() -> PathBuf {
@@ -256,6 +261,17 @@ fn a_reviewer_finds_plays_and_approves_in_the_browser() -> anyhow::Result<()> {
     )?;
     ensure!(status == 202, "pending request: {status} {pending}");
     let request = pending["id"].as_str().context("request id")?.to_owned();
+    // An override to come, for the on-call page, which rita shortens and
+    // deletes (it starts in an hour: alice stays on call meanwhile).
+    let now = chrono::Utc::now().timestamp();
+    let (status, made) = ca.local(
+        "POST",
+        "/v1/oncall/overrides",
+        &json!({ "schedule": "primary", "member": "user:bob@example.com", "start": now + 3600,
+                 "end": now + 4 * 3600, "reason": "bob covers the afternoon" }),
+    )?;
+    ensure!(status == 201, "override: {made}");
+    let override_id = made["id"].as_str().context("override id")?.to_owned();
 
     let shots = screenshots_dir();
     std::fs::create_dir_all(&shots)?;
@@ -270,6 +286,7 @@ fn a_reviewer_finds_plays_and_approves_in_the_browser() -> anyhow::Result<()> {
             "incident": "INC-7",
             "request": request,
             "requester_token": alice,
+            "override": override_id,
             "screenshots": shots,
         }),
     )?;
@@ -316,6 +333,13 @@ fn a_reviewer_finds_plays_and_approves_in_the_browser() -> anyhow::Result<()> {
         r["actor"] == "user:rita@example.com" && r["detail"]["purpose"] == "play"
     })?;
     assert_eq!(viewed["detail"]["session"], session.as_str());
+    // rita shortened and deleted the override on the on-call page.
+    for kind in ["oncall.override_shortened", "oncall.override_deleted"] {
+        let row = wait_audit(&ca, kind, |r| {
+            r["detail"]["override"] == override_id.as_str()
+        })?;
+        assert_eq!(row["actor"], "user:rita@example.com", "{row}");
+    }
     // mallory was turned away, and that is on the record.
     let denied = wait_audit(&ca, "ui.denied", |r| {
         r["actor"] == "user:mallory@example.com"
@@ -330,6 +354,7 @@ fn a_reviewer_finds_plays_and_approves_in_the_browser() -> anyhow::Result<()> {
         "audit",
         "approvals",
         "approvals-issued",
+        "oncall",
         "forbidden",
     ] {
         let file = shots.join(format!("{name}.png"));
