@@ -34,6 +34,7 @@ pub(crate) struct CurrentPolicy {
 
 impl CurrentPolicy {
     pub(crate) fn new(policy: Policy, path: PathBuf, audit: Audit, metrics: Arc<Metrics>) -> Self {
+        log_warnings(&policy, &path.display().to_string());
         Self {
             policy: RwLock::new(Arc::new(policy)),
             path,
@@ -57,7 +58,11 @@ impl CurrentPolicy {
         let shown = self.path.display().to_string();
         match loaded {
             Ok(policy) => {
-                let detail = json!({ "path": shown, "roles": policy.roles().count() });
+                log_warnings(&policy, &shown);
+                let warnings: Vec<String> =
+                    policy.warnings().iter().map(ToString::to_string).collect();
+                let detail =
+                    json!({ "path": shown, "roles": policy.roles().count(), "warnings": warnings });
                 self.audit
                     .record(Event::new(
                         "policy.reloaded",
@@ -96,5 +101,13 @@ impl CurrentPolicy {
                 kind: kind.to_owned(),
             })
             .inc();
+    }
+}
+
+/// What `policy check` would point out (suspicious host patterns, powers
+/// nobody but admins hold), in the CA's log: not errors, but worth a look.
+fn log_warnings(policy: &Policy, path: &str) {
+    for warning in policy.warnings() {
+        tracing::warn!(path = %path, warning = %warning, "policy warning");
     }
 }

@@ -211,7 +211,6 @@ impl Policy {
     /// group or a person) by `reviewers` or a `recording.review` entry
     /// without role or `for` limits. Per-recording decisions go through
     /// [`Policy::authorize`] with [`Action::ReviewRecording`].
-    #[cfg(test)]
     pub(crate) fn is_reviewer(&self, identity: &str, groups: &[String]) -> bool {
         self.may_review_everything(identity, groups)
     }

@@ -21,6 +21,17 @@ name = "shell"
 principals = ["ops"]
 hosts = ["db-1"]
 max_ttl = "10m"
+
+[[role]]
+name = "db"
+principals = ["postgres"]
+hosts = ["db-1"]
+max_ttl = "10m"
+
+[[authority]]
+identities = ["user:dba@example.com"]
+actions = ["recording.review"]
+roles = ["db"]
 "#;
 
 #[test]
@@ -482,4 +493,88 @@ fn seals_are_checked_for_shape() {
         let error = check_seal(&request(files, ended_at), &row, 2000).unwrap_err();
         assert!(error.contains(why), "{error}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_recording_is_reviewed_as_the_authority_says_and_a_lock_ends_reviewing() {
+    let (world, recordings) = world().await;
+    // dba may review db sessions only: the shell session is not listed, and
+    // reading it is refused with the policy's reason and an audit row.
+    let dba = crate::identity::Caller::user("dba@example.com", vec![]).unwrap();
+    let limited = recordings.reviewer(&dba, "/p").await.unwrap();
+    let listed = recordings
+        .list(
+            &limited,
+            SessionFilter {
+                limit: 10,
+                ..SessionFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(listed.is_empty(), "{listed:?}");
+    match recordings.recording(&limited, SESSION, Purpose::View).await {
+        Err(Error::Authority(crate::authority::Error::Denied(d))) => {
+            assert_eq!(d.code, crate::policy::DenyCode::NotAuthorized);
+            assert!(d.message.contains("review"), "{}", d.message);
+        }
+        other => panic!("{other:?}"),
+    }
+    let rows = world
+        .audit
+        .rows(crate::store::AuditFilter {
+            kinds: vec!["authority.denied".into()],
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].detail.contains(SESSION), "{}", rows[0].detail);
+    // The full reviewer sees it; locked, no longer.
+    let full = crate::identity::Caller::user("reviewer@example.com", vec![]).unwrap();
+    let reviewer = recordings.reviewer(&full, "/p").await.unwrap();
+    let listed = recordings
+        .list(
+            &reviewer,
+            SessionFilter {
+                limit: 10,
+                ..SessionFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    world
+        .audit
+        .record_change(
+            crate::audit::Event::new(
+                "identity.locked",
+                "local:root",
+                crate::audit::Outcome::Info,
+                serde_json::json!({}),
+            ),
+            Change::Lock {
+                identities: vec!["user:reviewer@example.com".into()],
+                by: "local:root".into(),
+                at: "x".into(),
+                reason: "left".into(),
+                now: 0,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        recordings.reviewer(&full, "/p").await,
+        Err(Error::NotAReviewer)
+    ));
+    assert!(
+        matches!(
+            recordings
+                .recording(&reviewer, SESSION, Purpose::View)
+                .await,
+            Err(Error::Authority(crate::authority::Error::Denied(_)))
+        ),
+        "a reviewer proof taken before the lock reads nothing after it"
+    );
 }
