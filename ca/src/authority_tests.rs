@@ -228,7 +228,7 @@ async fn overrides_are_created_shortened_and_deleted_within_the_authority() {
     assert_eq!(made.member, "user:alice@example.com");
     assert_eq!(made.created_by, "user:admin@example.com");
     assert!(made.id.starts_with("ov_"));
-    assert_eq!(oncall.list().await.unwrap(), [made.clone()]);
+    assert_eq!(oncall.list().await.unwrap(), std::slice::from_ref(&made));
     let refused = oncall
         .shorten(&local("bob"), &made.id, now + 60, "shorter")
         .await;
