@@ -114,6 +114,12 @@ const EXAMPLE_POLICY: &str = r#"# Shiftkey access policy. Reference: docs/policy
 # Check it with `shiftkey-ca policy check policy.toml`,
 # run its tests with `shiftkey-ca policy test policy.toml`.
 
+# Powers (opening incidents, changing who is on call, approving, reviewing
+# recordings, locking, revoking, enrolling hosts) are the admins' unless an
+# [[authority]] entry gives them to someone (docs/policy.md, "Authority").
+# The user who created this CA owns its store, so is one; so is root here.
+admins = ["local:@LOCAL_USER@"]
+
 [settings]
 default_ttl = "15m"
 max_ttl = "1h"
