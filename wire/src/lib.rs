@@ -513,6 +513,51 @@ pub struct SessionRefusal {
     pub message: String,
 }
 
+/// `POST /v1/sessions/{id}/events` (the session's own bastion only):
+/// something the bastion refused inside a live session, for the CA's audit
+/// log (`session.request_refused`). Today: a second program request on a
+/// channel, which the bastion refuses and answers by closing the channel.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SessionEvent {
+    pub kind: SessionEventKind,
+    /// The channel's number in the session (its recording file's `N`).
+    pub channel: u32,
+    /// The SSH request refused: `shell`, `exec`, `subsystem`.
+    pub request: String,
+    /// `second-program`, ...
+    pub code: String,
+    /// What the user was told.
+    pub message: String,
+}
+
+/// What a [`SessionEvent`] reports.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionEventKind {
+    /// A channel request the bastion refused and closed the channel for.
+    RequestRefused,
+}
+
+/// `POST /v1/sessions/heartbeat` (bastions only): the sessions this bastion
+/// runs now, sent every `interval_seconds`. A live session of this bastion
+/// that stops being named (the bastion died or lost it) is the CA's to mark
+/// `lost` after a silence; the bastion's own clock is in `sent_at`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SessionHeartbeat {
+    pub sessions: Vec<String>,
+    pub interval_seconds: u64,
+    pub sent_at: u64,
+}
+
+/// The extension the CA puts on a host certificate it mints for a bastion
+/// to present under a target's name (`POST /v1/hosts/present`). Such a
+/// certificate names the bastion, never the target: an SSH client of the
+/// bastion (its hop to the target) or of an enrolled host refuses it as a
+/// target's identity.
+pub const PRESENTED_BY_BASTION_EXTENSION: &str = "presented-by-bastion@shiftkey";
+
 /// SSHSIG namespace of the CA's signature over a recording's manifest
 /// (`ssh-keygen -Y verify -n shiftkey-recording@shiftkey` checks it too).
 pub const RECORDING_NAMESPACE: &str = "shiftkey-recording@shiftkey";
