@@ -9,7 +9,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::routing::post;
@@ -23,6 +23,7 @@ use crate::audit::{Audit, Explain, Outcome};
 use crate::hosts::{EnrolledHost, Hosts};
 use crate::identity::Caller;
 use crate::metrics::{KindLabels, Metrics};
+use crate::recordings::Recordings;
 use crate::sessions::Sessions;
 
 pub(super) fn routes() -> Router<AppState> {
@@ -33,6 +34,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/hosts/principals", post(principals))
         .route("/v1/sessions", post(sessions))
         .route("/v1/sessions/refused", post(refused))
+        .route("/v1/sessions/{session}/events", post(session_event))
 }
 
 async fn enroll(
@@ -97,6 +99,15 @@ async fn refused(
     Enrolled(host, body): Enrolled<shiftkey_wire::SessionRefusal>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     sessions.record_bastion_refusal(&host, body).await?;
+    Ok(Json(json!({ "recorded": true })))
+}
+
+async fn session_event(
+    State(recordings): State<Arc<Recordings>>,
+    Path(session): Path<String>,
+    Enrolled(host, body): Enrolled<shiftkey_wire::SessionEvent>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    recordings.record_session_event(&host, &session, body).await?;
     Ok(Json(json!({ "recorded": true })))
 }
 

@@ -15,6 +15,7 @@
 //! answer a reviewer's read before its audit row is committed.
 
 mod index;
+mod reports;
 mod upload;
 
 use std::sync::Arc;
