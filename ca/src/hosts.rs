@@ -348,7 +348,7 @@ impl Hosts {
         };
         let kind = HostKind::parse(&token.kind).unwrap_or(HostKind::Host);
         let (row, response) = self
-            .sign_host(&token.name, kind, &token.principals, &key, "enroll")
+            .sign_host(&token.name, kind, &token.principals, &key, "enroll", &[])
             .await?;
         let host = StoredHost {
             name: token.name.clone(),
@@ -412,7 +412,7 @@ impl Hosts {
             },
         };
         let (row, response) = self
-            .sign_host(&host.name, host.kind, &host.principals, &key, "renew")
+            .sign_host(&host.name, host.kind, &host.principals, &key, "renew", &[])
             .await?;
         let detail = json!({ "serial": row.serial, "key_fingerprint": row.key_fingerprint,
                              "valid_before": row.valid_before, "new_key": request.host_key.is_some() });
@@ -464,6 +464,7 @@ impl Hosts {
                 .await);
         }
         let principals = vec![target.to_owned()];
+        // Marked, so that no client takes it for the target's own identity.
         let (row, response) = self
             .sign_host(
                 &bastion.name,
@@ -471,6 +472,7 @@ impl Hosts {
                 &principals,
                 &bastion.key,
                 target,
+                &[shiftkey_wire::PRESENTED_BY_BASTION_EXTENSION],
             )
             .await?;
         let detail =
@@ -494,6 +496,7 @@ impl Hosts {
         principals: &[String],
         key: &PublicKey,
         purpose: &str,
+        extensions: &[&str],
     ) -> Result<(HostCertificate, HostCertificateResponse), Error> {
         let serial = self.base.next_serial().await?;
         let now = Utc::now();
@@ -515,6 +518,9 @@ impl Hosts {
                 .key_id(key_id.as_str())?;
             for p in principals {
                 builder.valid_principal(p.clone())?;
+            }
+            for e in extensions {
+                builder.extension(*e, "")?;
             }
             builder.sign(self.base.keys.host.signing_key())
         };
