@@ -221,6 +221,27 @@ impl CaClient {
         self.post("/v1/sessions", request).await
     }
 
+    /// Tells the CA's audit log what the bastion refused inside a session.
+    pub(crate) async fn session_event(
+        &self,
+        session: &str,
+        event: &shiftkey_wire::SessionEvent,
+    ) -> Result<(), CallError> {
+        let _: serde_json::Value = self
+            .post(&format!("/v1/sessions/{session}/events"), event)
+            .await?;
+        Ok(())
+    }
+
+    /// The sessions this bastion runs now.
+    pub(crate) async fn heartbeat(
+        &self,
+        beat: &shiftkey_wire::SessionHeartbeat,
+    ) -> Result<(), CallError> {
+        let _: serde_json::Value = self.post("/v1/sessions/heartbeat", beat).await?;
+        Ok(())
+    }
+
     /// A GET with the signed header (the event stream).
     pub(crate) fn get(&self, path: &str) -> anyhow::Result<reqwest::RequestBuilder> {
         let auth = self.authorization("GET", path, b"")?;

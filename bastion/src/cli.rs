@@ -8,10 +8,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use crate::bastion::Bastion;
 use crate::ca::CaClient;
 use crate::config::Config;
+use crate::env_vars::{NO_COLOR, RUST_LOG};
 use crate::metrics::Metrics;
-use crate::proxy::{Bastion, Conn, finish};
 use crate::verify::Trust;
 
 /// The Shiftkey bastion: the recorded SSH way into production hosts.
@@ -56,12 +57,22 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// ANSI colour in the logs: only on a terminal, and never with `NO_COLOR`.
+fn colour(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none()
+}
+
 async fn serve(path: PathBuf) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .json()
+        .with_ansi(colour(
+            std::io::stderr().is_terminal(),
+            std::env::var_os(NO_COLOR),
+        ))
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
+            tracing_subscriber::EnvFilter::try_from_env(RUST_LOG)
                 .unwrap_or_else(|_| "info,russh=warn".into()),
         )
         .with_writer(std::io::stderr)
@@ -77,11 +88,10 @@ async fn serve(path: PathBuf) -> anyhow::Result<()> {
     trust.set_user_ca_keys(ca.user_ca_keys().await?);
     let host_ca_keys = ca.host_ca_keys().await?;
     let metrics = Arc::new(Metrics::new());
-    let recordings = config.recordings_dir();
-    std::fs::create_dir_all(&recordings).with_context(|| {
+    std::fs::create_dir_all(&config.recordings_dir).with_context(|| {
         format!(
             "{}: cannot create the recordings directory",
-            recordings.display()
+            config.recordings_dir.display()
         )
     })?;
     let bastion = Arc::new(Bastion::new(
@@ -90,10 +100,10 @@ async fn serve(path: PathBuf) -> anyhow::Result<()> {
         trust,
         host_ca_keys,
         Arc::clone(&metrics),
-        recordings,
-        config.targets.clone(),
+        &config,
     ));
     tokio::spawn(crate::events::follow(Arc::clone(&bastion)));
+    tokio::spawn(crate::heartbeat::run(Arc::clone(&bastion)));
     tokio::spawn(refresh(Arc::clone(&bastion)));
     if let Some(addr) = config.metrics_listen {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -120,24 +130,9 @@ async fn serve(path: PathBuf) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     tracing::info!(address = %listener.local_addr()?, ca = %ca.base(), "bastion listening");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    loop {
-        let (stream, peer) = listener.accept().await?;
-        let _ = stream.set_nodelay(true);
-        let bastion = Arc::clone(&bastion);
-        tokio::spawn(async move {
-            let certificate = bastion.ca.certificate();
-            let config = bastion.server_config(certificate);
-            let ended = Arc::new(std::sync::Mutex::new(None));
-            let conn = Conn::outer(Arc::clone(&bastion), peer, Arc::clone(&ended));
-            match russh::server::run_stream(config, stream, conn).await {
-                Ok(running) => {
-                    let _ = running.await;
-                }
-                Err(e) => tracing::debug!(%peer, error = %e, "connection ended during setup"),
-            }
-            finish(&bastion, &ended).await;
-        });
-    }
+    crate::server::listen(bastion, listener)
+        .await
+        .context("accepting connections")
 }
 
 /// Keeps the bastion's certificate and the CA keys current.
@@ -160,5 +155,18 @@ async fn refresh(bastion: Arc<Bastion>) {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(!colour(false, None));
+        assert!(!colour(true, Some("1".into())));
+        assert!(!colour(true, Some("".into())));
     }
 }

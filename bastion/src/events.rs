@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::proxy::Bastion;
+use crate::bastion::Bastion;
 
 /// Runs forever.
 pub(crate) async fn follow(bastion: Arc<Bastion>) {

@@ -2,17 +2,37 @@
 //! user certificates, asks the CA whether a session may start, reaches the
 //! target with a certificate minted for that one session, and records every
 //! channel.
+//!
+//! It owns the SSH hops (`handler` → `hop` → `pump`), the decisions on
+//! every channel request (`channel`), the limits per connection and per
+//! address (`limits`), and the recordings (`recorder`, `cast`, `sftp`).
+//! It must never forward a byte without a verified certificate, the CA's
+//! yes and a live recorder that holds the byte first; never pass a second
+//! program on a channel; never take a certificate the CA minted for a
+//! bastion as a target's identity; and never let anyone but the CA's own
+//! certificate holders write to the CA's audit log.
 
+mod auth;
+mod bastion;
 mod ca;
+mod cast;
+mod channel;
 mod cli;
 mod config;
+mod env_vars;
 mod events;
+mod handler;
+mod heartbeat;
+mod hop;
 mod keys;
+mod limits;
 mod metrics;
-mod proxy;
+mod pump;
 mod recorder;
+mod server;
 mod session;
 mod sftp;
+mod target;
 mod upstream;
 mod verify;
 

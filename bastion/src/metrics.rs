@@ -24,6 +24,10 @@ pub(crate) struct Metrics {
     registry: Registry,
     pub(crate) sessions_open: Gauge,
     pub(crate) sessions_refused: Family<ReasonLabels, Counter>,
+    logins_refused: Family<ReasonLabels, Counter>,
+    connections_refused: Family<ReasonLabels, Counter>,
+    channels_refused: Family<ReasonLabels, Counter>,
+    requests_refused: Family<ReasonLabels, Counter>,
     pub(crate) bytes: Family<DirectionLabels, Counter>,
     /// Seconds the CA took to answer `POST /v1/sessions`.
     pub(crate) authorization_latency: Histogram,
@@ -37,6 +41,10 @@ impl Metrics {
         let mut registry = Registry::with_prefix("shiftkey_bastion");
         let sessions_open = Gauge::default();
         let sessions_refused = Family::<ReasonLabels, Counter>::default();
+        let logins_refused = Family::<ReasonLabels, Counter>::default();
+        let connections_refused = Family::<ReasonLabels, Counter>::default();
+        let channels_refused = Family::<ReasonLabels, Counter>::default();
+        let requests_refused = Family::<ReasonLabels, Counter>::default();
         let bytes = Family::<DirectionLabels, Counter>::default();
         let authorization_latency = Histogram::new(exponential_buckets(0.000_5, 2.0, 14));
         let recording_failures = Counter::default();
@@ -45,6 +53,26 @@ impl Metrics {
             "sessions_refused",
             "Sessions refused, by reason",
             sessions_refused.clone(),
+        );
+        registry.register(
+            "logins_refused",
+            "Logins refused, by reason (another CA's certificate, a plain key, revoked, ...)",
+            logins_refused.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections dropped, by reason (unauthenticated connections per address, login grace time)",
+            connections_refused.clone(),
+        );
+        registry.register(
+            "channels_refused",
+            "Channel opens refused, by the limit that stopped them",
+            channels_refused.clone(),
+        );
+        registry.register(
+            "requests_refused",
+            "Channel requests refused, by reason (second program, env not accepted, pty not permitted, ...)",
+            requests_refused.clone(),
         );
         registry.register(
             "session_bytes",
@@ -65,6 +93,10 @@ impl Metrics {
             registry,
             sessions_open,
             sessions_refused,
+            logins_refused,
+            connections_refused,
+            channels_refused,
+            requests_refused,
             bytes,
             authorization_latency,
             recording_failures,
@@ -74,6 +106,30 @@ impl Metrics {
 
     pub(crate) fn refused(&self, reason: &str) {
         self.sessions_refused
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    pub(crate) fn login_refused(&self, reason: &str) {
+        Self::count(&self.logins_refused, reason);
+    }
+
+    pub(crate) fn connection_refused(&self, reason: &str) {
+        Self::count(&self.connections_refused, reason);
+    }
+
+    pub(crate) fn channel_refused(&self, reason: &str) {
+        Self::count(&self.channels_refused, reason);
+    }
+
+    pub(crate) fn request_refused(&self, reason: &str) {
+        Self::count(&self.requests_refused, reason);
+    }
+
+    fn count(family: &Family<ReasonLabels, Counter>, reason: &str) {
+        family
             .get_or_create(&ReasonLabels {
                 reason: reason.to_owned(),
             })

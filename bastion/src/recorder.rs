@@ -1,18 +1,21 @@
 //! Recording, keystroke by keystroke: one file per SSH channel.
 //!
-//! Shell and exec channels are asciicast v2 (`"o"` output, `"i"` input,
-//! `"r"` resize events with their timing); sftp channels are JSON lines of
-//! operations. Both are written through gzip: large output does not bloat
-//! storage, and nothing is base64-encoded. The stream is sync-flushed at
-//! least every second (`flush`), so after a crash the file decompresses up to
-//! the last flush. A write that fails makes the recorder fail, and the
-//! session that owns it is ended: nothing unrecorded passes.
+//! Shell, exec and forwarded channels are asciicast v2 (`"o"` output, `"i"`
+//! input, `"r"` resize events with their timing, `"m"` markers, and `"b"`
+//! for bytes that are not UTF-8: see [`crate::cast`]), byte-exact; sftp
+//! channels are JSON lines of operations. Both are written through gzip,
+//! sync-flushed at least every second (`flush`), so after a crash the file
+//! decompresses up to the last flush. A write that fails makes the recorder
+//! fail, and the session that owns it is ended: nothing unrecorded passes.
+//! Every file of a session draws on one [`Budget`] of bytes on disk; a
+//! write past it fails the same way, with a message that says so.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use flate2::Compression;
@@ -20,12 +23,16 @@ use flate2::write::GzEncoder;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use crate::cast::{self, Stream};
+
 /// What a channel records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     Shell,
     Exec,
     Sftp,
+    /// A forwarded TCP connection (`ssh -L`): its bytes both ways.
+    Forward,
 }
 
 impl Kind {
@@ -34,7 +41,68 @@ impl Kind {
             Kind::Shell => "shell",
             Kind::Exec => "exec",
             Kind::Sftp => "sftp",
+            Kind::Forward => "forward",
         }
+    }
+}
+
+/// Why a recording cannot take more.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum RecordError {
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+    #[error("the recording is closed")]
+    Closed,
+    #[error(
+        "the session's recordings reached their size limit ({cap} bytes on disk, [limits] max_recording_size)"
+    )]
+    SizeCap { cap: u64 },
+}
+
+/// Bytes on disk one session's recordings may take, shared by its files.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    used: AtomicU64,
+    cap: u64,
+}
+
+impl Budget {
+    pub(crate) fn new(cap: u64) -> Arc<Self> {
+        Arc::new(Self {
+            used: AtomicU64::new(0),
+            cap,
+        })
+    }
+
+    pub(crate) fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn check(&self) -> Result<(), RecordError> {
+        if self.used() >= self.cap {
+            Err(RecordError::SizeCap { cap: self.cap })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The file under the gzip stream, counting what reaches the disk.
+#[derive(Debug)]
+struct Counted {
+    file: File,
+    budget: Arc<Budget>,
+}
+
+impl Write for Counted {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.budget.used.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
     }
 }
 
@@ -51,13 +119,14 @@ pub(crate) struct Header {
 
 #[derive(Debug)]
 struct Inner {
-    gz: Option<GzEncoder<File>>,
-    /// The first write error; once set, every call fails.
-    failed: Option<String>,
-    /// Bytes of an incomplete UTF-8 sequence at the end of the last chunk,
-    /// per direction (output, input).
+    gz: Option<GzEncoder<Counted>>,
+    /// The first error; once set, every call fails with it.
+    failed: Option<RecordError>,
+    /// An incomplete UTF-8 sequence at the end of the last chunk, per
+    /// stream (output, input).
     carry: [Vec<u8>; 2],
-    events: u64,
+    /// Reused for each line.
+    line: Vec<u8>,
     /// Something was written since the last flush (an idle session's file
     /// does not grow by a sync marker every second).
     dirty: bool,
@@ -71,35 +140,54 @@ pub(crate) struct Recorder {
     kind: Kind,
     command: Option<String>,
     started: Instant,
+    budget: Arc<Budget>,
     inner: Mutex<Inner>,
 }
 
 impl Recorder {
     /// Creates `DIR/N.cast.gz` (or `N.sftp.jsonl.gz`) and writes the header.
-    pub(crate) fn create(dir: &Path, channel: u32, header: &Header) -> io::Result<Self> {
+    pub(crate) fn create(
+        dir: &Path,
+        channel: u32,
+        header: &Header,
+        budget: Arc<Budget>,
+    ) -> Result<Self, RecordError> {
         let name = match header.kind {
             Kind::Sftp => format!("{channel}.sftp.jsonl.gz"),
             _ => format!("{channel}.cast.gz"),
         };
         let path = dir.join(&name);
+        let io_error = |e: io::Error| RecordError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        budget.check()?;
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(&path)?;
+            .open(&path)
+            .map_err(io_error)?;
         // Fast compression: the recorder sits in the data path.
-        let gz = GzEncoder::new(file, Compression::fast());
+        let gz = GzEncoder::new(
+            Counted {
+                file,
+                budget: Arc::clone(&budget),
+            },
+            Compression::fast(),
+        );
         let recorder = Self {
-            path,
+            path: path.clone(),
             name,
             kind: header.kind,
             command: header.command.clone(),
             started: Instant::now(),
+            budget,
             inner: Mutex::new(Inner {
                 gz: Some(gz),
                 failed: None,
                 carry: [Vec::new(), Vec::new()],
-                events: 0,
+                line: Vec::new(),
                 dirty: false,
             }),
         };
@@ -152,26 +240,27 @@ impl Recorder {
         (self.started.elapsed().as_secs_f64() * 1e6).round() / 1e6
     }
 
-    /// Output from the target (`"o"`).
-    pub(crate) fn output(&self, data: &[u8]) -> io::Result<()> {
-        self.text_event(0, "o", data)
+    /// Output from the target (`"o"`, `"b"` with `o:`).
+    pub(crate) fn output(&self, data: &[u8]) -> Result<(), RecordError> {
+        self.bytes(Stream::Output, data)
     }
 
-    /// Input from the user (`"i"`): keystrokes, also those not echoed.
-    pub(crate) fn input(&self, data: &[u8]) -> io::Result<()> {
-        self.text_event(1, "i", data)
+    /// Input from the user (`"i"`, `"b"` with `i:`): keystrokes, also those
+    /// not echoed.
+    pub(crate) fn input(&self, data: &[u8]) -> Result<(), RecordError> {
+        self.bytes(Stream::Input, data)
     }
 
     /// The terminal's new size (`"r"`, `COLSxROWS`).
-    pub(crate) fn resize(&self, cols: u32, rows: u32) -> io::Result<()> {
+    pub(crate) fn resize(&self, cols: u32, rows: u32) -> Result<(), RecordError> {
         let line = json!([self.elapsed(), "r", format!("{cols}x{rows}")]).to_string();
         self.write_line(&line)
     }
 
     /// A structured event: an sftp operation (a JSON object line in the
-    /// sftp file), or a note in a cast file (exit status, signal), written
-    /// as an asciicast marker (`"m"`) so players skip it.
-    pub(crate) fn event(&self, mut value: serde_json::Value) -> io::Result<()> {
+    /// sftp file), or a note in a cast file (a request and its answer, exit
+    /// status, signal), written as an asciicast marker (`"m"`) players skip.
+    pub(crate) fn event(&self, mut value: serde_json::Value) -> Result<(), RecordError> {
         if self.kind == Kind::Sftp {
             value["t"] = json!(self.elapsed());
             self.write_line(&value.to_string())
@@ -180,39 +269,40 @@ impl Recorder {
         }
     }
 
-    /// The hot path: the line is escaped straight into one buffer (no
-    /// JSON value, no intermediate strings) and written into the gzip stream.
-    fn text_event(&self, direction: usize, code: &str, data: &[u8]) -> io::Result<()> {
+    /// Why the session ended: written even past the size limit (one line),
+    /// so a recording cut by the limit says so.
+    pub(crate) fn ended(&self, reason: &str) {
+        let value = json!({ "session_ended": reason });
+        let line = if self.kind == Kind::Sftp {
+            let mut v = value;
+            v["t"] = json!(self.elapsed());
+            v.to_string()
+        } else {
+            json!([self.elapsed(), "m", value.to_string()]).to_string()
+        };
+        let mut inner = self.lock();
+        if matches!(inner.failed, Some(RecordError::Io { .. })) {
+            return;
+        }
+        if let Some(gz) = inner.gz.as_mut() {
+            let _ = gz
+                .write_all(line.as_bytes())
+                .and_then(|()| gz.write_all(b"\n"));
+            inner.dirty = true;
+        }
+    }
+
+    fn bytes(&self, stream: Stream, data: &[u8]) -> Result<(), RecordError> {
         let elapsed = self.elapsed();
         let mut inner = self.lock();
-        if let Some(e) = &inner.failed {
-            return Err(io::Error::other(e.clone()));
+        let inner = &mut *inner;
+        let mut line = std::mem::take(&mut inner.line);
+        line.clear();
+        if let Some(carry) = inner.carry.get_mut(stream.index()) {
+            cast::encode(elapsed, stream, carry, data, &mut line);
         }
-        let mut bytes = inner
-            .carry
-            .get_mut(direction)
-            .map(std::mem::take)
-            .unwrap_or_default();
-        bytes.extend_from_slice(data);
-        let mut line = Vec::with_capacity(bytes.len() + 32);
-        line.extend_from_slice(format!("[{elapsed},\"{code}\",\"").as_bytes());
-        let rest = escape_utf8_into(&bytes, &mut line);
-        if let Some(slot) = inner.carry.get_mut(direction) {
-            *slot = rest;
-        }
-        if line.ends_with(b",\"") {
-            return Ok(()); // nothing complete yet
-        }
-        line.extend_from_slice(b"\"]\n");
-        let result = match inner.gz.as_mut() {
-            Some(gz) => gz.write_all(&line),
-            None => Err(io::Error::other("the recording is closed")),
-        };
-        inner.events += 1;
-        inner.dirty = true;
-        if let Err(e) = &result {
-            inner.failed = Some(format!("{}: {e}", self.path.display()));
-        }
+        let result = self.write_locked(inner, &line);
+        inner.line = line;
         result
     }
 
@@ -222,53 +312,83 @@ impl Recorder {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn write_line(&self, line: &str) -> io::Result<()> {
+    fn write_line(&self, line: &str) -> Result<(), RecordError> {
         let mut inner = self.lock();
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        self.write_locked(&mut inner, &bytes)
+    }
+
+    /// Writes complete lines; the first failure sticks.
+    fn write_locked(&self, inner: &mut Inner, lines: &[u8]) -> Result<(), RecordError> {
         if let Some(e) = &inner.failed {
-            return Err(io::Error::other(e.clone()));
+            return Err(e.clone());
+        }
+        if lines.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.budget.check() {
+            inner.failed = Some(e.clone());
+            return Err(e);
         }
         let result = match inner.gz.as_mut() {
-            Some(gz) => gz
-                .write_all(line.as_bytes())
-                .and_then(|()| gz.write_all(b"\n")),
-            None => Err(io::Error::other("the recording is closed")),
+            Some(gz) => gz.write_all(lines).map_err(|e| RecordError::Io {
+                path: self.path.display().to_string(),
+                message: e.to_string(),
+            }),
+            None => Err(RecordError::Closed),
         };
-        inner.events += 1;
         inner.dirty = true;
         if let Err(e) = &result {
-            inner.failed = Some(format!("{}: {e}", self.path.display()));
+            inner.failed = Some(e.clone());
         }
         result
     }
 
     /// Sync-flushes the gzip stream to the file: everything recorded so far
     /// can be read back even if the bastion dies now.
-    pub(crate) fn flush(&self) -> io::Result<()> {
+    pub(crate) fn flush(&self) -> Result<(), RecordError> {
         let mut inner = self.lock();
-        if let Some(e) = &inner.failed {
-            return Err(io::Error::other(e.clone()));
+        if let Some(e @ (RecordError::Io { .. } | RecordError::Closed)) = &inner.failed {
+            return Err(e.clone());
         }
         if !inner.dirty {
             return Ok(());
         }
         inner.dirty = false;
         let result = match inner.gz.as_mut() {
-            Some(gz) => gz.flush(),
+            Some(gz) => gz.flush().map_err(|e| RecordError::Io {
+                path: self.path.display().to_string(),
+                message: e.to_string(),
+            }),
             None => Ok(()),
         };
         if let Err(e) = &result {
-            inner.failed = Some(format!("{}: {e}", self.path.display()));
+            inner.failed = Some(e.clone());
         }
         result
     }
 
-    /// Ends the gzip stream; returns the file's size and SHA-256 (hex).
+    /// Writes what is carried, ends the gzip stream; returns the file's
+    /// size and SHA-256 (hex). Later writes fail.
     pub(crate) fn finish(&self) -> io::Result<(u64, String)> {
         {
+            let elapsed = self.elapsed();
             let mut inner = self.lock();
-            if let Some(gz) = inner.gz.take() {
-                let file = gz.finish()?;
-                file.sync_all()?;
+            let mut rest = Vec::new();
+            for stream in [Stream::Output, Stream::Input] {
+                if let Some(carry) = inner.carry.get_mut(stream.index()) {
+                    cast::encode_rest(elapsed, stream, carry, &mut rest);
+                }
+            }
+            if let Some(mut gz) = inner.gz.take() {
+                gz.write_all(&rest)?;
+                let counted = gz.finish()?;
+                counted.file.sync_all()?;
+            }
+            if inner.failed.is_none() {
+                inner.failed = Some(RecordError::Closed);
             }
         }
         let mut file = File::open(&self.path)?;
@@ -287,61 +407,6 @@ impl Recorder {
     }
 }
 
-/// Appends `bytes` as the inside of a JSON string, decoding UTF-8 in one pass
-/// (invalid bytes become U+FFFD: the asciicast format holds text) and
-/// escaping what JSON requires. Returns an incomplete UTF-8 sequence at the
-/// end, to be prefixed to the next chunk. Hand-written: serde_json can only
-/// escape a `&str` it is given whole, through a `String` we want to avoid.
-fn escape_utf8_into(bytes: &[u8], out: &mut Vec<u8>) -> Vec<u8> {
-    let mut chunks = bytes.utf8_chunks().peekable();
-    while let Some(chunk) = chunks.next() {
-        escape_str_into(chunk.valid(), out);
-        let invalid = chunk.invalid();
-        if invalid.is_empty() {
-            continue;
-        }
-        // An incomplete sequence at the very end may complete next time.
-        if chunks.peek().is_none()
-            && invalid.len() < 4
-            && std::str::from_utf8(invalid)
-                .err()
-                .is_some_and(|e| e.error_len().is_none())
-        {
-            return invalid.to_vec();
-        }
-        out.extend_from_slice("\u{FFFD}".as_bytes());
-    }
-    Vec::new()
-}
-
-fn escape_str_into(text: &str, out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes = text.as_bytes();
-    let mut plain = 0; // start of the run not yet copied
-    for (i, &b) in bytes.iter().enumerate() {
-        let escaped: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0..=0x1f => b"",
-            _ => continue,
-        };
-        // Runs of ordinary text are copied whole.
-        out.extend_from_slice(bytes.get(plain..i).unwrap_or_default());
-        plain = i + 1;
-        if escaped.is_empty() {
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(b >> 4)]);
-            out.push(HEX[usize::from(b & 0xf)]);
-        } else {
-            out.extend_from_slice(escaped);
-        }
-    }
-    out.extend_from_slice(bytes.get(plain..).unwrap_or_default());
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,6 +423,10 @@ mod tests {
         }
     }
 
+    fn budget() -> Arc<Budget> {
+        Budget::new(u64::MAX)
+    }
+
     fn read_lines(path: &Path) -> Vec<String> {
         let mut text = String::new();
         // A stream cut after a sync flush decodes up to the cut, then errors.
@@ -368,7 +437,7 @@ mod tests {
     #[test]
     fn events_are_asciicast_v2_lines_readable_after_each_flush() {
         let dir = tempfile::tempdir().unwrap();
-        let r = Recorder::create(dir.path(), 0, &header(Kind::Shell)).unwrap();
+        let r = Recorder::create(dir.path(), 0, &header(Kind::Shell), budget()).unwrap();
         r.input(b"echo hi\x7f\x7fhello\r").unwrap();
         r.output("héllo\r\n".as_bytes()).unwrap();
         r.resize(100, 30).unwrap();
@@ -389,31 +458,30 @@ mod tests {
         let (size, sha) = r.finish().unwrap();
         assert_eq!(size, std::fs::metadata(r.path()).unwrap().len());
         assert_eq!(sha.len(), 64);
+        assert_eq!(r.output(b"late"), Err(RecordError::Closed));
     }
 
     #[test]
-    fn utf8_split_across_chunks_is_kept_whole_and_garbage_is_replaced() {
-        let escape = |bytes: &[u8]| {
-            let mut out = Vec::new();
-            let rest = escape_utf8_into(bytes, &mut out);
-            (String::from_utf8(out).unwrap(), rest)
-        };
-        let (a, rest) = escape(&"é".as_bytes()[..1]);
-        assert_eq!(a, "");
-        let mut next = rest;
-        next.extend_from_slice(&"é".as_bytes()[1..]);
-        assert_eq!(escape(&next).0, "é");
-        assert_eq!(escape(b"a\xffb").0, "a\u{FFFD}b");
-        // What JSON requires escaped, and the result parses back.
-        let (text, _) = escape(b"q\"b\\n\n\r\t\x00\x1b[0m\x7f");
-        let parsed: String = serde_json::from_str(&format!("\"{text}\"")).unwrap();
-        assert_eq!(parsed, "q\"b\\n\n\r\t\u{0}\u{1b}[0m\u{7f}");
+    fn bytes_that_are_not_utf8_are_recorded_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Recorder::create(dir.path(), 2, &header(Kind::Exec), budget()).unwrap();
+        r.output(b"ok \xff\xfe").unwrap();
+        r.output(&[0xe2, 0x82]).unwrap();
+        r.finish().unwrap();
+        let lines = read_lines(r.path());
+        let text = lines.join("\n");
+        assert!(!text.contains('\u{FFFD}'), "{text}");
+        assert!(text.contains("\"b\",\"o:b2sg//4=\""), "{text}");
+        assert!(
+            text.contains("\"b\",\"o:4oI=\""),
+            "the carried tail at the end: {text}"
+        );
     }
 
     #[test]
     fn large_output_is_compressed() {
         let dir = tempfile::tempdir().unwrap();
-        let r = Recorder::create(dir.path(), 1, &header(Kind::Exec)).unwrap();
+        let r = Recorder::create(dir.path(), 1, &header(Kind::Exec), budget()).unwrap();
         let chunk = vec![b'x'; 32 * 1024];
         for _ in 0..64 {
             r.output(&chunk).unwrap();
@@ -423,9 +491,41 @@ mod tests {
     }
 
     #[test]
+    fn the_session_budget_stops_every_file_and_the_end_is_still_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let budget = Budget::new(64 * 1024);
+        let a = Recorder::create(dir.path(), 1, &header(Kind::Exec), Arc::clone(&budget)).unwrap();
+        let b = Recorder::create(dir.path(), 2, &header(Kind::Exec), Arc::clone(&budget)).unwrap();
+        let mut state = 7u32;
+        let mut noise = || {
+            (0..16 * 1024)
+                .map(|_| {
+                    state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    (state >> 16) as u8
+                })
+                .collect::<Vec<u8>>()
+        };
+        let mut failed = None;
+        for _ in 0..100 {
+            if let Err(e) = a.output(&noise()) {
+                failed = Some(e);
+                break;
+            }
+            a.flush().unwrap_or(());
+        }
+        assert_eq!(failed, Some(RecordError::SizeCap { cap: 64 * 1024 }));
+        assert!(b.output(b"more").is_err(), "the budget is the session's");
+        a.ended("the size limit");
+        a.finish().unwrap();
+        let lines = read_lines(a.path());
+        assert!(lines.last().unwrap().contains("session_ended"), "{lines:?}");
+        assert!(budget.used() < 64 * 1024 + 40 * 1024, "{}", budget.used());
+    }
+
+    #[test]
     fn an_unwritable_directory_fails_at_creation() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope");
-        assert!(Recorder::create(&missing, 0, &header(Kind::Shell)).is_err());
+        assert!(Recorder::create(&missing, 0, &header(Kind::Shell), budget()).is_err());
     }
 }

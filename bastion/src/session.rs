@@ -1,8 +1,11 @@
 //! A live bastion session: what the CA granted, its recordings, and the
 //! switch that ends it (revocation, incident resolved, certificate expired,
-//! idle, too long, recorder failure).
+//! idle, too long, recorder failure, the target lost, the CA refusing the
+//! recording). Once ended, and once its channels have stopped, the session
+//! is sealed by the CA at once, whether or not the user's connection is
+//! still open.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,9 +13,9 @@ use serde_json::json;
 use shiftkey_wire::SessionGrant;
 use tokio::sync::watch;
 
-use crate::ca::{CaClient, unix_now};
+use crate::ca::{CaClient, CallError, unix_now};
 use crate::metrics::Metrics;
-use crate::recorder::Recorder;
+use crate::recorder::{Budget, Recorder};
 
 /// Upload chunks to the CA at most this big (the CA's limit is 1 MiB).
 const CHUNK: usize = 512 * 1024;
@@ -32,6 +35,22 @@ pub(crate) struct LiveSession {
     last_activity: AtomicU64,
     pub(crate) exit_status: Mutex<Option<u32>>,
     started: u64,
+    /// Bytes on disk all of this session's recordings may take.
+    pub(crate) budget: Arc<Budget>,
+    /// Channels still carrying data (their pumps hold a [`ChannelRunning`]).
+    running: watch::Sender<u32>,
+    /// Set by the one caller that seals.
+    sealing: AtomicBool,
+}
+
+/// Held by a channel's pump while it may still write to the recordings.
+#[derive(Debug)]
+pub(crate) struct ChannelRunning(watch::Sender<u32>);
+
+impl Drop for ChannelRunning {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 #[derive(Debug)]
@@ -49,6 +68,7 @@ impl LiveSession {
         client: String,
         session_serial: u64,
         dir: std::path::PathBuf,
+        budget: Arc<Budget>,
     ) -> Arc<Self> {
         Arc::new(Self {
             grant,
@@ -62,7 +82,34 @@ impl LiveSession {
             last_activity: AtomicU64::new(unix_now()),
             exit_status: Mutex::new(None),
             started: unix_now(),
+            budget,
+            running: watch::channel(0).0,
+            sealing: AtomicBool::new(false),
         })
+    }
+
+    /// A channel starts carrying data for this session.
+    pub(crate) fn channel_running(&self) -> ChannelRunning {
+        self.running.send_modify(|n| *n += 1);
+        ChannelRunning(self.running.clone())
+    }
+
+    /// Resolves once the session has been told to end.
+    pub(crate) async fn ended(&self) {
+        let mut rx = self.kill.subscribe();
+        let _ = rx.wait_for(Option::is_some).await;
+    }
+
+    /// After the end: waits (at most `limit`) for the channels to stop
+    /// writing, then seals, once.
+    pub(crate) async fn close(&self, ca: &CaClient, limit: Duration) {
+        self.ended().await;
+        let mut rx = self.running.subscribe();
+        let _ = tokio::time::timeout(limit, rx.wait_for(|n| *n == 0)).await;
+        if self.sealing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.seal(ca).await;
     }
 
     pub(crate) fn id(&self) -> &str {
@@ -215,6 +262,19 @@ impl LiveSession {
                             s.shipped = offset;
                         }
                     }
+                    // The CA will not take this file (a name it refuses, a
+                    // session it no longer holds live): the recording has no
+                    // home, so the session stops.
+                    Err(CallError::Refused(r))
+                        if (400..500).contains(&r.status) && r.status != 429 =>
+                    {
+                        tracing::error!(session = %self.id(), file = %recorder.name(), error = %r, "the CA refused a recording; ending the session");
+                        self.end(&format!(
+                            "the CA refused the recording ({}): {}",
+                            r.code, r.message
+                        ));
+                        break;
+                    }
                     Err(e) => {
                         tracing::warn!(session = %self.id(), error = %e, "shipping a recording to the CA failed; will retry");
                         break;
@@ -226,14 +286,16 @@ impl LiveSession {
 
     /// At the end: closes every recording, ships the rest and asks the CA to
     /// seal the session (digest of the files, signed by the CA).
-    pub(crate) async fn seal(&self, ca: &CaClient) {
+    async fn seal(&self, ca: &CaClient) {
         let recorders: Vec<Arc<Recorder>> = self
             .lock()
             .iter()
             .map(|s| Arc::clone(&s.recorder))
             .collect();
+        let reason = self.end_reason().unwrap_or_else(|| "client closed".into());
         let mut files = Vec::new();
         for r in &recorders {
+            r.ended(&reason);
             match r.finish() {
                 Ok((bytes, sha256)) => files.push(json!({
                     "name": r.name(), "kind": r.kind().as_str(), "command": r.command(),
@@ -248,7 +310,7 @@ impl LiveSession {
         let body = json!({
             "ended_at": unix_now(),
             "exit_status": *self.exit_status.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
-            "end_reason": self.end_reason().unwrap_or_else(|| "client closed".into()),
+            "end_reason": reason,
             "files": files,
         });
         let path = format!("/v1/recordings/{}/seal", self.id());

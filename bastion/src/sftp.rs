@@ -4,12 +4,27 @@
 //! many bytes moved. Hand-written: no crate parses an SFTP stream passively
 //! (the sftp crates are clients or servers), and only the request headers
 //! matter here.
+//!
+//! A stream this reader cannot follow is an error, and the pump ends the
+//! channel: the recording never stops while bytes go on passing.
 
 use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
 const MAX_PACKET: usize = 256 * 1024 + 1024;
+/// Requests waiting for their reply, per kind; a client that keeps more
+/// outstanding is not one this reader follows.
+const MAX_OUTSTANDING: usize = 65_536;
+
+/// Why the reader cannot follow the stream.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum SftpError {
+    #[error("SFTP packet length {0} out of range")]
+    PacketLength(usize),
+    #[error("more than {MAX_OUTSTANDING} SFTP requests outstanding")]
+    Outstanding,
+}
 
 /// Both directions of one SFTP channel.
 #[derive(Debug, Default)]
@@ -22,9 +37,6 @@ pub(crate) struct SftpParser {
     handles: HashMap<Vec<u8>, (String, u64, u64)>,
     /// Request id → handle, for READs until their DATA reply.
     reads: HashMap<u32, Vec<u8>>,
-    /// The stream stopped making sense; stop parsing (the bytes still pass,
-    /// and the recording says so once).
-    broken: bool,
 }
 
 struct Cursor<'a>(&'a [u8]);
@@ -61,7 +73,7 @@ impl<'a> Cursor<'a> {
 
 impl SftpParser {
     /// Bytes from the user; returns the events they complete.
-    pub(crate) fn client_bytes(&mut self, data: &[u8]) -> Vec<Value> {
+    pub(crate) fn client_bytes(&mut self, data: &[u8]) -> Result<Vec<Value>, SftpError> {
         let mut buf = std::mem::take(&mut self.client);
         buf.extend_from_slice(data);
         let events = self.packets(&mut buf, true);
@@ -70,7 +82,7 @@ impl SftpParser {
     }
 
     /// Bytes from the target.
-    pub(crate) fn server_bytes(&mut self, data: &[u8]) -> Vec<Value> {
+    pub(crate) fn server_bytes(&mut self, data: &[u8]) -> Result<Vec<Value>, SftpError> {
         let mut buf = std::mem::take(&mut self.server);
         buf.extend_from_slice(data);
         let events = self.packets(&mut buf, false);
@@ -78,22 +90,16 @@ impl SftpParser {
         events
     }
 
-    fn packets(&mut self, buf: &mut Vec<u8>, from_client: bool) -> Vec<Value> {
+    fn packets(&mut self, buf: &mut Vec<u8>, from_client: bool) -> Result<Vec<Value>, SftpError> {
         let mut events = Vec::new();
-        while !self.broken {
-            let Some(len) = buf
-                .get(..4)
-                .and_then(|b| b.try_into().ok())
-                .map(u32::from_be_bytes)
-            else {
-                break;
-            };
+        while let Some(len) = buf
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_be_bytes)
+        {
             let len = len as usize;
             if len == 0 || len > MAX_PACKET {
-                self.broken = true;
-                events.push(json!({ "op": "unparsed", "why": "SFTP packet length out of range" }));
-                buf.clear();
-                break;
+                return Err(SftpError::PacketLength(len));
             }
             let Some(packet) = buf.get(4..4 + len) else {
                 break;
@@ -106,11 +112,14 @@ impl SftpParser {
                 self.reply(&packet)
             };
             events.extend(event);
+            if self.pending.len() > MAX_OUTSTANDING
+                || self.handles.len() > MAX_OUTSTANDING
+                || self.reads.len() > MAX_OUTSTANDING
+            {
+                return Err(SftpError::Outstanding);
+            }
         }
-        if self.broken {
-            buf.clear();
-        }
-        events
+        Ok(events)
     }
 
     fn request(&mut self, packet: &[u8]) -> Option<Value> {
@@ -235,12 +244,12 @@ mod tests {
         );
         // Split mid-packet, as the wire does.
         let (a, b) = open.split_at(5);
-        assert!(p.client_bytes(a).is_empty());
-        let ev = p.client_bytes(b);
+        assert!(p.client_bytes(a).unwrap().is_empty());
+        let ev = p.client_bytes(b).unwrap();
         assert_eq!(ev[0]["op"], "open");
         assert_eq!(ev[0]["path"], "/tmp/up.bin");
         assert_eq!(ev[0]["mode"], "write");
-        p.server_bytes(&packet(102, &[&id, &s(b"H1")]));
+        p.server_bytes(&packet(102, &[&id, &s(b"H1")])).unwrap();
         let w = packet(
             6,
             &[
@@ -250,17 +259,22 @@ mod tests {
                 &s(&[0u8; 1000]),
             ],
         );
-        p.client_bytes(&w);
-        let close = p.client_bytes(&packet(4, &[&9u32.to_be_bytes(), &s(b"H1")]));
+        p.client_bytes(&w).unwrap();
+        let close = p
+            .client_bytes(&packet(4, &[&9u32.to_be_bytes(), &s(b"H1")]))
+            .unwrap();
         assert_eq!(close[0]["op"], "close");
         assert_eq!(close[0]["bytes_written"], 1000);
     }
 
     #[test]
-    fn garbage_stops_parsing_once() {
+    fn a_stream_that_is_not_sftp_is_an_error_not_silence() {
         let mut p = SftpParser::default();
-        let ev = p.client_bytes(&[0xff, 0xff, 0xff, 0xff, 1]);
-        assert_eq!(ev[0]["op"], "unparsed");
-        assert!(p.client_bytes(&[0, 0, 0, 1, 1]).is_empty());
+        // What a shell's typing looks like to an SFTP reader.
+        assert_eq!(
+            p.client_bytes(b"echo SECRET > /tmp/x; id\n"),
+            Err(SftpError::PacketLength(0x6563_686f))
+        );
+        assert!(p.server_bytes(&[0, 0, 0, 0]).is_err());
     }
 }

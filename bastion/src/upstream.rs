@@ -1,12 +1,20 @@
 //! The bastion's hop to the target: an SSH client with the one-session
 //! certificate, which accepts only a host certificate from the CA's host
-//! key for exactly the name the user asked for.
+//! key for exactly the name the user asked for (canonical form), issued to
+//! an enrolled host — never one the CA minted for a bastion to present.
 
 use std::sync::Arc;
 
 use russh::client;
 use russh::keys::{Certificate, HashAlg, PrivateKey, PublicKey};
+use shiftkey_wire::PRESENTED_BY_BASTION_EXTENSION;
 use ssh_key::certificate::CertType;
+
+use crate::target::Route;
+
+/// Key IDs of certificates the CA issues to bastions (their own, and those
+/// they present for target names) start so.
+const BASTION_KEY_ID: &str = "bastion:";
 
 /// Checks the target's host key.
 #[derive(Debug)]
@@ -49,6 +57,19 @@ impl Upstream {
         if cert.cert_type() != CertType::Host {
             return Err("the target's certificate is not a host certificate".into());
         }
+        // A certificate the CA made for a bastion names the bastion's key,
+        // not the target's: whoever shows it as the target holds a
+        // bastion's key, and is not the target.
+        if cert
+            .extensions()
+            .contains_key(PRESENTED_BY_BASTION_EXTENSION)
+            || cert.key_id().starts_with(BASTION_KEY_ID)
+        {
+            return Err(format!(
+                "the target presented a host certificate minted for a bastion (key ID {:?}), not one of an enrolled host",
+                cert.key_id().chars().take(200).collect::<String>()
+            ));
+        }
         let fingerprints: Vec<_> = self
             .host_ca_keys
             .iter()
@@ -62,7 +83,7 @@ impl Upstream {
         if !cert
             .valid_principals()
             .iter()
-            .any(|p| p.eq_ignore_ascii_case(&self.host))
+            .any(|p| crate::target::TargetName::parse(p).is_ok_and(|p| p.as_str() == self.host))
         {
             return Err(format!(
                 "the target's host certificate is not valid for {:?}",
@@ -75,9 +96,7 @@ impl Upstream {
 
 /// Connects and authenticates to the target.
 pub(crate) async fn connect(
-    address: &str,
-    host: &str,
-    port: u16,
+    route: &Route,
     host_ca_keys: Vec<PublicKey>,
     principal: &str,
     key: Arc<PrivateKey>,
@@ -86,7 +105,7 @@ pub(crate) async fn connect(
     let refusal = Arc::new(std::sync::Mutex::new(None));
     let handler = Upstream {
         host_ca_keys,
-        host: host.to_owned(),
+        host: route.name.to_string(),
         refusal: Arc::clone(&refusal),
     };
     let preferred = russh::Preferred {
@@ -104,11 +123,7 @@ pub(crate) async fn connect(
         inactivity_timeout: None,
         ..Default::default()
     });
-    let target = if address.is_empty() {
-        format!("{host}:{port}")
-    } else {
-        address.to_owned()
-    };
+    let target = route.dial.clone();
     let connect = client::connect(config, target.as_str(), handler);
     let mut handle = match tokio::time::timeout(std::time::Duration::from_secs(15), connect).await {
         Err(_) => anyhow::bail!("the target {target} did not answer within 15 s"),
@@ -133,4 +148,113 @@ pub(crate) async fn connect(
         );
     }
     Ok(handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ssh_key::certificate::Builder;
+    use ssh_key::{Algorithm, PrivateKey};
+
+    fn key() -> PrivateKey {
+        PrivateKey::random(
+            &mut ssh_key::rand_core::UnwrapErr(ssh_key::getrandom::SysRng),
+            Algorithm::Ed25519,
+        )
+        .unwrap()
+    }
+
+    fn host_cert(ca: &PrivateKey, key_id: &str, principal: &str, presented: bool) -> Certificate {
+        let now = crate::ca::unix_now();
+        let mut b = Builder::new(
+            [3; 16],
+            key().public_key().key_data().clone(),
+            now - 60,
+            now + 600,
+        )
+        .unwrap();
+        b.cert_type(CertType::Host)
+            .unwrap()
+            .key_id(key_id)
+            .unwrap()
+            .valid_principal(principal)
+            .unwrap();
+        if presented {
+            b.extension(PRESENTED_BY_BASTION_EXTENSION, "").unwrap();
+        }
+        b.sign(ca).unwrap()
+    }
+
+    fn upstream(ca: &PrivateKey, host: &str) -> Upstream {
+        Upstream {
+            host_ca_keys: vec![ca.public_key().clone()],
+            host: host.into(),
+            refusal: Arc::default(),
+        }
+    }
+
+    #[test]
+    fn an_enrolled_hosts_certificate_for_the_name_is_the_target() {
+        let ca = key();
+        let u = upstream(&ca, "web-1.test");
+        assert!(
+            u.check(&host_cert(
+                &ca,
+                "host:web-1 for=enroll serial=4",
+                "web-1.test",
+                false
+            ))
+            .is_ok()
+        );
+        assert!(
+            u.check(&host_cert(
+                &ca,
+                "host:web-1 for=enroll serial=4",
+                "WEB-1.Test.",
+                false
+            ))
+            .is_ok()
+        );
+        assert!(
+            u.check(&host_cert(
+                &ca,
+                "host:web-2 for=enroll serial=5",
+                "web-2.test",
+                false
+            ))
+            .is_err()
+        );
+        assert!(
+            u.check(&host_cert(
+                &key(),
+                "host:web-1 for=enroll serial=4",
+                "web-1.test",
+                false
+            ))
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn a_certificate_minted_for_a_bastion_is_never_the_target() {
+        let ca = key();
+        let u = upstream(&ca, "web-1.test");
+        let marked = host_cert(&ca, "host:web-1 for=x serial=9", "web-1.test", true);
+        assert!(
+            u.check(&marked)
+                .unwrap_err()
+                .contains("minted for a bastion")
+        );
+        let presented = host_cert(
+            &ca,
+            "bastion:bastion-1 for=web-1.test serial=9",
+            "web-1.test",
+            false,
+        );
+        assert!(
+            u.check(&presented)
+                .unwrap_err()
+                .contains("minted for a bastion")
+        );
+    }
 }

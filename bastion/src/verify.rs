@@ -103,6 +103,13 @@ pub(crate) enum Refusal {
 }
 
 impl Refusal {
+    /// True when the certificate's signature chains to one of the CA's
+    /// user keys: a certificate the CA issued, refused for another reason.
+    /// Only those are worth an audit row; anyone can make the others.
+    pub(crate) fn chains_to_ca(&self) -> bool {
+        !matches!(self, Refusal::UnknownCa)
+    }
+
     /// Stable code for metrics and the audit log.
     pub(crate) fn code(&self) -> &'static str {
         match self {
@@ -126,13 +133,15 @@ pub(crate) fn verify_user_cert(
     client: IpAddr,
     now: u64,
 ) -> Result<VerifiedUser, Refusal> {
-    if certificate.cert_type() != CertType::User {
-        return Err(Refusal::NotUser);
-    }
+    // Which CA first: only a certificate of ours is worth more than a
+    // counter (see `Refusal::chains_to_ca`).
     let fingerprints = trust.ca_fingerprints();
     let signer = certificate.signature_key().fingerprint(HashAlg::Sha256);
     if !fingerprints.contains(&signer) {
         return Err(Refusal::UnknownCa);
+    }
+    if certificate.cert_type() != CertType::User {
+        return Err(Refusal::NotUser);
     }
     if certificate.validate_at(now, &fingerprints).is_err() {
         return Err(Refusal::NotValidNow);
@@ -256,6 +265,12 @@ mod tests {
             verify_user_cert(&t, &host, Some("postgres"), LOCAL, 1500).unwrap_err(),
             Refusal::NotUser
         );
+        // Another CA's host certificate is another CA's, whatever its type.
+        let foreign_host = cert(&other, CertType::Host, &["postgres"], &[], 5);
+        let refusal = verify_user_cert(&t, &foreign_host, None, LOCAL, 1500).unwrap_err();
+        assert_eq!(refusal, Refusal::UnknownCa);
+        assert!(!refusal.chains_to_ca());
+        assert!(Refusal::Revoked(5).chains_to_ca());
         let odd = cert(
             &ca,
             CertType::User,

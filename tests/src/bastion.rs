@@ -24,6 +24,12 @@ impl TestBastion {
     /// Enrolls and starts a bastion for `ca`, recordings under `recordings`
     /// (the data dir's `recordings/` when None).
     pub fn start(ca: &TestCa, recordings: Option<&Path>) -> anyhow::Result<Self> {
+        Self::start_with(ca, recordings, "")
+    }
+
+    /// [`start`](Self::start) with `extra` lines appended to bastion.toml
+    /// (tables such as `[limits]` or `[targets]` go last, so they may).
+    pub fn start_with(ca: &TestCa, recordings: Option<&Path>, extra: &str) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("shiftkey-bastion-")
             .tempdir()?;
@@ -48,7 +54,7 @@ impl TestBastion {
             &config,
             format!(
                 "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\nca_url = \"{}\"\nca_bundle = \"{}\"\n\
-                 data_dir = \"{}\"\nenroll_token_file = \"{}\"\n{recordings_line}",
+                 data_dir = \"{}\"\nenroll_token_file = \"{}\"\n{recordings_line}{extra}\n",
                 ca.url(""),
                 ca.data_dir().join("tls/cert.pem").display(),
                 dir.path().join("data").display(),
@@ -144,6 +150,67 @@ impl TestBastion {
         self.dir.path().join("data/recordings")
     }
 
+    /// The Prometheus text at `/metrics`.
+    pub fn metrics(&self) -> anyhow::Result<String> {
+        Ok(
+            reqwest::blocking::get(format!("http://127.0.0.1:{}/metrics", self.metrics_port))?
+                .text()?,
+        )
+    }
+
+    /// The value of one sample (`name{labels}` exactly as exposed), 0 when
+    /// it is not there yet.
+    pub fn metric(&self, sample: &str) -> anyhow::Result<f64> {
+        Ok(self
+            .metrics()?
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(sample)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0.0))
+    }
+
+    /// A host certificate for the bastion's own key under `target`, as the
+    /// CA mints it for the bastion to present (`POST /v1/hosts/present`,
+    /// signed with the bastion's key), in OpenSSH text form.
+    pub fn present_certificate(&self, ca: &TestCa, target: &str) -> anyhow::Result<String> {
+        let data = self.dir.path().join("data");
+        let key =
+            ssh_key::PrivateKey::from_openssh(std::fs::read_to_string(data.join("host_key"))?)?;
+        let certificate = ssh_key::Certificate::from_openssh(
+            std::fs::read_to_string(data.join("bastion-cert.pub"))?.trim(),
+        )?;
+        let body = serde_json::json!({ "target": target }).to_string();
+        let path = "/v1/hosts/present";
+        let now = u64::try_from(chrono::Utc::now().timestamp())?;
+        let authorization = shiftkey_wire::host_auth::authorization(
+            &key,
+            &certificate,
+            "POST",
+            path,
+            now,
+            body.as_bytes(),
+        )?;
+        let response = ca
+            .client()
+            .post(ca.url(path))
+            .header("authorization", authorization)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()?;
+        let status = response.status();
+        let answer: Value = response.json()?;
+        anyhow::ensure!(status.is_success(), "present: {status} {answer}");
+        Ok(answer["certificate"]
+            .as_str()
+            .context("no certificate in the answer")?
+            .to_owned())
+    }
+
     /// An ssh_config: `Host bastion` is this bastion; every host is trusted
     /// only through `@cert-authority` with the CA's host key; the identity
     /// is `key` with its `key-cert.pub`.
@@ -210,4 +277,29 @@ pub fn recording_files(dir: &Path) -> Vec<PathBuf> {
         files.extend(inner);
     }
     files
+}
+
+/// `python3 tests/clients/hostile.py ARGS...`: an SSH client independent of
+/// OpenSSH and russh (asyncssh) that sends what OpenSSH never does. Its one
+/// line of JSON on stdout says what it saw.
+pub fn hostile(args: &[&str]) -> anyhow::Result<Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/hostile.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context(
+            "running python3 (install it with `apt-get install -y python3`; scripts/test does)",
+        )?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        bail!(
+            "hostile.py {args:?} failed ({}):\n{stdout}\n{stderr}",
+            out.status
+        );
+    }
+    serde_json::from_str(stdout.trim())
+        .with_context(|| format!("hostile.py {args:?} printed no JSON:\n{stdout}\n{stderr}"))
 }

@@ -10,6 +10,7 @@ mod client;
 mod escalation;
 mod fixtures;
 mod host_roles;
+mod hostile;
 mod hosts;
 mod issuance;
 mod keys;

@@ -1,0 +1,362 @@
+#!/usr/bin/env python3
+"""Hostile SSH clients for Shiftkey's end-to-end tests.
+
+Each scenario drives the bastion with sequences OpenSSH never sends and
+prints one JSON object on stdout saying what the client saw; the Rust tests
+(tests/tests/e2e/hostile.rs) decide from that, from the target and from the
+CA's records whether the bastion held. Built on asyncssh, an SSH
+implementation independent of both OpenSSH and russh. Raw channel requests
+use asyncssh's channel internals (`_open`, `_send_request`,
+`_make_request`), which is why scripts/test pins the asyncssh version.
+
+Scenarios:
+  sequence  one session channel, then the steps in order (requests, typed
+            input, pauses); every reply, the output and who closed
+  sessions  hold up to N session channels open at once on one connection
+  flood     open and close N session channels one after the other, then
+            type into one more
+  logins    N connections (C at a time), each trying the given key A times
+  preauth   hold N connections that never authenticate, then try one more
+"""
+
+import argparse
+import asyncio
+import codecs
+import json
+import sys
+import time
+import warnings
+
+warnings.filterwarnings("ignore")
+
+try:
+    import asyncssh
+    from asyncssh.channel import SSHClientChannel
+    from asyncssh.packet import String, UInt32
+except ImportError:
+    sys.exit(
+        "hostile.py: asyncssh is missing: install it with "
+        "`python3 -m pip install asyncssh` (scripts/test does)"
+    )
+
+WINDOW = 2 * 1024 * 1024
+PACKET = 32768
+
+
+class Collector(asyncssh.SSHClientSession):
+    """Everything the server sends on one channel."""
+
+    def __init__(self):
+        self.out = bytearray()
+        self.err = bytearray()
+        self.exit_status = None
+        self.closed = asyncio.Event()
+
+    def data_received(self, data, datatype):
+        if datatype == asyncssh.EXTENDED_DATA_STDERR:
+            self.err.extend(data)
+        else:
+            self.out.extend(data)
+
+    def exit_status_received(self, status):
+        self.exit_status = status
+
+    def connection_lost(self, exc):
+        self.closed.set()
+
+
+async def connect(args, attempts=1):
+    # A key given n times is offered n times: n authentication attempts on
+    # one connection (each refusal costs the server's rejection delay).
+    pairs = asyncssh.load_keypairs([(args.key, args.cert)] if args.cert else [args.key])
+    if args.cert:
+        # asyncssh also offers the key without its certificate: not here.
+        pairs = [p for p in pairs if b"-cert-" in p.algorithm]
+    keys = pairs * attempts
+    return await asyncssh.connect(
+        args.host,
+        args.port,
+        username=args.user,
+        client_keys=keys,
+        known_hosts=args.known_hosts,
+        agent_path=None,
+        config=[],
+        preferred_auth="publickey",
+        # Generous: a busy machine slows the handshakes, not the verdicts.
+        connect_timeout=60,
+        login_timeout=120,
+    )
+
+
+async def raw_channel(conn):
+    """A session channel with no request sent yet."""
+    chan = SSHClientChannel(
+        conn, asyncio.get_running_loop(), "strict", None, "strict", WINDOW, PACKET
+    )
+    packet = await chan._open(b"session")
+    packet.check_end()
+    session = Collector()
+    chan._session = session
+    session.connection_made(chan)
+    # What asyncssh's own session setup does last: deliver what arrives.
+    await chan._start_reading()
+    return chan, session
+
+
+def parse_step(step):
+    """`kind[:arg][!reply|!noreply]` -> (kind, arg, want_reply)."""
+    want = None
+    if step.endswith("!noreply"):
+        step, want = step[: -len("!noreply")], False
+    elif step.endswith("!reply"):
+        step, want = step[: -len("!reply")], True
+    kind, _, arg = step.partition(":")
+    return kind, arg, want
+
+
+def request_of(kind, arg):
+    """The request name, its fields, and whether it asks a reply by default."""
+    if kind == "pty":
+        modes = b"\x00"
+        return b"pty-req", [String("xterm"), UInt32(80), UInt32(24), UInt32(0), UInt32(0), String(modes)], True
+    if kind == "shell":
+        return b"shell", [], True
+    if kind == "exec":
+        return b"exec", [String(arg)], True
+    if kind == "subsystem":
+        return b"subsystem", [String(arg or "sftp")], True
+    if kind == "env":
+        name, _, value = arg.partition("=")
+        return b"env", [String(name), String(value)], True
+    if kind == "window-change":
+        cols, _, rows = (arg or "100x30").partition("x")
+        return b"window-change", [UInt32(int(cols)), UInt32(int(rows)), UInt32(0), UInt32(0)], False
+    if kind == "signal":
+        return b"signal", [String(arg or "INT")], False
+    if kind == "break":
+        return b"break", [UInt32(int(arg or "0"))], True
+    if kind == "x11":
+        return b"x11-req", [b"\x00", String("MIT-MAGIC-COOKIE-1"), String("00" * 16), UInt32(0)], True
+    if kind == "agent":
+        return b"auth-agent-req@openssh.com", [], True
+    raise SystemExit(f"hostile.py: unknown step {kind!r}")
+
+
+async def ask(chan, session, name, fields, want_reply, timeout):
+    if not want_reply:
+        chan._send_request(name, *fields)
+        return "not-asked"
+    if session.closed.is_set():
+        return "channel-closed"
+    try:
+        ok = await asyncio.wait_for(chan._make_request(name, *fields), timeout)
+    except asyncio.TimeoutError:
+        return "no-answer"
+    except (asyncio.CancelledError, asyncssh.Error, OSError):
+        return "channel-closed"
+    return "success" if ok else "failure"
+
+
+def text(data):
+    return bytes(data).decode("utf-8", "replace")
+
+
+async def sequence(args):
+    conn = await connect(args)
+    chan, session = await raw_channel(conn)
+    replies = []
+    closed_by_server = False
+    for step in args.step:
+        kind, arg, want = parse_step(step)
+        if session.closed.is_set():
+            closed_by_server = True
+        if kind == "sleep":
+            await asyncio.sleep(float(arg))
+            continue
+        if kind == "type":
+            if session.closed.is_set():
+                replies.append([step, "channel-closed"])
+                continue
+            chan.write(codecs.decode(arg, "unicode_escape").encode("latin-1"))
+            replies.append([step, "sent"])
+            continue
+        if kind == "eof":
+            chan.write_eof()
+            continue
+        name, fields, default_reply = request_of(kind, arg)
+        want_reply = default_reply if want is None else want
+        replies.append([step, await ask(chan, session, name, fields, want_reply, args.timeout)])
+    # Let the server finish: a channel it closes closes here too.
+    try:
+        await asyncio.wait_for(session.closed.wait(), args.linger)
+        closed_by_server = True
+    except asyncio.TimeoutError:
+        pass
+    chan.close()
+    conn.close()
+    print(json.dumps({
+        "replies": replies,
+        "closed_by_server": closed_by_server,
+        "stdout": text(session.out),
+        "stderr": text(session.err),
+        "exit_status": session.exit_status,
+    }))
+
+
+async def sessions(args):
+    conn = await connect(args)
+    held, errors = [], []
+    for _ in range(args.count):
+        try:
+            held.append(await asyncio.wait_for(raw_channel(conn), args.timeout))
+        except (asyncssh.Error, OSError, asyncio.TimeoutError) as e:
+            errors.append(str(e) or type(e).__name__)
+    # Still open after a moment (not opened and then closed by the server)?
+    await asyncio.sleep(1.0)
+    still_open = sum(1 for _, s in held if not s.closed.is_set())
+    for chan, _ in held:
+        chan.close()
+    conn.close()
+    print(json.dumps({
+        "opened": len(held),
+        "still_open": still_open,
+        "refused": len(errors),
+        "errors": sorted(set(errors))[:5],
+    }))
+
+
+async def flood(args):
+    conn = await connect(args)
+    opened, refused, errors = 0, 0, set()
+    started = time.monotonic()
+    for _ in range(args.count):
+        try:
+            chan, session = await asyncio.wait_for(raw_channel(conn), args.timeout)
+        except (asyncssh.Error, OSError, asyncio.TimeoutError) as e:
+            refused += 1
+            errors.add(str(e) or type(e).__name__)
+            continue
+        opened += 1
+        chan.close()
+        await chan.wait_closed()
+    result = {
+        "opened": opened,
+        "refused": refused,
+        "errors": sorted(errors)[:5],
+        "seconds": round(time.monotonic() - started, 1),
+        "final_opened": False,
+    }
+    try:
+        chan, session = await asyncio.wait_for(raw_channel(conn), args.timeout)
+        result["final_opened"] = True
+        result["final_shell"] = await ask(chan, session, b"shell", [], True, args.timeout)
+        if not session.closed.is_set():
+            chan.write(codecs.decode(args.type, "unicode_escape").encode("latin-1"))
+            try:
+                await asyncio.wait_for(session.closed.wait(), args.linger)
+            except asyncio.TimeoutError:
+                pass
+        result["final_stdout"] = text(session.out)
+        result["final_stderr"] = text(session.err)
+        chan.close()
+    except (asyncssh.Error, OSError, asyncio.TimeoutError) as e:
+        result["final_error"] = str(e) or type(e).__name__
+    conn.close()
+    print(json.dumps(result))
+
+
+async def logins(args):
+    outcome = {"refused": 0, "accepted": 0, "errors": 0}
+    kinds = set()
+    gate = asyncio.Semaphore(args.concurrency)
+
+    async def one():
+        async with gate:
+            try:
+                conn = await connect(args, args.attempts)
+                conn.close()
+                outcome["accepted"] += 1
+            except asyncssh.PermissionDenied:
+                outcome["refused"] += 1
+            except (asyncssh.Error, OSError, asyncio.TimeoutError) as e:
+                outcome["errors"] += 1
+                kinds.add(str(e) or type(e).__name__)
+
+    started = time.monotonic()
+    await asyncio.gather(*(one() for _ in range(args.count)))
+    outcome["seconds"] = round(time.monotonic() - started, 1)
+    outcome["error_kinds"] = sorted(kinds)[:5]
+    print(json.dumps(outcome))
+
+
+async def preauth(args):
+    """Connections that say hello and then nothing."""
+    held = []
+    for _ in range(args.count):
+        reader, writer = await asyncio.open_connection(args.host, args.port)
+        writer.write(b"SSH-2.0-hostile_0.1\r\n")
+        await writer.drain()
+        held.append((reader, writer))
+    await asyncio.sleep(0.5)
+
+    async def closed(reader):
+        try:
+            while True:
+                chunk = await asyncio.wait_for(reader.read(4096), 3.0)
+                if not chunk:
+                    return True
+        except asyncio.TimeoutError:
+            return False
+        except OSError:
+            return True
+
+    reader, writer = await asyncio.open_connection(args.host, args.port)
+    writer.write(b"SSH-2.0-hostile_0.1\r\n")
+    extra_closed = await closed(reader)
+    first_closed = await closed(held[0][0]) if held else None
+    for _, w in held + [(reader, writer)]:
+        w.close()
+    print(json.dumps({"held": len(held), "extra_closed": extra_closed, "first_closed": first_closed}))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--user", default="")
+    parser.add_argument("--key", default="")
+    parser.add_argument("--cert", default=None)
+    parser.add_argument("--known-hosts", default=None, help="an @cert-authority file; none: the server is not checked")
+    parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for one answer")
+    parser.add_argument("--linger", type=float, default=2.0, help="seconds to wait for the server at the end")
+    sub = parser.add_subparsers(dest="scenario", required=True)
+    p = sub.add_parser("sequence")
+    p.add_argument("--step", action="append", default=[],
+                   help="pty, shell, exec:CMD, subsystem:NAME, env:N=V, window-change:CxR, signal:NAME, "
+                        "break, x11, agent, type:TEXT, eof, sleep:SECONDS; suffix !reply or !noreply")
+    p = sub.add_parser("sessions")
+    p.add_argument("--count", type=int, required=True)
+    p = sub.add_parser("flood")
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--type", default="", help="typed into the last channel's shell")
+    p = sub.add_parser("logins")
+    p.add_argument("--count", type=int, required=True, help="connections")
+    p.add_argument("--attempts", type=int, default=1, help="authentication attempts per connection")
+    p.add_argument("--concurrency", type=int, default=20)
+    p = sub.add_parser("preauth")
+    p.add_argument("--count", type=int, required=True)
+    args = parser.parse_args()
+    if args.known_hosts is None:
+        args.known_hosts = None
+    scenario = {
+        "sequence": sequence,
+        "sessions": sessions,
+        "flood": flood,
+        "logins": logins,
+        "preauth": preauth,
+    }[args.scenario]
+    asyncio.run(scenario(args))
+
+
+if __name__ == "__main__":
+    main()
