@@ -1,6 +1,7 @@
 //! `shiftkey recordings`: what security reviewers run. List and search the
 //! sessions the bastion recorded, play one in the terminal, follow a live
-//! one, export a bundle and check a bundle offline.
+//! one, write a channel's exact bytes out, export a bundle and check a
+//! bundle offline.
 //!
 //! Everything but `verify` asks the CA, which lets only reviewers in and
 //! audits every read. `verify` trusts nothing in the bundle but the bytes it
@@ -66,6 +67,20 @@ pub(crate) enum Action {
         /// Playback speed factor; 0 prints everything at once.
         #[arg(long, default_value_t = 1.0)]
         speed: f64,
+    },
+    /// Write a channel's exact bytes to stdout: what the target sent
+    /// (stdout and stderr as they came), or with --input what the user
+    /// typed. For a pipe or a file: it refuses a terminal, which the bytes
+    /// could act on.
+    Cat {
+        /// The session ID (s_...).
+        id: String,
+        /// The channel (default: the first one recorded).
+        #[arg(long)]
+        channel: Option<u32>,
+        /// The user's input instead of the target's output.
+        #[arg(long)]
+        input: bool,
     },
     /// Follow a live session's output read-only, until it ends.
     Watch {
@@ -149,6 +164,7 @@ pub(crate) async fn run(client: &CaClient, action: Action) -> anyhow::Result<()>
             Ok(())
         }
         Action::Play { id, channel, speed } => play(client, &id, channel, speed).await,
+        Action::Cat { id, channel, input } => cat(client, &id, channel, input).await,
         Action::Watch { session } => watch(client, &session).await,
         Action::Export { id, out } => export(client, &id, &out).await,
         Action::Verify { .. } => bail!("verify runs offline; it needs no CA"),
@@ -330,11 +346,15 @@ fn event(line: &str) -> Option<(f64, String, String)> {
     ))
 }
 
-async fn play(client: &CaClient, id: &str, channel: Option<u32>, speed: f64) -> anyhow::Result<()> {
-    if !speed.is_finite() || speed < 0.0 {
-        bail!("--speed is a factor such as 2 or 0.5 (0: no waiting)");
-    }
-    let recording = detail(client, id, "play").await?;
+/// The file of `channel` (default: the first cast file), downloaded and
+/// decompressed; false when it ends early.
+async fn channel_file(
+    client: &CaClient,
+    id: &str,
+    channel: Option<u32>,
+    purpose: &str,
+) -> anyhow::Result<(String, Vec<u8>, bool)> {
+    let recording = detail(client, id, purpose).await?;
     let files = &recording.info.files;
     let file = match channel {
         Some(n) => files.iter().find(|f| channel_of(&f.name) == Some(n)),
@@ -356,12 +376,20 @@ async fn play(client: &CaClient, id: &str, channel: Option<u32>, speed: f64) -> 
     };
     let length = recording.manifest.is_some().then_some(file.bytes);
     let mut gz = Vec::new();
-    download(client, id, &file.name, length, "play", &mut gz).await?;
+    download(client, id, &file.name, length, purpose, &mut gz).await?;
     let mut text = Vec::new();
     let complete = gunzip(&gz[..], &mut text)?;
+    Ok((file.name.clone(), text, complete))
+}
+
+async fn play(client: &CaClient, id: &str, channel: Option<u32>, speed: f64) -> anyhow::Result<()> {
+    if !speed.is_finite() || speed < 0.0 {
+        bail!("--speed is a factor such as 2 or 0.5 (0: no waiting)");
+    }
+    let (name, text, complete) = channel_file(client, id, channel, "play").await?;
     let text = String::from_utf8_lossy(&text);
     let mut stdout = std::io::stdout().lock();
-    if file.name.ends_with(".sftp.jsonl.gz") {
+    if name.ends_with(".sftp.jsonl.gz") {
         for line in text.lines() {
             writeln!(stdout, "{}", printable(line))?;
         }
@@ -383,6 +411,60 @@ async fn play(client: &CaClient, id: &str, channel: Option<u32>, speed: f64) -> 
     stdout.flush()?;
     if !complete {
         eprintln!("\n(the recording ends early: the bastion stopped between two flushes)");
+    }
+    Ok(())
+}
+
+/// `shiftkey recordings cat`: the exact bytes of one stream of a channel.
+async fn cat(client: &CaClient, id: &str, channel: Option<u32>, input: bool) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let mut stdout = std::io::stdout().lock();
+    if stdout.is_terminal() {
+        bail!(
+            "stdout is a terminal, and a recording's exact bytes could act on it\nhint: redirect or pipe it: `shiftkey recordings cat {id} > out.bin`, `| less -R`, `| sha256sum`; `shiftkey recordings play` shows a session safely"
+        );
+    }
+    let (name, text, complete) = channel_file(client, id, channel, "export").await?;
+    if name.ends_with(".sftp.jsonl.gz") {
+        bail!(
+            "{name} records sftp operations, not bytes\nhint: `shiftkey recordings play {id} --channel {}` lists them",
+            channel_of(&name).unwrap_or(0)
+        );
+    }
+    let stream = if input { "i" } else { "o" };
+    exact_bytes(&text, stream, &mut stdout)?;
+    stdout.flush()?;
+    if !complete {
+        eprintln!("(the recording ends early: the bastion stopped between two flushes)");
+    }
+    Ok(())
+}
+
+/// Rebuilds one stream (`o` or `i`) of a cast file: its text events as
+/// UTF-8, and its `"b"` events (`"o:BASE64"`) decoded, in file order.
+fn exact_bytes(cast: &[u8], stream: &str, out: &mut impl Write) -> anyhow::Result<()> {
+    use base64::Engine;
+    let prefix = format!("{stream}:");
+    for (number, line) in cast.split(|b| *b == b'\n').enumerate().skip(1) {
+        if line.is_empty() {
+            continue;
+        }
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(line) else {
+            bail!("line {} of the recording is not JSON", number + 1);
+        };
+        let (Some(kind), Some(data)) = (value[1].as_str(), value[2].as_str()) else {
+            continue;
+        };
+        if kind == stream {
+            out.write_all(data.as_bytes())?;
+        } else if kind == "b"
+            && let Some(encoded) = data.strip_prefix(&prefix)
+        {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .with_context(|| format!("line {} of the recording: bad base64", number + 1))?;
+            out.write_all(&bytes)?;
+        }
     }
     Ok(())
 }
@@ -833,6 +915,26 @@ mod tests {
     use flate2::write::GzEncoder;
 
     use super::*;
+
+    #[test]
+    fn cat_rebuilds_the_exact_bytes_of_one_stream() {
+        let cast = concat!(
+            "{\"version\":2,\"width\":80,\"height\":24}\n",
+            "[0.1,\"i\",\"ls\\r\"]\n",
+            "[0.2,\"o\",\"caf\"]\n",
+            "[0.2,\"b\",\"o:6Q==\"]\n",
+            "[0.3,\"m\",\"{\\\"exit_status\\\":0}\"]\n",
+            "[0.4,\"b\",\"i:/w==\"]\n",
+            "[0.5,\"o\",\" \\u001b[0m\\n\"]\n",
+        );
+        let mut out = Vec::new();
+        exact_bytes(cast.as_bytes(), "o", &mut out).unwrap();
+        assert_eq!(out, b"caf\xe9 \x1b[0m\n");
+        let mut input = Vec::new();
+        exact_bytes(cast.as_bytes(), "i", &mut input).unwrap();
+        assert_eq!(input, b"ls\r\xff");
+        assert!(exact_bytes(b"{}\nnot json\n", "o", &mut Vec::new()).is_err());
+    }
 
     #[test]
     fn terminal_strings_are_dropped_and_the_rest_passes() {
