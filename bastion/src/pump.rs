@@ -120,6 +120,8 @@ struct State {
     ended: watch::Receiver<Option<String>>,
     held_input: Vec<u8>,
     eof_held: bool,
+    /// The program runs on a pty: messages go with the output, not stderr.
+    pty: bool,
     /// Names of forwarded requests whose answer from the target is awaited.
     awaiting: VecDeque<&'static str>,
     input: prometheus_client::metrics::counter::Counter,
@@ -178,6 +180,7 @@ impl Pump {
             ended: self.live.subscribe(),
             held_input: Vec::new(),
             eof_held: false,
+            pty: false,
             awaiting: VecDeque::new(),
             input,
             output,
@@ -526,6 +529,7 @@ impl Pump {
             Program::Sftp => Some("sftp".to_owned()),
             Program::Shell => None,
         };
+        state.pty = pty.is_some();
         let header = Header {
             kind: program.kind(),
             width: pty.as_ref().map_or(80, |p| p.cols),
@@ -606,12 +610,16 @@ impl Pump {
             }
             Stop::SessionEnded => {
                 let reason = self.live.end_reason().unwrap_or_else(|| "ended".into());
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(2),
-                    self.user.data_bytes(
-                        format!("\r\n[shiftkey] session ended: {reason}\r\n").into_bytes(),
-                    ),
-                )
+                let text = format!("\r\n[shiftkey] session ended: {reason}\r\n").into_bytes();
+                // On a terminal with the output; otherwise on stderr, so
+                // that a command's output is not mixed with it.
+                let ext = (!state.pty).then_some(1);
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    match ext {
+                        None => self.user.data_bytes(text).await,
+                        Some(ext) => self.user.extended_data_bytes(ext, text).await,
+                    }
+                })
                 .await;
                 let _ = self.user.exit_status(255).await;
             }

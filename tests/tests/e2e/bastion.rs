@@ -860,3 +860,222 @@ fn an_idle_session_ends_after_the_roles_idle_timeout() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+fn urandom(len: usize) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::with_capacity(len);
+    std::fs::File::open("/dev/urandom")?
+        .take(len as u64)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// The session the bastion started since `before`.
+fn new_session_id(world: &World, before: &[String]) -> anyhow::Result<String> {
+    world
+        .session_ids()
+        .into_iter()
+        .find(|id| !before.contains(id))
+        .ok_or_else(|| anyhow::anyhow!("no new session:\n{}", world.logs()))
+}
+
+/// 1 MiB of random bytes through an exec channel: `shiftkey recordings cat`
+/// gives back exactly what the client received (and, with --input, exactly
+/// what it sent), the recording stays about the size of the bytes, and
+/// stock asciinema still reads the file.
+#[test]
+fn exec_output_is_recorded_byte_exact_and_cat_gives_it_back() -> anyhow::Result<()> {
+    let world = World::new(None)?;
+    let before = world.session_ids();
+    let out = run(&mut world.ssh(LOGIN_USER, &["head", "-c", "1048576", "/dev/urandom"]))?;
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        stderr_of(&out),
+        world.logs()
+    );
+    assert_eq!(out.stdout.len(), 1 << 20);
+    let session = new_session_id(&world, &before)?;
+    let sealed = world.wait_sealed(&session)?;
+    assert_eq!(sealed["status"], "sealed", "{sealed}");
+    let recorded = sealed["files"][0]["bytes"].as_u64().unwrap_or(u64::MAX);
+    println!(
+        "1 MiB of random output took {recorded} bytes recorded ({:.3}x)",
+        recorded as f64 / f64::from(1u32 << 20)
+    );
+    assert!(
+        recorded * 10 <= 11 << 20,
+        "{recorded} bytes: more than 1.1x"
+    );
+    let cat = world.shiftkey(&["recordings", "cat", &session])?;
+    assert!(cat.status.success(), "{}", stderr_of(&cat));
+    assert_eq!(
+        sha256_hex(&cat.stdout),
+        sha256_hex(&out.stdout),
+        "recordings cat differs from what the client received"
+    );
+    // Stock asciinema reads the file (and skips the bytes it cannot show).
+    let gz = world.bastion.recordings().join(&session).join("1.cast.gz");
+    let mut cast = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(&gz)?),
+        &mut cast,
+    )?;
+    let file = world.work.path().join("random.cast");
+    std::fs::write(&file, &cast)?;
+    let replay = run(Command::new("asciinema").arg("cat").arg(&file))?;
+    assert!(replay.status.success(), "{}", stderr_of(&replay));
+
+    // What the user sends, byte-exact too.
+    let input = urandom(200_000)?;
+    let before = world.session_ids();
+    let mut child = world
+        .ssh(LOGIN_USER, &["sha256sum"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin.write_all(&input)?;
+    drop(stdin);
+    let out = child.wait_with_output()?;
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&sha256_hex(&input)),
+        "{}",
+        stderr_of(&out)
+    );
+    let session = new_session_id(&world, &before)?;
+    world.wait_sealed(&session)?;
+    let cat = world.shiftkey(&["recordings", "cat", &session, "--channel", "1", "--input"])?;
+    assert!(cat.status.success(), "{}", stderr_of(&cat));
+    assert_eq!(sha256_hex(&cat.stdout), sha256_hex(&input));
+    Ok(())
+}
+
+/// A session whose recordings reach `max_recording_size` ends with a
+/// message; every byte the client got is in the recording (never a gap).
+#[test]
+fn the_recording_size_limit_ends_the_session_and_leaves_no_gap() -> anyhow::Result<()> {
+    let world = World::build(Setup {
+        bastion_extra: &|_| "[limits]\nmax_recording_size = \"256KiB\"\n".to_owned(),
+        ..Setup::default()
+    })?;
+    let before = world.session_ids();
+    let out = run(&mut world.ssh(LOGIN_USER, &["head", "-c", "4194304", "/dev/urandom"]))?;
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("size limit"),
+        "{}\n{}",
+        stderr_of(&out),
+        world.logs()
+    );
+    assert!(
+        out.stdout.len() < 1 << 20,
+        "{} bytes passed",
+        out.stdout.len()
+    );
+    let session = new_session_id(&world, &before)?;
+    let sealed = world.wait_sealed(&session)?;
+    assert_eq!(sealed["status"], "sealed", "{sealed}");
+    assert!(
+        sealed["end_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("size limit"),
+        "{sealed}"
+    );
+    let cat = world.shiftkey(&["recordings", "cat", &session])?;
+    let recorded = cat.stdout;
+    assert!(
+        recorded.starts_with(&out.stdout),
+        "the client got {} bytes, the recording holds {} that are not their start",
+        out.stdout.len(),
+        recorded.len()
+    );
+    assert!(recorded.len() - out.stdout.len() <= 64 * 1024);
+    Ok(())
+}
+
+/// `ssh -L` through the bastion: the forwarded stream is recorded both
+/// ways, like an exec channel, under kind `forward`.
+#[test]
+fn a_forwarded_connection_is_recorded_both_ways() -> anyhow::Result<()> {
+    let (base, _) = policy();
+    let policy = format!(
+        "{base}\n[[role]]\nname = \"fwd\"\nprincipals = [\"{LOGIN_USER}\"]\nhosts = [\"127.0.0.1\"]\nmax_ttl = \"10m\"\nextensions = [\"permit-port-forwarding\"]\n\n[[grant]]\nidentities = [\"local:root\"]\nroles = [\"fwd\"]\n"
+    );
+    let world = World::build(Setup {
+        policy,
+        ..Setup::default()
+    })?;
+    let public = std::fs::read_to_string(world.key.with_extension("pub"))?;
+    let (status, body) = world.ca.request_local(&json!({
+        "public_key": public.trim(), "role": "fwd", "reason": "forward", "ttl": "5m",
+    }))?;
+    anyhow::ensure!(status == 200, "{body}");
+    std::fs::write(
+        world.work.path().join("id_ed25519-cert.pub"),
+        format!("{}\n", body["certificate"].as_str().unwrap_or_default()),
+    )?;
+    let local = shiftkey_tests::util::free_port();
+    let mut ssh = world
+        .ssh(
+            LOGIN_USER,
+            &[
+                "-N",
+                "-L",
+                &format!("{local}:127.0.0.1:{}", world.sshd.port),
+                "-o",
+                "ExitOnForwardFailure=yes",
+            ],
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    // The forwarded port reaches the target's own sshd: its banner comes
+    // back, our line goes in.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut stream = loop {
+        match std::net::TcpStream::connect(("127.0.0.1", local)) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => anyhow::bail!("the forward did not open: {e}\n{}", world.logs()),
+        }
+    };
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut banner = [0u8; 64];
+    let n = std::io::Read::read(&mut stream, &mut banner)?;
+    assert!(
+        String::from_utf8_lossy(&banner[..n]).starts_with("SSH-2.0-"),
+        "{:?}",
+        &banner[..n]
+    );
+    stream.write_all(b"SSH-2.0-forwarded-probe\r\n")?;
+    let (_, lines) = world.wait_recording(|l| {
+        l.first()
+            .is_some_and(|h| h["shiftkey"]["kind"] == "forward")
+            && events(l, "i").contains("forwarded-probe")
+    })?;
+    assert!(events(&lines, "o").starts_with("SSH-2.0-"), "{lines:?}");
+    assert!(
+        lines[0]["shiftkey"]["command"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("direct-tcpip 127.0.0.1:{}", world.sshd.port)),
+        "{}",
+        lines[0]
+    );
+    drop(stream);
+    let _ = ssh.kill();
+    let _ = ssh.wait();
+    Ok(())
+}
