@@ -100,7 +100,7 @@ impl Default for Limits {
         Self {
             max_sessions: 10,
             max_channels_per_connection: 1000,
-            max_channels_per_source: 256,
+            max_channels_per_source: 1024,
             max_startups_per_source: 10,
             login_grace_time: Duration::from_secs(60),
             max_recording_size: 16 * 1024 * 1024 * 1024,
