@@ -107,7 +107,9 @@ async fn session_event(
     Path(session): Path<String>,
     Enrolled(host, body): Enrolled<shiftkey_wire::SessionEvent>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    recordings.record_session_event(&host, &session, body).await?;
+    recordings
+        .record_session_event(&host, &session, body)
+        .await?;
     Ok(Json(json!({ "recorded": true })))
 }
 

@@ -34,7 +34,11 @@ pub(super) struct Measured {
 
 impl Recordings {
     /// The session a bastion uploads to or seals: it must be that bastion's.
-    pub(super) async fn bastions_session(&self, host: &EnrolledHost, session: &str) -> Result<Session, Error> {
+    pub(super) async fn bastions_session(
+        &self,
+        host: &EnrolledHost,
+        session: &str,
+    ) -> Result<Session, Error> {
         if host.kind != HostKind::Bastion {
             return Err(Error::NotABastion);
         }
