@@ -48,6 +48,28 @@ enum Command {
     /// Enroll hosts and bastions: one-time join tokens, the enrolled list.
     #[command(subcommand)]
     Hosts(HostsCommand),
+    /// Legal holds on session recordings: retention keeps a held recording.
+    #[command(subcommand)]
+    Recordings(RecordingsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum RecordingsCommand {
+    /// Keep a session's recording whatever [recordings] retention says, until released.
+    Hold(HoldArgs),
+    /// Release a legal hold: retention applies to the recording again.
+    Release(HoldArgs),
+}
+
+#[derive(Debug, Args)]
+struct HoldArgs {
+    #[command(flatten)]
+    dir: DataDir,
+    /// The session, as `shiftkey recordings list` shows it (s_ and 16 hex digits).
+    session: String,
+    /// Why (a case, a request); recorded in the audit log.
+    #[arg(long)]
+    reason: String,
 }
 
 #[derive(Debug, Args)]
@@ -283,6 +305,29 @@ async fn lock(args: LockArgs, lock: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+async fn hold(args: HoldArgs, hold: bool) -> anyhow::Result<ExitCode> {
+    let audit = args.dir.open_audit()?;
+    let session = args.session.trim();
+    if hold {
+        crate::recordings::hold(&audit, session, &args.reason, local_actor()).await?;
+        println!(
+            "held the recording of {session}: retention keeps it until `shiftkey-ca recordings release {session}`"
+        );
+    } else {
+        crate::recordings::release(&audit, session, &args.reason, local_actor()).await?;
+        println!("released the hold on {session}: retention applies to it again");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn local_actor() -> String {
+    let uid = nix::unistd::Uid::current().as_raw();
+    format!(
+        "local:{}",
+        crate::identity::local_user_name(uid).unwrap_or_else(|| uid.to_string())
+    )
+}
+
 async fn hosts(cmd: HostsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         HostsCommand::Token(args) => {
@@ -378,6 +423,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Revoke(args) => revoke(args).await,
         Command::Hosts(cmd) => hosts(cmd).await,
+        Command::Recordings(RecordingsCommand::Hold(args)) => hold(args, true).await,
+        Command::Recordings(RecordingsCommand::Release(args)) => hold(args, false).await,
         Command::Lock(args) => lock(args, true).await,
         Command::Unlock(args) => lock(args, false).await,
         Command::Policy(cmd) => crate::policy::cli::run(cmd),

@@ -34,6 +34,81 @@ struct RawConfig {
     ui: Option<RawUi>,
     #[serde(default)]
     store: RawStore,
+    #[serde(default)]
+    recordings: RawRecordings,
+}
+
+/// `[recordings]`: the CA's limits on session recordings (docs/configuration.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecordings {
+    /// All files of one session together, e.g. "16GiB" [default: 16GiB].
+    max_session_size: Option<String>,
+    /// A live session its bastion has not named for this long is sealed as
+    /// lost [default: 30s].
+    lost_after: Option<String>,
+    /// Sealed recordings older than this are deleted, e.g. "365days"
+    /// [default: kept].
+    retention: Option<String>,
+}
+
+impl RawRecordings {
+    fn check(self) -> Result<crate::recordings::Limits, String> {
+        let defaults = crate::recordings::Limits::default();
+        let duration = |key: &str, text: &str| {
+            humantime::parse_duration(text)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    format!("recordings.{key} {text:?} is not a duration such as 30s or 90days")
+                })
+        };
+        let lost_after = match &self.lost_after {
+            Some(text) => duration("lost_after", text)?,
+            None => defaults.lost_after,
+        };
+        if lost_after < std::time::Duration::from_secs(2) {
+            return Err(format!(
+                "recordings.lost_after {:?} is shorter than 2s: bastions name their sessions every few seconds",
+                self.lost_after.unwrap_or_default()
+            ));
+        }
+        Ok(crate::recordings::Limits {
+            max_session_size: match &self.max_session_size {
+                Some(text) => parse_size(text).ok_or_else(|| {
+                    format!(
+                        "recordings.max_session_size {text:?} is not a size such as \"16GiB\", \"512MiB\" or a number of bytes"
+                    )
+                })?,
+                None => defaults.max_session_size,
+            },
+            lost_after,
+            retention: self
+                .retention
+                .as_deref()
+                .map(|text| duration("retention", text))
+                .transpose()?,
+        })
+    }
+}
+
+/// `16GiB`, `512MiB`, `64KiB`, `1000` (bytes); more than zero.
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let unit: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        _ => return None,
+    };
+    n.checked_mul(unit).filter(|n| *n > 0)
 }
 
 /// `[store]`: where the CA keeps its rows. Today a SQLite file; relative
@@ -191,6 +266,8 @@ pub(crate) struct Config {
     pub(crate) store: crate::store::Settings,
     /// Where recordings' bytes live: `DATA_DIR/recordings`.
     pub(crate) recordings: crate::recording_store::Settings,
+    /// `[recordings]`: size limit, lost sessions, retention.
+    pub(crate) recording_limits: crate::recordings::Limits,
 }
 
 /// The SQLite file when `[store]` names none.
@@ -450,6 +527,7 @@ impl Config {
             recordings: crate::recording_store::Settings::Local {
                 dir: data_dir.join("recordings"),
             },
+            recording_limits: raw.recordings.check().map_err(invalid)?,
             ui,
             listen,
             tls,
@@ -486,6 +564,13 @@ path = "policy.toml"
 # the audit log. Every shiftkey-ca command given this data directory uses it.
 # [store]
 # path = "shiftkey.db"   # SQLite; relative to the data directory
+
+# Session recordings. Reference: docs/configuration.md#recordings
+# [recordings]
+# max_session_size = "16GiB"   # all files of one session; past it the bastion ends the session
+# lost_after = "30s"           # a session no heartbeat names this long is sealed as lost
+# retention = "365days"        # delete sealed recordings older than this (held ones and
+#                              # those under an open incident are kept); default: keep
 
 # OIDC sign-in for `shiftkey login` users. Uncomment and fill in.
 # [oidc]
@@ -559,6 +644,34 @@ mod tests {
         // A misspelt key is refused, not silently ignored.
         let text = "[webhooks]\npagerduty_secret = \"x\"\n";
         assert!(Config::parse(text, Path::new("ca.toml"), Path::new("/var/lib/shiftkey")).is_err());
+    }
+
+    #[test]
+    fn recordings_limits_have_defaults_and_are_checked() {
+        let parse = |text: &str| Config::parse(text, Path::new("ca.toml"), Path::new("/d"));
+        let c = parse("").unwrap();
+        assert_eq!(c.recording_limits, crate::recordings::Limits::default());
+        assert_eq!(c.recording_limits.lost_after, Duration::from_secs(30));
+        assert_eq!(c.recording_limits.retention, None);
+        let c = parse(
+            "[recordings]\nmax_session_size = \"512MiB\"\nlost_after = \"5s\"\nretention = \"90days\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.recording_limits.max_session_size, 512 << 20);
+        assert_eq!(c.recording_limits.lost_after, Duration::from_secs(5));
+        assert_eq!(
+            c.recording_limits.retention,
+            Some(Duration::from_secs(90 * 86_400))
+        );
+        for bad in [
+            "[recordings]\nmax_session_size = \"lots\"\n",
+            "[recordings]\nmax_session_size = \"0\"\n",
+            "[recordings]\nlost_after = \"1s\"\n",
+            "[recordings]\nretention = \"0s\"\n",
+            "[recordings]\nretention_days = 3\n",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

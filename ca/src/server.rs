@@ -217,6 +217,7 @@ pub(crate) async fn start(
         ))
         .await?;
     let events = Arc::clone(&state.events);
+    let recordings = Arc::clone(&state.recordings);
     let local_audit = audit.clone();
     let app = crate::http::app(state, crate::ui::routes(ui), config.request_timeout);
     let handle = axum_server::Handle::new();
@@ -304,6 +305,9 @@ pub(crate) async fn start(
         )));
     }
     background.push(tokio::spawn(events.follow()));
+    // Every replica runs these; the store makes each seal and deletion once.
+    background.push(tokio::spawn(Arc::clone(&recordings).watch_for_lost()));
+    background.push(tokio::spawn(recordings.apply_retention_periodically()));
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     Ok(Running {
         background,
@@ -396,7 +400,11 @@ fn services(
         krl: Arc::new(Krl::new(Arc::clone(&base.store), Arc::clone(&base.keys))),
         hosts: Arc::new(Hosts::new(base)),
         sessions: Arc::new(Sessions::new(base, Arc::clone(&incidents))),
-        recordings: Arc::new(Recordings::new(base, recording_store)),
+        recordings: Arc::new(Recordings::new(
+            base,
+            recording_store,
+            config.recording_limits,
+        )),
         events: Arc::new(EventFeed::new(Arc::clone(&base.store))),
         webhooks: Arc::new(Webhooks::load(&config.webhooks)?),
         incidents,

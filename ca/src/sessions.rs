@@ -414,6 +414,9 @@ impl Sessions {
             exit_status: None,
             end_reason: None,
             status: SessionStatus::Live,
+            last_seen: None,
+            recording_deleted_at: None,
+            held: None,
         };
         let mut detail = detail;
         detail["session"] = json!(session_id);

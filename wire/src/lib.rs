@@ -374,7 +374,8 @@ pub struct RecordingInfo {
     /// Why the session ended (`client closed`, `certificate revoked`, ...).
     #[serde(default)]
     pub end_reason: Option<String>,
-    /// `live`, `ended`, `sealed` or `verification-failed`.
+    /// `live`, `ended`, `sealed`, `verification-failed`, or `lost` (its
+    /// bastion went silent; the CA sealed what reached it, truncated).
     pub status: String,
     /// The recorded channels (`0.cast.gz`, `1.sftp.jsonl.gz`, ...).
     pub files: Vec<RecordingFile>,
@@ -384,6 +385,13 @@ pub struct RecordingInfo {
     /// The CA's SSHSIG over the manifest (namespace `shiftkey-recording@shiftkey`), armored.
     #[serde(default)]
     pub signature: Option<String>,
+    /// The reason of a legal hold: retention keeps the recording.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
+    /// When retention deleted the recording's bytes (unix seconds); the
+    /// metadata, manifest and signature remain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<i64>,
 }
 
 /// One recorded channel's file.
@@ -550,6 +558,24 @@ pub struct SessionHeartbeat {
     pub interval_seconds: u64,
     pub sent_at: u64,
 }
+
+/// The CA's answer to a [`SessionHeartbeat`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SessionHeartbeatAck {
+    /// Sessions the heartbeat named that are not this bastion's live
+    /// sessions at the CA (sealed as lost after a silence, ended, unknown):
+    /// the bastion ends them, since the CA no longer takes their recording.
+    pub not_live: Vec<String>,
+    /// After this long without a heartbeat naming it, the CA seals a live
+    /// session as lost (`[recordings] lost_after`): a bastion whose interval
+    /// comes near it says so.
+    pub lost_after_seconds: u64,
+}
+
+/// The highest channel number a recording file may carry (`9999.cast.gz`):
+/// the CA refuses other names, and the bastion's channel cap over a
+/// connection's life stays within it.
+pub const MAX_CHANNEL_NUMBER: u32 = 9999;
 
 /// The extension the CA puts on a host certificate it mints for a bastion
 /// to present under a target's name (`POST /v1/hosts/present`). Such a

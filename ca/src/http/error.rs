@@ -51,6 +51,9 @@ pub(crate) enum ApiError {
     },
     /// The request conflicts with the current state (incident already resolved).
     Conflict(String),
+    /// What was asked for existed and was deleted (a recording past its
+    /// retention).
+    Gone(String),
     /// An incoming webhook whose source has no secret in `ca.toml`.
     WebhookNotConfigured(&'static str),
     /// An incoming webhook that failed authentication: no or a wrong token or
@@ -77,6 +80,7 @@ impl ApiError {
             }
             ApiError::Forbidden(_) | ApiError::SessionDenied { .. } => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Gone(_) => StatusCode::GONE,
             ApiError::AuditUnavailable(_) | ApiError::IdentityProviderUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -95,6 +99,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::SessionDenied { code, .. } => code,
             ApiError::Conflict(_) => "conflict",
+            ApiError::Gone(_) => "gone",
             ApiError::WebhookNotConfigured(_) => "not-configured",
             ApiError::WebhookRefused { code, .. } => code,
             ApiError::AuditUnavailable(_) => "audit-unavailable",
@@ -117,7 +122,8 @@ impl ApiError {
             ApiError::Missing(m)
             | ApiError::MissingOverride(m)
             | ApiError::Forbidden(m)
-            | ApiError::Conflict(m) => m.clone(),
+            | ApiError::Conflict(m)
+            | ApiError::Gone(m) => m.clone(),
             ApiError::SessionDenied { message, .. } => message.clone(),
             ApiError::WebhookNotConfigured(source) => {
                 format!("the {source} webhook is not configured on this CA")
@@ -158,6 +164,9 @@ impl ApiError {
                 Some("`shiftkey roles` shows which hosts and logins your roles allow".into())
             }
             ApiError::Conflict(_) => None,
+            ApiError::Gone(_) => Some(
+                "the seal and file list remain: `shiftkey recordings export` still gets the signed manifest; `shiftkey-ca recordings hold` keeps a recording from retention".into(),
+            ),
             ApiError::WebhookNotConfigured(_) => {
                 Some("operators: set it in ca.toml [webhooks] (docs/configuration.md)".into())
             }
@@ -388,7 +397,12 @@ impl From<recordings::Error> for ApiError {
             | R::Gap { .. }
             | R::Mismatch { .. }
             | R::SealFinal { .. }
-            | R::SealedMeanwhile(_) => ApiError::Conflict(message),
+            | R::SealedMeanwhile(_)
+            | R::TooLarge { .. }
+            | R::HoldTooLate(_)
+            | R::NotHeld(_) => ApiError::Conflict(message),
+            R::Deleted { .. } => ApiError::Gone(message),
+            R::BadHold(_) | R::BadHeartbeat(_) => ApiError::InvalidBody(message),
             R::Bytes(_) | R::Signing(_) => ApiError::Internal(message),
             R::Audit(e) => e.into(),
             R::Store(e) => store_failed(e),

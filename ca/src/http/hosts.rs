@@ -9,13 +9,15 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::routing::post;
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use shiftkey_wire::{EnrollRequest, HostCertificateResponse, SessionGrant};
+use shiftkey_wire::{
+    EnrollRequest, HostCertificateResponse, SessionGrant, SessionHeartbeat, SessionHeartbeatAck,
+};
 
 use super::error::ApiError;
 use super::state::AppState;
@@ -23,7 +25,7 @@ use crate::audit::{Audit, Explain, Outcome};
 use crate::hosts::{EnrolledHost, Hosts};
 use crate::identity::Caller;
 use crate::metrics::{KindLabels, Metrics};
-use crate::recordings::Recordings;
+use crate::recordings::{MAX_HEARTBEAT_BODY, Recordings};
 use crate::sessions::Sessions;
 
 pub(super) fn routes() -> Router<AppState> {
@@ -34,6 +36,10 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/hosts/principals", post(principals))
         .route("/v1/sessions", post(sessions))
         .route("/v1/sessions/refused", post(refused))
+        .route(
+            "/v1/sessions/heartbeat",
+            post(heartbeat).layer(DefaultBodyLimit::max(MAX_HEARTBEAT_BODY)),
+        )
         .route("/v1/sessions/{session}/events", post(session_event))
 }
 
@@ -100,6 +106,13 @@ async fn refused(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     sessions.record_bastion_refusal(&host, body).await?;
     Ok(Json(json!({ "recorded": true })))
+}
+
+async fn heartbeat(
+    State(recordings): State<Arc<Recordings>>,
+    Enrolled(host, body): Enrolled<SessionHeartbeat>,
+) -> Result<Json<SessionHeartbeatAck>, ApiError> {
+    Ok(Json(recordings.heartbeat(&host, body).await?))
 }
 
 async fn session_event(

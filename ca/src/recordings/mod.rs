@@ -1,6 +1,9 @@
 //! Session recordings at the CA: the bastion ships each channel's file while
-//! the session runs, then seals the session (`upload.rs`); reviewers list,
-//! search, read and export them (here).
+//! the session runs, then seals the session (`upload.rs`); it names its live
+//! sessions in heartbeats, and a session whose bastion falls silent is
+//! sealed by the CA as lost (`liveness.rs`); retention deletes old sealed
+//! recordings unless held (`retention.rs`); reviewers list, search, read and
+//! export them (here).
 //!
 //! The bytes live in the recording store, how much of each file is
 //! committed in the store. A chunk lands only at the file's committed end
@@ -10,13 +13,20 @@
 //! an SSHSIG, so an export can be checked offline.
 //!
 //! Never: accept a chunk from a bastion other than the session's, or after
-//! the seal starts; show or read a recording the policy's authority does
-//! not let the reviewer review (`recording.review`, per role and owner);
-//! answer a reviewer's read before its audit row is committed.
+//! the seal starts, or past the session's size limit; show or read a
+//! recording the policy's authority does not let the reviewer review
+//! (`recording.review`, per role and owner), a deleted one included; answer
+//! a reviewer's read before its audit row is committed; hold or release a
+//! recording without `recording.hold`; delete a recording that is held or
+//! under an open incident, or without its audit row.
 
 mod index;
+mod liveness;
 mod reports;
+mod retention;
 mod upload;
+
+pub(crate) use retention::{hold, release};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +64,42 @@ const MAX_INDEX_LINES: usize = 200_000;
 const READ_AUDIT_WINDOW: Duration = Duration::from_secs(600);
 /// Most rows `GET /v1/recordings` answers with.
 pub(crate) const MAX_LIST: u32 = 500;
+/// Most sessions one heartbeat may name (a bastion's live sessions).
+pub(crate) const MAX_HEARTBEAT_SESSIONS: usize = 20_000;
+/// Largest heartbeat body: [`MAX_HEARTBEAT_SESSIONS`] IDs of 18 characters,
+/// quoted and separated.
+pub(crate) const MAX_HEARTBEAT_BODY: usize = 512 * 1024;
+
+/// Default of `[recordings] max_session_size`: the bastion's own default
+/// limit, so that the bastion, which can tell the user, reaches its first.
+pub(crate) const DEFAULT_MAX_SESSION_SIZE: u64 = 16 * 1024 * 1024 * 1024;
+/// Default of `[recordings] lost_after`: three of the bastion's default
+/// heartbeats (every 10 s) missed.
+pub(crate) const DEFAULT_LOST_AFTER: Duration = Duration::from_secs(30);
+
+/// The CA's limits on recordings (`[recordings]` in `ca.toml`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// Bytes all files of one session may hold together; an upload past it
+    /// is refused and the bastion ends the session.
+    pub(crate) max_session_size: u64,
+    /// A live session its bastion has not named for this long is sealed as
+    /// lost.
+    pub(crate) lost_after: Duration,
+    /// Sealed recordings older than this are deleted (unless held or under
+    /// an open incident); `None` keeps them.
+    pub(crate) retention: Option<Duration>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_session_size: DEFAULT_MAX_SESSION_SIZE,
+            lost_after: DEFAULT_LOST_AFTER,
+            retention: None,
+        }
+    }
+}
 
 /// `s_` and 16 lowercase hex digits, as `sessions.rs` makes them.
 pub(crate) fn is_session_id(id: &str) -> bool {
@@ -64,7 +110,10 @@ pub(crate) fn is_session_id(id: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// `^[0-9]{1,4}\.(cast|sftp\.jsonl)\.gz$`
+/// `N.cast.gz` or `N.sftp.jsonl.gz`, with `N` a channel number written
+/// plainly (no leading zero, so one channel has one name) and at most
+/// [`shiftkey_wire::MAX_CHANNEL_NUMBER`], which the bastion's lifetime
+/// channel cap stays within.
 pub(crate) fn is_file_name(name: &str) -> bool {
     channel(name).is_some()
 }
@@ -72,10 +121,17 @@ pub(crate) fn is_file_name(name: &str) -> bool {
 /// The channel number of a valid file name.
 pub(crate) fn channel(name: &str) -> Option<u32> {
     let (digits, rest) = name.split_once('.')?;
-    let valid = (1..=4).contains(&digits.len())
+    let plain = !digits.is_empty()
         && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'))
         && matches!(rest, "cast.gz" | "sftp.jsonl.gz");
-    if valid { digits.parse().ok() } else { None }
+    if !plain {
+        return None;
+    }
+    digits
+        .parse()
+        .ok()
+        .filter(|n| *n <= shiftkey_wire::MAX_CHANNEL_NUMBER)
 }
 
 fn is_sftp(name: &str) -> bool {
@@ -152,6 +208,22 @@ pub(crate) enum Error {
     BadQuery,
     #[error("purpose is view, play, watch or export")]
     BadPurpose,
+    #[error(
+        "session {session}'s recording reached the CA's limit of {limit} bytes ([recordings] max_session_size); the session ends"
+    )]
+    TooLarge { session: String, limit: u64 },
+    #[error(
+        "the recording of session {session} was deleted by retention (unix time {at}); its row, seal and file list remain"
+    )]
+    Deleted { session: String, at: i64 },
+    #[error("session {0} has no recording to hold: retention deleted it")]
+    HoldTooLate(String),
+    #[error("session {0} is not on legal hold")]
+    NotHeld(String),
+    #[error("{0}")]
+    BadHold(String),
+    #[error("the heartbeat names {0} sessions; at most {MAX_HEARTBEAT_SESSIONS}")]
+    BadHeartbeat(usize),
     #[error("the recording's bytes: {0}")]
     Bytes(#[from] recording_store::Error),
     #[error("signing the manifest failed: {0}")]
@@ -180,7 +252,12 @@ impl Explain for Error {
             | Error::Gap { .. }
             | Error::Mismatch { .. }
             | Error::SealFinal { .. }
-            | Error::SealedMeanwhile(_) => "conflict",
+            | Error::SealedMeanwhile(_)
+            | Error::TooLarge { .. }
+            | Error::HoldTooLate(_)
+            | Error::NotHeld(_) => "conflict",
+            Error::Deleted { .. } => "gone",
+            Error::BadHold(_) | Error::BadHeartbeat(_) => "invalid-json",
             Error::Bytes(_) | Error::Signing(_) | Error::Store(_) => "internal-error",
             Error::Audit(_) => "audit-unavailable",
             Error::Authority(e) => e.code(),
@@ -268,13 +345,15 @@ impl std::fmt::Debug for Opened {
 pub(crate) struct Recordings {
     base: Base,
     bytes: Arc<dyn RecordingStore>,
+    limits: Limits,
 }
 
 impl Recordings {
-    pub(crate) fn new(base: &Base, bytes: Arc<dyn RecordingStore>) -> Self {
+    pub(crate) fn new(base: &Base, bytes: Arc<dyn RecordingStore>, limits: Limits) -> Self {
         Self {
             base: base.clone(),
             bytes,
+            limits,
         }
     }
 
@@ -385,6 +464,8 @@ impl Recordings {
             files,
             digest: seal.as_ref().map(|s| s.digest.clone()),
             signature: seal.as_ref().map(|s| s.signature.clone()),
+            held: row.held,
+            deleted_at: row.recording_deleted_at,
         };
         Ok((info, seal))
     }
@@ -531,6 +612,12 @@ impl Recordings {
         }
         self.audit_read(&granted, purpose, session, Some(name))
             .await?;
+        if let Some(at) = row.recording_deleted_at {
+            return Err(Error::Deleted {
+                session: session.to_owned(),
+                at,
+            });
+        }
         let length = self
             .committed_length(&row, name)
             .await?
@@ -586,5 +673,7 @@ pub(crate) fn parse_status(text: &str) -> Option<SessionStatus> {
     SessionStatus::parse(text)
 }
 
+#[cfg(test)]
+mod lifecycle_tests;
 #[cfg(test)]
 mod tests;

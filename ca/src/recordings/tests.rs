@@ -36,7 +36,12 @@ roles = ["db"]
 
 #[test]
 fn names_are_channels_and_sessions_are_ours() {
-    for ok in ["0.cast.gz", "12.sftp.jsonl.gz", "9999.cast.gz"] {
+    for ok in [
+        "0.cast.gz",
+        "12.sftp.jsonl.gz",
+        "9999.cast.gz",
+        "1000.cast.gz",
+    ] {
         assert!(is_file_name(ok), "{ok}");
     }
     for bad in [
@@ -51,6 +56,10 @@ fn names_are_channels_and_sessions_are_ours() {
         "1.sftp.gz",
         "a.cast.gz",
         ".sealing",
+        // One channel, one name: no leading zeros.
+        "0012.cast.gz",
+        "00.cast.gz",
+        "+1.cast.gz",
     ] {
         assert!(!is_file_name(bad), "{bad}");
     }
@@ -72,7 +81,7 @@ fn names_are_channels_and_sessions_are_ours() {
     }
 }
 
-fn gzip(text: &str) -> Vec<u8> {
+pub(super) fn gzip(text: &str) -> Vec<u8> {
     use flate2::write::GzEncoder;
     use std::io::Write;
     let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -80,7 +89,7 @@ fn gzip(text: &str) -> Vec<u8> {
     gz.finish().unwrap()
 }
 
-fn claim(name: &str, bytes: &[u8]) -> RecordingFile {
+pub(super) fn claim(name: &str, bytes: &[u8]) -> RecordingFile {
     RecordingFile {
         name: name.into(),
         kind: if name.contains("sftp") {
@@ -95,7 +104,7 @@ fn claim(name: &str, bytes: &[u8]) -> RecordingFile {
     }
 }
 
-fn bastion(name: &str) -> EnrolledHost {
+pub(super) fn bastion(name: &str) -> EnrolledHost {
     EnrolledHost {
         name: name.into(),
         kind: HostKind::Bastion,
@@ -107,10 +116,16 @@ fn bastion(name: &str) -> EnrolledHost {
     }
 }
 
-const SESSION: &str = "s_0123456789abcdef";
+pub(super) const SESSION: &str = "s_0123456789abcdef";
 
 /// A world with one live session through `bastion-1`.
 async fn world() -> (World, Recordings) {
+    world_with(Limits::default()).await
+}
+
+/// A world with one live session through `bastion-1`, started ten seconds
+/// ago, and these limits.
+pub(super) async fn world_with(limits: Limits) -> (World, Recordings) {
     let world = World::new(POLICY);
     let serial = world.store.next_serial().await.unwrap();
     world
@@ -153,16 +168,19 @@ async fn world() -> (World, Recordings) {
                     exit_status: None,
                     end_reason: None,
                     status: SessionStatus::Live,
+                    last_seen: None,
+                    recording_deleted_at: None,
+                    held: None,
                 }),
             },
         )
         .await
         .unwrap();
-    let recordings = Recordings::new(&world.base(), Arc::clone(&world.bytes));
+    let recordings = Recordings::new(&world.base(), Arc::clone(&world.bytes), limits);
     (world, recordings)
 }
 
-fn seal_request(files: Vec<RecordingFile>) -> SealRequest {
+pub(super) fn seal_request(files: Vec<RecordingFile>) -> SealRequest {
     SealRequest {
         ended_at: chrono::Utc::now().timestamp(),
         exit_status: Some(0),
@@ -466,6 +484,9 @@ fn seals_are_checked_for_shape() {
         exit_status: None,
         end_reason: None,
         status: SessionStatus::Live,
+        last_seen: None,
+        recording_deleted_at: None,
+        held: None,
     };
     let request = |files: Vec<RecordingFile>, ended_at: i64| SealRequest {
         ended_at,

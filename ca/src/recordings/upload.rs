@@ -23,6 +23,13 @@ use crate::hosts::{EnrolledHost, HostKind};
 use crate::recording_store;
 use crate::store::{self, Change, Conflict, IndexLine, Seal, Session, SessionStatus};
 
+/// A manifest as the CA signed it.
+pub(super) struct Signed {
+    pub(super) text: String,
+    pub(super) signature: String,
+    pub(super) digest: String,
+}
+
 /// What the CA holds of a session at its seal.
 #[derive(Debug, Default)]
 pub(super) struct Measured {
@@ -112,12 +119,16 @@ impl Recordings {
             match self
                 .base
                 .store
-                .commit_upload(session, name, committed, end)
+                .commit_upload(session, name, committed, end, self.limits.max_session_size)
                 .await
             {
                 Ok(()) => Ok(RecordingChunkAck {
                     name: name.to_owned(),
                     bytes: end,
+                }),
+                Err(store::Error::Conflict(Conflict::SessionTooLarge)) => Err(Error::TooLarge {
+                    session: session.to_owned(),
+                    limit: self.limits.max_session_size,
                 }),
                 Err(store::Error::Conflict(Conflict::SessionSealing)) => {
                     Err(Error::Sealing(session.to_owned()))
@@ -186,7 +197,14 @@ impl Recordings {
         if held == 0 {
             return Ok(0);
         }
-        match self.base.store.commit_upload(session, name, 0, held).await {
+        // Bytes already held are adopted whatever the limit: the limit
+        // refuses new bytes, it does not hide old ones.
+        match self
+            .base
+            .store
+            .commit_upload(session, name, 0, held, u64::MAX)
+            .await
+        {
             Ok(()) | Err(store::Error::Conflict(Conflict::UploadMoved)) => {}
             Err(store::Error::Conflict(Conflict::SessionSealing)) => {
                 return Err(Error::Sealing(session.to_owned()));
@@ -197,7 +215,11 @@ impl Recordings {
     }
 
     /// Length, SHA-256 and index of every committed file, streamed.
-    async fn measure(&self, session: &str, uploads: Vec<store::Upload>) -> Result<Measured, Error> {
+    pub(super) async fn measure(
+        &self,
+        session: &str,
+        uploads: Vec<store::Upload>,
+    ) -> Result<Measured, Error> {
         let mut measured = Measured::default();
         let mut budget = MAX_INDEX_LINES;
         for upload in uploads {
@@ -332,17 +354,11 @@ impl Recordings {
             sealed_at: now,
             files: files.clone(),
         };
-        let text = serde_json::to_string(&manifest)
-            .map_err(|e| Error::Signing(format!("encoding the manifest: {e}")))?;
-        let signature = self
-            .base
-            .keys
-            .user
-            .signing_key()
-            .sign(NAMESPACE, HashAlg::Sha512, text.as_bytes())
-            .and_then(|s| s.to_pem(ssh_key::LineEnding::LF))
-            .map_err(|e| Error::Signing(e.to_string()))?;
-        let digest = sha256_hex(text.as_bytes());
+        let Signed {
+            text,
+            signature,
+            digest,
+        } = self.sign_manifest(&manifest)?;
         let total: u64 = files.iter().map(|f| f.bytes).sum();
         let (kind, outcome) = if problems.is_empty() {
             ("recording.sealed", Outcome::Info)
@@ -390,6 +406,27 @@ impl Recordings {
         self.detail(row).await
     }
 
+    /// The manifest as signed: its JSON, the SSHSIG over it by the user CA
+    /// key, and its SHA-256.
+    pub(super) fn sign_manifest(&self, manifest: &RecordingManifest) -> Result<Signed, Error> {
+        let text = serde_json::to_string(manifest)
+            .map_err(|e| Error::Signing(format!("encoding the manifest: {e}")))?;
+        let signature = self
+            .base
+            .keys
+            .user
+            .signing_key()
+            .sign(NAMESPACE, HashAlg::Sha512, text.as_bytes())
+            .and_then(|s| s.to_pem(ssh_key::LineEnding::LF))
+            .map_err(|e| Error::Signing(e.to_string()))?;
+        let digest = sha256_hex(text.as_bytes());
+        Ok(Signed {
+            text,
+            signature,
+            digest,
+        })
+    }
+
     /// A seal for a session that is no longer live: the same claims again
     /// (the bastion's retry after a lost answer) get the same answer.
     async fn seal_again(
@@ -410,7 +447,7 @@ impl Recordings {
     }
 
     /// The session's row as it is now.
-    async fn session_row(&self, session: &str) -> Result<Session, Error> {
+    pub(super) async fn session_row(&self, session: &str) -> Result<Session, Error> {
         self.base
             .store
             .session(session)
@@ -545,7 +582,7 @@ pub(super) fn reconcile(
 
 /// The search index of a sealed session: input lines, sftp operations, and
 /// each exec channel's command.
-fn index_lines(files: &[RecordingFile], measured: &mut Measured) -> Vec<IndexLine> {
+pub(super) fn index_lines(files: &[RecordingFile], measured: &mut Measured) -> Vec<IndexLine> {
     let mut lines = Vec::new();
     for file in files {
         if let Some(command) = &file.command

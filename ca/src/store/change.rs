@@ -8,7 +8,7 @@ use super::hosts::{HostCertificate, StoredHost, StoredToken};
 use super::incidents::Incident;
 use super::overrides::StoredOverride;
 use super::requests::{RequestStatus, StoredRequest};
-use super::sessions::{RecordingRead, Seal, Session};
+use super::sessions::{Hold, RecordingRead, Seal, Session};
 
 #[derive(Debug, Clone)]
 pub(crate) enum Change {
@@ -121,4 +121,22 @@ pub(crate) enum Change {
     /// A reviewer's read was audited at `audited_at` (the row this change
     /// rides with): the next one within the window is not.
     NoteRecordingRead(RecordingRead),
+    /// Retention deletes a session's recording (the search index, upload
+    /// state and reads; the row, seal and file list stay): only if it is
+    /// still sealed at or before `cutoff`, not deleted, not held and not
+    /// under an open incident (`RecordingKept` otherwise). The recording
+    /// store's bytes go after the commit.
+    DeleteRecording {
+        session: String,
+        cutoff: i64,
+        at: i64,
+    },
+    /// A legal hold on a session's recording (a new reason replaces the
+    /// old one): `NoSuchSession`, or `RecordingDeleted` once retention
+    /// deleted it.
+    HoldRecording(Hold),
+    /// Releases a legal hold (`NotHeld` if there is none).
+    ReleaseHold {
+        session: String,
+    },
 }

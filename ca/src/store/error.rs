@@ -53,6 +53,26 @@ pub(crate) enum Conflict {
     /// (another upload of the same file landed first).
     #[error("the recording file changed meanwhile")]
     UploadMoved,
+    /// The session's recording would grow past the per-session limit.
+    #[error("the session's recording reached its size limit")]
+    SessionTooLarge,
+    /// A session to seal as lost was heard from, or claimed by another
+    /// process, since it was read.
+    #[error("the session was heard from or claimed meanwhile")]
+    SessionHeard,
+    /// Retention may no longer delete the recording (held, under an open
+    /// incident, or deleted meanwhile).
+    #[error("the recording is kept")]
+    RecordingKept,
+    /// No session with this ID.
+    #[error("no such session")]
+    NoSuchSession,
+    /// Retention deleted the session's recording already.
+    #[error("the recording was deleted")]
+    RecordingDeleted,
+    /// There is no legal hold to release.
+    #[error("the recording is not held")]
+    NotHeld,
 }
 
 /// Why the store could not be opened.

@@ -51,7 +51,7 @@ pub(crate) use locks::LockStore;
 pub(crate) use overrides::{OverrideStore, StoredOverride};
 pub(crate) use requests::{RequestStatus, RequestStore, StoredRequest};
 pub(crate) use sessions::{
-    IndexLine, RecordingRead, Seal, Session, SessionFilter, SessionStatus, SessionStore,
+    Hold, IndexLine, RecordingRead, Seal, Session, SessionFilter, SessionStatus, SessionStore,
     StoredSeal, Upload,
 };
 pub(crate) use ui_sessions::{UiSession, UiSessionStore};

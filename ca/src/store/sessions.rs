@@ -1,7 +1,9 @@
 //! Bastion sessions and the index of their recordings: the session rows,
 //! how much of each recording file is committed (the bytes themselves live
 //! in the recording store), the seal the CA signed, the files it covered,
-//! the search index, and when reviewers' reads were last audited.
+//! the search index, when reviewers' reads were last audited; when each
+//! live session's bastion last named it (heartbeats, lost sessions);
+//! retention and legal holds.
 
 use async_trait::async_trait;
 use shiftkey_wire::{RecordingFile, RecordingMatch};
@@ -15,14 +17,18 @@ pub(crate) enum SessionStatus {
     Ended,
     Sealed,
     VerificationFailed,
+    /// Its bastion stopped naming it (killed, gone): sealed by the CA with
+    /// what reached it, a truncated recording.
+    Lost,
 }
 
 impl SessionStatus {
-    pub(crate) const ALL: [SessionStatus; 4] = [
+    pub(crate) const ALL: [SessionStatus; 5] = [
         SessionStatus::Live,
         SessionStatus::Ended,
         SessionStatus::Sealed,
         SessionStatus::VerificationFailed,
+        SessionStatus::Lost,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -31,6 +37,7 @@ impl SessionStatus {
             SessionStatus::Ended => "ended",
             SessionStatus::Sealed => "sealed",
             SessionStatus::VerificationFailed => "verification-failed",
+            SessionStatus::Lost => "lost",
         }
     }
 
@@ -60,6 +67,22 @@ pub(crate) struct Session {
     pub(crate) exit_status: Option<u32>,
     pub(crate) end_reason: Option<String>,
     pub(crate) status: SessionStatus,
+    /// When its bastion last named it in a heartbeat (unix seconds).
+    pub(crate) last_seen: Option<i64>,
+    /// When retention deleted its recording (the row and seal stay).
+    pub(crate) recording_deleted_at: Option<i64>,
+    /// The reason of the legal hold on its recording, if any.
+    pub(crate) held: Option<String>,
+}
+
+impl Session {
+    /// When the session was last known to run: its bastion's last
+    /// heartbeat naming it, else its start.
+    pub(crate) fn last_heard(&self) -> i64 {
+        self.last_seen
+            .unwrap_or(self.started_at)
+            .max(self.started_at)
+    }
 }
 
 /// What `GET /v1/recordings` filters on; every field given must match.
@@ -114,7 +137,8 @@ pub(crate) struct Seal {
     pub(crate) ended_at: i64,
     pub(crate) exit_status: Option<u32>,
     pub(crate) end_reason: String,
-    /// `Sealed` or `VerificationFailed`.
+    /// `Sealed`, `VerificationFailed`, or `Lost` (sealed by the CA after
+    /// its bastion went silent).
     pub(crate) status: SessionStatus,
     pub(crate) manifest: String,
     pub(crate) digest: String,
@@ -125,6 +149,16 @@ pub(crate) struct Seal {
     pub(crate) sealed_at: i64,
     pub(crate) files: Vec<RecordingFile>,
     pub(crate) lines: Vec<IndexLine>,
+}
+
+/// A legal hold on a session's recording: retention keeps it until the
+/// hold is released.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Hold {
+    pub(crate) session: String,
+    pub(crate) reason: String,
+    pub(crate) held_by: String,
+    pub(crate) held_at: i64,
 }
 
 /// A reviewer's read of a recording, as the audit window keys it.
@@ -158,15 +192,17 @@ pub(crate) trait SessionStore {
     async fn uploads(&self, session: &str) -> Result<Vec<Upload>, Error>;
 
     /// Moves a file's committed length from `from` (0: nothing committed
-    /// yet) to `to`, only if it is still `from`, the session is live and its
-    /// seal has not started: `UploadMoved`, `SessionNotLive` or
-    /// `SessionSealing` otherwise.
+    /// yet) to `to`, only if it is still `from`, the session is live, its
+    /// seal has not started and all its files together stay within `limit`
+    /// bytes: `UploadMoved`, `SessionNotLive`, `SessionSealing` or
+    /// `SessionTooLarge` otherwise.
     async fn commit_upload(
         &self,
         session: &str,
         name: &str,
         from: u64,
         to: u64,
+        limit: u64,
     ) -> Result<(), Error>;
 
     /// Starts the session's seal at `now` (again, if one started and did
@@ -179,4 +215,39 @@ pub(crate) trait SessionStore {
 
     /// When this read (reviewer, purpose, session, file) was last audited.
     async fn read_audited_at(&self, read: &RecordingRead) -> Result<Option<i64>, Error>;
+
+    /// A heartbeat: `bastion` names the sessions it runs at `now`. The live
+    /// ones that are this bastion's are marked heard (`last_seen`); the
+    /// answer is the named ones that are not (ended, lost, unknown, or
+    /// another bastion's), which the bastion must end.
+    async fn heard_from(
+        &self,
+        bastion: &str,
+        sessions: &[String],
+        now: i64,
+    ) -> Result<Vec<String>, Error>;
+
+    /// Live sessions last heard of (heartbeat, else start) at or before
+    /// `cutoff`, and whose seal, if one started, started at or before it
+    /// too: the ones to seal as lost. Oldest first, at most `limit`.
+    async fn silent_sessions(&self, cutoff: i64, limit: u32) -> Result<Vec<Session>, Error>;
+
+    /// Starts the seal of a silent session as lost, at `now`: only if it is
+    /// still live, still unheard since `cutoff`, and no seal started after
+    /// `cutoff` (`SessionHeard` otherwise, e.g. another CA process claimed
+    /// it a moment ago). Returns the committed files, as `begin_seal`.
+    async fn claim_lost(&self, session: &str, cutoff: i64, now: i64) -> Result<Vec<Upload>, Error>;
+
+    /// Recordings retention deletes: sealed (sealed, verification-failed
+    /// or lost) at or before `cutoff`, not deleted yet, under no legal hold
+    /// and not under an incident that is open. Oldest seal first, at most
+    /// `limit`.
+    async fn expired_recordings(&self, cutoff: i64, limit: u32) -> Result<Vec<Session>, Error>;
+
+    /// Sessions whose recording was deleted (`Change::DeleteRecording`)
+    /// while the recording store may still hold their bytes.
+    async fn recordings_to_purge(&self, limit: u32) -> Result<Vec<String>, Error>;
+
+    /// The recording store no longer holds the session's bytes.
+    async fn note_bytes_deleted(&self, session: &str, now: i64) -> Result<(), Error>;
 }

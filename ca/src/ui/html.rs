@@ -50,7 +50,9 @@ pub(super) fn badge(status: &str) -> String {
     let class = match status {
         "sealed" | "issued" | "approved" | "ok" | "resolved" | "allow" | "info" => "good",
         "live" | "pending" | "open" => "live",
-        "verification-failed" | "denied" | "deny" | "error" | "broken" | "revoked" => "bad",
+        "verification-failed" | "lost" | "denied" | "deny" | "error" | "broken" | "revoked" => {
+            "bad"
+        }
         _ => "plain",
     };
     format!(r#"<span class="badge {class}">{}</span>"#, esc(status))

@@ -24,7 +24,7 @@ use crate::recordings::{self, MAX_LIST, Purpose, Recordings, SessionFilter, is_f
 
 /// Most input lines listed beside the player.
 const MAX_INPUTS: usize = 5_000;
-const STATUSES: [&str; 4] = ["live", "ended", "sealed", "verification-failed"];
+const STATUSES: [&str; 5] = ["live", "ended", "sealed", "verification-failed", "lost"];
 
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct ListQuery {
@@ -337,6 +337,11 @@ pub(super) async fn detail(
                 esc(info.digest.as_deref().unwrap_or("not sealed yet"))
             ),
         ),
+        ("Legal hold", esc(info.held.as_deref().unwrap_or("—"))),
+        (
+            "Recording deleted",
+            esc(&info.deleted_at.map_or("—".into(), time)),
+        ),
     ]);
     let _ = write!(
         body,
@@ -344,7 +349,16 @@ pub(super) async fn detail(
         esc(&q(&info.session_id))
     );
     if !detail.problems.is_empty() {
-        body.push_str(r#"<div class="alert" role="alert"><h2>Verification problems</h2><ul>"#);
+        // A lost session's seal names why its recording is truncated.
+        let heading = if info.status == "lost" {
+            "Lost session: the recording is truncated"
+        } else {
+            "Verification problems"
+        };
+        let _ = write!(
+            body,
+            r#"<div class="alert" role="alert"><h2>{heading}</h2><ul>"#
+        );
         for p in &detail.problems {
             let _ = write!(body, "<li>{}</li>", esc(p));
         }
@@ -383,6 +397,9 @@ pub(super) async fn detail(
     }
     body.push_str("</ul></nav>");
     match chosen {
+        _ if info.deleted_at.is_some() => body.push_str(
+            "<p>Retention deleted this recording: its metadata and signed manifest remain, its bytes do not.</p>",
+        ),
         Some(name) if name.ends_with(".cast.gz") => {
             let opened = recordings
                 .read_file(&reviewer, &info.session_id, &name, 0, None, Purpose::Play)
@@ -618,6 +635,16 @@ mod tests {
             input_lines(cast),
             vec![(0.5, "echo hi\r".to_owned()), (2.0, "exit\r".to_owned())]
         );
+    }
+
+    #[test]
+    fn every_status_can_be_filtered_on_lost_too() {
+        let all: Vec<&str> = crate::store::SessionStatus::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .collect();
+        assert_eq!(STATUSES.as_slice(), all.as_slice());
+        assert!(badge("lost").contains("bad"));
     }
 
     #[test]

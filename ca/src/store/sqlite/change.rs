@@ -3,7 +3,9 @@
 
 use rusqlite::Connection;
 
-use super::{WriteError, certificates, hosts, incidents, locks, overrides, requests, sessions};
+use super::{
+    WriteError, certificates, hosts, incidents, lifecycle, locks, overrides, requests, sessions,
+};
 use crate::store::Change;
 
 pub(super) fn apply(conn: &Connection, change: &Change) -> Result<(), WriteError> {
@@ -75,5 +77,12 @@ pub(super) fn apply(conn: &Connection, change: &Change) -> Result<(), WriteError
         }
         Change::SealRecording(seal) => sessions::seal(conn, seal),
         Change::NoteRecordingRead(read) => sessions::note_read(conn, read),
+        Change::DeleteRecording {
+            session,
+            cutoff,
+            at,
+        } => lifecycle::delete_recording(conn, session, *cutoff, *at),
+        Change::HoldRecording(hold) => lifecycle::hold(conn, hold),
+        Change::ReleaseHold { session } => lifecycle::release(conn, session),
     }
 }

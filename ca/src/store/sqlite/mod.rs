@@ -11,6 +11,7 @@ mod certificates;
 mod change;
 mod hosts;
 mod incidents;
+mod lifecycle;
 mod locks;
 mod overrides;
 mod requests;
@@ -21,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, OpenFlags};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 use tokio::sync::watch;
 
 use super::{Access, Conflict, Error, OpenError};
@@ -39,6 +40,7 @@ pub(in crate::store) const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0009_recording_uploads.sql"),
     include_str!("../../../migrations/sqlite/0010_ui_sessions.sql"),
     include_str!("../../../migrations/sqlite/0011_identities_overrides_requests.sql"),
+    include_str!("../../../migrations/sqlite/0012_lost_sessions_retention.sql"),
 ];
 /// How long a statement waits for another writer (a CLI command, another
 /// process) before the store answers `Unavailable`.
@@ -225,13 +227,29 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), OpenError> {
     let current = schema_version(conn, path)?;
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
         let version = index + 1;
+        // Foreign keys off while a migration runs (SQLite changes a table's
+        // constraints only by rebuilding it; the pragma is a no-op inside a
+        // transaction), and every reference checked before it commits.
         let run = || -> rusqlite::Result<()> {
+            conn.pragma_update(None, "foreign_keys", "OFF")?;
             let tx = conn.unchecked_transaction()?;
             tx.execute_batch(sql)?;
+            let dangling: Option<String> = tx
+                .prepare("PRAGMA foreign_key_check")?
+                .query_row([], |row| row.get(0))
+                .optional()?;
+            if let Some(table) = dangling {
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+                    Some(format!("a row of {table} refers to one that is gone")),
+                ));
+            }
             tx.pragma_update(None, "user_version", version)?;
             tx.commit()
         };
-        run().map_err(|e| OpenError::Migrate {
+        let ran = run();
+        let restored = conn.pragma_update(None, "foreign_keys", "ON");
+        ran.and(restored).map_err(|e| OpenError::Migrate {
             path: path.to_owned(),
             version,
             message: e.to_string(),

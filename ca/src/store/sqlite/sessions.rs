@@ -5,16 +5,22 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use shiftkey_wire::{RecordingFile, RecordingMatch};
 
-use super::{SqliteStore, WriteError, from_sql, to_sql};
+use super::{SqliteStore, WriteError, from_sql, lifecycle, to_sql};
 use crate::store::{
     Conflict, Error, RecordingRead, Seal, Session, SessionFilter, SessionStatus, SessionStore,
     StoredSeal, Upload,
 };
 
-const COLUMNS: &str = "id, identity, user_serial, session_serial, role, incident, principal, target, \
-     client_address, bastion, started_at, ended_at, exit_status, end_reason, status";
+/// A session's columns, from `sessions s LEFT JOIN recording_holds h` (see
+/// [`FROM`]), in the order [`session_row`] reads them.
+pub(super) const COLUMNS: &str = "s.id, s.identity, s.user_serial, s.session_serial, s.role, \
+     s.incident, s.principal, s.target, s.client_address, s.bastion, s.started_at, s.ended_at, \
+     s.exit_status, s.end_reason, s.status, s.last_seen, s.recording_deleted_at, h.reason";
 
-fn session_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Session> {
+/// The tables [`COLUMNS`] come from.
+pub(super) const FROM: &str = "sessions s LEFT JOIN recording_holds h ON h.session = s.id";
+
+pub(super) fn session_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Session> {
     let status: String = row.get(14)?;
     Ok(Session {
         id: row.get(0)?,
@@ -35,6 +41,9 @@ fn session_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Session> {
         end_reason: row.get(13)?,
         // The table's CHECK allows only these.
         status: SessionStatus::parse(&status).unwrap_or(SessionStatus::Ended),
+        last_seen: row.get(15)?,
+        recording_deleted_at: row.get(16)?,
+        held: row.get(17)?,
     })
 }
 
@@ -141,7 +150,7 @@ pub(super) fn note_read(conn: &Connection, read: &RecordingRead) -> Result<(), W
     Ok(())
 }
 
-fn uploads(conn: &Connection, session: &str) -> rusqlite::Result<Vec<Upload>> {
+pub(super) fn uploads(conn: &Connection, session: &str) -> rusqlite::Result<Vec<Upload>> {
     let mut stmt =
         conn.prepare_cached("SELECT name, length FROM recording_uploads WHERE session = ?1")?;
     let rows = stmt.query_map([session], |r| {
@@ -173,10 +182,19 @@ fn commit_upload(
     name: &str,
     from: u64,
     to: u64,
+    limit: u64,
 ) -> Result<(), WriteError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     if live_state(&tx, session)? {
         return Err(Conflict::SessionSealing.into());
+    }
+    let others: i64 = tx
+        .prepare_cached(
+            "SELECT COALESCE(SUM(length), 0) FROM recording_uploads WHERE session = ?1 AND name != ?2",
+        )?
+        .query_row(params![session, name], |r| r.get(0))?;
+    if from_sql(others).saturating_add(to) > limit {
+        return Err(Conflict::SessionTooLarge.into());
     }
     let changed = if from == 0 {
         tx.prepare_cached(
@@ -248,26 +266,29 @@ fn sessions(conn: &Connection, filter: &SessionFilter) -> rusqlite::Result<Vec<S
         clauses.push(clause.replace('?', &format!("?{}", values.len())));
     };
     if let Some(identity) = &filter.identity {
-        add("identity = ? COLLATE NOCASE", Value::Text(identity.clone()));
+        add(
+            "s.identity = ? COLLATE NOCASE",
+            Value::Text(identity.clone()),
+        );
     }
     if let Some(host) = &filter.host {
         // `host` alone, or `host:port` exactly.
         add(
-            "(target = ? OR substr(target, 1, length(?) + 1) = ? || ':')",
+            "(s.target = ? OR substr(s.target, 1, length(?) + 1) = ? || ':')",
             Value::Text(host.clone()),
         );
     }
     if let Some(incident) = &filter.incident {
-        add("incident = ?", Value::Text(incident.clone()));
+        add("s.incident = ?", Value::Text(incident.clone()));
     }
     if let Some(role) = &filter.role {
-        add("role = ?", Value::Text(role.clone()));
+        add("s.role = ?", Value::Text(role.clone()));
     }
     if let Some(since) = filter.since {
-        add("started_at >= ?", Value::Integer(since));
+        add("s.started_at >= ?", Value::Integer(since));
     }
     if let Some(status) = filter.status {
-        add("status = ?", Value::Text(status.as_str().to_owned()));
+        add("s.status = ?", Value::Text(status.as_str().to_owned()));
     }
     let where_sql = if clauses.is_empty() {
         String::new()
@@ -275,7 +296,7 @@ fn sessions(conn: &Connection, filter: &SessionFilter) -> rusqlite::Result<Vec<S
         format!("WHERE {}", clauses.join(" AND "))
     };
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM sessions {where_sql} ORDER BY started_at DESC, id LIMIT {}",
+        "SELECT {COLUMNS} FROM {FROM} {where_sql} ORDER BY s.started_at DESC, s.id LIMIT {}",
         filter.limit
     ))?;
     let rows = stmt.query_map(rusqlite::params_from_iter(values), session_row)?;
@@ -287,7 +308,7 @@ impl SessionStore for SqliteStore {
     async fn session(&self, id: &str) -> Result<Option<Session>, Error> {
         let id = id.to_owned();
         self.read(move |conn| {
-            conn.prepare_cached(&format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1"))?
+            conn.prepare_cached(&format!("SELECT {COLUMNS} FROM {FROM} WHERE s.id = ?1"))?
                 .query_row([id], session_row)
                 .optional()
         })
@@ -356,9 +377,10 @@ impl SessionStore for SqliteStore {
         name: &str,
         from: u64,
         to: u64,
+        limit: u64,
     ) -> Result<(), Error> {
         let (session, name) = (session.to_owned(), name.to_owned());
-        self.write(move |conn| Ok(commit_upload(conn, &session, &name, from, to)?))
+        self.write(move |conn| Ok(commit_upload(conn, &session, &name, from, to, limit)?))
             .await
     }
 
@@ -393,6 +415,52 @@ impl SessionStore for SqliteStore {
                 |r| r.get(0),
             )
             .optional()
+        })
+        .await
+    }
+
+    async fn heard_from(
+        &self,
+        bastion: &str,
+        sessions: &[String],
+        now: i64,
+    ) -> Result<Vec<String>, Error> {
+        let (bastion, sessions) = (bastion.to_owned(), sessions.to_vec());
+        self.write(move |conn| Ok(lifecycle::heard_from(conn, &bastion, &sessions, now)?))
+            .await
+    }
+
+    async fn silent_sessions(&self, cutoff: i64, limit: u32) -> Result<Vec<Session>, Error> {
+        self.read(move |conn| lifecycle::silent_sessions(conn, cutoff, limit))
+            .await
+    }
+
+    async fn claim_lost(&self, session: &str, cutoff: i64, now: i64) -> Result<Vec<Upload>, Error> {
+        let session = session.to_owned();
+        self.write(move |conn| Ok(lifecycle::claim_lost(conn, &session, cutoff, now)?))
+            .await
+    }
+
+    async fn expired_recordings(&self, cutoff: i64, limit: u32) -> Result<Vec<Session>, Error> {
+        self.read(move |conn| lifecycle::expired_recordings(conn, cutoff, limit))
+            .await
+    }
+
+    async fn recordings_to_purge(&self, limit: u32) -> Result<Vec<String>, Error> {
+        self.read(move |conn| lifecycle::recordings_to_purge(conn, limit))
+            .await
+    }
+
+    async fn note_bytes_deleted(&self, session: &str, now: i64) -> Result<(), Error> {
+        let session = session.to_owned();
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE sessions SET bytes_deleted_at = ?2
+                 WHERE id = ?1 AND recording_deleted_at IS NOT NULL AND bytes_deleted_at IS NULL",
+                params![session, now],
+            )
+            .map_err(super::map_error)?;
+            Ok(())
         })
         .await
     }

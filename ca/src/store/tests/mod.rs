@@ -6,6 +6,7 @@
 mod audit;
 mod certificates;
 mod hosts;
+mod lifecycle;
 mod overrides;
 mod requests;
 mod sessions;
@@ -94,6 +95,9 @@ fn session(id: &str, target: &str, started_at: i64) -> Session {
         exit_status: None,
         end_reason: None,
         status: SessionStatus::Live,
+        last_seen: None,
+        recording_deleted_at: None,
+        held: None,
     }
 }
 
@@ -162,6 +166,10 @@ macro_rules! every_behaviour_test {
             sessions::uploads_move_only_from_the_length_they_saw,
             sessions::no_upload_lands_once_the_seal_starts,
             sessions::reads_are_remembered_per_reviewer_purpose_and_file,
+            lifecycle::uploads_stop_at_the_session_size_limit,
+            lifecycle::heartbeats_keep_sessions_and_name_the_ones_that_are_not_live,
+            lifecycle::a_silent_session_is_claimed_once_and_sealed_as_lost,
+            lifecycle::retention_deletes_only_old_unheld_recordings_outside_open_incidents,
             ui_sessions::sessions_are_kept_by_hash_and_expired_ones_swept,
         }
     };

@@ -2,12 +2,13 @@
 
 use shiftkey_wire::RecordingFile;
 
+use super::lifecycle::NO_LIMIT;
 use super::{Fresh, apply, session, start_session};
 use crate::store::{
     Change, Conflict, Error, IndexLine, RecordingRead, Seal, SessionFilter, SessionStatus, Upload,
 };
 
-fn a_seal(session: &str, lines: &[&str]) -> Seal {
+pub(super) fn a_seal(session: &str, lines: &[&str]) -> Seal {
     Seal {
         session: session.into(),
         ended_at: 2000,
@@ -128,28 +129,32 @@ pub(super) async fn filters_match_hosts_with_or_without_port(store: Fresh) {
 pub(super) async fn uploads_move_only_from_the_length_they_saw(store: Fresh) {
     start_session(&store, session("s_1", "h:22", 1000)).await;
     store
-        .commit_upload("s_1", "0.cast.gz", 0, 10)
+        .commit_upload("s_1", "0.cast.gz", 0, 10, NO_LIMIT)
         .await
         .unwrap();
     // Another upload that read the length before the first landed.
     assert_eq!(
-        store.commit_upload("s_1", "0.cast.gz", 0, 12).await,
+        store
+            .commit_upload("s_1", "0.cast.gz", 0, 12, NO_LIMIT)
+            .await,
         Err(Error::Conflict(Conflict::UploadMoved))
     );
     assert_eq!(
-        store.commit_upload("s_1", "0.cast.gz", 5, 12).await,
+        store
+            .commit_upload("s_1", "0.cast.gz", 5, 12, NO_LIMIT)
+            .await,
         Err(Error::Conflict(Conflict::UploadMoved))
     );
     store
-        .commit_upload("s_1", "0.cast.gz", 10, 15)
+        .commit_upload("s_1", "0.cast.gz", 10, 15, NO_LIMIT)
         .await
         .unwrap();
     store
-        .commit_upload("s_1", "10.cast.gz", 0, 1)
+        .commit_upload("s_1", "10.cast.gz", 0, 1, NO_LIMIT)
         .await
         .unwrap();
     store
-        .commit_upload("s_1", "2.sftp.jsonl.gz", 0, 3)
+        .commit_upload("s_1", "2.sftp.jsonl.gz", 0, 3, NO_LIMIT)
         .await
         .unwrap();
     assert_eq!(
@@ -171,7 +176,9 @@ pub(super) async fn uploads_move_only_from_the_length_they_saw(store: Fresh) {
         "in channel order"
     );
     assert_eq!(
-        store.commit_upload("s_404", "0.cast.gz", 0, 1).await,
+        store
+            .commit_upload("s_404", "0.cast.gz", 0, 1, NO_LIMIT)
+            .await,
         Err(Error::Conflict(Conflict::SessionNotLive))
     );
 }
@@ -179,13 +186,15 @@ pub(super) async fn uploads_move_only_from_the_length_they_saw(store: Fresh) {
 pub(super) async fn no_upload_lands_once_the_seal_starts(store: Fresh) {
     start_session(&store, session("s_1", "h:22", 1000)).await;
     store
-        .commit_upload("s_1", "0.cast.gz", 0, 10)
+        .commit_upload("s_1", "0.cast.gz", 0, 10, NO_LIMIT)
         .await
         .unwrap();
     let files = store.begin_seal("s_1", 2000).await.unwrap();
     assert_eq!(files.len(), 1);
     assert_eq!(
-        store.commit_upload("s_1", "0.cast.gz", 10, 20).await,
+        store
+            .commit_upload("s_1", "0.cast.gz", 10, 20, NO_LIMIT)
+            .await,
         Err(Error::Conflict(Conflict::SessionSealing))
     );
     assert_eq!(
@@ -195,7 +204,7 @@ pub(super) async fn no_upload_lands_once_the_seal_starts(store: Fresh) {
     );
     store.abort_seal("s_1").await.unwrap();
     store
-        .commit_upload("s_1", "0.cast.gz", 10, 20)
+        .commit_upload("s_1", "0.cast.gz", 10, 20, NO_LIMIT)
         .await
         .unwrap();
     store.begin_seal("s_1", 2002).await.unwrap();
@@ -207,7 +216,9 @@ pub(super) async fn no_upload_lands_once_the_seal_starts(store: Fresh) {
         Err(Error::Conflict(Conflict::SessionNotLive))
     );
     assert_eq!(
-        store.commit_upload("s_1", "0.cast.gz", 20, 30).await,
+        store
+            .commit_upload("s_1", "0.cast.gz", 20, 30, NO_LIMIT)
+            .await,
         Err(Error::Conflict(Conflict::SessionNotLive))
     );
 }

@@ -40,7 +40,7 @@ fn migrates_once_and_refuses_a_newer_schema() {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
     assert_eq!(version, crate::store::sqlite::MIGRATIONS.len());
-    assert_eq!(version, 11);
+    assert_eq!(version, 12);
     conn.pragma_update(None, "user_version", 99).unwrap();
     drop(conn);
     for access in [Access::ReadWrite, Access::ReadOnly] {
@@ -198,13 +198,49 @@ async fn a_store_from_the_previous_release_upgrades_and_keeps_working() {
     );
     // The new tables work on the old rows.
     store
-        .commit_upload("s_00000000000000aa", "0.cast.gz", 0, 10)
+        .commit_upload("s_00000000000000aa", "0.cast.gz", 0, 10, u64::MAX)
         .await
         .unwrap();
     assert_eq!(
         store.uploads("s_00000000000000aa").await.unwrap()[0].length,
         10
     );
+    // The sessions table rebuilt for `lost` (version 12) kept every row and
+    // what refers to it; heartbeats and the lost sweep work on old rows.
+    let sealed = store.session("s_00000000000000bb").await.unwrap().unwrap();
+    assert_eq!(sealed.status, SessionStatus::Sealed);
+    assert!(store.stored_seal(&sealed.id).await.unwrap().is_some());
+    let live = store.session("s_00000000000000aa").await.unwrap().unwrap();
+    assert_eq!(
+        store
+            .heard_from(
+                &live.bastion,
+                std::slice::from_ref(&live.id),
+                live.started_at + 5
+            )
+            .await
+            .unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        store.session(&live.id).await.unwrap().unwrap().last_seen,
+        Some(live.started_at + 5)
+    );
+    assert_eq!(
+        store
+            .silent_sessions(live.started_at + 5, 10)
+            .await
+            .unwrap()[0]
+            .id,
+        live.id
+    );
+    let dangling: i64 = Connection::open(db(dir.path()))
+        .unwrap()
+        .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(dangling, 0);
 }
 
 #[tokio::test]
