@@ -778,7 +778,15 @@ pub(crate) fn verify(dir: &Path, keys: &[ssh_key::PublicKey]) -> anyhow::Result<
             failures.push(format!("{}: not in the manifest", printable(&name)));
         }
     }
-    if manifest.status != "sealed" {
+    // A lost session's seal is what it says: the CA signed what reached it
+    // before the bastion went silent, and says the recording is truncated.
+    let truncated = manifest.status == "lost";
+    if truncated {
+        println!(
+            "note TRUNCATED: the CA sealed this session as lost: {}",
+            printable(&manifest.problems.join("; "))
+        );
+    } else if manifest.status != "sealed" {
         failures.push(format!(
             "the CA sealed this recording as {}: {}",
             manifest.status,
@@ -795,7 +803,11 @@ pub(crate) fn verify(dir: &Path, keys: &[ssh_key::PublicKey]) -> anyhow::Result<
         local_time(manifest.ended_at),
     );
     if failures.is_empty() {
-        println!("OK");
+        if truncated {
+            println!("OK (a truncated recording: the session was lost)");
+        } else {
+            println!("OK");
+        }
         return Ok(());
     }
     for failure in &failures {

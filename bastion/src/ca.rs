@@ -237,9 +237,8 @@ impl CaClient {
     pub(crate) async fn heartbeat(
         &self,
         beat: &shiftkey_wire::SessionHeartbeat,
-    ) -> Result<(), CallError> {
-        let _: serde_json::Value = self.post("/v1/sessions/heartbeat", beat).await?;
-        Ok(())
+    ) -> Result<shiftkey_wire::SessionHeartbeatAck, CallError> {
+        self.post("/v1/sessions/heartbeat", beat).await
     }
 
     /// A GET with the signed header (the event stream).

@@ -103,7 +103,10 @@ async fn serve(path: PathBuf) -> anyhow::Result<()> {
         &config,
     ));
     tokio::spawn(crate::events::follow(Arc::clone(&bastion)));
-    tokio::spawn(crate::heartbeat::run(Arc::clone(&bastion)));
+    tokio::spawn(crate::heartbeat::run(
+        Arc::clone(&bastion),
+        config.heartbeat_interval,
+    ));
     tokio::spawn(refresh(Arc::clone(&bastion)));
     if let Some(addr) = config.metrics_listen {
         let listener = tokio::net::TcpListener::bind(addr)

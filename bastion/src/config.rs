@@ -13,8 +13,8 @@ use crate::target::Targets;
 
 /// Recording file names carry the channel number in at most four digits
 /// (`9999.cast.gz`), which the CA checks: a connection's channels over its
-/// whole life stay below this.
-pub(crate) const MAX_CHANNEL_NUMBER: u32 = 9999;
+/// whole life stay below this. One constant for both, so they agree.
+pub(crate) const MAX_CHANNEL_NUMBER: u32 = shiftkey_wire::MAX_CHANNEL_NUMBER;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,6 +32,8 @@ struct RawConfig {
     metrics_listen: Option<SocketAddr>,
     #[serde(default)]
     accept_env: Option<Vec<String>>,
+    #[serde(default)]
+    heartbeat_interval: Option<String>,
     #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
@@ -71,6 +73,9 @@ pub(crate) struct Config {
     /// Environment variables passed to targets; the rest are refused.
     pub(crate) accept_env: AcceptEnv,
     pub(crate) limits: Limits,
+    /// How often the live sessions are named to the CA (keep it under half
+    /// the CA's `[recordings] lost_after`).
+    pub(crate) heartbeat_interval: Duration,
     /// Fixed addresses for target names; otherwise names are resolved by DNS.
     pub(crate) targets: Targets,
 }
@@ -165,6 +170,15 @@ impl Config {
         if limits.login_grace_time.is_zero() {
             anyhow::bail!("[limits] login_grace_time must be more than 0s");
         }
+        let heartbeat_interval = match &raw.heartbeat_interval {
+            Some(t) => humantime::parse_duration(t)
+                .ok()
+                .filter(|d| (Duration::from_secs(1)..=Duration::from_secs(60)).contains(d))
+                .ok_or_else(|| {
+                    anyhow::anyhow!("heartbeat_interval {t:?}: a duration from 1s to 60s")
+                })?,
+            None => crate::heartbeat::DEFAULT_INTERVAL,
+        };
         let accept_env = AcceptEnv::new(
             raw.accept_env
                 .unwrap_or_else(|| vec!["LANG".into(), "LC_*".into(), "TERM".into()]),
@@ -181,6 +195,7 @@ impl Config {
             metrics_listen: raw.metrics_listen,
             accept_env,
             limits,
+            heartbeat_interval,
             targets: Targets::from_config(&raw.targets)?,
         })
     }
@@ -285,7 +300,22 @@ mod tests {
         assert_eq!(c.limits.login_grace_time, Duration::from_secs(2));
         assert_eq!(c.limits.max_recording_size, 256 * 1024);
         assert!(c.accept_env.accepts("GIT_X") && !c.accept_env.accepts("GIT_XY"));
+        // The highest channel a connection may reach names a file the CA
+        // takes: one constant for both.
+        let c = Config::parse(&format!(
+            "{BASE}heartbeat_interval = \"2s\"\n[limits]\nmax_channels_per_connection = {}\n",
+            shiftkey_wire::MAX_CHANNEL_NUMBER
+        ))
+        .unwrap();
+        assert_eq!(c.limits.max_channels_per_connection, 9999);
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(2));
+        assert_eq!(
+            Config::parse(BASE).unwrap().heartbeat_interval,
+            Duration::from_secs(10)
+        );
         for bad in [
+            "heartbeat_interval = \"0s\"\n",
+            "heartbeat_interval = \"5m\"\n",
             "[limits]\nmax_sessions = 0\n",
             "[limits]\nmax_channels_per_connection = 10000\n",
             "[limits]\nmax_recording_size = \"lots\"\n",

@@ -34,6 +34,8 @@ pub(crate) struct Setup<'a> {
     pub(crate) sshd_extra: &'a str,
     /// Lines appended to bastion.toml, given the target's port.
     pub(crate) bastion_extra: &'a dyn Fn(u16) -> String,
+    /// Lines appended to the CA's ca.toml (tables go last, so they may).
+    pub(crate) ca_extra: &'a str,
 }
 
 impl Default for Setup<'_> {
@@ -43,6 +45,7 @@ impl Default for Setup<'_> {
             policy: policy().0,
             sshd_extra: "",
             bastion_extra: &|_| String::new(),
+            ca_extra: "",
         }
     }
 }
@@ -63,6 +66,11 @@ impl World {
     pub(crate) fn build(setup: Setup<'_>) -> anyhow::Result<Self> {
         ensure_login_user(LOGIN_USER)?;
         let ca = TestCa::init(&setup.policy, None)?;
+        if !setup.ca_extra.is_empty() {
+            let path = ca.data_dir().join("ca.toml");
+            let config = std::fs::read_to_string(&path)? + "\n" + setup.ca_extra;
+            std::fs::write(path, config)?;
+        }
         let work = tempfile::tempdir()?;
         let user_ca = std::fs::read_to_string(ca.data_dir().join("keys/user_ca.pub"))?;
         // As an enrolled target: only the role's scoped principal.
@@ -876,7 +884,7 @@ fn urandom(len: usize) -> anyhow::Result<Vec<u8>> {
 }
 
 /// The session the bastion started since `before`.
-fn new_session_id(world: &World, before: &[String]) -> anyhow::Result<String> {
+pub(crate) fn new_session_id(world: &World, before: &[String]) -> anyhow::Result<String> {
     world
         .session_ids()
         .into_iter()

@@ -21,5 +21,6 @@ mod policy_cli;
 mod quickstart;
 mod recordings;
 mod revocation;
+mod session_lifecycle;
 mod ui;
 mod webhooks;
