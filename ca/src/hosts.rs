@@ -117,6 +117,15 @@ pub(crate) fn check_names(name: &str, principals: &[String]) -> Result<(), Strin
     Ok(())
 }
 
+/// A target's name as the CA compares, authorizes and records it: ASCII
+/// lowercase, without trailing dots (`DB-1.Example.` is `db-1.example`).
+/// DNS names are case-insensitive and a trailing dot names the same host,
+/// so every spelling of one host must meet the same decision and the same
+/// audit rows.
+pub(crate) fn canonical_target(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
 /// Makes a join token. The token's text is `skjt1.ID.SECRET`; only the
 /// SHA-256 of the whole text is stored, so a copy of the database cannot
 /// enroll anything.
@@ -436,13 +445,16 @@ impl Hosts {
         target: &str,
     ) -> Result<HostCertificateResponse, Error> {
         let actor = bastion.identity();
+        let asked = target;
+        let target = canonical_target(target);
+        let target = target.as_str();
         if bastion.kind != HostKind::Bastion {
             return Err(self
                 .refuse(
                     "host.present_refused",
                     actor,
                     Error::NotABastion("present certificates for other names"),
-                    json!({ "target": target }),
+                    json!({ "target": asked.chars().take(253).collect::<String>() }),
                 )
                 .await);
         }
@@ -458,8 +470,8 @@ impl Hosts {
                 .refuse(
                     "host.present_refused",
                     actor,
-                    Error::NotCovered(target.to_owned()),
-                    json!({ "target": target.chars().take(253).collect::<String>() }),
+                    Error::NotCovered(target.chars().take(253).collect()),
+                    json!({ "target": asked.chars().take(253).collect::<String>() }),
                 )
                 .await);
         }
@@ -636,3 +648,6 @@ impl Hosts {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -35,6 +35,13 @@ pub(crate) struct Metrics {
     pub(crate) issue_latency: Histogram,
     /// Bastion sessions authorized, by role.
     pub(crate) sessions: Family<RoleLabels, Counter>,
+    /// Sessions sealed as lost (their bastion went silent).
+    pub(crate) sessions_lost: Counter,
+    /// Recordings retention deleted.
+    pub(crate) recordings_deleted: Counter,
+    /// Reports a bastion sent that the CA dropped without an audit row
+    /// (a refused login whose certificate is not from this CA), by reason.
+    pub(crate) reports_dropped: Family<KindLabels, Counter>,
 }
 
 impl Metrics {
@@ -46,6 +53,24 @@ impl Metrics {
         let policy_reloads = Family::<KindLabels, Counter>::default();
         let notify_failures = Counter::default();
         let sessions = Family::<RoleLabels, Counter>::default();
+        let sessions_lost = Counter::default();
+        let recordings_deleted = Counter::default();
+        let reports_dropped = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "sessions_lost",
+            "Bastion sessions sealed as lost: their bastion stopped naming them",
+            sessions_lost.clone(),
+        );
+        registry.register(
+            "recordings_deleted",
+            "Sealed recordings deleted by retention",
+            recordings_deleted.clone(),
+        );
+        registry.register(
+            "bastion_reports_dropped",
+            "Bastion reports dropped without an audit row, by reason",
+            reports_dropped.clone(),
+        );
         registry.register(
             "sessions_authorized",
             "Bastion sessions the CA authorized, by role",
@@ -92,6 +117,9 @@ impl Metrics {
             policy_reloads,
             issue_latency,
             sessions,
+            sessions_lost,
+            recordings_deleted,
+            reports_dropped,
         }
     }
 

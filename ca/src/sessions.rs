@@ -23,10 +23,10 @@ use ssh_key::{Certificate, HashAlg, PublicKey};
 
 use crate::audit::{self, Event, Outcome};
 use crate::base::Base;
-use crate::hosts::{EnrolledHost, HostKind};
+use crate::hosts::{EnrolledHost, HostKind, canonical_target};
 use crate::incidents::Incidents;
 use crate::keys::rng;
-use crate::metrics::RoleLabels;
+use crate::metrics::{KindLabels, RoleLabels};
 use crate::policy::{IncidentState, scoped_principal};
 use crate::store::{
     self, Change, Conflict, IssuedCertificate, KnownCertificate, Session, SessionStatus,
@@ -110,53 +110,95 @@ impl Sessions {
         bastion: &EnrolledHost,
         request: SessionRequest,
     ) -> Result<SessionGrant, Error> {
-        let detail = json!({
+        let mut request = request;
+        let asked = clip(&request.target_host);
+        // One host, one name: what is checked, recorded and signed for.
+        request.target_host = canonical_target(&request.target_host);
+        let mut detail = json!({
             "bastion": bastion.name,
             "target": format!("{}:{}", clip(&request.target_host), request.target_port),
             "principal": clip(&request.principal),
             "client_address": clip(&request.client_address),
         });
-        let checked = match self.check(bastion, &request).await {
-            Ok(c) => c,
-            Err(Refusal {
-                code,
-                message,
-                identity,
-            }) => {
-                let mut detail = detail;
-                detail["denied"] = json!(code);
-                detail["message"] = json!(message);
-                self.base.metrics.deny("(session)", code);
-                self.base
-                    .audit
-                    .record(Event::new(
-                        "session.denied",
-                        identity.unwrap_or_else(|| bastion.identity()),
-                        Outcome::Deny,
-                        detail,
-                    ))
-                    .await?;
-                return Err(Error::Denied { code, message });
-            }
-        };
-        self.grant(bastion, &request, checked, detail).await
+        if asked != request.target_host {
+            detail["target_as_asked"] = json!(asked);
+        }
+        match self.check(bastion, &request).await {
+            Ok(checked) => self.grant(bastion, &request, checked, detail).await,
+            Err(refusal) => Err(self.deny(bastion, refusal, detail).await),
+        }
+    }
+
+    /// Audits a refused session (`session.denied`), counts it, and hands
+    /// back the answer: every refusal, whichever path found it, goes
+    /// through here before it leaves.
+    async fn deny(
+        &self,
+        bastion: &EnrolledHost,
+        refusal: Refusal,
+        detail: serde_json::Value,
+    ) -> Error {
+        let Refusal {
+            code,
+            message,
+            identity,
+        } = refusal;
+        let mut detail = detail;
+        detail["denied"] = json!(code);
+        detail["message"] = json!(message);
+        self.base.metrics.deny("(session)", code);
+        let recorded = self
+            .base
+            .audit
+            .record(Event::new(
+                "session.denied",
+                identity.unwrap_or_else(|| bastion.identity()),
+                Outcome::Deny,
+                detail,
+            ))
+            .await;
+        match recorded {
+            Ok(_) => Error::Denied { code, message },
+            Err(e) => Error::Audit(e),
+        }
     }
 
     /// `POST /v1/sessions/refused`: a refusal the bastion made on its own,
-    /// recorded as `session.denied` with the bastion as its source.
+    /// recorded as `session.denied` with the bastion as its source — only
+    /// for a certificate this CA's user key signed. Anyone can make
+    /// certificates with a CA of their own, as many as they like: those are
+    /// counted (`bastion_reports_dropped`) and dropped, so that they cannot
+    /// flood the audit log through a bastion. Returns whether it was
+    /// recorded.
     pub(crate) async fn record_bastion_refusal(
         &self,
         bastion: &EnrolledHost,
         refusal: shiftkey_wire::SessionRefusal,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         if bastion.kind != HostKind::Bastion {
             return Err(Error::NotABastion);
         }
-        let cert = Certificate::from_openssh(refusal.user_certificate.trim()).ok();
-        // Who it was, as far as the certificate says; it may not be ours.
+        let parsed = Certificate::from_openssh(refusal.user_certificate.trim()).ok();
+        let Some(cert) = parsed.filter(|c| self.signed_by_user_ca(c)) else {
+            self.base
+                .metrics
+                .reports_dropped
+                .get_or_create(&KindLabels {
+                    kind: "not-this-ca".into(),
+                })
+                .inc();
+            tracing::debug!(
+                bastion = %bastion.name,
+                "dropped a refused-login report: the certificate is not signed by this CA's user key"
+            );
+            return Ok(false);
+        };
+        // Who it was, as far as the certificate says.
         let subject = cert
-            .as_ref()
-            .and_then(|c| c.key_id().split(' ').next().map(clip))
+            .key_id()
+            .split(' ')
+            .next()
+            .map(clip)
             .filter(|s| crate::identity::is_safe_token(s))
             .map_or_else(|| bastion.identity(), |s| format!("presented:{s}"));
         let detail = json!({
@@ -166,16 +208,30 @@ impl Sessions {
             "principal": refusal.principal.as_deref().map(clip),
             "target": refusal.target.as_deref().map(clip),
             "client_address": clip(&refusal.client_address),
-            "key_id": cert.as_ref().map(|c| clip(c.key_id())),
-            "user_serial": cert.as_ref().map(Certificate::serial),
-            "signed_by": cert.as_ref().map(|c| c.signature_key().fingerprint(HashAlg::Sha256).to_string()),
+            "key_id": clip(cert.key_id()),
+            "user_serial": cert.serial(),
+            "signed_by": cert.signature_key().fingerprint(HashAlg::Sha256).to_string(),
         });
         self.base.metrics.deny("(session)", "bastion-refused");
         self.base
             .audit
             .record(Event::new("session.denied", subject, Outcome::Deny, detail))
             .await?;
-        Ok(())
+        Ok(true)
+    }
+
+    /// Whether this CA's user key signed `cert`: the signature and the
+    /// signer only, not the validity window (an expired certificate, one
+    /// of ours, is worth its audit row; checked at its own start, the
+    /// window holds for any certificate that was ever valid).
+    fn signed_by_user_ca(&self, cert: &Certificate) -> bool {
+        let ca = self
+            .base
+            .keys
+            .user
+            .public_key()
+            .fingerprint(HashAlg::Sha256);
+        cert.validate_at(cert.valid_after(), [&ca]).is_ok()
     }
 
     async fn check(
@@ -418,6 +474,7 @@ impl Sessions {
             recording_deleted_at: None,
             held: None,
         };
+        let denied_detail = detail.clone();
         let mut detail = detail;
         detail["session"] = json!(session_id);
         detail["user_serial"] = json!(user_cert.serial());
@@ -444,12 +501,16 @@ impl Sessions {
             .await;
         match committed {
             Ok(_) => {}
+            // Resolved between the check and the commit: denied like any
+            // other refusal, audited before the answer.
             Err(audit::Error::Conflict(Conflict::IncidentNotOpen)) => {
-                return Err(Error::Denied {
+                let refusal = Refusal {
                     code: "incident-resolved",
                     message: "the incident was resolved a moment ago; access under it has ended"
                         .into(),
-                });
+                    identity: Some(known.identity.clone()),
+                };
+                return Err(self.deny(bastion, refusal, denied_detail).await);
             }
             Err(e) => return Err(Error::Audit(e)),
         }
@@ -486,3 +547,6 @@ fn new_session_id() -> String {
 fn clip(s: &str) -> String {
     s.chars().take(253).filter(|c| !c.is_control()).collect()
 }
+
+#[cfg(test)]
+mod tests;

@@ -17,7 +17,10 @@ use super::{Layout, PUBLIC_FILE_MODE};
 use crate::ca_client::CaClient;
 
 /// A host certificate from the CA that is for our host key, of host type,
-/// signed by one of the CA's host keys and valid now.
+/// signed by one of the CA's host keys, valid now, and not one the CA minted
+/// for a bastion to present under a target's name (those carry
+/// [`shiftkey_wire::PRESENTED_BY_BASTION_EXTENSION`] and name the bastion,
+/// never this host).
 #[derive(Debug)]
 pub(crate) struct CheckedCertificate {
     pub(crate) response: HostCertificateResponse,
@@ -38,6 +41,15 @@ pub(crate) fn check_certificate(
         .map_err(|e| bad(format!("it does not parse ({e})")))?;
     if certificate.cert_type() != CertType::Host {
         return Err(bad("it is not a host certificate".into()));
+    }
+    if certificate
+        .extensions()
+        .contains_key(shiftkey_wire::PRESENTED_BY_BASTION_EXTENSION)
+    {
+        return Err(bad(format!(
+            "it is marked {}: the CA minted it for a bastion to present, it is no host's identity",
+            shiftkey_wire::PRESENTED_BY_BASTION_EXTENSION
+        )));
     }
     if certificate.public_key() != host_key.key_data() {
         return Err(bad(format!(

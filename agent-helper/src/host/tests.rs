@@ -3,7 +3,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::files::Changes;
-use super::install::principals_files;
+use super::install::{check_certificate, principals_files};
 use super::refresh::renewal_due;
 use super::sshd::{Sshd, includes};
 use super::state::{State, normalize_fingerprint};
@@ -254,4 +254,76 @@ fn a_config_sshd_rejects_is_rolled_back() {
     assert!(text.contains("put back"), "{text}");
     assert_eq!(std::fs::read_to_string(&cert).unwrap(), "old certificate\n");
     assert!(!layout.drop_in_dir().exists());
+}
+
+/// A host certificate for `host_key`, signed by `ca`, with `extensions`.
+fn host_certificate(
+    ca: &ssh_key::PrivateKey,
+    host_key: &ssh_key::PublicKey,
+    extensions: &[&str],
+) -> shiftkey_wire::HostCertificateResponse {
+    let now = 2_000_000_000;
+    let mut b = ssh_key::certificate::Builder::new_with_random_nonce(
+        &mut ssh_key::rand_core::UnwrapErr(ssh_key::getrandom::SysRng),
+        host_key.key_data().clone(),
+        now - 60,
+        now + 3600,
+    )
+    .unwrap();
+    b.serial(5)
+        .unwrap()
+        .cert_type(ssh_key::certificate::CertType::Host)
+        .unwrap()
+        .key_id("bastion:bastion-1 for=db-1 serial=5")
+        .unwrap()
+        .valid_principal("db-1")
+        .unwrap();
+    for e in extensions {
+        b.extension(*e, "").unwrap();
+    }
+    let certificate = b.sign(ca).unwrap();
+    shiftkey_wire::HostCertificateResponse {
+        certificate: certificate.to_openssh().unwrap(),
+        serial: 5,
+        name: "db-1".into(),
+        kind: "host".into(),
+        principals: vec!["db-1".into()],
+        valid_after: now - 60,
+        valid_before: now + 3600,
+        user_ca_keys: vec![],
+        host_ca_keys: vec![ca.public_key().to_openssh().unwrap()],
+        authorized_principals: BTreeMap::new(),
+    }
+}
+
+#[test]
+fn a_certificate_minted_for_a_bastion_to_present_is_never_installed() {
+    let random = || {
+        ssh_key::PrivateKey::random(
+            &mut ssh_key::rand_core::UnwrapErr(ssh_key::getrandom::SysRng),
+            ssh_key::Algorithm::Ed25519,
+        )
+        .unwrap()
+    };
+    let (ca, host) = (random(), random());
+    let now = 2_000_000_000;
+    // The host's own certificate: taken.
+    check_certificate(
+        host_certificate(&ca, host.public_key(), &[]),
+        host.public_key(),
+        now,
+    )
+    .unwrap();
+    // The same, marked as presented by a bastion (a bastion's key would be
+    // in it; here even this host's key): refused, and said why.
+    let marked = host_certificate(
+        &ca,
+        host.public_key(),
+        &[shiftkey_wire::PRESENTED_BY_BASTION_EXTENSION],
+    );
+    let error = check_certificate(marked, host.public_key(), now).unwrap_err();
+    assert!(
+        error.to_string().contains("presented-by-bastion@shiftkey"),
+        "{error}"
+    );
 }

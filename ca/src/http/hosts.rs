@@ -104,8 +104,8 @@ async fn refused(
     State(sessions): State<Arc<Sessions>>,
     Enrolled(host, body): Enrolled<shiftkey_wire::SessionRefusal>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    sessions.record_bastion_refusal(&host, body).await?;
-    Ok(Json(json!({ "recorded": true })))
+    let recorded = sessions.record_bastion_refusal(&host, body).await?;
+    Ok(Json(json!({ "recorded": recorded })))
 }
 
 async fn heartbeat(

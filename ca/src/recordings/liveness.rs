@@ -208,6 +208,7 @@ impl Recordings {
             .await
         {
             Ok(_) => {
+                self.base.metrics.sessions_lost.inc();
                 tracing::warn!(session = %row.id, bastion = %row.bastion, "session lost: its bastion stopped naming it; sealed what reached the CA");
                 Ok(())
             }

@@ -99,6 +99,7 @@ impl Recordings {
                     };
                     match self.base.audit.record_change(event, change).await {
                         Ok(_) => {
+                            self.base.metrics.recordings_deleted.inc();
                             pass.deleted += 1;
                             progressed = true;
                         }
