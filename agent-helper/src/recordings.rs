@@ -38,7 +38,7 @@ pub(crate) enum Action {
         incident: Option<String>,
         #[arg(long)]
         role: Option<String>,
-        /// live, ended, sealed or verification-failed.
+        /// live, ended, sealed, verification-failed or lost.
         #[arg(long)]
         status: Option<String>,
         /// Started within this long (1h, 2d) or since this RFC 3339 time.
