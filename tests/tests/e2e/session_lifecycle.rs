@@ -64,9 +64,17 @@ fn a_session_whose_bastion_is_killed_is_sealed_as_lost() -> anyhow::Result<()> {
             std::thread::sleep(Duration::from_millis(100));
         }
     };
-    // Past one flush-and-ship round.
-    std::thread::sleep(Duration::from_millis(2000));
-    // Heartbeats kept it live so far, well past the 3 s of silence.
+    // Markers typed every quarter second for four seconds (longer than the
+    // 3 s of silence: the heartbeats keep the session live), then the kill.
+    let mut typed = Vec::new();
+    let typing = Instant::now();
+    let mut n = 0;
+    while typing.elapsed() < Duration::from_secs(4) {
+        n += 1;
+        type_slowly(&mut ssh, format!("echo m-{n}-m\r").as_bytes())?;
+        typed.push((n, Instant::now()));
+        std::thread::sleep(Duration::from_millis(250));
+    }
     assert_eq!(world.session(&session)?["status"], "live");
     world.bastion.kill9()?;
     let killed = Instant::now();
@@ -80,6 +88,31 @@ fn a_session_whose_bastion_is_killed_is_sealed_as_lost() -> anyhow::Result<()> {
         killed.elapsed().as_millis()
     );
     assert_eq!(lost["status"], "lost", "{lost}");
+    // How close to the kill the CA's copy reaches: the last marker it holds.
+    let input = world.shiftkey(&["recordings", "cat", &session, "--input"])?;
+    assert!(input.status.success(), "{}", stderr_of(&input));
+    let held = stdout_of(&input);
+    let last = typed
+        .iter()
+        .rev()
+        .find(|(n, _)| held.contains(&format!("echo m-{n}-m")))
+        .map(|(n, at)| (*n, killed.duration_since(*at)));
+    let (last, gap) = last.ok_or_else(|| anyhow::anyhow!("no marker reached the CA:\n{held}"))?;
+    println!(
+        "the CA holds input up to {} ms before the kill (marker {last} of {})",
+        gap.as_millis(),
+        typed.len()
+    );
+    // Everything typed before the last flush and shipment (one second each
+    // way, with room for a loaded machine) is there.
+    for (n, at) in &typed {
+        if killed.duration_since(*at) > Duration::from_millis(2500) {
+            assert!(
+                held.contains(&format!("echo m-{n}-m")),
+                "marker {n} missing"
+            );
+        }
+    }
     let problems = lost["problems"].to_string();
     assert!(problems.contains("truncated"), "{problems}");
     assert!(
@@ -88,14 +121,8 @@ fn a_session_whose_bastion_is_killed_is_sealed_as_lost() -> anyhow::Result<()> {
             .is_some_and(|r| r.starts_with("lost")),
         "{lost}"
     );
-    // Readable up to the kill: what was typed, and what the shell printed.
-    let input = world.shiftkey(&["recordings", "cat", &session, "--input"])?;
-    assert!(input.status.success(), "{}", stderr_of(&input));
-    assert!(
-        stdout_of(&input).contains("echo before-the-$((6*7))-kill"),
-        "{}",
-        stdout_of(&input)
-    );
+    // What the shell printed, too.
+    assert!(held.contains("echo before-the-$((6*7))-kill"), "{held}");
     let output = world.shiftkey(&["recordings", "cat", &session])?;
     assert!(output.status.success(), "{}", stderr_of(&output));
     assert!(
