@@ -55,9 +55,9 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum RecordingsCommand {
-    /// Keep a session's recording whatever [recordings] retention says, until released.
+    /// Keep a session's recording whatever [recordings] retention says, until released (the policy's `recording.hold` power).
     Hold(HoldArgs),
-    /// Release a legal hold: retention applies to the recording again.
+    /// Release a legal hold: retention applies to the recording again (`recording.hold`).
     Release(HoldArgs),
 }
 
@@ -306,26 +306,17 @@ async fn lock(args: LockArgs, lock: bool) -> anyhow::Result<ExitCode> {
 }
 
 async fn hold(args: HoldArgs, hold: bool) -> anyhow::Result<ExitCode> {
-    let audit = args.dir.open_audit()?;
+    let operator = args.dir.operator()?;
     let session = args.session.trim();
+    operator.hold_recording(session, &args.reason, hold).await?;
     if hold {
-        crate::recordings::hold(&audit, session, &args.reason, local_actor()).await?;
         println!(
             "held the recording of {session}: retention keeps it until `shiftkey-ca recordings release {session}`"
         );
     } else {
-        crate::recordings::release(&audit, session, &args.reason, local_actor()).await?;
         println!("released the hold on {session}: retention applies to it again");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn local_actor() -> String {
-    let uid = nix::unistd::Uid::current().as_raw();
-    format!(
-        "local:{}",
-        crate::identity::local_user_name(uid).unwrap_or_else(|| uid.to_string())
-    )
 }
 
 async fn hosts(cmd: HostsCommand) -> anyhow::Result<ExitCode> {

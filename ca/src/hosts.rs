@@ -117,13 +117,17 @@ pub(crate) fn check_names(name: &str, principals: &[String]) -> Result<(), Strin
     Ok(())
 }
 
-/// A target's name as the CA compares, authorizes and records it: ASCII
-/// lowercase, without trailing dots (`DB-1.Example.` is `db-1.example`).
-/// DNS names are case-insensitive and a trailing dot names the same host,
-/// so every spelling of one host must meet the same decision and the same
-/// audit rows.
+/// A target's name as the CA compares, authorizes and records it: the
+/// policy's one canonical form (`policy::canonical_host`: ASCII lowercase,
+/// no trailing dot, an address as an address), so every spelling of one
+/// host meets the same decision and the same audit rows. A name the policy
+/// cannot read (refused later by the same check) is only lowercased, for
+/// the audit row.
 pub(crate) fn canonical_target(name: &str) -> String {
-    name.trim_end_matches('.').to_ascii_lowercase()
+    crate::policy::canonical_host(name).map_or_else(
+        |_| name.trim_end_matches('.').to_ascii_lowercase(),
+        |target| target.to_string(),
+    )
 }
 
 /// Makes a join token. The token's text is `skjt1.ID.SECRET`; only the

@@ -1,5 +1,5 @@
 //! The CA host's commands that use a power: `shiftkey-ca revoke`, `lock`,
-//! `unlock` and `hosts token`. They run as the local user (`local:USER`)
+//! `unlock`, `hosts token` and `recordings hold|release`. They run as the local user (`local:USER`)
 //! on the store `ca.toml` names, and ask the policy file it names exactly
 //! as the API would (`authority::decide`): refusals are audited, and a yes
 //! is named in the audit row of the change.
@@ -204,6 +204,37 @@ impl Operator {
             )
             .await?;
         crate::hosts::record_token(&self.audit, token, &granted).await?;
+        Ok(())
+    }
+
+    /// Places (`hold`) or releases a legal hold on a session's recording,
+    /// if the policy lets the caller (`recording.hold`, for the session's
+    /// role and owner).
+    pub(crate) async fn hold_recording(
+        &self,
+        session: &str,
+        reason: &str,
+        hold: bool,
+    ) -> anyhow::Result<()> {
+        let session = crate::recordings::checked_session(session)?;
+        let reason = crate::recordings::checked_reason(reason)?;
+        let row = self.store.session(&session).await?.with_context(|| {
+            format!("there is no session {session}\nhint: `shiftkey recordings list` shows them")
+        })?;
+        let granted = self
+            .grant(
+                &Action::HoldRecording {
+                    role: &row.role,
+                    owner: &row.identity,
+                },
+                json!({ "session": session, "hold": hold }),
+            )
+            .await?;
+        if hold {
+            crate::recordings::hold(&self.audit, &session, &reason, &granted).await?;
+        } else {
+            crate::recordings::release(&self.audit, &session, &reason, &granted).await?;
+        }
         Ok(())
     }
 

@@ -1,4 +1,4 @@
--- Shiftkey CA store, version 11: sessions whose bastion died, retention of
+-- Shiftkey CA store, version 12: sessions whose bastion died, retention of
 -- sealed recordings, and legal holds.
 --
 -- A session's bastion names it in a heartbeat every few seconds
@@ -8,7 +8,7 @@
 -- the table (the runner turns foreign keys off around a migration and
 -- checks them before it commits).
 
-CREATE TABLE sessions_v11 (
+CREATE TABLE sessions_v12 (
     id                   TEXT PRIMARY KEY,      -- s_ + hex
     identity             TEXT NOT NULL,
     user_serial          INTEGER NOT NULL,      -- the certificate the user came in with
@@ -31,7 +31,7 @@ CREATE TABLE sessions_v11 (
     bytes_deleted_at     INTEGER                -- ... and the recording store's bytes are gone too
 );
 
-INSERT INTO sessions_v11 (id, identity, user_serial, session_serial, role, incident, principal,
+INSERT INTO sessions_v12 (id, identity, user_serial, session_serial, role, incident, principal,
     target, client_address, bastion, started_at, ended_at, exit_status, end_reason, status,
     sealing_since)
 SELECT id, identity, user_serial, session_serial, role, incident, principal,
@@ -40,7 +40,7 @@ SELECT id, identity, user_serial, session_serial, role, incident, principal,
 FROM sessions;
 
 DROP TABLE sessions;
-ALTER TABLE sessions_v11 RENAME TO sessions;
+ALTER TABLE sessions_v12 RENAME TO sessions;
 
 CREATE INDEX sessions_identity ON sessions(identity, started_at);
 CREATE INDEX sessions_started ON sessions(started_at);

@@ -30,7 +30,20 @@ async fn enrolled_bastion(world: &World, hosts: &Hosts) -> (EnrolledHost, Certif
         "local:root".into(),
     )
     .unwrap();
-    record_token(&world.audit, &token).await.unwrap();
+    let names = vec!["bastion-1".to_owned()];
+    let root = crate::identity::Caller::Local {
+        user: "root".into(),
+        uid: 0,
+    };
+    let granted = crate::authority::authorize(
+        &world.base(),
+        &root,
+        &crate::policy::Action::EnrollHost { names: &names },
+        serde_json::json!({}),
+    )
+    .await
+    .unwrap();
+    record_token(&world.audit, &token, &granted).await.unwrap();
     let own = hosts
         .enroll(
             shiftkey_wire::EnrollRequest {

@@ -2,7 +2,7 @@
 //!
 //! Every power that changes such a fact (open or resolve an incident,
 //! create, shorten or delete an on-call override, approve or deny a
-//! request, review recordings, lock or unlock an identity, revoke
+//! request, review recordings, hold them past retention, lock or unlock an identity, revoke
 //! certificates, enroll a host) is an [`Action`] that
 //! [`Policy::authorize`] decides. Closed default: what no rule allows,
 //! only admins may (`admins = [...]`, and `local:root` on the CA's own
@@ -50,6 +50,7 @@ pub(crate) enum ActionKind {
     RequestApprove,
     RequestDeny,
     RecordingReview,
+    RecordingHold,
     IdentityLock,
     IdentityUnlock,
     CertificateRevoke,
@@ -70,7 +71,7 @@ pub(crate) enum Scope {
 }
 
 impl ActionKind {
-    pub(crate) const ALL: [ActionKind; 12] = [
+    pub(crate) const ALL: [ActionKind; 13] = [
         ActionKind::IncidentOpen,
         ActionKind::IncidentResolve,
         ActionKind::OverrideCreate,
@@ -79,6 +80,7 @@ impl ActionKind {
         ActionKind::RequestApprove,
         ActionKind::RequestDeny,
         ActionKind::RecordingReview,
+        ActionKind::RecordingHold,
         ActionKind::IdentityLock,
         ActionKind::IdentityUnlock,
         ActionKind::CertificateRevoke,
@@ -95,6 +97,7 @@ impl ActionKind {
             ActionKind::RequestApprove => "request.approve",
             ActionKind::RequestDeny => "request.deny",
             ActionKind::RecordingReview => "recording.review",
+            ActionKind::RecordingHold => "recording.hold",
             ActionKind::IdentityLock => "identity.lock",
             ActionKind::IdentityUnlock => "identity.unlock",
             ActionKind::CertificateRevoke => "certificate.revoke",
@@ -124,6 +127,7 @@ impl ActionKind {
             ActionKind::RequestApprove
             | ActionKind::RequestDeny
             | ActionKind::RecordingReview
+            | ActionKind::RecordingHold
             | ActionKind::CertificateRevoke => &[Scope::Roles, Scope::Whose],
             ActionKind::IdentityLock | ActionKind::IdentityUnlock => &[Scope::Whose],
             ActionKind::HostEnroll => &[Scope::Hosts],
@@ -235,6 +239,12 @@ pub(crate) enum Action<'a> {
         role: &'a str,
         owner: &'a str,
     },
+    /// Place or release a legal hold on the recording of `owner`'s session
+    /// under `role` (a held recording outlives retention).
+    HoldRecording {
+        role: &'a str,
+        owner: &'a str,
+    },
     LockIdentity {
         target: &'a str,
     },
@@ -263,6 +273,7 @@ impl Action<'_> {
             Action::ApproveRequest { .. } => ActionKind::RequestApprove,
             Action::DenyRequest { .. } => ActionKind::RequestDeny,
             Action::ReviewRecording { .. } => ActionKind::RecordingReview,
+            Action::HoldRecording { .. } => ActionKind::RecordingHold,
             Action::LockIdentity { .. } => ActionKind::IdentityLock,
             Action::UnlockIdentity { .. } => ActionKind::IdentityUnlock,
             Action::RevokeCertificates { .. } => ActionKind::CertificateRevoke,
@@ -281,7 +292,9 @@ impl Action<'_> {
             Action::ApproveRequest { requester, .. } | Action::DenyRequest { requester, .. } => {
                 Some(requester)
             }
-            Action::ReviewRecording { owner, .. } => Some(owner),
+            Action::ReviewRecording { owner, .. } | Action::HoldRecording { owner, .. } => {
+                Some(owner)
+            }
             Action::LockIdentity { target }
             | Action::UnlockIdentity { target }
             | Action::RevokeCertificates { target, .. } => Some(target),
@@ -312,7 +325,8 @@ impl Action<'_> {
         match self {
             Action::ApproveRequest { role, .. }
             | Action::DenyRequest { role, .. }
-            | Action::ReviewRecording { role, .. } => Some(role),
+            | Action::ReviewRecording { role, .. }
+            | Action::HoldRecording { role, .. } => Some(role),
             Action::RevokeCertificates { role, .. } => *role,
             _ => None,
         }
@@ -843,6 +857,10 @@ fn describe(action: &Action<'_>, own: Option<bool>, takes_shift: bool) -> String
         ),
         Action::ReviewRecording { role, .. } => format!(
             "review {} recordings of role {role:?}",
+            whose("your own", "someone else's")
+        ),
+        Action::HoldRecording { role, .. } => format!(
+            "hold or release {} recordings of role {role:?}",
             whose("your own", "someone else's")
         ),
         Action::LockIdentity { .. } => {

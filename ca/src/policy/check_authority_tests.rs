@@ -107,7 +107,7 @@ hosts = ["10.0.0.*", "web-1.*"]
         found,
         [
             "policy.toml:18:14: authority #1: identities are empty; list who holds these powers",
-            "policy.toml:19:12: authority #1: unknown action \"incident.close\"; known: incident.open, incident.resolve, override.create, override.shorten, override.delete, request.approve, request.deny, recording.review, identity.lock, identity.unlock, certificate.revoke, host.enroll",
+            "policy.toml:19:12: authority #1: unknown action \"incident.close\"; known: incident.open, incident.resolve, override.create, override.shorten, override.delete, request.approve, request.deny, recording.review, recording.hold, identity.lock, identity.unlock, certificate.revoke, host.enroll",
             "policy.toml:24:13: authority #2: schedules limits none of this entry's actions (incident.open); remove it or move it to an entry with actions it limits",
             "policy.toml:25:15: authority #2: \"sev5\" is not a severity; use sev1 (the worst) to sev4",
             "policy.toml:26:7: authority #2: for limits none of this entry's actions (incident.open); remove it or move it to an entry with actions it limits",
@@ -380,5 +380,77 @@ expect = "allow"
             "policy.toml:35:1: test \"c\": locked is for action tests (a locked identity's requests are refused before the policy)",
             "policy.toml:41:10: test \"c\": member is not used by an access test (no action); it reads role, incident, incident_severity, incident_status, incident_opened_by, reason, ttl, principals, approved_by, overrides, host, port, valid_before",
         ]
+    );
+}
+
+/// `recording.hold` is a power of its own: reviewing everything does not
+/// give it; an entry gives it for its roles; `[[test]]`s pin both.
+#[test]
+fn recording_hold_tests_pin_who_may_keep_a_recording() {
+    let tests = r#"
+[[role]]
+name = "db"
+principals = ["postgres"]
+hosts = ["db-*.example.com"]
+
+[[grant]]
+identities = ["group:sre"]
+roles = ["db"]
+
+[[authority]]
+identities = ["group:legal"]
+actions = ["recording.hold"]
+roles = ["web-ops"]
+
+[[test]]
+name = "legal holds web-ops recordings"
+identity = "user:lee@example.com"
+groups = ["legal"]
+at = "2026-11-03T12:00:00Z"
+action = "recording.hold"
+role = "web-ops"
+requester = "user:alice@example.com"
+expect = "allow"
+
+[[test]]
+name = "legal does not hold db recordings"
+identity = "user:lee@example.com"
+groups = ["legal"]
+at = "2026-11-03T12:00:00Z"
+action = "recording.hold"
+role = "db"
+requester = "user:alice@example.com"
+expect = "deny"
+deny = "not-authorized"
+
+[[test]]
+name = "reviewing everything is not holding"
+identity = "user:sam@example.com"
+groups = ["security"]
+at = "2026-11-03T12:00:00Z"
+action = "recording.hold"
+role = "web-ops"
+requester = "user:alice@example.com"
+expect = "deny"
+deny = "not-authorized"
+"#;
+    let p = policy(&format!(
+        "admins = [\"group:ca-admins\"]\nreviewers = [\"group:security\"]\n{ROLES}{tests}"
+    ));
+    let outcomes = p.run_tests();
+    let failed: Vec<String> = outcomes
+        .iter()
+        .filter(|o| !o.passed)
+        .map(|o| format!("{}: {}", o.name, o.detail))
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    assert_eq!(outcomes.len(), 3);
+    // A test without whose recording it is, is refused by the checker.
+    let found = errors(&format!(
+        "{ROLES}\n[[test]]\nname = \"h\"\nidentity = \"local:bob\"\nat = \"2026-11-03T12:00:00Z\"\naction = \"recording.hold\"\nrole = \"web-ops\"\nexpect = \"deny\"\n"
+    ));
+    assert_eq!(
+        found,
+        ["policy.toml:17:1: test \"h\": recording.hold needs requester"]
     );
 }

@@ -102,7 +102,7 @@ pub(crate) struct ExplainArgs {
     /// override.shorten: the new end, RFC 3339.
     #[arg(long)]
     new_end: Option<String>,
-    /// request.*, recording.review: whose request or session.
+    /// request.*, recording.review, recording.hold: whose request or session.
     #[arg(long)]
     requester: Option<String>,
     /// identity.*, certificate.revoke: whose identity or certificates.
@@ -314,6 +314,10 @@ fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
             requester: needed(&args.requester, "requester", name)?,
         },
         (ActionKind::RecordingReview, _) => Action::ReviewRecording {
+            role: needed(&args.role, "role", name)?,
+            owner: needed(&args.requester, "requester", name)?,
+        },
+        (ActionKind::RecordingHold, _) => Action::HoldRecording {
             role: needed(&args.role, "role", name)?,
             owner: needed(&args.requester, "requester", name)?,
         },

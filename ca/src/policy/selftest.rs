@@ -130,6 +130,10 @@ impl TestAction {
             } => match kind {
                 ActionKind::RequestApprove => Action::ApproveRequest { role, requester },
                 ActionKind::RequestDeny => Action::DenyRequest { role, requester },
+                ActionKind::RecordingHold => Action::HoldRecording {
+                    role,
+                    owner: requester,
+                },
                 _ => Action::ReviewRecording {
                     role,
                     owner: requester,
@@ -282,7 +286,10 @@ fn fields_of(kind: Option<ActionKind>) -> &'static [&'static str] {
         Some(ActionKind::OverrideShorten) => &["schedule", "member", "start", "end", "new_end"],
         Some(ActionKind::OverrideDelete) => &["schedule", "member", "start", "end"],
         Some(
-            ActionKind::RequestApprove | ActionKind::RequestDeny | ActionKind::RecordingReview,
+            ActionKind::RequestApprove
+            | ActionKind::RequestDeny
+            | ActionKind::RecordingReview
+            | ActionKind::RecordingHold,
         ) => &["role", "requester"],
         Some(ActionKind::IdentityLock | ActionKind::IdentityUnlock) => &["target"],
         Some(ActionKind::CertificateRevoke) => &["target", "role"],
@@ -760,7 +767,10 @@ fn check_test_action(
         ActionKind::OverrideDelete => Some(TestAction::DeleteOverride {
             existing: named_override(sink)?,
         }),
-        ActionKind::RequestApprove | ActionKind::RequestDeny | ActionKind::RecordingReview => {
+        ActionKind::RequestApprove
+        | ActionKind::RequestDeny
+        | ActionKind::RecordingReview
+        | ActionKind::RecordingHold => {
             let role = role(sink, true);
             let requester = subject(sink, &t.requester, "requester");
             Some(TestAction::Request {

@@ -50,6 +50,32 @@ fn cut_gzip(text: &str) -> Vec<u8> {
     gz.get_ref().clone()
 }
 
+fn user(email: &str) -> Caller {
+    Caller::User {
+        email: email.into(),
+        groups: vec![],
+    }
+}
+
+/// `caller`'s use of `recording.hold` on `session`, as the policy decides.
+async fn hold_power(
+    world: &World,
+    caller: &Caller,
+    session: &str,
+) -> Result<Granted, authority::Error> {
+    let row = world.store.session(session).await.unwrap().unwrap();
+    authority::authorize(
+        &world.base(),
+        caller,
+        &Action::HoldRecording {
+            role: &row.role,
+            owner: &row.identity,
+        },
+        json!({ "session": session }),
+    )
+    .await
+}
+
 async fn reviewer(recordings: &Recordings) -> Reviewer {
     let caller = Caller::User {
         email: "reviewer@example.com".into(),
@@ -241,7 +267,10 @@ async fn retention_deletes_sealed_recordings_unless_held_and_audits_each() {
         .seal(&b, SESSION, seal_request(vec![claim("1.cast.gz", &cast)]))
         .await
         .unwrap();
-    retention::hold(&world.audit, SESSION, "legal case 7", "local:root".into())
+    let legal = hold_power(&world, &user("legal@example.com"), SESSION)
+        .await
+        .unwrap();
+    retention::hold(&world.audit, SESSION, "legal case 7", &legal)
         .await
         .unwrap();
     let pass = recordings.apply_retention().await.unwrap();
@@ -258,14 +287,14 @@ async fn retention_deletes_sealed_recordings_unless_held_and_audits_each() {
     assert_eq!(detail.info.held.as_deref(), Some("legal case 7"));
 
     assert!(matches!(
-        retention::release(&world.audit, SESSION, "x", "local:root".into()).await,
+        retention::release(&world.audit, SESSION, "x", &legal).await,
         Err(Error::BadHold(_))
     ));
-    retention::release(&world.audit, SESSION, "case closed", "local:root".into())
+    retention::release(&world.audit, SESSION, "case closed", &legal)
         .await
         .unwrap();
     assert!(matches!(
-        retention::release(&world.audit, SESSION, "case closed", "local:root".into()).await,
+        retention::release(&world.audit, SESSION, "case closed", &legal).await,
         Err(Error::NotHeld(_))
     ));
     let pass = recordings.apply_retention().await.unwrap();
@@ -289,9 +318,30 @@ async fn retention_deletes_sealed_recordings_unless_held_and_audits_each() {
         Err(Error::Deleted { .. })
     ));
     assert!(matches!(
-        retention::hold(&world.audit, SESSION, "too late", "local:root".into()).await,
+        retention::hold(&world.audit, SESSION, "too late", &legal).await,
         Err(Error::HoldTooLate(_))
     ));
+    // A deleted recording is still the policy's to show: a reviewer of
+    // another role is refused, not told that it was deleted.
+    let dba = recordings
+        .reviewer(&user("dba@example.com"), "/p")
+        .await
+        .unwrap();
+    for read in [
+        recordings
+            .read_file(&dba, SESSION, "1.cast.gz", 0, None, Purpose::View)
+            .await
+            .err(),
+        recordings
+            .recording(&dba, SESSION, Purpose::View)
+            .await
+            .err(),
+    ] {
+        assert!(
+            matches!(read, Some(Error::Authority(authority::Error::Denied(_)))),
+            "{read:?}"
+        );
+    }
     let lifecycle: Vec<String> = kinds(&world, "recording")
         .await
         .into_iter()
@@ -301,10 +351,64 @@ async fn retention_deletes_sealed_recordings_unless_held_and_audits_each() {
         lifecycle,
         ["recording.held", "recording.released", "recording.deleted"]
     );
+    let held = &world
+        .audit
+        .rows(crate::store::AuditFilter {
+            kind_prefix: Some("recording.held".into()),
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()[0];
+    assert_eq!(held.actor, "user:legal@example.com");
+    let detail: serde_json::Value = serde_json::from_str(&held.detail).unwrap();
+    assert_eq!(detail["authority"]["action"], "recording.hold");
     assert_eq!(
         recordings.apply_retention().await.unwrap(),
         retention::Pass::default()
     );
+}
+
+/// Holding a recording past retention (and releasing it) is a power: a
+/// reviewer of everything does not have it, the policy's `recording.hold`
+/// entry gives it for its roles, refusals are audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legal_hold_is_a_power_the_policy_grants() {
+    let (world, _recordings) = world_with(Limits::default()).await;
+    for who in ["reviewer@example.com", "dba@example.com", "a@example.com"] {
+        let refused = hold_power(&world, &user(who), SESSION).await;
+        assert!(
+            matches!(refused, Err(authority::Error::Denied(_))),
+            "{who}: {refused:?}"
+        );
+    }
+    let denied = world
+        .audit
+        .rows(crate::store::AuditFilter {
+            kind_prefix: Some("authority.denied".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(denied.len(), 3);
+    for row in &denied {
+        let detail: serde_json::Value = serde_json::from_str(&row.detail).unwrap();
+        assert_eq!(
+            (&detail["action"], &detail["session"]),
+            (&json!("recording.hold"), &json!(SESSION))
+        );
+    }
+    assert!(
+        hold_power(&world, &user("legal@example.com"), SESSION)
+            .await
+            .is_ok()
+    );
+    let root = Caller::Local {
+        user: "root".into(),
+        uid: 0,
+    };
+    assert!(hold_power(&world, &root, SESSION).await.is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

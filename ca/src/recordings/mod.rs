@@ -26,7 +26,7 @@ mod reports;
 mod retention;
 mod upload;
 
-pub(crate) use retention::{hold, release};
+pub(crate) use retention::{checked_reason, checked_session, hold, release};
 
 use std::sync::Arc;
 use std::time::Duration;

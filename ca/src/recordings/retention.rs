@@ -1,8 +1,8 @@
 //! Retention: sealed recordings older than `[recordings] retention` are
 //! deleted, each deletion audited (`recording.deleted`) before its bytes go.
 //! Kept whatever their age: recordings under a legal hold (`shiftkey-ca
-//! recordings hold`, an operator's power on the CA host for now) and those
-//! of sessions under an incident that is still open.
+//! recordings hold`, a power the policy grants as `recording.hold`) and
+//! those of sessions under an incident that is still open.
 //!
 //! What stays of a deleted recording: the session row, the signed seal and
 //! the file list (names, sizes, digests), as the record that it existed;
@@ -16,6 +16,7 @@ use serde_json::json;
 
 use super::{Error, Recordings, clip, is_session_id};
 use crate::audit::{self, Audit, Event, Outcome};
+use crate::authority::Granted;
 use crate::store::{Change, Conflict, Hold};
 
 /// Recordings one pass deletes at most (the next pass goes on).
@@ -140,15 +141,18 @@ impl Recordings {
 }
 
 /// Places a legal hold on a session's recording (`shiftkey-ca recordings
-/// hold`), audited as `recording.held`; holding again replaces the reason.
+/// hold`), audited as `recording.held` with the power that allowed it
+/// (`recording.hold` for the session's role and owner); holding again
+/// replaces the reason.
 pub(crate) async fn hold(
     audit: &Audit,
     session: &str,
     reason: &str,
-    actor: String,
+    granted: &Granted,
 ) -> Result<(), Error> {
     let session = checked_session(session)?;
     let reason = checked_reason(reason)?;
+    let actor = granted.actor().to_owned();
     let hold = Hold {
         session: session.clone(),
         reason: reason.clone(),
@@ -159,7 +163,7 @@ pub(crate) async fn hold(
         "recording.held",
         actor,
         Outcome::Info,
-        json!({ "session": session, "reason": reason }),
+        granted.annotate(json!({ "session": session, "reason": reason })),
     );
     match audit
         .record_change(event, Change::HoldRecording(hold))
@@ -173,20 +177,21 @@ pub(crate) async fn hold(
 }
 
 /// Releases a legal hold (`shiftkey-ca recordings release`), audited as
-/// `recording.released`; retention then applies again.
+/// `recording.released` with the power that allowed it (`recording.hold`,
+/// as for placing one); retention then applies again.
 pub(crate) async fn release(
     audit: &Audit,
     session: &str,
     reason: &str,
-    actor: String,
+    granted: &Granted,
 ) -> Result<(), Error> {
     let session = checked_session(session)?;
     let reason = checked_reason(reason)?;
     let event = Event::new(
         "recording.released",
-        actor,
+        granted.actor().to_owned(),
         Outcome::Info,
-        json!({ "session": session, "reason": reason }),
+        granted.annotate(json!({ "session": session, "reason": reason })),
     );
     let change = Change::ReleaseHold {
         session: session.clone(),
@@ -198,7 +203,7 @@ pub(crate) async fn release(
     }
 }
 
-fn checked_session(session: &str) -> Result<String, Error> {
+pub(crate) fn checked_session(session: &str) -> Result<String, Error> {
     let session = session.trim();
     if is_session_id(session) {
         Ok(session.to_owned())
@@ -210,7 +215,7 @@ fn checked_session(session: &str) -> Result<String, Error> {
     }
 }
 
-fn checked_reason(reason: &str) -> Result<String, Error> {
+pub(crate) fn checked_reason(reason: &str) -> Result<String, Error> {
     let reason = reason.trim();
     if (3..=500).contains(&reason.chars().count()) && !reason.chars().any(char::is_control) {
         Ok(reason.to_owned())

@@ -32,6 +32,11 @@ max_ttl = "10m"
 identities = ["user:dba@example.com"]
 actions = ["recording.review"]
 roles = ["db"]
+
+[[authority]]
+identities = ["user:legal@example.com"]
+actions = ["recording.hold"]
+roles = ["shell"]
 "#;
 
 #[test]
