@@ -159,18 +159,14 @@ struct DataDir {
 
 impl DataDir {
     /// The store this data directory's configuration names.
-    fn open_store(&self, access: Access) -> anyhow::Result<Arc<dyn Store>> {
-        Ok(crate::config::open_store(
-            &self.data_dir,
-            self.config.as_deref(),
-            access,
-        )?)
+    async fn open_store(&self, access: Access) -> anyhow::Result<Arc<dyn Store>> {
+        Ok(crate::config::open_store(&self.data_dir, self.config.as_deref(), access).await?)
     }
 
     /// The store, its audit writer and the policy, for a command that
     /// uses a power.
-    fn operator(&self) -> anyhow::Result<crate::operator::Operator> {
-        crate::operator::Operator::open(&self.data_dir, self.config.as_deref())
+    async fn operator(&self) -> anyhow::Result<crate::operator::Operator> {
+        crate::operator::Operator::open(&self.data_dir, self.config.as_deref()).await
     }
 }
 
@@ -267,7 +263,7 @@ async fn revoke(args: RevokeArgs) -> anyhow::Result<ExitCode> {
     if args.reason.trim().len() < 3 {
         bail!("--reason must say why (it is recorded in the audit log)");
     }
-    let operator = args.dir.operator()?;
+    let operator = args.dir.operator().await?;
     let serials = operator.revoke(which, args.reason.trim()).await?;
     if args.json {
         println!("{}", serde_json::json!({ "revoked_serials": serials }));
@@ -290,7 +286,7 @@ async fn lock(args: LockArgs, lock: bool) -> anyhow::Result<ExitCode> {
             "--reason must say why in 3 to 500 characters (it is recorded and shown to the user)"
         );
     }
-    let operator = args.dir.operator()?;
+    let operator = args.dir.operator().await?;
     if lock {
         let (person, serials) = operator.lock(&args.identity, reason).await?;
         println!(
@@ -306,7 +302,7 @@ async fn lock(args: LockArgs, lock: bool) -> anyhow::Result<ExitCode> {
 }
 
 async fn hold(args: HoldArgs, hold: bool) -> anyhow::Result<ExitCode> {
-    let operator = args.dir.operator()?;
+    let operator = args.dir.operator().await?;
     let session = args.session.trim();
     operator.hold_recording(session, &args.reason, hold).await?;
     if hold {
@@ -327,7 +323,7 @@ async fn hosts(cmd: HostsCommand) -> anyhow::Result<ExitCode> {
             } else {
                 crate::hosts::HostKind::Host
             };
-            let operator = args.dir.operator()?;
+            let operator = args.dir.operator().await?;
             let token = crate::hosts::new_token(
                 &args.name,
                 args.principals,
@@ -360,7 +356,7 @@ async fn hosts(cmd: HostsCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         HostsCommand::List { dir, json } => {
-            for h in dir.open_store(Access::ReadOnly)?.hosts().await? {
+            for h in dir.open_store(Access::ReadOnly).await?.hosts().await? {
                 if json {
                     println!(
                         "{}",
@@ -476,7 +472,7 @@ async fn audit(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
                 }
                 None => None,
             };
-            let store = dir.open_store(Access::ReadOnly)?;
+            let store = dir.open_store(Access::ReadOnly).await?;
             let v = crate::audit::verify(store.as_ref(), anchor).await?;
             if json {
                 println!("{}", serde_json::to_string(&v)?);
@@ -505,7 +501,7 @@ async fn audit(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             })
         }
         AuditCommand::Export { dir, since } => {
-            let store = dir.open_store(Access::ReadOnly)?;
+            let store = dir.open_store(Access::ReadOnly).await?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let mut failed = None;
             crate::audit::export(store.as_ref(), since, |row| -> Result<(), crate::store::Error> {

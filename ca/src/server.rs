@@ -53,6 +53,8 @@ pub(crate) enum StartError {
     Policy(String),
     #[error(transparent)]
     Store(#[from] crate::store::OpenError),
+    #[error("recordings: {0}")]
+    Recordings(String),
     #[error(transparent)]
     Audit(#[from] crate::audit::Error),
     #[error(transparent)]
@@ -152,7 +154,7 @@ pub(crate) async fn start(
             .map_err(|e| StartError::Policy(e.to_string()))?
             .map_err(|e| StartError::Policy(e.to_string()))?
     };
-    let store = crate::store::open(&config.store, crate::store::Access::ReadWrite)?;
+    let store = crate::store::open(&config.store, crate::store::Access::ReadWrite).await?;
     let audit = Audit::start(Arc::clone(&store));
     let metrics = Arc::new(Metrics::new());
     let policy = Arc::new(CurrentPolicy::new(
@@ -180,7 +182,7 @@ pub(crate) async fn start(
         &config,
         &base,
         oidc.clone(),
-        crate::recording_store::open(&config.recordings),
+        crate::recording_store::open(&config.recordings).map_err(StartError::Recordings)?,
     )?;
     let ui = UiState {
         signin: match (config.ui.clone(), &oidc) {

@@ -8,6 +8,7 @@ pub mod bastion;
 pub mod ca;
 pub mod device_provider;
 pub mod oidc;
+pub mod services;
 pub mod softhsm;
 pub mod ssh_agent;
 pub mod sshd;

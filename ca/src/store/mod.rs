@@ -24,10 +24,12 @@ mod hosts;
 mod incidents;
 mod locks;
 mod overrides;
+mod postgres;
 mod requests;
 mod sessions;
 mod sqlite;
 mod ui_sessions;
+mod webhooks;
 
 #[cfg(test)]
 mod tests;
@@ -55,6 +57,9 @@ pub(crate) use sessions::{
     StoredSeal, Upload,
 };
 pub(crate) use ui_sessions::{UiSession, UiSessionStore};
+pub(crate) use webhooks::{Admission, WebhookStore};
+
+pub(crate) use postgres::Settings as PostgresSettings;
 
 /// Declares [`Store`] as every concern listed once, and implements it for
 /// any backend that implements them all.
@@ -85,6 +90,7 @@ every_concern! {
     RequestStore,
     SessionStore,
     UiSessionStore,
+    WebhookStore,
 }
 
 /// Which store to open (the `[store]` section of `ca.toml`, checked).
@@ -92,6 +98,19 @@ every_concern! {
 pub(crate) enum Settings {
     /// A SQLite file (WAL, `synchronous=FULL`).
     Sqlite { path: PathBuf },
+    /// A PostgreSQL database, shared by every replica.
+    Postgres(PostgresSettings),
+}
+
+impl Settings {
+    /// Where the store is, for messages: a path, or `postgresql://user@host:port/db`
+    /// (never a password).
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Settings::Sqlite { path } => path.display().to_string(),
+            Settings::Postgres(settings) => settings.display().to_owned(),
+        }
+    }
 }
 
 /// How the store is opened.
@@ -104,9 +123,28 @@ pub(crate) enum Access {
     ReadOnly,
 }
 
-/// Opens the store `settings` name.
-pub(crate) fn open(settings: &Settings, access: Access) -> Result<Arc<dyn Store>, OpenError> {
+/// Opens the store `settings` name: for PostgreSQL, connects and (read-write)
+/// brings the schema up to date, one replica at a time.
+pub(crate) async fn open(settings: &Settings, access: Access) -> Result<Arc<dyn Store>, OpenError> {
     match settings {
-        Settings::Sqlite { path } => Ok(Arc::new(sqlite::SqliteStore::open(path, access)?)),
+        Settings::Sqlite { path } => {
+            let path = path.clone();
+            let shown = path.clone();
+            tokio::task::spawn_blocking(move || open_sqlite(&path, access))
+                .await
+                .map_err(|e| OpenError::Open {
+                    path: shown,
+                    message: e.to_string(),
+                })?
+        }
+        Settings::Postgres(settings) => postgres::open(settings, access).await,
     }
+}
+
+/// Opens a SQLite store, on the calling thread (it blocks).
+pub(crate) fn open_sqlite(
+    path: &std::path::Path,
+    access: Access,
+) -> Result<Arc<dyn Store>, OpenError> {
+    Ok(Arc::new(sqlite::SqliteStore::open(path, access)?))
 }
