@@ -186,11 +186,3 @@ impl RecordingStore for LocalDirectory {
         .map_err(|e| Error::Io(std::io::Error::other(e)))?
     }
 }
-
-/// Reads a whole reader (tests and small files only).
-#[cfg(test)]
-pub(super) async fn read_all(mut reader: Reader) -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut out).await?;
-    Ok(out)
-}

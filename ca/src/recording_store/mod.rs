@@ -25,6 +25,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub(crate) use local::LocalDirectory;
+#[cfg(test)]
+pub(crate) use settings::S3Settings;
 pub(crate) use settings::{RawSettings, Settings};
 
 /// A file's bytes, streamed.

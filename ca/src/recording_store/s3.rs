@@ -5,7 +5,12 @@
 //! file's bytes from OFFSET to the next chunk's. A chunk always starts where
 //! the bytes held end and is created with `If-None-Match: *`, so two
 //! writers of the same chunk cannot both land and no object is ever
-//! replaced: bytes once held never change. How much of a file counts is
+//! replaced: bytes once held never change. Writers in this process take
+//! the file's lock first; across replicas that guarantee is the server's
+//! (AWS S3, MinIO, Ceph and R2 check `If-None-Match` atomically; a server
+//! that checks and then writes, such as s3s-fs, leaves a window that the
+//! read-back after each put narrows, and that the seal's SHA-256 check
+//! turns into a failed verification, never a silent change). How much of a file counts is
 //! the committed length in the store, as for the local directory; the seal
 //! adds `PREFIX/SESSION/manifest.json` (the signed manifest and its
 //! signature), so the bucket alone lets a reviewer check a recording.
@@ -31,6 +36,8 @@ const WRITE_TRIES: usize = 3;
 const READ_AHEAD: usize = 4;
 /// Files whose chunk lists are remembered; beyond it the memory starts over.
 const MAX_KNOWN: usize = 4096;
+/// Locks writers of one file take (a file maps to one of them).
+const WRITE_LOCKS: usize = 64;
 /// The object a seal writes beside the files.
 const MANIFEST: &str = "manifest.json";
 
@@ -40,6 +47,8 @@ pub(crate) struct S3Store {
     /// Chunks seen of each file. A chunk never changes once it exists, so
     /// only the ones after the last known are listed again.
     known: std::sync::Mutex<HashMap<(String, String), Vec<Chunk>>>,
+    /// Writers of one file in this process go one at a time.
+    writing: Vec<tokio::sync::Mutex<()>>,
     /// `s3://bucket/prefix`, for messages.
     shown: String,
 }
@@ -94,8 +103,17 @@ impl S3Store {
             store: Arc::new(store),
             prefix: settings.prefix.clone(),
             known: std::sync::Mutex::new(HashMap::new()),
+            writing: (0..WRITE_LOCKS)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
             shown,
         })
+    }
+
+    /// The object store underneath (tests look at the objects).
+    #[cfg(test)]
+    pub(crate) fn raw(&self) -> Arc<dyn ObjectStore> {
+        Arc::clone(&self.store)
     }
 
     fn location(&self, parts: &[&str]) -> Path {
@@ -222,6 +240,13 @@ impl RecordingStore for S3Store {
         bytes: Vec<u8>,
     ) -> Result<u64, Error> {
         check_names(session, name)?;
+        let lock = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (session, name).hash(&mut h);
+            usize::try_from(h.finish() % WRITE_LOCKS as u64).unwrap_or(0)
+        };
+        let _one_writer = self.writing[lock].lock().await;
         let bytes = Bytes::from(bytes);
         let len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
         let mut tries = 0;
@@ -248,7 +273,7 @@ impl RecordingStore for S3Store {
                 .store
                 .put_opts(
                     &location,
-                    PutPayload::from_bytes(rest),
+                    PutPayload::from_bytes(rest.clone()),
                     PutOptions {
                         mode: PutMode::Create,
                         ..Default::default()
@@ -256,7 +281,22 @@ impl RecordingStore for S3Store {
                 )
                 .await;
             match put {
-                Ok(_) => return Ok(offset + len),
+                Ok(_) => {
+                    // Read back: on a server whose conditional put is not
+                    // atomic, another writer's bytes may be there instead.
+                    let there = self
+                        .store
+                        .get(&location)
+                        .await
+                        .map_err(io)?
+                        .bytes()
+                        .await
+                        .map_err(io)?;
+                    if there != rest {
+                        return Err(Error::Mismatch { offset, held });
+                    }
+                    return Ok(offset + len);
+                }
                 // Another writer put this chunk first: look again (its
                 // bytes must be ours, or this write is a mismatch).
                 Err(object_store::Error::AlreadyExists { .. }) if tries + 1 < WRITE_TRIES => {
