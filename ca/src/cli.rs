@@ -51,6 +51,9 @@ enum Command {
     /// Legal holds on session recordings: retention keeps a held recording.
     #[command(subcommand)]
     Recordings(RecordingsCommand),
+    /// Move the store: copy a single-node CA's SQLite store into PostgreSQL.
+    #[command(subcommand)]
+    Store(StoreCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,6 +73,14 @@ struct HoldArgs {
     /// Why (a case, a request); recorded in the audit log.
     #[arg(long)]
     reason: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Copy a SQLite store into an empty PostgreSQL database (one transaction, the
+    /// audit chain as it is), then verify the chain on both sides and compare them.
+    /// Stop the CA that uses the SQLite file first.
+    Migrate(crate::store_migrate::MigrateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -416,6 +427,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Unlock(args) => lock(args, false).await,
         Command::Policy(cmd) => crate::policy::cli::run(cmd),
         Command::Audit(cmd) => audit(cmd).await,
+        Command::Store(StoreCommand::Migrate(args)) => crate::store_migrate::run(args).await,
     }
 }
 

@@ -304,6 +304,7 @@ pub(crate) async fn start(
             Arc::clone(&events),
             Arc::clone(&metrics),
             notifier,
+            crate::deliveries::Deliveries::new(Arc::clone(&store)),
         )));
     }
     background.push(tokio::spawn(events.follow()));
@@ -408,7 +409,10 @@ fn services(
             config.recording_limits,
         )),
         events: Arc::new(EventFeed::new(Arc::clone(&base.store))),
-        webhooks: Arc::new(Webhooks::load(&config.webhooks)?),
+        webhooks: Arc::new(Webhooks::load(
+            &config.webhooks,
+            crate::deliveries::Deliveries::new(Arc::clone(&base.store)),
+        )?),
         incidents,
         oncall,
     })

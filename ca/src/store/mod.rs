@@ -19,6 +19,7 @@
 mod audit;
 mod certificates;
 mod change;
+mod copy;
 mod error;
 mod hosts;
 mod incidents;
@@ -46,6 +47,7 @@ pub(crate) use certificates::{
     Revocations, Selector,
 };
 pub(crate) use change::Change;
+pub(crate) use copy::{CopyError, Progress, count_rows, sqlite_to_postgres};
 pub(crate) use error::{Conflict, Error, OpenError};
 pub(crate) use hosts::{HostCertificate, HostStore, StoredHost, StoredToken};
 pub(crate) use incidents::{Incident, IncidentStore};
@@ -100,17 +102,6 @@ pub(crate) enum Settings {
     Sqlite { path: PathBuf },
     /// A PostgreSQL database, shared by every replica.
     Postgres(PostgresSettings),
-}
-
-impl Settings {
-    /// Where the store is, for messages: a path, or `postgresql://user@host:port/db`
-    /// (never a password).
-    pub(crate) fn describe(&self) -> String {
-        match self {
-            Settings::Sqlite { path } => path.display().to_string(),
-            Settings::Postgres(settings) => settings.display().to_owned(),
-        }
-    }
 }
 
 /// How the store is opened.

@@ -135,9 +135,3 @@ pub(super) async fn check(connect: &Connect) -> Result<(), OpenError> {
     }
     Ok(())
 }
-
-/// The schema version of the database, for tests and `store migrate`.
-pub(super) async fn current(connect: &Connect) -> Result<usize, OpenError> {
-    let client = connect_one(connect).await?;
-    version(&client, connect).await
-}

@@ -128,6 +128,11 @@ impl PostgresStore {
         Ok(store)
     }
 
+    /// A connection of its own, outside the pool (`store migrate`).
+    pub(crate) async fn dedicated(&self) -> Result<tokio_postgres::Client, OpenError> {
+        migrate::connect_one(&self.connect).await
+    }
+
     /// A pooled connection.
     async fn client(&self) -> Result<deadpool_postgres::Object, Error> {
         self.pool.get().await.map_err(|e| match e {

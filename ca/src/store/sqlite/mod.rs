@@ -207,6 +207,11 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// The schema version this binary's migrations reach.
+pub(super) fn schema_version_known() -> usize {
+    MIGRATIONS.len()
+}
+
 /// The store's schema version, refusing one newer than this binary's.
 fn schema_version(conn: &Connection, path: &Path) -> Result<usize, OpenError> {
     let found: usize = conn

@@ -313,3 +313,73 @@ async fn rows_read_back_through_the_filters_as_on_sqlite() {
         .unwrap();
     assert_eq!(rows.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_store_copies_into_postgresql_with_its_chain_and_only_into_an_empty_one() {
+    // The previous release's store, upgraded by opening it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shiftkey.db");
+    std::fs::write(&path, include_bytes!("fixtures/schema-7.db")).unwrap();
+    drop(crate::store::open_sqlite(&path, Access::ReadWrite).unwrap());
+    let db = TestDatabase::create().unwrap();
+    let target = settings(&db.url());
+    let mut seen = Vec::new();
+    let copied = crate::store::sqlite_to_postgres(&path, &target, |p| {
+        seen.push((p.table.to_owned(), p.copied));
+    })
+    .await
+    .unwrap();
+    assert!(
+        seen.iter().any(|(t, n)| t == "audit" && *n == 12),
+        "{seen:?}"
+    );
+    let counted = crate::store::count_rows(&target).await.unwrap();
+    for ((table, copied), (_, there)) in copied.tables.iter().zip(&counted) {
+        assert_eq!(copied, there, "{table}");
+    }
+    let source = crate::store::open_sqlite(&path, Access::ReadOnly).unwrap();
+    let copy: Fresh = replica(&db).await;
+    let before = crate::audit::verify(source.as_ref(), None).await.unwrap();
+    let after = crate::audit::verify(copy.as_ref(), None).await.unwrap();
+    assert!(after.problems.is_empty(), "{:?}", after.problems);
+    assert_eq!(
+        (before.rows, &before.head_hash),
+        (after.rows, &after.head_hash)
+    );
+    // What the old rows say reads the same, and the store goes on from them.
+    assert_eq!(copy.revoked_under_incident("INC-7").await.unwrap(), [2]);
+    assert_eq!(copy.search("restart", 10).await.unwrap().len(), 1);
+    let serial = copy.next_serial().await.unwrap();
+    assert!(serial > 3, "{serial}");
+    let seq = apply(&copy, Change::Issue(cert(serial, None, 9_999_999_999)))
+        .await
+        .unwrap();
+    assert_eq!(seq, before.rows + 1, "the chain continues");
+    apply(
+        &copy,
+        Change::AddOverride(crate::store::StoredOverride {
+            schedule: "s".into(),
+            member: "m".into(),
+            start: 0,
+            end: 9_999_999_999,
+            reason: "r".into(),
+            created_by: "c".into(),
+            created_at: "t".into(),
+        }),
+    )
+    .await
+    .unwrap();
+    // A second copy into the same database is refused and changes nothing.
+    let again = crate::store::sqlite_to_postgres(&path, &target, |_| {}).await;
+    assert!(
+        matches!(again, Err(crate::store::CopyError::NotEmpty { .. })),
+        "{again:?}"
+    );
+    assert_eq!(
+        crate::audit::verify(copy.as_ref(), None)
+            .await
+            .unwrap()
+            .rows,
+        before.rows + 2
+    );
+}
