@@ -47,7 +47,9 @@ pub(crate) use certificates::{
     Revocations, Selector,
 };
 pub(crate) use change::Change;
-pub(crate) use copy::{CopyError, Progress, count_rows, sqlite_to_postgres};
+#[cfg(test)]
+pub(crate) use copy::CopyError;
+pub(crate) use copy::{Progress, count_rows, sqlite_to_postgres};
 pub(crate) use error::{Conflict, Error, OpenError};
 pub(crate) use hosts::{HostCertificate, HostStore, StoredHost, StoredToken};
 pub(crate) use incidents::{Incident, IncidentStore};
