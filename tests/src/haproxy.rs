@@ -179,6 +179,10 @@ impl TestHaproxy {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("haproxy.cfg")
     }

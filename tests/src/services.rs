@@ -171,6 +171,35 @@ impl TestBucket {
     }
 }
 
+/// The processes of the shared PostgreSQL cluster (the postmaster and its
+/// backends), for CPU figures.
+pub fn postgres_pids() -> anyhow::Result<Vec<u32>> {
+    let dir = PathBuf::from(var("SHIFTKEY_TEST_SERVICES")?);
+    let text = std::fs::read_to_string(dir.join("pg/data/postmaster.pid"))?;
+    let postmaster: u32 = text
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .context("postmaster.pid holds no pid")?;
+    let mut pids = vec![postmaster];
+    for entry in std::fs::read_dir("/proc")?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, after)| after.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if parent == Some(postmaster) {
+            pids.push(pid);
+        }
+    }
+    Ok(pids)
+}
+
 /// The HAProxy binary.
 pub fn haproxy() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(var(HAPROXY_ENV)?))
