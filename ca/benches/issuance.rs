@@ -155,7 +155,13 @@ fn run() -> anyhow::Result<()> {
     let offered = peak / 2.0;
     eprintln!("open loop at {offered:.0}/s...");
     let cpu = Cpu::start(&[ca.pid()]);
-    let open = runtime.block_on(open_loop(&client, &target, offered, OPEN_LOOP, OPEN_LOOP_CONNECTIONS));
+    let open = runtime.block_on(open_loop(
+        &client,
+        &target,
+        offered,
+        OPEN_LOOP,
+        OPEN_LOOP_CONNECTIONS,
+    ));
     let open_cpu = cpu.stop();
     let ca_side = runtime.block_on(ca_side_mean(&client, &ca.url("/metrics")));
     drop(client);

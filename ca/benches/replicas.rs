@@ -69,6 +69,8 @@ fn main() -> ExitCode {
 struct Figures {
     name: &'static str,
     steps: Vec<(usize, Step, CpuShare)>,
+    /// At the last (busiest) closed-loop level: cores by process kind.
+    kinds: Vec<(&'static str, f64)>,
     peak: f64,
     peak_cpu: f64,
     open: load::Open,
@@ -87,14 +89,35 @@ struct Setup {
 }
 
 impl Setup {
-    fn pids(&self) -> Vec<u32> {
-        let mut pids: Vec<u32> = self.cas.iter().map(TestCa::pid).collect();
+    /// The serving processes, by kind: where the CPU goes.
+    fn groups(&self) -> Vec<(&'static str, Vec<u32>)> {
+        let mut groups = vec![("shiftkey-ca", self.cas.iter().map(TestCa::pid).collect())];
         if let Some(proxy) = &self.proxy {
-            pids.push(proxy.pid());
-            pids.extend(postgres_pids().unwrap_or_default());
+            groups.push(("postgres", postgres_pids().unwrap_or_default()));
+            groups.push(("haproxy", vec![proxy.pid()]));
         }
-        pids
+        groups
     }
+
+    fn pids(&self) -> Vec<u32> {
+        self.groups().into_iter().flat_map(|(_, p)| p).collect()
+    }
+}
+
+/// Cores each kind of serving process kept busy over one stretch.
+fn by_kind(setup: &Setup) -> Vec<(&'static str, Cpu)> {
+    setup
+        .groups()
+        .into_iter()
+        .map(|(name, pids)| (name, Cpu::start(&pids)))
+        .collect()
+}
+
+fn shares(started: Vec<(&'static str, Cpu)>) -> Vec<(&'static str, f64)> {
+    started
+        .into_iter()
+        .map(|(name, cpu)| (name, cpu.stop().ca))
+        .collect()
 }
 
 fn sqlite(provider: &OidcProvider) -> anyhow::Result<Setup> {
@@ -152,11 +175,14 @@ fn measure(
         body: body.to_owned(),
     };
     let mut steps = Vec::new();
+    let mut kinds = Vec::new();
     for concurrency in CONCURRENCY {
         eprintln!("{}: closed loop, concurrency {concurrency}...", setup.name);
         runtime.block_on(closed_loop(&client, &target, concurrency, WARMUP));
         let cpu = Cpu::start(&setup.pids());
+        let each = by_kind(setup);
         let step = runtime.block_on(closed_loop(&client, &target, concurrency, STEP));
+        kinds = shares(each);
         steps.push((concurrency, step, cpu.stop()));
     }
     let (peak, peak_cpu) = steps
@@ -187,6 +213,7 @@ fn measure(
     Ok(Figures {
         name: setup.name,
         steps,
+        kinds,
         peak,
         peak_cpu,
         open,
@@ -209,7 +236,8 @@ fn run() -> anyhow::Result<()> {
         principals: None,
     })?;
     let provider = OidcProvider::start()?;
-    let token = provider.mint(json!({ "aud": CLIENT_ID, "email": "alice@example.com", "groups": ["sre"] }))?;
+    let token = provider
+        .mint(json!({ "aud": CLIENT_ID, "email": "alice@example.com", "groups": ["sre"] }))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(CLIENT_THREADS)
         .enable_all()
@@ -229,7 +257,11 @@ fn run() -> anyhow::Result<()> {
     println!(
         "Shiftkey replicas benchmark ({} CPUs; load average before the run: {})",
         cpus(),
-        load_before.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        load_before
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     for f in &all {
         println!();
@@ -247,6 +279,21 @@ fn run() -> anyhow::Result<()> {
                 cpu
             );
         }
+        let rate = f
+            .steps
+            .last()
+            .map_or(0.0, |(_, s, _)| s.rate())
+            .max(f64::EPSILON);
+        let kinds: Vec<String> = f
+            .kinds
+            .iter()
+            .map(|(name, cores)| format!("{name} {cores:.2} ({:.0} us)", cores / rate * 1e6))
+            .collect();
+        println!(
+            "  at concurrency {}: cores (CPU per issuance) by process: {}",
+            CONCURRENCY[CONCURRENCY.len() - 1],
+            kinds.join(", ")
+        );
         let open = Latencies::new(f.open.ok.clone());
         println!(
             "  peak {:.0}/s, CPU per issuance {:.0} us (every serving process); open loop at {:.0}/s: completed {:.0}/s, errors {}, p50 {} p99 {} max {}, CPU {}",

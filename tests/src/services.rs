@@ -183,7 +183,11 @@ pub fn postgres_pids() -> anyhow::Result<Vec<u32>> {
         .context("postmaster.pid holds no pid")?;
     let mut pids = vec![postmaster];
     for entry in std::fs::read_dir("/proc")?.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {

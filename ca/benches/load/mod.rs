@@ -1,8 +1,9 @@
 //! The load generator both benchmarks use: closed loops at fixed
-// Each benchmark uses part of this module.
-#![allow(dead_code)]
 //! concurrency, an open loop on a fixed schedule (no coordinated omission),
 //! CPU shares from `/proc`, percentiles.
+
+// Each benchmark uses part of this module.
+#![allow(dead_code)]
 
 use std::time::{Duration, Instant};
 

@@ -152,13 +152,11 @@ struct Load {
     failures: Vec<String>,
 }
 
+/// What the clients saw so far, and the client threads.
+type Running = (Arc<Mutex<Load>>, Vec<std::thread::JoinHandle<()>>);
+
 /// `CLIENTS` threads issuing through HAProxy until `stop`.
-fn load(
-    url: String,
-    token: String,
-    cert: &Path,
-    stop: Arc<AtomicBool>,
-) -> anyhow::Result<(Arc<Mutex<Load>>, Vec<std::thread::JoinHandle<()>>)> {
+fn load(url: String, token: String, cert: &Path, stop: Arc<AtomicBool>) -> anyhow::Result<Running> {
     let seen = Arc::new(Mutex::new(Load::default()));
     let root = reqwest::Certificate::from_pem(&std::fs::read(cert)?)?;
     let key = ssh_key::PrivateKey::random(
