@@ -318,7 +318,9 @@ fn three_replicas_behind_haproxy_lose_nothing_when_two_die_in_turn() -> anyhow::
     std::thread::sleep(Duration::from_millis(1500));
 
     // A revocation made on replica 3's host ends the session, whichever
-    // replica the bastion follows, within 2 s.
+    // replica the bastion follows, within 2 s (counted from the start of
+    // the command: the commit is somewhere inside it).
+    let revoked = Instant::now();
     let out = c.cli(
         2,
         &[
@@ -334,7 +336,6 @@ fn three_replicas_behind_haproxy_lose_nothing_when_two_die_in_turn() -> anyhow::
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let revoked = Instant::now();
     let mut ended = None;
     while revoked.elapsed() < Duration::from_secs(10) {
         if ssh.try_wait()?.is_some() {
@@ -397,7 +398,8 @@ fn three_replicas_behind_haproxy_lose_nothing_when_two_die_in_turn() -> anyhow::
             "serial {serial} was answered but is not in the audit log"
         );
     }
-    // One unbroken chain, whichever replica's host verifies it.
+    // One unbroken chain, whichever replica's host verifies it (the
+    // replicas still run, so it may have grown since the export).
     for i in [0, 2] {
         let out = c.cli(i, &["audit", "verify", "--json"])?;
         let verified: Value = serde_json::from_slice(&out.stdout)?;
@@ -405,7 +407,7 @@ fn three_replicas_behind_haproxy_lose_nothing_when_two_die_in_turn() -> anyhow::
             out.status.success() && verified["problems"] == json!([]),
             "{verified}"
         );
-        assert_eq!(verified["rows"].as_u64(), Some(rows.len() as u64));
+        assert!(verified["rows"].as_u64() >= Some(rows.len() as u64), "{verified}");
     }
 
     // The session's recording is complete and verifies.
