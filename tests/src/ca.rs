@@ -16,6 +16,8 @@ use crate::util::{binary, run, run_ok};
 pub struct TestCa {
     pub dir: tempfile::TempDir,
     pub port: u16,
+    /// The port is in ca.toml (`set_port`), not picked at each start.
+    fixed_port: bool,
     child: Option<Child>,
     client: Option<reqwest::blocking::Client>,
 }
@@ -47,6 +49,7 @@ impl TestCa {
         Ok(TestCa {
             dir,
             port,
+            fixed_port: false,
             child: None,
             client: None,
         })
@@ -78,6 +81,7 @@ impl TestCa {
             )
         })?;
         self.port = port;
+        self.fixed_port = true;
         Ok(())
     }
 
@@ -114,6 +118,7 @@ impl TestCa {
         Ok(TestCa {
             dir,
             port,
+            fixed_port: true,
             child: None,
             client: None,
         })
@@ -141,6 +146,11 @@ impl TestCa {
             .create(true)
             .append(true)
             .open(self.dir.path().join("ca.log"))?;
+        if !self.fixed_port {
+            // A new port each start: read it from this start's log line.
+            self.port = 0;
+        }
+        let earlier_lines = self.log().lines().count();
         let child = Command::new(binary("shiftkey-ca")?)
             .arg("serve")
             .arg("--data-dir")
@@ -162,7 +172,7 @@ impl TestCa {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if self.port == 0 {
-                self.port = self.logged_port().unwrap_or(0);
+                self.port = self.logged_port(earlier_lines).unwrap_or(0);
             }
             if self.port != 0
                 && let Ok(resp) = client.get(self.url("/healthz")).send()
@@ -184,9 +194,10 @@ impl TestCa {
         Ok(())
     }
 
-    /// The port from the CA's "serving" log line (JSON logs).
-    fn logged_port(&self) -> Option<u16> {
-        self.log().lines().find_map(|line| {
+    /// The port from the CA's "serving" log line (JSON logs) after the
+    /// first `skip` lines (those of earlier starts).
+    fn logged_port(&self, skip: usize) -> Option<u16> {
+        self.log().lines().skip(skip).find_map(|line| {
             let entry: Value = serde_json::from_str(line).ok()?;
             (entry["fields"]["message"] == "shiftkey-ca serving")
                 .then(|| {

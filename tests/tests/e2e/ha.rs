@@ -407,7 +407,10 @@ fn three_replicas_behind_haproxy_lose_nothing_when_two_die_in_turn() -> anyhow::
             out.status.success() && verified["problems"] == json!([]),
             "{verified}"
         );
-        assert!(verified["rows"].as_u64() >= Some(rows.len() as u64), "{verified}");
+        assert!(
+            verified["rows"].as_u64() >= Some(rows.len() as u64),
+            "{verified}"
+        );
     }
 
     // The session's recording is complete and verifies.
@@ -495,5 +498,89 @@ fn three_replicas_behind_haproxy_lose_nothing_when_two_die_in_turn() -> anyhow::
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    Ok(())
+}
+
+#[test]
+fn store_migrate_moves_a_single_node_ca_to_postgresql_with_its_chain() -> anyhow::Result<()> {
+    let db = TestDatabase::create()?;
+    let (text, _) = policy();
+    let mut single = TestCa::init(&text, None)?.start()?;
+    let public = ssh_key::PrivateKey::random(
+        &mut ssh_key::rand_core::UnwrapErr(ssh_key::getrandom::SysRng),
+        ssh_key::Algorithm::Ed25519,
+    )?
+    .public_key()
+    .to_openssh()?;
+    let (status, issued) = single.request_local(&json!({
+        "public_key": public, "role": "shell", "reason": "before the move", "ttl": "5m",
+    }))?;
+    anyhow::ensure!(status == 200, "{issued}");
+    let dir = single.data_dir().display().to_string();
+    let sqlite = format!("sqlite:{dir}/shiftkey.db");
+
+    // Refused while the CA serves the file: rows written meanwhile would be lost.
+    let out = single.cli(&["store", "migrate", "--from", &sqlite, "--to", &db.url()])?;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("stop it first"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    single.stop()?;
+    let before: Value = serde_json::from_slice(
+        &single
+            .cli(&["audit", "verify", "--json", "--data-dir", &dir])?
+            .stdout,
+    )?;
+
+    let out = single.cli(&[
+        "store",
+        "migrate",
+        "--from",
+        &sqlite,
+        "--to",
+        &db.url(),
+        "--json",
+    ])?;
+    let result: Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| String::from_utf8_lossy(&out.stderr).into_owned())?;
+    assert!(out.status.success(), "{result}");
+    assert_eq!(result["ok"], true, "{result}");
+    assert_eq!(result["target"]["head_hash"], before["head_hash"]);
+    assert_eq!(result["tables"]["certificates"], 1, "{result}");
+    // The status line went to stderr, table by table.
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("copied audit:"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A second copy into the same database is refused.
+    let out = single.cli(&["store", "migrate", "--from", &sqlite, "--to", &db.url()])?;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already holds a Shiftkey store"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The same CA on PostgreSQL: what it issued before is known, and its
+    // commands see the same chain.
+    single.configure(|text| format!("{text}\n[store]\nurl = \"{}\"\n", db.url()))?;
+    single.spawn()?;
+    let (status, again) = single.request_local(&json!({
+        "public_key": public, "role": "shell", "reason": "after the move", "ttl": "5m",
+    }))?;
+    anyhow::ensure!(status == 200, "{again}");
+    assert!(again["serial"].as_u64() > issued["serial"].as_u64());
+    let after: Value = serde_json::from_slice(
+        &single
+            .cli(&["audit", "verify", "--json", "--data-dir", &dir])?
+            .stdout,
+    )?;
+    assert_eq!(after["problems"], json!([]), "{after}");
+    assert!(after["rows"].as_u64() > before["rows"].as_u64(), "{after}");
+    let help = single.cli(&["store", "migrate", "--help"])?;
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--password-file"));
     Ok(())
 }

@@ -94,16 +94,18 @@ pub(super) async fn run(connect: &Connect) -> Result<(), OpenError> {
 }
 
 async fn apply(client: &mut Client, connect: &Connect) -> Result<(), OpenError> {
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
-                 version    integer PRIMARY KEY,
-                 applied_at timestamptz NOT NULL DEFAULT now()
-             )",
-        )
-        .await
-        .map_err(|e| open_err(connect, describe(&e)))?;
     let current = version(client, connect).await?;
+    if current == 0 {
+        client
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (
+                     version    integer PRIMARY KEY,
+                     applied_at timestamptz NOT NULL DEFAULT now()
+                 )",
+            )
+            .await
+            .map_err(|e| open_err(connect, describe(&e)))?;
+    }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
         let number = index + 1;
         let failed = |e: tokio_postgres::Error| OpenError::Migrate {
