@@ -1,5 +1,5 @@
 -- Shiftkey CA store on PostgreSQL, version 2: webhook state that every
--- replica must see (SQLite version 11 holds the same tables).
+-- replica must see (SQLite version 13 holds the same tables).
 
 -- Incoming deliveries accepted recently, by the sender's event ID: a
 -- delivery replayed to any replica within the window is refused.

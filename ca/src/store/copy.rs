@@ -4,11 +4,10 @@
 //! The SQLite file is read in one read transaction (a consistent snapshot);
 //! the target must be empty (refused otherwise, nothing written). Audit
 //! rows are copied with their sequence numbers, timestamps and hashes as
-//! they are, so the chain verifies on both sides; the chain's head, the
-//! serial sequence and the overrides' identity continue after the copied
-//! rows. The incident-open trigger is off during the copy (certificates of
-//! resolved incidents are history, not new issuances) and back on before
-//! the commit.
+//! they are, so the chain verifies on both sides; the chain's head and the
+//! serial sequence continue after the copied rows. The incident-open
+//! trigger is off during the copy (certificates of resolved incidents are
+//! history, not new issuances) and back on before the commit.
 
 use std::path::Path;
 
@@ -51,6 +50,7 @@ const TABLES: &[(&str, &[&str])] = &[
             "opened_at",
             "resolved_by",
             "resolved_at",
+            "alert_key",
         ],
     ),
     (
@@ -163,7 +163,14 @@ const TABLES: &[(&str, &[&str])] = &[
             "end_reason",
             "status",
             "sealing_since",
+            "last_seen",
+            "recording_deleted_at",
+            "bytes_deleted_at",
         ],
+    ),
+    (
+        "recording_holds",
+        &["session", "reason", "held_by", "held_at"],
     ),
     (
         "recording_seals",
@@ -435,9 +442,7 @@ pub(crate) async fn sqlite_to_postgres(
         "ALTER TABLE certificates ENABLE TRIGGER certificates_incident_open;
          UPDATE audit_head SET (seq, hash) =
              (SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1) WHERE EXISTS (SELECT 1 FROM audit);
-         SELECT setval('serial_blocks', {serial_last}, true) WHERE {serial_last} > 0;
-         SELECT setval(pg_get_serial_sequence('oncall_overrides', 'id'),
-                       COALESCE((SELECT MAX(id) FROM oncall_overrides), 0) + 1, false);"
+         SELECT setval('serial_blocks', {serial_last}, true) WHERE {serial_last} > 0;"
     ))
     .await
     .map_err(|e| target_err("(sequences)", describe(&e)))?;

@@ -6,7 +6,7 @@
 
 use tokio_postgres::types::ToSql;
 
-use super::{certificates, hosts, incidents, locks, overrides, requests, sessions};
+use super::{certificates, hosts, incidents, lifecycle, locks, overrides, requests, sessions};
 use crate::store::Change;
 
 /// A parameter, owned, so statements can be made before they are sent.
@@ -41,25 +41,45 @@ pub(super) fn statements(change: &Change) -> Vec<Stmt> {
             expected,
             approvals,
             status,
-        } => vec![requests::approve(id, expected, approvals, *status)],
+            expires_at,
+        } => vec![requests::approve(
+            id,
+            expected,
+            approvals,
+            *status,
+            *expires_at,
+        )],
+        Change::ExpireRequest { id, status } => vec![requests::expire(id, *status)],
         Change::Deny { id, by, reason } => vec![requests::deny(id, by, reason)],
         Change::AddOverride(o) => vec![overrides::insert(o)],
+        Change::ShortenOverride {
+            id,
+            expected_end,
+            end,
+        } => vec![overrides::shorten(id, *expected_end, *end)],
+        Change::DeleteOverride { id, expected_end } => {
+            vec![overrides::delete(id, *expected_end)]
+        }
         Change::Revoke {
             serials,
             by,
             reason,
             at,
         } => vec![certificates::revoke(serials, by, reason, at)],
-        Change::OpenIncident(incident) => vec![incidents::open(incident)],
+        Change::OpenIncident(incident) => vec![incidents::open(incident, None)],
+        Change::OpenAlertIncident {
+            incident,
+            alert_key,
+        } => vec![incidents::open(incident, Some(alert_key))],
         Change::ResolveIncident { id, by, at, now } => incidents::resolve(id, by, at, *now),
         Change::Lock {
-            identity,
+            identities,
             by,
             at,
             reason,
             now,
-        } => locks::lock(identity, by, at, reason, *now),
-        Change::Unlock { identity } => vec![locks::unlock(identity)],
+        } => locks::lock(identities, by, at, reason, *now),
+        Change::Unlock { identities } => vec![locks::unlock(identities)],
         Change::CreateJoinToken(token) => vec![hosts::insert_token(token)],
         Change::Enroll {
             token_hash,
@@ -75,5 +95,12 @@ pub(super) fn statements(change: &Change) -> Vec<Stmt> {
         } => vec![certificates::insert(certificate), sessions::insert(session)],
         Change::SealRecording(seal) => sessions::seal(seal),
         Change::NoteRecordingRead(read) => vec![sessions::note_read(read)],
+        Change::DeleteRecording {
+            session,
+            cutoff,
+            at,
+        } => lifecycle::delete_recording(session, *cutoff, *at),
+        Change::HoldRecording(hold) => lifecycle::hold(hold),
+        Change::ReleaseHold { session } => vec![lifecycle::release(session)],
     }
 }

@@ -17,10 +17,17 @@ pub(super) fn code(conflict: Conflict) -> &'static str {
         Conflict::SessionNotLive => "SK005",
         Conflict::SessionSealing => "SK006",
         Conflict::UploadMoved => "SK007",
+        Conflict::OverrideChanged => "SK008",
+        Conflict::SessionTooLarge => "SK009",
+        Conflict::SessionHeard => "SK010",
+        Conflict::RecordingKept => "SK011",
+        Conflict::NoSuchSession => "SK012",
+        Conflict::RecordingDeleted => "SK013",
+        Conflict::NotHeld => "SK014",
     }
 }
 
-const CONFLICTS: [Conflict; 7] = [
+const CONFLICTS: [Conflict; 14] = [
     Conflict::IncidentNotOpen,
     Conflict::IncidentExists,
     Conflict::RequestChanged,
@@ -28,6 +35,13 @@ const CONFLICTS: [Conflict; 7] = [
     Conflict::SessionNotLive,
     Conflict::SessionSealing,
     Conflict::UploadMoved,
+    Conflict::OverrideChanged,
+    Conflict::SessionTooLarge,
+    Conflict::SessionHeard,
+    Conflict::RecordingKept,
+    Conflict::NoSuchSession,
+    Conflict::RecordingDeleted,
+    Conflict::NotHeld,
 ];
 
 /// The conflict a statement raised, if it raised one of ours.

@@ -25,12 +25,13 @@ fn incident_row(r: &tokio_postgres::Row) -> Incident {
     }
 }
 
-/// `IncidentExists` if the ID is taken.
-pub(super) fn open(i: &Incident) -> Stmt {
+/// `IncidentExists` if the ID is taken; `alert_key` names the
+/// Alertmanager firing it is for.
+pub(super) fn open(i: &Incident, alert_key: Option<&str>) -> Stmt {
     Stmt::new(
         "WITH opened AS (
-             INSERT INTO incidents (id, title, severity, status, source, opened_by, opened_at)
-             VALUES ($1, $2, $3, 'open', $4, $5, $6) ON CONFLICT (id) DO NOTHING RETURNING 1)
+             INSERT INTO incidents (id, title, severity, status, source, opened_by, opened_at, alert_key)
+             VALUES ($1, $2, $3, 'open', $4, $5, $6, $8) ON CONFLICT (id) DO NOTHING RETURNING 1)
          SELECT shiftkey_expect_one((SELECT count(*) FROM opened), $7)",
         vec![
             Box::new(i.id.clone()),
@@ -40,6 +41,7 @@ pub(super) fn open(i: &Incident) -> Stmt {
             Box::new(i.opened_by.clone()),
             Box::new(i.opened_at.clone()),
             Box::new(code(Conflict::IncidentExists)),
+            Box::new(alert_key.map(str::to_owned)),
         ],
     )
 }
@@ -104,5 +106,24 @@ impl IncidentStore for PostgresStore {
             )
             .await?;
         Ok(rows.iter().map(incident_row).collect())
+    }
+
+    async fn alert_incident(&self, alert_key: &str) -> Result<Option<Incident>, Error> {
+        let row = self
+            .query_opt(
+                &format!(
+                    "SELECT {COLUMNS} FROM incidents WHERE alert_key = $1 ORDER BY opened_at, id LIMIT 1"
+                ),
+                &[&alert_key],
+            )
+            .await?;
+        Ok(row.as_ref().map(incident_row))
+    }
+
+    async fn alert_key_of(&self, id: &str) -> Result<Option<String>, Error> {
+        let row = self
+            .query_opt("SELECT alert_key FROM incidents WHERE id = $1", &[&id])
+            .await?;
+        Ok(row.and_then(|r| r.get(0)))
     }
 }

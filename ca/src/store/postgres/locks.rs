@@ -6,10 +6,17 @@ use super::change::Stmt;
 use super::{PostgresStore, to_sql};
 use crate::store::{Error, LockStore};
 
-/// Locks `identity` out and revokes its certificates live at `now`, in the
-/// same transaction.
-pub(super) fn lock(identity: &str, by: &str, at: &str, reason: &str, now: u64) -> Vec<Stmt> {
-    vec![
+/// Locks `identities` (one person's) out and revokes their certificates
+/// live at `now`, in the same transaction.
+pub(super) fn lock(identities: &[String], by: &str, at: &str, reason: &str, now: u64) -> Vec<Stmt> {
+    identities
+        .iter()
+        .flat_map(|identity| lock_one(identity, by, at, reason, now))
+        .collect()
+}
+
+fn lock_one(identity: &str, by: &str, at: &str, reason: &str, now: u64) -> [Stmt; 2] {
+    [
         Stmt::new(
             "INSERT INTO identity_locks (identity, locked_by, locked_at, reason) VALUES ($1, $2, $3, $4)
              ON CONFLICT (identity) DO UPDATE SET locked_by = excluded.locked_by,
@@ -37,10 +44,10 @@ pub(super) fn lock(identity: &str, by: &str, at: &str, reason: &str, now: u64) -
     ]
 }
 
-pub(super) fn unlock(identity: &str) -> Stmt {
+pub(super) fn unlock(identities: &[String]) -> Stmt {
     Stmt::new(
-        "DELETE FROM identity_locks WHERE identity = $1",
-        vec![Box::new(identity.to_owned())],
+        "DELETE FROM identity_locks WHERE identity = ANY($1)",
+        vec![Box::new(identities.to_vec())],
     )
 }
 

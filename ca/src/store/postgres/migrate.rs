@@ -12,6 +12,8 @@ use crate::store::OpenError;
 pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0001_init.sql"),
     include_str!("../../../migrations/postgres/0002_webhook_state.sql"),
+    include_str!("../../../migrations/postgres/0003_identities_overrides_requests.sql"),
+    include_str!("../../../migrations/postgres/0004_lost_sessions_retention.sql"),
 ];
 
 /// The advisory lock migrations run under ("shiftkey" in ASCII).

@@ -20,6 +20,7 @@ mod change;
 mod conflict;
 mod hosts;
 mod incidents;
+mod lifecycle;
 mod listen;
 mod locks;
 mod migrate;

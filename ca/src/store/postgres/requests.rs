@@ -74,18 +74,32 @@ pub(super) fn approve(
     expected: &[String],
     approvals: &[String],
     status: RequestStatus,
+    expires_at: i64,
 ) -> Stmt {
     one_row(
         "WITH changed AS (
-             UPDATE access_requests SET approvals = $3, status = $4
+             UPDATE access_requests SET approvals = $3, status = $4, expires_at = $5
              WHERE id = $1 AND status = 'pending' AND approvals = $2 RETURNING 1)
-         SELECT shiftkey_expect_one((SELECT count(*) FROM changed), $5)",
+         SELECT shiftkey_expect_one((SELECT count(*) FROM changed), $6)",
         vec![
             Box::new(id.to_owned()),
             Box::new(expected.to_vec()),
             Box::new(approvals.to_vec()),
             Box::new(status.as_str()),
+            Box::new(expires_at),
         ],
+    )
+}
+
+/// Marks a request that is still `status` expired (`RequestChanged`
+/// otherwise).
+pub(super) fn expire(id: &str, status: RequestStatus) -> Stmt {
+    one_row(
+        "WITH changed AS (
+             UPDATE access_requests SET status = 'expired'
+             WHERE id = $1 AND status = $2 RETURNING 1)
+         SELECT shiftkey_expect_one((SELECT count(*) FROM changed), $3)",
+        vec![Box::new(id.to_owned()), Box::new(status.as_str())],
     )
 }
 

@@ -6,16 +6,22 @@ use shiftkey_wire::{RecordingFile, RecordingMatch};
 
 use super::change::{Param, Stmt};
 use super::conflict::{code, map_error};
-use super::{PostgresStore, from_sql, to_sql};
+use super::{PostgresStore, from_sql, lifecycle, to_sql};
 use crate::store::{
     Conflict, Error, RecordingRead, Seal, Session, SessionFilter, SessionStatus, SessionStore,
     StoredSeal, Upload,
 };
 
-const COLUMNS: &str = "id, identity, user_serial, session_serial, role, incident, principal, target, \
-     client_address, bastion, started_at, ended_at, exit_status, end_reason, status";
+/// A session's columns, from [`FROM`], in the order [`session_row`] reads
+/// them.
+pub(super) const COLUMNS: &str = "s.id, s.identity, s.user_serial, s.session_serial, s.role, \
+     s.incident, s.principal, s.target, s.client_address, s.bastion, s.started_at, s.ended_at, \
+     s.exit_status, s.end_reason, s.status, s.last_seen, s.recording_deleted_at, h.reason";
 
-fn session_row(r: &tokio_postgres::Row) -> Session {
+/// The tables [`COLUMNS`] come from: a session and its legal hold, if any.
+pub(super) const FROM: &str = "sessions s LEFT JOIN recording_holds h ON h.session = s.id";
+
+pub(super) fn session_row(r: &tokio_postgres::Row) -> Session {
     let status: String = r.get(14);
     Session {
         id: r.get(0),
@@ -36,6 +42,9 @@ fn session_row(r: &tokio_postgres::Row) -> Session {
         end_reason: r.get(13),
         // The table's CHECK allows only these.
         status: SessionStatus::parse(&status).unwrap_or(SessionStatus::Ended),
+        last_seen: r.get(15),
+        recording_deleted_at: r.get(16),
+        held: r.get(17),
     }
 }
 
@@ -150,7 +159,7 @@ pub(super) fn note_read(read: &RecordingRead) -> Stmt {
     )
 }
 
-fn uploads_of(rows: &[tokio_postgres::Row]) -> Vec<Upload> {
+pub(super) fn uploads_of(rows: &[tokio_postgres::Row]) -> Vec<Upload> {
     let mut uploads: Vec<Upload> = rows
         .iter()
         .map(|r| Upload {
@@ -178,7 +187,7 @@ fn contains_pattern(text: &str) -> String {
 
 /// Runs `statements` in one transaction of their own: the first conflict
 /// or error rolls all of them back.
-async fn transaction(
+pub(super) async fn transaction(
     store: &PostgresStore,
     statements: Vec<Stmt>,
 ) -> Result<Vec<tokio_postgres::Row>, Error> {
@@ -229,12 +238,30 @@ fn not_sealing(session: &str) -> Stmt {
     )
 }
 
+/// All the session's files together stay within `limit` bytes once this
+/// one is `to` long (`SessionTooLarge`). Run after [`lock_live`], so the
+/// session's other uploads cannot move meanwhile.
+fn within_limit(session: &str, name: &str, to: u64, limit: u64) -> Stmt {
+    Stmt::new(
+        "SELECT shiftkey_expect_one(
+             (SELECT CASE WHEN COALESCE(SUM(length), 0) + $3::bigint <= $4::bigint THEN 1 ELSE 0 END
+              FROM recording_uploads WHERE session = $1 AND name <> $2)::bigint, $5)",
+        vec![
+            Box::new(session.to_owned()),
+            Box::new(name.to_owned()),
+            Box::new(to_sql(to)),
+            Box::new(to_sql(limit)),
+            Box::new(code(Conflict::SessionTooLarge)),
+        ],
+    )
+}
+
 #[async_trait]
 impl SessionStore for PostgresStore {
     async fn session(&self, id: &str) -> Result<Option<Session>, Error> {
         let row = self
             .query_opt(
-                &format!("SELECT {COLUMNS} FROM sessions WHERE id = $1"),
+                &format!("SELECT {COLUMNS} FROM {FROM} WHERE s.id = $1"),
                 &[&id],
             )
             .await?;
@@ -250,26 +277,26 @@ impl SessionStore for PostgresStore {
         };
         if let Some(identity) = &filter.identity {
             // ASCII case-insensitive, as SQLite's NOCASE.
-            add("lower(identity) = lower(?)", Box::new(identity.clone()));
+            add("lower(s.identity) = lower(?)", Box::new(identity.clone()));
         }
         if let Some(host) = &filter.host {
             // `host` alone, or `host:port` exactly.
             add(
-                "(target = ? OR left(target, length(?) + 1) = ? || ':')",
+                "(s.target = ? OR left(s.target, length(?) + 1) = ? || ':')",
                 Box::new(host.clone()),
             );
         }
         if let Some(incident) = &filter.incident {
-            add("incident = ?", Box::new(incident.clone()));
+            add("s.incident = ?", Box::new(incident.clone()));
         }
         if let Some(role) = &filter.role {
-            add("role = ?", Box::new(role.clone()));
+            add("s.role = ?", Box::new(role.clone()));
         }
         if let Some(since) = filter.since {
-            add("started_at >= ?", Box::new(since));
+            add("s.started_at >= ?", Box::new(since));
         }
         if let Some(status) = filter.status {
-            add("status = ?", Box::new(status.as_str()));
+            add("s.status = ?", Box::new(status.as_str()));
         }
         let where_sql = if clauses.is_empty() {
             String::new()
@@ -283,7 +310,7 @@ impl SessionStore for PostgresStore {
         let rows = self
             .query(
                 &format!(
-                    "SELECT {COLUMNS} FROM sessions {where_sql} ORDER BY started_at DESC, id LIMIT {}",
+                    "SELECT {COLUMNS} FROM {FROM} {where_sql} ORDER BY s.started_at DESC, s.id LIMIT {}",
                     filter.limit
                 ),
                 &params,
@@ -371,6 +398,7 @@ impl SessionStore for PostgresStore {
         name: &str,
         from: u64,
         to: u64,
+        limit: u64,
     ) -> Result<(), Error> {
         let moved: Param = Box::new(code(Conflict::UploadMoved));
         let change = if from == 0 {
@@ -401,7 +429,16 @@ impl SessionStore for PostgresStore {
                 ],
             )
         };
-        transaction(self, vec![lock_live(session), not_sealing(session), change]).await?;
+        transaction(
+            self,
+            vec![
+                lock_live(session),
+                not_sealing(session),
+                within_limit(session, name, to, limit),
+                change,
+            ],
+        )
+        .await?;
         Ok(())
     }
 
@@ -442,5 +479,34 @@ impl SessionStore for PostgresStore {
             )
             .await?;
         Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn heard_from(
+        &self,
+        bastion: &str,
+        sessions: &[String],
+        now: i64,
+    ) -> Result<Vec<String>, Error> {
+        lifecycle::heard_from(self, bastion, sessions, now).await
+    }
+
+    async fn silent_sessions(&self, cutoff: i64, limit: u32) -> Result<Vec<Session>, Error> {
+        lifecycle::silent_sessions(self, cutoff, limit).await
+    }
+
+    async fn claim_lost(&self, session: &str, cutoff: i64, now: i64) -> Result<Vec<Upload>, Error> {
+        lifecycle::claim_lost(self, session, cutoff, now).await
+    }
+
+    async fn expired_recordings(&self, cutoff: i64, limit: u32) -> Result<Vec<Session>, Error> {
+        lifecycle::expired_recordings(self, cutoff, limit).await
+    }
+
+    async fn recordings_to_purge(&self, limit: u32) -> Result<Vec<String>, Error> {
+        lifecycle::recordings_to_purge(self, limit).await
+    }
+
+    async fn note_bytes_deleted(&self, session: &str, now: i64) -> Result<(), Error> {
+        lifecycle::note_bytes_deleted(self, session, now).await
     }
 }
