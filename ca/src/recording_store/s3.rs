@@ -312,7 +312,20 @@ impl RecordingStore for S3Store {
         if range.end == 0 {
             return Ok(Box::new(tokio::io::empty()));
         }
-        let chunks = self.chunks(session, name).await?;
+        let mut chunks = self.chunks(session, name).await?;
+        // Chunks this process saw may since have been deleted by another
+        // (retention on another replica): the first one tells, and then
+        // the file is looked up again from nothing.
+        if let Some(first) = chunks.first() {
+            match self.store.head(&first.location).await {
+                Ok(_) => {}
+                Err(object_store::Error::NotFound { .. }) => {
+                    self.forget(session);
+                    chunks = self.chunks(session, name).await?;
+                }
+                Err(e) => return Err(io(e)),
+            }
+        }
         let held = chunks.last().map_or(0, |c| c.end);
         if held < range.end {
             return Err(Error::Short {

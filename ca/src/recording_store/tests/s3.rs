@@ -98,3 +98,37 @@ async fn chunks_are_objects_never_replaced_and_the_seal_adds_the_manifest() {
     );
     assert_eq!(read(&other, S, "0.cast.gz", 6..11).await, b"world");
 }
+
+/// Retention on two replicas at once: both deletes succeed, the objects are
+/// gone, and the replica that had read the recording before sees it gone
+/// too (not the chunks it remembered).
+#[tokio::test]
+async fn a_recording_deleted_by_one_replica_is_gone_for_the_others() {
+    let bucket = TestBucket::create().unwrap();
+    let (_one_dir, one) = open(&bucket);
+    let (_two_dir, two) = open(&bucket);
+    let (one, two): (Arc<dyn RecordingStore>, Arc<dyn RecordingStore>) =
+        (Arc::new(one), Arc::new(two));
+    one.write(S, "0.cast.gz", 0, b"hello ".to_vec())
+        .await
+        .unwrap();
+    one.write(S, "0.cast.gz", 6, b"world".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(read(&two, S, "0.cast.gz", 0..11).await, b"hello world");
+    let (a, b) = tokio::join!(one.delete(S), two.delete(S));
+    a.unwrap();
+    b.unwrap();
+    for store in [&one, &two] {
+        assert!(matches!(
+            store.read(S, "0.cast.gz", 0..1).await,
+            Err(crate::recording_store::Error::Short { held: 0, .. })
+        ));
+    }
+    let (_other_dir, other) = open(&bucket);
+    let left: Vec<_> = futures_util::StreamExt::collect::<Vec<_>>(other.raw().list(Some(
+        &object_store::path::Path::from(format!("{}/{S}", bucket.prefix)),
+    )))
+    .await;
+    assert!(left.is_empty(), "{left:?}");
+}
