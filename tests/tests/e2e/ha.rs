@@ -20,10 +20,10 @@ use shiftkey_tests::ca::TestCa;
 use shiftkey_tests::haproxy::{RETRIES, TestHaproxy};
 use shiftkey_tests::oidc::OidcProvider;
 use shiftkey_tests::services::{TestBucket, TestDatabase};
-use shiftkey_tests::sshd::Sshd;
+use shiftkey_tests::sshd::{Sshd, principals_config};
 use shiftkey_tests::util::{ensure_login_user, free_port, ssh_keygen};
 
-use crate::fixtures::{LOGIN_USER, policy};
+use crate::fixtures::{LOGIN_USER, policy, with_ports};
 
 const CLIENT_ID: &str = "shiftkey-ha";
 const REVIEWERS: &str = "reviewers = [\"group:security\"]\n";
@@ -59,6 +59,21 @@ impl Cluster {
         let store = format!("\n[store]\nurl = \"{}\"\n", db.url());
         let recordings = bucket.ca_toml(&credentials);
         first.configure(|text| format!("{text}{store}{recordings}"))?;
+        // The target, as an enrolled host: only the role's scoped principal.
+        let user_ca = std::fs::read_to_string(first.data_dir().join("keys/user_ca.pub"))?;
+        let sshd_dir = work.path().join("sshd");
+        let sshd = Sshd::start_with_host_ca_and_extra(
+            &sshd_dir,
+            &user_ca,
+            Some(&first.data_dir().join("keys/host_ca")),
+            &principals_config(&sshd_dir, LOGIN_USER, &[&format!("{LOGIN_USER}@shell")])?,
+        )?;
+        // The bastion connects only to the role's ports: sshd's. Every
+        // replica gets this policy with the first one's files.
+        std::fs::write(
+            first.data_dir().join("policy.toml"),
+            with_ports(&format!("{REVIEWERS}{text}"), "shell", &[sshd.port]),
+        )?;
         let mut replicas = vec![first.replica(free_port())?, first.replica(free_port())?];
         replicas.insert(0, first);
         for replica in &mut replicas {
@@ -67,16 +82,6 @@ impl Cluster {
         let ports: Vec<u16> = replicas.iter().map(|r| r.port).collect();
         let tls = replicas[0].data_dir().join("tls");
         let proxy = TestHaproxy::start(&tls.join("cert.pem"), &tls.join("key.pem"), &ports)?;
-        let user_ca = replicas[0]
-            .client()
-            .get(proxy.url("/v1/ca/user.pub"))
-            .send()?
-            .text()?;
-        let sshd = Sshd::start_with_host_ca(
-            &work.path().join("sshd"),
-            &user_ca,
-            Some(&replicas[0].data_dir().join("keys/host_ca")),
-        )?;
         let bastion = TestBastion::start_at(&replicas[0], &proxy.url(""), None, "")?;
         Ok(Self {
             _db: db,
@@ -582,5 +587,79 @@ fn store_migrate_moves_a_single_node_ca_to_postgresql_with_its_chain() -> anyhow
     assert!(after["rows"].as_u64() > before["rows"].as_u64(), "{after}");
     let help = single.cli(&["store", "migrate", "--help"])?;
     assert!(String::from_utf8_lossy(&help.stdout).contains("--password-file"));
+
+    // Every command on this data directory now works on PostgreSQL.
+    let run_ok = |args: &[&str]| -> anyhow::Result<String> {
+        let mut all = args.to_vec();
+        all.extend(["--data-dir", &dir]);
+        let out = single.cli(&all)?;
+        anyhow::ensure!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    run_ok(&[
+        "lock",
+        "--identity",
+        "local:nobody",
+        "--reason",
+        "moved store",
+    ])?;
+    run_ok(&[
+        "unlock",
+        "--identity",
+        "local:nobody",
+        "--reason",
+        "moved store",
+    ])?;
+    let token: Value = serde_json::from_str(&run_ok(&[
+        "hosts",
+        "token",
+        "--name",
+        "db-9",
+        "--principals",
+        "db-9.example.com",
+        "--json",
+    ])?)?;
+    run_ok(&["hosts", "list", "--json"])?;
+    let serial = again["serial"].as_u64().context("serial")?.to_string();
+    let revoked: Value = serde_json::from_str(&run_ok(&[
+        "revoke",
+        "--serial",
+        &serial,
+        "--reason",
+        "moved store",
+        "--json",
+    ])?)?;
+    assert_eq!(revoked["revoked_serials"], json!([again["serial"]]));
+    // The serving CA (another process) sees each of them in the shared rows.
+    let exported = run_ok(&["audit", "export"])?;
+    for kind in [
+        "identity.locked",
+        "identity.unlocked",
+        "host.token_created",
+        "certificate.revoked",
+    ] {
+        assert!(
+            exported.contains(&format!("\"kind\":\"{kind}\"")),
+            "{kind} missing"
+        );
+    }
+    assert!(exported.contains(token["id"].as_str().unwrap_or("?")));
+    // The serving CA's KRL, read from the shared rows, revokes it.
+    let work = tempfile::tempdir()?;
+    let krl = work.path().join("krl");
+    std::fs::write(
+        &krl,
+        single.client().get(single.url("/v1/krl")).send()?.bytes()?,
+    )?;
+    let cert = work.path().join("id-cert.pub");
+    std::fs::write(
+        &cert,
+        format!("{}\n", again["certificate"].as_str().unwrap_or_default()),
+    )?;
+    assert!(shiftkey_tests::util::krl_revokes(&krl, &cert)?);
     Ok(())
 }
