@@ -33,6 +33,7 @@ const CLIENTS: usize = 8;
 /// Three replicas, HAProxy, a target sshd and a bastion following HAProxy.
 struct Cluster {
     _db: TestDatabase,
+    bucket: TestBucket,
     provider: OidcProvider,
     replicas: Vec<TestCa>,
     proxy: TestHaproxy,
@@ -43,6 +44,12 @@ struct Cluster {
 
 impl Cluster {
     fn start() -> anyhow::Result<Self> {
+        Self::start_with("", "")
+    }
+
+    /// With `recordings` keys added to every replica's `[recordings]` and
+    /// `bastion` lines to bastion.toml.
+    fn start_with(recordings: &str, bastion: &str) -> anyhow::Result<Self> {
         ensure_login_user(LOGIN_USER)?;
         let db = TestDatabase::create()?;
         let bucket = TestBucket::create()?;
@@ -57,7 +64,7 @@ impl Cluster {
         )?;
         first.set_port(free_port())?;
         let store = format!("\n[store]\nurl = \"{}\"\n", db.url());
-        let recordings = bucket.ca_toml(&credentials);
+        let recordings = format!("{}{recordings}", bucket.ca_toml(&credentials));
         first.configure(|text| format!("{text}{store}{recordings}"))?;
         // The target, as an enrolled host: only the role's scoped principal.
         let user_ca = std::fs::read_to_string(first.data_dir().join("keys/user_ca.pub"))?;
@@ -82,9 +89,10 @@ impl Cluster {
         let ports: Vec<u16> = replicas.iter().map(|r| r.port).collect();
         let tls = replicas[0].data_dir().join("tls");
         let proxy = TestHaproxy::start(&tls.join("cert.pem"), &tls.join("key.pem"), &ports)?;
-        let bastion = TestBastion::start_at(&replicas[0], &proxy.url(""), None, "")?;
+        let bastion = TestBastion::start_at(&replicas[0], &proxy.url(""), None, bastion)?;
         Ok(Self {
             _db: db,
+            bucket,
             provider,
             replicas,
             proxy,
@@ -662,4 +670,89 @@ fn store_migrate_moves_a_single_node_ca_to_postgresql_with_its_chain() -> anyhow
     )?;
     assert!(shiftkey_tests::util::krl_revokes(&krl, &cert)?);
     Ok(())
+}
+
+/// The sweeps with several replicas: a bastion SIGKILLed mid-session, its
+/// session sealed as lost by exactly one of the three replicas (each sweeps
+/// every second), then retention on all three deletes the recording once —
+/// one audit row — and its objects leave the bucket.
+#[test]
+fn replicas_seal_a_dead_bastions_session_once_and_delete_its_recording_once() -> anyhow::Result<()>
+{
+    let mut c = Cluster::start_with(
+        "lost_after = \"3s\"\nretention = \"8s\"\n",
+        "heartbeat_interval = \"1s\"\n",
+    )?;
+    let key = ssh_keygen(c.work.path(), "id_ed25519", &["-t", "ed25519"])?;
+    let public = std::fs::read_to_string(key.with_extension("pub"))?;
+    let (status, issued) = c.replicas[1].request_local(&json!({
+        "public_key": public.trim(), "role": "shell", "reason": "ha sweeps", "ttl": "10m",
+    }))?;
+    anyhow::ensure!(status == 200, "{issued}");
+    std::fs::write(
+        c.work.path().join("id_ed25519-cert.pub"),
+        format!("{}\n", issued["certificate"].as_str().unwrap_or_default()),
+    )?;
+    let config = c.bastion.ssh_config(&c.replicas[0], c.work.path(), &key)?;
+    let mut ssh = interactive(&c, &config)?;
+    std::thread::sleep(Duration::from_millis(1500));
+    type_line(&mut ssh, "echo ha-sweep-marker")?;
+    let started = wait_audit(&c, 0, |r| r["kind"] == "session.authorized")?;
+    let session = started["detail"]["session"]
+        .as_str()
+        .context("session")?
+        .to_owned();
+    // Shipped to the bucket before the kill (the bastion ships every second).
+    std::thread::sleep(Duration::from_secs(3));
+    let objects = Path::new(&std::env::var("SHIFTKEY_TEST_SERVICES")?)
+        .join("s3")
+        .join(&c.bucket.bucket)
+        .join(&c.bucket.prefix)
+        .join(&session);
+    anyhow::ensure!(objects.exists(), "nothing reached the bucket\n{}", c.logs());
+    c.bastion.kill9()?;
+    let _ = ssh.kill();
+    let lost = wait_audit(&c, 2, |r| {
+        r["kind"] == "recording.lost" && r["detail"]["session"] == session.as_str()
+    })?;
+    println!("sealed as lost by {}", lost["actor"]);
+    let deleted = wait_audit(&c, 1, |r| {
+        r["kind"] == "recording.deleted" && r["detail"]["session"] == session.as_str()
+    })?;
+    assert_eq!(deleted["detail"]["status"], "lost", "{deleted}");
+    // Several more sweeps of every replica, then count.
+    std::thread::sleep(Duration::from_secs(4));
+    let rows = c.audit(0)?;
+    for kind in ["recording.lost", "recording.deleted"] {
+        let n = rows
+            .iter()
+            .filter(|r| r["kind"] == kind && r["detail"]["session"] == session.as_str())
+            .count();
+        assert_eq!(n, 1, "{kind} {n} times\n{}", c.logs());
+    }
+    // The objects are gone from the bucket (the S3 server's own directory),
+    // and every replica answers that the recording was deleted.
+    let left: Vec<_> = walk(&objects);
+    assert!(left.is_empty(), "left in the bucket: {left:?}");
+    let verified: Value =
+        serde_json::from_slice(&c.cli(2, &["audit", "verify", "--json"])?.stdout)?;
+    assert_eq!(verified["problems"], json!([]), "{verified}");
+    Ok(())
+}
+
+/// Every file under `dir` (none when it does not exist).
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return files;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
