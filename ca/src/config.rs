@@ -750,6 +750,56 @@ mod tests {
         }
     }
 
+    /// Where the bytes live and the limits share one `[recordings]` table
+    /// (TOML allows a table once): each half is read, neither refuses the
+    /// other's keys, and the example's keys all parse together.
+    #[test]
+    fn one_recordings_table_holds_the_bucket_and_the_limits() {
+        let parse =
+            |text: &str| Config::parse(text, Path::new("/etc/shiftkey/ca.toml"), Path::new("/d"));
+        let c = parse(
+            "[recordings]\nurl = \"s3://shiftkey-recordings/prod\"\nendpoint = \"https://s3.example.com\"\n\
+             region = \"eu-west-1\"\ncredentials_file = \"s3.toml\"\nlost_after = \"5s\"\nretention = \"90days\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.recordings,
+            crate::recording_store::Settings::S3(crate::recording_store::S3Settings {
+                bucket: "shiftkey-recordings".into(),
+                prefix: "prod".into(),
+                endpoint: Some("https://s3.example.com".into()),
+                region: "eu-west-1".into(),
+                credentials_file: Some(PathBuf::from("/etc/shiftkey/s3.toml")),
+            })
+        );
+        assert_eq!(c.recording_limits.lost_after, Duration::from_secs(5));
+        assert_eq!(
+            c.recording_limits.retention,
+            Some(Duration::from_secs(90 * 86_400))
+        );
+        let c = parse("[recordings]\nmax_session_size = \"1GiB\"\n").unwrap();
+        assert_eq!(
+            c.recordings,
+            crate::recording_store::Settings::Local {
+                dir: PathBuf::from("/d/recordings")
+            }
+        );
+        assert!(parse("[recordings]\nregion = \"eu-west-1\"\nretention = \"1day\"\n").is_err());
+        // The example's commented-out table, uncommented.
+        let example: String = EXAMPLE
+            .lines()
+            .skip_while(|l| *l != "# [recordings]")
+            .take_while(|l| !l.is_empty())
+            .map(|l| format!("{}\n", l.strip_prefix('#').unwrap_or(l)))
+            .collect();
+        let c = parse(&example).unwrap();
+        assert!(
+            matches!(c.recordings, crate::recording_store::Settings::S3(_)),
+            "{example}"
+        );
+        assert_eq!(c.recording_limits.max_session_size, 16 << 30);
+    }
+
     #[test]
     fn plain_http_only_on_loopback() {
         let text = "[server]\nlisten = \"0.0.0.0:80\"\ndanger_plain_http = true\n";
