@@ -32,6 +32,8 @@ use crate::store::{
     self, Change, Conflict, IssuedCertificate, KnownCertificate, Session, SessionStatus,
 };
 
+mod forwards;
+
 /// Lifetime of a one-session certificate: long enough to connect, useless
 /// soon after (the session itself then lives on the open connection).
 pub(crate) const SESSION_CERT_TTL: Duration = Duration::from_secs(120);
@@ -138,6 +140,18 @@ impl Sessions {
         refusal: Refusal,
         detail: serde_json::Value,
     ) -> Error {
+        self.deny_as("session.denied", bastion, refusal, detail)
+            .await
+    }
+
+    /// [`Self::deny`] under another audit action (`session.forward_denied`).
+    async fn deny_as(
+        &self,
+        action: &'static str,
+        bastion: &EnrolledHost,
+        refusal: Refusal,
+        detail: serde_json::Value,
+    ) -> Error {
         let Refusal {
             code,
             message,
@@ -151,7 +165,7 @@ impl Sessions {
             .base
             .audit
             .record(Event::new(
-                "session.denied",
+                action,
                 identity.unwrap_or_else(|| bastion.identity()),
                 Outcome::Deny,
                 detail,

@@ -9,6 +9,7 @@ mod bastion;
 mod client;
 mod escalation;
 mod fixtures;
+mod forwards;
 mod host_roles;
 mod hostile;
 mod hosts;
