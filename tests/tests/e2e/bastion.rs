@@ -182,6 +182,32 @@ impl World {
         shiftkey_tests::bastion::hostile(&all)
     }
 
+    /// Replaces the CA's policy and waits until the CA has reloaded it.
+    pub(crate) fn reload_policy(&self, text: &str) -> anyhow::Result<()> {
+        let before = self
+            .ca
+            .audit_rows()?
+            .iter()
+            .filter(|r| r["kind"] == "policy.reloaded")
+            .count();
+        std::fs::write(self.ca.data_dir().join("policy.toml"), text)?;
+        self.ca.signal("HUP")?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let rows = self.ca.audit_rows()?;
+            let reloaded = rows.iter().filter(|r| r["kind"] == "policy.reloaded");
+            if reloaded.count() > before {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the CA did not reload its policy:\n{}",
+                self.ca.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// `shiftkey ARGS` as local:root on the CA's socket (a reviewer).
     pub(crate) fn shiftkey(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
         let home = self.work.path().join("home");
