@@ -426,7 +426,7 @@ impl Sessions {
             " session={session_id} via={} serial={serial}",
             user_cert.serial()
         ));
-        let sign = || -> Result<Certificate, ssh_key::Error> {
+        let build = || -> Result<Builder, ssh_key::Error> {
             let mut b = Builder::new_with_random_nonce(
                 &mut rng(),
                 session_key.key_data().clone(),
@@ -447,9 +447,16 @@ impl Sessions {
                     b.extension(name.clone(), "")?;
                 }
             }
-            b.sign(self.base.keys.user.signing_key())
+            Ok(b)
         };
-        let certificate = sign().map_err(|e| Error::Signing(e.to_string()))?;
+        let builder = build().map_err(|e| Error::Signing(e.to_string()))?;
+        let certificate = self
+            .base
+            .keys
+            .user
+            .certify(builder)
+            .await
+            .map_err(|e| Error::Signing(e.to_string()))?;
         let line = certificate
             .to_openssh()
             .map_err(|e| Error::Signing(format!("encoding: {e}")))?;

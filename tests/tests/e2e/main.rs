@@ -18,6 +18,7 @@ mod keys;
 mod notifications;
 mod oidc;
 mod pkcs11;
+mod pkcs11_ca;
 mod policy_cli;
 mod quickstart;
 mod recordings;
