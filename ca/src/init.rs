@@ -295,3 +295,55 @@ role = "db-debug"
 expect = "deny"
 deny = "incident-required"
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options<'a>(user_key: Option<KeyLocation>) -> InitOptions<'a> {
+        InitOptions {
+            passphrase: None,
+            tls_names: &[],
+            local_user: "alice",
+            config: None,
+            user_key,
+            host_key: None,
+            algorithm: None,
+        }
+    }
+
+    const TOKEN_KEY: &str =
+        "pkcs11:token=shiftkey;object=user-ca?module-path=/usr/lib/softhsm/libsofthsm2.so";
+
+    #[tokio::test]
+    async fn key_files_by_default_and_no_keys_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("ca");
+        let done = init(&data, &options(None)).await.unwrap();
+        assert!(keys::key_path(&data, CaKind::User).is_file());
+        assert!(keys::key_path(&data, CaKind::Host).is_file());
+        let config = std::fs::read_to_string(&done.config).unwrap();
+        assert!(!config.contains("\n[keys]"), "{config}");
+        assert_eq!(
+            crate::config::key_settings(&data, None).unwrap(),
+            KeySettings::default()
+        );
+    }
+
+    /// An existing ca.toml that names other keys than `--user-key`: refused
+    /// before anything is created, so `serve` never starts on keys `init`
+    /// did not make (and no token is touched).
+    #[tokio::test]
+    async fn a_key_option_that_contradicts_ca_toml_is_refused_before_anything_is_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("ca");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::write(data.join("ca.toml"), "[keys]\nuser = \"file\"\n").unwrap();
+        let uri: KeyLocation = TOKEN_KEY.parse().unwrap();
+        let e = init(&data, &options(Some(uri))).await.unwrap_err();
+        assert!(matches!(e, Error::KeysConflict { kind: "user", .. }), "{e}");
+        assert!(e.to_string().contains("edit [keys]"), "{e}");
+        assert!(!data.join("keys").exists());
+        assert!(!data.join("shiftkey.db").exists());
+    }
+}

@@ -45,10 +45,20 @@ fn a_ca_initialised_on_a_token_signs_logins_hosts_and_seals() {
         module_path!(),
         "a_ca_initialised_on_a_token_signs_logins_hosts_and_seals",
     );
-    softhsm_test(&name, setup, ca_on_token).unwrap();
+    softhsm_test(&name, setup, |hsm| ca_on_token(hsm, "ed25519")).unwrap();
 }
 
-fn ca_on_token(hsm: &SoftHsm) -> anyhow::Result<()> {
+#[test]
+fn a_ca_with_p256_keys_on_a_token_signs_logins_hosts_and_seals() {
+    let name = test_name(
+        module_path!(),
+        "a_ca_with_p256_keys_on_a_token_signs_logins_hosts_and_seals",
+    );
+    softhsm_test(&name, setup, |hsm| ca_on_token(hsm, "ecdsa-p256")).unwrap();
+}
+
+/// `algorithm`: what `init --key-algorithm` generates on the token.
+fn ca_on_token(hsm: &SoftHsm, algorithm: &str) -> anyhow::Result<()> {
     require_tool("ssh-keygen", "openssh-client")?;
     let (text, _) = policy();
     let user_uri = uri(hsm, "user-ca");
@@ -56,7 +66,14 @@ fn ca_on_token(hsm: &SoftHsm) -> anyhow::Result<()> {
     let ca = TestCa::init_with(
         &text,
         None,
-        &["--user-key", &user_uri, "--host-key", &host_uri],
+        &[
+            "--user-key",
+            &user_uri,
+            "--host-key",
+            &host_uri,
+            "--key-algorithm",
+            algorithm,
+        ],
     )?;
 
     // Both keys were generated on the token, sensitive and never
@@ -105,6 +122,17 @@ fn ca_on_token(hsm: &SoftHsm) -> anyhow::Result<()> {
     let host_ca = fetch(&ca, "/v1/ca/host.pub")?;
     let user_ca_key = PublicKey::from_openssh(user_ca.trim())?;
     let host_ca_key = PublicKey::from_openssh(host_ca.trim())?;
+    let expected = if algorithm == "ed25519" {
+        Algorithm::Ed25519
+    } else {
+        Algorithm::Ecdsa {
+            curve: ssh_key::EcdsaCurve::NistP256,
+        }
+    };
+    ensure!(
+        user_ca_key.algorithm() == expected && host_ca_key.algorithm() == expected,
+        "the token keys are not {algorithm}: {user_ca}{host_ca}"
+    );
     ensure!(
         created["detail"]["user_ca_fingerprint"]
             == user_ca_key
