@@ -117,6 +117,36 @@ fn ca_on_token(hsm: &SoftHsm, algorithm: &str) -> anyhow::Result<()> {
         "{created}"
     );
 
+    // Fail closed: with a wrong PIN, or a URI naming no key on the token,
+    // `serve` refuses to start, says what to fix, and never shows the PIN.
+    let pin_file = hsm.root().join("pin");
+    std::fs::write(&pin_file, "00000000\n")?;
+    let out = serve_once(&ca)?;
+    std::fs::write(&pin_file, format!("{PIN}\n"))?;
+    ensure!(
+        out.status.code() == Some(1)
+            && stderr(&out).contains("PIN is incorrect")
+            && !stderr(&out).contains("00000000"),
+        "serve with a wrong PIN: {:?}\n{}",
+        out.status,
+        stderr(&out)
+    );
+    let config_path = ca.data_dir().join("ca.toml");
+    std::fs::write(
+        &config_path,
+        config.replace("object=user-ca?", "object=user-ca-typo?"),
+    )?;
+    let out = serve_once(&ca)?;
+    std::fs::write(&config_path, &config)?;
+    ensure!(
+        out.status.code() == Some(1)
+            && stderr(&out).contains("no private key matching")
+            && stderr(&out).contains("object=user-ca-typo"),
+        "serve with a URI naming no key: {:?}\n{}",
+        out.status,
+        stderr(&out)
+    );
+
     let ca = ca.start()?;
     let user_ca = fetch(&ca, "/v1/ca/user.pub")?;
     let host_ca = fetch(&ca, "/v1/ca/host.pub")?;
@@ -326,6 +356,17 @@ fn ca_on_token(hsm: &SoftHsm, algorithm: &str) -> anyhow::Result<()> {
     // Still no key file anywhere in the data directory after all that.
     ensure!(!ca.data_dir().join("keys").exists());
     Ok(())
+}
+
+/// `shiftkey-ca serve` that must stop by itself (`timeout` ends one that
+/// would serve, with status 124).
+fn serve_once(ca: &TestCa) -> anyhow::Result<Output> {
+    run(Command::new("timeout")
+        .arg("30")
+        .arg(binary("shiftkey-ca")?)
+        .args(["serve", "--data-dir"])
+        .arg(ca.data_dir())
+        .stdin(Stdio::null()))
 }
 
 fn new_key() -> anyhow::Result<PrivateKey> {
