@@ -233,6 +233,17 @@ impl CaClient {
         Ok(())
     }
 
+    /// Asks the CA whether a session may forward a TCP connection (`ssh
+    /// -L`) to `host:port`; the CA audits its answer.
+    pub(crate) async fn authorize_forward(
+        &self,
+        session: &str,
+        request: &shiftkey_wire::ForwardRequest,
+    ) -> Result<shiftkey_wire::ForwardGrant, CallError> {
+        self.post(&format!("/v1/sessions/{session}/forwards"), request)
+            .await
+    }
+
     /// The sessions this bastion runs now.
     pub(crate) async fn heartbeat(
         &self,

@@ -403,10 +403,35 @@ impl server::Handler for Conn {
                 return Ok(());
             }
         };
-        let destination = if host.contains(':') {
-            format!("[{name}]:{port}")
-        } else {
-            format!("{name}:{port}")
+        // The CA decides where a session may forward to (the role's hosts
+        // and ports) and audits it; nothing opens upstream without its yes.
+        let asked = shiftkey_wire::ForwardRequest {
+            channel: admitted.number,
+            host: name.as_str().to_owned(),
+            port,
+        };
+        let destination = match self
+            .bastion
+            .ca
+            .authorize_forward(established.live.id(), &asked)
+            .await
+        {
+            Ok(grant) => grant.destination,
+            Err(e) => {
+                tracing::warn!(
+                    client = %self.client,
+                    session = established.live.id(),
+                    %name,
+                    port,
+                    error = %e,
+                    "port forwarding refused by the CA"
+                );
+                self.bastion.metrics.request_refused("forward-destination");
+                reply
+                    .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                    .await;
+                return Ok(());
+            }
         };
         let remote = established
             .upstream

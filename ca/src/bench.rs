@@ -3,7 +3,7 @@
 //!
 //! [`sign_in_process`] does what [`crate::issuance::Issuance::issue`] does for one
 //! request once the caller is authenticated, minus HTTP and the store:
-//! `issue::validate` → `Policy::evaluate` → `issue::sign` → `to_openssh`,
+//! `issue::validate` → `Policy::evaluate` → `issue::certify_blocking` (the key-file signer) → `to_openssh`,
 //! with the crate's own functions. It never writes an audit row, so the
 //! certificates it makes are thrown away and its CA key is a fresh one that
 //! lives only for the call.
@@ -19,6 +19,7 @@ use crate::issue;
 use crate::keys::rng;
 use crate::policy::Policy;
 use crate::secret::CaKey;
+use crate::signer::CaSigner;
 
 /// Why the in-process run stopped. Each names the step that failed.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +52,7 @@ pub fn sign_in_process(
     let key = PrivateKey::random(&mut rng(), Algorithm::Ed25519)
         .map_err(|e| Error::CaKey(e.to_string()))?;
     let ca = CaKey::new(key).map_err(|e| Error::CaKey(e.to_string()))?;
+    let ca = CaSigner::from_ca_key(ca).map_err(|e| Error::CaKey(e.to_string()))?;
     let caller = Caller::User {
         email: email.to_owned(),
         groups: groups.to_vec(),
@@ -68,7 +70,7 @@ pub fn sign_in_process(
 /// The per-request steps of `Ca::issue`, in its order.
 fn issue_one(
     policy: &Policy,
-    ca: &CaKey,
+    ca: &CaSigner,
     caller: &Caller,
     request: &CertificateRequest,
     serial: u64,
@@ -79,7 +81,7 @@ fn issue_one(
     let allowed = policy
         .evaluate(&valid.query(&identity, caller.groups(), None, &[], &[], Utc::now()))
         .map_err(|d| Error::Denied(d.to_string()))?;
-    let signed = issue::certify(
+    let signed = issue::certify_blocking(
         ca,
         &caller.key_id_subject(),
         &valid,

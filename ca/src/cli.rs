@@ -191,6 +191,18 @@ struct InitArgs {
     /// Extra DNS name or IP address for the self-signed TLS certificate (repeatable).
     #[arg(long = "tls-name", value_name = "NAME")]
     tls_names: Vec<String>,
+    /// Where the user CA key lives: `file` (DATA_DIR/keys/user_ca) or an RFC 7512
+    /// `pkcs11:` URI; a token key that does not exist is generated on the token.
+    /// Written to [keys] in ca.toml [default: file].
+    #[arg(long, value_name = "URI")]
+    user_key: Option<crate::signer::KeyLocation>,
+    /// Where the host CA key lives, as --user-key [default: file].
+    #[arg(long, value_name = "URI")]
+    host_key: Option<crate::signer::KeyLocation>,
+    /// Algorithm of keys generated on a token: ed25519 or ecdsa-p256
+    /// [default: ed25519]. Key files are always ed25519.
+    #[arg(long, value_name = "ALG")]
+    key_algorithm: Option<crate::signer::KeyAlgorithm>,
 }
 
 #[derive(Debug, Args)]
@@ -446,6 +458,9 @@ async fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
         tls_names: &args.tls_names,
         local_user: &user,
         config: args.dir.config.as_deref(),
+        user_key: args.user_key,
+        host_key: args.host_key,
+        algorithm: args.key_algorithm,
     };
     let done = crate::init::init(&args.dir.data_dir, &opts).await?;
     println!("user CA: {}", done.user_ca);

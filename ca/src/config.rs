@@ -36,6 +36,66 @@ struct RawConfig {
     store: RawStore,
     #[serde(default)]
     recordings: RawRecordings,
+    #[serde(default)]
+    keys: RawKeys,
+}
+
+/// `[keys]`: where the CA's two signing keys live (docs/configuration.md#keys).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeys {
+    /// `file` (DATA_DIR/keys/user_ca) or a `pkcs11:` URI [default: file].
+    user: Option<String>,
+    /// `file` (DATA_DIR/keys/host_ca) or a `pkcs11:` URI [default: file].
+    host: Option<String>,
+    /// Keys generated on a token: `ed25519` or `ecdsa-p256` [default: ed25519].
+    algorithm: Option<String>,
+    /// Logged-in sessions per token key [default: 4].
+    pkcs11_sessions: Option<usize>,
+}
+
+impl RawKeys {
+    fn check(self) -> Result<crate::keys::KeySettings, String> {
+        let defaults = crate::keys::KeySettings::default();
+        let location = |key: &str, text: Option<String>| match text {
+            Some(text) => text
+                .parse::<crate::signer::KeyLocation>()
+                .map_err(|e| format!("keys.{key}: {e}")),
+            None => Ok(crate::signer::KeyLocation::File),
+        };
+        Ok(crate::keys::KeySettings {
+            user: location("user", self.user)?,
+            host: location("host", self.host)?,
+            algorithm: match self.algorithm {
+                Some(text) => text.parse().map_err(|e| format!("keys.algorithm: {e}"))?,
+                None => defaults.algorithm,
+            },
+            pkcs11_sessions: match self.pkcs11_sessions {
+                Some(n) => std::num::NonZeroUsize::new(n)
+                    .filter(|n| n.get() <= MAX_PKCS11_SESSIONS)
+                    .ok_or_else(|| {
+                        format!(
+                            "keys.pkcs11_sessions {n} must be between 1 and {MAX_PKCS11_SESSIONS}"
+                        )
+                    })?,
+                None => defaults.pkcs11_sessions,
+            },
+        })
+    }
+}
+
+/// More logged-in sessions than this per key is a typo, not a token.
+const MAX_PKCS11_SESSIONS: usize = 64;
+
+/// The `[keys]` section `init` writes for keys that are not files.
+pub(crate) fn keys_section(settings: &crate::keys::KeySettings) -> String {
+    format!(
+        "\n[keys]\n# Written by `shiftkey-ca init`. Reference: docs/configuration.md#keys\nuser = {:?}\nhost = {:?}\nalgorithm = \"{}\"\npkcs11_sessions = {}\n",
+        settings.user.to_string(),
+        settings.host.to_string(),
+        settings.algorithm,
+        settings.pkcs11_sessions,
+    )
 }
 
 /// `[recordings]`: the CA's limits on session recordings (docs/configuration.md).
@@ -327,6 +387,8 @@ pub(crate) struct Config {
     pub(crate) recordings: crate::recording_store::Settings,
     /// `[recordings]`: size limit, lost sessions, retention.
     pub(crate) recording_limits: crate::recordings::Limits,
+    /// `[keys]`: where the CA keys live.
+    pub(crate) keys: crate::keys::KeySettings,
 }
 
 /// The SQLite file when `[store]` names none.
@@ -382,6 +444,24 @@ pub(crate) fn policy_path(data_dir: &Path, config: Option<&Path>) -> Result<Path
             Ok(config) => Ok(config.policy_path),
             Err(Error::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 Ok(data_dir.join(default_policy_path()))
+            }
+            Err(e) => Err(e),
+        },
+    }
+}
+
+/// Where the CA keys of this data directory live, as `serve` reads it from
+/// `config` (default `DATA_DIR/ca.toml`); key files without a `ca.toml`.
+pub(crate) fn key_settings(
+    data_dir: &Path,
+    config: Option<&Path>,
+) -> Result<crate::keys::KeySettings, Error> {
+    match config {
+        Some(path) => Ok(Config::load(path, data_dir)?.keys),
+        None => match Config::load(&data_dir.join("ca.toml"), data_dir) {
+            Ok(config) => Ok(config.keys),
+            Err(Error::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Ok(crate::keys::KeySettings::default())
             }
             Err(e) => Err(e),
         },
@@ -594,6 +674,7 @@ impl Config {
             store,
             recordings,
             recording_limits: raw.recordings.check().map_err(invalid)?,
+            keys: raw.keys.check().map_err(invalid)?,
             ui,
             listen,
             tls,
@@ -647,6 +728,14 @@ path = "policy.toml"
 # lost_after = "30s"           # a session no heartbeat names this long is sealed as lost
 # retention = "365days"        # delete sealed recordings older than this (held ones and
 #                              # those under an open incident are kept); default: keep
+
+# Where the CA's signing keys live. Reference: docs/configuration.md#keys
+# [keys]
+# user = "file"   # DATA_DIR/keys/user_ca, or a PKCS#11 URI such as
+#                 # "pkcs11:token=shiftkey;object=user-ca?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/shiftkey/pin"
+# host = "file"   # DATA_DIR/keys/host_ca, or a PKCS#11 URI
+# algorithm = "ed25519"   # keys generated on a token: ed25519 or ecdsa-p256
+# pkcs11_sessions = 4     # signatures in flight per token key
 
 # OIDC sign-in for `shiftkey login` users. Uncomment and fill in.
 # [oidc]
@@ -1005,5 +1094,43 @@ mod tests {
                 .to_string()
                 .contains("never allowed")
         );
+    }
+
+    #[test]
+    fn keys_default_to_files_and_name_token_keys_by_uri() {
+        let parse =
+            |text: &str| Config::parse(text, Path::new("ca.toml"), Path::new("/var/lib/shiftkey"));
+        let c = parse("").unwrap();
+        assert_eq!(c.keys, crate::keys::KeySettings::default());
+        let uri = "pkcs11:token=shiftkey;object=user-ca?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/shiftkey/pin";
+        let c = parse(&format!(
+            "[keys]\nuser = \"{uri}\"\nalgorithm = \"ecdsa-p256\"\npkcs11_sessions = 2\n"
+        ))
+        .unwrap();
+        assert!(matches!(c.keys.user, crate::signer::KeyLocation::Pkcs11(_)));
+        assert_eq!(c.keys.host, crate::signer::KeyLocation::File);
+        assert_eq!(c.keys.algorithm, crate::signer::KeyAlgorithm::EcdsaP256);
+        assert_eq!(c.keys.pkcs11_sessions.get(), 2);
+        // What `init` writes reads back as the same settings.
+        let written = keys_section(&c.keys);
+        assert_eq!(parse(&written).unwrap().keys, c.keys);
+    }
+
+    #[test]
+    fn bad_key_settings_say_what_to_write() {
+        let error = |text: &str| {
+            Config::parse(text, Path::new("ca.toml"), Path::new("/var/lib/shiftkey"))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(error("[keys]\nuser = \"/etc/ca.key\"\n").contains("keys.user"));
+        let pin_in_uri =
+            "[keys]\nhost = \"pkcs11:token=t;object=o?module-path=/m.so&pin-value=1234\"\n";
+        let e = error(pin_in_uri);
+        assert!(e.contains("keys.host") && e.contains("pin-value"), "{e}");
+        assert!(!e.contains("1234"), "{e}");
+        assert!(error("[keys]\nalgorithm = \"rsa\"\n").contains("keys.algorithm"));
+        assert!(error("[keys]\npkcs11_sessions = 0\n").contains("between 1 and 64"));
+        assert!(error("[keys]\nuser_key = \"file\"\n").contains("unknown field"));
     }
 }

@@ -521,7 +521,7 @@ impl Hosts {
             .saturating_sub(BACKDATE.as_secs());
         let valid_before = u64::try_from(now.timestamp()).unwrap_or(0) + kind.ttl().as_secs();
         let key_id = format!("{}:{name} for={purpose} serial={serial}", kind.as_str());
-        let sign = || -> Result<ssh_key::Certificate, ssh_key::Error> {
+        let build = || -> Result<Builder, ssh_key::Error> {
             let mut builder = Builder::new_with_random_nonce(
                 &mut rng(),
                 key.key_data().clone(),
@@ -538,9 +538,16 @@ impl Hosts {
             for e in extensions {
                 builder.extension(*e, "")?;
             }
-            builder.sign(self.base.keys.host.signing_key())
+            Ok(builder)
         };
-        let certificate = sign().map_err(|e| Error::Signing(e.to_string()))?;
+        let builder = build().map_err(|e| Error::Signing(e.to_string()))?;
+        let certificate = self
+            .base
+            .keys
+            .host
+            .certify(builder)
+            .await
+            .map_err(|e| Error::Signing(e.to_string()))?;
         let line = certificate
             .to_openssh()
             .map_err(|e| Error::Signing(format!("encoding: {e}")))?;

@@ -2,15 +2,19 @@
 //! working as it is.
 //!
 //! Creates, never overwrites: CA keys, TLS certificate, `ca.toml`,
-//! `policy.toml` and the store. Existing keys stop it with an error.
+//! `policy.toml` and the store. Existing key files stop it with an error.
+//! Keys named by a `pkcs11:` URI are generated on their token when it has
+//! no such key, and used as they are when it has one; nothing of theirs is
+//! written to the data directory.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
 use crate::audit::{Audit, Event, Outcome};
-use crate::keys::{self, CaKind};
+use crate::keys::{self, CaKind, KeySettings};
 use crate::secret::Secret;
+use crate::signer::{self, KeyAlgorithm, KeyLocation, Provenance};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
@@ -21,6 +25,21 @@ pub(crate) enum Error {
     },
     #[error(transparent)]
     Keys(#[from] keys::Error),
+    #[error(transparent)]
+    Signer(#[from] signer::Error),
+    #[error(transparent)]
+    Config(#[from] crate::config::Error),
+    #[error(
+        "{path} already says keys.{kind} = {configured:?}, but `--{kind}-key {given}` was given; edit [keys] in it or leave the option out"
+    )]
+    KeysConflict {
+        path: PathBuf,
+        kind: &'static str,
+        configured: String,
+        given: String,
+    },
+    #[error("the key-generating thread stopped: {0}")]
+    Join(String),
     #[error(transparent)]
     Tls(#[from] crate::tls::Error),
     #[error(transparent)]
@@ -38,6 +57,13 @@ pub(crate) struct InitOptions<'a> {
     pub(crate) local_user: &'a str,
     /// The configuration naming the store [default: DIR/ca.toml].
     pub(crate) config: Option<&'a Path>,
+    /// `--user-key`: where the user CA key goes [default: what ca.toml
+    /// says, else a key file].
+    pub(crate) user_key: Option<KeyLocation>,
+    /// `--host-key`, as `user_key`.
+    pub(crate) host_key: Option<KeyLocation>,
+    /// `--key-algorithm`: for keys generated on a token.
+    pub(crate) algorithm: Option<KeyAlgorithm>,
 }
 
 #[derive(Debug)]
@@ -61,22 +87,52 @@ pub(crate) async fn init(data_dir: &Path, options: &InitOptions<'_>) -> Result<I
         path: data_dir.to_owned(),
         source,
     })?;
+    let settings = key_settings(data_dir, options)?;
     // Check both before writing either, so a half-initialized directory
     // cannot come from a refused init.
     for kind in [CaKind::User, CaKind::Host] {
         let path = keys::key_path(data_dir, kind);
-        if path.exists() {
+        if *settings.location(kind) == KeyLocation::File && path.exists() {
             return Err(keys::Error::Exists { path }.into());
         }
     }
-    let user_ca = keys::create(data_dir, CaKind::User, options.passphrase)?;
-    let host_ca = keys::create(data_dir, CaKind::Host, options.passphrase)?;
+    let (user, host) = {
+        let data_dir = data_dir.to_owned();
+        let settings = settings.clone();
+        let passphrase = options
+            .passphrase
+            .map(|p| Secret::new(p.expose().to_owned()));
+        // Token calls block: off the async workers.
+        tokio::task::spawn_blocking(move || {
+            let pkcs11 = settings.pkcs11_options();
+            let ensure = |kind| {
+                signer::ensure(
+                    &data_dir,
+                    kind,
+                    settings.location(kind),
+                    match settings.location(kind) {
+                        KeyLocation::File => KeyAlgorithm::Ed25519,
+                        KeyLocation::Pkcs11(_) => settings.algorithm,
+                    },
+                    passphrase.as_ref(),
+                    &pkcs11,
+                )
+            };
+            Ok::<_, signer::Error>((ensure(CaKind::User)?, ensure(CaKind::Host)?))
+        })
+        .await
+        .map_err(|e| Error::Join(e.to_string()))??
+    };
     if !data_dir.join("tls/cert.pem").exists() {
         crate::tls::create_self_signed(data_dir, options.tls_names)?;
     }
     let config = data_dir.join("ca.toml");
     if !config.exists() {
-        keys::write_new(&config, crate::config::EXAMPLE.as_bytes(), 0o644)?;
+        let mut text = crate::config::EXAMPLE.to_owned();
+        if settings != KeySettings::default() {
+            text.push_str(&crate::config::keys_section(&settings));
+        }
+        keys::write_new(&config, text.as_bytes(), 0o644)?;
     }
     let policy = data_dir.join("policy.toml");
     if !policy.exists() {
@@ -94,15 +150,62 @@ pub(crate) async fn init(data_dir: &Path, options: &InitOptions<'_>) -> Result<I
             "keys.created",
             format!("local:{}", options.local_user),
             Outcome::Info,
-            json!({ "user_ca": user_ca, "host_ca": host_ca, "encrypted": options.passphrase.is_some() }),
+            json!({
+                "user_ca": user.0.public_line(),
+                "host_ca": host.0.public_line(),
+                "user_ca_fingerprint": user.0.fingerprint(),
+                "host_ca_fingerprint": host.0.fingerprint(),
+                "user_ca_location": user.0.location().to_string(),
+                "host_ca_location": host.0.location().to_string(),
+                "user_ca_generated": user.1 == Provenance::Created,
+                "host_ca_generated": host.1 == Provenance::Created,
+                "encrypted": options.passphrase.is_some(),
+            }),
         ))
         .await?;
     Ok(Initialized {
-        user_ca,
-        host_ca,
+        user_ca: user.0.public_line().to_owned(),
+        host_ca: host.0.public_line().to_owned(),
         config,
         policy,
     })
+}
+
+/// Where the keys go: `--user-key`/`--host-key` over what an existing
+/// configuration says, which must not contradict them.
+fn key_settings(data_dir: &Path, options: &InitOptions<'_>) -> Result<KeySettings, Error> {
+    let path = options
+        .config
+        .map_or_else(|| data_dir.join("ca.toml"), Path::to_owned);
+    let mut settings = if path.exists() {
+        crate::config::key_settings(data_dir, Some(&path))?
+    } else {
+        KeySettings::default()
+    };
+    let configured = path.exists();
+    for (kind, name, given) in [
+        (CaKind::User, "user", &options.user_key),
+        (CaKind::Host, "host", &options.host_key),
+    ] {
+        let Some(given) = given else { continue };
+        let current = settings.location(kind);
+        if configured && current != given {
+            return Err(Error::KeysConflict {
+                path,
+                kind: name,
+                configured: current.to_string(),
+                given: given.to_string(),
+            });
+        }
+        match kind {
+            CaKind::User => settings.user = given.clone(),
+            CaKind::Host => settings.host = given.clone(),
+        }
+    }
+    if let Some(algorithm) = options.algorithm {
+        settings.algorithm = algorithm;
+    }
+    Ok(settings)
 }
 
 /// The policy `init` writes: valid as it is, with tests that pass, granting
@@ -193,3 +296,55 @@ role = "db-debug"
 expect = "deny"
 deny = "incident-required"
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options<'a>(user_key: Option<KeyLocation>) -> InitOptions<'a> {
+        InitOptions {
+            passphrase: None,
+            tls_names: &[],
+            local_user: "alice",
+            config: None,
+            user_key,
+            host_key: None,
+            algorithm: None,
+        }
+    }
+
+    const TOKEN_KEY: &str =
+        "pkcs11:token=shiftkey;object=user-ca?module-path=/usr/lib/softhsm/libsofthsm2.so";
+
+    #[tokio::test]
+    async fn key_files_by_default_and_no_keys_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("ca");
+        let done = init(&data, &options(None)).await.unwrap();
+        assert!(keys::key_path(&data, CaKind::User).is_file());
+        assert!(keys::key_path(&data, CaKind::Host).is_file());
+        let config = std::fs::read_to_string(&done.config).unwrap();
+        assert!(!config.contains("\n[keys]"), "{config}");
+        assert_eq!(
+            crate::config::key_settings(&data, None).unwrap(),
+            KeySettings::default()
+        );
+    }
+
+    /// An existing ca.toml that names other keys than `--user-key`: refused
+    /// before anything is created, so `serve` never starts on keys `init`
+    /// did not make (and no token is touched).
+    #[tokio::test]
+    async fn a_key_option_that_contradicts_ca_toml_is_refused_before_anything_is_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("ca");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::write(data.join("ca.toml"), "[keys]\nuser = \"file\"\n").unwrap();
+        let uri: KeyLocation = TOKEN_KEY.parse().unwrap();
+        let e = init(&data, &options(Some(uri))).await.unwrap_err();
+        assert!(matches!(e, Error::KeysConflict { kind: "user", .. }), "{e}");
+        assert!(e.to_string().contains("edit [keys]"), "{e}");
+        assert!(!data.join("keys").exists());
+        assert!(!data.join("shiftkey.db").exists());
+    }
+}

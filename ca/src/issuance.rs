@@ -242,7 +242,8 @@ impl Issuance {
             &allowed,
             &request_id,
             serial,
-        );
+        )
+        .await;
         let issue::Signed {
             key_id,
             certificate,

@@ -16,7 +16,7 @@ use crate::keys::rng;
 use chrono::{DateTime, Utc};
 
 use crate::policy::{AccessQuery, Allowed, HARD_MAX_TTL, IncidentState};
-use crate::secret::CaKey;
+use crate::signer::CaSigner;
 
 /// RSA keys below this many bits are refused (NIST SP 800-57: 3072 for 128-bit security).
 pub(crate) const MIN_RSA_BITS: u32 = 3072;
@@ -232,6 +232,8 @@ pub(crate) fn key_id(
 pub(crate) enum SignError {
     #[error("cannot sign the certificate: {0}")]
     Crypto(#[from] ssh_key::Error),
+    #[error("cannot sign the certificate: {0}")]
+    Signer(#[from] crate::signer::Error),
     #[error(transparent)]
     KeyId(#[from] UnsafeKeyIdPart),
 }
@@ -272,15 +274,39 @@ pub(crate) struct Signed {
 }
 
 /// Everything between the policy's yes and the audit commit: the key ID,
-/// the signature, the OpenSSH encoding.
-pub(crate) fn certify(
-    ca: &CaKey,
+/// the signature (by `ca`, wherever its key lives), the OpenSSH encoding.
+pub(crate) async fn certify(
+    ca: &CaSigner,
     subject: &str,
     request: &ValidRequest,
     allowed: &Allowed,
     request_id: &str,
     serial: u64,
 ) -> Result<Signed, SignError> {
+    let (key_id, builder) = prepare(subject, request, allowed, request_id, serial)?;
+    finish(key_id, ca.certify(builder).await?)
+}
+
+/// [`certify`] on this thread, for the in-process benchmark.
+pub(crate) fn certify_blocking(
+    ca: &CaSigner,
+    subject: &str,
+    request: &ValidRequest,
+    allowed: &Allowed,
+    request_id: &str,
+    serial: u64,
+) -> Result<Signed, SignError> {
+    let (key_id, builder) = prepare(subject, request, allowed, request_id, serial)?;
+    finish(key_id, ca.certify_blocking(builder)?)
+}
+
+fn prepare(
+    subject: &str,
+    request: &ValidRequest,
+    allowed: &Allowed,
+    request_id: &str,
+    serial: u64,
+) -> Result<(String, Builder), SignError> {
     let key_id = key_id(
         subject,
         &request.role,
@@ -288,7 +314,11 @@ pub(crate) fn certify(
         request_id,
         serial,
     )?;
-    let certificate = sign(ca, request, allowed, serial, &key_id)?;
+    let builder = builder(request, allowed, serial, &key_id)?;
+    Ok((key_id, builder))
+}
+
+fn finish(key_id: String, certificate: Certificate) -> Result<Signed, SignError> {
     let line = certificate.to_openssh()?;
     Ok(Signed {
         key_id,
@@ -297,14 +327,14 @@ pub(crate) fn certify(
     })
 }
 
-/// Signs a user certificate for `request.public_key` exactly as `allowed` says.
-pub(crate) fn sign(
-    ca: &CaKey,
+/// The user certificate for `request.public_key` exactly as `allowed` says,
+/// ready to sign.
+fn builder(
     request: &ValidRequest,
     allowed: &Allowed,
     serial: u64,
     key_id: &str,
-) -> Result<Certificate, SignError> {
+) -> Result<Builder, SignError> {
     let valid_after = u64::try_from(allowed.valid_after().timestamp()).unwrap_or(0);
     let valid_before = u64::try_from(allowed.valid_before().timestamp()).unwrap_or(0);
     let mut builder = Builder::new_with_random_nonce(
@@ -326,7 +356,7 @@ pub(crate) fn sign(
     for extension in allowed.extensions() {
         builder.extension(extension.clone(), "")?;
     }
-    Ok(builder.sign(ca.signing_key())?)
+    Ok(builder)
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use ssh_key::rand_core::UnwrapErr;
 use ssh_key::{Algorithm, LineEnding, PrivateKey};
 
 use crate::secret::{CaKey, Secret};
+use crate::signer::{self, CaSigner, KeyAlgorithm, KeyLocation, Pkcs11Options};
 
 /// The operating system's CSPRNG, as the ssh-key crate wants it.
 pub(crate) fn rng() -> UnwrapErr<SysRng> {
@@ -74,11 +75,54 @@ pub(crate) fn key_path(data_dir: &Path, kind: CaKind) -> PathBuf {
     data_dir.join("keys").join(kind.file_name())
 }
 
-/// Both CA keys, decrypted, for the running CA.
-#[derive(Debug)]
+/// The CA's two signers: the one place every signature the CA makes comes
+/// from. Built once at start ([`open_both`]) and passed down as application
+/// state; never a static.
+#[derive(Debug, Clone)]
 pub(crate) struct CaKeys {
-    pub(crate) user: CaKey,
-    pub(crate) host: CaKey,
+    pub(crate) user: CaSigner,
+    pub(crate) host: CaSigner,
+}
+
+/// Where the two CA keys live (`[keys]` in ca.toml, `init --user-key`/
+/// `--host-key`) and how token keys are used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeySettings {
+    pub(crate) user: KeyLocation,
+    pub(crate) host: KeyLocation,
+    /// The algorithm of keys generated on a token (key files are ed25519).
+    pub(crate) algorithm: KeyAlgorithm,
+    /// Logged-in sessions per token key.
+    pub(crate) pkcs11_sessions: std::num::NonZeroUsize,
+}
+
+impl Default for KeySettings {
+    fn default() -> Self {
+        Self {
+            user: KeyLocation::File,
+            host: KeyLocation::File,
+            algorithm: KeyAlgorithm::Ed25519,
+            pkcs11_sessions: crate::signer::DEFAULT_SESSIONS,
+        }
+    }
+}
+
+impl KeySettings {
+    pub(crate) fn location(&self, kind: CaKind) -> &KeyLocation {
+        match kind {
+            CaKind::User => &self.user,
+            CaKind::Host => &self.host,
+        }
+    }
+
+    /// How token keys are used: the configured pool size, the PIN from the
+    /// environment for URIs without `pin-source`.
+    pub(crate) fn pkcs11_options(&self) -> Pkcs11Options {
+        Pkcs11Options {
+            sessions: self.pkcs11_sessions,
+            ..Pkcs11Options::from_env()
+        }
+    }
 }
 
 /// Creates a new ed25519 CA key at its place under `data_dir`, refusing to
@@ -165,10 +209,27 @@ pub(crate) fn load(
     Ok(CaKey::new(key)?)
 }
 
-pub(crate) fn load_both(data_dir: &Path, passphrase: Option<&Secret>) -> Result<CaKeys, Error> {
+/// Opens both CA keys where `settings` say they are (key files are
+/// decrypted with `passphrase`; token keys are found and logged into).
+/// Creates nothing. Blocks on token calls: call it off the async workers.
+pub(crate) fn open_both(
+    data_dir: &Path,
+    settings: &KeySettings,
+    passphrase: Option<&Secret>,
+) -> Result<CaKeys, signer::Error> {
+    let options = settings.pkcs11_options();
+    let open = |kind| {
+        signer::open(
+            data_dir,
+            kind,
+            settings.location(kind),
+            passphrase,
+            &options,
+        )
+    };
     Ok(CaKeys {
-        user: load(data_dir, CaKind::User, passphrase)?,
-        host: load(data_dir, CaKind::Host, passphrase)?,
+        user: open(CaKind::User)?,
+        host: open(CaKind::Host)?,
     })
 }
 
@@ -214,7 +275,9 @@ mod tests {
             Err(Error::Exists { .. })
         ));
         let key = load(dir.path(), CaKind::User, None).unwrap();
-        assert!(public.starts_with(key.public_line()));
+        let mut loaded = key.public_key().clone();
+        loaded.set_comment("");
+        assert!(public.starts_with(&loaded.to_openssh().unwrap()));
     }
 
     #[test]

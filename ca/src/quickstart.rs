@@ -43,6 +43,9 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
             tls_names: &[],
             local_user: &user,
             config: None,
+            user_key: None,
+            host_key: None,
+            algorithm: None,
         };
         crate::init::init(dir, &opts).await?;
         // The quickstart listens where --listen says.

@@ -13,21 +13,14 @@ use ssh_key::{HashAlg, PrivateKey};
 pub(crate) struct CaKey {
     // INVARIANT: never encrypted here; `keys::load` decrypts before building one.
     key: PrivateKey,
-    public_line: String,
+    /// `SHA256:...`, for `Debug`.
     fingerprint: String,
 }
 
 impl CaKey {
     pub(crate) fn new(key: PrivateKey) -> Result<Self, ssh_key::Error> {
-        let mut public = key.public_key().clone();
-        public.set_comment("");
-        let public_line = public.to_openssh()?;
-        let fingerprint = public.fingerprint(HashAlg::Sha256).to_string();
-        Ok(Self {
-            key,
-            public_line,
-            fingerprint,
-        })
+        let fingerprint = key.public_key().fingerprint(HashAlg::Sha256).to_string();
+        Ok(Self { key, fingerprint })
     }
 
     pub(crate) fn signing_key(&self) -> &PrivateKey {
@@ -36,16 +29,6 @@ impl CaKey {
 
     pub(crate) fn public_key(&self) -> &ssh_key::PublicKey {
         self.key.public_key()
-    }
-
-    /// One OpenSSH line, no comment: ready for `TrustedUserCAKeys`.
-    pub(crate) fn public_line(&self) -> &str {
-        &self.public_line
-    }
-
-    /// `SHA256:...`, as `ssh-keygen -l` prints it.
-    pub(crate) fn fingerprint(&self) -> &str {
-        &self.fingerprint
     }
 }
 

@@ -48,7 +48,9 @@ pub(crate) enum StartError {
     #[error(transparent)]
     Config(#[from] crate::config::Error),
     #[error(transparent)]
-    Keys(#[from] crate::keys::Error),
+    Keys(#[from] crate::signer::Error),
+    #[error("the key-opening thread stopped: {0}")]
+    Join(String),
     #[error("the policy is invalid:\n{0}\nhint: fix it and check with `shiftkey-ca policy check`")]
     Policy(String),
     #[error(transparent)]
@@ -145,7 +147,18 @@ pub(crate) async fn start(
     })?;
     let lock = lock_data_dir(data_dir)?;
     let config = Config::load(config_path, data_dir)?;
-    let keys = Arc::new(crate::keys::load_both(data_dir, passphrase)?);
+    let keys = {
+        let data_dir = data_dir.to_owned();
+        let settings = config.keys.clone();
+        let passphrase = passphrase.map(|p| Secret::new(p.expose().to_owned()));
+        // Logging into a token blocks: off the async workers.
+        tokio::task::spawn_blocking(move || {
+            crate::keys::open_both(&data_dir, &settings, passphrase.as_ref())
+        })
+        .await
+        .map_err(|e| StartError::Join(e.to_string()))??
+    };
+    let keys = Arc::new(keys);
     let policy_path = config.policy_path.clone();
     let policy = {
         let path = policy_path.clone();
@@ -211,6 +224,8 @@ pub(crate) async fn start(
             json!({
                 "user_ca": keys.user.fingerprint(),
                 "host_ca": keys.host.fingerprint(),
+                "user_ca_location": keys.user.location().to_string(),
+                "host_ca_location": keys.host.location().to_string(),
                 "policy": policy_path.display().to_string(),
                 "listen": config.listen.to_string(),
                 "tls": config.tls.is_some(),

@@ -32,6 +32,8 @@ use crate::store::{
     self, Change, Conflict, IssuedCertificate, KnownCertificate, Session, SessionStatus,
 };
 
+mod forwards;
+
 /// Lifetime of a one-session certificate: long enough to connect, useless
 /// soon after (the session itself then lives on the open connection).
 pub(crate) const SESSION_CERT_TTL: Duration = Duration::from_secs(120);
@@ -138,6 +140,18 @@ impl Sessions {
         refusal: Refusal,
         detail: serde_json::Value,
     ) -> Error {
+        self.deny_as("session.denied", bastion, refusal, detail)
+            .await
+    }
+
+    /// [`Self::deny`] under another audit action (`session.forward_denied`).
+    async fn deny_as(
+        &self,
+        action: &'static str,
+        bastion: &EnrolledHost,
+        refusal: Refusal,
+        detail: serde_json::Value,
+    ) -> Error {
         let Refusal {
             code,
             message,
@@ -151,7 +165,7 @@ impl Sessions {
             .base
             .audit
             .record(Event::new(
-                "session.denied",
+                action,
                 identity.unwrap_or_else(|| bastion.identity()),
                 Outcome::Deny,
                 detail,
@@ -412,7 +426,7 @@ impl Sessions {
             " session={session_id} via={} serial={serial}",
             user_cert.serial()
         ));
-        let sign = || -> Result<Certificate, ssh_key::Error> {
+        let build = || -> Result<Builder, ssh_key::Error> {
             let mut b = Builder::new_with_random_nonce(
                 &mut rng(),
                 session_key.key_data().clone(),
@@ -433,9 +447,16 @@ impl Sessions {
                     b.extension(name.clone(), "")?;
                 }
             }
-            b.sign(self.base.keys.user.signing_key())
+            Ok(b)
         };
-        let certificate = sign().map_err(|e| Error::Signing(e.to_string()))?;
+        let builder = build().map_err(|e| Error::Signing(e.to_string()))?;
+        let certificate = self
+            .base
+            .keys
+            .user
+            .certify(builder)
+            .await
+            .map_err(|e| Error::Signing(e.to_string()))?;
         let line = certificate
             .to_openssh()
             .map_err(|e| Error::Signing(format!("encoding: {e}")))?;

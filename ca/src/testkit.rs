@@ -37,7 +37,8 @@ impl World {
         let dir = tempfile::tempdir().unwrap();
         keys::create(dir.path(), CaKind::User, None).unwrap();
         keys::create(dir.path(), CaKind::Host, None).unwrap();
-        let keys = Arc::new(keys::load_both(dir.path(), None).unwrap());
+        let keys =
+            Arc::new(keys::open_both(dir.path(), &keys::KeySettings::default(), None).unwrap());
         let store =
             crate::store::open_sqlite(&dir.path().join("shiftkey.db"), Access::ReadWrite).unwrap();
         let bytes: Arc<dyn RecordingStore> =

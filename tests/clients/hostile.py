@@ -17,6 +17,8 @@ Scenarios:
             type into one more
   logins    N connections (C at a time), each trying the given key A times
   preauth   hold N connections that never authenticate, then try one more
+  forward   open a direct-tcpip channel (what `ssh -L` asks for) to each
+            destination in turn; whether it opened and what came back
 """
 
 import argparse
@@ -319,6 +321,31 @@ async def preauth(args):
     print(json.dumps({"held": len(held), "extra_closed": extra_closed, "first_closed": first_closed}))
 
 
+async def forward(args):
+    conn = await connect(args)
+    results = []
+    for destination in args.to:
+        host, _, port = destination.rpartition(":")
+        outcome = {"to": destination, "opened": False}
+        try:
+            reader, writer = await asyncio.wait_for(
+                conn.open_connection(host.strip("[]"), int(port)), args.timeout
+            )
+            outcome["opened"] = True
+            writer.write(b"SSH-2.0-hostile-forward\r\n")
+            try:
+                first = await asyncio.wait_for(reader.read(256), args.timeout)
+                outcome["received"] = first.decode("latin-1")
+            except asyncio.TimeoutError:
+                outcome["received"] = None
+            writer.close()
+        except (asyncssh.Error, OSError, asyncio.TimeoutError) as e:
+            outcome["error"] = str(e) or type(e).__name__
+        results.append(outcome)
+    conn.close()
+    print(json.dumps({"forwards": results}))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
@@ -345,6 +372,8 @@ def main():
     p.add_argument("--concurrency", type=int, default=20)
     p = sub.add_parser("preauth")
     p.add_argument("--count", type=int, required=True)
+    p = sub.add_parser("forward")
+    p.add_argument("--to", action="append", default=[], help="HOST:PORT, repeatable")
     args = parser.parse_args()
     if args.known_hosts is None:
         args.known_hosts = None
@@ -354,6 +383,7 @@ def main():
         "flood": flood,
         "logins": logins,
         "preauth": preauth,
+        "forward": forward,
     }[args.scenario]
     asyncio.run(scenario(args))
 

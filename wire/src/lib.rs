@@ -547,6 +547,28 @@ pub enum SessionEventKind {
     RequestRefused,
 }
 
+/// `POST /v1/sessions/{session}/forwards` (the session's bastion only):
+/// may this live session forward a TCP connection (`ssh -L`) to
+/// `host:port`? The CA checks the session's role as the policy says now
+/// (`permit-port-forwarding`, its hosts and `ports`; `localhost` and
+/// loopback addresses mean the session's own target) and audits the
+/// decision before it answers: 200 with a [`ForwardGrant`], or 403.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardRequest {
+    /// The forwarded channel's number in the session (its recording's `N`).
+    pub channel: u32,
+    pub host: String,
+    pub port: u16,
+}
+
+/// The CA's yes to a [`ForwardRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ForwardGrant {
+    /// The destination as the CA checked it (`host:port`, canonical).
+    pub destination: String,
+}
+
 /// `POST /v1/sessions/heartbeat` (bastions only): the sessions this bastion
 /// runs now, sent every `interval_seconds`. A live session of this bastion
 /// that stops being named (the bastion died or lost it) is the CA's to mark

@@ -41,6 +41,7 @@ pub(super) fn routes() -> Router<AppState> {
             post(heartbeat).layer(DefaultBodyLimit::max(MAX_HEARTBEAT_BODY)),
         )
         .route("/v1/sessions/{session}/events", post(session_event))
+        .route("/v1/sessions/{session}/forwards", post(forward))
 }
 
 async fn enroll(
@@ -124,6 +125,17 @@ async fn session_event(
         .record_session_event(&host, &session, body)
         .await?;
     Ok(Json(json!({ "recorded": true })))
+}
+
+/// May the session forward a TCP connection there (`ssh -L`)?
+async fn forward(
+    State(sessions): State<Arc<Sessions>>,
+    Path(session): Path<String>,
+    Enrolled(host, body): Enrolled<shiftkey_wire::ForwardRequest>,
+) -> Result<Json<shiftkey_wire::ForwardGrant>, ApiError> {
+    Ok(Json(
+        sessions.authorize_forward(&host, &session, body).await?,
+    ))
 }
 
 /// A request signed by an enrolled host (`Shiftkey-Host` authorization),

@@ -70,7 +70,7 @@ pub(crate) use self::identity::canonical_identity;
 pub(crate) use self::model::Role;
 pub(crate) use self::oncall::Override;
 pub(crate) use self::schedule::Shift;
-pub(crate) use self::targets::{canonical_host, scoped_principal};
+pub(crate) use self::targets::{Target, canonical_host, scoped_principal};
 pub(crate) use self::values::HARD_MAX_TTL;
 
 use self::authority::AuthorityRule;

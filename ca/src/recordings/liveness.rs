@@ -171,7 +171,7 @@ impl Recordings {
             text,
             signature,
             digest,
-        } = self.sign_manifest(&manifest)?;
+        } = self.sign_manifest(&manifest).await?;
         let total: u64 = files.iter().map(|f| f.bytes).sum();
         let event = Event::new(
             "recording.lost",

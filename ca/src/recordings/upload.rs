@@ -358,7 +358,7 @@ impl Recordings {
             text,
             signature,
             digest,
-        } = self.sign_manifest(&manifest)?;
+        } = self.sign_manifest(&manifest).await?;
         let total: u64 = files.iter().map(|f| f.bytes).sum();
         let (kind, outcome) = if problems.is_empty() {
             ("recording.sealed", Outcome::Info)
@@ -416,16 +416,20 @@ impl Recordings {
 
     /// The manifest as signed: its JSON, the SSHSIG over it by the user CA
     /// key, and its SHA-256.
-    pub(super) fn sign_manifest(&self, manifest: &RecordingManifest) -> Result<Signed, Error> {
+    pub(super) async fn sign_manifest(
+        &self,
+        manifest: &RecordingManifest,
+    ) -> Result<Signed, Error> {
         let text = serde_json::to_string(manifest)
             .map_err(|e| Error::Signing(format!("encoding the manifest: {e}")))?;
         let signature = self
             .base
             .keys
             .user
-            .signing_key()
-            .sign(NAMESPACE, HashAlg::Sha512, text.as_bytes())
-            .and_then(|s| s.to_pem(ssh_key::LineEnding::LF))
+            .sshsig(NAMESPACE, HashAlg::Sha512, text.as_bytes().to_vec())
+            .await
+            .map_err(|e| Error::Signing(e.to_string()))?
+            .to_pem(ssh_key::LineEnding::LF)
             .map_err(|e| Error::Signing(e.to_string()))?;
         let digest = sha256_hex(text.as_bytes());
         Ok(Signed {

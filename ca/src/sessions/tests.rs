@@ -33,7 +33,12 @@ fn bastion() -> EnrolledHost {
 }
 
 /// A user certificate signed by `ca`, valid from `valid_after` for an hour.
-fn user_cert(ca: &PrivateKey, serial: u64, valid_after: u64, key_id: &str) -> Certificate {
+fn user_cert(
+    ca: &impl ssh_key::SigningKey,
+    serial: u64,
+    valid_after: u64,
+    key_id: &str,
+) -> Certificate {
     let user = key();
     let mut b = Builder::new_with_random_nonce(
         &mut rng(),
@@ -79,7 +84,7 @@ async fn world() -> (World, Sessions, Certificate) {
     let serial = world.store.next_serial().await.unwrap();
     let now = u64::try_from(Utc::now().timestamp()).unwrap();
     let key_id = format!("a@example.com role=shell incident=INC-1 req=r_1 serial={serial}");
-    let cert = user_cert(world.keys.user.signing_key(), serial, now - 60, &key_id);
+    let cert = user_cert(&world.keys.user, serial, now - 60, &key_id);
     world
         .audit
         .record_change(
@@ -255,12 +260,7 @@ async fn refused_logins_are_audited_only_for_certificates_of_this_ca() {
         "{metrics}"
     );
     // Ours, even expired long ago: audited.
-    let expired = user_cert(
-        world.keys.user.signing_key(),
-        9,
-        1_000,
-        "a@example.com role=shell",
-    );
+    let expired = user_cert(&world.keys.user, 9, 1_000, "a@example.com role=shell");
     assert!(
         sessions
             .record_bastion_refusal(&bastion(), report(&expired))

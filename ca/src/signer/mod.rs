@@ -214,7 +214,7 @@ pub(crate) enum Error {
     )]
     PinLocked { token: String },
     #[error(
-        "token `{token}` has no private key matching {uri}; check object=/id= (`pkcs11-tool --list-objects` lists them), or create it with `init`/`keys rotate`"
+        "token `{token}` has no private key matching {uri}; check object=/id= (`pkcs11-tool --list-objects` lists them), or fix the URI in [keys] of ca.toml (`shiftkey-ca init` generates keys on the token)"
     )]
     ObjectNotFound { token: String, uri: String },
     #[error("token `{token}` has {count} private keys matching {uri}; add id= to name exactly one")]
@@ -245,7 +245,7 @@ pub(crate) enum Error {
         wanted: KeyAlgorithm,
     },
     #[error(
-        "token `{token}`: the private key {uri} can leave the token (CKA_EXTRACTABLE or not CKA_SENSITIVE); generate a new key on the token with `init`/`keys rotate` instead"
+        "token `{token}`: the private key {uri} can leave the token (CKA_EXTRACTABLE or not CKA_SENSITIVE); generate a new key on the token with `shiftkey-ca init` under another object name instead"
     )]
     KeyExtractable { token: String, uri: String },
     #[error("token `{token}`: the private key {uri} may not sign (CKA_SIGN is false)")]
