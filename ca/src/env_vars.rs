@@ -13,3 +13,7 @@ pub(crate) const LOG_FORMAT: &str = "SHIFTKEY_LOG_FORMAT";
 pub(crate) const PKCS11_PIN: &str = "SHIFTKEY_PKCS11_PIN";
 /// Set (to anything) to turn off colour in log lines (<https://no-color.org>).
 pub(crate) const NO_COLOR: &str = "NO_COLOR";
+/// `quickstart`: the ssh-agent its certificate goes into (files when unset or refused).
+pub(crate) const SSH_AUTH_SOCK: &str = "SSH_AUTH_SOCK";
+/// `quickstart`: where a bare `--ssh` name is looked up.
+pub(crate) const PATH: &str = "PATH";
