@@ -5,6 +5,9 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
 
 use serde_json::Value;
 use shiftkey_tests::bastion::read_recording;
@@ -78,10 +81,7 @@ fn quickstart_records_a_session_through_the_bastion_into_an_enrolled_host() -> a
 
     // The recorded session, by ID, and what the shell printed.
     let session = field(&stdout, "Session:").to_owned();
-    assert!(
-        session.starts_with("s_") && session.len() == 18,
-        "{stdout}"
-    );
+    assert!(session.starts_with("s_") && session.len() == 18, "{stdout}");
     assert!(
         field(&stdout, "output").starts_with("shiftkey-quickstart-42 as root on "),
         "{stdout}"
@@ -106,13 +106,21 @@ fn quickstart_records_a_session_through_the_bastion_into_an_enrolled_host() -> a
         "ListenAddress 127.0.0.1".to_owned(),
         "PermitRootLogin prohibit-password".to_owned(),
     ] {
-        assert!(sshd_config.lines().any(|l| l == line), "{line} in\n{sshd_config}");
+        assert!(
+            sshd_config.lines().any(|l| l == line),
+            "{line} in\n{sshd_config}"
+        );
     }
     assert_eq!(
         std::fs::read_to_string(target.join("principals/root"))?,
         "root@quickstart\n"
     );
-    let key_of = |text: String| text.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    let key_of = |text: String| {
+        text.split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     assert_eq!(
         key_of(std::fs::read_to_string(target.join("user_ca.pub"))?),
         key_of(std::fs::read_to_string(data.join("keys/user_ca.pub"))?),
@@ -135,7 +143,10 @@ fn quickstart_records_a_session_through_the_bastion_into_an_enrolled_host() -> a
     assert!(config.contains("ProxyJump quickstart-bastion"), "{config}");
     assert!(config.contains("StrictHostKeyChecking yes"), "{config}");
     let known = std::fs::read_to_string(data.join("known_hosts"))?;
-    assert!(known.starts_with("@cert-authority * ssh-ed25519 "), "{known}");
+    assert!(
+        known.starts_with("@cert-authority * ssh-ed25519 "),
+        "{known}"
+    );
 
     // The bastion's own copy of the recording holds the typed line.
     let cast = data.join(format!("bastion/recordings/{session}/1.cast.gz"));
@@ -145,7 +156,10 @@ fn quickstart_records_a_session_through_the_bastion_into_an_enrolled_host() -> a
         .filter(|e| e[1] == "i")
         .filter_map(|e| e[2].as_str())
         .collect();
-    assert!(typed.contains("echo shiftkey-quickstart-$((6*7))"), "{typed}");
+    assert!(
+        typed.contains("echo shiftkey-quickstart-$((6*7))"),
+        "{typed}"
+    );
 
     // The CA's audit log: both enrollments by one-time token, the session
     // and its seal; and the chain verifies.
@@ -158,7 +172,9 @@ fn quickstart_records_a_session_through_the_bastion_into_an_enrolled_host() -> a
         enrolled
             .iter()
             .any(|r| r["actor"] == "host:quickstart-target"
-                && r["detail"]["token"].as_str().is_some_and(|t| t.starts_with("jt_"))),
+                && r["detail"]["token"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("jt_"))),
         "{enrolled:?}"
     );
     assert!(
@@ -173,8 +189,10 @@ fn quickstart_records_a_session_through_the_bastion_into_an_enrolled_host() -> a
             && r["detail"]["identity"] == "local:root"),
         "no recording.sealed row for {session}"
     );
-    assert!(rows.iter().any(|r| r["kind"] == "certificate.issued"
-        && r["detail"]["serial"] == serial));
+    assert!(
+        rows.iter()
+            .any(|r| r["kind"] == "certificate.issued" && r["detail"]["serial"] == serial)
+    );
     let verify = run(Command::new(binary("shiftkey-ca")?)
         .args(["audit", "verify", "--data-dir"])
         .arg(&data))?;
@@ -186,7 +204,10 @@ fn quickstart_records_a_session_through_the_bastion_into_an_enrolled_host() -> a
 
     // What to run next.
     for next in [
-        format!("ssh -F {} quickstart-target", data.join("ssh_config").display()),
+        format!(
+            "ssh -F {} quickstart-target",
+            data.join("ssh_config").display()
+        ),
         format!("recordings play {session} --ca unix:"),
         "recordings search 'shiftkey-quickstart' --ca unix:".to_owned(),
         format!("recordings cat {session} --ca unix:"),
@@ -204,7 +225,10 @@ fn quickstart_records_a_session_through_the_bastion_into_an_enrolled_host() -> a
     assert!(again.status.success(), "{stdout2}\n{stderr2}");
     assert_eq!(std::fs::read(data.join("keys/user_ca.pub"))?, key_before);
     let session2 = field(&stdout2, "Session:");
-    assert!(session2.starts_with("s_") && session2 != session, "{stdout2}");
+    assert!(
+        session2.starts_with("s_") && session2 != session,
+        "{stdout2}"
+    );
     let init = run(Command::new(binary("shiftkey-ca")?)
         .args(["init", "--data-dir"])
         .arg(&data))?;
@@ -256,7 +280,10 @@ fn quickstart_without_sshd_runs_the_ca_part_and_says_how_to_fix_it() -> anyhow::
     );
     assert!(stdout.contains("audit verify --data-dir"), "{stdout}");
     // What is missing, and how to fix it.
-    assert!(stderr.contains(&format!("there is no sshd at {missing}")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("there is no sshd at {missing}")),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("apt-get install openssh-server"),
         "{stderr}"
@@ -266,5 +293,123 @@ fn quickstart_without_sshd_runs_the_ca_part_and_says_how_to_fix_it() -> anyhow::
     // Nothing was started for the missing part.
     assert!(!data.join("target").exists());
     assert!(!data.join("bastion").exists());
+    Ok(())
+}
+
+/// A child process killed when dropped (a failing test leaves nothing behind).
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until `file` holds `text`; the file's contents.
+fn wait_for(file: &Path, text: &str, child: &mut Reaped) -> anyhow::Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let now = std::fs::read_to_string(file).unwrap_or_default();
+        if now.contains(text) {
+            return Ok(now);
+        }
+        if let Some(status) = child.0.try_wait()? {
+            anyhow::bail!("exited ({status}) before printing {text:?}:\n{now}");
+        }
+        anyhow::ensure!(Instant::now() < deadline, "no {text:?} in:\n{now}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_quickstarts_ssh_and_revoke_lines_work_as_printed() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("qs");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let out_file = dir.path().join("quickstart.out");
+    let err_file = dir.path().join("quickstart.err");
+    // Without --exit: it keeps serving until Ctrl-C.
+    let mut quickstart = Reaped(
+        Command::new(binary("shiftkey-ca")?)
+            .args(["quickstart", "--listen", &listen, "--data-dir"])
+            .arg(&data)
+            .env_remove("SSH_AUTH_SOCK")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out_file)?)
+            .stderr(std::fs::File::create(&err_file)?)
+            .spawn()?,
+    );
+    let stdout = wait_for(&out_file, "serve --data-dir", &mut quickstart)?;
+    let printed = |needle: &str| -> anyhow::Result<String> {
+        let line = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(needle))
+            .with_context(|| format!("no {needle:?} line in:\n{stdout}"))?;
+        // The command, without its comment; run from the build, not cargo.
+        let command = line.split("   #").next().unwrap_or_default().trim();
+        Ok(command.replace(
+            "cargo run -p shiftkey-ca --",
+            &binary("shiftkey-ca")?.display().to_string(),
+        ))
+    };
+    let ssh_line = printed("ssh -F ")?;
+    let revoke_line = printed("cargo run -p shiftkey-ca -- revoke --data-dir ")?;
+
+    // The printed ssh line, a shell through the bastion (input from a pipe,
+    // so no terminal), kept open.
+    let ssh_out = dir.path().join("ssh.out");
+    let mut ssh = Reaped(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("{ssh_line} -o BatchMode=yes"))
+            .stdin(Stdio::piped())
+            .stdout(std::fs::File::create(&ssh_out)?)
+            .stderr(std::fs::File::create(dir.path().join("ssh.err"))?)
+            .spawn()?,
+    );
+    {
+        use std::io::Write;
+        let stdin = ssh.0.stdin.as_mut().context("ssh's stdin")?;
+        stdin.write_all(b"echo session-is-$((1+1))-live\n")?;
+        stdin.flush()?;
+    }
+    wait_for(&ssh_out, "session-is-2-live", &mut ssh)?;
+
+    // The printed revocation ends it: the bastion follows the CA's events.
+    let revoked = run(Command::new("sh").arg("-c").arg(&revoke_line))?;
+    assert!(revoked.status.success(), "{:?}", texts(&revoked));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = ssh.0.try_wait()? {
+            break status;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the session outlived its revocation:\n{}",
+            std::fs::read_to_string(&err_file).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!status.success());
+    let ssh_err = std::fs::read_to_string(dir.path().join("ssh.err"))?;
+    assert!(
+        ssh_err.contains("session ended: your certificate was revoked"),
+        "{ssh_err}"
+    );
+
+    // Ctrl-C stops everything, cleanly.
+    run(Command::new("kill")
+        .arg("-INT")
+        .arg(quickstart.0.id().to_string()))?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = quickstart.0.try_wait()? {
+            break status;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "quickstart ignored SIGINT");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status}");
     Ok(())
 }
