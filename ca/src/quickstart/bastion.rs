@@ -111,10 +111,10 @@ pub(super) async fn start(
 /// bastion then starts without enrolling, and needs no token).
 fn needs_token(cert: &Path) -> bool {
     let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
-    !std::fs::read_to_string(cert)
+    std::fs::read_to_string(cert)
         .ok()
         .and_then(|text| ssh_key::Certificate::from_openssh(text.trim()).ok())
-        .is_some_and(|c| c.valid_before() > now + 300)
+        .is_none_or(|c| c.valid_before() <= now + 300)
 }
 
 /// The SSH identification line on `port`, if something answers there.
