@@ -75,3 +75,30 @@ pub(super) fn target_port(policy: &Path) -> anyhow::Result<u16> {
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_target_port_is_read_back_from_the_policy_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.toml");
+        std::fs::write(&path, text("alice", 40123)).unwrap();
+        assert_eq!(target_port(&path).unwrap(), 40123);
+        let policy = Policy::load(&path).unwrap();
+        let role = policy.role(ROLE).unwrap();
+        assert!(role.covers_host(TARGET));
+        assert!(!role.covers_host("127.0.0.1"), "only the quickstart's target");
+    }
+
+    #[test]
+    fn a_directory_from_an_older_quickstart_says_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.toml");
+        std::fs::write(&path, crate::init::example_policy("alice")).unwrap();
+        let message = format!("{:#}", target_port(&path).unwrap_err());
+        assert!(message.contains("has no role \"quickstart\""), "{message}");
+        assert!(message.contains("hint: move the directory aside"), "{message}");
+    }
+}
