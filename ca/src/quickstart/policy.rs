@@ -89,7 +89,10 @@ mod tests {
         let policy = Policy::load(&path).unwrap();
         let role = policy.role(ROLE).unwrap();
         assert!(role.covers_host(TARGET));
-        assert!(!role.covers_host("127.0.0.1"), "only the quickstart's target");
+        assert!(
+            !role.covers_host("127.0.0.1"),
+            "only the quickstart's target"
+        );
     }
 
     #[test]
@@ -99,6 +102,9 @@ mod tests {
         std::fs::write(&path, crate::init::example_policy("alice")).unwrap();
         let message = format!("{:#}", target_port(&path).unwrap_err());
         assert!(message.contains("has no role \"quickstart\""), "{message}");
-        assert!(message.contains("hint: move the directory aside"), "{message}");
+        assert!(
+            message.contains("hint: move the directory aside"),
+            "{message}"
+        );
     }
 }
