@@ -88,10 +88,12 @@ pub(super) async fn start(
                 config.display()
             );
         }
-        // Readiness: the bastion's own SSH banner on its port.
+        // Readiness: an SSH banner on its port that is not OpenSSH's (a
+        // target sshd that took the port a moment after it was free would
+        // answer with one).
         if tokio::task::spawn_blocking(move || banner(port))
             .await?
-            .is_some_and(|b| b.starts_with("SSH-2.0-"))
+            .is_some_and(|b| b.starts_with("SSH-2.0-") && !b.starts_with("SSH-2.0-OpenSSH"))
         {
             break;
         }
