@@ -30,8 +30,8 @@ enum Command {
     Init(InitArgs),
     /// Run the CA: HTTPS API and local socket. SIGHUP reloads the policy.
     Serve(ServeArgs),
-    /// One command from a fresh checkout: create a data directory, start the CA,
-    /// issue a certificate to you over the local socket and show it.
+    /// One command from a fresh checkout: a CA, an enrolled bastion and target sshd on
+    /// loopback, a certificate for you and one recorded ssh session through the bastion.
     Quickstart(QuickstartArgs),
     /// Check, test and explain policy files.
     #[command(subcommand)]
@@ -219,9 +219,16 @@ struct QuickstartArgs {
     /// Address for the HTTPS API (used when the data directory is created).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
     listen: SocketAddr,
-    /// Stop the CA after the demonstration instead of serving until Ctrl-C.
+    /// Run the loop once, print the recorded session's ID and stop; exit 0
+    /// only if the session through the bastion was recorded and sealed.
     #[arg(long)]
     exit: bool,
+    /// The OpenSSH server run as the quickstart's target (absolute path).
+    #[arg(long, value_name = "PATH", default_value = "/usr/sbin/sshd")]
+    sshd: PathBuf,
+    /// The OpenSSH client that runs the session through the bastion.
+    #[arg(long, value_name = "PATH", default_value = "ssh")]
+    ssh: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -427,6 +434,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 data_dir: args.data_dir,
                 listen: args.listen,
                 exit: args.exit,
+                sshd: args.sshd,
+                ssh: args.ssh,
             })
             .await?;
             Ok(ExitCode::SUCCESS)

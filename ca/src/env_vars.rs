@@ -19,3 +19,7 @@ pub(crate) const S3_ACCESS_KEY_ID: &str = "SHIFTKEY_S3_ACCESS_KEY_ID";
 pub(crate) const S3_SECRET_ACCESS_KEY: &str = "SHIFTKEY_S3_SECRET_ACCESS_KEY";
 /// S3 session token for temporary credentials (optional).
 pub(crate) const S3_SESSION_TOKEN: &str = "SHIFTKEY_S3_SESSION_TOKEN";
+/// `quickstart`: the ssh-agent its certificate goes into (files when unset or refused).
+pub(crate) const SSH_AUTH_SOCK: &str = "SSH_AUTH_SOCK";
+/// `quickstart`: where a bare `--ssh` name is looked up.
+pub(crate) const PATH: &str = "PATH";
