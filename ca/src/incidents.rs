@@ -33,6 +33,8 @@ pub(crate) enum Error {
     #[error("incident {0} was resolved by someone else a moment ago")]
     ResolvedMeanwhile(String),
     #[error(transparent)]
+    UnsafeText(#[from] crate::free_text::Unsafe),
+    #[error(transparent)]
     Audit(#[from] audit::Error),
     #[error("cannot read incidents: {0}")]
     Store(#[from] store::Error),
@@ -46,6 +48,7 @@ impl Explain for Error {
                 "conflict"
             }
             Error::NotFound(_) => "not-found",
+            Error::UnsafeText(_) => crate::free_text::CODE,
             Error::Audit(_) => "audit-unavailable",
             Error::Store(_) => "internal-error",
         }
@@ -121,6 +124,19 @@ impl Incidents {
         source: &str,
         alert_key: Option<String>,
     ) -> Result<Incident, Error> {
+        if let Err(unsafe_text) = crate::free_text::check("title", &title) {
+            return Err(self
+                .base
+                .audit
+                .refuse(
+                    "incident.rejected",
+                    caller.identity(),
+                    Outcome::Deny,
+                    Error::UnsafeText(unsafe_text),
+                    json!({ "incident": id, "severity": severity, "source": source }),
+                )
+                .await);
+        }
         let granted = authority::authorize(
             &self.base,
             caller,

@@ -43,6 +43,9 @@ pub(crate) enum RequestError {
         value: String,
         why: &'static str,
     },
+    /// Free text holding a character that could hide or reorder it.
+    #[error(transparent)]
+    UnsafeText(#[from] crate::free_text::Unsafe),
 }
 
 impl RequestError {
@@ -56,9 +59,11 @@ impl RequestError {
                 "role" => "invalid-role",
                 "incident" => "invalid-incident",
                 "reason" => "invalid-reason",
+                "title" => "invalid-title",
                 "ttl" => "invalid-ttl",
                 _ => "invalid-principal",
             },
+            RequestError::UnsafeText(_) => crate::free_text::CODE,
         }
     }
 }
@@ -120,11 +125,14 @@ pub(crate) fn validate(req: &CertificateRequest) -> Result<ValidRequest, Request
         Some(r) if r.len() > MAX_REASON_LEN => {
             return Err(invalid("reason", r, "at most 1000 bytes"));
         }
-        Some(r) if r.chars().any(|c| c.is_control() && c != '\n' && c != '\t') => {
-            return Err(invalid("reason", r, "no control characters"));
+        Some(r) => {
+            crate::free_text::check("reason", r)?;
+            if r.trim().is_empty() {
+                None
+            } else {
+                Some(r.trim().to_owned())
+            }
         }
-        Some(r) if r.trim().is_empty() => None,
-        Some(r) => Some(r.trim().to_owned()),
         None => None,
     };
     let ttl = match &req.ttl {

@@ -32,6 +32,7 @@ mod base;
 mod current_policy;
 mod deliveries;
 mod events;
+mod free_text;
 mod hosts;
 mod incidents;
 mod issuance;

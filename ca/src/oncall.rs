@@ -29,6 +29,8 @@ pub(crate) enum Error {
     BadTime(i64),
     #[error("say why (--reason)")]
     NoReason,
+    #[error(transparent)]
+    UnsafeText(#[from] crate::free_text::Unsafe),
     #[error("no on-call override {0}; `shiftkey oncall overrides` lists them")]
     NotFound(String),
     #[error("on-call override {0} has ended; it no longer changes")]
@@ -52,6 +54,7 @@ impl Explain for Error {
         match self {
             Error::Authority(e) => e.code(),
             Error::BadMember(_) | Error::BadTime(_) | Error::NoReason => "invalid-json",
+            Error::UnsafeText(_) => crate::free_text::CODE,
             Error::NotFound(_) => "not-found",
             Error::Ended(_) | Error::Changed(_) => "conflict",
             Error::Audit(_) => "audit-unavailable",
@@ -79,6 +82,17 @@ fn for_policy(o: &StoredOverride) -> Option<Override> {
         end: DateTime::from_timestamp(o.end, 0)?,
         created_by: o.created_by.clone(),
     })
+}
+
+/// Why an override's reason is refused: missing, or holding characters
+/// that could hide or reorder it.
+fn reason_refused(reason: &str) -> Option<Error> {
+    if reason.trim().len() < 3 {
+        return Some(Error::NoReason);
+    }
+    crate::free_text::check("reason", reason)
+        .err()
+        .map(Error::UnsafeText)
 }
 
 /// `ov_` and 12 hex digits: names one override in the API and audit rows.
@@ -159,8 +173,8 @@ impl OnCall {
                 return Err(self.reject(caller, error, detail).await);
             }
         };
-        if reason.trim().len() < 3 {
-            return Err(self.reject(caller, Error::NoReason, detail).await);
+        if let Some(error) = reason_refused(reason) {
+            return Err(self.reject(caller, error, detail).await);
         }
         let (from, until) = match (time(start), time(end)) {
             (Ok(from), Ok(until)) => (from, until),
@@ -219,9 +233,9 @@ impl OnCall {
         end: i64,
         reason: &str,
     ) -> Result<StoredOverride, Error> {
-        if reason.trim().len() < 3 {
+        if let Some(error) = reason_refused(reason) {
             let detail = json!({ "override": id, "end": end });
-            return Err(self.reject(caller, Error::NoReason, detail).await);
+            return Err(self.reject(caller, error, detail).await);
         }
         let found = self.current(id).await?;
         let new_end = match time(end) {
@@ -274,10 +288,8 @@ impl OnCall {
         id: &str,
         reason: &str,
     ) -> Result<StoredOverride, Error> {
-        if reason.trim().len() < 3 {
-            return Err(self
-                .reject(caller, Error::NoReason, json!({ "override": id }))
-                .await);
+        if let Some(error) = reason_refused(reason) {
+            return Err(self.reject(caller, error, json!({ "override": id })).await);
         }
         let found = self.current(id).await?;
         let existing = for_policy(&found).ok_or(Error::BadTime(found.start))?;

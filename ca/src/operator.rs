@@ -12,7 +12,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use serde_json::json;
 
-use crate::audit::Audit;
+use crate::audit::{Audit, Event, Outcome};
 use crate::authority::{self, Granted};
 use crate::identity::Caller;
 use crate::policy::{Action, Policy, canonical_identity};
@@ -90,6 +90,27 @@ impl Operator {
         }
     }
 
+    /// Refuses a `--reason` holding characters that could hide or reorder
+    /// what others read (audited as `operator.rejected`).
+    async fn check_reason(&self, command: &'static str, reason: &str) -> anyhow::Result<()> {
+        if let Err(refused) = crate::free_text::check("--reason", reason) {
+            self.audit
+                .record(Event::new(
+                    "operator.rejected",
+                    self.caller.identity(),
+                    Outcome::Deny,
+                    json!({
+                        "command": command,
+                        "error": crate::free_text::CODE,
+                        "message": refused.to_string(),
+                    }),
+                ))
+                .await?;
+            bail!("{refused}");
+        }
+        Ok(())
+    }
+
     /// Every identity of `identity`'s person, canonical, it first.
     fn person(&self, identity: &str) -> anyhow::Result<Vec<String>> {
         let canonical =
@@ -107,6 +128,7 @@ impl Operator {
     /// Revokes the live certificates `which` names, if the policy lets the
     /// caller revoke each owner's (for an identity: its person's, all roles).
     pub(crate) async fn revoke(&self, which: Revoke, reason: &str) -> anyhow::Result<Vec<u64>> {
+        self.check_reason("revoke", reason).await?;
         let (selectors, whole_person) = match which {
             Revoke::Serial(serial) => (vec![Selector::Serial(serial)], None),
             Revoke::KeyId(key_id) => (vec![Selector::KeyId(key_id)], None),
@@ -160,6 +182,7 @@ impl Operator {
         identity: &str,
         reason: &str,
     ) -> anyhow::Result<(Vec<String>, Vec<u64>)> {
+        self.check_reason("lock", reason).await?;
         let person = self.person(identity)?;
         let target = person.first().cloned().unwrap_or_default();
         let granted = self
@@ -177,6 +200,7 @@ impl Operator {
     /// Unlocks every identity of `identity`'s person, if the policy lets
     /// the caller; returns the canonical identities.
     pub(crate) async fn unlock(&self, identity: &str, reason: &str) -> anyhow::Result<Vec<String>> {
+        self.check_reason("unlock", reason).await?;
         let person = self.person(identity)?;
         let target = person.first().cloned().unwrap_or_default();
         let granted = self

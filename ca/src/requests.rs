@@ -39,6 +39,8 @@ pub(crate) enum Error {
     NotPending { id: String, status: String },
     #[error("a denial needs a reason (--reason)")]
     ReasonRequired,
+    #[error(transparent)]
+    UnsafeText(#[from] crate::free_text::Unsafe),
     /// Someone else decided or approved it since it was read.
     #[error("the request was decided or approved by someone else a moment ago; look at it again")]
     Changed,
@@ -69,6 +71,7 @@ impl Explain for Error {
             Error::Authority(e) => e.code(),
             Error::NotPending { .. } | Error::Changed => "conflict",
             Error::ReasonRequired => "invalid-json",
+            Error::UnsafeText(_) => crate::free_text::CODE,
             Error::Corrupt(_) | Error::Store(_) => "internal-error",
             Error::Issuance(e) => e.code(),
             Error::Audit(_) => "audit-unavailable",
@@ -277,7 +280,10 @@ impl Requests {
         } else if !approve && reason.as_deref().is_none_or(|r| r.trim().len() < 3) {
             Some(Error::ReasonRequired)
         } else {
-            None
+            reason
+                .as_deref()
+                .and_then(|r| crate::free_text::check("reason", r).err())
+                .map(Error::UnsafeText)
         };
         if let Some(error) = refusal {
             return Err(self

@@ -1,6 +1,8 @@
 use std::collections::HashSet;
 
-use proptest::prelude::{Just, Strategy, any, prop, prop_assert, prop_assert_eq, prop_oneof, proptest};
+use proptest::prelude::{
+    Just, Strategy, any, prop, prop_assert, prop_assert_eq, prop_oneof, proptest,
+};
 
 use super::*;
 
@@ -19,11 +21,13 @@ fn the_classes_are_exactly_the_ones_documented() {
         .filter_map(char::from_u32)
         .collect();
     expected.extend(
-        [0x61c, 0x200e, 0x200f, 0x200b, 0x200c, 0x200d, 0x2060, 0xfeff, 0x2028, 0x2029]
-            .into_iter()
-            .chain(0x202a..=0x202e)
-            .chain(0x2066..=0x2069)
-            .filter_map(char::from_u32),
+        [
+            0x61c, 0x200e, 0x200f, 0x200b, 0x200c, 0x200d, 0x2060, 0xfeff, 0x2028, 0x2029,
+        ]
+        .into_iter()
+        .chain(0x202a..=0x202e)
+        .chain(0x2066..=0x2069)
+        .filter_map(char::from_u32),
     );
     expected.sort_unstable();
     assert_eq!(all_hazards(), expected);
@@ -64,7 +68,10 @@ fn the_spoofed_approval_is_refused_and_shown_marked() {
         "LGTM \u{27e8}RLO\u{27e9}devorppa\u{27e8}PDF\u{27e9} \u{2014} per CISO"
     );
     // A zero-width space inside a ticket number.
-    assert_eq!(check("CHG-\u{200b}1234").unwrap_err().hazard, Hazard::ZeroWidth);
+    assert_eq!(
+        check("CHG-\u{200b}1234").unwrap_err().hazard,
+        Hazard::ZeroWidth
+    );
     assert!(check("deploy hotfix 1.2.3 — per CISO, ünïcode ok 日本").is_ok());
     assert!(check("two\nlines").is_err() && check("tab\there").is_err());
 }

@@ -272,6 +272,7 @@ impl From<requests::Error> for ApiError {
                 ApiError::Conflict(message)
             }
             requests::Error::ReasonRequired => ApiError::InvalidBody(message),
+            requests::Error::UnsafeText(e) => ApiError::BadRequest(e.into()),
             requests::Error::Corrupt(m) => ApiError::Internal(m),
             requests::Error::Issuance(e) => e.into(),
             requests::Error::Audit(e) => e.into(),
@@ -289,6 +290,7 @@ impl From<incidents::Error> for ApiError {
             incidents::Error::Exists(_)
             | incidents::Error::AlreadyResolved(_)
             | incidents::Error::ResolvedMeanwhile(_) => ApiError::Conflict(message),
+            incidents::Error::UnsafeText(e) => ApiError::BadRequest(e.into()),
             incidents::Error::Audit(e) => e.into(),
             incidents::Error::Store(e) => store_failed(e),
         }
@@ -305,6 +307,7 @@ impl From<oncall::Error> for ApiError {
             oncall::Error::BadMember(_) | oncall::Error::BadTime(_) | oncall::Error::NoReason => {
                 ApiError::InvalidBody(message)
             }
+            oncall::Error::UnsafeText(e) => ApiError::BadRequest(e.into()),
             oncall::Error::Audit(e) => e.into(),
             oncall::Error::Store(e) => store_failed(e),
         }

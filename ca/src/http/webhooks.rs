@@ -346,13 +346,16 @@ fn parse<T: serde::de::DeserializeOwned>(body: &AuthenticatedBody<'_>) -> Result
     serde_json::from_slice(body.0).map_err(|e| ApiError::InvalidBody(e.to_string()))
 }
 
-/// A title `open_incident` accepts: control characters become spaces, at
+/// A title `open_incident` accepts: control characters become spaces, and
+/// the other characters that could hide or reorder text (bidi, zero-width)
+/// their visible markers (an alert is never dropped for its title), at
 /// most [`MAX_TITLE_BYTES`], `None` when nothing is left.
 fn clean_title(raw: &str) -> Option<String> {
     let spaced: String = raw
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
+    let spaced = crate::free_text::marked(&spaced);
     let mut title = String::new();
     for c in spaced.trim().chars() {
         if title.len() + c.len_utf8() > MAX_TITLE_BYTES {

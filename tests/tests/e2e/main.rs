@@ -10,6 +10,7 @@ mod client;
 mod escalation;
 mod fixtures;
 mod forwards;
+mod free_text;
 mod ha;
 mod host_roles;
 mod hostile;
