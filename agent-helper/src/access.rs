@@ -332,19 +332,13 @@ fn clock(elapsed: Duration) -> String {
     }
 }
 
-/// Text from the CA (a requester's reason, an approver's words) for a
-/// terminal: control characters, escape sequences included, are shown
-/// escaped instead of being obeyed.
+/// Text from the CA (a requester's reason, an approver's words, a
+/// recorded line or command) for a terminal: every character that could be
+/// obeyed or could hide or reorder the text (control, bidi and zero-width
+/// characters, `shiftkey_safe_text`) is shown as a visible marker instead
+/// (`␛`, `⟨CSI⟩`, `⟨RLO⟩`), as the review UI shows it.
 pub(crate) fn printable(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
+    shiftkey_safe_text::marked(text).into_owned()
 }
 
 /// Unix seconds as local `HH:MM:SS TZ` (with the date when not today).
@@ -529,7 +523,13 @@ mod tests {
     fn text_from_the_ca_is_escaped() {
         assert_eq!(printable("replica lag on db-1"), "replica lag on db-1");
         assert_eq!(printable("naïve ⧗"), "naïve ⧗");
-        assert_eq!(printable("a\x1b[31mred\nb"), "a\\u{1b}[31mred\\nb");
+        assert_eq!(printable("a\x1b[31mred\nb"), "a\u{241b}[31mred\u{240a}b");
+        // Issue 16: a spoofed approval reads as what it is; a C1 CSI is
+        // not shown as ESC.
+        assert_eq!(
+            printable("LGTM \u{202e}devorppa\u{202c} \u{9b}2J"),
+            "LGTM \u{27e8}RLO\u{27e9}devorppa\u{27e8}PDF\u{27e9} \u{27e8}CSI\u{27e9}2J"
+        );
     }
 
     #[test]

@@ -351,7 +351,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string(&roles)?);
             } else if roles.roles.is_empty() {
-                println!("{} holds no roles", roles.identity);
+                println!("{} holds no roles", printable(&roles.identity));
             } else {
                 for role in &roles.roles {
                     let mut needs = Vec::new();
@@ -422,11 +422,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             } else {
                 println!(
                     "{} at {}",
-                    who["identity"].as_str().unwrap_or("?"),
+                    printable(who["identity"].as_str().unwrap_or("?")),
                     client.describe()
                 );
                 if let Some(groups) = who["groups"].as_array().filter(|g| !g.is_empty()) {
-                    let names: Vec<&str> = groups.iter().filter_map(|g| g.as_str()).collect();
+                    let names: Vec<String> = groups
+                        .iter()
+                        .filter_map(|g| g.as_str())
+                        .map(printable)
+                        .collect();
                     println!("groups: {}", names.join(", "));
                 }
                 if let Some(token) = login.filter(|_| !client.is_local()) {
@@ -464,9 +468,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     } else {
                         println!(
                             "opened {} (sev{}): {}",
-                            incident.id, incident.severity, incident.title
+                            printable(&incident.id),
+                            incident.severity,
+                            printable(&incident.title)
                         );
-                        println!("  shiftkey access ROLE --incident {}", incident.id);
+                        println!(
+                            "  shiftkey access ROLE --incident {}",
+                            printable(&incident.id)
+                        );
                     }
                 }
                 IncidentAction::Resolve { id } => {
@@ -491,7 +500,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                         for i in incidents {
                             println!(
                                 "{:<20} sev{}  {:<8} {}  (opened by {} at {})",
-                                i.id, i.severity, i.status, i.title, i.opened_by, i.opened_at
+                                printable(&i.id),
+                                i.severity,
+                                printable(&i.status),
+                                printable(&i.title),
+                                printable(&i.opened_by),
+                                printable(&i.opened_at)
                             );
                         }
                     }

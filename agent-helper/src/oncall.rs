@@ -212,7 +212,7 @@ async fn show_on_call(client: &CaClient, schedule: Option<&str>, json: bool) -> 
         }
     };
     for s in schedules {
-        println!("{}", s.schedule);
+        println!("{}", printable(&s.schedule));
         if s.now.is_empty() {
             println!("  now   nobody");
         }
@@ -331,7 +331,7 @@ mod tests {
         };
         let text = overrides_table(&[o]);
         assert!(text.starts_with("ID     SCHEDULE"), "{text}");
-        assert!(text.contains("cover\\u{1b}[2J"), "{text}");
+        assert!(text.contains("cover\u{241b}[2J"), "{text}");
         assert!(!text.contains('\x1b'));
     }
 }

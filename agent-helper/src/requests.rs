@@ -139,7 +139,7 @@ mod tests {
             "{table}"
         );
         assert!(
-            lines[1].starts_with("r_abc        pending   user:alice@example.com  db-debug  INC-42    0/1        2m   in 14m   replica lag\\u{1b}[2J"),
+            lines[1].starts_with("r_abc        pending   user:alice@example.com  db-debug  INC-42    0/1        2m   in 14m   replica lag\u{241b}[2J"),
             "{table}"
         );
         assert!(lines[2].ends_with("2m   in 14m   -"), "{table}");
