@@ -54,6 +54,9 @@ enum Command {
     /// Move the store: copy a single-node CA's SQLite store into PostgreSQL.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// The review UI: a one-time sign-in link for you, on this host.
+    #[command(subcommand)]
+    Ui(UiCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,6 +84,25 @@ enum StoreCommand {
     /// audit chain as it is), then verify the chain on both sides and compare them.
     /// Stop the CA that uses the SQLite file first.
     Migrate(crate::store_migrate::MigrateArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum UiCommand {
+    /// Print a one-time sign-in link to the review UI for the user running this
+    /// (local:USER): valid for minutes, for one use, from this machine only.
+    Link(LinkArgs),
+}
+
+#[derive(Debug, Args)]
+struct LinkArgs {
+    #[command(flatten)]
+    dir: DataDir,
+    /// How long the link may be used (1s to 15m).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    ttl: std::time::Duration,
+    /// Print {"url": .., "identity": .., "expires_at": ..} instead of the bare link.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -347,6 +369,37 @@ async fn hold(args: HoldArgs, hold: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+async fn ui_link(args: LinkArgs) -> anyhow::Result<ExitCode> {
+    let config_path = args
+        .dir
+        .config
+        .clone()
+        .unwrap_or_else(|| args.dir.data_dir.join("ca.toml"));
+    let config = crate::config::Config::load(&config_path, &args.dir.data_dir)?;
+    let operator = args.dir.operator()?;
+    let link = operator.ui_link(config.ui.as_ref(), args.ttl).await?;
+    let expires = chrono::DateTime::from_timestamp(link.expires_at, 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_default();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "url": link.url,
+                "identity": format!("local:{}", link.local_user),
+                "expires_at": link.expires_at,
+            })
+        );
+    } else {
+        println!("{}", link.url);
+        eprintln!(
+            "Open it in a browser on this machine before {expires}: it signs local:{} in to the review UI, once.",
+            link.local_user
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn hosts(cmd: HostsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         HostsCommand::Token(args) => {
@@ -446,6 +499,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Hosts(cmd) => hosts(cmd).await,
         Command::Recordings(RecordingsCommand::Hold(args)) => hold(args, true).await,
         Command::Recordings(RecordingsCommand::Release(args)) => hold(args, false).await,
+        Command::Ui(UiCommand::Link(args)) => ui_link(args).await,
         Command::Lock(args) => lock(args, true).await,
         Command::Unlock(args) => lock(args, false).await,
         Command::Policy(cmd) => crate::policy::cli::run(cmd),

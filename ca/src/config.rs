@@ -240,8 +240,9 @@ impl RawStore {
     }
 }
 
-/// `[ui]`: the web review UI at `/ui/` (docs/ui.md). Needs `[oidc]`: the CA
-/// signs reviewers in as a relying party of the same provider and client.
+/// `[ui]`: the web review UI at `/ui/` (docs/ui.md). With `[oidc]`, the CA
+/// signs reviewers in as a relying party of the same provider and client;
+/// `local_link` lets users of the CA's host in by a one-time link.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawUi {
@@ -253,6 +254,14 @@ struct RawUi {
     assets_dir: Option<PathBuf>,
     #[serde(default = "default_ui_session")]
     session_ttl: String,
+    /// `shiftkey-ca ui link`: one-time sign-in links for users of the CA's
+    /// host, used from loopback only (break-glass and demos).
+    #[serde(default = "default_true")]
+    local_link: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// `[notifications]`: where the CA announces incidents and break-glass use.
@@ -479,11 +488,21 @@ fn default_store(data_dir: &Path) -> crate::store::Settings {
 pub(crate) struct UiSettings {
     /// `https://HOST[:PORT]` without a trailing slash.
     pub(crate) public_url: String,
+    /// How reviewers sign in through the identity provider; `None` without
+    /// `[oidc]` (then only the one-time local link signs anyone in).
+    pub(crate) oidc: Option<UiOidc>,
+    pub(crate) assets_dir: Option<PathBuf>,
+    pub(crate) session_ttl: Duration,
+    /// Whether `shiftkey-ca ui link` links sign anyone in.
+    pub(crate) local_link: bool,
+}
+
+/// The UI's client at the identity provider.
+#[derive(Debug, Clone)]
+pub(crate) struct UiOidc {
     pub(crate) issuer: String,
     pub(crate) client_id: String,
     pub(crate) client_secret_file: Option<PathBuf>,
-    pub(crate) assets_dir: Option<PathBuf>,
-    pub(crate) session_ttl: Duration,
     pub(crate) danger_allow_http_issuer: bool,
 }
 
@@ -624,11 +643,11 @@ impl Config {
         };
         let ui = match raw.ui {
             Some(u) => {
-                let Some(oidc) = &oidc else {
+                if oidc.is_none() && !u.local_link {
                     return Err(invalid(
-                        "[ui] needs [oidc]: reviewers sign in through the OIDC provider".into(),
+                        "[ui] needs [oidc] (reviewers sign in through the OIDC provider) or local_link = true (one-time links on the CA's host)".into(),
                     ));
-                };
+                }
                 let url = reqwest::Url::parse(&u.public_url)
                     .ok()
                     .filter(|url| {
@@ -654,12 +673,15 @@ impl Config {
                     })?;
                 Some(UiSettings {
                     public_url: url.as_str().trim_end_matches('/').to_owned(),
-                    issuer: oidc.issuer.clone(),
-                    client_id: oidc.audience.clone(),
-                    client_secret_file: u.client_secret_file.map(|p| base.join(p)),
+                    oidc: oidc.as_ref().map(|oidc| UiOidc {
+                        issuer: oidc.issuer.clone(),
+                        client_id: oidc.audience.clone(),
+                        client_secret_file: u.client_secret_file.map(|p| base.join(p)),
+                        danger_allow_http_issuer: oidc.danger_allow_http_issuer,
+                    }),
                     assets_dir: u.assets_dir.map(|p| base.join(p)),
                     session_ttl,
-                    danger_allow_http_issuer: oidc.danger_allow_http_issuer,
+                    local_link: u.local_link,
                 })
             }
             None => None,
@@ -760,6 +782,7 @@ path = "policy.toml"
 # [ui]
 # public_url = "https://ca.example.com:8443"   # redirect URI: {public_url}/ui/callback
 # client_secret_file = "secrets/ui-client.secret"   # only for a confidential client
+# local_link = true   # `shiftkey-ca ui link`: one-time sign-in on this host (loopback only)
 # assets_dir = "/usr/share/shiftkey/asciinema-player"   # asciinema-player.min.js and .css
 # session_ttl = "8h"
 "#;
@@ -930,7 +953,7 @@ mod tests {
     }
 
     #[test]
-    fn ui_needs_oidc_and_an_https_public_url() {
+    fn ui_needs_a_sign_in_and_an_https_public_url() {
         let oidc = "[oidc]\nissuer = \"https://login.example.com\"\nclient_id = \"c\"\n";
         let ui = "[ui]\npublic_url = \"https://ca.example.com:8443/\"\nassets_dir = \"player\"\n";
         let c = Config::parse(
@@ -941,14 +964,26 @@ mod tests {
         .unwrap();
         let ui_settings = c.ui.unwrap();
         assert_eq!(ui_settings.public_url, "https://ca.example.com:8443");
-        assert_eq!(ui_settings.client_id, "c");
+        assert_eq!(ui_settings.oidc.unwrap().client_id, "c");
+        assert!(ui_settings.local_link, "on unless turned off");
         assert_eq!(
             ui_settings.assets_dir.as_deref(),
             Some(Path::new("/etc/shiftkey/player"))
         );
+        let local = Config::parse(ui, Path::new("ca.toml"), Path::new("/var/lib/shiftkey"))
+            .unwrap()
+            .ui
+            .unwrap();
+        assert!(local.oidc.is_none() && local.local_link, "local links only");
+        let neither = format!("{ui}local_link = false\n");
         assert!(
-            Config::parse(ui, Path::new("ca.toml"), Path::new("/var/lib/shiftkey")).is_err(),
-            "no [oidc]"
+            Config::parse(
+                &neither,
+                Path::new("ca.toml"),
+                Path::new("/var/lib/shiftkey")
+            )
+            .is_err(),
+            "no [oidc] and no local link: nobody could sign in"
         );
         let plain = format!("{oidc}[ui]\npublic_url = \"http://ca.example.com\"\n");
         assert!(

@@ -63,6 +63,24 @@ impl Operator {
         })
     }
 
+    /// A one-time sign-in link to the review UI for whoever runs the
+    /// command (`shiftkey-ca ui link`).
+    pub(crate) async fn ui_link(
+        &self,
+        settings: Option<&crate::config::UiSettings>,
+        ttl: std::time::Duration,
+    ) -> anyhow::Result<crate::ui::link::Issued> {
+        Ok(crate::ui::link::issue(
+            self.store.as_ref(),
+            &self.audit,
+            &self.policy,
+            settings,
+            &self.caller,
+            ttl,
+        )
+        .await?)
+    }
+
     /// The policy's decision on `action` for whoever runs the command; a
     /// refusal (audited) becomes the command's error.
     async fn grant(

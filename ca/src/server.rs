@@ -198,16 +198,16 @@ pub(crate) async fn start(
         crate::recording_store::open(&config.recordings).map_err(StartError::Recordings)?,
     )?;
     let ui = UiState {
-        signin: match (config.ui.clone(), &oidc) {
-            (Some(settings), Some((verifier, _))) => Some(Arc::new(SignIn::new(
+        signin: match config.ui.clone() {
+            Some(settings) => Some(Arc::new(SignIn::new(
                 settings,
-                Arc::clone(verifier),
+                oidc.as_ref().map(|(verifier, _)| Arc::clone(verifier)),
                 LoginKey::load_or_create(data_dir)?,
                 WebSessions::new(Arc::clone(&store)),
                 Arc::clone(&policy),
                 audit.clone(),
             ))),
-            _ => None,
+            None => None,
         },
         policy: Arc::clone(&policy),
         audit: audit.clone(),
@@ -257,7 +257,10 @@ pub(crate) async fn start(
             addr: config.listen,
             source,
         })?;
-    let service = app.clone().into_make_service();
+    // The peer's address: one-time sign-in links work from loopback only.
+    let service = app
+        .clone()
+        .into_make_service_with_connect_info::<SocketAddr>();
     match &config.tls {
         Some(files) => {
             let rustls = axum_server::tls_rustls::RustlsConfig::from_config(

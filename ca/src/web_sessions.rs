@@ -13,6 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 
+use crate::identity::Caller;
 use crate::secret::Secret;
 use crate::store::{self, Store, UiSession};
 
@@ -30,8 +31,10 @@ pub(crate) struct Error(#[from] store::Error);
 /// A live session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct WebSession {
-    pub(crate) email: String,
-    pub(crate) groups: Vec<String>,
+    /// Who signed in: an OIDC user (with the groups of the ID token), or a
+    /// user of the CA's host by a one-time link. `None` when the stored
+    /// email no longer makes an identity.
+    pub(crate) caller: Option<Caller>,
     /// The form token of this session.
     pub(crate) csrf: String,
 }
@@ -44,7 +47,8 @@ pub(crate) fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes.as_ref())
 }
 
-fn digest(value: &str) -> String {
+/// Hex SHA-256 of a token: what the store keeps instead of it.
+pub(crate) fn digest(value: &str) -> String {
     hex::encode(Sha256::digest(value.as_bytes()))
 }
 
@@ -59,18 +63,24 @@ impl WebSessions {
     }
 
     /// Starts a session for `ttl`; returns the cookie's value (shown once).
-    pub(crate) async fn start(
-        &self,
-        email: String,
-        groups: Vec<String>,
-        ttl: Duration,
-    ) -> Result<Secret, Error> {
+    /// Only users and local users sign in; a webhook never does.
+    pub(crate) async fn start(&self, caller: &Caller, ttl: Duration) -> Result<Secret, Error> {
+        let (email, local_uid, groups) = match caller {
+            Caller::User { email, groups } => (email.clone(), None, groups.clone()),
+            Caller::Local { user, uid } => (user.clone(), Some(*uid), Vec::new()),
+            Caller::Webhook { .. } => {
+                return Err(Error(store::Error::Failed(
+                    "a webhook cannot sign in to the review UI".into(),
+                )));
+            }
+        };
         let value = random_token();
         let now = Utc::now().timestamp();
         self.store
             .create_ui_session(UiSession {
                 id_hash: digest(&value),
                 email,
+                local_uid,
                 groups,
                 csrf: random_token(),
                 created_at: now,
@@ -97,11 +107,26 @@ impl WebSessions {
         if now - found.last_seen >= TOUCH_EVERY_SECS {
             self.store.touch_ui_session(&key, now).await?;
         }
+        let caller = match found.local_uid {
+            Some(uid) => Some(Caller::Local {
+                user: found.email,
+                uid,
+            }),
+            None => Caller::user(&found.email, found.groups),
+        };
         Ok(Some(WebSession {
-            email: found.email,
-            groups: found.groups,
+            caller,
             csrf: found.csrf,
         }))
+    }
+
+    /// Uses the one-time sign-in link whose token has this SHA-256.
+    pub(crate) async fn redeem_link(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<store::Redeemed, Error> {
+        Ok(self.store.redeem_ui_link(token_hash, now).await?)
     }
 
     pub(crate) async fn end(&self, value: &str) -> Result<(), Error> {

@@ -60,7 +60,7 @@ pub(crate) use sessions::{
     Hold, IndexLine, RecordingRead, Seal, Session, SessionFilter, SessionStatus, SessionStore,
     StoredSeal, Upload,
 };
-pub(crate) use ui_sessions::{UiSession, UiSessionStore};
+pub(crate) use ui_sessions::{Redeemed, UiLink, UiSession, UiSessionStore};
 pub(crate) use webhooks::{Admission, WebhookStore};
 
 pub(crate) use postgres::Settings as PostgresSettings;

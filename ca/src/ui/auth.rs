@@ -40,7 +40,7 @@ use serde_json::json;
 use super::login_cookie::{LoginKey, PendingLogin};
 use super::{UiError, UiState};
 use crate::audit::{Audit, Event, Outcome};
-use crate::config::UiSettings;
+use crate::config::{UiOidc, UiSettings};
 use crate::current_policy::CurrentPolicy;
 use crate::identity::Caller;
 use crate::oidc::OidcVerifier;
@@ -58,7 +58,8 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub(crate) struct SignIn {
     settings: Arc<UiSettings>,
-    oidc: Arc<OidcVerifier>,
+    /// `None` without `[oidc]`: only one-time local links sign in.
+    oidc: Option<Arc<OidcVerifier>>,
     key: LoginKey,
     provider: tokio::sync::Mutex<Option<Arc<CoreProviderMetadata>>>,
     sessions: WebSessions,
@@ -69,7 +70,7 @@ pub(crate) struct SignIn {
 impl SignIn {
     pub(crate) fn new(
         settings: UiSettings,
-        oidc: Arc<OidcVerifier>,
+        oidc: Option<Arc<OidcVerifier>>,
         key: LoginKey,
         sessions: WebSessions,
         policy: Arc<CurrentPolicy>,
@@ -91,19 +92,16 @@ impl SignIn {
     }
 
     /// Whether the policy lets `caller` into the UI: (reviewer, approver).
-    fn rights(&self, caller: &Caller) -> (bool, bool) {
-        let policy = self.policy.get();
-        let identity = caller.identity();
-        // The UI's pages (the audit log, every session) are for those who
-        // review everything; reviewers limited to some roles or people use
-        // the API, where each recording is decided on its own.
-        let reviewer = policy.is_reviewer(&identity, caller.groups());
-        // An approver of some role: asked with a requester that can never be
-        // the approver, so only the approvers list decides.
-        let approver = policy
-            .roles()
-            .any(|role| policy.may_approve(role.name(), &identity, caller.groups(), "\n"));
-        (reviewer, approver)
+    pub(super) fn rights(&self, caller: &Caller) -> (bool, bool) {
+        rights(&self.policy.get(), caller)
+    }
+
+    pub(super) fn audit(&self) -> &Audit {
+        &self.audit
+    }
+
+    pub(super) fn sessions(&self) -> &WebSessions {
+        &self.sessions
     }
 
     /// Audits a refused sign-in (`ui.denied`).
@@ -120,13 +118,16 @@ impl SignIn {
     }
 
     /// The provider's metadata, discovered at the first sign-in.
-    async fn provider(&self, http: &reqwest::Client) -> Result<Arc<CoreProviderMetadata>, UiError> {
+    async fn provider(
+        &self,
+        oidc: &UiOidc,
+        http: &reqwest::Client,
+    ) -> Result<Arc<CoreProviderMetadata>, UiError> {
         let mut cached = self.provider.lock().await;
         if let Some(found) = cached.as_ref() {
             return Ok(Arc::clone(found));
         }
-        let settings = &self.settings;
-        let issuer = IssuerUrl::new(settings.issuer.clone())
+        let issuer = IssuerUrl::new(oidc.issuer.clone())
             .map_err(|e| UiError::Login(format!("the issuer URL is invalid: {e}")))?;
         let metadata = CoreProviderMetadata::discover_async(issuer, http)
             .await
@@ -136,7 +137,7 @@ impl SignIn {
                     "the identity provider cannot be reached; try again in a minute".into(),
                 )
             })?;
-        let plain = |url: &url::Url| url.scheme() != "https" && !settings.danger_allow_http_issuer;
+        let plain = |url: &url::Url| url.scheme() != "https" && !oidc.danger_allow_http_issuer;
         if plain(metadata.authorization_endpoint().url())
             || metadata.token_endpoint().is_some_and(|t| plain(t.url()))
         {
@@ -148,6 +149,34 @@ impl SignIn {
         *cached = Some(Arc::clone(&metadata));
         Ok(metadata)
     }
+
+    /// The UI's client at the provider and the ID token verifier; a sign-in
+    /// page that says so when `[oidc]` is not configured.
+    fn provider_settings(&self) -> Result<(&UiOidc, &Arc<OidcVerifier>), UiError> {
+        match (&self.settings.oidc, &self.oidc) {
+            (Some(settings), Some(verifier)) => Ok((settings, verifier)),
+            _ => Err(UiError::Login(
+                "this CA has no identity provider ([oidc] in ca.toml); on the CA's host, \
+                 `shiftkey-ca ui link` prints a one-time sign-in link"
+                    .into(),
+            )),
+        }
+    }
+}
+
+/// Whether the policy lets `caller` into the UI: (reviewer, approver).
+pub(crate) fn rights(policy: &crate::policy::Policy, caller: &Caller) -> (bool, bool) {
+    let identity = caller.identity();
+    // The UI's pages (the audit log, every session) are for those who
+    // review everything; reviewers limited to some roles or people use
+    // the API, where each recording is decided on its own.
+    let reviewer = policy.is_reviewer(&identity, caller.groups());
+    // An approver of some role: asked with a requester that can never be
+    // the approver, so only the approvers list decides.
+    let approver = policy
+        .roles()
+        .any(|role| policy.may_approve(role.name(), &identity, caller.groups(), "\n"));
+    (reviewer, approver)
 }
 
 /// Constant-time comparison of two tokens.
@@ -226,7 +255,7 @@ impl FromRequestParts<UiState> for Signed {
         let sign_in = || UiError::SignIn { next: next.clone() };
         let value = cookie(&parts.headers, SESSION_COOKIE).ok_or_else(sign_in)?;
         let session = signin.sessions.find(value).await?.ok_or_else(sign_in)?;
-        let caller = Caller::user(&session.email, session.groups).ok_or_else(sign_in)?;
+        let caller = session.caller.ok_or_else(sign_in)?;
         let identity = caller.identity();
         let (reviewer, approver) = signin.rights(&caller);
         if !reviewer && !approver {
@@ -257,7 +286,7 @@ fn http_client() -> Result<reqwest::Client, UiError> {
         .map_err(|e| UiError::Login(format!("cannot build the HTTP client: {e}")))
 }
 
-fn client_secret(settings: &UiSettings) -> Result<Option<ClientSecret>, UiError> {
+fn client_secret(settings: &UiOidc) -> Result<Option<ClientSecret>, UiError> {
     let Some(path) = &settings.client_secret_file else {
         return Ok(None);
     };
@@ -306,6 +335,7 @@ pub(super) struct LoginQuery {
 
 fn client(
     signin: &SignIn,
+    oidc: &UiOidc,
     metadata: &CoreProviderMetadata,
 ) -> Result<
     CoreClient<
@@ -320,8 +350,8 @@ fn client(
 > {
     Ok(CoreClient::from_provider_metadata(
         metadata.clone(),
-        ClientId::new(signin.settings.client_id.clone()),
-        client_secret(&signin.settings)?,
+        ClientId::new(oidc.client_id.clone()),
+        client_secret(oidc)?,
     )
     .set_redirect_uri(redirect_uri(&signin.settings)?))
 }
@@ -333,9 +363,10 @@ pub(super) async fn login(
     Query(query): Query<LoginQuery>,
 ) -> Result<Response, UiError> {
     let signin = signin.ok_or(UiError::NotConfigured)?;
+    let (oidc, _) = signin.provider_settings()?;
     let http = http_client()?;
-    let metadata = signin.provider(&http).await?;
-    let client = client(&signin, &metadata)?;
+    let metadata = signin.provider(oidc, &http).await?;
+    let client = client(&signin, oidc, &metadata)?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (url, state, nonce) = client
         .authorize_url(
@@ -411,9 +442,10 @@ pub(super) async fn callback(
     if !same(&flow.state, state) {
         return Err(not_ours());
     }
+    let (oidc, verifier) = signin.provider_settings()?;
     let http = http_client()?;
-    let metadata = signin.provider(&http).await?;
-    let client = client(&signin, &metadata)?;
+    let metadata = signin.provider(oidc, &http).await?;
+    let client = client(&signin, oidc, &metadata)?;
     let tokens = client
         .exchange_code(AuthorizationCode::new(code.clone()))
         .map_err(|e| UiError::Login(format!("the provider has no token endpoint: {e}")))?
@@ -430,7 +462,7 @@ pub(super) async fn callback(
         .map(ToString::to_string)
         .ok_or_else(|| UiError::Login("the provider sent no ID token".into()))?;
     // The same checks as a bearer token on the API.
-    let verified = signin.oidc.verify(&raw).await.map_err(|e| {
+    let verified = verifier.verify(&raw).await.map_err(|e| {
         tracing::warn!(error = %e, "review UI: ID token refused");
         UiError::Login(format!("the ID token was refused: {e}"))
     })?;
@@ -468,14 +500,20 @@ pub(super) async fn callback(
             json!({ "reviewer": reviewer, "approver": approver }),
         ))
         .await?;
-    let Caller::User { email, groups } = caller else {
-        return Err(UiError::NotFound);
-    };
     let value = signin
         .sessions
-        .start(email, groups, signin.settings.session_ttl)
+        .start(&caller, signin.settings.session_ttl)
         .await?;
-    let next = super::html::esc(&flow.next);
+    let mut response = signed_in_page(&flow.next, &value, signin.settings.session_ttl);
+    set_cookie(&mut response, &clear_login);
+    Ok(response)
+}
+
+/// The answer that gives a browser its session cookie and moves it on to
+/// `next` (one of our pages): a page of ours, not a redirect, so that the
+/// first request with the Strict cookie starts from our origin.
+pub(super) fn signed_in_page(next: &str, value: &crate::secret::Secret, ttl: Duration) -> Response {
+    let next = super::html::esc(next);
     let body = format!(
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0;url={next}"><title>Signed in · Shiftkey review</title><link rel="stylesheet" href="/ui/assets/ui.css"></head><body><main id="main"><p>Signed in. <a href="{next}">Continue</a>.</p></main></body></html>"#
     );
@@ -485,11 +523,10 @@ pub(super) async fn callback(
         &format!(
             "{SESSION_COOKIE}={}; Path=/ui; Max-Age={}; Secure; HttpOnly; SameSite=Strict",
             value.expose(),
-            signin.settings.session_ttl.as_secs()
+            ttl.as_secs()
         ),
     );
-    set_cookie(&mut response, &clear_login);
-    Ok(response)
+    response
 }
 
 /// The `nonce` claim of a JWT whose signature the verifier has checked.

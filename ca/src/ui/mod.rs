@@ -5,7 +5,8 @@
 //! `[ui] assets_dir`; nothing is loaded from anywhere but the CA.
 //!
 //! Sign-in is OIDC authorization code with PKCE, the CA as relying party of
-//! the `[oidc]` provider and client (`auth.rs`). Only identities the policy
+//! the `[oidc]` provider and client (`auth.rs`), or a one-time link for a
+//! user of the CA's host, used from loopback (`link.rs`). Only identities the policy
 //! names as `reviewers`, or as approvers of some role, get a session; the
 //! policy is asked again on every request.
 //!
@@ -17,6 +18,7 @@
 mod assets;
 mod auth;
 mod html;
+pub(crate) mod link;
 mod login_cookie;
 mod oncall;
 mod review;
@@ -77,6 +79,7 @@ pub(crate) fn routes(state: UiState) -> Router {
         .route("/ui/", get(sessions::list))
         .route("/ui/login", get(auth::login))
         .route("/ui/callback", get(auth::callback))
+        .route("/ui/link", get(link::open))
         .route("/ui/logout", post(auth::logout))
         .route("/ui/sessions", get(sessions::list))
         .route("/ui/sessions/{id}", get(sessions::detail))

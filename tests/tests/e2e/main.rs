@@ -27,4 +27,5 @@ mod recordings;
 mod revocation;
 mod session_lifecycle;
 mod ui;
+mod ui_link;
 mod webhooks;

@@ -44,11 +44,11 @@ actions = ["override.shorten", "override.delete"]
 schedules = ["primary"]
 "#;
 
-fn ui_dir() -> PathBuf {
+pub(crate) fn ui_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("ui")
 }
 
-fn screenshots_dir() -> PathBuf {
+pub(crate) fn screenshots_dir() -> PathBuf {
     target_dir()
         .parent()
         .map_or_else(|| PathBuf::from("target"), Path::to_path_buf)
@@ -208,6 +208,12 @@ fn record_a_session(ca: &TestCa, work: &Path) -> anyhow::Result<(String, u64, Ss
 
 /// Runs the browser driver with `config`; returns its JSON report.
 fn drive(ca: &TestCa, config: &Value) -> anyhow::Result<Value> {
+    drive_script(ca, "driver.mjs", config)
+}
+
+/// Runs the browser script `tests/ui/SCRIPT` with `config`; returns its
+/// JSON report.
+pub(crate) fn drive_script(ca: &TestCa, script: &str, config: &Value) -> anyhow::Result<Value> {
     ensure!(
         Path::new(CHROMIUM).exists(),
         "{CHROMIUM} is missing; install Debian's chromium (`apt-get install -y chromium`, scripts/test does)"
@@ -217,14 +223,14 @@ fn drive(ca: &TestCa, config: &Value) -> anyhow::Result<Value> {
         "playwright-core is missing; run `npm ci --prefix tests/ui`"
     );
     let out = Command::new("node")
-        .arg(ui_dir().join("driver.mjs"))
+        .arg(ui_dir().join(script))
         .current_dir(ui_dir())
         .env("SHIFTKEY_UI_TEST", config.to_string())
         // The driver calls the API as the requester; trust the CA's TLS certificate.
         .env("NODE_EXTRA_CA_CERTS", ca.data_dir().join("tls/cert.pem"))
         .stdin(Stdio::null())
         .output()
-        .context("running node tests/ui/driver.mjs")?;
+        .with_context(|| format!("running node tests/ui/{script}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
@@ -369,7 +375,7 @@ fn a_reviewer_finds_plays_and_approves_in_the_browser() -> anyhow::Result<()> {
 }
 
 /// The value of cookie `name` from an answer's `Set-Cookie` headers.
-fn set_cookie(response: &reqwest::blocking::Response, name: &str) -> Option<String> {
+pub(crate) fn set_cookie(response: &reqwest::blocking::Response, name: &str) -> Option<String> {
     response
         .headers()
         .get_all(reqwest::header::SET_COOKIE)
@@ -431,7 +437,7 @@ fn sign_in(ca: &TestCa, email: &str) -> anyhow::Result<String> {
         .context("no session cookie")
 }
 
-fn page_status(ca: &TestCa, path: &str, session: &str) -> anyhow::Result<u16> {
+pub(crate) fn page_status(ca: &TestCa, path: &str, session: &str) -> anyhow::Result<u16> {
     Ok(ca
         .client()
         .get(ca.url(path))

@@ -43,6 +43,7 @@ pub(in crate::store) const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0011_identities_overrides_requests.sql"),
     include_str!("../../../migrations/sqlite/0012_lost_sessions_retention.sql"),
     include_str!("../../../migrations/sqlite/0013_webhook_state.sql"),
+    include_str!("../../../migrations/sqlite/0014_ui_links.sql"),
 ];
 /// How long a statement waits for another writer (a CLI command, another
 /// process) before the store answers `Unavailable`.

@@ -176,6 +176,8 @@ macro_rules! every_behaviour_test {
             lifecycle::retention_deletes_only_old_unheld_recordings_outside_open_incidents,
             ui_sessions::sessions_are_kept_by_hash_and_expired_ones_swept,
             webhooks::replays_are_refused_within_the_window_and_claims_go_to_one,
+            ui_sessions::a_sign_in_link_is_used_once_and_not_after_expiry,
+            ui_sessions::a_local_users_session_keeps_its_uid,
         }
     };
 }
