@@ -438,6 +438,61 @@ impl Policy {
             })
     }
 
+    /// Whether `identity` holds `kind` for something: root, an admin, or
+    /// named by a rule that lists it, whatever the rule's scopes. The use
+    /// itself is still [`Policy::authorize`]d.
+    pub(crate) fn holds_power(&self, kind: ActionKind, identity: &str, groups: &[String]) -> bool {
+        let Ok(who) = Identity::parse_subject(identity) else {
+            return false;
+        };
+        let names = |list: &[Identity]| list.iter().any(|e| self.people.names(e, &who, groups));
+        who.to_string() == LOCAL_ROOT
+            || names(&self.admins)
+            || self
+                .authority_rules()
+                .any(|rule| rule.actions.contains(&kind) && names(&rule.identities))
+    }
+
+    /// Why `identity` holds none of `kinds` (with `unlimited`: none for
+    /// every role and person), in the words of a denial, naming nobody else:
+    /// the entries that would allow it (groups by name, people counted) and
+    /// the admins.
+    pub(crate) fn powers_denied(
+        &self,
+        identity: &str,
+        kinds: &[ActionKind],
+        unlimited: bool,
+    ) -> String {
+        let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        let allowing: Vec<String> = self
+            .authority_rules()
+            .filter(|rule| rule.actions.iter().any(|a| kinds.contains(a)))
+            .filter(|rule| !unlimited || (rule.roles.is_none() && rule.whose == Whose::Anyone))
+            .map(|rule| format!("{} ({})", rule.origin, summarize(&rule.identities)))
+            .collect();
+        let limit = if unlimited {
+            " for every role and person"
+        } else {
+            ""
+        };
+        let mut message = format!("you ({identity}) hold none of {}{limit}", names.join(", "));
+        if allowing.is_empty() {
+            message.push_str(&format!(
+                "; no entry grants it, so only admins do ({}); ask a policy owner for an \
+                 [[authority]] entry",
+                self.admins_summary()
+            ));
+        } else {
+            message.push_str(&format!(
+                "; granted by: {}, and admins ({}); ask a policy owner to name you or one of your \
+                 groups there",
+                allowing.join(", "),
+                self.admins_summary()
+            ));
+        }
+        message
+    }
+
     /// Every rule that grants some power, shorthands included, in policy
     /// order: `[[authority]]`, then roles' approvers, then reviewers.
     pub(super) fn authority_rules(&self) -> impl Iterator<Item = &AuthorityRule> {

@@ -61,7 +61,7 @@ mod tests;
 
 use std::path::Path;
 
-pub(crate) use self::authority::{Action, Actor, Authorized};
+pub(crate) use self::authority::{Action, ActionKind, Actor, Authorized};
 pub(crate) use self::check::parse_severity;
 pub(crate) use self::denied::{Denied, DenyCode};
 pub(crate) use self::error::{PolicyError, PolicyErrors};

@@ -44,6 +44,7 @@ use crate::config::{UiOidc, UiSettings};
 use crate::current_policy::CurrentPolicy;
 use crate::identity::Caller;
 use crate::oidc::OidcVerifier;
+use crate::policy::ActionKind;
 use crate::web_sessions::WebSessions;
 
 const SESSION_COOKIE: &str = "__Secure-shiftkey-ui";
@@ -91,9 +92,41 @@ impl SignIn {
         &self.settings
     }
 
-    /// Whether the policy lets `caller` into the UI: (reviewer, approver).
-    pub(super) fn rights(&self, caller: &Caller) -> (bool, bool) {
-        rights(&self.policy.get(), caller)
+    /// What the policy lets `caller` do in the UI, now.
+    pub(super) fn powers(&self, caller: &Caller) -> Powers {
+        powers(&self.policy.get(), caller)
+    }
+
+    /// Refuses `caller` the UI or one of its pages: audited (`ui.denied`,
+    /// with the identity and groups the CA saw and the policy's words),
+    /// then the page that says the same.
+    pub(super) async fn refuse_page(
+        &self,
+        caller: &Caller,
+        page: &str,
+        needs: Needs,
+    ) -> Result<UiError, UiError> {
+        let identity = caller.identity();
+        let policy = self.policy.get();
+        let message = policy.powers_denied(&identity, needs.kinds(), needs == Needs::ReviewAll);
+        self.audit
+            .record(Event::new(
+                "ui.denied",
+                identity.clone(),
+                Outcome::Deny,
+                json!({
+                    "page": page,
+                    "groups": caller.groups(),
+                    "why": message,
+                }),
+            ))
+            .await?;
+        Ok(UiError::NotAllowed {
+            identity,
+            groups: caller.groups().to_vec(),
+            page: needs.page_words(),
+            message,
+        })
     }
 
     pub(super) fn audit(&self) -> &Audit {
@@ -102,19 +135,6 @@ impl SignIn {
 
     pub(super) fn sessions(&self) -> &WebSessions {
         &self.sessions
-    }
-
-    /// Audits a refused sign-in (`ui.denied`).
-    async fn refuse(&self, identity: &str, why: &str) -> Result<(), UiError> {
-        self.audit
-            .record(Event::new(
-                "ui.denied",
-                identity,
-                Outcome::Deny,
-                json!({ "why": why }),
-            ))
-            .await?;
-        Ok(())
     }
 
     /// The provider's metadata, discovered at the first sign-in.
@@ -164,19 +184,92 @@ impl SignIn {
     }
 }
 
-/// Whether the policy lets `caller` into the UI: (reviewer, approver).
-pub(crate) fn rights(policy: &crate::policy::Policy, caller: &Caller) -> (bool, bool) {
+/// What the signed-in person may do in the UI, from the policy now. Each
+/// use (a recording read, a decision, an override change) is still
+/// authorized on its own; these only decide which pages they get.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Powers {
+    /// `recording.review` for every role and person (reviewers, admins):
+    /// every session, the incidents and the audit log.
+    pub(crate) review_all: bool,
+    /// `recording.review` for some roles or people: the sessions pages,
+    /// listing only what they may review.
+    pub(crate) review_some: bool,
+    /// `request.approve` or `request.deny` for some role: the approvals.
+    pub(crate) decide: bool,
+    /// `override.shorten` or `override.delete` for some schedule: on call.
+    pub(crate) overrides: bool,
+}
+
+impl Powers {
+    /// Whether any of them lets the person in at all.
+    pub(crate) fn any(self) -> bool {
+        self.review_all || self.review_some || self.decide || self.overrides
+    }
+}
+
+/// What a page needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Needs {
+    /// Any power the UI serves (to sign in).
+    Any,
+    /// Reviewing every recording (incidents, the audit log).
+    ReviewAll,
+    /// Deciding some requests (approvals).
+    Decide,
+}
+
+impl Needs {
+    pub(crate) fn kinds(self) -> &'static [ActionKind] {
+        match self {
+            Needs::Any => &[
+                ActionKind::RecordingReview,
+                ActionKind::RequestApprove,
+                ActionKind::RequestDeny,
+                ActionKind::OverrideShorten,
+                ActionKind::OverrideDelete,
+            ],
+            Needs::ReviewAll => &[ActionKind::RecordingReview],
+            Needs::Decide => &[ActionKind::RequestApprove, ActionKind::RequestDeny],
+        }
+    }
+
+    fn page_words(self) -> &'static str {
+        match self {
+            Needs::Any => "the review UI",
+            Needs::ReviewAll => {
+                "this page (incidents and the audit log are for those who may review every recording)"
+            }
+            Needs::Decide => "the approvals (for those who may approve or deny requests)",
+        }
+    }
+
+    /// Whether `powers` open a page that needs this.
+    pub(crate) fn met(self, powers: Powers) -> bool {
+        match self {
+            Needs::Any => powers.any(),
+            Needs::ReviewAll => powers.review_all,
+            Needs::Decide => powers.decide,
+        }
+    }
+}
+
+/// What the policy lets `caller` do in the UI.
+pub(crate) fn powers(policy: &crate::policy::Policy, caller: &Caller) -> Powers {
     let identity = caller.identity();
-    // The UI's pages (the audit log, every session) are for those who
-    // review everything; reviewers limited to some roles or people use
-    // the API, where each recording is decided on its own.
-    let reviewer = policy.is_reviewer(&identity, caller.groups());
-    // An approver of some role: asked with a requester that can never be
-    // the approver, so only the approvers list decides.
-    let approver = policy
-        .roles()
-        .any(|role| policy.may_approve(role.name(), &identity, caller.groups(), "\n"));
-    (reviewer, approver)
+    let groups = caller.groups();
+    let holds = |kind| policy.holds_power(kind, &identity, groups);
+    Powers {
+        review_all: policy.is_reviewer(&identity, groups),
+        review_some: policy.may_review_some(&identity, groups),
+        // An approver of some role: asked with a requester that can never
+        // be the approver, so only the policy's entries decide.
+        decide: policy
+            .roles()
+            .any(|role| policy.may_approve(role.name(), &identity, groups, "\n"))
+            || holds(ActionKind::RequestDeny),
+        overrides: holds(ActionKind::OverrideShorten) || holds(ActionKind::OverrideDelete),
+    }
 }
 
 /// Constant-time comparison of two tokens.
@@ -205,19 +298,27 @@ pub(crate) struct Signed {
     pub(crate) caller: Caller,
     pub(crate) identity: String,
     pub(crate) csrf: String,
-    pub(crate) reviewer: bool,
-    pub(crate) approver: bool,
+    pub(crate) powers: Powers,
     pub(crate) settings: Arc<UiSettings>,
+    signin: Arc<SignIn>,
 }
 
 impl Signed {
     pub(super) fn viewer(&self) -> super::html::Viewer<'_> {
         super::html::Viewer {
             identity: &self.identity,
-            reviewer: self.reviewer,
-            approver: self.approver,
+            powers: self.powers,
             csrf: &self.csrf,
         }
+    }
+
+    /// Passes when the person's powers open a page that needs `needs`;
+    /// else the audited refusal page.
+    pub(super) async fn require(&self, needs: Needs, page: &str) -> Result<(), UiError> {
+        if needs.met(self.powers) {
+            return Ok(());
+        }
+        Err(self.signin.refuse_page(&self.caller, page, needs).await?)
     }
 
     /// The checks every POST starts with: our own origin, and this
@@ -257,22 +358,21 @@ impl FromRequestParts<UiState> for Signed {
         let session = signin.sessions.find(value).await?.ok_or_else(sign_in)?;
         let caller = session.caller.ok_or_else(sign_in)?;
         let identity = caller.identity();
-        let (reviewer, approver) = signin.rights(&caller);
-        if !reviewer && !approver {
+        let powers = signin.powers(&caller);
+        if !powers.any() {
             // The policy changed since sign-in.
             signin.sessions.end(value).await?;
-            signin
-                .refuse(&identity, "no longer a reviewer or approver")
-                .await?;
-            return Err(UiError::NotAllowed { identity });
+            return Err(signin
+                .refuse_page(&caller, parts.uri.path(), Needs::Any)
+                .await?);
         }
         Ok(Signed {
             caller,
             identity,
             csrf: session.csrf,
-            reviewer,
-            approver,
+            powers,
             settings: Arc::clone(&signin.settings),
+            signin: Arc::clone(signin),
         })
     }
 }
@@ -477,17 +577,14 @@ pub(super) async fn callback(
         ));
     };
     let identity = caller.identity();
-    let (reviewer, approver) = signin.rights(&caller);
+    let powers = signin.powers(&caller);
     let clear_login =
         format!("{LOGIN_COOKIE}=; Path=/ui/callback; Max-Age=0; Secure; HttpOnly; SameSite=Lax");
-    if !reviewer && !approver {
-        signin
-            .refuse(
-                &identity,
-                "neither a reviewer nor an approver in the policy",
-            )
-            .await?;
-        let mut response = UiError::NotAllowed { identity }.into_response();
+    if !powers.any() {
+        let mut response = signin
+            .refuse_page(&caller, "/ui/callback", Needs::Any)
+            .await?
+            .into_response();
         set_cookie(&mut response, &clear_login);
         return Ok(response);
     }
@@ -497,7 +594,7 @@ pub(super) async fn callback(
             "ui.signed_in",
             identity.clone(),
             Outcome::Info,
-            json!({ "reviewer": reviewer, "approver": approver }),
+            signed_in_detail(powers, "identity provider"),
         ))
         .await?;
     let value = signin
@@ -507,6 +604,18 @@ pub(super) async fn callback(
     let mut response = signed_in_page(&flow.next, &value, signin.settings.session_ttl);
     set_cookie(&mut response, &clear_login);
     Ok(response)
+}
+
+/// The `ui.signed_in` row's detail: what the person may do, and how they
+/// signed in.
+pub(super) fn signed_in_detail(powers: Powers, via: &str) -> serde_json::Value {
+    json!({
+        "review_all": powers.review_all,
+        "review_some": powers.review_some,
+        "decide": powers.decide,
+        "overrides": powers.overrides,
+        "via": via,
+    })
 }
 
 /// The answer that gives a browser its session cookie and moves it on to

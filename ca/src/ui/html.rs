@@ -73,8 +73,7 @@ pub(super) enum Nav {
 #[derive(Debug)]
 pub(super) struct Viewer<'a> {
     pub(super) identity: &'a str,
-    pub(super) reviewer: bool,
-    pub(super) approver: bool,
+    pub(super) powers: super::auth::Powers,
     pub(super) csrf: &'a str,
 }
 
@@ -91,15 +90,20 @@ pub(super) fn page(title: &str, nav: Nav, viewer: Option<&Viewer<'_>>, body: &st
             };
             let _ = write!(links, r#"<li><a href="{href}"{current}>{label}</a></li>"#);
         };
-        if v.reviewer {
+        let p = v.powers;
+        if p.review_some {
             item("/ui/sessions", "Sessions", Nav::Sessions);
+        }
+        if p.review_all {
             item("/ui/incidents", "Incidents", Nav::Incidents);
             item("/ui/audit", "Audit log", Nav::Audit);
         }
-        if v.approver || v.reviewer {
+        if p.decide {
             item("/ui/approvals", "Approvals", Nav::Approvals);
-            item("/ui/oncall", "On call", Nav::OnCall);
         }
+        // Anyone signed in may see who covers whom; the forms are decided
+        // by the policy's override.* entries.
+        item("/ui/oncall", "On call", Nav::OnCall);
     }
     let who = match viewer {
         Some(v) => format!(

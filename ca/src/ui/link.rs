@@ -26,7 +26,7 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::{SignIn, rights};
+use super::auth::{Needs, SignIn, powers, signed_in_detail};
 use super::{UiError, error_page};
 use crate::audit::{Audit, Event, Outcome};
 use crate::config::UiSettings;
@@ -61,9 +61,9 @@ pub(crate) enum IssueError {
     #[error("only a user of the CA's host gets a sign-in link, not {identity}")]
     NotLocal { identity: String },
     #[error(
-        "{identity} may not use the review UI: the policy names it neither as a reviewer nor as an approver of any role (this refusal is in the audit log)\nhint: run it as a user the policy names (local:root is always an admin), or add {identity} to `reviewers` in the policy"
+        "{identity} may not use the review UI: {why} (this refusal is in the audit log)\nhint: run it as a user the policy names (local:root is always an admin)"
     )]
-    NotAllowed { identity: String },
+    NotAllowed { identity: String, why: String },
     #[error("--ttl must be between 1s and {}m, not {}s", MAX_TTL.as_secs() / 60, .0.as_secs())]
     Ttl(Duration),
     #[error("cannot record the link: {0}")]
@@ -104,12 +104,10 @@ pub(crate) async fn issue(
             public_url: settings.public_url.clone(),
         });
     }
-    let (reviewer, approver) = rights(policy, caller);
-    if !reviewer && !approver {
-        audit
-            .record(refuse("neither a reviewer nor an approver in the policy"))
-            .await?;
-        return Err(IssueError::NotAllowed { identity });
+    if !powers(policy, caller).any() {
+        let why = policy.powers_denied(&identity, Needs::Any.kinds(), false);
+        audit.record(refuse(&why)).await?;
+        return Err(IssueError::NotAllowed { identity, why });
     }
     let token = zeroize::Zeroizing::new(random_token());
     let token_hash = digest(&token);
@@ -268,14 +266,13 @@ pub(super) async fn open(
     };
     let identity = caller.identity();
     // The policy may have changed since the link was made.
-    let (reviewer, approver) = signin.rights(&caller);
-    if !reviewer && !approver {
-        refuse(
-            identity.clone(),
-            "neither a reviewer nor an approver in the policy".into(),
-        )
-        .await?;
-        return Ok(UiError::NotAllowed { identity }.into_response());
+    let powers = signin.powers(&caller);
+    if !powers.any() {
+        refuse(identity.clone(), "no power the UI serves".into()).await?;
+        return Ok(signin
+            .refuse_page(&caller, "/ui/link", Needs::Any)
+            .await?
+            .into_response());
     }
     audit
         .record(Event::new(
@@ -290,7 +287,7 @@ pub(super) async fn open(
             "ui.signed_in",
             identity,
             Outcome::Info,
-            json!({ "reviewer": reviewer, "approver": approver, "via": "local link" }),
+            signed_in_detail(powers, "local link"),
         ))
         .await?;
     let ttl = signin.settings().session_ttl;

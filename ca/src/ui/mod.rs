@@ -6,9 +6,11 @@
 //!
 //! Sign-in is OIDC authorization code with PKCE, the CA as relying party of
 //! the `[oidc]` provider and client (`auth.rs`), or a one-time link for a
-//! user of the CA's host, used from loopback (`link.rs`). Only identities the policy
-//! names as `reviewers`, or as approvers of some role, get a session; the
-//! policy is asked again on every request.
+//! user of the CA's host, used from loopback (`link.rs`). Only identities
+//! that hold a power the UI serves (`auth::Powers`: reviewing recordings,
+//! deciding requests, changing overrides) get a session, and each page is
+//! there for the powers that cover it; the policy is asked again on every
+//! request, and a refusal says what the CA saw and what the policy needs.
 //!
 //! Never: read or change anything except through the same domain services
 //! the API uses (so the audit rows are the API's); accept a POST
@@ -40,7 +42,7 @@ use crate::oncall::OnCall;
 use crate::recordings::Recordings;
 use crate::requests::Requests;
 
-pub(crate) use auth::{SignIn, Signed};
+pub(crate) use auth::{Needs, SignIn, Signed};
 pub(crate) use login_cookie::{KeyError, LoginKey};
 
 /// What the review UI's pages take: the domain services they show, and
@@ -139,9 +141,15 @@ pub(crate) enum UiError {
     SignIn {
         next: String,
     },
-    /// Signed in, but the policy does not let this identity in (any more).
+    /// The policy does not let this identity in (any more), or not to this
+    /// page: who the CA saw, and the policy's words.
     NotAllowed {
         identity: String,
+        groups: Vec<String>,
+        /// What was refused, in words.
+        page: &'static str,
+        /// The policy's denial: which entries would allow it.
+        message: String,
     },
     /// A POST without the session's CSRF token or from another origin.
     Csrf,
@@ -206,14 +214,40 @@ impl IntoResponse for UiError {
                     esc(&html::q(&next))
                 ),
             ),
-            UiError::NotAllowed { identity } => error_page(
-                StatusCode::FORBIDDEN,
-                "Not allowed",
-                &format!(
-                    r#"<section class="refused"><h1>You may not use the review UI</h1><p>You signed in as <strong>{}</strong>, which the policy names neither in <code>reviewers</code> nor as an approver of any role. This refusal was written to the audit log.</p><p>If you should review sessions, ask the policy's owners to add you, then <a href="/ui/login">sign in again</a>.</p></section>"#,
-                    esc(&identity)
-                ),
-            ),
+            UiError::NotAllowed {
+                identity,
+                groups,
+                page,
+                message,
+            } => {
+                let groups = if groups.is_empty() {
+                    "none".to_owned()
+                } else {
+                    groups
+                        .iter()
+                        .map(|g| format!("<code>{}</code>", esc(g)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                let heading = if page == "the review UI" {
+                    "You may not use the review UI".to_owned()
+                } else {
+                    "You may not see this page".to_owned()
+                };
+                error_page(
+                    StatusCode::FORBIDDEN,
+                    "Not allowed",
+                    &format!(
+                        r#"<section class="refused"><h1>{heading}</h1><p>The policy does not let you see {}.</p><dl class="facts"><dt>Signed in as</dt><dd><strong>{}</strong></dd><dt>Groups the CA saw</dt><dd>{groups}</dd><dt>The policy says</dt><dd class="denial"><ul>{}</ul></dd></dl><p>If a group is missing, your identity provider did not send it (the CA asks for the scopes in <code>[ui] scopes</code>). This refusal was written to the audit log. When the policy or your groups change, <a href="/ui/login">sign in again</a>.</p></section>"#,
+                        esc(page),
+                        esc(&identity),
+                        message
+                            .split("; ")
+                            .map(|part| format!("<li>{}</li>", esc(part)))
+                            .collect::<String>()
+                    ),
+                )
+            }
             UiError::Csrf => error_page(
                 StatusCode::FORBIDDEN,
                 "Refused",

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::html::{Nav, badge, esc, facts, page, q, time};
-use super::{Signed, UiError, html_response};
+use super::{Needs, Signed, UiError, html_response};
 use crate::audit::{Audit, Event, Outcome};
 use crate::audit::{AuditFilter, AuditRow};
 use crate::current_policy::CurrentPolicy;
@@ -28,22 +28,12 @@ const AUDIT_PAGE: u32 = 50;
 /// Most rows one JSON-lines export holds.
 const AUDIT_EXPORT_MAX: u32 = 100_000;
 
-fn reviewers_only(signed: &Signed) -> Result<(), UiError> {
-    if signed.reviewer {
-        Ok(())
-    } else {
-        Err(UiError::Api(ApiError::Forbidden(
-            "only the policy's reviewers may see incidents, sessions and the audit log; approvers see the approvals".into(),
-        )))
-    }
-}
-
 /// `GET /ui/incidents`.
 pub(super) async fn incidents(
     State(incidents): State<Arc<Incidents>>,
     signed: Signed,
 ) -> Result<Response, UiError> {
-    reviewers_only(&signed)?;
+    signed.require(Needs::ReviewAll, "/ui/incidents").await?;
     let list = incidents.list(false).await?;
     let mut body = String::from("<h1>Incidents</h1>");
     if list.is_empty() {
@@ -81,7 +71,9 @@ pub(super) async fn incident(
     signed: Signed,
     Path(id): Path<String>,
 ) -> Result<Response, UiError> {
-    reviewers_only(&signed)?;
+    signed
+        .require(Needs::ReviewAll, "/ui/incidents/{id}")
+        .await?;
     let incident = incidents.get(&id).await?.ok_or_else(|| {
         UiError::Api(ApiError::Missing(format!(
             "no incident {}",
@@ -248,7 +240,7 @@ pub(super) async fn audit(
     signed: Signed,
     query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, UiError> {
-    reviewers_only(&signed)?;
+    signed.require(Needs::ReviewAll, "/ui/audit").await?;
     let params = query.map(|Query(p)| p).unwrap_or_default();
     let rows = audit_rows(&audit, &params, AUDIT_PAGE).await?;
     let verification = audit.verify(None).await?;
@@ -363,7 +355,7 @@ pub(super) async fn audit_export(
     signed: Signed,
     query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, UiError> {
-    reviewers_only(&signed)?;
+    signed.require(Needs::ReviewAll, "/ui/audit/export").await?;
     let params = query.map(|Query(p)| p).unwrap_or_default();
     let mut rows = audit_rows(&audit, &params, AUDIT_EXPORT_MAX).await?;
     rows.reverse();
@@ -418,6 +410,7 @@ pub(super) async fn approvals(
     State(incidents): State<Arc<Incidents>>,
     signed: Signed,
 ) -> Result<Response, UiError> {
+    signed.require(Needs::Decide, "/ui/approvals").await?;
     let pending = requests.pending_for(&signed.caller).await?;
     let policy = policy.get();
     let overrides = oncall.overrides().await?;
@@ -474,7 +467,7 @@ pub(super) async fn approvals(
                         )
                     })
                     .unwrap_or_default();
-                if signed.reviewer {
+                if signed.powers.review_all {
                     format!(
                         r#"<a href="/ui/incidents/{}">{}</a>{state}"#,
                         esc(&q(i)),

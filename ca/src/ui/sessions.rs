@@ -64,9 +64,14 @@ pub(super) async fn list(
     signed: Signed,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, UiError> {
-    if !signed.reviewer {
-        // Approvers only: their page is the approvals.
-        return Ok(axum::response::Redirect::to("/ui/approvals").into_response());
+    if !signed.powers.review_some {
+        // No recordings to review: their page is the approvals or on call.
+        let theirs = if signed.powers.decide {
+            "/ui/approvals"
+        } else {
+            "/ui/oncall"
+        };
+        return Ok(axum::response::Redirect::to(theirs).into_response());
     }
     let params = query.map(|Query(p)| p).unwrap_or_default();
     let reviewer = recordings.reviewer(&signed.caller, "/ui/sessions").await?;

@@ -28,4 +28,5 @@ mod revocation;
 mod session_lifecycle;
 mod ui;
 mod ui_link;
+mod ui_powers;
 mod webhooks;

@@ -58,8 +58,13 @@ pub(crate) fn screenshots_dir() -> PathBuf {
 /// A CA with `[oidc]` and `[ui]` on a port chosen first (the redirect URI
 /// names it).
 fn start_ca(provider: &OidcProvider) -> anyhow::Result<TestCa> {
+    start_ca_with(provider, "")
+}
+
+/// [`start_ca`] with `more` appended to the policy.
+pub(crate) fn start_ca_with(provider: &OidcProvider, more: &str) -> anyhow::Result<TestCa> {
     let (text, _) = policy();
-    let policy = format!("reviewers = [\"user:rita@example.com\"]\n{text}\n{EXTRA_POLICY}");
+    let policy = format!("reviewers = [\"user:rita@example.com\"]\n{text}\n{EXTRA_POLICY}\n{more}");
     let mut ca = TestCa::init(&policy, Some((provider.issuer(), CLIENT_ID)))?;
     let port = free_port();
     let assets = ui_dir().join("node_modules/asciinema-player/dist/bundle");
@@ -387,7 +392,7 @@ pub(crate) fn set_cookie(response: &reqwest::blocking::Response, name: &str) -> 
 }
 
 /// `GET /ui/login`: the provider's authorize URL and the login cookie.
-fn start_sign_in(ca: &TestCa) -> anyhow::Result<(String, String)> {
+pub(crate) fn start_sign_in(ca: &TestCa) -> anyhow::Result<(String, String)> {
     let response = ca.client().get(ca.url("/ui/login?next=/ui/")).send()?;
     ensure!(
         response.status().is_redirection(),
