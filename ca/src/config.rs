@@ -248,7 +248,11 @@ impl RawStore {
 struct RawUi {
     /// Where browsers reach this CA; the redirect URI is `{public_url}/ui/callback`.
     public_url: String,
-    /// A file holding the client secret, for a confidential client (0600).
+    /// The UI's own client at the provider (a web application); the
+    /// `[oidc]` (CLI) client when unset.
+    client_id: Option<String>,
+    /// A file holding the client secret, for a confidential client (0600);
+    /// else `SHIFTKEY_UI_CLIENT_SECRET`, if set.
     client_secret_file: Option<PathBuf>,
     /// The asciinema-player bundle (`asciinema-player.min.js` and `.css`).
     assets_dir: Option<PathBuf>,
@@ -258,6 +262,27 @@ struct RawUi {
     /// host, used from loopback only (break-glass and demos).
     #[serde(default = "default_true")]
     local_link: bool,
+    /// The scopes the sign-in asks for; many providers release `groups`
+    /// only under a scope of that name.
+    #[serde(default = "default_ui_scopes")]
+    scopes: Vec<String>,
+}
+
+fn default_ui_scopes() -> Vec<String> {
+    DEFAULT_UI_SCOPES.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// What the UI asks for unless `[ui] scopes` says otherwise.
+pub(crate) const DEFAULT_UI_SCOPES: [&str; 4] = ["openid", "email", "profile", "groups"];
+
+/// An OAuth scope token (RFC 6749 §3.3): printable ASCII without space,
+/// `"` or `\`.
+fn is_scope_token(scope: &str) -> bool {
+    !scope.is_empty()
+        && scope.len() <= 100
+        && scope
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
 }
 
 fn default_true() -> bool {
@@ -503,6 +528,8 @@ pub(crate) struct UiOidc {
     pub(crate) issuer: String,
     pub(crate) client_id: String,
     pub(crate) client_secret_file: Option<PathBuf>,
+    /// The scopes to ask for besides `openid` (always asked).
+    pub(crate) scopes: Vec<String>,
     pub(crate) danger_allow_http_issuer: bool,
 }
 
@@ -662,6 +689,22 @@ impl Config {
                             u.public_url
                         ))
                     })?;
+                if u.client_id
+                    .as_ref()
+                    .is_some_and(|c| c.trim().is_empty() || c.len() > 200)
+                {
+                    return Err(invalid("ui.client_id is empty or too long".into()));
+                }
+                if let Some(bad) = u.scopes.iter().find(|s| !is_scope_token(s)) {
+                    return Err(invalid(format!(
+                        "ui.scopes: {bad:?} is not a scope (printable ASCII, no spaces or quotes)"
+                    )));
+                }
+                if !u.scopes.iter().any(|s| s == "email") {
+                    return Err(invalid(
+                        "ui.scopes must include \"email\": the CA names reviewers by the ID token's email".into(),
+                    ));
+                }
                 let session_ttl = humantime::parse_duration(&u.session_ttl)
                     .ok()
                     .filter(|d| *d >= Duration::from_secs(60) && *d <= Duration::from_secs(86_400))
@@ -675,8 +718,14 @@ impl Config {
                     public_url: url.as_str().trim_end_matches('/').to_owned(),
                     oidc: oidc.as_ref().map(|oidc| UiOidc {
                         issuer: oidc.issuer.clone(),
-                        client_id: oidc.audience.clone(),
+                        client_id: u.client_id.clone().unwrap_or_else(|| oidc.audience.clone()),
                         client_secret_file: u.client_secret_file.map(|p| base.join(p)),
+                        scopes: u
+                            .scopes
+                            .iter()
+                            .filter(|s| *s != "openid")
+                            .cloned()
+                            .collect(),
                         danger_allow_http_issuer: oidc.danger_allow_http_issuer,
                     }),
                     assets_dir: u.assets_dir.map(|p| base.join(p)),
@@ -781,8 +830,10 @@ path = "policy.toml"
 # signs them in through the OIDC section above. Reference: docs/ui.md
 # [ui]
 # public_url = "https://ca.example.com:8443"   # redirect URI: {public_url}/ui/callback
-# client_secret_file = "secrets/ui-client.secret"   # only for a confidential client
+# client_id = "shiftkey-web"   # the UI's own web client; default: the [oidc] client_id
+# client_secret_file = "secrets/ui-client.secret"   # only for a confidential client (or $SHIFTKEY_UI_CLIENT_SECRET)
 # local_link = true   # `shiftkey-ca ui link`: one-time sign-in on this host (loopback only)
+# scopes = ["openid", "email", "profile", "groups"]   # many providers send groups only under "groups"
 # assets_dir = "/usr/share/shiftkey/asciinema-player"   # asciinema-player.min.js and .css
 # session_ttl = "8h"
 "#;
@@ -938,7 +989,8 @@ mod tests {
         let example = EXAMPLE
             .replace("# [oidc]", "[oidc]")
             .replace("# issuer", "issuer")
-            .replace("# client_id", "client_id")
+            // The [oidc] client, not the [ui] one below it.
+            .replacen("# client_id", "client_id", 1)
             .replace(
                 "# danger_accept_unverified_email",
                 "danger_accept_unverified_email",
@@ -964,7 +1016,13 @@ mod tests {
         .unwrap();
         let ui_settings = c.ui.unwrap();
         assert_eq!(ui_settings.public_url, "https://ca.example.com:8443");
-        assert_eq!(ui_settings.oidc.unwrap().client_id, "c");
+        let ui_oidc = ui_settings.oidc.unwrap();
+        assert_eq!(ui_oidc.client_id, "c");
+        assert_eq!(
+            ui_oidc.scopes,
+            ["email", "profile", "groups"],
+            "groups by default"
+        );
         assert!(ui_settings.local_link, "on unless turned off");
         assert_eq!(
             ui_settings.assets_dir.as_deref(),
@@ -975,6 +1033,16 @@ mod tests {
             .ui
             .unwrap();
         assert!(local.oidc.is_none() && local.local_link, "local links only");
+        for (scopes, ok) in [
+            (r#"["openid", "email"]"#, true),
+            (r#"["openid", "profile"]"#, false),
+            (r#"["email", "a b"]"#, false),
+            (r#"["email", ""]"#, false),
+        ] {
+            let text = format!("{oidc}{ui}scopes = {scopes}\n");
+            let parsed = Config::parse(&text, Path::new("ca.toml"), Path::new("/var/lib/shiftkey"));
+            assert_eq!(parsed.is_ok(), ok, "{scopes}");
+        }
         let neither = format!("{ui}local_link = false\n");
         assert!(
             Config::parse(

@@ -9,6 +9,10 @@ pub(crate) const DATA_DIR: &str = "SHIFTKEY_DATA_DIR";
 pub(crate) const LOG: &str = "SHIFTKEY_LOG";
 /// `json` for JSON log lines (the default on services is human-readable text).
 pub(crate) const LOG_FORMAT: &str = "SHIFTKEY_LOG_FORMAT";
+/// The review UI's client secret at the identity provider, for a
+/// confidential web client (`[ui] client_id`), when `[ui]
+/// client_secret_file` is not set. Read once at start.
+pub(crate) const UI_CLIENT_SECRET: &str = "SHIFTKEY_UI_CLIENT_SECRET";
 /// PIN of the PKCS#11 token holding a CA key, when its URI has no `pin-source`.
 pub(crate) const PKCS11_PIN: &str = "SHIFTKEY_PKCS11_PIN";
 /// Set (to anything) to turn off colour in log lines (<https://no-color.org>).

@@ -63,6 +63,8 @@ pub(crate) enum StartError {
     UiKey(#[from] crate::ui::KeyError),
     #[error("OIDC: {0}\nhint: check [oidc] issuer in ca.toml and that the issuer is reachable")]
     Oidc(String),
+    #[error("review UI client secret: {0}\nhint: see docs/ui.md, \"Configure it\"")]
+    UiSecret(String),
     #[error("{path}: {message}")]
     Socket { path: PathBuf, message: String },
     #[error(transparent)]
@@ -197,11 +199,36 @@ pub(crate) async fn start(
         oidc.clone(),
         crate::recording_store::open(&config.recordings).map_err(StartError::Recordings)?,
     )?;
+    // The UI's own client, when it is not the CLI's: its ID tokens carry
+    // its client ID as audience, so they get a verifier of their own.
+    let (ui_verifier, ui_secret) = match (
+        config.ui.as_ref().and_then(|u| u.oidc.as_ref()),
+        &config.oidc,
+        &oidc,
+    ) {
+        (Some(ui_oidc), Some(settings), Some((verifier, _))) => {
+            let secret = crate::ui::load_client_secret(ui_oidc).map_err(StartError::UiSecret)?;
+            let verifier = if ui_oidc.client_id == settings.audience {
+                Arc::clone(verifier)
+            } else {
+                let mut own = settings.clone();
+                own.audience = ui_oidc.client_id.clone();
+                Arc::new(
+                    OidcVerifier::discover(own)
+                        .await
+                        .map_err(|e| StartError::Oidc(e.to_string()))?,
+                )
+            };
+            (Some(verifier), secret)
+        }
+        _ => (None, None),
+    };
     let ui = UiState {
         signin: match config.ui.clone() {
             Some(settings) => Some(Arc::new(SignIn::new(
                 settings,
-                oidc.as_ref().map(|(verifier, _)| Arc::clone(verifier)),
+                ui_verifier,
+                ui_secret,
                 LoginKey::load_or_create(data_dir)?,
                 WebSessions::new(Arc::clone(&store)),
                 Arc::clone(&policy),

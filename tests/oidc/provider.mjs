@@ -57,8 +57,14 @@ let defaultLogin = {
 // Kids withdrawn from /jwks by DELETE /__test/keys/KID. The keys still
 // sign (mint with {"kid": KID}), as a stolen key would.
 const withdrawnKids = new Set();
-// code -> { identity, clientId, redirectUri } for codes not yet redeemed.
+// code -> { identity, clientId, redirectUri, scopes } for codes not yet redeemed.
 const pendingCodes = new Map();
+// Confidential clients (POST /__test/clients): client_id -> secret. The
+// token endpoint refuses their codes without that secret.
+const confidentialClients = new Map();
+// What discovery lists; `groups` is released only under the scope of that
+// name, as at many real providers.
+const SCOPES_SUPPORTED = ['openid', 'email', 'profile', 'groups'];
 const stats = { jwks_requests: 0, token_requests: 0, authorize_requests: 0 };
 
 function identityFromQuery(query) {
@@ -80,6 +86,7 @@ service.on('beforeAuthorizeRedirect', (redirect, req) => {
     identity: identityFromQuery(req.query),
     clientId: req.query.client_id,
     redirectUri: req.query.redirect_uri,
+    scopes: typeof req.query.scope === 'string' ? req.query.scope.split(' ') : [],
   });
 });
 
@@ -90,6 +97,7 @@ service.on('beforeTokenSigning', (token, req) => {
   const pending = pendingCodes.get(req.body.code);
   if (pending === undefined) return;
   const { sub, ...claims } = pending.identity;
+  if (!pending.scopes.includes('groups')) delete claims.groups;
   // email_verified is true unless the default login says otherwise; a
   // null claim is left out.
   Object.assign(token.payload, { email_verified: true }, claims, { sub });
@@ -106,6 +114,11 @@ service.on('beforeResponse', (response, req) => {
   const pending = pendingCodes.get(code);
   pendingCodes.delete(code);
   const clientId = req.body.client_id ?? clientIdFromBasic(req);
+  if (confidentialClients.has(clientId) && clientSecret(req) !== confidentialClients.get(clientId)) {
+    response.statusCode = 401;
+    response.body = { error: 'invalid_client', error_description: 'client authentication failed' };
+    return;
+  }
   const bad =
     pending === undefined ||
     (pending.clientId !== undefined && clientId !== pending.clientId) ||
@@ -115,6 +128,17 @@ service.on('beforeResponse', (response, req) => {
     response.body = { error: 'invalid_grant' };
   }
 });
+
+// The client secret sent by client_secret_basic or client_secret_post.
+function clientSecret(req) {
+  const header = req.headers.authorization ?? '';
+  if (header.startsWith('Basic ')) {
+    const decoded = Buffer.from(header.slice(6), 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    return colon < 0 ? undefined : decodeURIComponent(decoded.slice(colon + 1));
+  }
+  return req.body?.client_secret;
+}
 
 function clientIdFromBasic(req) {
   const header = req.headers.authorization ?? '';
@@ -202,6 +226,13 @@ async function testHandler(req, res) {
       const body = await readJson(req);
       defaultLogin = { ...defaultLogin, ...body };
       sendJson(res, 200, defaultLogin);
+    } else if (req.method === 'POST' && path === '/__test/clients') {
+      const body = await readJson(req);
+      if (typeof body.client_id !== 'string' || typeof body.client_secret !== 'string') {
+        throw new Error('client_id and client_secret are required');
+      }
+      confidentialClients.set(body.client_id, body.client_secret);
+      sendJson(res, 200, { client_id: body.client_id });
     } else if (req.method === 'POST' && path === '/__test/keys') {
       const body = await readJson(req);
       const alg = body.alg ?? 'RS256';
@@ -242,6 +273,21 @@ const server = createServer((req, res) => {
       sendJson(res, 200, { keys });
       return;
     }
+  }
+  if (path === '/.well-known/openid-configuration' && req.method === 'GET') {
+    // The library's document, plus the scopes this provider supports.
+    const end = res.end.bind(res);
+    res.end = (chunk, ...rest) => {
+      try {
+        const doc = JSON.parse(Buffer.isBuffer(chunk) ? chunk.toString('utf8') : chunk);
+        doc.scopes_supported = SCOPES_SUPPORTED;
+        const text = JSON.stringify(doc);
+        res.setHeader('content-length', Buffer.byteLength(text));
+        return end(text, ...rest);
+      } catch {
+        return end(chunk, ...rest);
+      }
+    };
   }
   if (path === '/token') stats.token_requests += 1;
   if (path === '/authorize') stats.authorize_requests += 1;

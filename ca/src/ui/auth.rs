@@ -45,6 +45,7 @@ use crate::current_policy::CurrentPolicy;
 use crate::identity::Caller;
 use crate::oidc::OidcVerifier;
 use crate::policy::ActionKind;
+use crate::secret::Secret;
 use crate::web_sessions::WebSessions;
 
 const SESSION_COOKIE: &str = "__Secure-shiftkey-ui";
@@ -61,6 +62,8 @@ pub(crate) struct SignIn {
     settings: Arc<UiSettings>,
     /// `None` without `[oidc]`: only one-time local links sign in.
     oidc: Option<Arc<OidcVerifier>>,
+    /// A confidential client's secret (`load_client_secret`).
+    client_secret: Option<Secret>,
     key: LoginKey,
     provider: tokio::sync::Mutex<Option<Arc<CoreProviderMetadata>>>,
     sessions: WebSessions,
@@ -72,6 +75,7 @@ impl SignIn {
     pub(crate) fn new(
         settings: UiSettings,
         oidc: Option<Arc<OidcVerifier>>,
+        client_secret: Option<Secret>,
         key: LoginKey,
         sessions: WebSessions,
         policy: Arc<CurrentPolicy>,
@@ -80,6 +84,7 @@ impl SignIn {
         Self {
             settings: Arc::new(settings),
             oidc,
+            client_secret,
             key,
             provider: tokio::sync::Mutex::new(None),
             sessions,
@@ -386,24 +391,37 @@ fn http_client() -> Result<reqwest::Client, UiError> {
         .map_err(|e| UiError::Login(format!("cannot build the HTTP client: {e}")))
 }
 
-fn client_secret(settings: &UiOidc) -> Result<Option<ClientSecret>, UiError> {
-    let Some(path) = &settings.client_secret_file else {
-        return Ok(None);
-    };
+/// The UI client's secret, read once at start: from `[ui]
+/// client_secret_file` (which only the CA's user may read), else from
+/// `SHIFTKEY_UI_CLIENT_SECRET`; `None` for a public client. Kept in a
+/// [`Secret`] (zeroized on drop); the error never holds the secret.
+pub(crate) fn load_client_secret(settings: &UiOidc) -> Result<Option<Secret>, String> {
     use std::os::unix::fs::PermissionsExt as _;
-    let fail = |why: String| {
-        tracing::error!(path = %path.display(), "review UI client secret: {why}");
-        UiError::Login(
-            "the CA's client secret for the identity provider is not usable; tell the operator"
-                .into(),
-        )
+    let text = match &settings.client_secret_file {
+        Some(path) => {
+            let fail = |why: String| format!("[ui] client_secret_file {}: {why}", path.display());
+            let meta = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
+            if meta.permissions().mode() & 0o077 != 0 {
+                return Err(fail("group or others may read it; chmod 600 it".into()));
+            }
+            zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?)
+        }
+        None => match std::env::var(crate::env_vars::UI_CLIENT_SECRET) {
+            Ok(value) => zeroize::Zeroizing::new(value),
+            Err(std::env::VarError::NotPresent) => return Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => {
+                return Err(format!(
+                    "${} is not UTF-8",
+                    crate::env_vars::UI_CLIENT_SECRET
+                ));
+            }
+        },
     };
-    let meta = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        return Err(fail("group or others may read it; chmod 600".into()));
+    let secret = text.trim();
+    if secret.is_empty() {
+        return Err("the review UI's client secret is empty".into());
     }
-    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-    Ok(Some(ClientSecret::new(text.trim().to_owned())))
+    Ok(Some(Secret::new(secret.to_owned())))
 }
 
 fn redirect_uri(settings: &UiSettings) -> Result<RedirectUrl, UiError> {
@@ -451,7 +469,11 @@ fn client(
     Ok(CoreClient::from_provider_metadata(
         metadata.clone(),
         ClientId::new(oidc.client_id.clone()),
-        client_secret(oidc)?,
+        // openidconnect's copy lives for this one request.
+        signin
+            .client_secret
+            .as_ref()
+            .map(|secret| ClientSecret::new(secret.expose().to_owned())),
     )
     .set_redirect_uri(redirect_uri(&signin.settings)?))
 }
@@ -474,8 +496,7 @@ pub(super) async fn login(
             CsrfToken::new_random,
             Nonce::new_random,
         )
-        .add_scope(Scope::new("email".into()))
-        .add_scope(Scope::new("profile".into()))
+        .add_scopes(oidc.scopes.iter().cloned().map(Scope::new))
         .set_pkce_challenge(challenge)
         .url();
     let pending = PendingLogin::new(

@@ -42,7 +42,7 @@ use crate::oncall::OnCall;
 use crate::recordings::Recordings;
 use crate::requests::Requests;
 
-pub(crate) use auth::{Needs, SignIn, Signed};
+pub(crate) use auth::{Needs, SignIn, Signed, load_client_secret};
 pub(crate) use login_cookie::{KeyError, LoginKey};
 
 /// What the review UI's pages take: the domain services they show, and

@@ -29,4 +29,5 @@ mod session_lifecycle;
 mod ui;
 mod ui_link;
 mod ui_powers;
+mod ui_provider;
 mod webhooks;

@@ -63,6 +63,11 @@ fn start_ca(provider: &OidcProvider) -> anyhow::Result<TestCa> {
 
 /// [`start_ca`] with `more` appended to the policy.
 pub(crate) fn start_ca_with(provider: &OidcProvider, more: &str) -> anyhow::Result<TestCa> {
+    start_ca_ui(provider, more, "")
+}
+
+/// [`start_ca_with`], with `ui` appended to the `[ui]` section.
+pub(crate) fn start_ca_ui(provider: &OidcProvider, more: &str, ui: &str) -> anyhow::Result<TestCa> {
     let (text, _) = policy();
     let policy = format!("reviewers = [\"user:rita@example.com\"]\n{text}\n{EXTRA_POLICY}\n{more}");
     let mut ca = TestCa::init(&policy, Some((provider.issuer(), CLIENT_ID)))?;
@@ -81,7 +86,7 @@ pub(crate) fn start_ca_with(provider: &OidcProvider, more: &str) -> anyhow::Resu
     std::fs::write(
         &path,
         format!(
-            "{config}\n[ui]\npublic_url = \"https://127.0.0.1:{port}\"\nassets_dir = \"{}\"\n",
+            "{config}\n[ui]\npublic_url = \"https://127.0.0.1:{port}\"\nassets_dir = \"{}\"\n{ui}",
             assets.display()
         ),
     )?;

@@ -27,7 +27,7 @@ schedules = ["primary"]
 
 /// A sign-in as `email` with `groups`, without a browser: the callback's
 /// status, its page and the session cookie (if any).
-fn sign_in_as(
+pub(crate) fn sign_in_as(
     ca: &TestCa,
     email: &str,
     groups: &str,
