@@ -15,10 +15,14 @@ pub(super) fn esc(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            // Terminal output and typed input hold control characters:
-            // show them, never pass them.
-            c if c.is_control() && c != '\n' && c != '\t' => {
-                let _ = write!(out, "&#x{:x};", 0x2400 + (c as u32 & 0x1f));
+            // Terminal output and typed input hold control characters, and
+            // any text can hold bidi and zero-width ones: show each as its
+            // visible marker (`␛`, `⟨CSI⟩`, `⟨RLO⟩`), never pass it.
+            '\n' | '\t' => out.push(c),
+            c if shiftkey_safe_text::hazard(c).is_some() => {
+                if let Some(marker) = shiftkey_safe_text::marker(c) {
+                    out.push_str(&marker);
+                }
             }
             c => out.push(c),
         }
@@ -164,8 +168,21 @@ mod tests {
             esc(r#"<script>alert("x")</script>&'"#),
             "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&#39;"
         );
-        assert_eq!(esc("a\u{1b}[31mb\r"), "a&#x241b;[31mb&#x240d;");
+        assert_eq!(esc("a\u{1b}[31mb\r"), "a\u{241b}[31mb\u{240d}");
         assert_eq!(q("a b&c=d"), "a+b%26c%3Dd");
         assert_eq!(offset(75.25), "1:15.2");
+    }
+
+    /// Issue 16: a recorded reason with bidi controls reads as what it is;
+    /// DEL and a C1 CSI get their own markers (not US's and ESC's).
+    #[test]
+    fn text_that_could_hide_or_reorder_is_shown_marked() {
+        assert_eq!(
+            esc("LGTM \u{202e}devorppa\u{202c} \u{2014} per CISO"),
+            "LGTM \u{27e8}RLO\u{27e9}devorppa\u{27e8}PDF\u{27e9} \u{2014} per CISO"
+        );
+        assert_eq!(esc("\x7f\u{9b}\x1b"), "\u{2421}\u{27e8}CSI\u{27e9}\u{241b}");
+        assert_eq!(esc("a\u{200b}b"), "a\u{27e8}ZWSP\u{27e9}b");
+        assert_eq!(esc("<a href='x'>\n"), "&lt;a href=&#39;x&#39;&gt;\n");
     }
 }

@@ -20,6 +20,7 @@
 mod assets;
 mod auth;
 mod html;
+mod keys;
 pub(crate) mod link;
 mod login_cookie;
 mod oncall;

@@ -454,7 +454,7 @@ pub(super) async fn detail(
                     body,
                     r#"<li><button type="button" class="seek" data-seek="{t:.3}"><span class="t">{}</span> <code>{}</code></button></li>"#,
                     esc(&offset(*t)),
-                    esc(text.trim_end_matches(['\r', '\n']))
+                    super::keys::typed(text.trim_end_matches(['\r', '\n']))
                 );
             }
             body.push_str("</ol></aside></section>");
