@@ -104,7 +104,9 @@ async fn browser_login_with_oauth2_mock_server() -> anyhow::Result<()> {
     let (login, url) = start_browser_login(provider.issuer(), BrowserOptions::default()).await?;
 
     assert_eq!(query_param(&url, "code_challenge_method")?, "S256");
-    assert_eq!(query_param(&url, "scope")?, "openid email profile");
+    // The test provider lists `groups` in scopes_supported (and releases
+    // the claim only under it), so the CLI asks for it.
+    assert_eq!(query_param(&url, "scope")?, "openid email profile groups");
     let redirect_uri = query_param(&url, "redirect_uri")?;
     assert!(
         redirect_uri.starts_with("http://127.0.0.1:"),
