@@ -22,6 +22,20 @@ const SESSION: &str = "__Secure-shiftkey-ui";
 /// every address (so that a request can come from a peer that is not
 /// loopback).
 fn start_ca(provider: Option<&OidcProvider>, extra_ui: &str) -> anyhow::Result<TestCa> {
+    // The port is chosen before the CA binds it (public_url names it), so
+    // another test may take it first: try another.
+    let mut tries = 0;
+    loop {
+        match start_ca_once(provider, extra_ui) {
+            Err(e) if tries < 4 && format!("{e:#}").contains("Address already in use") => {
+                tries += 1;
+            }
+            started => return started,
+        }
+    }
+}
+
+fn start_ca_once(provider: Option<&OidcProvider>, extra_ui: &str) -> anyhow::Result<TestCa> {
     let (text, _) = policy();
     let mut ca = TestCa::init(&text, provider.map(|p| (p.issuer(), "shiftkey-ui-link")))?;
     let port = free_port();
