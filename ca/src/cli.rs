@@ -376,7 +376,7 @@ async fn ui_link(args: LinkArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| args.dir.data_dir.join("ca.toml"));
     let config = crate::config::Config::load(&config_path, &args.dir.data_dir)?;
-    let operator = args.dir.operator()?;
+    let operator = args.dir.operator().await?;
     let link = operator.ui_link(config.ui.as_ref(), args.ttl).await?;
     let expires = chrono::DateTime::from_timestamp(link.expires_at, 0)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())

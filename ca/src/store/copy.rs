@@ -211,6 +211,18 @@ const TABLES: &[(&str, &[&str])] = &[
             "created_at",
             "expires_at",
             "last_seen",
+            "local_uid",
+        ],
+    ),
+    (
+        "ui_links",
+        &[
+            "token_hash",
+            "local_user",
+            "local_uid",
+            "created_at",
+            "expires_at",
+            "used_at",
         ],
     ),
     ("webhook_events", &["source", "id", "seen_at"]),

@@ -14,6 +14,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0002_webhook_state.sql"),
     include_str!("../../../migrations/postgres/0003_identities_overrides_requests.sql"),
     include_str!("../../../migrations/postgres/0004_lost_sessions_retention.sql"),
+    include_str!("../../../migrations/postgres/0005_ui_links.sql"),
 ];
 
 /// The advisory lock migrations run under ("shiftkey" in ASCII).

@@ -13,7 +13,8 @@ use shiftkey_tests::services::{TestDatabase, postgres_ca};
 use super::{Fresh, apply, cert, entry, incident, row, session, start_session};
 use crate::store::postgres::{PostgresStore, Settings};
 use crate::store::{
-    Access, AuditFilter, Change, Conflict, Entry, Error, Hold, OpenError, Selector, SessionStatus,
+    Access, AuditFilter, Change, Conflict, Entry, Error, Hold, OpenError, Redeemed, Selector,
+    SessionStatus, UiLink, UiSession,
 };
 
 fn settings(url: &str) -> Settings {
@@ -52,7 +53,7 @@ async fn replicas_starting_at_once_migrate_once_and_a_newer_schema_is_refused() 
     let versions = db
         .psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations")
         .unwrap();
-    assert_eq!(versions, "1,2,3,4", "each migration once");
+    assert_eq!(versions, "1,2,3,4,5", "each migration once");
     db.psql("INSERT INTO schema_migrations (version) VALUES (99)")
         .unwrap();
     for access in [Access::ReadWrite, Access::ReadOnly] {
@@ -596,6 +597,32 @@ async fn a_sqlite_store_copies_into_postgresql_with_its_chain_and_only_into_an_e
         .unwrap();
     let overrides = single.current_overrides(0).await.unwrap();
     assert_eq!(overrides.len(), 1);
+    // A local user's UI session (by its uid, not an email), one sign-in
+    // link used and one not.
+    let local = UiSession {
+        id_hash: "local-session".into(),
+        email: "root".into(),
+        local_uid: Some(0),
+        groups: vec![],
+        csrf: "c".into(),
+        created_at: 1_700_000_000,
+        expires_at: 4_000_000_000,
+        last_seen: 1_700_000_000,
+    };
+    single.create_ui_session(local.clone()).await.unwrap();
+    let link = |hash: &str| UiLink {
+        token_hash: hash.into(),
+        local_user: "root".into(),
+        local_uid: 0,
+        created_at: 1_700_000_000,
+        expires_at: 4_000_000_000,
+    };
+    single.create_ui_link(link("used")).await.unwrap();
+    single.create_ui_link(link("unused")).await.unwrap();
+    assert_eq!(
+        single.redeem_ui_link("used", 1_700_000_010).await.unwrap(),
+        Redeemed::Now(link("used"))
+    );
     drop(single);
     let db = TestDatabase::create().unwrap();
     let target = settings(&db.url());
@@ -646,6 +673,19 @@ async fn a_sqlite_store_copies_into_postgresql_with_its_chain_and_only_into_an_e
     assert_eq!(
         copy.session(&live.id).await.unwrap().unwrap().last_seen,
         Some(live.started_at + 7)
+    );
+    assert_eq!(copy.ui_session("local-session").await.unwrap(), Some(local));
+    assert_eq!(
+        copy.redeem_ui_link("used", 1_700_000_020).await.unwrap(),
+        Redeemed::AlreadyUsed {
+            link: link("used"),
+            used_at: 1_700_000_010
+        },
+        "a link used before the copy stays used"
+    );
+    assert_eq!(
+        copy.redeem_ui_link("unused", 1_700_000_020).await.unwrap(),
+        Redeemed::Now(link("unused"))
     );
     // The hold keeps the recording from retention on the copy too.
     assert!(
