@@ -26,7 +26,7 @@ mod policy;
 mod session;
 mod target;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -139,12 +139,57 @@ async fn create(dir: &Path, user: &str, listen: SocketAddr) -> anyhow::Result<()
     };
     crate::init::init(dir, &opts).await?;
     // The quickstart listens where --listen says.
-    let config = std::fs::read_to_string(dir.join("ca.toml"))?.replace(
+    let mut config = std::fs::read_to_string(dir.join("ca.toml"))?.replace(
         "listen = \"127.0.0.1:8443\"",
         &format!("listen = \"{listen}\""),
     );
+    if let Some(public_url) = ui_public_url(listen) {
+        config.push_str(&ui_section(&public_url));
+    }
     std::fs::write(dir.join("ca.toml"), config)?;
     Ok(())
+}
+
+/// Where a browser on this machine reaches the quickstart's CA: its
+/// `--listen` address when that is loopback, loopback when it listens on
+/// every address; none for another address (a sign-in link is used from
+/// loopback only, so the review UI gets no `[ui]` there).
+fn ui_public_url(listen: SocketAddr) -> Option<String> {
+    let ip = listen.ip();
+    let ip = if ip.is_loopback() {
+        ip
+    } else if ip.is_unspecified() {
+        match ip {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        }
+    } else {
+        return None;
+    };
+    Some(format!("https://{}", SocketAddr::new(ip, listen.port())))
+}
+
+/// The quickstart's review UI: no identity provider here, so signing in is
+/// by one-time link only (`shiftkey-ca ui link`, on this host).
+fn ui_section(public_url: &str) -> String {
+    format!(
+        r#"
+# The quickstart's review UI: there is no identity provider here, so
+# reviewers sign in only with a one-time link printed on this host by
+# `shiftkey-ca ui link` (loopback only). docs/ui.md
+[ui]
+public_url = "{public_url}"
+local_link = true
+"#
+    )
+}
+
+/// Whether `shiftkey-ca ui link` works with the directory's ca.toml: the
+/// review UI is configured with one-time links on (a directory made by an
+/// older quickstart has no `[ui]`).
+fn ui_link_works(dir: &Path) -> bool {
+    crate::config::Config::load(&dir.join("ca.toml"), dir)
+        .is_ok_and(|config| config.ui.is_some_and(|ui| ui.local_link))
 }
 
 /// What the quickstart did.
@@ -398,9 +443,15 @@ fn next(options: &Options, socket: &Path, url: &str, outcome: &Outcome) {
             outcome.serial
         );
     }
-    println!(
-        "  {url}/ui/   # the review UI's address; signing in needs [oidc] and [ui] in {d}/ca.toml (docs/ui.md)"
-    );
+    if ui_link_works(&options.data_dir) {
+        println!(
+            "  {ca_cmd} ui link --data-dir {d}   # a one-time sign-in link to the review UI at {url}/ui/, for you, on this machine"
+        );
+    } else {
+        println!(
+            "  {url}/ui/   # the review UI's address; signing in needs [ui] in {d}/ca.toml, with [oidc] or local_link (docs/ui.md)"
+        );
+    }
     println!(
         "  curl --cacert {d}/tls/cert.pem {url}/v1/ca/user.pub      # the key hosts trust (TrustedUserCAKeys)"
     );
@@ -535,4 +586,37 @@ pub(crate) fn describe(cert: &Certificate) -> String {
             .to_string(),
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_review_ui_is_reached_over_loopback_or_not_configured() {
+        let url = |listen: &str| ui_public_url(listen.parse().unwrap());
+        assert_eq!(
+            url("127.0.0.1:8443").as_deref(),
+            Some("https://127.0.0.1:8443")
+        );
+        assert_eq!(
+            url("0.0.0.0:9000").as_deref(),
+            Some("https://127.0.0.1:9000")
+        );
+        assert_eq!(url("[::]:9000").as_deref(), Some("https://[::1]:9000"));
+        assert_eq!(url("[::1]:9000").as_deref(), Some("https://[::1]:9000"));
+        // A link is used from loopback only: another address gets no [ui].
+        assert_eq!(url("192.0.2.7:8443"), None);
+        // What the quickstart appends parses, with link-only sign-in.
+        let text = format!(
+            "{}{}",
+            crate::config::EXAMPLE,
+            ui_section("https://127.0.0.1:8443")
+        );
+        let config =
+            crate::config::Config::parse(&text, Path::new("/q/ca.toml"), Path::new("/q")).unwrap();
+        let ui = config.ui.unwrap();
+        assert!(ui.local_link && ui.oidc.is_none());
+        assert_eq!(ui.public_url, "https://127.0.0.1:8443");
+    }
 }

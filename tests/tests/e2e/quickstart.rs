@@ -212,10 +212,25 @@ fn quickstart_records_a_session_through_the_bastion_into_an_enrolled_host() -> a
         "recordings search 'shiftkey-quickstart' --ca unix:".to_owned(),
         format!("recordings cat {session} --ca unix:"),
         format!("revoke --data-dir {} --serial {serial}", data.display()),
+        format!("ui link --data-dir {}", data.display()),
         format!("https://{listen}/ui/"),
     ] {
         assert!(stdout.contains(&next), "{next} in\n{stdout}");
     }
+    // The printed `ui link` works with the quickstart's ca.toml: a link to
+    // the CA's loopback address, for the user who ran it.
+    let link = run(Command::new(binary("shiftkey-ca")?)
+        .args(["ui", "link", "--json", "--data-dir"])
+        .arg(&data))?;
+    assert!(link.status.success(), "{}", texts(&link).1);
+    let link: Value = serde_json::from_slice(&link.stdout)?;
+    assert!(
+        link["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with(&format!("https://{listen}/ui/link?token="))),
+        "{link}"
+    );
+    assert_eq!(link["identity"], "local:root", "{link}");
 
     // Running it again reuses the directory and never overwrites the CA
     // keys; the throwaway target is enrolled afresh, a new session recorded.
