@@ -173,12 +173,12 @@ pub(crate) fn new_token(
     })
 }
 
-fn token_hash(token: &str) -> String {
+pub(crate) fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.trim().as_bytes()))
 }
 
 /// The token's public ID (`jt_...`), for audit rows, when it has the shape of one.
-fn token_id(token: &str) -> Option<&str> {
+pub(crate) fn token_id(token: &str) -> Option<&str> {
     let mut parts = token.trim().split('.');
     match (parts.next(), parts.next()) {
         (Some(TOKEN_PREFIX), Some(id)) if id.starts_with("jt_") && id.len() == 15 => Some(id),

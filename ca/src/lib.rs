@@ -49,6 +49,9 @@ pub mod bench;
 mod clock;
 mod config;
 mod env_vars;
+/// Fuzz targets (`fuzz/`) and their corpus replay; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 mod identity;
 mod issue;
 mod keys;

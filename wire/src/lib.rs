@@ -409,6 +409,10 @@ pub struct RecordingFile {
 
 #[cfg(feature = "host-auth")]
 pub mod host_auth;
+/// Fuzz targets (`fuzz/`) and their corpus replay; not an API.
+#[cfg(feature = "host-auth")]
+#[doc(hidden)]
+pub mod fuzzing;
 
 /// `POST /v1/hosts/present` (bastions only): a host certificate for the
 /// bastion's key under `target`, the name the user's ssh asked for.

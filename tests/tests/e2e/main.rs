@@ -10,6 +10,7 @@ mod client;
 mod escalation;
 mod fixtures;
 mod forwards;
+mod fuzz_corpus;
 mod host_roles;
 mod hostile;
 mod hosts;
