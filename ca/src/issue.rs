@@ -180,6 +180,13 @@ pub(crate) fn parse_public_key(line: &str) -> Result<PublicKey, RequestError> {
         return Err(RequestError::MalformedKey("longer than 8 KiB".into()));
     }
     let line = line.trim();
+    // One key, one line: a second line (a second key) would be silently
+    // ignored after the first one's comment.
+    if line.contains(['\n', '\r']) {
+        return Err(RequestError::MalformedKey(
+            "more than one line; give exactly one OpenSSH public key line".into(),
+        ));
+    }
     let algorithm = line.split_whitespace().next().unwrap_or_default();
     if algorithm.contains("-cert-v01@openssh.com") {
         return Err(RequestError::CertificateNotKey);
