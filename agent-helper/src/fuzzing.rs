@@ -45,7 +45,11 @@ pub fn krl_listing(bytes: &[u8]) -> Result<String, String> {
 
     let mut out = String::new();
     let info = &decoded.info;
-    let _ = writeln!(out, "version {} generated {}", info.version, info.generated_at);
+    let _ = writeln!(
+        out,
+        "version {} generated {}",
+        info.version, info.generated_at
+    );
     for section in &decoded.certificates {
         match &section.ca_key {
             Some(key) => {

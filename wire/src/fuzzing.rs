@@ -243,10 +243,22 @@ impl<'a> Reader<'a> {
 pub fn seeds() -> Vec<Vec<u8>> {
     let (key, cert) = signer();
     let requests: [(&str, &str, &[u8]); 4] = [
-        ("POST", "/v1/hosts/renew", br#"{"host_key":"ssh-ed25519 AAAA"}"#),
-        ("POST", "/v1/sessions", br#"{"user_certificate":"x","principal":"root"}"#),
+        (
+            "POST",
+            "/v1/hosts/renew",
+            br#"{"host_key":"ssh-ed25519 AAAA"}"#,
+        ),
+        (
+            "POST",
+            "/v1/sessions",
+            br#"{"user_certificate":"x","principal":"root"}"#,
+        ),
         ("GET", "/v1/hosts/principals?names=db-1", b""),
-        ("POST", "/v1/recordings/upload?id=s_1", b"[0.1, \"o\", \"$ \"]\n"),
+        (
+            "POST",
+            "/v1/recordings/upload?id=s_1",
+            b"[0.1, \"o\", \"$ \"]\n",
+        ),
     ];
     let mut seeds = Vec::new();
     for (i, (method, path, body)) in requests.iter().enumerate() {

@@ -407,12 +407,12 @@ pub struct RecordingFile {
     pub sha256: String,
 }
 
-#[cfg(feature = "host-auth")]
-pub mod host_auth;
 /// Fuzz targets (`fuzz/`) and their corpus replay; not an API.
 #[cfg(feature = "host-auth")]
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(feature = "host-auth")]
+pub mod host_auth;
 
 /// `POST /v1/hosts/present` (bastions only): a host certificate for the
 /// bastion's key under `target`, the name the user's ssh asked for.

@@ -213,7 +213,9 @@ fn certificates_section(mut r: Reader<'_>) -> Result<RevokedCertificates, Error>
             other => return Err(Error::UnknownCertSubsection(other)),
         }
         if !sub.is_empty() {
-            return Err(Error::Invalid("a certificate subsection has trailing bytes"));
+            return Err(Error::Invalid(
+                "a certificate subsection has trailing bytes",
+            ));
         }
     }
     Ok(revoked)
@@ -243,7 +245,9 @@ fn bitmap_runs(offset: u64, bitmap: &[u8], out: &mut Vec<(u64, u64)>) -> Result<
     }
     let bits = u64::try_from(bitmap.len() * 8).unwrap_or(u64::MAX);
     if offset.checked_add(bits).is_none() {
-        return Err(Error::Invalid("a serial bitmap runs past the largest serial"));
+        return Err(Error::Invalid(
+            "a serial bitmap runs past the largest serial",
+        ));
     }
     let mut run: Option<(u64, u64)> = None;
     for (index, byte) in bitmap.iter().rev().enumerate() {

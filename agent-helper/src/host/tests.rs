@@ -74,9 +74,15 @@ fn a_krl_whose_sections_frame_but_openssh_cannot_read_is_refused() {
         (&b"certificates"[..], "text"),
         (&serial_zero[..], "serial 0"),
         (&trailing[..], "a list with a partial serial"),
-        (&[0, 0, 0, 0, 0, 0, 0, 0, 0x24, 0, 0, 0, 0][..], "an unknown subsection"),
+        (
+            &[0, 0, 0, 0, 0, 0, 0, 0, 0x24, 0, 0, 0, 0][..],
+            "an unknown subsection",
+        ),
     ] {
-        assert!(krl::parse(&krl_bytes(1, 0, &[(1, body)])).is_err(), "{what}");
+        assert!(
+            krl::parse(&krl_bytes(1, 0, &[(1, body)])).is_err(),
+            "{what}"
+        );
     }
     assert!(krl::parse(&krl_bytes(1, 0, &[(5, &[0, 0, 0, 1, 0xaa])])).is_err());
 }

@@ -56,7 +56,10 @@ pub fn krl(data: &[u8], read: ReadKrl) {
         }
         Err(e) => panic!("the writer failed on a KRL of {} bytes: {e}", rest.len()),
     };
-    assert!(!invalid, "the writer accepted a key ID or comment OpenSSH cannot read");
+    assert!(
+        !invalid,
+        "the writer accepted a key ID or comment OpenSSH cannot read"
+    );
     assert_eq!(
         read(&bytes).as_deref(),
         Ok(expected_listing(&krl).as_str()),
@@ -207,7 +210,12 @@ pub(super) fn seeds() -> Vec<Vec<u8>> {
     );
     seeds.push(ids);
     let mut several = header(3);
-    entry(&mut several, 0, &[5, 1, 1, 20], &["bob@example.com role=ops"]);
+    entry(
+        &mut several,
+        0,
+        &[5, 1, 1, 20],
+        &["bob@example.com role=ops"],
+    );
     entry(&mut several, 2, &[1, 2, 3], &[]);
     entry(&mut several, 0, &[4, 2], &["carol"]);
     seeds.push(several);

@@ -105,21 +105,29 @@ fn claim_sets() -> Vec<Value> {
     };
     vec![
         // Google
-        base(json!({"sub": "110169484474386276334", "azp": AUDIENCE, "hd": "example.com",
-            "at_hash": "HK6E_P6Dh8Y93mRNtsDB1Q", "name": "Alice Doe", "groups": ["oncall-db"]})),
+        base(
+            json!({"sub": "110169484474386276334", "azp": AUDIENCE, "hd": "example.com",
+            "at_hash": "HK6E_P6Dh8Y93mRNtsDB1Q", "name": "Alice Doe", "groups": ["oncall-db"]}),
+        ),
         // Microsoft Entra (v2.0)
-        base(json!({"sub": "AAAAAAAAAAAAAAAAAAAAAIkzqFVrSaSaFHy782bbtaQ", "ver": "2.0",
+        base(
+            json!({"sub": "AAAAAAAAAAAAAAAAAAAAAIkzqFVrSaSaFHy782bbtaQ", "ver": "2.0",
             "tid": "9122040d-6c67-4c5b-b112-36a304b66dad", "oid": "00000000-0000-0000-66f3-3332eca7ea81",
             "preferred_username": "alice@example.com", "nonce": "123523", "aio": "Df2UVXL1ix",
-            "groups": ["0f6c2c4e-1d3a-4d7b-9a3e-2b9c1f0e5d71"]})),
+            "groups": ["0f6c2c4e-1d3a-4d7b-9a3e-2b9c1f0e5d71"]}),
+        ),
         // Okta
-        base(json!({"sub": "00uid4BxXw6I6TV4m0g3", "ver": 1, "jti": "ID.4eAWJOCMB3SX8XewDfVR",
+        base(
+            json!({"sub": "00uid4BxXw6I6TV4m0g3", "ver": 1, "jti": "ID.4eAWJOCMB3SX8XewDfVR",
             "amr": ["pwd"], "idp": "00ok1u7AsAkrwdZL3z0g3", "auth_time": NOW - 20,
-            "groups": ["Everyone", "oncall-db"]})),
+            "groups": ["Everyone", "oncall-db"]}),
+        ),
         // Auth0
-        base(json!({"sub": "auth0|507f1f77bcf86cd799439020", "nickname": "alice",
+        base(
+            json!({"sub": "auth0|507f1f77bcf86cd799439020", "nickname": "alice",
             "name": "alice@example.com", "picture": "https://s.gravatar.com/avatar/x.png",
-            "updated_at": "2026-09-01T12:00:00.000Z", "sid": "Ck3Jt1r0", "groups": []})),
+            "updated_at": "2026-09-01T12:00:00.000Z", "sid": "Ck3Jt1r0", "groups": []}),
+        ),
         // Keycloak
         base(json!({"sub": "f:3e2b:alice", "typ": "ID", "azp": AUDIENCE,
             "session_state": "0f1f9b2c-4f1e-4c57-9a3e-3c2b1a0d9e8f", "acr": "1",
@@ -202,8 +210,9 @@ fn fixture() -> &'static Fixture {
                 tokens.push(token);
             }
         }
-        let verifier = verifier_for(&json!({"keys": keys.iter().map(|k| &k.2).collect::<Vec<_>>()}))
-            .unwrap_or_else(|| panic!("the fuzz JWKS does not load"));
+        let verifier =
+            verifier_for(&json!({"keys": keys.iter().map(|k| &k.2).collect::<Vec<_>>()}))
+                .unwrap_or_else(|| panic!("the fuzz JWKS does not load"));
         for token in &tokens {
             if let Err(e) = verify(&verifier, token) {
                 panic!("a fuzz seed token does not verify: {e}");

@@ -29,7 +29,10 @@ pub fn pkcs11_uri(data: &[u8]) {
     let again = shown
         .parse::<Pkcs11Uri>()
         .unwrap_or_else(|e| panic!("{text:?} displays as {shown:?}, which does not parse: {e}"));
-    assert_eq!(again, uri, "{text:?} displays as {shown:?}, which parses to another URI");
+    assert_eq!(
+        again, uri,
+        "{text:?} displays as {shown:?}, which parses to another URI"
+    );
     assert_eq!(again.to_string(), shown, "display is not stable");
 }
 

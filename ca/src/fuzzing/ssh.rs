@@ -18,9 +18,9 @@
 
 use std::sync::OnceLock;
 
+use ssh_key::encoding::Encode as _;
 use ssh_key::private::Ed25519Keypair;
 use ssh_key::{Algorithm, Certificate, Fingerprint, HashAlg, PrivateKey, PublicKey};
-use ssh_key::encoding::Encode as _;
 
 use super::Reader;
 use crate::issue::{MIN_RSA_BITS, parse_public_key};
@@ -56,7 +56,10 @@ pub fn ssh_key(data: &[u8]) {
         _ => {
             if let Ok(key) = PublicKey::from_bytes(rest) {
                 let again = PublicKey::from_bytes(&key.to_bytes().unwrap_or_default());
-                assert_eq!(again.ok().as_ref().map(PublicKey::key_data), Some(key.key_data()));
+                assert_eq!(
+                    again.ok().as_ref().map(PublicKey::key_data),
+                    Some(key.key_data())
+                );
             }
             if let Ok(cert) = Certificate::from_bytes(rest) {
                 certificate(&cert, flip_seed);
@@ -81,7 +84,10 @@ fn public_key_field(data: &[u8]) {
         Algorithm::Ed25519 | Algorithm::Ecdsa { .. } => {}
         Algorithm::Rsa { .. } => {
             let bits = key.key_data().rsa().map_or(0, |rsa| rsa.key_size());
-            assert!(bits >= MIN_RSA_BITS, "an RSA key of {bits} bits was accepted");
+            assert!(
+                bits >= MIN_RSA_BITS,
+                "an RSA key of {bits} bits was accepted"
+            );
         }
         other => panic!("a key of type {other} was accepted"),
     }
@@ -118,13 +124,15 @@ fn certificate(cert: &Certificate, flip_seed: u8) {
         return;
     }
     // What is signed: everything before the signature string.
-    let signature_len = cert.signature().encoded_len_prefixed()
+    let signature_len = cert
+        .signature()
+        .encoded_len_prefixed()
         .unwrap_or_else(|e| panic!("signature length: {e}"));
     let signed = blob.len().saturating_sub(signature_len);
     assert!(signed > 0 && signed < blob.len());
     for round in 0..4u8 {
-        let position = usize::from(flip_seed.wrapping_mul(31).wrapping_add(round * 67)) * 97
-            % signed;
+        let position =
+            usize::from(flip_seed.wrapping_mul(31).wrapping_add(round * 67)) * 97 % signed;
         let mut changed = blob.clone();
         if let Some(byte) = changed.get_mut(position) {
             *byte ^= 1 << (round.wrapping_add(flip_seed) % 8);

@@ -54,7 +54,10 @@ fn assert_corpus(target: &str, min: usize) {
     let count = std::fs::read_dir(fuzz_dir().join("corpus").join(target))
         .map(|entries| entries.count())
         .unwrap_or(0);
-    assert!(count >= min, "fuzz/corpus/{target} has {count} seeds, expected at least {min}");
+    assert!(
+        count >= min,
+        "fuzz/corpus/{target} has {count} seeds, expected at least {min}"
+    );
 }
 
 #[test]
@@ -193,7 +196,11 @@ fn krl_listings_agree_with_ssh_keygen() {
             (host, openssh) => panic!(
                 "{}: the host says {host:?}, ssh-keygen -Q {}",
                 name.display(),
-                if openssh.is_some() { "loads it" } else { "refuses it" }
+                if openssh.is_some() {
+                    "loads it"
+                } else {
+                    "refuses it"
+                }
             ),
         }
         compared += 1;
