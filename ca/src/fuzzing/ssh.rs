@@ -103,14 +103,20 @@ fn certificate(cert: &Certificate, flip_seed: u8) {
     let text = cert
         .to_openssh()
         .unwrap_or_else(|e| panic!("a certificate that read does not encode: {e}"));
-    let from_text = Certificate::from_openssh(&text)
-        .unwrap_or_else(|e| panic!("{text:?} does not read back: {e}"));
     let blob = cert
         .to_bytes()
         .unwrap_or_else(|e| panic!("a certificate that read does not encode: {e}"));
-    // Compared as blobs: the text form's comment is not part of the
-    // certificate (and not kept by every path).
-    assert_eq!(from_text.to_bytes().ok().as_ref(), Some(&blob));
+    match Certificate::from_openssh(&text) {
+        // Compared as blobs: the text form's comment is not part of the
+        // certificate (and not kept by every path).
+        Ok(from_text) => assert_eq!(from_text.to_bytes().ok().as_ref(), Some(&blob)),
+        // ssh-key reads an unknown algorithm name from a blob that its
+        // text reader refuses (e.g. `ssh-'d25519-cert-v01@openssh.com`):
+        // such a certificate is of no type we accept, and the CA refuses
+        // its text, so this asymmetry lets nothing in.
+        Err(_) if matches!(cert.algorithm(), Algorithm::Other(_)) => {}
+        Err(e) => panic!("{text:?} does not read back: {e}"),
+    }
     let from_blob = Certificate::from_bytes(&blob)
         .unwrap_or_else(|e| panic!("a certificate's own encoding does not read back: {e}"));
     assert_eq!(from_blob.to_bytes().ok().as_ref(), Some(&blob));
