@@ -13,12 +13,14 @@ mod join_token;
 mod krl;
 mod oidc;
 mod pkcs11_uri;
+mod policy;
 mod ssh;
 
 pub use join_token::{join_token, join_token_made_by_the_ca_reads_back};
 pub use krl::{ReadKrl, krl, written as krl_written};
 pub use oidc::{oidc_jwks, oidc_token};
 pub use pkcs11_uri::pkcs11_uri;
+pub use policy::policy;
 pub use ssh::ssh_key;
 
 /// Seed inputs each target's corpus starts from, by target name; the

@@ -110,6 +110,12 @@ fn pkcs11_uri_inputs_replay() {
     replay("pkcs11_uri", shiftkey_ca::fuzzing::pkcs11_uri);
 }
 
+#[test]
+fn policy_inputs_replay() {
+    assert_corpus("policy", 8);
+    replay("policy", shiftkey_ca::fuzzing::policy);
+}
+
 /// `ssh-keygen -Q -l -f KRL` in the host listing's form, without the
 /// header line: `ca FP`, `serial N` / `serial A-B`, `id HEX` per CA.
 fn ssh_keygen_listing(krl: &Path) -> Option<BTreeSet<String>> {
