@@ -16,6 +16,7 @@
 // Wiring: the command line and the running service.
 mod cli;
 mod init;
+mod listen;
 mod operator;
 mod quickstart;
 mod server;

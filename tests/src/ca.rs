@@ -18,6 +18,8 @@ pub struct TestCa {
     pub port: u16,
     child: Option<Child>,
     client: Option<reqwest::blocking::Client>,
+    /// `ulimit -n` for the CA process (`with_open_files`).
+    open_files: Option<u32>,
 }
 
 impl TestCa {
@@ -60,7 +62,15 @@ impl TestCa {
             port,
             child: None,
             client: None,
+            open_files: None,
         })
+    }
+
+    /// Runs the CA with this open-file limit (`ulimit -n`), as a systemd
+    /// unit's `LimitNOFILE` would.
+    pub fn with_open_files(mut self, limit: u32) -> Self {
+        self.open_files = Some(limit);
+        self
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -74,7 +84,17 @@ impl TestCa {
     /// Starts `shiftkey-ca serve` and waits until it answers on HTTPS.
     pub fn start(mut self) -> anyhow::Result<Self> {
         let log = std::fs::File::create(self.dir.path().join("ca.log"))?;
-        let child = Command::new(binary("shiftkey-ca")?)
+        let mut command = match self.open_files {
+            Some(limit) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                    .arg(binary("shiftkey-ca")?);
+                sh
+            }
+            None => Command::new(binary("shiftkey-ca")?),
+        };
+        let child = command
             .arg("serve")
             .arg("--data-dir")
             .arg(self.dir.path())

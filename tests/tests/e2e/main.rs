@@ -9,6 +9,7 @@ mod bastion;
 mod client;
 mod escalation;
 mod fixtures;
+mod flood;
 mod forwards;
 mod fuzz_corpus;
 mod host_roles;
