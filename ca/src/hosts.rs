@@ -356,7 +356,9 @@ impl Hosts {
             }
         };
         let actor = format!("{}:{}", token.kind, token.name);
-        let key = match crate::issue::parse_public_key(&request.host_key) {
+        let key = match crate::issue::parse_public_key(&request.host_key)
+            .and_then(|k| crate::issue::not_a_ca_key(&k, &self.base.keys).map(|()| k))
+        {
             Ok(k) => k,
             Err(e) => {
                 return Err(self
@@ -420,7 +422,9 @@ impl Hosts {
     ) -> Result<HostCertificateResponse, Error> {
         let key = match &request.host_key {
             None => host.key.clone(),
-            Some(line) => match crate::issue::parse_public_key(line) {
+            Some(line) => match crate::issue::parse_public_key(line)
+                .and_then(|k| crate::issue::not_a_ca_key(&k, &self.base.keys).map(|()| k))
+            {
                 Ok(k) => k,
                 Err(e) => {
                     return Err(self
