@@ -23,10 +23,10 @@ pub(crate) const MIN_RSA_BITS: u32 = 3072;
 /// Longest OpenSSH public key line we accept (an RSA-16384 key is ~2.8 KiB).
 const MAX_PUBLIC_KEY_LEN: usize = 8 * 1024;
 const MAX_REASON_LEN: usize = 1000;
-/// Shortest `ttl` a request may ask for. Certificates count whole seconds
-/// and start `clock_skew` early, so a TTL of a few nanoseconds made a
-/// certificate that had expired when it was issued.
-pub(crate) const MIN_TTL: Duration = Duration::from_secs(10);
+/// Shortest `ttl` a request may ask for. Certificates count whole seconds,
+/// so a TTL under a second (`1ns`) made a certificate that had expired when
+/// it was issued, and one of a second may expire before it arrives.
+pub(crate) const MIN_TTL: Duration = Duration::from_secs(2);
 
 /// Why a request was refused before the policy saw it. Each variant is a 400.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -141,7 +141,7 @@ pub(crate) fn validate(req: &CertificateRequest) -> Result<ValidRequest, Request
             let d = humantime::parse_duration(t)
                 .map_err(|_| invalid("ttl", t, "use a duration such as 15m or 1h"))?;
             if d < MIN_TTL {
-                return Err(invalid("ttl", t, "at least 10s"));
+                return Err(invalid("ttl", t, "at least 2s"));
             }
             if d > HARD_MAX_TTL {
                 return Err(invalid("ttl", t, "at most 24h"));
@@ -486,7 +486,7 @@ mod tests {
     #[test]
     fn refuses_bad_ttls() {
         let key = fresh_key(Algorithm::Ed25519);
-        for bad in ["0s", "1ns", "999ms", "9s", "forever", "25h", "-5m"] {
+        for bad in ["0s", "1ns", "999ms", "1s", "forever", "25h", "-5m"] {
             let mut r = request(&key);
             r.ttl = Some(bad.into());
             assert_eq!(validate(&r).unwrap_err().code(), "invalid-ttl", "{bad:?}");
