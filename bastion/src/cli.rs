@@ -65,7 +65,7 @@ fn colour(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> boo
 async fn serve(path: PathBuf) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
+    let _ = tracing_subscriber::fmt()
         .json()
         .with_ansi(colour(
             std::io::stderr().is_terminal(),
@@ -76,7 +76,10 @@ async fn serve(path: PathBuf) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info,russh=warn".into()),
         )
         .with_writer(std::io::stderr)
-        .init();
+        // In-process (`shiftkey-ca quickstart` runs the bastion as a
+        // library) the host program has installed its subscriber already;
+        // the bastion's events then go to that one.
+        .try_init();
     let config = Config::load(&path)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("{}: cannot create data_dir", config.data_dir.display()))?;

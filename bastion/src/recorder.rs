@@ -298,10 +298,21 @@ impl Recorder {
         let inner = &mut *inner;
         let mut line = std::mem::take(&mut inner.line);
         line.clear();
+        // The tail carried from the chunk before was forwarded with it: if
+        // this chunk cannot be written (the size limit), it is not
+        // forwarded either, and that tail must still reach the file at
+        // `finish` — not this chunk's.
+        let mut kept = Vec::new();
         if let Some(carry) = inner.carry.get_mut(stream.index()) {
+            kept.extend_from_slice(carry);
             cast::encode(elapsed, stream, carry, data, &mut line);
         }
         let result = self.write_locked(inner, &line);
+        if result.is_err()
+            && let Some(carry) = inner.carry.get_mut(stream.index())
+        {
+            *carry = kept;
+        }
         inner.line = line;
         result
     }
@@ -520,6 +531,62 @@ mod tests {
         let lines = read_lines(a.path());
         assert!(lines.last().unwrap().contains("session_ended"), "{lines:?}");
         assert!(budget.used() < 64 * 1024 + 40 * 1024, "{}", budget.used());
+    }
+
+    /// What was forwarded is what is recorded, up to the byte, when the
+    /// size limit stops a channel: a chunk's incomplete UTF-8 tail, carried
+    /// to join the next chunk, is written even when that next chunk is
+    /// refused (and so never forwarded); the refused chunk's own tail is not.
+    #[test]
+    fn a_carried_tail_survives_the_size_limit_and_the_refused_chunk_leaves_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let budget = Budget::new(4 * 1024);
+        let r = Recorder::create(dir.path(), 1, &header(Kind::Exec), Arc::clone(&budget)).unwrap();
+        let mut forwarded = Vec::new();
+        let mut state = 11u32;
+        let mut refused = 0;
+        for i in 0..64u8 {
+            // Noise that does not compress, ending with the first byte of a
+            // three-byte character (a different one each time).
+            let mut chunk: Vec<u8> = (0..1024)
+                .map(|_| {
+                    state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    (state >> 16) as u8
+                })
+                .collect();
+            *chunk.last_mut().unwrap() = 0xe0 + i % 16;
+            match r.output(&chunk) {
+                Ok(()) => forwarded.extend_from_slice(&chunk),
+                Err(_) => refused += 1,
+            }
+            r.flush().unwrap_or(());
+        }
+        assert!(refused > 0, "the limit was reached");
+        r.ended("the size limit");
+        r.finish().unwrap();
+        let mut recorded = Vec::new();
+        for line in read_lines(r.path()).iter().skip(1) {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            match v[1].as_str() {
+                Some("o") => recorded.extend_from_slice(v[2].as_str().unwrap().as_bytes()),
+                Some("b") => {
+                    use base64::Engine;
+                    let text = v[2].as_str().unwrap();
+                    let bytes = text.strip_prefix("o:").unwrap();
+                    recorded.extend(
+                        base64::engine::general_purpose::STANDARD
+                            .decode(bytes)
+                            .unwrap(),
+                    );
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(recorded.len(), forwarded.len());
+        assert!(
+            recorded == forwarded,
+            "the recording is not what was forwarded"
+        );
     }
 
     #[test]

@@ -30,8 +30,8 @@ enum Command {
     Init(InitArgs),
     /// Run the CA: HTTPS API and local socket. SIGHUP reloads the policy.
     Serve(ServeArgs),
-    /// One command from a fresh checkout: create a data directory, start the CA,
-    /// issue a certificate to you over the local socket and show it.
+    /// One command from a fresh checkout: a CA, an enrolled bastion and target sshd on
+    /// loopback, a certificate for you and one recorded ssh session through the bastion.
     Quickstart(QuickstartArgs),
     /// Check, test and explain policy files.
     #[command(subcommand)]
@@ -51,6 +51,9 @@ enum Command {
     /// Legal holds on session recordings: retention keeps a held recording.
     #[command(subcommand)]
     Recordings(RecordingsCommand),
+    /// Move the store: copy a single-node CA's SQLite store into PostgreSQL.
+    #[command(subcommand)]
+    Store(StoreCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,6 +73,14 @@ struct HoldArgs {
     /// Why (a case, a request); recorded in the audit log.
     #[arg(long)]
     reason: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Copy a SQLite store into an empty PostgreSQL database (one transaction, the
+    /// audit chain as it is), then verify the chain on both sides and compare them.
+    /// Stop the CA that uses the SQLite file first.
+    Migrate(crate::store_migrate::MigrateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -159,18 +170,14 @@ struct DataDir {
 
 impl DataDir {
     /// The store this data directory's configuration names.
-    fn open_store(&self, access: Access) -> anyhow::Result<Arc<dyn Store>> {
-        Ok(crate::config::open_store(
-            &self.data_dir,
-            self.config.as_deref(),
-            access,
-        )?)
+    async fn open_store(&self, access: Access) -> anyhow::Result<Arc<dyn Store>> {
+        Ok(crate::config::open_store(&self.data_dir, self.config.as_deref(), access).await?)
     }
 
     /// The store, its audit writer and the policy, for a command that
     /// uses a power.
-    fn operator(&self) -> anyhow::Result<crate::operator::Operator> {
-        crate::operator::Operator::open(&self.data_dir, self.config.as_deref())
+    async fn operator(&self) -> anyhow::Result<crate::operator::Operator> {
+        crate::operator::Operator::open(&self.data_dir, self.config.as_deref()).await
     }
 }
 
@@ -212,9 +219,16 @@ struct QuickstartArgs {
     /// Address for the HTTPS API (used when the data directory is created).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
     listen: SocketAddr,
-    /// Stop the CA after the demonstration instead of serving until Ctrl-C.
+    /// Run the loop once, print the recorded session's ID and stop; exit 0
+    /// only if the session through the bastion was recorded and sealed.
     #[arg(long)]
     exit: bool,
+    /// The OpenSSH server run as the quickstart's target (absolute path).
+    #[arg(long, value_name = "PATH", default_value = "/usr/sbin/sshd")]
+    sshd: PathBuf,
+    /// The OpenSSH client that runs the session through the bastion.
+    #[arg(long, value_name = "PATH", default_value = "ssh")]
+    ssh: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -279,7 +293,7 @@ async fn revoke(args: RevokeArgs) -> anyhow::Result<ExitCode> {
     if args.reason.trim().len() < 3 {
         bail!("--reason must say why (it is recorded in the audit log)");
     }
-    let operator = args.dir.operator()?;
+    let operator = args.dir.operator().await?;
     let serials = operator.revoke(which, args.reason.trim()).await?;
     if args.json {
         println!("{}", serde_json::json!({ "revoked_serials": serials }));
@@ -302,7 +316,7 @@ async fn lock(args: LockArgs, lock: bool) -> anyhow::Result<ExitCode> {
             "--reason must say why in 3 to 500 characters (it is recorded and shown to the user)"
         );
     }
-    let operator = args.dir.operator()?;
+    let operator = args.dir.operator().await?;
     if lock {
         let (person, serials) = operator.lock(&args.identity, reason).await?;
         println!(
@@ -318,7 +332,7 @@ async fn lock(args: LockArgs, lock: bool) -> anyhow::Result<ExitCode> {
 }
 
 async fn hold(args: HoldArgs, hold: bool) -> anyhow::Result<ExitCode> {
-    let operator = args.dir.operator()?;
+    let operator = args.dir.operator().await?;
     let session = args.session.trim();
     operator.hold_recording(session, &args.reason, hold).await?;
     if hold {
@@ -339,7 +353,7 @@ async fn hosts(cmd: HostsCommand) -> anyhow::Result<ExitCode> {
             } else {
                 crate::hosts::HostKind::Host
             };
-            let operator = args.dir.operator()?;
+            let operator = args.dir.operator().await?;
             let token = crate::hosts::new_token(
                 &args.name,
                 args.principals,
@@ -372,7 +386,7 @@ async fn hosts(cmd: HostsCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         HostsCommand::List { dir, json } => {
-            for h in dir.open_store(Access::ReadOnly)?.hosts().await? {
+            for h in dir.open_store(Access::ReadOnly).await?.hosts().await? {
                 if json {
                     println!(
                         "{}",
@@ -420,6 +434,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 data_dir: args.data_dir,
                 listen: args.listen,
                 exit: args.exit,
+                sshd: args.sshd,
+                ssh: args.ssh,
             })
             .await?;
             Ok(ExitCode::SUCCESS)
@@ -432,6 +448,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Unlock(args) => lock(args, false).await,
         Command::Policy(cmd) => crate::policy::cli::run(cmd),
         Command::Audit(cmd) => audit(cmd).await,
+        Command::Store(StoreCommand::Migrate(args)) => crate::store_migrate::run(args).await,
     }
 }
 
@@ -491,7 +508,7 @@ async fn audit(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
                 }
                 None => None,
             };
-            let store = dir.open_store(Access::ReadOnly)?;
+            let store = dir.open_store(Access::ReadOnly).await?;
             let v = crate::audit::verify(store.as_ref(), anchor).await?;
             if json {
                 println!("{}", serde_json::to_string(&v)?);
@@ -520,7 +537,7 @@ async fn audit(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             })
         }
         AuditCommand::Export { dir, since } => {
-            let store = dir.open_store(Access::ReadOnly)?;
+            let store = dir.open_store(Access::ReadOnly).await?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let mut failed = None;
             crate::audit::export(store.as_ref(), since, |row| -> Result<(), crate::store::Error> {

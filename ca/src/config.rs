@@ -110,9 +110,28 @@ struct RawRecordings {
     /// Sealed recordings older than this are deleted, e.g. "365days"
     /// [default: kept].
     retention: Option<String>,
+    /// Where the bytes live: `s3://BUCKET/PREFIX` or `file:DIR`
+    /// [default: DATA_DIR/recordings].
+    url: Option<String>,
+    /// An S3-compatible server's URL; AWS when left out.
+    endpoint: Option<String>,
+    /// [default: us-east-1]
+    region: Option<String>,
+    /// TOML with `access_key_id`, `secret_access_key` (0600).
+    credentials_file: Option<PathBuf>,
 }
 
 impl RawRecordings {
+    /// Where the bytes live (the S3 half of this table).
+    fn storage(&self) -> crate::recording_store::RawSettings {
+        crate::recording_store::RawSettings {
+            url: self.url.clone(),
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            credentials_file: self.credentials_file.clone(),
+        }
+    }
+
     fn check(self) -> Result<crate::recordings::Limits, String> {
         let defaults = crate::recordings::Limits::default();
         let duration = |key: &str, text: &str| {
@@ -171,14 +190,54 @@ fn parse_size(text: &str) -> Option<u64> {
     n.checked_mul(unit).filter(|n| *n > 0)
 }
 
-/// `[store]`: where the CA keeps its rows. Today a SQLite file; relative
-/// paths are resolved against the data directory (not this file's), so
-/// `shiftkey-ca revoke --data-dir DIR` finds the same store as `serve`.
+/// `[store]`: where the CA keeps its rows: a SQLite file (the default), or
+/// a PostgreSQL database that several replicas share. A relative SQLite
+/// path is resolved against the data directory (not this file's), so
+/// `shiftkey-ca revoke --data-dir DIR` finds the same store as `serve`;
+/// `password_file` and `sslrootcert` against this file's directory.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStore {
     /// The SQLite file [default: DATA_DIR/shiftkey.db].
     path: Option<PathBuf>,
+    /// `postgresql://USER@HOST:PORT/DB?sslmode=verify-full&sslrootcert=CA.pem`,
+    /// or `sqlite:PATH`.
+    url: Option<String>,
+    /// PostgreSQL: a file holding the password (0600).
+    password_file: Option<PathBuf>,
+    /// PostgreSQL: connections this replica keeps at most [default: 16].
+    max_connections: Option<usize>,
+}
+
+impl RawStore {
+    fn check(self, data_dir: &Path, base: &Path) -> Result<crate::store::Settings, String> {
+        let sqlite_only = |path: PathBuf| {
+            if self.password_file.is_some() || self.max_connections.is_some() {
+                return Err(
+                    "store.password_file and store.max_connections are for PostgreSQL".to_owned(),
+                );
+            }
+            Ok(crate::store::Settings::Sqlite {
+                path: data_dir.join(path),
+            })
+        };
+        match (self.path.clone(), self.url.as_deref()) {
+            (Some(_), Some(_)) => Err("give store.path or store.url, not both".into()),
+            (Some(path), None) => sqlite_only(path),
+            (None, None) => sqlite_only(PathBuf::from(DEFAULT_DB)),
+            (None, Some(url)) => match url.strip_prefix("sqlite:") {
+                Some(path) => sqlite_only(PathBuf::from(path)),
+                None => crate::store::PostgresSettings::parse(
+                    url,
+                    self.password_file.clone(),
+                    self.max_connections,
+                    base,
+                )
+                .map(crate::store::Settings::Postgres)
+                .map_err(|e| format!("store.url: {e}")),
+            },
+        }
+    }
 }
 
 /// `[ui]`: the web review UI at `/ui/` (docs/ui.md). Needs `[oidc]`: the CA
@@ -324,7 +383,7 @@ pub(crate) struct Config {
     pub(crate) ui: Option<UiSettings>,
     /// Where the rows live.
     pub(crate) store: crate::store::Settings,
-    /// Where recordings' bytes live: `DATA_DIR/recordings`.
+    /// Where recordings' bytes live: `DATA_DIR/recordings`, or S3.
     pub(crate) recordings: crate::recording_store::Settings,
     /// `[recordings]`: size limit, lost sessions, retention.
     pub(crate) recording_limits: crate::recordings::Limits,
@@ -346,25 +405,34 @@ pub(crate) enum OpenStoreError {
 
 /// The one way every command reaches the store: the one that `config`
 /// (default: `DATA_DIR/ca.toml`) names, so `serve`, `revoke`, `audit
-/// verify` and the rest on this data directory all use the same rows. A
-/// data directory without its own `ca.toml` (the config lives in /etc, and
-/// `--config` was not given) uses the default, `DATA_DIR/shiftkey.db`.
-pub(crate) fn open_store(
+/// verify` and the rest on this data directory all use the same rows (on
+/// PostgreSQL, the rows every replica shares). A data directory without
+/// its own `ca.toml` (the config lives in /etc, and `--config` was not
+/// given) uses the default, `DATA_DIR/shiftkey.db`.
+pub(crate) async fn open_store(
     data_dir: &Path,
     config: Option<&Path>,
     access: crate::store::Access,
 ) -> Result<std::sync::Arc<dyn crate::store::Store>, OpenStoreError> {
-    let settings = match config {
+    let settings = store_settings(data_dir, config)?;
+    Ok(crate::store::open(&settings, access).await?)
+}
+
+/// The store `config` (default: `DATA_DIR/ca.toml`) names.
+pub(crate) fn store_settings(
+    data_dir: &Path,
+    config: Option<&Path>,
+) -> Result<crate::store::Settings, Error> {
+    Ok(match config {
         Some(path) => Config::load(path, data_dir)?.store,
         None => match Config::load(&data_dir.join("ca.toml"), data_dir) {
             Ok(config) => config.store,
             Err(Error::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 default_store(data_dir)
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         },
-    };
-    Ok(crate::store::open(&settings, access)?)
+    })
 }
 
 /// The policy file the data directory's `ca.toml` (or `config`) names, as
@@ -596,17 +664,15 @@ impl Config {
             }
             None => None,
         };
-        let store = match raw.store.path {
-            Some(path) => crate::store::Settings::Sqlite {
-                path: data_dir.join(path),
-            },
-            None => default_store(data_dir),
-        };
+        let store = raw.store.check(data_dir, base).map_err(invalid)?;
+        let recordings = raw
+            .recordings
+            .storage()
+            .check(data_dir, base)
+            .map_err(|e| invalid(format!("recordings: {e}")))?;
         Ok(Config {
             store,
-            recordings: crate::recording_store::Settings::Local {
-                dir: data_dir.join("recordings"),
-            },
+            recordings,
             recording_limits: raw.recordings.check().map_err(invalid)?,
             keys: raw.keys.check().map_err(invalid)?,
             ui,
@@ -645,9 +711,19 @@ path = "policy.toml"
 # the audit log. Every shiftkey-ca command given this data directory uses it.
 # [store]
 # path = "shiftkey.db"   # SQLite; relative to the data directory
+# Several replicas share one PostgreSQL database instead (docs/install.md#high-availability):
+# url = "postgresql://shiftkey@db.example.com/shiftkey?sslmode=verify-full&sslrootcert=db-ca.pem"
+# password_file = "secrets/db.password"   # mode 0600
+# max_connections = 16
 
 # Session recordings. Reference: docs/configuration.md#recordings
+# Their bytes live in the data directory's recordings/ by default, or in
+# S3-compatible object storage that replicas share.
 # [recordings]
+# url = "s3://shiftkey-recordings/prod"
+# endpoint = "https://s3.example.com"   # S3-compatible servers; AWS when left out
+# region = "us-east-1"
+# credentials_file = "secrets/s3.credentials"   # or SHIFTKEY_S3_ACCESS_KEY_ID / _SECRET_ACCESS_KEY
 # max_session_size = "16GiB"   # all files of one session; past it the bastion ends the session
 # lost_after = "30s"           # a session no heartbeat names this long is sealed as lost
 # retention = "365days"        # delete sealed recordings older than this (held ones and
@@ -763,6 +839,56 @@ mod tests {
         }
     }
 
+    /// Where the bytes live and the limits share one `[recordings]` table
+    /// (TOML allows a table once): each half is read, neither refuses the
+    /// other's keys, and the example's keys all parse together.
+    #[test]
+    fn one_recordings_table_holds_the_bucket_and_the_limits() {
+        let parse =
+            |text: &str| Config::parse(text, Path::new("/etc/shiftkey/ca.toml"), Path::new("/d"));
+        let c = parse(
+            "[recordings]\nurl = \"s3://shiftkey-recordings/prod\"\nendpoint = \"https://s3.example.com\"\n\
+             region = \"eu-west-1\"\ncredentials_file = \"s3.toml\"\nlost_after = \"5s\"\nretention = \"90days\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.recordings,
+            crate::recording_store::Settings::S3(crate::recording_store::S3Settings {
+                bucket: "shiftkey-recordings".into(),
+                prefix: "prod".into(),
+                endpoint: Some("https://s3.example.com".into()),
+                region: "eu-west-1".into(),
+                credentials_file: Some(PathBuf::from("/etc/shiftkey/s3.toml")),
+            })
+        );
+        assert_eq!(c.recording_limits.lost_after, Duration::from_secs(5));
+        assert_eq!(
+            c.recording_limits.retention,
+            Some(Duration::from_secs(90 * 86_400))
+        );
+        let c = parse("[recordings]\nmax_session_size = \"1GiB\"\n").unwrap();
+        assert_eq!(
+            c.recordings,
+            crate::recording_store::Settings::Local {
+                dir: PathBuf::from("/d/recordings")
+            }
+        );
+        assert!(parse("[recordings]\nregion = \"eu-west-1\"\nretention = \"1day\"\n").is_err());
+        // The example's commented-out table, uncommented.
+        let example: String = EXAMPLE
+            .lines()
+            .skip_while(|l| *l != "# [recordings]")
+            .take_while(|l| !l.is_empty())
+            .map(|l| format!("{}\n", l.strip_prefix('#').unwrap_or(l)))
+            .collect();
+        let c = parse(&example).unwrap();
+        assert!(
+            matches!(c.recordings, crate::recording_store::Settings::S3(_)),
+            "{example}"
+        );
+        assert_eq!(c.recording_limits.max_session_size, 16 << 30);
+    }
+
     #[test]
     fn plain_http_only_on_loopback() {
         let text = "[server]\nlisten = \"0.0.0.0:80\"\ndanger_plain_http = true\n";
@@ -871,28 +997,84 @@ mod tests {
         assert!(Config::parse(&misspelt, Path::new("ca.toml"), data).is_err());
     }
 
-    #[test]
-    fn commands_open_the_store_ca_toml_names_or_the_default_without_one() {
+    #[tokio::test]
+    async fn commands_open_the_store_ca_toml_names_or_the_default_without_one() {
         use crate::store::Access;
         let dir = tempfile::tempdir().unwrap();
         // No ca.toml in the data directory (it lives in /etc): the default.
-        drop(open_store(dir.path(), None, Access::ReadWrite).unwrap());
+        drop(
+            open_store(dir.path(), None, Access::ReadWrite)
+                .await
+                .unwrap(),
+        );
         assert!(dir.path().join(DEFAULT_DB).exists());
         std::fs::write(dir.path().join("ca.toml"), "[store]\npath = \"other.db\"\n").unwrap();
-        drop(open_store(dir.path(), None, Access::ReadWrite).unwrap());
+        drop(
+            open_store(dir.path(), None, Access::ReadWrite)
+                .await
+                .unwrap(),
+        );
         assert!(dir.path().join("other.db").exists());
+        std::fs::write(
+            dir.path().join("ca.toml"),
+            "[store]\nurl = \"sqlite:third.db\"\n",
+        )
+        .unwrap();
+        drop(
+            open_store(dir.path(), None, Access::ReadWrite)
+                .await
+                .unwrap(),
+        );
+        assert!(dir.path().join("third.db").exists());
         // A --config that is not there is an error, never a silent default.
         assert!(matches!(
             open_store(
                 dir.path(),
                 Some(&dir.path().join("absent.toml")),
                 Access::ReadWrite
-            ),
+            )
+            .await,
             Err(OpenStoreError::Config(Error::Read { .. }))
         ));
         // A broken ca.toml is an error too.
         std::fs::write(dir.path().join("ca.toml"), "[store]\nfile = 1\n").unwrap();
-        assert!(open_store(dir.path(), None, Access::ReadOnly).is_err());
+        assert!(
+            open_store(dir.path(), None, Access::ReadOnly)
+                .await
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn store_url_names_postgresql_and_its_files_resolve_against_the_config() {
+        let data = Path::new("/var/lib/shiftkey");
+        let text = format!(
+            "{EXAMPLE}\n[store]\nurl = \"postgresql://ca@db.example.com/shiftkey?sslrootcert=db-ca.pem\"\npassword_file = \"secrets/db.password\"\nmax_connections = 4\n"
+        );
+        let c = Config::parse(&text, Path::new("/etc/shiftkey/ca.toml"), data).unwrap();
+        let crate::store::Settings::Postgres(pg) = &c.store else {
+            panic!("{:?}", c.store)
+        };
+        assert_eq!(
+            pg.root_cert.as_deref(),
+            Some(Path::new("/etc/shiftkey/db-ca.pem"))
+        );
+        assert_eq!(
+            pg.password_file.as_deref(),
+            Some(Path::new("/etc/shiftkey/secrets/db.password"))
+        );
+        assert_eq!(pg.max_connections, 4);
+        for refused in [
+            "[store]\npath = \"a.db\"\nurl = \"sqlite:b.db\"\n",
+            "[store]\npath = \"a.db\"\nmax_connections = 2\n",
+            "[store]\nurl = \"postgresql://ca@db.example.com/x?sslmode=disable\"\n",
+        ] {
+            let text = format!("{EXAMPLE}\n{refused}");
+            assert!(
+                Config::parse(&text, Path::new("ca.toml"), data).is_err(),
+                "{refused}"
+            );
+        }
     }
 
     #[test]

@@ -13,3 +13,13 @@ pub(crate) const LOG_FORMAT: &str = "SHIFTKEY_LOG_FORMAT";
 pub(crate) const PKCS11_PIN: &str = "SHIFTKEY_PKCS11_PIN";
 /// Set (to anything) to turn off colour in log lines (<https://no-color.org>).
 pub(crate) const NO_COLOR: &str = "NO_COLOR";
+/// S3 access key ID for `[recordings] url = "s3://…"` when no `credentials_file` is set.
+pub(crate) const S3_ACCESS_KEY_ID: &str = "SHIFTKEY_S3_ACCESS_KEY_ID";
+/// S3 secret access key, with `SHIFTKEY_S3_ACCESS_KEY_ID`.
+pub(crate) const S3_SECRET_ACCESS_KEY: &str = "SHIFTKEY_S3_SECRET_ACCESS_KEY";
+/// S3 session token for temporary credentials (optional).
+pub(crate) const S3_SESSION_TOKEN: &str = "SHIFTKEY_S3_SESSION_TOKEN";
+/// `quickstart`: the ssh-agent its certificate goes into (files when unset or refused).
+pub(crate) const SSH_AUTH_SOCK: &str = "SSH_AUTH_SOCK";
+/// `quickstart`: where a bare `--ssh` name is looked up.
+pub(crate) const PATH: &str = "PATH";

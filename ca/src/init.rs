@@ -143,7 +143,8 @@ pub(crate) async fn init(data_dir: &Path, options: &InitOptions<'_>) -> Result<I
         )?;
     }
     let store =
-        crate::config::open_store(data_dir, options.config, crate::store::Access::ReadWrite)?;
+        crate::config::open_store(data_dir, options.config, crate::store::Access::ReadWrite)
+            .await?;
     Audit::start(store)
         .record(Event::new(
             "keys.created",

@@ -20,6 +20,7 @@ mod listen;
 mod operator;
 mod quickstart;
 mod server;
+mod store_migrate;
 
 // The HTTP API and the review UI: routes, extractors, the error→status map.
 mod http;
@@ -30,6 +31,7 @@ mod audit;
 mod authority;
 mod base;
 mod current_policy;
+mod deliveries;
 mod events;
 mod hosts;
 mod incidents;

@@ -4,8 +4,12 @@
 //! they came from the CA.
 //!
 //! Fed by the event stream (`crate::events`), so what is announced is what
-//! the audit log holds. Delivery is best effort: three tries with backoff,
-//! failures logged and counted, never blocking a decision.
+//! the audit log holds. With several replicas each follows the log; the
+//! one that claims an event in the store sends it (`crate::deliveries`),
+//! so the receiver gets it once. Delivery is best effort: three tries with
+//! backoff, failures logged and counted, never blocking a decision (an
+//! event whose claim cannot be made is sent anyway: a duplicate, which the
+//! receiver can spot by `X-Shiftkey-Delivery`, rather than a loss).
 //!
 //! Wire format: `POST URL` with body `{"seq", "kind", "ts", "detail"}`,
 //! headers `X-Shiftkey-Event: KIND`, `X-Shiftkey-Delivery: SEQ` and
@@ -18,6 +22,7 @@ use std::time::Duration;
 use hmac::Mac;
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::deliveries::Deliveries;
 use crate::events::{CaEvent, EventFeed};
 use crate::metrics::Metrics;
 use crate::secret::Secret;
@@ -90,11 +95,24 @@ fn unreachable_hmac() -> hmac::Hmac<sha2::Sha256> {
 }
 
 /// Sends every event to the webhook until the CA stops.
-pub(crate) async fn run(feed: Arc<EventFeed>, metrics: Arc<Metrics>, notifier: Notifier) {
+pub(crate) async fn run(
+    feed: Arc<EventFeed>,
+    metrics: Arc<Metrics>,
+    notifier: Notifier,
+    deliveries: Deliveries,
+) {
     let mut events = feed.subscribe();
     loop {
         match events.recv().await {
             Ok(event) => {
+                match deliveries.claim_notification(event.seq).await {
+                    Ok(true) => {}
+                    // Another replica sends this one.
+                    Ok(false) => continue,
+                    Err(e) => {
+                        tracing::warn!(seq = event.seq, error = %e, "cannot claim the notification; sending it anyway");
+                    }
+                }
                 if let Err(e) = notifier.deliver(&event).await {
                     tracing::warn!(kind = %event.kind, seq = event.seq, error = %e, "notification not delivered");
                     metrics.notify_failures.inc();

@@ -42,8 +42,8 @@ pub(crate) struct Operator {
 impl Operator {
     /// Opens the data directory's store and reads its policy file. Needs a
     /// tokio runtime (the audit writer).
-    pub(crate) fn open(data_dir: &Path, config: Option<&Path>) -> anyhow::Result<Self> {
-        let store = crate::config::open_store(data_dir, config, Access::ReadWrite)?;
+    pub(crate) async fn open(data_dir: &Path, config: Option<&Path>) -> anyhow::Result<Self> {
+        let store = crate::config::open_store(data_dir, config, Access::ReadWrite).await?;
         let path = crate::config::policy_path(data_dir, config)?;
         let policy = Policy::load(&path).map_err(|errors| {
             anyhow::anyhow!(

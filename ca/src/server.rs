@@ -55,6 +55,8 @@ pub(crate) enum StartError {
     Policy(String),
     #[error(transparent)]
     Store(#[from] crate::store::OpenError),
+    #[error("recordings: {0}")]
+    Recordings(String),
     #[error(transparent)]
     Audit(#[from] crate::audit::Error),
     #[error(transparent)]
@@ -165,7 +167,7 @@ pub(crate) async fn start(
             .map_err(|e| StartError::Policy(e.to_string()))?
             .map_err(|e| StartError::Policy(e.to_string()))?
     };
-    let store = crate::store::open(&config.store, crate::store::Access::ReadWrite)?;
+    let store = crate::store::open(&config.store, crate::store::Access::ReadWrite).await?;
     let audit = Audit::start(Arc::clone(&store));
     let metrics = Arc::new(Metrics::new());
     let policy = Arc::new(CurrentPolicy::new(
@@ -193,7 +195,7 @@ pub(crate) async fn start(
         &config,
         &base,
         oidc.clone(),
-        crate::recording_store::open(&config.recordings),
+        crate::recording_store::open(&config.recordings).map_err(StartError::Recordings)?,
     )?;
     let ui = UiState {
         signin: match (config.ui.clone(), &oidc) {
@@ -322,6 +324,7 @@ pub(crate) async fn start(
             Arc::clone(&events),
             Arc::clone(&metrics),
             notifier,
+            crate::deliveries::Deliveries::new(Arc::clone(&store)),
         )));
     }
     background.push(tokio::spawn(events.follow()));
@@ -426,7 +429,10 @@ fn services(
             config.recording_limits,
         )),
         events: Arc::new(EventFeed::new(Arc::clone(&base.store))),
-        webhooks: Arc::new(Webhooks::load(&config.webhooks)?),
+        webhooks: Arc::new(Webhooks::load(
+            &config.webhooks,
+            crate::deliveries::Deliveries::new(Arc::clone(&base.store)),
+        )?),
         incidents,
         oncall,
     })

@@ -39,13 +39,8 @@ impl World {
         keys::create(dir.path(), CaKind::Host, None).unwrap();
         let keys =
             Arc::new(keys::open_both(dir.path(), &keys::KeySettings::default(), None).unwrap());
-        let store = crate::store::open(
-            &crate::store::Settings::Sqlite {
-                path: dir.path().join("shiftkey.db"),
-            },
-            Access::ReadWrite,
-        )
-        .unwrap();
+        let store =
+            crate::store::open_sqlite(&dir.path().join("shiftkey.db"), Access::ReadWrite).unwrap();
         let bytes: Arc<dyn RecordingStore> =
             Arc::new(LocalDirectory::new(dir.path().join("recordings")));
         let audit = Audit::start(Arc::clone(&store));

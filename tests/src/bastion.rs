@@ -30,6 +30,17 @@ impl TestBastion {
     /// [`start`](Self::start) with `extra` lines appended to bastion.toml
     /// (tables such as `[limits]` or `[targets]` go last, so they may).
     pub fn start_with(ca: &TestCa, recordings: Option<&Path>, extra: &str) -> anyhow::Result<Self> {
+        Self::start_at(ca, &ca.url(""), recordings, extra)
+    }
+
+    /// The same, reaching the CA at `ca_url` (a load balancer in front of
+    /// replicas that present `ca`'s TLS certificate).
+    pub fn start_at(
+        ca: &TestCa,
+        ca_url: &str,
+        recordings: Option<&Path>,
+        extra: &str,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("shiftkey-bastion-")
             .tempdir()?;
@@ -55,7 +66,7 @@ impl TestBastion {
             format!(
                 "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\nca_url = \"{}\"\nca_bundle = \"{}\"\n\
                  data_dir = \"{}\"\nenroll_token_file = \"{}\"\n{recordings_line}{extra}\n",
-                ca.url(""),
+                ca_url,
                 ca.data_dir().join("tls/cert.pem").display(),
                 dir.path().join("data").display(),
                 token_file.display(),

@@ -16,6 +16,8 @@ use crate::util::{binary, run, run_ok};
 pub struct TestCa {
     pub dir: tempfile::TempDir,
     pub port: u16,
+    /// The port is in ca.toml (`set_port`), not picked at each start.
+    fixed_port: bool,
     child: Option<Child>,
     client: Option<reqwest::blocking::Client>,
     /// `ulimit -n` for the CA process (`with_open_files`).
@@ -60,6 +62,7 @@ impl TestCa {
         Ok(TestCa {
             dir,
             port,
+            fixed_port: false,
             child: None,
             client: None,
             open_files: None,
@@ -81,9 +84,95 @@ impl TestCa {
         self.dir.path().join("ca.sock")
     }
 
+    /// Rewrites `ca.toml` (before `start`): e.g. adds `[store]`.
+    pub fn configure(&mut self, edit: impl FnOnce(String) -> String) -> anyhow::Result<()> {
+        let path = self.dir.path().join("ca.toml");
+        let text = std::fs::read_to_string(&path)?;
+        std::fs::write(&path, edit(text))?;
+        Ok(())
+    }
+
+    /// Listens on `port` instead of one the CA picks (a load balancer must
+    /// know the port before the CA starts, and again after a restart).
+    pub fn set_port(&mut self, port: u16) -> anyhow::Result<()> {
+        self.configure(|text| {
+            text.replace(
+                "listen = \"127.0.0.1:0\"",
+                &format!("listen = \"127.0.0.1:{port}\""),
+            )
+        })?;
+        self.port = port;
+        self.fixed_port = true;
+        Ok(())
+    }
+
+    /// Another replica of this CA: a data directory of its own (socket,
+    /// lock, logs), with this one's CA keys, TLS certificate, review UI
+    /// sign-in key, policy and `ca.toml` copied in, as docs/install.md tells
+    /// operators to do. Not started; listens on `port`.
+    pub fn replica(&self, port: u16) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("shiftkey-ca-").tempdir()?;
+        for sub in ["keys", "tls"] {
+            std::fs::create_dir_all(dir.path().join(sub))?;
+            for entry in std::fs::read_dir(self.dir.path().join(sub))? {
+                let entry = entry?;
+                let to = dir.path().join(sub).join(entry.file_name());
+                std::fs::copy(entry.path(), &to)?;
+            }
+        }
+        for file in ["policy.toml", "ca.toml", "ui-login.key"] {
+            let from = self.dir.path().join(file);
+            if from.exists() {
+                std::fs::copy(&from, dir.path().join(file))?;
+            }
+        }
+        let config = std::fs::read_to_string(dir.path().join("ca.toml"))?;
+        let listen = format!("listen = \"127.0.0.1:{}\"", self.port);
+        anyhow::ensure!(
+            config.contains(&listen),
+            "the first replica's ca.toml has no {listen}: call set_port on it first"
+        );
+        std::fs::write(
+            dir.path().join("ca.toml"),
+            config.replace(&listen, &format!("listen = \"127.0.0.1:{port}\"")),
+        )?;
+        Ok(TestCa {
+            dir,
+            port,
+            fixed_port: true,
+            child: None,
+            client: None,
+            open_files: None,
+        })
+    }
+
     /// Starts `shiftkey-ca serve` and waits until it answers on HTTPS.
     pub fn start(mut self) -> anyhow::Result<Self> {
-        let log = std::fs::File::create(self.dir.path().join("ca.log"))?;
+        self.spawn()?;
+        Ok(self)
+    }
+
+    /// SIGKILL, no goodbye: what a crash looks like.
+    pub fn kill9(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Starts (again) `shiftkey-ca serve` on this data directory and waits
+    /// until it answers on HTTPS; the log goes on in the same file.
+    pub fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("ca.log"))?;
+        if !self.fixed_port {
+            // A new port each start: read it from this start's log line.
+            self.port = 0;
+        }
+        let earlier_lines = self.log().lines().count();
         let mut command = match self.open_files {
             Some(limit) => {
                 let mut sh = Command::new("sh");
@@ -115,7 +204,7 @@ impl TestCa {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if self.port == 0 {
-                self.port = self.logged_port().unwrap_or(0);
+                self.port = self.logged_port(earlier_lines).unwrap_or(0);
             }
             if self.port != 0
                 && let Ok(resp) = client.get(self.url("/healthz")).send()
@@ -134,12 +223,13 @@ impl TestCa {
             std::thread::sleep(Duration::from_millis(50));
         }
         self.client = Some(client);
-        Ok(self)
+        Ok(())
     }
 
-    /// The port from the CA's "serving" log line (JSON logs).
-    fn logged_port(&self) -> Option<u16> {
-        self.log().lines().find_map(|line| {
+    /// The port from the CA's "serving" log line (JSON logs) after the
+    /// first `skip` lines (those of earlier starts).
+    fn logged_port(&self, skip: usize) -> Option<u16> {
+        self.log().lines().skip(skip).find_map(|line| {
             let entry: Value = serde_json::from_str(line).ok()?;
             (entry["fields"]["message"] == "shiftkey-ca serving")
                 .then(|| {

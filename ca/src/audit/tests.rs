@@ -4,20 +4,14 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::*;
-use crate::store::{Access, Settings};
+use crate::store::Access;
 
 fn event(n: u64) -> Event {
     Event::new("test.event", "system", Outcome::Info, json!({ "n": n }))
 }
 
 fn open(path: &Path) -> Arc<dyn Store> {
-    crate::store::open(
-        &Settings::Sqlite {
-            path: path.to_owned(),
-        },
-        Access::ReadWrite,
-    )
-    .unwrap()
+    crate::store::open_sqlite(path, Access::ReadWrite).unwrap()
 }
 
 /// A log of `n` rows, written concurrently through one writer.

@@ -23,7 +23,7 @@
     )
 )]
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
@@ -47,6 +47,7 @@ use super::error::ApiError;
 use super::state::AppState;
 use crate::audit::{Audit, Outcome};
 use crate::config::WebhookFiles;
+use crate::deliveries::{Admission, Deliveries};
 use crate::identity::Caller;
 use crate::incidents::{self, Incident, Incidents};
 use crate::secret::Secret;
@@ -73,7 +74,7 @@ const REPLAY_WINDOW_MINUTES: i64 = MAX_EVENT_AGE_MINUTES + MAX_CLOCK_AHEAD_MINUT
 const REPLAY_WINDOW: TimeDelta = TimeDelta::minutes(REPLAY_WINDOW_MINUTES);
 /// Event IDs remembered at most; beyond it deliveries are refused (fail
 /// closed) until old IDs age out. PagerDuty sends a few per incident.
-const MAX_RECENT_EVENTS: usize = 10_000;
+const MAX_RECENT_EVENTS: u64 = 10_000;
 /// Secrets shorter than this are refused at start.
 const MIN_SECRET_LEN: usize = 16;
 /// Incident titles are at most this many bytes (as `POST /v1/incidents`).
@@ -107,11 +108,12 @@ pub(crate) enum LoadError {
     TooShort { path: PathBuf },
 }
 
-/// The webhooks' secrets and replay state, shared by every request.
+/// The webhooks' secrets, and the event IDs accepted recently (kept in the
+/// store, so a replay to any replica is refused).
 pub(crate) struct Webhooks {
     alertmanager_token: Option<Secret>,
     pagerduty_secret: Option<Secret>,
-    recent_events: std::sync::Mutex<RecentEvents>,
+    deliveries: Deliveries,
     /// One delivery changes incidents at a time, so two deliveries of the
     /// same alert cannot both open it.
     apply: tokio::sync::Mutex<()>,
@@ -128,36 +130,21 @@ impl fmt::Debug for Webhooks {
 
 impl Webhooks {
     /// Reads the configured secret files (mode 0600 or stricter).
-    pub(crate) fn load(files: &WebhookFiles) -> Result<Self, LoadError> {
-        Ok(Self::new(
-            files
+    pub(crate) fn load(files: &WebhookFiles, deliveries: Deliveries) -> Result<Self, LoadError> {
+        Ok(Self {
+            alertmanager_token: files
                 .alertmanager_token
                 .as_deref()
                 .map(read_secret)
                 .transpose()?,
-            files
+            pagerduty_secret: files
                 .pagerduty_secret
                 .as_deref()
                 .map(read_secret)
                 .transpose()?,
-        ))
-    }
-
-    fn new(alertmanager_token: Option<Secret>, pagerduty_secret: Option<Secret>) -> Self {
-        Self {
-            alertmanager_token,
-            pagerduty_secret,
-            recent_events: std::sync::Mutex::new(RecentEvents::default()),
+            deliveries,
             apply: tokio::sync::Mutex::new(()),
-        }
-    }
-
-    fn recent_events(&self) -> std::sync::MutexGuard<'_, RecentEvents> {
-        // The set is consistent after every method; a panic elsewhere cannot
-        // leave it half-changed.
-        self.recent_events
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        })
     }
 }
 
@@ -311,50 +298,6 @@ fn check_signature<'a>(
         Ok(AuthenticatedBody(body))
     } else {
         Err(Refusal::BadSignature)
-    }
-}
-
-/// PagerDuty event IDs accepted recently, oldest first.
-#[derive(Debug, Default)]
-struct RecentEvents {
-    order: VecDeque<(DateTime<Utc>, String)>,
-    ids: HashSet<String>,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Admission {
-    New,
-    Replayed,
-    Full,
-}
-
-impl RecentEvents {
-    /// Remembers `id` as seen at `now`, unless it was seen already.
-    fn admit(&mut self, id: &str, now: DateTime<Utc>) -> Admission {
-        while let Some((seen, _)) = self.order.front() {
-            if now - *seen <= REPLAY_WINDOW {
-                break;
-            }
-            if let Some((_, old)) = self.order.pop_front() {
-                self.ids.remove(&old);
-            }
-        }
-        if self.ids.contains(id) {
-            return Admission::Replayed;
-        }
-        if self.ids.len() >= MAX_RECENT_EVENTS {
-            return Admission::Full;
-        }
-        self.ids.insert(id.to_owned());
-        self.order.push_back((now, id.to_owned()));
-        Admission::New
-    }
-
-    /// Forgets `id` again: its delivery failed on our side and will be retried.
-    fn forget(&mut self, id: &str) {
-        if self.ids.remove(id) {
-            self.order.retain(|(_, seen)| seen != id);
-        }
     }
 }
 
@@ -856,7 +799,17 @@ async fn pagerduty(
     {
         return Err(refuse(&audit, &caller, Refusal::StaleEvent, &body, detail).await);
     }
-    let admission = webhooks.recent_events().admit(&event.id, now);
+    let admission = webhooks
+        .deliveries
+        .admit(
+            "pagerduty",
+            &event.id,
+            now.timestamp(),
+            REPLAY_WINDOW.num_seconds(),
+            MAX_RECENT_EVENTS,
+        )
+        .await
+        .map_err(|e| ApiError::Internal(format!("the replay check could not be made: {e}")))?;
     match admission {
         Admission::New => {}
         Admission::Replayed => {
@@ -881,7 +834,9 @@ async fn pagerduty(
         }
         Err(e) => {
             // Nothing changed: let PagerDuty's retry of this event through.
-            webhooks.recent_events().forget(&event.id);
+            if let Err(forget) = webhooks.deliveries.forget("pagerduty", &event.id).await {
+                tracing::error!(error = %forget, event = %event.id, "cannot forget a failed delivery; PagerDuty's retry will be refused as a replay");
+            }
             Err(e)
         }
     }

@@ -146,7 +146,6 @@ impl Role {
         self.patterns.iter().any(|pattern| pattern.matches(target))
     }
     /// Ports the role's hosts may be reached on.
-    #[cfg(test)]
     pub(crate) fn ports(&self) -> &[u16] {
         &self.ports
     }

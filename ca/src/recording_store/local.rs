@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use tokio::io::AsyncReadExt;
 
-use super::{Error, Reader, RecordingStore};
+use super::{Error, Reader, RecordingStore, SealedManifest};
+
+/// The file a seal writes beside the recording's.
+const MANIFEST: &str = "manifest.json";
 
 #[derive(Debug)]
 pub(crate) struct LocalDirectory {
@@ -27,19 +30,7 @@ impl LocalDirectory {
     /// `root/session/name`, refusing anything but one plain component each
     /// (the domain checks the shapes too; this is the second guard).
     fn path(&self, session: &str, name: &str) -> Result<(PathBuf, PathBuf), Error> {
-        let plain = |s: &str| {
-            !s.is_empty()
-                && s != "."
-                && s != ".."
-                && !s.contains(['/', '\\', '\0'])
-                && !s.starts_with('.')
-        };
-        if !plain(session) || !plain(name) {
-            return Err(Error::Io(std::io::Error::new(
-                ErrorKind::InvalidInput,
-                format!("{session:?}/{name:?} is not a recording file"),
-            )));
-        }
+        super::check_names(session, name)?;
         let dir = self.root.join(session);
         let file = dir.join(name);
         Ok((dir, file))
@@ -159,6 +150,31 @@ impl RecordingStore for LocalDirectory {
         .map_err(|e| Error::Io(std::io::Error::other(e)))?
     }
 
+    async fn seal(&self, session: &str, manifest: &SealedManifest) -> Result<(), Error> {
+        let (dir, path) = self.path(session, MANIFEST)?;
+        let body = serde_json::to_vec_pretty(manifest).map_err(|e| Error::Io(e.into()))?;
+        tokio::task::spawn_blocking(move || -> Result<(), Error> {
+            create_dir(&dir)?;
+            // Written whole under a temporary name, then renamed: a reader
+            // never sees half a manifest, and a symlink in its place is
+            // replaced, never followed.
+            let temporary = dir.join(".manifest.json.tmp");
+            let _ = std::fs::remove_file(&temporary);
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+                .open(&temporary)?;
+            std::io::Write::write_all(&mut file, &body)?;
+            file.sync_all()?;
+            std::fs::rename(&temporary, &path)?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))?
+    }
+
     async fn delete(&self, session: &str) -> Result<(), Error> {
         let (dir, _) = self.path(session, "x")?;
         tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
@@ -169,12 +185,4 @@ impl RecordingStore for LocalDirectory {
         .await
         .map_err(|e| Error::Io(std::io::Error::other(e)))?
     }
-}
-
-/// Reads a whole reader (tests and small files only).
-#[cfg(test)]
-pub(super) async fn read_all(mut reader: Reader) -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut out).await?;
-    Ok(out)
 }

@@ -375,6 +375,11 @@ impl Recordings {
                 "problems": problems, "index_lines": lines.len(),
             }),
         );
+        let sealed = recording_store::SealedManifest {
+            manifest: text.clone(),
+            digest: digest.clone(),
+            signature: signature.clone(),
+        };
         let seal = Seal {
             session: row.id.clone(),
             ended_at: request.ended_at,
@@ -402,6 +407,9 @@ impl Recordings {
             }
             Err(e) => return Err(e.into()),
         }
+        // Beside the files, so the recording store alone can be checked. If
+        // this fails the bastion seals again, and `seal_again` writes it.
+        self.bytes.seal(session, &sealed).await?;
         let row = self.session_row(session).await?;
         self.detail(row).await
     }
@@ -440,7 +448,15 @@ impl Recordings {
         request: &SealRequest,
     ) -> Result<RecordingDetail, Error> {
         let seal = self.base.store.stored_seal(&row.id).await?;
-        if seal.is_some_and(|s| s.claims == claims_digest(&request.files)) {
+        if let Some(seal) = seal
+            && seal.claims == claims_digest(&request.files)
+        {
+            let sealed = recording_store::SealedManifest {
+                manifest: seal.manifest,
+                digest: seal.digest,
+                signature: seal.signature,
+            };
+            self.bytes.seal(&row.id, &sealed).await?;
             return self.detail(row.clone()).await;
         }
         let error = Error::SealFinal {

@@ -98,4 +98,8 @@ pub(crate) enum OpenError {
         "{path}: no database here\nhint: create the data directory with `shiftkey-ca init`, or pass the right --data-dir"
     )]
     Missing { path: PathBuf },
+    #[error(
+        "{database}: the database holds no Shiftkey store\nhint: start `shiftkey-ca serve` with this [store] once (it creates the tables), or copy a SQLite store there with `shiftkey-ca store migrate`"
+    )]
+    NoSchema { database: String },
 }

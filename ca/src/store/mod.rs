@@ -19,15 +19,18 @@
 mod audit;
 mod certificates;
 mod change;
+mod copy;
 mod error;
 mod hosts;
 mod incidents;
 mod locks;
 mod overrides;
+mod postgres;
 mod requests;
 mod sessions;
 mod sqlite;
 mod ui_sessions;
+mod webhooks;
 
 #[cfg(test)]
 mod tests;
@@ -44,6 +47,9 @@ pub(crate) use certificates::{
     Revocations, Selector,
 };
 pub(crate) use change::Change;
+#[cfg(test)]
+pub(crate) use copy::CopyError;
+pub(crate) use copy::{Progress, count_rows, sqlite_to_postgres};
 pub(crate) use error::{Conflict, Error, OpenError};
 pub(crate) use hosts::{HostCertificate, HostStore, StoredHost, StoredToken};
 pub(crate) use incidents::{Incident, IncidentStore};
@@ -55,6 +61,9 @@ pub(crate) use sessions::{
     StoredSeal, Upload,
 };
 pub(crate) use ui_sessions::{UiSession, UiSessionStore};
+pub(crate) use webhooks::{Admission, WebhookStore};
+
+pub(crate) use postgres::Settings as PostgresSettings;
 
 /// Declares [`Store`] as every concern listed once, and implements it for
 /// any backend that implements them all.
@@ -85,6 +94,7 @@ every_concern! {
     RequestStore,
     SessionStore,
     UiSessionStore,
+    WebhookStore,
 }
 
 /// Which store to open (the `[store]` section of `ca.toml`, checked).
@@ -92,6 +102,8 @@ every_concern! {
 pub(crate) enum Settings {
     /// A SQLite file (WAL, `synchronous=FULL`).
     Sqlite { path: PathBuf },
+    /// A PostgreSQL database, shared by every replica.
+    Postgres(PostgresSettings),
 }
 
 /// How the store is opened.
@@ -104,9 +116,28 @@ pub(crate) enum Access {
     ReadOnly,
 }
 
-/// Opens the store `settings` name.
-pub(crate) fn open(settings: &Settings, access: Access) -> Result<Arc<dyn Store>, OpenError> {
+/// Opens the store `settings` name: for PostgreSQL, connects and (read-write)
+/// brings the schema up to date, one replica at a time.
+pub(crate) async fn open(settings: &Settings, access: Access) -> Result<Arc<dyn Store>, OpenError> {
     match settings {
-        Settings::Sqlite { path } => Ok(Arc::new(sqlite::SqliteStore::open(path, access)?)),
+        Settings::Sqlite { path } => {
+            let path = path.clone();
+            let shown = path.clone();
+            tokio::task::spawn_blocking(move || open_sqlite(&path, access))
+                .await
+                .map_err(|e| OpenError::Open {
+                    path: shown,
+                    message: e.to_string(),
+                })?
+        }
+        Settings::Postgres(settings) => postgres::open(settings, access).await,
     }
+}
+
+/// Opens a SQLite store, on the calling thread (it blocks).
+pub(crate) fn open_sqlite(
+    path: &std::path::Path,
+    access: Access,
+) -> Result<Arc<dyn Store>, OpenError> {
+    Ok(Arc::new(sqlite::SqliteStore::open(path, access)?))
 }

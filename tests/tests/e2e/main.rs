@@ -12,6 +12,7 @@ mod fixtures;
 mod flood;
 mod forwards;
 mod fuzz_corpus;
+mod ha;
 mod host_roles;
 mod hostile;
 mod hosts;

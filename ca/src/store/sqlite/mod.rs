@@ -17,6 +17,7 @@ mod overrides;
 mod requests;
 mod sessions;
 mod ui_sessions;
+mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -41,6 +42,7 @@ pub(in crate::store) const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0010_ui_sessions.sql"),
     include_str!("../../../migrations/sqlite/0011_identities_overrides_requests.sql"),
     include_str!("../../../migrations/sqlite/0012_lost_sessions_retention.sql"),
+    include_str!("../../../migrations/sqlite/0013_webhook_state.sql"),
 ];
 /// How long a statement waits for another writer (a CLI command, another
 /// process) before the store answers `Unavailable`.
@@ -203,6 +205,11 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(())
+}
+
+/// The schema version this binary's migrations reach.
+pub(super) fn schema_version_known() -> usize {
+    MIGRATIONS.len()
 }
 
 /// The store's schema version, refusing one newer than this binary's.

@@ -1,17 +1,21 @@
 //! The store's behaviour, written once against `dyn Store`: each test is a
-//! function taking a fresh store, run for every backend (`sqlite.rs`; the
-//! PostgreSQL backend runs the same list). Backend-specific checks (files,
-//! migrations from older schemas, triggers) sit in the backend's file.
+//! function taking a fresh store, run for every backend (`sqlite.rs`,
+//! `postgres.rs`: `every_behaviour_test!` lists them once). A new concern's
+//! test goes in its own file here and in that list; both backends then run
+//! it. Backend-specific checks (files, migrations from older schemas,
+//! triggers, several replicas, TLS) sit in the backend's file.
 
 mod audit;
 mod certificates;
 mod hosts;
 mod lifecycle;
 mod overrides;
+mod postgres;
 mod requests;
 mod sessions;
 mod sqlite;
 mod ui_sessions;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -171,6 +175,7 @@ macro_rules! every_behaviour_test {
             lifecycle::a_silent_session_is_claimed_once_and_sealed_as_lost,
             lifecycle::retention_deletes_only_old_unheld_recordings_outside_open_incidents,
             ui_sessions::sessions_are_kept_by_hash_and_expired_ones_swept,
+            webhooks::replays_are_refused_within_the_window_and_claims_go_to_one,
         }
     };
 }
