@@ -16,6 +16,9 @@ mod ca_client;
 mod cli;
 mod config;
 mod env_vars;
+/// Fuzz targets (`fuzz/`) and their corpus replay; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 mod host;
 mod login;
 mod oncall;

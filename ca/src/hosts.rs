@@ -173,15 +173,25 @@ pub(crate) fn new_token(
     })
 }
 
-fn token_hash(token: &str) -> String {
+pub(crate) fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.trim().as_bytes()))
 }
 
-/// The token's public ID (`jt_...`), for audit rows, when it has the shape of one.
-fn token_id(token: &str) -> Option<&str> {
+/// The token's public ID (`jt_` and 12 lower-case hex digits, as
+/// [`new_token`] makes it), for audit rows, when it has exactly that shape:
+/// nothing else a caller writes reaches the audit log.
+pub(crate) fn token_id(token: &str) -> Option<&str> {
     let mut parts = token.trim().split('.');
     match (parts.next(), parts.next()) {
-        (Some(TOKEN_PREFIX), Some(id)) if id.starts_with("jt_") && id.len() == 15 => Some(id),
+        (Some(TOKEN_PREFIX), Some(id))
+            if id.len() == 15
+                && id.strip_prefix("jt_").is_some_and(|hex| {
+                    hex.bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                }) =>
+        {
+            Some(id)
+        }
         _ => None,
     }
 }
@@ -346,7 +356,9 @@ impl Hosts {
             }
         };
         let actor = format!("{}:{}", token.kind, token.name);
-        let key = match crate::issue::parse_public_key(&request.host_key) {
+        let key = match crate::issue::parse_public_key(&request.host_key)
+            .and_then(|k| crate::issue::not_a_ca_key(&k, &self.base.keys).map(|()| k))
+        {
             Ok(k) => k,
             Err(e) => {
                 return Err(self
@@ -410,7 +422,9 @@ impl Hosts {
     ) -> Result<HostCertificateResponse, Error> {
         let key = match &request.host_key {
             None => host.key.clone(),
-            Some(line) => match crate::issue::parse_public_key(line) {
+            Some(line) => match crate::issue::parse_public_key(line)
+                .and_then(|k| crate::issue::not_a_ca_key(&k, &self.base.keys).map(|()| k))
+            {
                 Ok(k) => k,
                 Err(e) => {
                     return Err(self

@@ -171,7 +171,9 @@ impl Issuance {
         approved: Option<Approved<'_>>,
     ) -> Result<Issued, Error> {
         let actor = caller.identity();
-        let valid = match issue::validate(&request) {
+        let valid = match issue::validate(&request)
+            .and_then(|v| issue::not_a_ca_key(&v.public_key, &self.base.keys).map(|()| v))
+        {
             Ok(v) => v,
             Err(e) => {
                 self.base

@@ -12,7 +12,7 @@ use ssh_key::certificate::{Builder, CertType};
 use ssh_key::{Algorithm, Certificate, HashAlg, PublicKey};
 
 use crate::identity::is_safe_token;
-use crate::keys::rng;
+use crate::keys::{CaKeys, rng};
 use chrono::{DateTime, Utc};
 
 use crate::policy::{AccessQuery, Allowed, HARD_MAX_TTL, IncidentState};
@@ -23,6 +23,10 @@ pub(crate) const MIN_RSA_BITS: u32 = 3072;
 /// Longest OpenSSH public key line we accept (an RSA-16384 key is ~2.8 KiB).
 const MAX_PUBLIC_KEY_LEN: usize = 8 * 1024;
 const MAX_REASON_LEN: usize = 1000;
+/// Shortest `ttl` a request may ask for. Certificates count whole seconds,
+/// so a TTL under a second (`1ns`) made a certificate that had expired when
+/// it was issued, and one of a second may expire before it arrives.
+pub(crate) const MIN_TTL: Duration = Duration::from_secs(2);
 
 /// Why a request was refused before the policy saw it. Each variant is a 400.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -37,6 +41,10 @@ pub(crate) enum RequestError {
     KeyTypeNotAllowed(String),
     #[error("RSA key of {0} bits is too small; at least 3072 bits are required")]
     RsaTooSmall(u32),
+    #[error(
+        "public_key is this CA's own {0} key; certify your own key (e.g. the contents of id_ed25519.pub)"
+    )]
+    CaKeyAsSubject(&'static str),
     #[error("{field} {value:?} is not valid: {why}")]
     InvalidField {
         field: &'static str,
@@ -55,6 +63,7 @@ impl RequestError {
             RequestError::CertificateNotKey => "certificate-not-key",
             RequestError::KeyTypeNotAllowed(_) => "key-type-not-allowed",
             RequestError::RsaTooSmall(_) => "rsa-key-too-small",
+            RequestError::CaKeyAsSubject(_) => "ca-key-as-subject",
             RequestError::InvalidField { field, .. } => match *field {
                 "role" => "invalid-role",
                 "incident" => "invalid-incident",
@@ -139,8 +148,8 @@ pub(crate) fn validate(req: &CertificateRequest) -> Result<ValidRequest, Request
         Some(t) => {
             let d = humantime::parse_duration(t)
                 .map_err(|_| invalid("ttl", t, "use a duration such as 15m or 1h"))?;
-            if d.is_zero() {
-                return Err(invalid("ttl", t, "must be longer than zero"));
+            if d < MIN_TTL {
+                return Err(invalid("ttl", t, "at least 2s"));
             }
             if d > HARD_MAX_TTL {
                 return Err(invalid("ttl", t, "at most 24h"));
@@ -188,6 +197,13 @@ pub(crate) fn parse_public_key(line: &str) -> Result<PublicKey, RequestError> {
         return Err(RequestError::MalformedKey("longer than 8 KiB".into()));
     }
     let line = line.trim();
+    // One key, one line: a second line (a second key) would be silently
+    // ignored after the first one's comment.
+    if line.contains(['\n', '\r']) {
+        return Err(RequestError::MalformedKey(
+            "more than one line; give exactly one OpenSSH public key line".into(),
+        ));
+    }
     let algorithm = line.split_whitespace().next().unwrap_or_default();
     if algorithm.contains("-cert-v01@openssh.com") {
         return Err(RequestError::CertificateNotKey);
@@ -209,6 +225,18 @@ pub(crate) fn parse_public_key(line: &str) -> Result<PublicKey, RequestError> {
         }
         other => Err(RequestError::KeyTypeNotAllowed(other.to_string())),
     }
+}
+
+/// The CA's own keys never become a certificate's subject: a certificate
+/// for the CA's key would let whoever holds a copy of the public half pose
+/// as the CA's key in logs and listings.
+pub(crate) fn not_a_ca_key(key: &PublicKey, keys: &CaKeys) -> Result<(), RequestError> {
+    for (which, ca) in [("user CA", &keys.user), ("host CA", &keys.host)] {
+        if ca.public_key().key_data() == key.key_data() {
+            return Err(RequestError::CaKeyAsSubject(which));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -466,7 +494,7 @@ mod tests {
     #[test]
     fn refuses_bad_ttls() {
         let key = fresh_key(Algorithm::Ed25519);
-        for bad in ["0s", "forever", "25h", "-5m"] {
+        for bad in ["0s", "1ns", "999ms", "1s", "forever", "25h", "-5m"] {
             let mut r = request(&key);
             r.ttl = Some(bad.into());
             assert_eq!(validate(&r).unwrap_err().code(), "invalid-ttl", "{bad:?}");

@@ -16,6 +16,7 @@
 // Wiring: the command line and the running service.
 mod cli;
 mod init;
+mod listen;
 mod operator;
 mod quickstart;
 mod server;
@@ -52,6 +53,9 @@ pub mod bench;
 mod clock;
 mod config;
 mod env_vars;
+/// Fuzz targets (`fuzz/`) and their corpus replay; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 mod identity;
 mod issue;
 mod keys;

@@ -6,11 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::ConnectInfo;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::serve::IncomingStream;
 use serde_json::json;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
@@ -26,6 +25,7 @@ use crate::http::{AppState, Authenticator, LocalPeer, Webhooks};
 use crate::identity::{Caller, local_user_name};
 use crate::incidents::Incidents;
 use crate::issuance::Issuance;
+use crate::listen::{BoundedAcceptor, Slots};
 use crate::metrics::Metrics;
 use crate::oidc::OidcVerifier;
 use crate::oncall::OnCall;
@@ -288,14 +288,22 @@ pub(crate) async fn start(
     let service = app
         .clone()
         .into_make_service_with_connect_info::<SocketAddr>();
+    // Both listeners bounded (see listen.rs); their idle reapers run until
+    // shutdown.
+    let listeners = if config.socket.is_some() { 2 } else { 1 };
+    let cap = crate::listen::cap_per_listener(listeners);
+    let tcp_slots = Slots::new("tcp", cap, crate::listen::IDLE_TIMEOUT);
+    let mut background = vec![tokio::spawn(tcp_slots.clone().reap_forever())];
+    let mut server = axum_server::from_tcp(std_listener).handle(handle.clone());
+    http1_only_with_timeouts(server.http_builder());
     match &config.tls {
         Some(files) => {
             let rustls = axum_server::tls_rustls::RustlsConfig::from_config(
                 crate::tls::server_config(&files.cert, &files.key)?,
             );
-            let mut server =
-                axum_server::from_tcp_rustls(std_listener, rustls).handle(handle.clone());
-            http1_only_with_timeouts(server.http_builder());
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(rustls)
+                .acceptor(BoundedAcceptor(tcp_slots));
+            let server = server.acceptor(acceptor);
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = server.serve(service).await {
                     tracing::error!(error = %e, "HTTPS server stopped");
@@ -303,8 +311,7 @@ pub(crate) async fn start(
             }));
         }
         None => {
-            let mut server = axum_server::from_tcp(std_listener).handle(handle.clone());
-            http1_only_with_timeouts(server.http_builder());
+            let server = server.acceptor(BoundedAcceptor(tcp_slots));
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = server.serve(service).await {
                     tracing::error!(error = %e, "HTTP server stopped");
@@ -316,20 +323,19 @@ pub(crate) async fn start(
     if let Some(path) = &config.socket {
         let listener = bind_socket(path).await?;
         let local_app = app.layer(middleware::from_fn_with_state(local_audit, local_peer));
-        let mut stopped = stopped.clone();
-        tasks.push(tokio::spawn(async move {
-            let served = axum::serve(
-                listener,
-                local_app.into_make_service_with_connect_info::<UnixPeer>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            })
-            .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "local socket server stopped");
-            }
-        }));
+        let socket_slots = Slots::new("unix", cap, crate::listen::IDLE_TIMEOUT);
+        background.push(tokio::spawn(socket_slots.clone().reap_forever()));
+        let mut builder =
+            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+        http1_only_with_timeouts(&mut builder);
+        tasks.push(tokio::spawn(crate::listen::serve_unix(
+            listener,
+            socket_slots,
+            builder,
+            local_app,
+            stopped.clone(),
+            SHUTDOWN_GRACE,
+        )));
     }
     tracing::info!(
         addr = %addr,
@@ -338,8 +344,7 @@ pub(crate) async fn start(
         user_ca = keys.user.fingerprint(),
         "shiftkey-ca serving"
     );
-    // Tasks that run until aborted at shutdown.
-    let mut background = Vec::new();
+    // Tasks that run until aborted at shutdown (with the reapers above).
     if let Some(settings) = &config.notifications {
         let secret = crate::http::webhooks::read_secret(&settings.secret_file)
             .map_err(|e| StartError::Notifications(e.to_string()))?;
@@ -464,7 +469,7 @@ fn services(
 }
 
 /// HTTP/1.1 only, and clients must send their request headers within
-/// `HEADER_READ_TIMEOUT` (slowloris).
+/// `HEADER_READ_TIMEOUT` (slowloris), on both listeners.
 fn http1_only_with_timeouts(
     builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
 ) {
@@ -500,16 +505,8 @@ async fn bind_socket(path: &Path) -> Result<UnixListener, StartError> {
 
 /// The peer of a local-socket connection, from `SO_PEERCRED`.
 #[derive(Debug, Clone)]
-struct UnixPeer {
-    uid: Option<u32>,
-}
-
-impl Connected<IncomingStream<'_, UnixListener>> for UnixPeer {
-    fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Self {
-        UnixPeer {
-            uid: stream.io().peer_cred().ok().map(|c| c.uid()),
-        }
-    }
+pub(crate) struct UnixPeer {
+    pub(crate) uid: Option<u32>,
 }
 
 async fn local_peer(

@@ -20,6 +20,8 @@ pub struct TestCa {
     fixed_port: bool,
     child: Option<Child>,
     client: Option<reqwest::blocking::Client>,
+    /// `ulimit -n` for the CA process (`with_open_files`).
+    open_files: Option<u32>,
 }
 
 impl TestCa {
@@ -63,7 +65,15 @@ impl TestCa {
             fixed_port: false,
             child: None,
             client: None,
+            open_files: None,
         })
+    }
+
+    /// Runs the CA with this open-file limit (`ulimit -n`), as a systemd
+    /// unit's `LimitNOFILE` would.
+    pub fn with_open_files(mut self, limit: u32) -> Self {
+        self.open_files = Some(limit);
+        self
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -132,6 +142,7 @@ impl TestCa {
             fixed_port: true,
             child: None,
             client: None,
+            open_files: None,
         })
     }
 
@@ -162,7 +173,17 @@ impl TestCa {
             self.port = 0;
         }
         let earlier_lines = self.log().lines().count();
-        let child = Command::new(binary("shiftkey-ca")?)
+        let mut command = match self.open_files {
+            Some(limit) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                    .arg(binary("shiftkey-ca")?);
+                sh
+            }
+            None => Command::new(binary("shiftkey-ca")?),
+        };
+        let child = command
             .arg("serve")
             .arg("--data-dir")
             .arg(self.dir.path())

@@ -407,6 +407,10 @@ pub struct RecordingFile {
     pub sha256: String,
 }
 
+/// Fuzz targets (`fuzz/`) and their corpus replay; not an API.
+#[cfg(feature = "host-auth")]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(feature = "host-auth")]
 pub mod host_auth;
 

@@ -16,7 +16,7 @@
 mod enroll;
 mod files;
 mod install;
-mod krl;
+pub(crate) mod krl;
 mod refresh;
 mod sshd;
 mod state;

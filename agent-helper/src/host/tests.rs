@@ -27,9 +27,14 @@ fn krl_bytes(version: u64, generated_at: u64, sections: &[(u8, &[u8])]) -> Vec<u
     b
 }
 
+/// A certificates section for any CA (empty key) revoking serial 5.
+const SERIAL_5: &[u8] = &[
+    0, 0, 0, 0, 0, 0, 0, 0, 0x20, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 5,
+];
+
 #[test]
 fn a_krl_parses_only_when_whole() {
-    let good = krl_bytes(3, 1000, &[(1, b"certificates")]);
+    let good = krl_bytes(3, 1000, &[(1, SERIAL_5)]);
     let info = krl::parse(&good).unwrap();
     assert_eq!(
         (info.version, info.generated_at, info.sections),
@@ -55,6 +60,31 @@ fn a_krl_parses_only_when_whole() {
         krl::parse(&krl_bytes(1, 0, &[(4, b"sig")])),
         Err(krl::Error::UnknownSection(4))
     );
+}
+
+#[test]
+fn a_krl_whose_sections_frame_but_openssh_cannot_read_is_refused() {
+    // Each of these frames as sections and used to be installed; `ssh-keygen
+    // -Q` refuses them ("incomplete message", "invalid format"), and sshd
+    // would then refuse every key.
+    let serial_zero = [&SERIAL_5[..SERIAL_5.len() - 1], &[0]].concat();
+    let trailing = [&SERIAL_5[..12], &[9], &SERIAL_5[13..], &[7]].concat();
+    for (body, what) in [
+        (&b"\xff\xff"[..], "a body that is not a CA key"),
+        (&b"certificates"[..], "text"),
+        (&serial_zero[..], "serial 0"),
+        (&trailing[..], "a list with a partial serial"),
+        (
+            &[0, 0, 0, 0, 0, 0, 0, 0, 0x24, 0, 0, 0, 0][..],
+            "an unknown subsection",
+        ),
+    ] {
+        assert!(
+            krl::parse(&krl_bytes(1, 0, &[(1, body)])).is_err(),
+            "{what}"
+        );
+    }
+    assert!(krl::parse(&krl_bytes(1, 0, &[(5, &[0, 0, 0, 1, 0xaa])])).is_err());
 }
 
 #[test]

@@ -543,6 +543,50 @@ impl OidcVerifier {
     }
 }
 
+impl OidcVerifier {
+    /// A verifier over a key set given here that never fetches one: for
+    /// the fuzz targets (`crate::fuzzing`), which feed it tokens and JWKS
+    /// documents without a provider. Settings are checked as by
+    /// [`OidcVerifier::discover`].
+    pub(crate) fn with_fixed_keys(
+        settings: OidcSettings,
+        keys: CoreJsonWebKeySet,
+    ) -> Result<Self, Error> {
+        let issuer = IssuerUrl::new(settings.issuer.clone())
+            .map_err(|err| Error::InvalidSettings(format!("issuer URL: {err}")))?;
+        let jwks_uri = JsonWebKeySetUrl::new(format!("{}/jwks", settings.issuer))
+            .map_err(|err| Error::InvalidSettings(format!("JWKS URL: {err}")))?;
+        let allowed_algs = parse_allowed_algs(&settings.allowed_algs)?;
+        let clock_skew = chrono::Duration::from_std(settings.clock_skew)
+            .map_err(|_| Error::InvalidSettings("clock skew out of range".to_owned()))?;
+        let now = Instant::now();
+        Ok(Self {
+            issuer,
+            client_id: ClientId::new(settings.audience),
+            jwks_uri,
+            groups_claim: settings.groups_claim,
+            accept_unverified_email: settings.danger_accept_unverified_email,
+            allowed_alg_names: settings.allowed_algs.into_iter().collect(),
+            allowed_algs,
+            clock_skew,
+            http: http_client()?,
+            jwks: RwLock::new(Arc::new(KeySet {
+                keys,
+                fetched_at: now,
+            })),
+            // Fetched "just now", never stale, and no refetch ever allowed.
+            refetch: tokio::sync::Mutex::new(RefetchState {
+                last: Some(now),
+                last_error: None,
+            }),
+            refetch_interval: Duration::MAX,
+            jwks_max_age: Duration::MAX,
+            jwks_stale_grace: Duration::MAX,
+            verified: cache::VerifiedCache::default(),
+        })
+    }
+}
+
 fn http_client() -> Result<reqwest::Client, Error> {
     reqwest::Client::builder()
         // Following redirects would let the provider (or anyone between)

@@ -405,11 +405,16 @@ impl fmt::Display for Pkcs11Uri {
             encode(self.module_path.as_os_str().as_encoded_bytes(), true)
         )?;
         if let Some(PinSource::File(p)) = &self.pin_source {
-            write!(
-                f,
-                "&pin-source=file:{}",
-                encode(p.as_os_str().as_encoded_bytes(), true)
-            )?;
+            let path = p.as_os_str().as_encoded_bytes();
+            // `file:` and the path, unless the path starts with `//`: the
+            // parser reads `file://` as the prefix, which would drop two
+            // slashes (`//etc/pin` would come back as `etc/pin`, refused).
+            let scheme = if path.starts_with(b"//") {
+                "file://"
+            } else {
+                "file:"
+            };
+            write!(f, "&pin-source={scheme}{}", encode(path, true))?;
         }
         Ok(())
     }

@@ -222,3 +222,45 @@ fn unknown_paths_and_missing_credentials_get_json_errors() -> anyhow::Result<()>
     );
     Ok(())
 }
+
+/// The CA's own public keys are never certified, and a TTL too short to
+/// make a certificate that is valid when it arrives is refused (the
+/// documented minimum is 2 s).
+#[test]
+fn the_cas_own_keys_and_already_expired_ttls_are_refused() -> anyhow::Result<()> {
+    let ca = TestCa::init(&policy().0, None)?.start()?;
+    let work = tempfile::tempdir()?;
+    let good = key_line(work.path(), "ed", &["-t", "ed25519"])?;
+    for path in ["/v1/ca/user.pub", "/v1/ca/host.pub"] {
+        let (status, line) = http_over_socket(&ca.socket(), "GET", path, b"")?;
+        assert_eq!(status, 200);
+        let line = String::from_utf8(line)?;
+        let line = line.lines().next().unwrap_or_default().trim();
+        let (status, answer) = ca.request_local(&json!({ "public_key": line, "role": "shell" }))?;
+        assert_eq!(status, 400, "{path}: {answer}");
+        assert_eq!(answer["error"], "ca-key-as-subject", "{path}: {answer}");
+    }
+    let refused = ca.last_audit("certificate.rejected")?;
+    assert_eq!(refused["detail"]["error"], "ca-key-as-subject", "{refused}");
+
+    for ttl in ["1ns", "999ms", "1s"] {
+        let (status, answer) =
+            ca.request_local(&json!({ "public_key": good, "role": "shell", "ttl": ttl }))?;
+        assert_eq!(status, 400, "{ttl}: {answer}");
+        assert_eq!(answer["error"], "invalid-ttl", "{ttl}: {answer}");
+        assert!(
+            answer["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("at least 2s"),
+            "{ttl}: {answer}"
+        );
+    }
+    let (status, answer) =
+        ca.request_local(&json!({ "public_key": good, "role": "shell", "ttl": "2s" }))?;
+    assert_eq!(status, 200, "{answer}");
+    let valid_before = answer["valid_before"].as_u64().unwrap_or(0);
+    let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
+    assert!(valid_before > now, "valid until {valid_before}, now {now}");
+    Ok(())
+}

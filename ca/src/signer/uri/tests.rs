@@ -259,3 +259,13 @@ fn display_round_trips_and_never_holds_a_pin() {
         assert!(!shown.contains("pin-value"), "{shown}");
     }
 }
+
+#[test]
+fn a_pin_file_path_with_two_leading_slashes_displays_as_it_parses() {
+    // Found by the pkcs11_uri fuzz target: `//etc/pin` was shown as
+    // `file://etc/pin`, which parses as the relative `etc/pin` and is refused.
+    let uri = parse_ok("pkcs11:object=k?module-path=/m.so&pin-source=file:////etc/pin");
+    let shown = uri.to_string();
+    assert_eq!(parse_ok(&shown), uri, "{shown}");
+    assert_eq!(parse_ok(&shown).to_string(), shown);
+}
