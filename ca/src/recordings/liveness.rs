@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use chrono::{SecondsFormat, TimeZone, Utc};
 use serde_json::json;
-use shiftkey_wire::{RecordingFile, RecordingManifest, SessionHeartbeat, SessionHeartbeatAck};
+use shiftkey_wire::{RecordingFile, SessionHeartbeat, SessionHeartbeatAck};
 
-use super::upload::{Measured, Signed, claims_digest, index_lines};
+use super::upload::{Ending, Measured, Signed, claims_digest, index_lines, manifest_of};
 use super::{Error, MAX_HEARTBEAT_SESSIONS, Recordings, clip, file_order, is_session_id, is_sftp};
 use crate::audit::{self, Event, Outcome};
 use crate::hosts::{EnrolledHost, HostKind};
@@ -147,26 +147,18 @@ impl Recordings {
         )];
         problems.extend(unreadable);
         let end_reason = "lost: its bastion stopped reporting the session".to_owned();
-        let manifest = RecordingManifest {
-            version: 1,
-            session_id: row.id.clone(),
-            identity: row.identity.clone(),
-            user_serial: row.user_serial,
-            role: row.role.clone(),
-            incident: row.incident.clone(),
-            principal: row.principal.clone(),
-            target: row.target.clone(),
-            client_address: row.client_address.clone(),
-            bastion: row.bastion.clone(),
-            started_at: row.started_at,
-            ended_at: heard,
-            exit_status: None,
-            end_reason: end_reason.clone(),
-            status: SessionStatus::Lost.as_str().to_owned(),
-            problems: problems.clone(),
-            sealed_at: now,
-            files: files.clone(),
-        };
+        let manifest = manifest_of(
+            row,
+            Ending {
+                ended_at: heard,
+                exit_status: None,
+                end_reason: end_reason.clone(),
+                status: SessionStatus::Lost,
+                problems: problems.clone(),
+                sealed_at: now,
+                files: files.clone(),
+            },
+        );
         let Signed {
             text,
             signature,

@@ -334,26 +334,18 @@ impl Recordings {
             .chars()
             .filter(|c| !c.is_control())
             .collect();
-        let manifest = RecordingManifest {
-            version: 1,
-            session_id: row.id.clone(),
-            identity: row.identity.clone(),
-            user_serial: row.user_serial,
-            role: row.role.clone(),
-            incident: row.incident.clone(),
-            principal: row.principal.clone(),
-            target: row.target.clone(),
-            client_address: row.client_address.clone(),
-            bastion: row.bastion.clone(),
-            started_at: row.started_at,
-            ended_at: request.ended_at,
-            exit_status: request.exit_status,
-            end_reason: end_reason.clone(),
-            status: status.as_str().to_owned(),
-            problems: problems.clone(),
-            sealed_at: now,
-            files: files.clone(),
-        };
+        let manifest = manifest_of(
+            row,
+            Ending {
+                ended_at: request.ended_at,
+                exit_status: request.exit_status,
+                end_reason: end_reason.clone(),
+                status,
+                problems: problems.clone(),
+                sealed_at: now,
+                files: files.clone(),
+            },
+        );
         let Signed {
             text,
             signature,
@@ -602,6 +594,43 @@ pub(super) fn reconcile(
 
 /// The search index of a sealed session: input lines, sftp operations, and
 /// each exec channel's command.
+/// How a session's recording ended, as its manifest says.
+pub(super) struct Ending {
+    pub(super) ended_at: i64,
+    pub(super) exit_status: Option<u32>,
+    pub(super) end_reason: String,
+    pub(super) status: SessionStatus,
+    pub(super) problems: Vec<String>,
+    pub(super) sealed_at: i64,
+    pub(super) files: Vec<RecordingFile>,
+}
+
+/// The manifest the CA signs for `row`'s recording: what the session was
+/// (from its row, one mapping for every way a recording is sealed) and how
+/// it ended.
+pub(super) fn manifest_of(row: &Session, ending: Ending) -> RecordingManifest {
+    RecordingManifest {
+        version: 1,
+        session_id: row.id.clone(),
+        identity: row.identity.clone(),
+        user_serial: row.user_serial,
+        role: row.role.clone(),
+        incident: row.incident.clone(),
+        principal: row.principal.clone(),
+        target: row.target.clone(),
+        client_address: row.client_address.clone(),
+        bastion: row.bastion.clone(),
+        started_at: row.started_at,
+        ended_at: ending.ended_at,
+        exit_status: ending.exit_status,
+        end_reason: ending.end_reason,
+        status: ending.status.as_str().to_owned(),
+        problems: ending.problems,
+        sealed_at: ending.sealed_at,
+        files: ending.files,
+    }
+}
+
 pub(super) fn index_lines(files: &[RecordingFile], measured: &mut Measured) -> Vec<IndexLine> {
     let mut lines = Vec::new();
     for file in files {
