@@ -60,6 +60,14 @@ pub(crate) struct Options {
 }
 
 pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
+    // Absolute from here on: the target's sshd reads its config's paths
+    // after changing to `/`, so the README's default `shiftkey-quickstart`
+    // (relative) would name files it cannot find.
+    let options = Options {
+        data_dir: std::path::absolute(&options.data_dir)
+            .with_context(|| format!("the data directory {}", options.data_dir.display()))?,
+        ..options
+    };
     let uid = nix::unistd::Uid::current().as_raw();
     let user = crate::identity::local_user_name(uid)
         .context("your uid has no user name (passwd entry)")?;

@@ -276,6 +276,28 @@ fn quickstart_puts_the_certificate_into_a_running_ssh_agent() -> anyhow::Result<
     Ok(())
 }
 
+/// The README's command as a user types it: no --data-dir, so the
+/// quickstart's default, relative to where it runs.
+#[test]
+fn quickstart_runs_the_loop_from_its_default_relative_directory() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let listen = format!("127.0.0.1:{}", free_port());
+    let out = run(Command::new(binary("shiftkey-ca")?)
+        .args(["quickstart", "--exit", "--listen", &listen])
+        .current_dir(dir.path())
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(Stdio::null()))?;
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("Session: s_"), "{stdout}");
+    assert!(
+        dir.path()
+            .join("shiftkey-quickstart/target/sshd_config")
+            .exists()
+    );
+    Ok(())
+}
+
 #[test]
 fn quickstart_without_sshd_runs_the_ca_part_and_says_how_to_fix_it() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
