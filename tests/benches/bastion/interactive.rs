@@ -13,7 +13,7 @@ use anyhow::{Context, bail, ensure};
 use crate::measure::{Cpu, Latencies, Watchdog};
 use crate::report::{IdleCycle, Memory};
 use crate::world::Bench;
-use crate::{IDLE_BATCH, IDLE_CYCLES, IDLE_SETTLE, KEY_GAP, KEYS_WARMUP, Route};
+use crate::{IDLE_BATCH, IDLE_CYCLES, IDLE_RETURN, IDLE_SETTLE, KEY_GAP, KEYS_WARMUP, Route};
 
 impl Bench {
     /// The bastion's resident memory before and with `n` idle recorded
@@ -72,7 +72,7 @@ impl Bench {
             let _ = s.child.wait();
         }
         let unsealed = self.wait_finished(finished, n, Duration::from_secs(300))?;
-        std::thread::sleep(Duration::from_secs(2));
+        std::thread::sleep(IDLE_RETURN);
         let after = self.bastion_status();
         Ok(IdleCycle {
             recorded_sessions: dirs_idle.len(),

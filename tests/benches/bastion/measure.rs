@@ -223,3 +223,28 @@ impl Latencies {
 pub(crate) fn ms(d: Duration) -> String {
     format!("{:7.3} ms", d.as_secs_f64() * 1e3)
 }
+
+/// Seconds of CPU (utime + stime, USER_HZ 100) process `pid` has used so
+/// far, from /proc/PID/stat; its own threads only, not reaped children.
+pub(crate) fn process_cpu_seconds(pid: u32) -> f64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let Some((_, rest)) = text.rsplit_once(')') else {
+        return 0.0;
+    };
+    // After `(COMM)`: state is field 3, utime and stime fields 14 and 15.
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f
+        .get(11..13)
+        .map_or(0, |t| t.iter().filter_map(|x| x.parse::<u64>().ok()).sum());
+    ticks as f64 / 100.0
+}
+
+/// The first three figures of /proc/loadavg.
+pub(crate) fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,7 +1,9 @@
 //! What the run found, and printing it.
 
 use crate::measure::{CPU_GROUPS, Cpu, Latencies, kib_field, ms};
-use crate::{IDLE_BATCH, IDLE_CYCLES, IDLE_SETTLE, KEY_GAP, KEYS_WARMUP, Payload, Route};
+use crate::{
+    IDLE_BATCH, IDLE_CYCLES, IDLE_RETURN, IDLE_SETTLE, KEY_GAP, KEYS_WARMUP, Payload, Route,
+};
 
 pub(crate) fn met(ok: bool) -> &'static str {
     if ok { "met" } else { "NOT met" }
@@ -24,6 +26,58 @@ pub(crate) struct Recorded {
     pub(crate) seconds: f64,
     /// False when the bastion gave up asking the CA to seal it.
     pub(crate) sealed: bool,
+    /// CPU seconds of the bastion and of the CA process from before ssh
+    /// started until the recording was sealed.
+    pub(crate) bastion_cpu: f64,
+    pub(crate) ca_cpu: f64,
+}
+
+/// One `scp` of the random payload.
+#[derive(Debug)]
+pub(crate) struct Copy {
+    pub(crate) bytes: u64,
+    pub(crate) seconds: f64,
+}
+
+impl Copy {
+    pub(crate) fn rate_mb(&self) -> f64 {
+        self.bytes as f64 / self.seconds / 1e6
+    }
+}
+
+/// The fastest `scp` via `route`.
+pub(crate) fn best_copy(copies: &[(Route, Copy)], route: Route) -> f64 {
+    copies
+        .iter()
+        .filter(|(r, _)| *r == route)
+        .map(|(_, c)| c.rate_mb())
+        .fold(0.0, f64::max)
+}
+
+pub(crate) fn print_copies(copies: &[(Route, Copy)], bytes: u64) {
+    println!(
+        "scp (SFTP) of {bytes} random bytes from the target to a local file, timed over the whole \
+         command (connection set-up included), best of the rounds:"
+    );
+    for route in Route::ALL {
+        let rounds: Vec<String> = copies
+            .iter()
+            .filter(|(r, _)| *r == route)
+            .map(|(_, c)| format!("{:.1}", c.rate_mb()))
+            .collect();
+        println!(
+            "  {:<10} {:>8.1} MB/s  rounds {}",
+            route.name(),
+            best_copy(copies, route),
+            rounds.join(" ")
+        );
+    }
+    let jump = best_copy(copies, Route::ProxyJump);
+    println!(
+        "  bastion/ProxyJump {:.2}, ProxyJump/direct {:.2}\n",
+        best_copy(copies, Route::Bastion) / jump.max(f64::MIN_POSITIVE),
+        jump / best_copy(copies, Route::Direct).max(f64::MIN_POSITIVE)
+    );
 }
 
 impl Transfer {
@@ -109,7 +163,9 @@ impl Bulk {
             );
         }
         println!(
-            "\nrecording bytes per byte of session output (bastion's .cast.gz files / bytes output):"
+            "\nrecording bytes per byte of session output (bastion's .cast.gz files / bytes output), \
+             and CPU seconds per GiB of output from /proc/PID/stat (utime+stime) of the bastion and of \
+             the CA, from before ssh started until the CA sealed the recording (the first round):"
         );
         for payload in Payload::ALL {
             let recorded = self
@@ -130,10 +186,13 @@ impl Bulk {
                         r.seconds
                     )
                 };
+                let gib = bytes as f64 / f64::from(1 << 30);
                 println!(
-                    "  {:<22} {:>8.4}  ({} bytes on disk; {outcome})",
+                    "  {:<22} {:>8.4} x raw  bastion {:>6.2} CPU-s/GiB  CA {:>6.2} CPU-s/GiB  ({} bytes on disk; {outcome})",
                     payload.name(),
                     r.bytes as f64 / bytes as f64,
+                    r.bastion_cpu / gib,
+                    r.ca_cpu / gib,
                     r.bytes
                 );
             }
@@ -152,7 +211,8 @@ pub(crate) struct Memory {
 pub(crate) struct IdleCycle {
     pub(crate) recorded_sessions: usize,
     pub(crate) open_seconds: f64,
-    /// /proc/PID/status with the sessions open, and after they closed.
+    /// /proc/PID/status with the sessions open, and `IDLE_RETURN` after
+    /// the last of them was sealed.
     pub(crate) with: String,
     pub(crate) after: String,
     /// Bytes the idle sessions' recordings grew by in `IDLE_SETTLE`.
@@ -174,13 +234,31 @@ impl Memory {
         with.saturating_sub(Self::rss(&self.before)) as f64 / self.n.max(1) as f64
     }
 
+    /// The most any cycle left above the figure before, in KiB.
+    pub(crate) fn kib_kept(&self) -> u64 {
+        let before = Self::rss(&self.before);
+        self.cycles
+            .iter()
+            .map(|c| Self::rss(&c.after).saturating_sub(before))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// After the last cycle less after the first, in KiB (negative: less).
+    pub(crate) fn kib_drift(&self) -> i64 {
+        let first = self.cycles.first().map_or(0, |c| Self::rss(&c.after));
+        let last = self.cycles.last().map_or(0, |c| Self::rss(&c.after));
+        i64::try_from(last).unwrap_or(0) - i64::try_from(first).unwrap_or(0)
+    }
+
     pub(crate) fn print(&self) {
         println!(
             "bastion resident memory (/proc/PID/status), {} idle interactive sessions through the bastion \
-             (each a shell at its prompt, recorded), opened {IDLE_BATCH} at a time, measured after {} s idle, \
-             {IDLE_CYCLES} cycles:",
+             (each a shell at its prompt, recorded), opened {IDLE_BATCH} at a time, measured after {} s idle \
+             and {} s after the last was closed and sealed, {IDLE_CYCLES} cycles:",
             self.n,
-            IDLE_SETTLE.as_secs()
+            IDLE_SETTLE.as_secs(),
+            IDLE_RETURN.as_secs()
         );
         let line = |label: String, status: &str| {
             println!(
@@ -196,12 +274,24 @@ impl Memory {
                 format!("cycle {}: {} sessions open", i + 1, self.n),
                 &c.with,
             );
-            line(format!("cycle {}: closed and sealed", i + 1), &c.after);
+            line(
+                format!(
+                    "cycle {}: closed, sealed, +{} s",
+                    i + 1,
+                    IDLE_RETURN.as_secs()
+                ),
+                &c.after,
+            );
         }
         println!(
             "  per idle session (cycle 1, open - before) / {}: {:.0} KiB",
             self.n,
             self.kib_per_session()
+        );
+        println!(
+            "  kept after close (worst cycle, after - before): {} KiB; last cycle - first cycle: {:+} KiB",
+            self.kib_kept(),
+            self.kib_drift()
         );
         for (i, c) in self.cycles.iter().enumerate() {
             let secs = IDLE_SETTLE.as_secs_f64();

@@ -16,9 +16,9 @@ use shiftkey_tests::ca::TestCa;
 use shiftkey_tests::sshd::Sshd;
 use shiftkey_tests::util::{ensure_login_user, run_ok, ssh_keygen};
 
-use crate::measure::{Cpu, Watchdog};
-use crate::report::{Bulk, Recorded, Transfer};
-use crate::{LOGIN, POLICY, Payload, Route, SSHD_EXTRA, Sizes};
+use crate::measure::{Cpu, Watchdog, process_cpu_seconds};
+use crate::report::{Bulk, Copy, Recorded, Transfer};
+use crate::{LOGIN, PERF_VAR, POLICY, Payload, Route, SSHD_EXTRA, Sizes};
 
 /// The CA, a target sshd (host certificate from the CA), a plain jump sshd,
 /// the bastion, and a user certificate that outlasts the run.
@@ -235,7 +235,13 @@ impl Bench {
                         payload.name(),
                         route.name()
                     );
+                    let profile = (round == 0 && route == Route::Bastion)
+                        .then(|| Profile::start(self.bastion.pid(), payload))
+                        .flatten();
                     let transfer = self.transfer(route, payload, sizes.bytes)?;
+                    if let Some(profile) = profile {
+                        profile.stop();
+                    }
                     eprintln!("  {:.1} MB/s", transfer.rate_mb());
                     runs.push((payload, route, transfer));
                 }
@@ -254,6 +260,8 @@ impl Bench {
     ) -> anyhow::Result<Transfer> {
         let dirs_before = self.session_dirs();
         let finished = self.finished();
+        let bastion_cpu = process_cpu_seconds(self.bastion.pid());
+        let ca_cpu = process_cpu_seconds(self.ca.pid());
         let stderr_path = self.work.path().join("bulk.stderr");
         let mut child = self
             .ssh(route, &[], Some(&self.remote_command(payload, bytes)))
@@ -303,6 +311,10 @@ impl Bench {
                 bytes: Self::recording_bytes(&new),
                 seconds: seal_seconds,
                 sealed: unsealed == 0,
+                // From before ssh started until the CA sealed it: forwarding,
+                // recording, upload, hashing and storing.
+                bastion_cpu: process_cpu_seconds(self.bastion.pid()) - bastion_cpu,
+                ca_cpu: process_cpu_seconds(self.ca.pid()) - ca_cpu,
             });
         }
         Ok(Transfer {
@@ -311,5 +323,98 @@ impl Bench {
             cpu,
             recording,
         })
+    }
+}
+
+impl Bench {
+    /// `scp` (SFTP, OpenSSH's default) of the random payload from the
+    /// target to a file here, through every route, `rounds` times.
+    pub(crate) fn copies(&self, sizes: &Sizes) -> anyhow::Result<Vec<(Route, Copy)>> {
+        let source = self.data.path().join("random.bin");
+        let dest = self.work.path().join("copied.bin");
+        let mut runs = Vec::new();
+        for round in 0..sizes.rounds {
+            for route in Route::ALL {
+                eprintln!("scp round {}: via {}...", round + 1, route.name());
+                let finished = self.finished();
+                let mut cmd = Command::new("scp");
+                cmd.arg("-q").arg("-F").arg(&self.config);
+                match route {
+                    Route::Direct => {}
+                    Route::ProxyJump => {
+                        cmd.arg("-J")
+                            .arg(format!("{LOGIN}@127.0.0.1:{}", self.jump.port));
+                    }
+                    Route::Bastion => {
+                        cmd.args(["-J", "bastion"]);
+                    }
+                }
+                cmd.arg("-P")
+                    .arg(self.target.port.to_string())
+                    .arg(format!("{LOGIN}@127.0.0.1:{}", source.display()))
+                    .arg(&dest)
+                    .stdin(Stdio::null());
+                let started = Instant::now();
+                let out = cmd.output().context("running scp")?;
+                let seconds = started.elapsed().as_secs_f64();
+                let got = std::fs::metadata(&dest).map_or(0, |m| m.len());
+                let _ = std::fs::remove_file(&dest);
+                ensure!(
+                    out.status.success() && got == sizes.bytes,
+                    "scp via {} ended with {} after {got} of {} bytes: {}\n{}",
+                    route.name(),
+                    out.status,
+                    sizes.bytes,
+                    String::from_utf8_lossy(&out.stderr),
+                    self.logs()
+                );
+                if route == Route::Bastion {
+                    self.wait_finished(finished, 1, Duration::from_secs(300))?;
+                }
+                eprintln!("  {:.1} MB/s", sizes.bytes as f64 / seconds / 1e6);
+                runs.push((
+                    route,
+                    Copy {
+                        bytes: sizes.bytes,
+                        seconds,
+                    },
+                ));
+            }
+        }
+        Ok(runs)
+    }
+}
+
+/// `perf record -g` on the bastion during one payload, when `PERF_VAR`
+/// names a directory: `DIR/PAYLOAD.perf.data`, for `perf report`.
+struct Profile {
+    child: std::process::Child,
+}
+
+impl Profile {
+    fn start(pid: u32, payload: Payload) -> Option<Self> {
+        let dir = std::env::var_os(PERF_VAR)?;
+        let out = PathBuf::from(dir).join(format!("{}.perf.data", payload.short()));
+        match Command::new("perf")
+            .args(["record", "-g", "-q", "-p", &pid.to_string(), "-o"])
+            .arg(&out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(child) => Some(Self { child }),
+            Err(e) => {
+                eprintln!("perf record did not start ({e}); install linux-perf");
+                None
+            }
+        }
+    }
+
+    /// SIGINT, which makes perf write its file, then waits for it.
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
     }
 }
