@@ -55,6 +55,9 @@ pub(crate) fn index_file(gz: impl Read, channel: u32, sftp: bool, max_lines: usi
         if !complete {
             continue;
         }
+        if !sftp && !first && not_input(&buf) {
+            continue;
+        }
         let Ok(value) = serde_json::from_slice::<Value>(&buf) else {
             first = false;
             continue;
@@ -138,6 +141,25 @@ fn next_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<Op
             return Ok(Some(!too_long));
         }
     }
+}
+
+/// Whether a cast line is, as written by the bastion, an event other than
+/// `"i"` (`[TIME,"o",...`, `"b"`, `"r"`, `"m"`): skipped without parsing
+/// the JSON, which for bulk output was most of the CA's work at seal. Any
+/// other spelling is parsed and judged as before.
+fn not_input(line: &[u8]) -> bool {
+    let Some(rest) = line.strip_prefix(b"[") else {
+        return false;
+    };
+    let time = rest
+        .iter()
+        .take_while(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
+        .count();
+    time > 0
+        && matches!(
+            rest.get(time..time + 5),
+            Some(b",\"o\"," | b",\"b\"," | b",\"r\"," | b",\"m\",")
+        )
 }
 
 /// An sftp event worth finding: an operation on a path (reads and writes
@@ -425,5 +447,30 @@ mod tests {
         let indexed = index_file(&gzip(&text)[..], 0, false, 100);
         let got: Vec<_> = indexed.lines.iter().map(|l| l.line.as_str()).collect();
         assert_eq!(got, ["ok"]);
+    }
+
+    #[test]
+    fn only_literal_non_input_events_are_skipped_unparsed() {
+        assert!(not_input(br#"[0.25,"o","hello"]"#));
+        assert!(not_input(br#"[12,"b","o:AAAA"]"#));
+        assert!(not_input(br#"[1e-6,"r","80x24"]"#));
+        assert!(not_input(br#"[3.5,"m","{}"]"#));
+        assert!(!not_input(br#"[0.25,"i","ls\r"]"#));
+        assert!(!not_input(br#"[0.25, "o", "spaced"]"#));
+        assert!(!not_input(br#"[0.25,"\u006f","escaped"]"#));
+        assert!(!not_input(br#"{"version":2}"#));
+        assert!(!not_input(br#"[,"o","no time"]"#));
+        // Input spelled another way is still indexed.
+        let cast = concat!(
+            r#"{"version":2,"shiftkey":{"kind":"shell"}}"#,
+            "\n",
+            r#"[0.1,"o","$ "]"#,
+            "\n",
+            r#"[0.2, "i", "whoami\r"]"#,
+            "\n",
+        );
+        let found = index_file(&gzip(cast)[..], 0, false, 10);
+        assert_eq!(found.lines.len(), 1, "{:?}", found.lines);
+        assert_eq!(found.lines[0].line, "whoami");
     }
 }
