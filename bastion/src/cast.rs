@@ -75,41 +75,160 @@ pub(crate) fn encode(
     if body.is_empty() {
         return;
     }
-    if let Ok(text) = std::str::from_utf8(body) {
-        text_line(out, elapsed, stream, text);
+    let mut prefix = Prefix::new(elapsed, stream);
+    if let Ok(text) = std::str::from_utf8(body)
+        && !has_control_run(body)
+    {
+        text_line(out, &mut prefix, text);
         return;
     }
-    let mut binary_from: Option<usize> = None;
+    let spans = spans(body);
+    for span in spans {
+        let piece = body.get(span.from..span.to).unwrap_or_default();
+        // Spans marked text are whole UTF-8 (cut only at ASCII bytes).
+        match std::str::from_utf8(piece) {
+            Ok(text) if span.text => text_line(out, &mut prefix, text),
+            _ => bytes_line(out, &mut prefix, piece),
+        }
+    }
+}
+
+/// Bytes that JSON can only hold as a six-byte `\u00XX` escape.
+fn needs_unicode_escape(b: u8) -> bool {
+    b < 0x20 && !matches!(b, b'\n' | b'\r' | b'\t')
+}
+
+/// A run of `MIN_TEXT_RUN` bytes or more that JSON would escape one by one
+/// (a stream of NULs, say): cheaper and as exact in a byte event, and
+/// nothing a player would show.
+fn has_control_run(bytes: &[u8]) -> bool {
+    let mut run = 0usize;
+    let mut at = 0usize;
+    while at < bytes.len() {
+        // Eight bytes at a time while none of them is a control byte.
+        if run == 0
+            && let Some(word) = bytes.get(at..at + 8)
+        {
+            let x = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
+            if !has_byte_below(x, 0x20) {
+                at += 8;
+                continue;
+            }
+        }
+        if bytes.get(at).copied().is_some_and(needs_unicode_escape) {
+            run += 1;
+            if run >= MIN_TEXT_RUN {
+                return true;
+            }
+        } else {
+            run = 0;
+        }
+        at += 1;
+    }
+    false
+}
+
+/// Whether a byte of `x` is below `n` (n <= 128).
+const fn has_byte_below(x: u64, n: u8) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    (x.wrapping_sub(ONES * n as u64) & !x & HIGHS) != 0
+}
+
+/// Whether a byte of `x` equals `b`.
+const fn has_byte(x: u64, b: u8) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    has_byte_below(x ^ (ONES * b as u64), 1)
+}
+
+/// A part of a chunk: text (an `"o"`/`"i"` event) or bytes (`"b"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    from: usize,
+    to: usize,
+    text: bool,
+}
+
+/// Splits a chunk that is not all plain text: valid UTF-8 runs of at least
+/// `MIN_TEXT_RUN` bytes stay text; bytes that are not UTF-8, shorter runs
+/// between them, and long runs of control bytes go into byte events.
+fn spans(body: &[u8]) -> Vec<Span> {
+    let mut raw: Vec<Span> = Vec::new();
+    let mut push = |from: usize, to: usize, text: bool| {
+        if from < to {
+            raw.push(Span { from, to, text });
+        }
+    };
     let mut at = 0;
     for chunk in body.utf8_chunks() {
-        let (valid, invalid) = (chunk.valid(), chunk.invalid());
-        if valid.len() >= MIN_TEXT_RUN {
-            if let Some(from) = binary_from.take() {
-                bytes_line(out, elapsed, stream, body.get(from..at).unwrap_or_default());
+        let valid = chunk.valid().as_bytes();
+        let mut text_from = 0;
+        let mut i = 0;
+        while i < valid.len() {
+            if valid.get(i).copied().is_some_and(needs_unicode_escape) {
+                let run = valid
+                    .get(i..)
+                    .unwrap_or_default()
+                    .iter()
+                    .take_while(|b| needs_unicode_escape(**b))
+                    .count();
+                if run >= MIN_TEXT_RUN {
+                    push(at + text_from, at + i, true);
+                    push(at + i, at + i + run, false);
+                    text_from = i + run;
+                }
+                i += run;
+            } else {
+                i += 1;
             }
-            text_line(out, elapsed, stream, valid);
-            at += valid.len();
-            if !invalid.is_empty() {
-                binary_from = Some(at);
-            }
-        } else if binary_from.is_none() {
-            binary_from = Some(at);
-            at += valid.len();
-        } else {
-            at += valid.len();
         }
-        at += invalid.len();
+        push(at + text_from, at + valid.len(), true);
+        at += valid.len();
+        push(at, at + chunk.invalid().len(), false);
+        at += chunk.invalid().len();
     }
-    if let Some(from) = binary_from {
-        bytes_line(out, elapsed, stream, body.get(from..at).unwrap_or_default());
+    // Short text among bytes joins them; neighbours of a kind merge.
+    let mut spans: Vec<Span> = Vec::with_capacity(raw.len().min(64));
+    for mut span in raw {
+        if span.text && span.to - span.from < MIN_TEXT_RUN {
+            span.text = false;
+        }
+        match spans.last_mut() {
+            Some(last) if last.text == span.text && last.to == span.from => last.to = span.to,
+            _ => spans.push(span),
+        }
     }
+    spans
 }
 
 /// Appends what `carry` still holds (the end of a stream) as a byte event.
 pub(crate) fn encode_rest(elapsed: f64, stream: Stream, carry: &mut Vec<u8>, out: &mut Vec<u8>) {
     if !carry.is_empty() {
-        bytes_line(out, elapsed, stream, carry);
+        bytes_line(out, &mut Prefix::new(elapsed, stream), carry);
         carry.clear();
+    }
+}
+
+/// `[elapsed,"`, formatted once per chunk.
+struct Prefix {
+    elapsed: f64,
+    stream: Stream,
+    time: Option<String>,
+}
+
+impl Prefix {
+    fn new(elapsed: f64, stream: Stream) -> Self {
+        Self {
+            elapsed,
+            stream,
+            time: None,
+        }
+    }
+
+    fn write(&mut self, out: &mut Vec<u8>) {
+        let elapsed = self.elapsed;
+        let time = self.time.get_or_insert_with(|| format!("[{elapsed},\""));
+        out.extend_from_slice(time.as_bytes());
     }
 }
 
@@ -124,14 +243,20 @@ fn incomplete_tail(bytes: &[u8]) -> usize {
         .unwrap_or(0)
 }
 
-fn text_line(out: &mut Vec<u8>, elapsed: f64, stream: Stream, text: &str) {
-    out.extend_from_slice(format!("[{elapsed},\"{}\",\"", stream.code()).as_bytes());
+fn text_line(out: &mut Vec<u8>, prefix: &mut Prefix, text: &str) {
+    prefix.write(out);
+    out.extend_from_slice(prefix.stream.code().as_bytes());
+    out.extend_from_slice(b"\",\"");
     escape_str_into(text, out);
     out.extend_from_slice(b"\"]\n");
 }
 
-fn bytes_line(out: &mut Vec<u8>, elapsed: f64, stream: Stream, bytes: &[u8]) {
-    out.extend_from_slice(format!("[{elapsed},\"{BYTES_CODE}\",\"{}:", stream.code()).as_bytes());
+fn bytes_line(out: &mut Vec<u8>, prefix: &mut Prefix, bytes: &[u8]) {
+    prefix.write(out);
+    out.extend_from_slice(BYTES_CODE.as_bytes());
+    out.extend_from_slice(b"\",\"");
+    out.extend_from_slice(prefix.stream.code().as_bytes());
+    out.push(b':');
     let start = out.len();
     out.resize(
         start + base64::encoded_len(bytes.len(), true).unwrap_or(0),
@@ -145,12 +270,24 @@ fn bytes_line(out: &mut Vec<u8>, elapsed: f64, stream: Stream, bytes: &[u8]) {
 }
 
 /// Appends `text` as the inside of a JSON string: only `"`, `\` and
-/// control characters are escaped; runs of ordinary text are copied whole.
+/// control characters are escaped; runs of ordinary text are copied whole,
+/// found eight bytes at a time.
 pub(crate) fn escape_str_into(text: &str, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = text.as_bytes();
+    out.reserve(bytes.len() + 2);
     let mut plain = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(word) = bytes.get(i..i + 8) {
+            let x = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
+            if !has_byte_below(x, 0x20) && !has_byte(x, b'"') && !has_byte(x, b'\\') {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes.get(i).copied().unwrap_or(b' ');
+        i += 1;
         let escaped: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -160,8 +297,8 @@ pub(crate) fn escape_str_into(text: &str, out: &mut Vec<u8>) {
             0..=0x1f => b"",
             _ => continue,
         };
-        out.extend_from_slice(bytes.get(plain..i).unwrap_or_default());
-        plain = i + 1;
+        out.extend_from_slice(bytes.get(plain..i - 1).unwrap_or_default());
+        plain = i;
         if escaped.is_empty() {
             out.extend_from_slice(b"\\u00");
             out.push(HEX[usize::from(b >> 4)]);
@@ -275,5 +412,50 @@ mod tests {
         let parsed: String =
             serde_json::from_str(&format!("\"{}\"", String::from_utf8(out).unwrap())).unwrap();
         assert_eq!(parsed, "q\"b\\n\n\r\t\u{0}\u{1b}[0m\u{7f}");
+    }
+
+    #[test]
+    fn a_run_of_nuls_is_one_byte_event_and_short_controls_stay_text() {
+        let mut data = b"before the zeros\r\n".to_vec();
+        // The escape right after the NULs joins their run.
+        data.extend_from_slice(&[0u8; 4096]);
+        data.extend_from_slice(b"\x1b[0m and after the zeros, some text\x00\x07\r\n");
+        let (bytes, lines) = roundtrip(&[&data]);
+        assert_eq!(bytes, data);
+        let text = String::from_utf8(lines).unwrap();
+        assert_eq!(text.lines().count(), 3, "{text}");
+        assert!(!text.contains("\\u0000\\u0000"), "NULs one by one: {text}");
+        assert!(
+            text.contains("\"[0m and after the zeros, some text\\u0000\\u0007"),
+            "{text}"
+        );
+        // All NULs: one byte event, a third over raw before compression.
+        let zeros = vec![0u8; 32 * 1024];
+        let (bytes, lines) = roundtrip(&[&zeros]);
+        assert_eq!(bytes, zeros);
+        assert!(lines.len() < zeros.len() * 4 / 3 + 64, "{}", lines.len());
+        // Fifteen in a row stay text.
+        let short = b"a\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00b";
+        let (bytes, lines) = roundtrip(&[short]);
+        assert_eq!(bytes, short);
+        assert!(!String::from_utf8(lines).unwrap().contains("\"b\""));
+    }
+
+    #[test]
+    fn escaping_word_by_word_misses_no_special_byte_at_any_position() {
+        for len in 0..40 {
+            for at in 0..len {
+                for special in ['"', '\\', '\n', '\u{0}', '\u{1f}', '\u{7f}', 'é'] {
+                    let mut text: String = "x".repeat(len);
+                    text.replace_range(at..=at, &special.to_string());
+                    let mut out = Vec::new();
+                    escape_str_into(&text, &mut out);
+                    let parsed: String =
+                        serde_json::from_str(&format!("\"{}\"", String::from_utf8(out).unwrap()))
+                            .unwrap();
+                    assert_eq!(parsed, text);
+                }
+            }
+        }
     }
 }

@@ -8,7 +8,12 @@
 //! `ChannelMsg` from russh, and the handler's [`Command`] for it (from the
 //! channel's state machine) is taken from the queue at that point.
 //!
-//! Invariants: nothing passes before the recording of it is written; input
+//! Invariants: nothing passes before the recorder has it (a shell, exec or
+//! forwarded channel's bytes are queued, in order with its notes, for a
+//! writer task that encodes and compresses them off the forwarding path;
+//! the queue is bounded, so forwarding waits when the recorder falls
+//! behind, and its chunks are written even past the size limit, which the
+//! queue's bound keeps to a few chunks); input
 //! before the program is held (a little) until the target has accepted the
 //! program and the recording exists; output before it ends the channel; a
 //! recording that fails or reaches the session's size limit ends the
@@ -26,8 +31,10 @@ use russh::server;
 use russh::{Channel, ChannelId, ChannelMsg};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
 
 use crate::ca::CaClient;
+use crate::cast::Stream;
 use crate::channel::{Program, PtyRequest, Refusal, Request, signal_name};
 use crate::limits::Admitted;
 use crate::metrics::{DirectionLabels, Metrics};
@@ -43,6 +50,9 @@ const MAX_EARLY_OUTPUT: usize = 64 * 1024;
 pub(crate) const TARGET_ANSWER: Duration = Duration::from_secs(15);
 /// Requests decided but not yet carried out, per channel.
 pub(crate) const COMMAND_QUEUE: usize = 64;
+/// Chunks and notes queued for a channel's recording writer: forwarding
+/// waits while the writer is this far behind.
+const RECORD_QUEUE: usize = 4;
 
 /// What the handler decided for one request, for the pump to carry out.
 #[derive(Debug)]
@@ -94,10 +104,76 @@ enum Side {
 enum Recording {
     /// Not started: notes wait for the recording's header.
     Pending(Vec<Value>),
-    /// asciicast, byte-exact.
-    Cast(Arc<Recorder>),
+    /// asciicast, byte-exact, written by its writer task.
+    Cast(Arc<Recorder>, Writer),
     /// sftp operations.
     Sftp(Arc<Recorder>, SftpParser),
+}
+
+/// What a cast recording's writer task takes, in order.
+#[derive(Debug)]
+enum Item {
+    Bytes(Stream, Bytes),
+    Event(Value),
+    Resize(u32, u32),
+}
+
+/// The queue to a cast recording's writer task, and the task.
+#[derive(Debug)]
+struct Writer {
+    queue: Option<mpsc::Sender<Item>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    /// Starts the task that writes `recorder`'s items; a write that fails
+    /// ends the session (the pump then stops passing anything).
+    fn spawn(recorder: Arc<Recorder>, pump: &Pump) -> Self {
+        let (queue, mut items) = mpsc::channel::<Item>(RECORD_QUEUE);
+        let live = Arc::clone(&pump.live);
+        let metrics = Arc::clone(&pump.metrics);
+        let channel = pump.admitted.number;
+        let task = tokio::spawn(async move {
+            let mut failed = false;
+            while let Some(item) = items.recv().await {
+                if failed {
+                    continue;
+                }
+                let written = match item {
+                    Item::Bytes(stream, data) => recorder.admitted(stream, &data),
+                    Item::Event(value) => recorder.event(value),
+                    Item::Resize(cols, rows) => recorder.resize(cols, rows),
+                };
+                if let Err(error) = written {
+                    failed = true;
+                    recording_failed(&live, &metrics, channel, &error);
+                }
+            }
+        });
+        Self {
+            queue: Some(queue),
+            task: Some(task),
+        }
+    }
+
+    /// Queues one item; waits while the queue is full.
+    async fn send(&self, recorder: &Recorder, item: Item) -> Result<(), RecordError> {
+        let Some(queue) = &self.queue else {
+            return Err(RecordError::Closed);
+        };
+        queue
+            .send(item)
+            .await
+            .map_err(|_| recorder.admit().err().unwrap_or(RecordError::Closed))
+    }
+
+    /// Ends the queue and waits until everything in it is written.
+    async fn close(&mut self) {
+        self.queue = None;
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
 }
 
 /// Everything one channel's pump owns.
@@ -148,7 +224,8 @@ impl Pump {
         match open_recorder(&self.live, self.admitted.number, &header) {
             Ok(recorder) => {
                 let _ = recorder.event(json!({ "forward": destination }));
-                self.run(Recording::Cast(recorder)).await;
+                let writer = Writer::spawn(Arc::clone(&recorder), &self);
+                self.run(Recording::Cast(recorder, writer)).await;
             }
             Err(e) => {
                 self.metrics.recording_failures.inc();
@@ -192,6 +269,9 @@ impl Pump {
             stop => stop,
         };
         self.stop(&mut state, stop).await;
+        if let Recording::Cast(_, writer) = &mut state.recording {
+            writer.close().await;
+        }
         if let Some(r) = state.recorder() {
             let _ = r.flush();
         }
@@ -230,14 +310,14 @@ impl Pump {
                     }
                     return Ok(());
                 }
-                self.record(state, Side::User, &data)?;
+                self.record(state, Side::User, &data).await?;
                 state.input.inc_by(data.len() as u64);
                 carry(&self.remote, data, None, &mut state.ended).await
             }
             // No client needs it, so none passes: noted once per chunk.
             ChannelMsg::ExtendedData { data, ext } => {
                 let note = json!({ "dropped": "extended data from the client", "ext": ext, "bytes": data.len() });
-                state.note(self, note)
+                state.note(self, note).await
             }
             ChannelMsg::Eof => {
                 if state.running() {
@@ -291,7 +371,9 @@ impl Pump {
                     .exit_status
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(exit_status);
-                state.note(self, json!({ "exit_status": exit_status }))?;
+                state
+                    .note(self, json!({ "exit_status": exit_status }))
+                    .await?;
                 let _ = self.user.exit_status(exit_status).await;
                 Ok(())
             }
@@ -301,7 +383,9 @@ impl Pump {
                 error_message,
                 lang_tag,
             } => {
-                state.note(self, json!({ "exit_signal": signal_name(&signal) }))?;
+                state
+                    .note(self, json!({ "exit_signal": signal_name(&signal) }))
+                    .await?;
                 let _ = self
                     .handle
                     .exit_signal_request(
@@ -318,10 +402,12 @@ impl Pump {
             ChannelMsg::Success | ChannelMsg::Failure => {
                 let accepted = matches!(msg, ChannelMsg::Success);
                 let request = state.awaiting.pop_front().unwrap_or("unasked request");
-                state.note(
-                    self,
-                    json!({ "request": request, "target": answer_word(accepted) }),
-                )
+                state
+                    .note(
+                        self,
+                        json!({ "request": request, "target": answer_word(accepted) }),
+                    )
+                    .await
             }
             ChannelMsg::Eof => {
                 let _ = self.user.eof().await;
@@ -343,19 +429,27 @@ impl Pump {
                 "the target sent output before the channel's program started".into(),
             ));
         }
-        self.record(state, Side::Target, &data)?;
+        self.record(state, Side::Target, &data).await?;
         state.output.inc_by(data.len() as u64);
         carry(&self.user, data, ext, &mut state.ended).await
     }
 
     /// Writes `data` into the recording; a failure ends the session (or,
     /// for an SFTP stream that cannot be read, the channel).
-    fn record(&self, state: &mut State, side: Side, data: &[u8]) -> Result<(), Stop> {
+    async fn record(&self, state: &mut State, side: Side, data: &Bytes) -> Result<(), Stop> {
         let result = match &mut state.recording {
-            Recording::Cast(r) => match side {
-                Side::User => r.input(data),
-                Side::Target => r.output(data),
-            },
+            Recording::Cast(r, writer) => {
+                r.admit().map_err(|e| self.failed(&e))?;
+                let stream = match side {
+                    Side::User => Stream::Input,
+                    Side::Target => Stream::Output,
+                };
+                tokio::select! {
+                    biased;
+                    _ = state.ended.wait_for(Option::is_some) => return Err(Stop::SessionEnded),
+                    sent = writer.send(r, Item::Bytes(stream, data.clone())) => sent,
+                }
+            }
             Recording::Sftp(r, parser) => {
                 let events = match side {
                     Side::User => parser.client_bytes(data),
@@ -377,13 +471,7 @@ impl Pump {
     }
 
     fn failed(&self, error: &RecordError) -> Stop {
-        tracing::error!(session = %self.live.id(), channel = self.admitted.number, %error, "recording failed; ending the session");
-        self.metrics.recording_failures.inc();
-        let reason = match error {
-            RecordError::SizeCap { .. } => format!("{error}; nothing passes unrecorded"),
-            _ => "the session could not be recorded".to_owned(),
-        };
-        self.live.end(&reason);
+        recording_failed(&self.live, &self.metrics, self.admitted.number, error);
         Stop::SessionEnded
     }
 
@@ -411,14 +499,21 @@ impl Pump {
                 };
                 sent.map_err(|_| Stop::Closed("the target's channel is gone"))?;
                 state.awaiting.push_back(request.name());
-                state.note(self, request_note(&request))
+                state.note(self, request_note(&request)).await
             }
             Command::Pass(request) => {
                 match &request {
                     Request::WindowChange(size) => {
-                        if let Some(r) = state.recorder() {
-                            r.resize(size.cols, size.rows)
-                                .map_err(|e| self.failed(&e))?;
+                        match &state.recording {
+                            Recording::Cast(r, writer) => writer
+                                .send(r, Item::Resize(size.cols, size.rows))
+                                .await
+                                .map_err(|e| self.failed(&e))?,
+                            Recording::Sftp(r, _) => {
+                                r.resize(size.cols, size.rows)
+                                    .map_err(|e| self.failed(&e))?;
+                            }
+                            Recording::Pending(_) => {}
                         }
                         let _ = self
                             .remote
@@ -426,7 +521,9 @@ impl Pump {
                             .await;
                     }
                     Request::Signal(signal) => {
-                        state.note(self, json!({ "signal": signal_name(signal) }))?;
+                        state
+                            .note(self, json!({ "signal": signal_name(signal) }))
+                            .await?;
                         let _ = self.remote.signal(signal.clone()).await;
                     }
                     _ => {}
@@ -435,11 +532,11 @@ impl Pump {
             }
             Command::Refused { request, refusal } => {
                 tracing::info!(session = %self.live.id(), channel = self.admitted.number, request, %refusal, "request refused");
-                state.note(self, json!({ "refused": request, "code": refusal.code(), "why": refusal.to_string() }))
+                state.note(self, json!({ "refused": request, "code": refusal.code(), "why": refusal.to_string() })).await
             }
             Command::Close { request, refusal } => {
                 tracing::warn!(session = %self.live.id(), channel = self.admitted.number, request, %refusal, "request refused; closing the channel");
-                state.note(self, json!({ "refused": request, "code": refusal.code(), "why": refusal.to_string() }))?;
+                state.note(self, json!({ "refused": request, "code": refusal.code(), "why": refusal.to_string() })).await?;
                 self.report(request, &refusal);
                 Err(Stop::Refused(refusal.to_string()))
             }
@@ -491,7 +588,9 @@ impl Pump {
                 {
                     // The answer to an earlier pty-req or env.
                     let request = state.awaiting.pop_front().unwrap_or_default();
-                    state.note(self, json!({ "request": request, "target": "answered" }))?;
+                    state
+                        .note(self, json!({ "request": request, "target": "answered" }))
+                        .await?;
                 }
                 Ok(Some(ChannelMsg::Success)) => break true,
                 Ok(Some(ChannelMsg::Failure)) => break false,
@@ -519,10 +618,12 @@ impl Pump {
             )));
         }
         if !accepted {
-            return state.note(
-                self,
-                json!({ "request": program.describe(), "target": "refused" }),
-            );
+            return state
+                .note(
+                    self,
+                    json!({ "request": program.describe(), "target": "refused" }),
+                )
+                .await;
         }
         let command = match &program {
             Program::Exec(c) => Some(String::from_utf8_lossy(c).into_owned()),
@@ -559,16 +660,19 @@ impl Pump {
         }
         state.recording = match program {
             Program::Sftp => Recording::Sftp(recorder, SftpParser::default()),
-            _ => Recording::Cast(recorder),
+            _ => {
+                let writer = Writer::spawn(Arc::clone(&recorder), self);
+                Recording::Cast(recorder, writer)
+            }
         };
         for (data, ext) in early {
             self.output(state, data, ext).await?;
         }
-        let held = std::mem::take(&mut state.held_input);
+        let held = Bytes::from(std::mem::take(&mut state.held_input));
         if !held.is_empty() {
-            self.record(state, Side::User, &held)?;
+            self.record(state, Side::User, &held).await?;
             state.input.inc_by(held.len() as u64);
-            carry(&self.remote, Bytes::from(held), None, &mut state.ended).await?;
+            carry(&self.remote, held, None, &mut state.ended).await?;
         }
         if state.eof_held {
             let _ = self.remote.eof().await;
@@ -625,8 +729,15 @@ impl Pump {
             }
             Stop::Refused(why) => {
                 tracing::info!(session = %self.live.id(), channel = self.admitted.number, %why, "channel closed");
-                if let Recording::Cast(r) | Recording::Sftp(r, _) = &state.recording {
-                    let _ = r.event(json!({ "channel_closed": why }));
+                let closed = json!({ "channel_closed": why });
+                match &state.recording {
+                    Recording::Cast(r, writer) => {
+                        let _ = writer.send(r, Item::Event(closed)).await;
+                    }
+                    Recording::Sftp(r, _) => {
+                        let _ = r.event(closed);
+                    }
+                    Recording::Pending(_) => {}
                 }
                 say(format!("shiftkey bastion: {why}\r\n")).await;
                 let _ = self.user.exit_status(1).await;
@@ -645,14 +756,14 @@ impl State {
 
     fn recorder(&self) -> Option<&Arc<Recorder>> {
         match &self.recording {
-            Recording::Cast(r) | Recording::Sftp(r, _) => Some(r),
+            Recording::Cast(r, _) | Recording::Sftp(r, _) => Some(r),
             Recording::Pending(_) => None,
         }
     }
 
     /// A note in the recording (`"m"` marker, or an sftp line); before the
     /// recording exists, kept for its start (a bounded number).
-    fn note(&mut self, pump: &Pump, note: Value) -> Result<(), Stop> {
+    async fn note(&mut self, pump: &Pump, note: Value) -> Result<(), Stop> {
         match &mut self.recording {
             Recording::Pending(notes) => {
                 if notes.len() < 256 {
@@ -660,11 +771,24 @@ impl State {
                 }
                 Ok(())
             }
-            Recording::Cast(r) | Recording::Sftp(r, _) => {
-                r.event(note).map_err(|e| pump.failed(&e))
-            }
+            Recording::Cast(r, writer) => writer
+                .send(r, Item::Event(note))
+                .await
+                .map_err(|e| pump.failed(&e)),
+            Recording::Sftp(r, _) => r.event(note).map_err(|e| pump.failed(&e)),
         }
     }
+}
+
+/// A recording that fails or reaches the size limit ends the session.
+fn recording_failed(live: &LiveSession, metrics: &Metrics, channel: u32, error: &RecordError) {
+    tracing::error!(session = %live.id(), channel, %error, "recording failed; ending the session");
+    metrics.recording_failures.inc();
+    let reason = match error {
+        RecordError::SizeCap { .. } => format!("{error}; nothing passes unrecorded"),
+        _ => "the session could not be recorded".to_owned(),
+    };
+    live.end(&reason);
 }
 
 fn answer_word(accepted: bool) -> &'static str {

@@ -14,7 +14,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -87,16 +87,30 @@ impl Budget {
     }
 }
 
-/// The file under the gzip stream, counting what reaches the disk.
-#[derive(Debug)]
+/// The file under the gzip stream, counting what reaches the disk and
+/// hashing it on the way (the file is not read back at the end).
 struct Counted {
     file: File,
     budget: Arc<Budget>,
+    size: u64,
+    sha256: Sha256,
+}
+
+impl std::fmt::Debug for Counted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Counted")
+            .field("file", &self.file)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Write for Counted {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.file.write(buf)?;
+        let written = buf.get(..n).unwrap_or_default();
+        self.sha256.update(written);
+        self.size += n as u64;
         self.budget.used.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
@@ -104,6 +118,14 @@ impl Write for Counted {
     fn flush(&mut self) -> io::Result<()> {
         self.file.flush()
     }
+}
+
+/// Whether a write checks the session's size limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cap {
+    Check,
+    /// Taken before it was passed on: written whatever the limit.
+    Admitted,
 }
 
 /// The first line of a cast file, and the session metadata beside it.
@@ -120,7 +142,8 @@ pub(crate) struct Header {
 #[derive(Debug)]
 struct Inner {
     gz: Option<GzEncoder<Counted>>,
-    /// The first error; once set, every call fails with it.
+    /// The first error; once set, every call fails with it (and
+    /// `Recorder::failed` is set).
     failed: Option<RecordError>,
     /// An incomplete UTF-8 sequence at the end of the last chunk, per
     /// stream (output, input).
@@ -141,6 +164,8 @@ pub(crate) struct Recorder {
     command: Option<String>,
     started: Instant,
     budget: Arc<Budget>,
+    /// `inner.failed` is set: read without the lock by [`Recorder::admit`].
+    failed: AtomicBool,
     inner: Mutex<Inner>,
 }
 
@@ -168,13 +193,17 @@ impl Recorder {
             .mode(0o600)
             .open(&path)
             .map_err(io_error)?;
-        // Fast compression: the recorder sits in the data path.
+        // zlib-rs at level 2, its fastest with dynamic Huffman codes (level
+        // 1 uses only the fixed ones, which leave base64 at 1.33x): random
+        // output's base64 comes back to about its raw size.
         let gz = GzEncoder::new(
             Counted {
                 file,
                 budget: Arc::clone(&budget),
+                size: 0,
+                sha256: Sha256::new(),
             },
-            Compression::fast(),
+            Compression::new(2),
         );
         let recorder = Self {
             path: path.clone(),
@@ -183,6 +212,7 @@ impl Recorder {
             command: header.command.clone(),
             started: Instant::now(),
             budget,
+            failed: AtomicBool::new(false),
             inner: Mutex::new(Inner {
                 gz: Some(gz),
                 failed: None,
@@ -240,15 +270,38 @@ impl Recorder {
         (self.started.elapsed().as_secs_f64() * 1e6).round() / 1e6
     }
 
-    /// Output from the target (`"o"`, `"b"` with `o:`).
+    /// Output from the target (`"o"`, `"b"` with `o:`), size limit checked
+    /// (the pump goes through [`Recorder::admit`] and the writer's queue).
+    #[cfg(test)]
     pub(crate) fn output(&self, data: &[u8]) -> Result<(), RecordError> {
-        self.bytes(Stream::Output, data)
+        self.bytes(Stream::Output, data, Cap::Check)
     }
 
     /// Input from the user (`"i"`, `"b"` with `i:`): keystrokes, also those
     /// not echoed.
+    #[cfg(test)]
     pub(crate) fn input(&self, data: &[u8]) -> Result<(), RecordError> {
-        self.bytes(Stream::Input, data)
+        self.bytes(Stream::Input, data, Cap::Check)
+    }
+
+    /// Whether a chunk may still be taken (no failure, the session's size
+    /// limit not reached), without waiting for a write in progress: the
+    /// check before a chunk is queued for [`Recorder::admitted`] and passed.
+    pub(crate) fn admit(&self) -> Result<(), RecordError> {
+        if self.failed.load(Ordering::Acquire) {
+            let inner = self.lock();
+            if let Some(e) = &inner.failed {
+                return Err(e.clone());
+            }
+        }
+        self.budget.check()
+    }
+
+    /// Writes a chunk [`Recorder::admit`] took (and that has been passed
+    /// on, or is about to be): past the size limit too, which the queue's
+    /// bound keeps small; only a write error stops it.
+    pub(crate) fn admitted(&self, stream: Stream, data: &[u8]) -> Result<(), RecordError> {
+        self.bytes(stream, data, Cap::Admitted)
     }
 
     /// The terminal's new size (`"r"`, `COLSxROWS`).
@@ -292,7 +345,7 @@ impl Recorder {
         }
     }
 
-    fn bytes(&self, stream: Stream, data: &[u8]) -> Result<(), RecordError> {
+    fn bytes(&self, stream: Stream, data: &[u8], cap: Cap) -> Result<(), RecordError> {
         let elapsed = self.elapsed();
         let mut inner = self.lock();
         let inner = &mut *inner;
@@ -307,7 +360,7 @@ impl Recorder {
             kept.extend_from_slice(carry);
             cast::encode(elapsed, stream, carry, data, &mut line);
         }
-        let result = self.write_locked(inner, &line);
+        let result = self.write_locked(inner, &line, cap);
         if result.is_err()
             && let Some(carry) = inner.carry.get_mut(stream.index())
         {
@@ -328,19 +381,27 @@ impl Recorder {
         let mut bytes = Vec::with_capacity(line.len() + 1);
         bytes.extend_from_slice(line.as_bytes());
         bytes.push(b'\n');
-        self.write_locked(&mut inner, &bytes)
+        self.write_locked(&mut inner, &bytes, Cap::Check)
+    }
+
+    /// The first failure sticks, and is seen by [`Recorder::admit`].
+    fn fail(&self, inner: &mut Inner, error: RecordError) {
+        inner.failed = Some(error);
+        self.failed.store(true, Ordering::Release);
     }
 
     /// Writes complete lines; the first failure sticks.
-    fn write_locked(&self, inner: &mut Inner, lines: &[u8]) -> Result<(), RecordError> {
+    fn write_locked(&self, inner: &mut Inner, lines: &[u8], cap: Cap) -> Result<(), RecordError> {
         if let Some(e) = &inner.failed {
             return Err(e.clone());
         }
         if lines.is_empty() {
             return Ok(());
         }
-        if let Err(e) = self.budget.check() {
-            inner.failed = Some(e.clone());
+        if cap == Cap::Check
+            && let Err(e) = self.budget.check()
+        {
+            self.fail(inner, e.clone());
             return Err(e);
         }
         let result = match inner.gz.as_mut() {
@@ -352,7 +413,7 @@ impl Recorder {
         };
         inner.dirty = true;
         if let Err(e) = &result {
-            inner.failed = Some(e.clone());
+            self.fail(inner, e.clone());
         }
         result
     }
@@ -376,32 +437,39 @@ impl Recorder {
             None => Ok(()),
         };
         if let Err(e) = &result {
-            inner.failed = Some(e.clone());
+            self.fail(&mut inner, e.clone());
         }
         result
     }
 
     /// Writes what is carried, ends the gzip stream; returns the file's
-    /// size and SHA-256 (hex). Later writes fail.
+    /// size and SHA-256 (hex), hashed as it was written. Later writes fail.
     pub(crate) fn finish(&self) -> io::Result<(u64, String)> {
-        {
-            let elapsed = self.elapsed();
-            let mut inner = self.lock();
-            let mut rest = Vec::new();
-            for stream in [Stream::Output, Stream::Input] {
-                if let Some(carry) = inner.carry.get_mut(stream.index()) {
-                    cast::encode_rest(elapsed, stream, carry, &mut rest);
-                }
+        let elapsed = self.elapsed();
+        let mut inner = self.lock();
+        let mut rest = Vec::new();
+        for stream in [Stream::Output, Stream::Input] {
+            if let Some(carry) = inner.carry.get_mut(stream.index()) {
+                cast::encode_rest(elapsed, stream, carry, &mut rest);
             }
-            if let Some(mut gz) = inner.gz.take() {
+        }
+        let finished = match inner.gz.take() {
+            Some(mut gz) => {
                 gz.write_all(&rest)?;
                 let counted = gz.finish()?;
                 counted.file.sync_all()?;
+                Some((counted.size, hex::encode(counted.sha256.finalize())))
             }
-            if inner.failed.is_none() {
-                inner.failed = Some(RecordError::Closed);
-            }
+            None => None,
+        };
+        if inner.failed.is_none() {
+            self.fail(&mut inner, RecordError::Closed);
         }
+        drop(inner);
+        if let Some(done) = finished {
+            return Ok(done);
+        }
+        // Finished before: the file as it is.
         let mut file = File::open(&self.path)?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 64 * 1024];
@@ -501,6 +569,34 @@ mod tests {
         assert!(size < 64 * 1024, "2 MiB of output took {size} bytes");
     }
 
+    /// Random output is byte events (base64); the deflate level must use
+    /// dynamic codes to bring that back near the raw size (fixed codes, as
+    /// zlib-rs's level 1 uses, leave it at 1.33x).
+    #[test]
+    fn random_output_is_recorded_in_at_most_1_1_times_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Recorder::create(dir.path(), 1, &header(Kind::Exec), budget()).unwrap();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut total = 0usize;
+        for _ in 0..64 {
+            let chunk: Vec<u8> = (0..32 * 1024)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    (state >> 32) as u8
+                })
+                .collect();
+            total += chunk.len();
+            r.admitted(Stream::Output, &chunk).unwrap();
+        }
+        let (size, _) = r.finish().unwrap();
+        assert!(
+            size * 10 <= total as u64 * 11,
+            "{total} random bytes took {size} bytes"
+        );
+    }
+
     #[test]
     fn the_session_budget_stops_every_file_and_the_end_is_still_written() {
         let dir = tempfile::tempdir().unwrap();
@@ -594,5 +690,60 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope");
         assert!(Recorder::create(&missing, 0, &header(Kind::Shell), budget()).is_err());
+    }
+
+    #[test]
+    fn the_hash_taken_while_writing_is_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Recorder::create(dir.path(), 3, &header(Kind::Exec), budget()).unwrap();
+        for i in 0..200u32 {
+            r.output(format!("line {i}\r\n").as_bytes()).unwrap();
+            if i % 50 == 0 {
+                r.flush().unwrap();
+            }
+        }
+        r.ended("done");
+        let (size, sha) = r.finish().unwrap();
+        let bytes = std::fs::read(r.path()).unwrap();
+        assert_eq!(size, bytes.len() as u64);
+        assert_eq!(sha, hex::encode(Sha256::digest(&bytes)));
+    }
+
+    /// A chunk admitted before the size limit was reached has been passed
+    /// on: it is written even if the limit is reached before its turn, and
+    /// the next one is refused.
+    #[test]
+    fn admitted_chunks_are_written_past_the_limit_and_the_next_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let budget = Budget::new(1024);
+        let r = Recorder::create(dir.path(), 1, &header(Kind::Exec), Arc::clone(&budget)).unwrap();
+        let mut state = 5u32;
+        let noise: Vec<u8> = (0..8 * 1024)
+            .map(|_| {
+                state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                (state >> 16) as u8
+            })
+            .collect();
+        r.admit().unwrap();
+        r.admit().unwrap();
+        r.admitted(Stream::Output, &noise).unwrap();
+        r.flush().unwrap();
+        assert!(budget.used() > 1024);
+        r.admitted(Stream::Output, &noise).unwrap();
+        assert_eq!(r.admit(), Err(RecordError::SizeCap { cap: 1024 }));
+        r.finish().unwrap();
+        let mut recorded = 0;
+        for line in read_lines(r.path()).iter().skip(1) {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            if v[1] == "b" {
+                use base64::Engine;
+                let text = v[2].as_str().unwrap().strip_prefix("o:").unwrap();
+                recorded += base64::engine::general_purpose::STANDARD
+                    .decode(text)
+                    .unwrap()
+                    .len();
+            }
+        }
+        assert_eq!(recorded, 2 * noise.len());
     }
 }
