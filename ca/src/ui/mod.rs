@@ -17,11 +17,14 @@
 //! without the session's CSRF token and our own Origin; put unescaped text
 //! in a page; serve inline script.
 
+mod access;
 mod assets;
+mod audit_detail;
 mod auth;
 mod html;
 mod keys;
 pub(crate) mod link;
+mod live;
 mod login_cookie;
 mod oncall;
 mod review;
@@ -87,7 +90,7 @@ pub(crate) fn routes(state: UiState) -> Router {
         .route("/ui/sessions", get(sessions::list))
         .route("/ui/sessions/{id}", get(sessions::detail))
         .route("/ui/sessions/{id}/cast/{name}", get(sessions::cast))
-        .route("/ui/sessions/{id}/events/{name}", get(sessions::events))
+        .route("/ui/sessions/{id}/live/{name}", get(live::live))
         .route("/ui/sessions/{id}/export", get(sessions::export))
         .route("/ui/incidents", get(review::incidents))
         .route("/ui/incidents/{id}", get(review::incident))

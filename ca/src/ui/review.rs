@@ -6,12 +6,12 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::html::{Nav, badge, esc, facts, page, q, time};
+use super::html::{Nav, badge, esc, facts, page, q, when, when_text};
 use super::{Needs, Signed, UiError, html_response};
 use crate::audit::{Audit, Event, Outcome};
 use crate::audit::{AuditFilter, AuditRow};
@@ -21,7 +21,7 @@ use crate::incidents::Incidents;
 use crate::oncall::OnCall;
 use crate::recordings::Recordings;
 use crate::recordings::SessionFilter;
-use crate::requests::Requests;
+use crate::requests::{Error as RequestError, Requests};
 
 /// Audit rows on one page.
 const AUDIT_PAGE: u32 = 50;
@@ -49,7 +49,7 @@ pub(super) async fn incidents(
                 esc(&i.title),
                 i.severity,
                 badge(&i.status),
-                esc(&i.opened_at),
+                when_text(&i.opened_at),
                 esc(&i.opened_by)
             );
         }
@@ -108,14 +108,14 @@ pub(super) async fn incident(
             "Opened",
             format!(
                 "{} by {}",
-                esc(&incident.opened_at),
+                when_text(&incident.opened_at),
                 esc(&incident.opened_by)
             ),
         ),
         (
             "Resolved",
             match (&incident.resolved_at, &incident.resolved_by) {
-                (Some(at), Some(by)) => format!("{} by {}", esc(at), esc(by)),
+                (Some(at), Some(by)) => format!("{} by {}", when_text(at), esc(by)),
                 _ => "—".into(),
             },
         ),
@@ -137,8 +137,8 @@ pub(super) async fn incident(
                 c.serial,
                 esc(&c.identity),
                 esc(&c.role),
-                esc(&time(i64::try_from(c.valid_after).unwrap_or(i64::MAX))),
-                esc(&time(i64::try_from(c.valid_before).unwrap_or(i64::MAX))),
+                when(i64::try_from(c.valid_after).unwrap_or(i64::MAX)),
+                when(i64::try_from(c.valid_before).unwrap_or(i64::MAX)),
                 badge(if c.revoked { "revoked" } else { "issued" }),
                 esc(&c.key_id)
             );
@@ -160,7 +160,7 @@ pub(super) async fn incident(
             let _ = write!(
                 body,
                 r#"<tr><td>{}</td><td>{}</td><td>{}@{}</td><td>{}</td><td><a href="/ui/sessions/{}">{}</a></td></tr>"#,
-                esc(&time(s.started_at)),
+                when(s.started_at),
                 esc(&s.identity),
                 esc(&s.principal),
                 esc(&s.target),
@@ -310,13 +310,14 @@ pub(super) async fn audit(
     for r in &rows {
         let _ = write!(
             body,
-            r#"<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code class="detail">{}</code></td></tr>"#,
+            r#"<tr data-seq="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
             r.seq,
-            esc(&r.ts),
+            r.seq,
+            when_text(&r.ts),
             esc(&r.kind),
             esc(&r.actor),
             badge(&r.outcome),
-            esc(&r.detail)
+            super::audit_detail::detail_html(&r.kind, &r.detail)
         );
     }
     body.push_str("</tbody></table>");
@@ -401,6 +402,15 @@ async fn record(
     Ok(())
 }
 
+/// A refused decision shown beside the request it was about.
+#[derive(Debug)]
+struct FormError {
+    request: String,
+    message: String,
+    /// What the person typed, shown again in the field.
+    reason: String,
+}
+
 /// `GET /ui/approvals`: pending requests this person may decide, and the
 /// latest decided ones.
 pub(super) async fn approvals(
@@ -408,12 +418,60 @@ pub(super) async fn approvals(
     State(policy): State<Arc<CurrentPolicy>>,
     State(oncall): State<Arc<OnCall>>,
     State(incidents): State<Arc<Incidents>>,
+    State(audit): State<Audit>,
     signed: Signed,
 ) -> Result<Response, UiError> {
     signed.require(Needs::Decide, "/ui/approvals").await?;
-    let pending = requests.pending_for(&signed.caller).await?;
-    let policy = policy.get();
-    let overrides = oncall.overrides().await?;
+    let context = ApprovalsContext {
+        requests: &requests,
+        policy: &policy,
+        oncall: &oncall,
+        incidents: &incidents,
+        audit: &audit,
+    };
+    Ok(html_response(
+        approvals_page(&context, &signed, None).await?,
+    ))
+}
+
+/// What the approvals page reads.
+struct ApprovalsContext<'a> {
+    requests: &'a Requests,
+    policy: &'a CurrentPolicy,
+    oncall: &'a OnCall,
+    incidents: &'a Incidents,
+    audit: &'a Audit,
+}
+
+/// What the requester asked for beyond the role: the lifetime and the
+/// principals, from the stored request.
+fn asked_for(
+    stored: Option<&crate::store::StoredRequest>,
+) -> (Option<String>, Option<Vec<String>>) {
+    stored
+        .and_then(|s| serde_json::from_str::<shiftkey_wire::CertificateRequest>(&s.request).ok())
+        .map_or((None, None), |r| (r.ttl, r.principals))
+}
+
+fn code_list(items: &[String]) -> String {
+    if items.is_empty() {
+        return "—".to_owned();
+    }
+    items
+        .iter()
+        .map(|i| format!("<code>{}</code>", esc(i)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+async fn approvals_page(
+    cx: &ApprovalsContext<'_>,
+    signed: &Signed,
+    error: Option<&FormError>,
+) -> Result<String, UiError> {
+    let pending = cx.requests.pending_for(&signed.caller).await?;
+    let policy = cx.policy.get();
+    let overrides = cx.oncall.overrides().await?;
     let now = chrono::Utc::now();
     let overview = tokio::task::spawn_blocking({
         let policy = Arc::clone(&policy);
@@ -435,6 +493,17 @@ pub(super) async fn approvals(
             .collect()
     };
     let mut body = String::from("<h1>Approvals</h1>");
+    if let Some(e) = error
+        && !pending.iter().any(|r| r.id == e.request)
+    {
+        // The request is no longer pending (or never was): say so on top.
+        let _ = write!(
+            body,
+            r#"<div class="alert" role="alert"><h2>Not decided</h2><p>{}: {}</p></div>"#,
+            esc(&e.request),
+            esc(&e.message)
+        );
+    }
     let _ = write!(
         body,
         r#"<section aria-labelledby="pending-h"><h2 id="pending-h">Waiting for you ({})</h2>"#,
@@ -455,7 +524,8 @@ pub(super) async fn approvals(
         };
         let incident = match &r.incident {
             Some(i) => {
-                let state = incidents
+                let state = cx
+                    .incidents
                     .get(i)
                     .await?
                     .map(|inc| {
@@ -484,20 +554,72 @@ pub(super) async fn approvals(
         } else {
             r.approvals.join(", ")
         };
+        let stored = cx
+            .audit
+            .store()
+            .access_request(&r.id)
+            .await
+            .map_err(|e| ApiError::Internal(format!("reading request {}: {e}", r.id)))?;
+        let (ttl, principals) = asked_for(stored.as_ref());
+        let role = policy.role(&r.role);
+        let principals_html = match (principals, role) {
+            (Some(p), _) => code_list(&p),
+            (None, Some(role)) => code_list(role.principals()),
+            (None, None) => "—".to_owned(),
+        };
+        let hosts_html = role.map_or_else(|| "—".to_owned(), |role| code_list(role.hosts()));
+        let max = role.map(|role| {
+            super::html::duration(i64::try_from(role.max_ttl().as_secs()).unwrap_or(i64::MAX))
+        });
+        let ttl_html = match (ttl, max) {
+            (Some(t), Some(max)) => format!(
+                "{} <span class=\"muted\">(the role allows up to {})</span>",
+                esc(&t),
+                esc(&max)
+            ),
+            (Some(t), None) => esc(&t),
+            (None, Some(max)) => format!(
+                "the role's default <span class=\"muted\">(up to {})</span>",
+                esc(&max)
+            ),
+            (None, None) => "—".to_owned(),
+        };
+        let here = error.filter(|e| e.request == r.id);
+        let (error_html, invalid, typed) = match here {
+            Some(e) => (
+                format!(
+                    r#"<p class="form-error" id="error-{}" role="alert"><strong>Not decided:</strong> {}</p>"#,
+                    esc(&r.id),
+                    esc(&e.message)
+                ),
+                format!(
+                    r#" aria-invalid="true" aria-describedby="error-{}""#,
+                    esc(&r.id)
+                ),
+                e.reason.as_str(),
+            ),
+            None => (String::new(), String::new(), ""),
+        };
         let _ = write!(
             body,
-            r#"<article class="request" aria-labelledby="req-{id}"><h3 id="req-{id}">{requester} asks for <em>{role}</em> <span class="muted">{id}</span></h3>{facts}
+            r#"<article class="request{cls}" aria-labelledby="req-{id}" data-request="{id}"><h3 id="req-{id}">{requester} asks for <em>{role}</em> <span class="muted">{id}</span></h3>{facts}
 <form method="post" action="/ui/approvals/{qid}/approve" class="decide"><input type="hidden" name="csrf" value="{csrf}">
-<div class="field"><label for="reason-{id}">Reason for your decision (needed to deny)</label><input id="reason-{id}" name="reason" type="text" maxlength="1000"></div>
+<div class="field"><label for="reason-{id}">Reason for your decision (needed to deny)</label><input id="reason-{id}" name="reason" type="text" maxlength="1000" value="{typed}"{invalid}></div>
 <button type="submit" class="primary">Approve</button>
-<button type="submit" class="danger" formaction="/ui/approvals/{qid}/deny">Deny</button></form></article>"#,
+<button type="submit" class="danger" formaction="/ui/approvals/{qid}/deny">Deny</button></form>{error_html}</article>"#,
+            cls = if here.is_some() { " has-error" } else { "" },
             id = esc(&r.id),
             qid = esc(&q(&r.id)),
             requester = esc(&r.requester),
             role = esc(&r.role),
             csrf = esc(&signed.csrf),
+            typed = esc(typed),
             facts = facts(&[
                 ("Reason", esc(r.reason.as_deref().unwrap_or("(none given)"))),
+                ("Role", format!("<em>{}</em>", esc(&r.role))),
+                ("Principals", principals_html),
+                ("Hosts", hosts_html),
+                ("Lifetime (TTL)", ttl_html),
                 ("On call", on_call_html),
                 ("Incident", incident),
                 (
@@ -509,13 +631,13 @@ pub(super) async fn approvals(
                         esc(&approvals)
                     )
                 ),
-                ("Asked", esc(&time(r.created_at))),
-                ("Expires", esc(&time(r.expires_at))),
+                ("Asked", when(r.created_at)),
+                ("Expires", when(r.expires_at)),
             ]),
         );
     }
     body.push_str("</section>");
-    let decided = requests.decided_for(&signed.caller, 20).await?;
+    let decided = cx.requests.decided_for(&signed.caller, 20).await?;
     let _ = write!(
         body,
         r#"<section aria-labelledby="decided-h"><h2 id="decided-h">Recently decided</h2>"#
@@ -539,24 +661,32 @@ pub(super) async fn approvals(
                 badge(d.status.as_str()),
                 esc(&by),
                 d.serial.map_or("—".into(), |s| format!("serial {s}")),
-                esc(&time(d.created_at))
+                when(d.created_at)
             );
         }
         body.push_str("</tbody></table>");
     }
     body.push_str("</section>");
-    Ok(html_response(page(
+    Ok(page(
         "Approvals",
         Nav::Approvals,
         Some(&signed.viewer()),
         &body,
-    )))
+    ))
 }
 
 /// `POST /ui/approvals/{id}/approve|deny`: CSRF and origin checked, then
-/// `Requests::decide`, which checks and audits exactly as for the API.
+/// `Requests::decide`, which checks and audits exactly as for the API. A
+/// refusal of what was typed (no reason, characters that could hide text)
+/// or of a request decided meanwhile shows the page again, the message
+/// beside that request's form (the refusal is already in the audit log).
+#[allow(clippy::too_many_arguments)] // one extractor per service the page reads
 pub(super) async fn decide(
     State(requests): State<Arc<Requests>>,
+    State(policy): State<Arc<CurrentPolicy>>,
+    State(oncall): State<Arc<OnCall>>,
+    State(incidents): State<Arc<Incidents>>,
+    State(audit): State<Audit>,
     signed: Signed,
     headers: HeaderMap,
     Path((id, decision)): Path<(String, String)>,
@@ -569,13 +699,38 @@ pub(super) async fn decide(
         "deny" => false,
         _ => return Err(UiError::NotFound),
     };
-    let reason = form
-        .get("reason")
-        .map(|r| r.trim().to_owned())
-        .filter(|r| !r.is_empty());
-    requests
-        .decide(&signed.caller, &id, approve, reason)
-        .await?;
-    // Post/redirect/get: a reload does not decide twice.
-    Ok(Redirect::to("/ui/approvals").into_response())
+    let typed = form.get("reason").cloned().unwrap_or_default();
+    let reason = Some(typed.trim().to_owned()).filter(|r| !r.is_empty());
+    let status = match requests.decide(&signed.caller, &id, approve, reason).await {
+        // Post/redirect/get: a reload does not decide twice.
+        Ok(_) => return Ok(Redirect::to("/ui/approvals").into_response()),
+        Err(e @ (RequestError::ReasonRequired | RequestError::UnsafeText(_))) => {
+            (StatusCode::UNPROCESSABLE_ENTITY, e)
+        }
+        Err(e @ (RequestError::NotPending { .. } | RequestError::Changed)) => {
+            (StatusCode::CONFLICT, e)
+        }
+        Err(other) => return Err(other.into()),
+    };
+    let (status, error) = status;
+    let message = match &error {
+        RequestError::ReasonRequired => {
+            "a denial needs a reason: say why in the field, then deny again".to_owned()
+        }
+        other => other.to_string(),
+    };
+    let context = ApprovalsContext {
+        requests: &requests,
+        policy: &policy,
+        oncall: &oncall,
+        incidents: &incidents,
+        audit: &audit,
+    };
+    let shown = FormError {
+        request: id.chars().take(64).collect(),
+        message,
+        reason: typed.chars().take(1000).collect(),
+    };
+    let page = approvals_page(&context, &signed, Some(&shown)).await?;
+    Ok((status, html_response(page)).into_response())
 }

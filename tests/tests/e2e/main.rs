@@ -29,6 +29,7 @@ mod recordings;
 mod revocation;
 mod session_lifecycle;
 mod ui;
+mod ui_glance;
 mod ui_link;
 mod ui_powers;
 mod ui_provider;
