@@ -38,7 +38,7 @@ const browser = await chromium.launch({
     '--no-first-run',
   ],
 });
-const shot = (page, name) => page.screenshot({ path: join(cfg.screenshots, `glance-${name}.png`), fullPage: true });
+const shot = (page, name) => page.screenshot({ path: join(cfg.screenshots, `${cfg.prefix ?? 'glance'}-${name}.png`), fullPage: true });
 
 // One timestamp format: every moment in `main` is a <time> reading
 // `YYYY-MM-DD HH:MM:SS UTC` with the relative time on hover and beside it,

@@ -26,7 +26,7 @@ pub(crate) const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// rita reviews and approves; alice (group sre) asks for a role that needs
 /// an approval from sre-leads; mallory is nobody.
-const EXTRA_POLICY: &str = r#"
+pub(crate) const EXTRA_POLICY: &str = r#"
 [[role]]
 name = "reviewed"
 principals = ["deploy"]

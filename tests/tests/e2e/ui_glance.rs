@@ -19,10 +19,11 @@ use serde_json::{Value, json};
 use shiftkey_tests::bastion::TestBastion;
 use shiftkey_tests::ca::TestCa;
 use shiftkey_tests::oidc::OidcProvider;
+use shiftkey_tests::services::{TestBucket, TestDatabase};
 use shiftkey_tests::sshd::{Sshd, principals_config};
-use shiftkey_tests::util::{ensure_login_user, ssh_keygen};
+use shiftkey_tests::util::{ensure_login_user, free_port, ssh_keygen};
 
-use crate::fixtures::{LOGIN_USER, with_ports};
+use crate::fixtures::{LOGIN_USER, policy, with_ports};
 use crate::ui::{
     CHROMIUM, CLIENT_ID, drive_script, screenshots_dir, start_ca_with, ui_dir, wait_audit,
     wait_exit,
@@ -93,28 +94,22 @@ fn kill(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// The live page follows a session through the bastion and settles when it
-/// ends, without a reload; then the session page (reason, incident,
-/// approval), the list (duration, why it ended), the audit detail (fields),
-/// and one timestamp format on each.
-#[test]
-fn a_live_session_is_followed_and_every_page_answers_at_a_glance() -> anyhow::Result<()> {
-    let provider = OidcProvider::start()?;
-    let ca = start_ca_with(&provider, &APPROVED_ROLE.replace("LOGIN", LOGIN_USER))?;
+/// Opens INC-7, the incident the session runs under.
+fn open_incident(ca: &TestCa) -> anyhow::Result<()> {
     let (status, body) = ca.local(
         "POST",
         "/v1/incidents",
         &json!({ "id": "INC-7", "title": "checkout latency", "severity": "sev2" }),
     )?;
     ensure!(status == 201, "incident: {body}");
-    let work = tempfile::tempdir()?;
-    let work = work.path();
+    Ok(())
+}
 
-    // A target enrolled for both roles' scoped principals, the bastion
-    // allowed to reach it.
+/// A target enrolled by `ca` for both roles' scoped principals.
+fn target(ca: &TestCa, work: &Path) -> anyhow::Result<Sshd> {
     ensure_login_user(LOGIN_USER)?;
-    let user_ca = ca.client().get(ca.url("/v1/ca/user.pub")).send()?.text()?;
-    let sshd = Sshd::start_with_host_ca_and_extra(
+    let user_ca = std::fs::read_to_string(ca.data_dir().join("keys/user_ca.pub"))?;
+    Sshd::start_with_host_ca_and_extra(
         &work.join("sshd"),
         &user_ca,
         Some(&ca.data_dir().join("keys/host_ca")),
@@ -126,12 +121,20 @@ fn a_live_session_is_followed_and_every_page_answers_at_a_glance() -> anyhow::Re
                 &format!("{LOGIN_USER}@shell-ok"),
             ],
         )?,
-    )?;
-    let port = sshd.port;
+    )
+}
+
+/// `ca`'s policy with both roles allowed to reach `port`.
+fn allow_port(ca: &TestCa, port: u16) -> anyhow::Result<()> {
     let policy_file = ca.data_dir().join("policy.toml");
     let policy = std::fs::read_to_string(&policy_file)?;
     let policy = with_ports(&with_ports(&policy, "shell", &[port]), "shell-ok", &[port]);
     std::fs::write(&policy_file, policy)?;
+    Ok(())
+}
+
+/// Reloads a running CA's policy and waits for it.
+fn reload(ca: &TestCa) -> anyhow::Result<()> {
     let reloads = |ca: &TestCa| -> anyhow::Result<usize> {
         Ok(ca
             .audit_rows()?
@@ -139,17 +142,23 @@ fn a_live_session_is_followed_and_every_page_answers_at_a_glance() -> anyhow::Re
             .filter(|r| r["kind"] == "policy.reloaded")
             .count())
     };
-    let before = reloads(&ca)?;
+    let before = reloads(ca)?;
     ca.signal("HUP")?;
     let deadline = Instant::now() + Duration::from_secs(15);
-    while reloads(&ca)? == before {
+    while reloads(ca)? == before {
         ensure!(Instant::now() < deadline, "no policy reload:\n{}", ca.log());
         std::thread::sleep(Duration::from_millis(100));
     }
-    let bastion = TestBastion::start(&ca, None)?;
+    Ok(())
+}
 
-    // root asks for shell-ok under INC-7; rita approves through the API;
-    // root collects the certificate.
+/// root asks `ca` for shell-ok under INC-7; rita approves through the API;
+/// root collects the certificate next to `work/id_ed25519`.
+fn approved_certificate(
+    ca: &TestCa,
+    provider: &OidcProvider,
+    work: &Path,
+) -> anyhow::Result<std::path::PathBuf> {
     let key = ssh_keygen(work, "id_ed25519", &["-t", "ed25519"])?;
     let public = std::fs::read_to_string(key.with_extension("pub"))?;
     let (status, pending) = ca.request_local(&json!({
@@ -178,21 +187,43 @@ fn a_live_session_is_followed_and_every_page_answers_at_a_glance() -> anyhow::Re
         .as_str()
         .context("the certificate")?;
     std::fs::write(work.join("id_ed25519-cert.pub"), format!("{certificate}\n"))?;
+    Ok(key)
+}
 
-    // The session: plain ssh through the bastion, kept open.
-    let config = bastion.ssh_config(&ca, work, &key)?;
+/// Where the session runs and where the reviewer watches it.
+struct Watch<'a> {
+    /// The CA the bastion reports to.
+    session_ca: &'a TestCa,
+    /// The CA whose review UI the browser uses.
+    browser_ca: &'a TestCa,
+    provider: &'a OidcProvider,
+    bastion: &'a TestBastion,
+    port: u16,
+    key: &'a Path,
+    work: &'a Path,
+    /// Screenshot names start with it.
+    prefix: &'a str,
+}
+
+/// Runs a session through the bastion, kept open, while the browser
+/// follows it on its page: types a second line once the page follows,
+/// ends the session once the page showed it, and lets the driver check the
+/// settled page and the others. Returns the driver's report and the
+/// session ID.
+fn follow_live(w: &Watch<'_>) -> anyhow::Result<(Value, String)> {
+    let config = w.bastion.ssh_config(w.session_ca, w.work, w.key)?;
     let mut ssh = Command::new("ssh")
         .arg("-F")
         .arg(&config)
         .args(["-J", "bastion", "-p"])
-        .arg(port.to_string())
+        .arg(w.port.to_string())
         .arg(format!("{LOGIN_USER}@127.0.0.1"))
         .arg("-tt")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    let session = live_session(&ca, "shell-ok")?;
+    let session = live_session(w.session_ca, "shell-ok")?;
     std::thread::sleep(Duration::from_millis(1500));
     let mut stdin = ssh.stdin.take().context("piped stdin")?;
     type_into(&mut stdin, "echo glance-first\r")?;
@@ -208,18 +239,22 @@ fn a_live_session_is_followed_and_every_page_answers_at_a_glance() -> anyhow::Re
         "playwright-core is missing; run `npm ci --prefix tests/ui`"
     );
     let config = json!({
-        "base": ca.url(""),
-        "idp": format!("http://127.0.0.1:{}", provider.port()),
+        "base": w.browser_ca.url(""),
+        "idp": format!("http://127.0.0.1:{}", w.provider.port()),
         "parts": ["live"],
         "session": session,
         "reason": REASON,
+        "prefix": w.prefix,
         "screenshots": shots,
     });
     let mut driver = Command::new("node")
         .arg(ui_dir().join("glance.mjs"))
         .current_dir(ui_dir())
         .env("SHIFTKEY_UI_TEST", config.to_string())
-        .env("NODE_EXTRA_CA_CERTS", ca.data_dir().join("tls/cert.pem"))
+        .env(
+            "NODE_EXTRA_CA_CERTS",
+            w.browser_ca.data_dir().join("tls/cert.pem"),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -240,12 +275,15 @@ fn a_live_session_is_followed_and_every_page_answers_at_a_glance() -> anyhow::Re
         ensure!(
             wait_exit(&mut ssh, Duration::from_secs(20))?,
             "ssh did not exit\n{}",
-            bastion.log()
+            w.bastion.log()
         );
         wait_stage(&mut lines, "done", &mut seen)
     })();
-    let report = match outcome {
-        Ok(report) if report["ok"] == true => report,
+    match outcome {
+        Ok(report) if report["ok"] == true => {
+            let _ = driver.wait();
+            Ok((report, session))
+        }
         other => {
             kill(&mut driver);
             kill(&mut ssh);
@@ -254,15 +292,17 @@ fn a_live_session_is_followed_and_every_page_answers_at_a_glance() -> anyhow::Re
                 let _ = std::io::Read::read_to_string(&mut e, &mut err);
             }
             bail!(
-                "the browser driver failed: {other:?}\n{}\n{err}\n--- ca\n{}",
+                "the browser driver failed: {other:?}\n{}\n{err}\n--- session's CA\n{}\n--- browser's CA\n{}",
                 seen.join("\n"),
-                ca.log()
+                w.session_ca.log(),
+                w.browser_ca.log()
             );
         }
-    };
-    let _ = driver.wait();
+    }
+}
 
-    // What the driver saw, checked from the CA's side.
+/// What the driver saw, checked from the CA's side; the screenshots.
+fn check_followed(ca: &TestCa, report: &Value, session: &str, prefix: &str) -> anyhow::Result<()> {
     assert!(
         report["live"]["events_after"].as_u64() > report["live"]["events_before"].as_u64(),
         "{report}"
@@ -270,18 +310,21 @@ fn a_live_session_is_followed_and_every_page_answers_at_a_glance() -> anyhow::Re
     assert_eq!(report["live"]["final_status"], "sealed", "{report}");
     assert_eq!(report["live"]["end_reason"], "client closed", "{report}");
     // Watching was audited as the API's watching is.
-    let watched = wait_audit(&ca, "recording.viewed", |r| {
-        r["actor"] == "user:rita@example.com" && r["detail"]["purpose"] == "watch"
+    let watched = wait_audit(ca, "recording.viewed", |r| {
+        r["actor"] == "user:rita@example.com"
+            && r["detail"]["purpose"] == "watch"
+            && r["detail"]["session"] == session
     })?;
-    assert_eq!(watched["detail"]["session"], session.as_str(), "{watched}");
+    assert_eq!(watched["outcome"], "info", "{watched}");
+    let shots = screenshots_dir();
     for name in [
-        "glance-live-session",
-        "glance-ended-session",
-        "glance-session",
-        "glance-sessions",
-        "glance-audit-detail",
+        "live-session",
+        "ended-session",
+        "session",
+        "sessions",
+        "audit-detail",
     ] {
-        let file = shots.join(format!("{name}.png"));
+        let file = shots.join(format!("{prefix}-{name}.png"));
         ensure!(
             std::fs::metadata(&file).is_ok_and(|m| m.len() > 1000),
             "screenshot {} missing",
@@ -289,6 +332,93 @@ fn a_live_session_is_followed_and_every_page_answers_at_a_glance() -> anyhow::Re
         );
     }
     Ok(())
+}
+
+/// The live page follows a session through the bastion and settles when it
+/// ends, without a reload; then the session page (reason, incident,
+/// approval), the list (duration, why it ended), the audit detail (fields),
+/// and one timestamp format on each.
+#[test]
+fn a_live_session_is_followed_and_every_page_answers_at_a_glance() -> anyhow::Result<()> {
+    let provider = OidcProvider::start()?;
+    let ca = start_ca_with(&provider, &APPROVED_ROLE.replace("LOGIN", LOGIN_USER))?;
+    open_incident(&ca)?;
+    let work = tempfile::tempdir()?;
+    let work = work.path();
+    let sshd = target(&ca, work)?;
+    allow_port(&ca, sshd.port)?;
+    reload(&ca)?;
+    let bastion = TestBastion::start(&ca, None)?;
+    let key = approved_certificate(&ca, &provider, work)?;
+    let (report, session) = follow_live(&Watch {
+        session_ca: &ca,
+        browser_ca: &ca,
+        provider: &provider,
+        bastion: &bastion,
+        port: sshd.port,
+        key: &key,
+        work,
+        prefix: "glance",
+    })?;
+    check_followed(&ca, &report, &session, "glance")
+}
+
+/// Two replicas on one PostgreSQL store and one S3 bucket: the bastion
+/// uploads to the first, the reviewer watches on the second, whose process
+/// never saw the session's bytes go by. The page follows and settles all
+/// the same, from the store.
+#[test]
+fn a_live_session_is_followed_on_another_replica() -> anyhow::Result<()> {
+    let db = TestDatabase::create()?;
+    let bucket = TestBucket::create()?;
+    let provider = OidcProvider::start()?;
+    let work = tempfile::tempdir()?;
+    let work = work.path();
+    let credentials = work.join("s3.toml");
+    bucket.write_credentials(&credentials)?;
+    let (text, _) = policy();
+    let policy_text = format!(
+        "reviewers = [\"user:rita@example.com\"]\n{text}\n{}\n{}",
+        crate::ui::EXTRA_POLICY,
+        APPROVED_ROLE.replace("LOGIN", LOGIN_USER)
+    );
+    let mut first = TestCa::init(&policy_text, Some((provider.issuer(), CLIENT_ID)))?;
+    first.set_port(free_port())?;
+    let shared = format!(
+        "\n[store]\nurl = \"{}\"\n{}",
+        db.url(),
+        bucket.ca_toml(&credentials)
+    );
+    first.configure(|t| format!("{t}{shared}"))?;
+    let sshd = target(&first, work)?;
+    allow_port(&first, sshd.port)?;
+    let mut second = first.replica(free_port())?;
+    let assets = ui_dir().join("node_modules/asciinema-player/dist/bundle");
+    for ca in [&mut first, &mut second] {
+        let ui = format!(
+            "\n[ui]\npublic_url = \"https://127.0.0.1:{}\"\nassets_dir = \"{}\"\n",
+            ca.port,
+            assets.display()
+        );
+        ca.configure(|t| format!("{t}{ui}"))?;
+        ca.spawn()?;
+    }
+    open_incident(&first)?;
+    let bastion = TestBastion::start_at(&first, &first.url(""), None, "")?;
+    let key = approved_certificate(&first, &provider, work)?;
+    let (report, session) = follow_live(&Watch {
+        session_ca: &first,
+        browser_ca: &second,
+        provider: &provider,
+        bastion: &bastion,
+        port: sshd.port,
+        key: &key,
+        work,
+        prefix: "glance-replica",
+    })?;
+    // The bastion knows only the first replica's address, the browser only
+    // the second's.
+    check_followed(&second, &report, &session, "glance-replica")
 }
 
 /// A denial without a reason, or with a character that hides text, shows
