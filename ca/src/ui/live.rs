@@ -74,10 +74,8 @@ pub(super) async fn live(
         session: detail.info.session_id,
         name,
         started_at: detail.info.started_at,
-        decoder: flate2::write::MultiGzDecoder::new(Vec::new()),
+        lines: Lines::default(),
         consumed: 0,
-        decoded: 0,
-        partial: Vec::new(),
         header: None,
         events: 0,
         reset_sent: false,
@@ -106,13 +104,10 @@ struct Follow {
     session: String,
     name: String,
     started_at: i64,
-    decoder: flate2::write::MultiGzDecoder<Vec<u8>>,
-    /// Compressed bytes fed to the decoder.
+    /// The file's lines, decompressed as its bytes arrive.
+    lines: Lines,
+    /// Compressed bytes fed to `lines`.
     consumed: u64,
-    /// Decompressed bytes seen.
-    decoded: u64,
-    /// Decompressed bytes after the last newline.
-    partial: Vec<u8>,
     /// The cast's header line, once seen.
     header: Option<Value>,
     /// Events seen in the file.
@@ -123,6 +118,46 @@ struct Follow {
     init: String,
     last_t: f64,
     tx: mpsc::Sender<Result<Bytes, Infallible>>,
+}
+
+/// A recording file's lines, decompressed as its bytes arrive in pieces
+/// cut anywhere (gzip members one after another, as the bastion flushes
+/// them; a piece may end inside a member or a line).
+struct Lines {
+    decoder: flate2::write::MultiGzDecoder<Vec<u8>>,
+    /// Decompressed bytes seen.
+    decoded: u64,
+    /// Decompressed bytes after the last newline.
+    partial: Vec<u8>,
+}
+
+impl Default for Lines {
+    fn default() -> Self {
+        Self {
+            decoder: flate2::write::MultiGzDecoder::new(Vec::new()),
+            decoded: 0,
+            partial: Vec::new(),
+        }
+    }
+}
+
+impl Lines {
+    /// Takes the next compressed bytes; returns the lines they completed.
+    fn push(&mut self, compressed: &[u8]) -> Result<Vec<String>, String> {
+        self.decoder
+            .write_all(compressed)
+            .and_then(|()| self.decoder.flush())
+            .map_err(|e| format!("the recording does not decompress: {e}"))?;
+        let fresh = std::mem::take(self.decoder.get_mut());
+        self.decoded += fresh.len() as u64;
+        self.partial.extend_from_slice(&fresh);
+        let mut lines = Vec::new();
+        while let Some(end) = self.partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            lines.push(String::from_utf8_lossy(&line).trim_end().to_owned());
+        }
+        Ok(lines)
+    }
 }
 
 /// What the page shows of the session, sent when it changes.
@@ -204,7 +239,7 @@ impl Follow {
                 }
                 digest = detail.info.digest;
             }
-            if length > self.consumed && self.decoded < MAX_FOLLOWED {
+            if length > self.consumed && self.lines.decoded < MAX_FOLLOWED {
                 match self.read_more(length).await {
                     Ok(true) => {}
                     Ok(false) => return,
@@ -214,7 +249,7 @@ impl Follow {
                     }
                 }
                 // More may be waiting: look again at once.
-                if self.consumed < length && self.decoded < MAX_FOLLOWED {
+                if self.consumed < length && self.lines.decoded < MAX_FOLLOWED {
                     continue;
                 }
             }
@@ -303,18 +338,7 @@ impl Follow {
             return Ok(true);
         }
         self.consumed += compressed.len() as u64;
-        self.decoder
-            .write_all(&compressed)
-            .and_then(|()| self.decoder.flush())
-            .map_err(|e| format!("the recording does not decompress: {e}"))?;
-        let fresh = std::mem::take(self.decoder.get_mut());
-        self.decoded += fresh.len() as u64;
-        self.partial.extend_from_slice(&fresh);
-        let mut lines = Vec::new();
-        while let Some(end) = self.partial.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.partial.drain(..=end).collect();
-            lines.push(String::from_utf8_lossy(&line).trim_end().to_owned());
-        }
+        let lines = self.lines.push(&compressed)?;
         for line in lines {
             if !self.line(&line).await {
                 return Ok(false);
@@ -373,5 +397,48 @@ impl Follow {
         });
         self.reset_sent = true;
         self.message(&reset).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(text: &str) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        let _ = gz.write_all(text.as_bytes());
+        gz.finish().unwrap_or_default()
+    }
+
+    /// The bastion flushes a gzip member per batch and the CA commits
+    /// pieces cut anywhere: the lines come out whole, in order, once each.
+    #[test]
+    fn pieces_cut_anywhere_give_whole_lines_once() {
+        let mut file = member("{\"version\":2}\n[0.1,\"o\",\"a\"]\n[0.2,");
+        file.extend(member("\"o\",\"b\"]\n"));
+        file.extend(member("[0.3,\"i\",\"c\"]\n"));
+        for cut in [1, 7, 13, 64] {
+            let mut lines = Lines::default();
+            let mut seen = Vec::new();
+            for piece in file.chunks(cut) {
+                seen.extend(lines.push(piece).unwrap_or_default());
+            }
+            assert_eq!(
+                seen,
+                [
+                    "{\"version\":2}",
+                    "[0.1,\"o\",\"a\"]",
+                    "[0.2,\"o\",\"b\"]",
+                    "[0.3,\"i\",\"c\"]"
+                ],
+                "pieces of {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn bytes_that_are_not_gzip_are_an_error() {
+        let mut lines = Lines::default();
+        assert!(lines.push(b"not gzip at all, not even close").is_err());
     }
 }
