@@ -18,6 +18,7 @@
 //! in a page; serve inline script.
 
 mod access;
+mod approvals;
 mod assets;
 mod audit_detail;
 mod auth;
@@ -96,8 +97,8 @@ pub(crate) fn routes(state: UiState) -> Router {
         .route("/ui/incidents/{id}", get(review::incident))
         .route("/ui/audit", get(review::audit))
         .route("/ui/audit/export", get(review::audit_export))
-        .route("/ui/approvals", get(review::approvals))
-        .route("/ui/approvals/{id}/{decision}", post(review::decide))
+        .route("/ui/approvals", get(approvals::approvals))
+        .route("/ui/approvals/{id}/{decision}", post(approvals::decide))
         .route("/ui/oncall", get(oncall::overrides))
         .route("/ui/oncall/{id}/{change}", post(oncall::change))
         .route("/ui/assets/{name}", get(assets::serve))
