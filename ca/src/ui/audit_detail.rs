@@ -40,6 +40,7 @@ fn leading(kind: &str) -> &'static [&'static str] {
         k if k.starts_with("incident.") => &["incident", "id", "title", "severity"],
         k if k.starts_with("oncall.") => &["override", "schedule", "member", "start", "end"],
         k if k.starts_with("identity.") => &["identity", "reason"],
+        "" => &[],
         _ => &["error", "message"],
     }
 }
@@ -86,9 +87,19 @@ fn label(key: &str) -> Option<&'static str> {
         "ended_at" => "Ended",
         "duration" => "Duration",
         "digest" => "Manifest digest",
+        "authority" => "Allowed by",
+        "action" => "Action",
+        "via" => "Through",
+        "matches" => "Matches",
+        "query" => "Query",
+        "page" => "Page",
+        "why" => "Why",
         _ => return None,
     })
 }
+
+/// Objects nested deeper than this are shown as JSON.
+const MAX_DEPTH: usize = 3;
 
 /// Unix-seconds fields shown as moments.
 fn is_moment(key: &str) -> bool {
@@ -99,8 +110,8 @@ fn is_moment(key: &str) -> bool {
 }
 
 /// One value, escaped: links for sessions, incidents; moments as moments;
-/// lists as lists; nested objects as compact JSON.
-fn value_html(key: &str, value: &Value) -> String {
+/// lists as lists; nested objects as lists of their own.
+fn value_html(key: &str, value: &Value, depth: usize) -> String {
     match value {
         Value::Null => "—".to_owned(),
         Value::Bool(b) => (if *b { "yes" } else { "no" }).to_owned(),
@@ -134,6 +145,8 @@ fn value_html(key: &str, value: &Value) -> String {
                 .collect::<Vec<_>>()
                 .join(" ")
         }
+        // Nested objects lead with no kind's fields.
+        Value::Object(map) if depth < MAX_DEPTH => fields("", map, depth + 1),
         other => format!(r#"<code class="json">{}</code>"#, esc(&other.to_string())),
     }
 }
@@ -144,6 +157,12 @@ pub(super) fn detail_html(kind: &str, detail: &str) -> String {
     let Ok(Value::Object(map)) = serde_json::from_str::<Value>(detail) else {
         return format!(r#"<code class="detail">{}</code>"#, esc(detail));
     };
+    fields(kind, &map, 0)
+}
+
+/// One object's fields as a definition list, `kind`'s leading fields first,
+/// nested objects as lists of their own (up to `MAX_DEPTH`, then JSON).
+fn fields(kind: &str, map: &serde_json::Map<String, Value>, depth: usize) -> String {
     if map.is_empty() {
         return r#"<span class="muted">—</span>"#.to_owned();
     }
@@ -166,7 +185,7 @@ pub(super) fn detail_html(kind: &str, detail: &str) -> String {
             r#"<dt{}>{}</dt><dd>{}</dd>"#,
             if known { "" } else { r#" class="raw""# },
             esc(&name),
-            value_html(key, &map[key])
+            value_html(key, &map[key], depth)
         );
     }
     out.push_str("</dl>");
@@ -218,6 +237,8 @@ mod tests {
         assert!(html.contains("\u{27e8}RLO\u{27e9}&lt;script&gt;"), "{html}");
         assert!(html.contains("\u{241b}[31m"), "{html}");
         assert!(html.contains(r#"<dt class="raw">&lt;b&gt;</dt>"#), "{html}");
+        // A nested object is a list of its own, escaped the same way.
+        assert!(html.contains(r#"<dt class="raw">nested</dt><dd><dl class="fields"><dt class="raw">a</dt><dd>&lt;i&gt;</dd></dl></dd>"#), "{html}");
         assert_eq!(
             detail_html("x", "not json <"),
             r#"<code class="detail">not json &lt;</code>"#
