@@ -15,7 +15,8 @@ use ssh_key::certificate::{Builder, CertType};
 use ssh_key::{Certificate, HashAlg, PublicKey};
 
 use super::{CaSigner, KeyAlgorithm, KeyLocation, Pkcs11Options, Provenance};
-use crate::keys::{CaKind, rng};
+use super::CaKind;
+use super::file::rng;
 
 /// A failure, as text: the signer's own message (what failed, what to do).
 #[derive(Debug, thiserror::Error)]
