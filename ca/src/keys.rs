@@ -24,9 +24,9 @@ use crate::signer::{self, CaSigner, KeyAlgorithm, KeyLocation, Pkcs11Options};
 use crate::store::{KeyState, Store, StoredCaKey};
 
 pub(crate) use crate::signer::CaKind;
-pub(crate) use crate::signer::file::{Error, key_path, rng, write_new};
 #[cfg(test)]
 pub(crate) use crate::signer::file::create;
+pub(crate) use crate::signer::file::{Error, key_path, rng, write_new};
 
 /// The CA's keys at one generation: the two signers, and what is published.
 #[derive(Debug, Clone)]
@@ -196,7 +196,15 @@ impl CaKeys {
         let old_set = Arc::clone(&old);
         // Opening a token key blocks: off the async workers.
         let set = tokio::task::spawn_blocking(move || {
-            build(&rows, generation, &data_dir, passphrase.as_ref(), &options, &configured, &old_set)
+            build(
+                &rows,
+                generation,
+                &data_dir,
+                passphrase.as_ref(),
+                &options,
+                &configured,
+                &old_set,
+            )
         })
         .await
         .map_err(|e| ReloadError::Join(e.to_string()))??;
@@ -249,7 +257,9 @@ pub(crate) async fn follow_rotation(
                 );
             }
             Ok(false) => {}
-            Err(e) => tracing::error!(error = %e, "cannot follow the CA key rotation; the keys in force stay"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot follow the CA key rotation; the keys in force stay")
+            }
         }
     }
 }
@@ -398,4 +408,3 @@ pub(crate) fn open_both(
     };
     Ok(CaKeys::fixed(open(CaKind::User)?, open(CaKind::Host)?))
 }
-

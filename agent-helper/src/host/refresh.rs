@@ -66,7 +66,10 @@ pub(crate) async fn run(args: RefreshArgs) -> anyhow::Result<()> {
         }
         Ok(current) => {
             let resign = active_host_ca.as_ref().is_some_and(|active| {
-                current.signature_key().fingerprint(ssh_key::HashAlg::Sha256) != *active
+                current
+                    .signature_key()
+                    .fingerprint(ssh_key::HashAlg::Sha256)
+                    != *active
             });
             let due = args.renew
                 || resign

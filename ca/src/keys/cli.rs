@@ -127,18 +127,26 @@ pub(crate) async fn run(cmd: KeysCommand, passphrase: Option<Secret>) -> anyhow:
             let kind = args.phase.which.kind();
             let rotation = open(&args.phase.dir, passphrase).await?;
             if args.emergency {
-                let (active, still_valid) = rotation.outage(kind).await?;
+                let (active, still_valid, previous) = rotation.outage(kind).await?;
                 confirm(
                     &args.phase,
                     &format!(
-                        "EMERGENCY rotation of the {kind} CA key {fp}: a new key is made and signs at once, and {fp} is retired and revoked (the KRL names it).\n\
+                        "EMERGENCY rotation of the {kind} CA key {fp}: a new key signs at once, and {fp} is retired and revoked (the KRL names it).\n\
                          Outage: {still_valid} certificate(s) it signed that are valid now stop working at once{what}; \
-                         {follow} until they refresh.",
+                         {follow} until they refresh.{prev}",
                         kind = kind.as_str(),
                         fp = active.fingerprint,
+                        prev = match &previous {
+                            Some((p, n)) => format!(
+                                "\nThe previous key {} is retired too (not revoked): {n} certificate(s) it signed stop working once hosts refresh.",
+                                p.fingerprint
+                            ),
+                            None => String::new(),
+                        },
                         what = match kind {
                             CaKind::User => ": their holders run `shiftkey access` again",
-                            CaKind::Host => ": hosts present certificates clients no longer trust until `shiftkey host refresh` renews them",
+                            CaKind::Host =>
+                                ": hosts present certificates clients no longer trust until `shiftkey host refresh` renews them",
                         },
                         follow = match kind {
                             CaKind::User => "hosts refuse certificates from the new key",
@@ -261,7 +269,10 @@ fn report(results: &[PhaseResult], json: bool) -> anyhow::Result<()> {
                     r.kind,
                     r.key,
                     if r.still_valid > 0 {
-                        format!(" ({} certificate(s) it signed were still valid)", r.still_valid)
+                        format!(
+                            " ({} certificate(s) it signed were still valid)",
+                            r.still_valid
+                        )
                     } else {
                         String::new()
                     }

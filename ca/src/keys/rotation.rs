@@ -499,23 +499,45 @@ impl Rotation {
     }
 
     /// The emergency rotation: a next key, active at once, and the old key
-    /// retired with everything it signed revoked.
+    /// retired with everything it signed revoked. Mid-rotation, a previous
+    /// key is retired first (not revoked: it did not leak), and a next key
+    /// that never signed becomes the new key.
     pub(crate) async fn emergency(&self, kind: CaKind) -> anyhow::Result<Vec<PhaseResult>> {
-        let rotated = self.rotate(kind).await?;
-        let activated = self.activate(kind).await?;
+        let mut results = Vec::new();
+        let (rows, active) = self.rows(kind).await?;
+        if let Some(previous) = rows.iter().find(|r| r.state == KeyState::Previous) {
+            let still_valid = self.valid_certificates_of(&previous.fingerprint).await?;
+            results.push(
+                self.commit_retire(kind, &active, previous, still_valid, false)
+                    .await?,
+            );
+        }
+        if !rows.iter().any(|r| r.state == KeyState::Next) {
+            results.push(self.rotate(kind).await?);
+        }
+        results.push(self.activate(kind).await?);
         let (active, previous, still_valid) = self.check_retire(kind, true).await?;
-        let retired = self
-            .commit_retire(kind, &active, &previous, still_valid, true)
-            .await?;
-        Ok(vec![rotated, activated, retired])
+        results.push(
+            self.commit_retire(kind, &active, &previous, still_valid, true)
+                .await?,
+        );
+        Ok(results)
     }
 
-    /// Certificates the active key of `kind` signed that are valid now
-    /// (the emergency rotation's outage).
-    pub(crate) async fn outage(&self, kind: CaKind) -> anyhow::Result<(StoredCaKey, usize)> {
-        let active = self.check_rotate(kind).await?;
+    /// The emergency rotation's outage: the active key, how many valid
+    /// certificates it signed, and the same for a previous key still
+    /// published (retired too).
+    pub(crate) async fn outage(
+        &self,
+        kind: CaKind,
+    ) -> anyhow::Result<(StoredCaKey, usize, Option<(StoredCaKey, usize)>)> {
+        let (rows, active) = self.rows(kind).await?;
         let count = self.valid_certificates_of(&active.fingerprint).await?;
-        Ok((active, count))
+        let previous = match rows.iter().find(|r| r.state == KeyState::Previous) {
+            Some(p) => Some((p.clone(), self.valid_certificates_of(&p.fingerprint).await?)),
+            None => None,
+        };
+        Ok((active, count, previous))
     }
 }
 

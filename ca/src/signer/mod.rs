@@ -373,12 +373,10 @@ pub(crate) fn open(
 ) -> Result<CaSigner, Error> {
     match location {
         KeyLocation::File => CaSigner::from_ca_key(file::load(data_dir, kind, passphrase)?),
-        KeyLocation::NamedFile(name) => {
-            CaSigner::from_ca_key_at(
-                file::load_named(data_dir, name, passphrase)?,
-                location.clone(),
-            )
-        }
+        KeyLocation::NamedFile(name) => CaSigner::from_ca_key_at(
+            file::load_named(data_dir, name, passphrase)?,
+            location.clone(),
+        ),
         KeyLocation::Pkcs11(uri) => CaSigner::from_pkcs11(pkcs11::Pkcs11Key::open(uri, options)?),
     }
 }

@@ -158,10 +158,7 @@ const TABLES: &[(&str, &[&str])] = &[
             "revoked",
         ],
     ),
-    (
-        "host_ca_reports",
-        &["name", "fingerprints", "reported_at"],
-    ),
+    ("host_ca_reports", &["name", "fingerprints", "reported_at"]),
     (
         "sessions",
         &[

@@ -203,10 +203,7 @@ fn planned_rotation(ca: &TestCa, expect_location: &str) -> anyhow::Result<()> {
     let trusted = std::fs::read_to_string(host.path().join("shiftkey/user_ca.pub"))?;
     ensure!(trusted == published, "{trusted}\nvs\n{published}");
     let after_refresh = status(ca)?;
-    ensure!(
-        lagging_hosts(&after_refresh).is_empty(),
-        "{after_refresh}"
-    );
+    ensure!(lagging_hosts(&after_refresh).is_empty(), "{after_refresh}");
     ensure!(login(&sshd, &old_key, &old_cert)?, "{}", sshd.log());
 
     // Activate: new certificates come from the next key and log in; the
@@ -351,7 +348,10 @@ fn an_emergency_rotation_refuses_the_old_keys_certificates_at_once() -> anyhow::
         if krl_revokes(&krl, &old_cert)? {
             break;
         }
-        ensure!(Instant::now() < wait, "the KRL never revoked the old key's certificate");
+        ensure!(
+            Instant::now() < wait,
+            "the KRL never revoked the old key's certificate"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let published = wait_published(&ca, "user", 1)?;
@@ -399,5 +399,108 @@ fn keys_commands_refuse_unknown_flags_and_a_missing_kind() -> anyhow::Result<()>
         text(&out)
     );
     ensure!(ca.last_audit("ca_key.refused")?["detail"]["phase"] == "retire");
+    Ok(())
+}
+
+/// The host CA's rotation: after `activate`, the host's next refresh
+/// renews its certificate under the new key (ssh trusting only the new key
+/// by `@cert-authority` connects); after an emergency rotation of the host
+/// CA the host still renews (it proves itself with a certificate from the
+/// retired key, which the CA's records tie to its key).
+#[test]
+fn hosts_renew_under_the_new_host_key_even_after_an_emergency() -> anyhow::Result<()> {
+    ensure_login_user(LOGIN_USER)?;
+    let ca = TestCa::init(&policy().0, None)?.start()?;
+    let host = Host::new()?;
+    let work = tempfile::tempdir()?;
+    let mut sshd = host.start_sshd()?;
+    let (token, _) = join_token_for(&ca, HOST_NAME, HOST_PRINCIPAL, "1h")?;
+    let pid_file = host.pid_file().to_string_lossy().into_owned();
+    let out = host.enroll(&ca, &token, &["--reload-pid-file", &pid_file])?;
+    ensure!(out.status.success(), "enroll: {}", text(&out));
+    ensure!(sshd.wait_listening(2)?, "{}", sshd.log());
+    let (key, cert, _) = certified(&ca, work.path(), "alice")?;
+    let host_cert = host.path().join("ssh_host_ed25519_key-cert.pub");
+    let old = signed_by(&host_cert)?;
+    // ssh trusting exactly the given host CA keys, nothing learned.
+    let trusting = |sshd: &Sshd, keys: &str| -> anyhow::Result<bool> {
+        let file = work.path().join("known_hosts");
+        let lines: String = keys
+            .lines()
+            .map(|k| format!("@cert-authority [127.0.0.1]:* {k}\n"))
+            .collect();
+        std::fs::write(&file, lines)?;
+        Ok(ssh(
+            sshd,
+            &key,
+            Some(&cert),
+            HostTrust::KnownHosts(&file),
+            "echo in",
+        )?
+        .status
+        .success())
+    };
+
+    let rotated = phase(&ca, &["rotate", "--host"])?;
+    let next = rotated[0]["key"].as_str().unwrap_or_default().to_owned();
+    let both = wait_published(&ca, "host", 2)?;
+    ensure!(trusting(&sshd, &both)?, "{}", sshd.log());
+    phase(&ca, &["activate", "--host"])?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ca
+        .client()
+        .get(ca.url("/v1/ca/host.pub"))
+        .send()?
+        .text()?
+        .lines()
+        .next()
+        .is_none_or(|first| !both.lines().nth(1).is_some_and(|n| n == first))
+    {
+        ensure!(
+            Instant::now() < deadline,
+            "the CA never lists the new host key first"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    refresh(&host, &mut sshd)?;
+    ensure!(
+        signed_by(&host_cert)? == next,
+        "the host did not renew under the new key"
+    );
+    let only_new = both.lines().nth(1).unwrap_or_default().to_owned();
+    ensure!(trusting(&sshd, &only_new)?, "{}", sshd.log());
+    let only_old = both.lines().next().unwrap_or_default().to_owned();
+    ensure!(
+        !trusting(&sshd, &only_old)?,
+        "a client trusting only the old host key connected"
+    );
+
+    // Emergency: the host proves itself with a certificate from a key that
+    // is now retired, and renews under the newest.
+    // Mid-rotation (the old key is still published as previous): it is
+    // retired first, then the emergency's own three phases.
+    let results = phase(&ca, &["rotate", "--host", "--emergency"])?;
+    let phases: Vec<&str> = results.iter().filter_map(|r| r["phase"].as_str()).collect();
+    ensure!(
+        phases == ["retire", "rotate", "activate", "retire"],
+        "{results:?}"
+    );
+    ensure!(results[0]["key"] == old.as_str() && results[3]["key"] == next.as_str());
+    let newest = results[1]["key"].as_str().unwrap_or_default().to_owned();
+    let published = wait_published(&ca, "host", 1)?;
+    ensure!(!published.contains(&old));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        refresh(&host, &mut sshd)?;
+        if signed_by(&host_cert)? == newest {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the host never renewed under {newest}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    ensure!(trusting(&sshd, &published)?, "{}", sshd.log());
     Ok(())
 }

@@ -5,9 +5,7 @@ use async_trait::async_trait;
 use super::change::Stmt;
 use super::conflict::code;
 use super::{PostgresStore, from_sql, to_sql};
-use crate::store::{
-    CaKeyStore, Conflict, Error, HostCaReport, KeyPhase, KeyState, StoredCaKey,
-};
+use crate::store::{CaKeyStore, Conflict, Error, HostCaReport, KeyPhase, KeyState, StoredCaKey};
 
 fn key_params(k: &StoredCaKey) -> Vec<super::change::Param> {
     vec![

@@ -4,9 +4,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, Row, params};
 
 use super::{SqliteStore, WriteError, json_list, parse_list, to_sql};
-use crate::store::{
-    CaKeyStore, Conflict, Error, HostCaReport, KeyPhase, KeyState, StoredCaKey,
-};
+use crate::store::{CaKeyStore, Conflict, Error, HostCaReport, KeyPhase, KeyState, StoredCaKey};
 
 const COLUMNS: &str = "fingerprint, kind, state, public_line, location, created_at, activated_at, retired_at, revoked";
 
@@ -41,7 +39,9 @@ pub(super) fn apply(conn: &Connection, phase: &KeyPhase) -> Result<(), WriteErro
     match phase {
         KeyPhase::Rotate { current, next } => {
             let active: Option<String> = conn
-                .prepare_cached("SELECT fingerprint FROM ca_keys WHERE kind = ?1 AND state = 'active'")?
+                .prepare_cached(
+                    "SELECT fingerprint FROM ca_keys WHERE kind = ?1 AND state = 'active'",
+                )?
                 .query_map([&current.kind], |r| r.get(0))?
                 .next()
                 .transpose()?;
