@@ -95,7 +95,7 @@ pub(crate) enum ReloadError {
     Open {
         kind: &'static str,
         location: String,
-        source: signer::Error,
+        source: Box<signer::Error>,
     },
     #[error("the signing thread stopped: {0}")]
     Join(String),
@@ -304,13 +304,13 @@ fn build(
                     .map_err(|source| ReloadError::Open {
                         kind: name,
                         location: active.location.clone(),
-                        source,
+                        source: Box::new(source),
                     })?;
             signer::open(data_dir, kind, &location, passphrase, options).map_err(|source| {
                 ReloadError::Open {
                     kind: name,
                     location: active.location.clone(),
-                    source,
+                    source: Box::new(source),
                 }
             })?
         };

@@ -298,8 +298,8 @@ impl Rotation {
                             "location": next.location, "active": active.fingerprint }),
                 ),
                 Change::KeyPhase(KeyPhase::Rotate {
-                    current: current_row,
-                    next: next.clone(),
+                    current: Box::new(current_row),
+                    next: Box::new(next.clone()),
                 }),
             )
             .await

@@ -73,8 +73,8 @@ pub(crate) enum KeyPhase {
     /// `KeyStateChanged` if the kind already has a next key, or its active
     /// key is not `current`.
     Rotate {
-        current: StoredCaKey,
-        next: StoredCaKey,
+        current: Box<StoredCaKey>,
+        next: Box<StoredCaKey>,
     },
     /// The next key signs from now on; the active one becomes previous.
     Activate {

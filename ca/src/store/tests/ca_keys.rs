@@ -28,8 +28,8 @@ pub(super) async fn phases_move_keys_once_and_the_generation_grows(store: Fresh)
     let g0 = store.ca_key_generation().await.unwrap();
     let rotate = |current: &str, next: &str| {
         Change::KeyPhase(KeyPhase::Rotate {
-            current: key(current, KeyState::Active),
-            next: key(next, KeyState::Next),
+            current: Box::new(key(current, KeyState::Active)),
+            next: Box::new(key(next, KeyState::Next)),
         })
     };
     apply(&store, rotate("SHA256:a", "SHA256:b")).await.unwrap();
