@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use serde_json::Value;
 use shiftkey_tests::ca::TestCa;
+use shiftkey_tests::services::TestDatabase;
 use shiftkey_tests::softhsm::{SoftHsm, softhsm_test, test_name};
 use shiftkey_tests::sshd::Sshd;
-use shiftkey_tests::util::{binary, ensure_login_user, krl_revokes, run, run_ok};
+use shiftkey_tests::util::{binary, ensure_login_user, free_port, krl_revokes, run, run_ok};
 
 use crate::fixtures::{LOGIN_USER, policy};
 use crate::hosts::{Host, HostTrust, certified, join_token_for, ssh, text};
@@ -503,5 +504,39 @@ fn hosts_renew_under_the_new_host_key_even_after_an_emergency() -> anyhow::Resul
         std::thread::sleep(Duration::from_millis(300));
     }
     ensure!(trusting(&sshd, &published)?, "{}", sshd.log());
+    Ok(())
+}
+
+/// Two replicas on one PostgreSQL store: phases run against one replica's
+/// data directory reach the other through the store (its event stream and
+/// generation check): it publishes the next key and then signs with it.
+/// Key files are per replica, so the next key file is copied as the
+/// runbook says.
+#[test]
+fn a_replica_follows_the_phases_through_the_shared_store() -> anyhow::Result<()> {
+    let db = TestDatabase::create()?;
+    let mut first = TestCa::init(&policy().0, None)?;
+    first.set_port(free_port())?;
+    let store = format!("\n[store]\nurl = \"{}\"\n", db.url());
+    first.configure(|text| format!("{text}{store}"))?;
+    let mut second = first.replica(free_port())?;
+    first.spawn()?;
+    second.spawn()?;
+    let work = tempfile::tempdir()?;
+
+    let rotated = phase(&first, &["rotate", "--user"])?;
+    let next = rotated[0]["key"].as_str().unwrap_or_default().to_owned();
+    for file in ["user_ca-2", "user_ca-2.pub"] {
+        let to = second.data_dir().join("keys").join(file);
+        std::fs::copy(first.data_dir().join("keys").join(file), &to)?;
+    }
+    let on_second = wait_published(&second, "user", 2)?;
+    ensure!(on_second == wait_published(&first, "user", 2)?);
+    phase(&first, &["activate", "--user"])?;
+    certified_by(&second, work.path(), "second", &next)?;
+    certified_by(&first, work.path(), "first", &next)?;
+    // The CAs stop before their database goes.
+    drop((first, second));
+    drop(db);
     Ok(())
 }
