@@ -97,6 +97,15 @@ pub(crate) enum ReloadError {
         location: String,
         source: Box<signer::Error>,
     },
+    #[error(
+        "the {kind} CA key at {location} is {found}, but the store says {expected}; fix the location or the key"
+    )]
+    Mismatch {
+        kind: &'static str,
+        location: String,
+        expected: String,
+        found: String,
+    },
     #[error("the signing thread stopped: {0}")]
     Join(String),
 }
@@ -174,6 +183,7 @@ impl CaKeys {
         let _one = self.reloading.lock().await;
         let generation = source.store.ca_key_generation().await?;
         let old = self.snapshot();
+        // 0: nothing recorded yet, or the last reload was incomplete.
         if generation == old.generation && generation != 0 {
             return Ok(false);
         }
@@ -207,14 +217,18 @@ impl CaKeys {
             )
         })
         .await
-        .map_err(|e| ReloadError::Join(e.to_string()))??;
+        .map_err(|e| ReloadError::Join(e.to_string()))?;
+        let (set, failure) = set;
         let changed = set.user.fingerprint() != old.user.fingerprint()
             || set.host.fingerprint() != old.host.fingerprint()
             || set.user_published != old.user_published
             || set.host_published != old.host_published
             || set.user_revoked != old.user_revoked;
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(set);
-        Ok(changed)
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(changed),
+        }
     }
 }
 
@@ -282,39 +296,53 @@ fn build(
     options: &Pkcs11Options,
     configured: &(CaSigner, CaSigner),
     old: &KeySet,
-) -> Result<KeySet, ReloadError> {
-    let one = |kind: CaKind, configured: &CaSigner, old: &CaSigner| {
+) -> (KeySet, Option<ReloadError>) {
+    // What is published comes from the rows alone; a key that cannot be
+    // opened here (a key file not copied to this replica yet, a token that
+    // is down) leaves the signer in force and is reported: this replica's
+    // certificates then fail on hosts once the old key is retired, which
+    // fails closed, rather than hosts being told a stale key set.
+    let mut failure = None;
+    let mut one = |kind: CaKind, configured: &CaSigner, old: &CaSigner| {
         let name = kind.as_str();
         let mine: Vec<&StoredCaKey> = rows.iter().filter(|r| r.kind == name).collect();
         let Some(active) = mine.iter().find(|r| r.state == KeyState::Active) else {
-            return Ok::<_, ReloadError>((
+            return (
                 configured.clone(),
                 vec![configured.public_line().to_owned()],
-            ));
+            );
         };
         let signer = if active.fingerprint == old.fingerprint() {
             old.clone()
         } else if active.fingerprint == configured.fingerprint() {
             configured.clone()
         } else {
-            let location: KeyLocation =
-                active
-                    .location
-                    .parse()
-                    .map_err(|source| ReloadError::Open {
+            let opened = active
+                .location
+                .parse::<KeyLocation>()
+                .and_then(|location| signer::open(data_dir, kind, &location, passphrase, options));
+            match opened {
+                Ok(signer) if signer.fingerprint() == active.fingerprint => signer,
+                Ok(signer) => {
+                    failure.get_or_insert(ReloadError::Mismatch {
+                        kind: name,
+                        location: active.location.clone(),
+                        expected: active.fingerprint.clone(),
+                        found: signer.fingerprint().to_owned(),
+                    });
+                    old.clone()
+                }
+                Err(source) => {
+                    failure.get_or_insert(ReloadError::Open {
                         kind: name,
                         location: active.location.clone(),
                         source: Box::new(source),
-                    })?;
-            signer::open(data_dir, kind, &location, passphrase, options).map_err(|source| {
-                ReloadError::Open {
-                    kind: name,
-                    location: active.location.clone(),
-                    source: Box::new(source),
+                    });
+                    old.clone()
                 }
-            })?
+            }
         };
-        let mut published = vec![signer.public_line().to_owned()];
+        let mut published = vec![active.public_line.clone()];
         for state in [KeyState::Next, KeyState::Previous] {
             published.extend(
                 mine.iter()
@@ -322,10 +350,10 @@ fn build(
                     .map(|r| r.public_line.clone()),
             );
         }
-        Ok((signer, published))
+        (signer, published)
     };
-    let (user, user_published) = one(CaKind::User, &configured.0, &old.user)?;
-    let (host, host_published) = one(CaKind::Host, &configured.1, &old.host)?;
+    let (user, user_published) = one(CaKind::User, &configured.0, &old.user);
+    let (host, host_published) = one(CaKind::Host, &configured.1, &old.host);
     let user_revoked = rows
         .iter()
         .filter(|r| r.kind == "user" && r.state == KeyState::Retired && r.revoked)
@@ -336,15 +364,17 @@ fn build(
         .filter(|r| r.kind == "host")
         .map(|r| r.public_line.clone())
         .collect();
-    Ok(KeySet {
+    let set = KeySet {
         user,
         host,
         user_published,
         host_published,
         user_revoked,
         host_known,
-        generation,
-    })
+        // Incomplete: the next reload tries again whatever the generation.
+        generation: if failure.is_some() { 0 } else { generation },
+    };
+    (set, failure)
 }
 
 /// Where the two CA keys live (`[keys]` in ca.toml, `init --user-key`/
