@@ -27,6 +27,7 @@ mod policy_cli;
 mod quickstart;
 mod recordings;
 mod revocation;
+mod rotation;
 mod session_lifecycle;
 mod ui;
 mod ui_glance;
