@@ -135,13 +135,14 @@ pub(crate) async fn run(args: RefreshArgs) -> anyhow::Result<()> {
         eprintln!("warning: {warning}");
     }
     let installed = installed_user_ca(&layout);
-    if !installed.is_empty() && installed != trusted {
-        if let Err(e) = report_installed(&client, &layout, &installed, now).await {
-            problems.push(format!(
-                "{}; `shiftkey-ca keys status` shows this host as not yet trusting the new keys",
-                one_line(&e)
-            ));
-        }
+    if !installed.is_empty()
+        && installed != trusted
+        && let Err(e) = report_installed(&client, &layout, &installed, now).await
+    {
+        problems.push(format!(
+            "{}; `shiftkey-ca keys status` shows this host as not yet trusting the new keys",
+            one_line(&e)
+        ));
     }
 
     if let Some(checked) = &renewed {

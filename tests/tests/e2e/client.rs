@@ -959,6 +959,21 @@ fn status_and_access_follow_a_rotation_without_a_new_login() -> anyhow::Result<(
         .as_str()
         .unwrap_or_default()
         .to_owned();
+    // The serving CA publishes the next key (it follows the phase through
+    // its event stream) before it may sign with it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while ca
+        .client()
+        .get(ca.url("/v1/ca/user.pub"))
+        .send()?
+        .text()?
+        .lines()
+        .count()
+        < 2
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", ca.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
     key_phase(&ca, &["activate", "--user"])?;
 
     // The serving CA follows the phase through its event stream: ask until
