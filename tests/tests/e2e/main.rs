@@ -30,6 +30,7 @@ mod revocation;
 mod rotation;
 mod session_lifecycle;
 mod ui;
+mod ui_glance;
 mod ui_link;
 mod ui_powers;
 mod ui_provider;
