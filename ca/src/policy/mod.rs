@@ -37,6 +37,9 @@ mod conditions;
 mod denied;
 mod error;
 mod eval;
+/// The iCalendar fuzz target's entry point (`crate::fuzzing::ical`).
+#[doc(hidden)]
+pub(crate) mod fuzzing;
 mod ical;
 mod identity;
 mod model;
