@@ -185,6 +185,9 @@ pub fn channel_sequence(permits_pty: bool, ops: &[ChannelOp]) {
         match op {
             ChannelOp::Request(request) => {
                 requests += 1;
+                // A channel closed for abuse takes no program: a program
+                // request then is refused, not the channel's one program.
+                let was_closed = closed_for_abuse;
                 let setup = !program_asked && !closed_for_abuse;
                 let second_program = request.is_program() && program_asked;
                 if setup {
@@ -262,7 +265,7 @@ pub fn channel_sequence(permits_pty: bool, ops: &[ChannelOp]) {
                         "a second program request: {decision:?}: {ops:?}"
                     );
                 }
-                if request.is_program() {
+                if request.is_program() && !was_closed {
                     program_asked = true;
                 }
                 assert_eq!(
