@@ -61,6 +61,8 @@ mod check_authority_tests;
 mod check_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod ttl_proptests;
 
 use std::path::Path;
 
