@@ -185,9 +185,6 @@ pub fn channel_sequence(permits_pty: bool, ops: &[ChannelOp]) {
         match op {
             ChannelOp::Request(request) => {
                 requests += 1;
-                // A channel closed for abuse takes no program: a program
-                // request then is refused, not the channel's one program.
-                let was_closed = closed_for_abuse;
                 let setup = !program_asked && !closed_for_abuse;
                 let second_program = request.is_program() && program_asked;
                 if setup {
@@ -265,7 +262,10 @@ pub fn channel_sequence(permits_pty: bool, ops: &[ChannelOp]) {
                         "a second program request: {decision:?}: {ops:?}"
                     );
                 }
-                if request.is_program() && !was_closed {
+                // The request the state machine took as the channel's
+                // program (started, or refused as an unknown subsystem): not
+                // one refused or closing the channel for abuse.
+                if request.is_program() && !closed_for_abuse {
                     program_asked = true;
                 }
                 assert_eq!(
