@@ -16,11 +16,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use chrono::{DateTime, Local, Utc};
 use serde_json::json;
+use shiftkey_ssh_agent::Agent;
 use shiftkey_wire::{AccessRequest, CertificateRequest, CertificateResponse, RoleInfo};
 use ssh_key::{Algorithm, Certificate, LineEnding, PrivateKey};
 use tokio::time::Instant;
 
-use crate::agent::Agent;
 use crate::ca_client::{self, CaClient, Issued};
 
 /// How often the CA is asked about a pending request.

@@ -308,7 +308,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             let config = session.config;
             let mut removed = 0;
-            if let Ok(mut agent) = crate::agent::Agent::from_env() {
+            if let Ok(mut agent) = shiftkey_ssh_agent::Agent::from_env() {
                 for (blob, _) in
                     crate::status::signed_by(&mut agent, &crate::status::ca_keys(&config))?
                 {

@@ -1,8 +1,8 @@
 //! Every environment variable the `shiftkey` client reads, in one place.
 //! `docs/client.md` lists them; keep the two in step.
 
-/// The ssh-agent to load certificates into (set by `ssh-agent`).
-pub(crate) const SSH_AUTH_SOCK: &str = "SSH_AUTH_SOCK";
+// `SSH_AUTH_SOCK` (the ssh-agent to load certificates into) is read by
+// the agent client, `shiftkey_ssh_agent::SSH_AUTH_SOCK`.
 /// Config file instead of `~/.config/shiftkey/config.toml`.
 pub(crate) const CONFIG: &str = "SHIFTKEY_CONFIG";
 /// Where the ID token is cached (`$XDG_RUNTIME_DIR/shiftkey/token`); unset

@@ -11,7 +11,6 @@
 //! `$XDG_RUNTIME_DIR`.
 
 mod access;
-mod agent;
 mod ca_client;
 mod cli;
 mod config;

@@ -5,9 +5,9 @@
 use anyhow::Context;
 use chrono::Utc;
 use serde_json::json;
+use shiftkey_ssh_agent::Agent;
 use ssh_key::PublicKey;
 
-use crate::agent::Agent;
 use crate::config::Config;
 
 /// One of our certificates in the agent.

@@ -182,7 +182,16 @@ impl CaClient {
         let cert = self.certificate();
         let (after, before) = (cert.valid_after(), cert.valid_before());
         let left = before.saturating_sub(unix_now());
-        if left * 3 > before.saturating_sub(after) {
+        // After a host CA rotation the CA lists its new signing key first:
+        // renew under it at once rather than when the time is due, so the
+        // certificate is not signed by a key about to be retired.
+        let resign = match self.host_ca_keys().await {
+            Ok(keys) => keys
+                .first()
+                .is_some_and(|active| active.key_data() != cert.signature_key()),
+            Err(_) => false,
+        };
+        if !resign && left * 3 > before.saturating_sub(after) {
             return Ok(());
         }
         let response: HostCertificateResponse = self

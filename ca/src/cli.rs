@@ -57,6 +57,9 @@ enum Command {
     /// The review UI: a one-time sign-in link for you, on this host.
     #[command(subcommand)]
     Ui(UiCommand),
+    /// Rotate the user or host CA key in phases: rotate, activate, retire; status.
+    #[command(subcommand)]
+    Keys(crate::keys::cli::KeysCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -181,13 +184,13 @@ struct RevokeArgs {
 }
 
 #[derive(Debug, Args)]
-struct DataDir {
+pub(crate) struct DataDir {
     /// The CA's data directory.
     #[arg(long, env = env_vars::DATA_DIR, value_name = "DIR")]
-    data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
     /// The CA's configuration; its [store] says where the rows live [default: DIR/ca.toml].
     #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
 }
 
 impl DataDir {
@@ -500,6 +503,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Recordings(RecordingsCommand::Hold(args)) => hold(args, true).await,
         Command::Recordings(RecordingsCommand::Release(args)) => hold(args, false).await,
         Command::Ui(UiCommand::Link(args)) => ui_link(args).await,
+        Command::Keys(cmd) => crate::keys::cli::run(cmd, passphrase()).await,
         Command::Lock(args) => lock(args, true).await,
         Command::Unlock(args) => lock(args, false).await,
         Command::Policy(cmd) => crate::policy::cli::run(cmd),

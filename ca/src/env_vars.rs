@@ -24,6 +24,6 @@ pub(crate) const S3_SECRET_ACCESS_KEY: &str = "SHIFTKEY_S3_SECRET_ACCESS_KEY";
 /// S3 session token for temporary credentials (optional).
 pub(crate) const S3_SESSION_TOKEN: &str = "SHIFTKEY_S3_SESSION_TOKEN";
 /// `quickstart`: the ssh-agent its certificate goes into (files when unset or refused).
-pub(crate) const SSH_AUTH_SOCK: &str = "SSH_AUTH_SOCK";
+pub(crate) const SSH_AUTH_SOCK: &str = shiftkey_ssh_agent::SSH_AUTH_SOCK;
 /// `quickstart`: where a bare `--ssh` name is looked up.
 pub(crate) const PATH: &str = "PATH";

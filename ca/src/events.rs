@@ -18,7 +18,7 @@ use tokio::sync::broadcast;
 use crate::store::{self, AuditFilter, AuditRow, Store};
 
 /// Audit row kinds that are events.
-pub(crate) const KINDS: [&str; 14] = [
+pub(crate) const KINDS: [&str; 17] = [
     "certificate.revoked",
     "incident.resolved",
     "incident.opened",
@@ -33,6 +33,9 @@ pub(crate) const KINDS: [&str; 14] = [
     "oncall.override_deleted",
     "identity.locked",
     "identity.unlocked",
+    crate::keys::rotation::ROTATED,
+    crate::keys::rotation::ACTIVATED,
+    crate::keys::rotation::RETIRED,
 ];
 /// How long the follower waits before reading again after a failed read.
 const RETRY: Duration = Duration::from_millis(500);

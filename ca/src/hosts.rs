@@ -277,6 +277,10 @@ impl Explain for AuthError {
     }
 }
 
+/// A host reports at most this many trusted CA keys (a rotation publishes
+/// two or three).
+const MAX_REPORTED_CA_KEYS: usize = 16;
+
 /// `shiftkey-ca hosts token`: records the token with its audit row (the
 /// CA may be running; the store serialises writers).
 pub(crate) async fn record_token(
@@ -413,6 +417,29 @@ impl Hosts {
         }
     }
 
+    /// Records which user CA keys `host` reported trusting (`keys status`
+    /// shows hosts that lack a published one). A report, not a decision:
+    /// not audited, and a failure to record it is logged, not answered.
+    pub(crate) async fn note_ca_keys(&self, host: &EnrolledHost, fingerprints: Vec<String>) {
+        if fingerprints.is_empty() || fingerprints.len() > MAX_REPORTED_CA_KEYS {
+            return;
+        }
+        if !fingerprints
+            .iter()
+            .all(|f| f.len() <= 80 && f.starts_with("SHA256:") && f.is_ascii())
+        {
+            return;
+        }
+        let report = crate::store::HostCaReport {
+            name: host.name.clone(),
+            fingerprints,
+            reported_at: i64::try_from(crate::clock::unix_now()).unwrap_or(i64::MAX),
+        };
+        if let Err(e) = self.base.store.report_ca_keys(report).await {
+            tracing::warn!(host = %host.name, error = %e, "cannot record the host's CA keys");
+        }
+    }
+
     /// `POST /v1/hosts/renew`: a new certificate for an enrolled host, for
     /// its current key or a new one (key rotation).
     pub(crate) async fn renew(
@@ -420,6 +447,7 @@ impl Hosts {
         host: &EnrolledHost,
         request: shiftkey_wire::RenewRequest,
     ) -> Result<HostCertificateResponse, Error> {
+        self.note_ca_keys(host, request.ca_keys.clone()).await;
         let key = match &request.host_key {
             None => host.key.clone(),
             Some(line) => match crate::issue::parse_public_key(line)
@@ -558,7 +586,7 @@ impl Hosts {
         let certificate = self
             .base
             .keys
-            .host
+            .host()
             .certify(builder)
             .await
             .map_err(|e| Error::Signing(e.to_string()))?;
@@ -582,8 +610,8 @@ impl Hosts {
             principals: principals.to_vec(),
             valid_after,
             valid_before,
-            user_ca_keys: vec![self.base.keys.user.public_line().to_owned()],
-            host_ca_keys: vec![self.base.keys.host.public_line().to_owned()],
+            user_ca_keys: self.base.keys.snapshot().user_published.clone(),
+            host_ca_keys: self.base.keys.snapshot().host_published.clone(),
             authorized_principals: self.authorized_principals(principals),
         };
         Ok((row, response))
@@ -624,16 +652,16 @@ impl Hosts {
                 return Err(AuthError::Stale);
             }
             let cert = &presented.certificate;
-            let ca_fingerprint = self
-                .base
-                .keys
-                .host
-                .public_key()
-                .fingerprint(HashAlg::Sha256);
+            // Any host CA key we ever had: a host renews under the new key
+            // with the certificate the previous one signed, even after an
+            // emergency rotation (the store check below ties the serial
+            // to this host's key, so a certificate forged with a leaked
+            // key still needs the host's own private key).
+            let cas = self.base.keys.host_auth_fingerprints();
             if cert.cert_type() != CertType::Host {
                 return Err(AuthError::NotHostCertificate);
             }
-            cert.validate_at(now, [&ca_fingerprint])
+            cert.validate_at(now, cas.iter())
                 .map_err(|e| AuthError::CertificateInvalid(e.to_string()))?;
             let key = PublicKey::from(cert.public_key().clone());
             key.verify(

@@ -111,7 +111,7 @@ pub(crate) async fn init(data_dir: &Path, options: &InitOptions<'_>) -> Result<I
                     kind,
                     settings.location(kind),
                     match settings.location(kind) {
-                        KeyLocation::File => KeyAlgorithm::Ed25519,
+                        KeyLocation::File | KeyLocation::NamedFile(_) => KeyAlgorithm::Ed25519,
                         KeyLocation::Pkcs11(_) => settings.algorithm,
                     },
                     passphrase.as_ref(),

@@ -238,7 +238,7 @@ impl Issuance {
         };
         let serial = self.base.next_serial().await?;
         let signed = issue::certify(
-            &self.base.keys.user,
+            &self.base.keys.user(),
             &caller.key_id_subject(),
             &valid,
             &allowed,

@@ -238,7 +238,7 @@ fn shown(text: &str) -> String {
 /// for the CA's key would let whoever holds a copy of the public half pose
 /// as the CA's key in logs and listings.
 pub(crate) fn not_a_ca_key(key: &PublicKey, keys: &CaKeys) -> Result<(), RequestError> {
-    for (which, ca) in [("user CA", &keys.user), ("host CA", &keys.host)] {
+    for (which, ca) in [("user CA", &keys.user()), ("host CA", &keys.host())] {
         if ca.public_key().key_data() == key.key_data() {
             return Err(RequestError::CaKeyAsSubject(which));
         }

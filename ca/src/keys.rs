@@ -1,87 +1,380 @@
-//! CA key files: creating them once, loading them at start.
+//! The CA's keys in force: which key signs for each CA, which keys are
+//! published, and following rotation phases (`shiftkey-ca keys`, see
+//! [`crate::rotation`]) recorded in the store.
 //!
-//! Layout under the data directory: `keys/user_ca` and `keys/host_ca`
-//! (OpenSSH private key format, mode 0600, optionally passphrase-encrypted),
-//! with `.pub` files beside them. This module never overwrites a key file and
-//! never writes a private key anywhere else.
+//! Where each key lives and how it signs is the signer's business
+//! ([`crate::signer`]; key files in [`crate::signer::file`]). This module
+//! never writes a key; it opens what the store and ca.toml name.
+//!
+//! How replicas follow a rotation: the store's CA key rows carry a
+//! generation number that grows with every phase. [`CaKeys::reload`]
+//! compares it with the one its signers were built from and rebuilds them
+//! when it moved. The server calls it when a `ca_key.*` event arrives on the
+//! event stream (which every replica follows, whichever process wrote the
+//! row) and, as a safety net, every few seconds.
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+pub(crate) mod cli;
+pub(crate) mod rotation;
+
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
 
-use ssh_key::getrandom::SysRng;
-use ssh_key::rand_core::UnwrapErr;
-use ssh_key::{Algorithm, LineEnding, PrivateKey};
-
-use crate::secret::{CaKey, Secret};
+use crate::secret::Secret;
 use crate::signer::{self, CaSigner, KeyAlgorithm, KeyLocation, Pkcs11Options};
+use crate::store::{KeyState, Store, StoredCaKey};
 
-/// The operating system's CSPRNG, as the ssh-key crate wants it.
-pub(crate) fn rng() -> UnwrapErr<SysRng> {
-    UnwrapErr(SysRng)
+pub(crate) use crate::signer::CaKind;
+#[cfg(test)]
+pub(crate) use crate::signer::file::create;
+pub(crate) use crate::signer::file::{Error, key_path, rng, write_new};
+
+/// The CA's keys at one generation: the two signers, and what is published.
+#[derive(Debug, Clone)]
+pub(crate) struct KeySet {
+    pub(crate) user: CaSigner,
+    pub(crate) host: CaSigner,
+    /// Published user CA keys (OpenSSH lines, no comment), active first.
+    pub(crate) user_published: Vec<String>,
+    /// Published host CA keys, active first.
+    pub(crate) host_published: Vec<String>,
+    /// User CA keys retired in an emergency: everything they signed is
+    /// revoked, so the KRL names them.
+    pub(crate) user_revoked: Vec<ssh_key::PublicKey>,
+    /// Every host CA key ever recorded, retired ones too: a host proves
+    /// itself to the CA with its current host certificate, which must keep
+    /// working through an emergency rotation of the host CA (the store
+    /// check that the serial was issued to that host key is what matters).
+    host_known: Vec<String>,
+    generation: u64,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum Error {
-    #[error(
-        "{path}: key file already exists; refusing to overwrite a CA key (move it away first if you really mean to replace it)"
-    )]
-    Exists { path: PathBuf },
-    #[error("{path}: cannot read the CA key: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: cannot write the CA key: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: not an OpenSSH private key: {source}")]
-    Parse {
-        path: PathBuf,
-        source: ssh_key::Error,
-    },
-    #[error("{path}: the key is encrypted; set {var} to its passphrase", var = crate::env_vars::CA_PASSPHRASE)]
-    PassphraseNeeded { path: PathBuf },
-    #[error("{path}: wrong passphrase for the CA key")]
-    WrongPassphrase { path: PathBuf },
-    #[error("{path}: CA keys must be ed25519, found {algorithm}")]
-    NotEd25519 { path: PathBuf, algorithm: String },
-    #[error("{path}: mode {mode:o} lets other users read the CA key; run `chmod 600 {path}`")]
-    Permissions { path: PathBuf, mode: u32 },
-    #[error("cannot generate or encode a key: {0}")]
-    Crypto(#[from] ssh_key::Error),
-}
-
-/// Which CA a key belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CaKind {
-    User,
-    Host,
-}
-
-impl CaKind {
-    fn file_name(self) -> &'static str {
-        match self {
-            CaKind::User => "user_ca",
-            CaKind::Host => "host_ca",
+impl KeySet {
+    /// One key per CA, nothing rotated.
+    fn single(user: CaSigner, host: CaSigner) -> Self {
+        Self {
+            user_published: vec![user.public_line().to_owned()],
+            host_published: vec![host.public_line().to_owned()],
+            user,
+            host,
+            user_revoked: Vec::new(),
+            host_known: Vec::new(),
+            generation: 0,
         }
     }
 }
 
-pub(crate) fn key_path(data_dir: &Path, kind: CaKind) -> PathBuf {
-    data_dir.join("keys").join(kind.file_name())
+/// What [`CaKeys::reload`] reopens keys from.
+#[derive(Debug)]
+struct Source {
+    store: Arc<dyn Store>,
+    data_dir: PathBuf,
+    passphrase: Option<Secret>,
+    options: Pkcs11Options,
+    /// The keys ca.toml names, opened at start: active while the store has
+    /// no rows for their kind.
+    configured: (CaSigner, CaSigner),
 }
 
-/// The CA's two signers: the one place every signature the CA makes comes
-/// from. Built once at start ([`open_both`]) and passed down as application
-/// state; never a static.
-#[derive(Debug, Clone)]
+/// The CA's signers: the one place every signature the CA makes comes
+/// from. Built at start ([`open_both`], then [`CaKeys::follow`]) and passed
+/// down as application state; never a static.
+#[derive(Debug)]
 pub(crate) struct CaKeys {
-    pub(crate) user: CaSigner,
-    pub(crate) host: CaSigner,
+    current: RwLock<Arc<KeySet>>,
+    source: Option<Source>,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
+}
+
+/// The store's key rows could not be followed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReloadError {
+    #[error("cannot read the CA keys from the store: {0}")]
+    Store(#[from] crate::store::Error),
+    #[error("cannot open the {kind} CA key at {location}: {source}")]
+    Open {
+        kind: &'static str,
+        location: String,
+        source: Box<signer::Error>,
+    },
+    #[error(
+        "the {kind} CA key at {location} is {found}, but the store says {expected}; fix the location or the key"
+    )]
+    Mismatch {
+        kind: &'static str,
+        location: String,
+        expected: String,
+        found: String,
+    },
+    #[error("the signing thread stopped: {0}")]
+    Join(String),
+}
+
+impl CaKeys {
+    /// Fixed keys that never reload (tests, commands without a store).
+    pub(crate) fn fixed(user: CaSigner, host: CaSigner) -> Self {
+        Self {
+            current: RwLock::new(Arc::new(KeySet::single(user, host))),
+            source: None,
+            reloading: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Keys that follow the store's rotation rows: call [`Self::reload`]
+    /// once before serving.
+    pub(crate) fn follow(
+        configured: CaKeys,
+        store: Arc<dyn Store>,
+        data_dir: &Path,
+        settings: &KeySettings,
+        passphrase: Option<Secret>,
+    ) -> Self {
+        let set = configured.snapshot();
+        Self {
+            current: RwLock::new(Arc::clone(&set)),
+            source: Some(Source {
+                store,
+                data_dir: data_dir.to_owned(),
+                passphrase,
+                options: settings.pkcs11_options(),
+                configured: (set.user.clone(), set.host.clone()),
+            }),
+            reloading: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The keys in force now.
+    pub(crate) fn snapshot(&self) -> Arc<KeySet> {
+        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The active user CA signer.
+    pub(crate) fn user(&self) -> CaSigner {
+        self.snapshot().user.clone()
+    }
+
+    /// The active host CA signer.
+    pub(crate) fn host(&self) -> CaSigner {
+        self.snapshot().host.clone()
+    }
+
+    /// Fingerprints of every published user CA key: certificates any of
+    /// them signed are ours (the previous key's stay valid until retired).
+    pub(crate) fn user_fingerprints(&self) -> Vec<ssh_key::Fingerprint> {
+        fingerprints(&self.snapshot().user_published)
+    }
+
+    /// Fingerprints of every host CA key, retired ones too: what a host's
+    /// own certificate may be signed by when it authenticates to the CA.
+    pub(crate) fn host_auth_fingerprints(&self) -> Vec<ssh_key::Fingerprint> {
+        let set = self.snapshot();
+        let mut all = fingerprints(&set.host_published);
+        all.extend(fingerprints(&set.host_known));
+        all
+    }
+
+    /// Rebuilds the signers if the store's key rows moved since they were
+    /// built. Returns whether anything changed. On an error the keys in
+    /// force stay (the caller logs it and tries again).
+    pub(crate) async fn reload(&self) -> Result<bool, ReloadError> {
+        let Some(source) = &self.source else {
+            return Ok(false);
+        };
+        let _one = self.reloading.lock().await;
+        let generation = source.store.ca_key_generation().await?;
+        let old = self.snapshot();
+        // 0: nothing recorded yet, or the last reload was incomplete.
+        if generation == old.generation && generation != 0 {
+            return Ok(false);
+        }
+        let rows = source.store.ca_keys().await?;
+        let data_dir = source.data_dir.clone();
+        let passphrase = source
+            .passphrase
+            .as_ref()
+            .map(|p| Secret::new(p.expose().to_owned()));
+        let options = Pkcs11Options {
+            sessions: source.options.sessions,
+            checkout_timeout: source.options.checkout_timeout,
+            env_pin: source
+                .options
+                .env_pin
+                .as_ref()
+                .map(|p| Secret::new(p.expose().to_owned())),
+        };
+        let configured = source.configured.clone();
+        let old_set = Arc::clone(&old);
+        // Opening a token key blocks: off the async workers.
+        let set = tokio::task::spawn_blocking(move || {
+            build(
+                &rows,
+                generation,
+                &data_dir,
+                passphrase.as_ref(),
+                &options,
+                &configured,
+                &old_set,
+            )
+        })
+        .await
+        .map_err(|e| ReloadError::Join(e.to_string()))?;
+        let (set, failure) = set;
+        let changed = set.user.fingerprint() != old.user.fingerprint()
+            || set.host.fingerprint() != old.host.fingerprint()
+            || set.user_published != old.user_published
+            || set.host_published != old.host_published
+            || set.user_revoked != old.user_revoked;
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(set);
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(changed),
+        }
+    }
+}
+
+/// How often a replica checks the store's key generation without an event
+/// (a missed event, a lagging follower): a safety net, the events are the
+/// fast path.
+const RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs until aborted: reloads `keys` when a rotation event arrives and
+/// every [`RELOAD_EVERY`]. A failed reload keeps the keys in force and is
+/// logged; the next event or tick tries again.
+pub(crate) async fn follow_rotation(
+    keys: Arc<CaKeys>,
+    mut events: tokio::sync::broadcast::Receiver<crate::events::CaEvent>,
+) {
+    let mut tick = tokio::time::interval(RELOAD_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(e) if !e.kind.starts_with("ca_key.") => continue,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    // No more events: the tick alone.
+                    events = tokio::sync::broadcast::channel(1).1;
+                    tick.tick().await;
+                }
+            },
+            _ = tick.tick() => {}
+        }
+        match keys.reload().await {
+            Ok(true) => {
+                let set = keys.snapshot();
+                tracing::info!(
+                    user_ca = set.user.fingerprint(),
+                    host_ca = set.host.fingerprint(),
+                    published_user = set.user_published.len(),
+                    published_host = set.host_published.len(),
+                    "CA keys reloaded after a rotation phase"
+                );
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "cannot follow the CA key rotation; the keys in force stay")
+            }
+        }
+    }
+}
+
+fn fingerprints(lines: &[String]) -> Vec<ssh_key::Fingerprint> {
+    lines
+        .iter()
+        .filter_map(|l| ssh_key::PublicKey::from_openssh(l).ok())
+        .map(|k| k.fingerprint(ssh_key::HashAlg::Sha256))
+        .collect()
+}
+
+/// The key set the store's rows describe; the configured key stands for a
+/// kind without rows. Signers already open are reused.
+fn build(
+    rows: &[StoredCaKey],
+    generation: u64,
+    data_dir: &Path,
+    passphrase: Option<&Secret>,
+    options: &Pkcs11Options,
+    configured: &(CaSigner, CaSigner),
+    old: &KeySet,
+) -> (KeySet, Option<ReloadError>) {
+    // What is published comes from the rows alone; a key that cannot be
+    // opened here (a key file not copied to this replica yet, a token that
+    // is down) leaves the signer in force and is reported: this replica's
+    // certificates then fail on hosts once the old key is retired, which
+    // fails closed, rather than hosts being told a stale key set.
+    let mut failure = None;
+    let mut one = |kind: CaKind, configured: &CaSigner, old: &CaSigner| {
+        let name = kind.as_str();
+        let mine: Vec<&StoredCaKey> = rows.iter().filter(|r| r.kind == name).collect();
+        let Some(active) = mine.iter().find(|r| r.state == KeyState::Active) else {
+            return (
+                configured.clone(),
+                vec![configured.public_line().to_owned()],
+            );
+        };
+        let signer = if active.fingerprint == old.fingerprint() {
+            old.clone()
+        } else if active.fingerprint == configured.fingerprint() {
+            configured.clone()
+        } else {
+            let opened = active
+                .location
+                .parse::<KeyLocation>()
+                .and_then(|location| signer::open(data_dir, kind, &location, passphrase, options));
+            match opened {
+                Ok(signer) if signer.fingerprint() == active.fingerprint => signer,
+                Ok(signer) => {
+                    failure.get_or_insert(ReloadError::Mismatch {
+                        kind: name,
+                        location: active.location.clone(),
+                        expected: active.fingerprint.clone(),
+                        found: signer.fingerprint().to_owned(),
+                    });
+                    old.clone()
+                }
+                Err(source) => {
+                    failure.get_or_insert(ReloadError::Open {
+                        kind: name,
+                        location: active.location.clone(),
+                        source: Box::new(source),
+                    });
+                    old.clone()
+                }
+            }
+        };
+        let mut published = vec![active.public_line.clone()];
+        for state in [KeyState::Next, KeyState::Previous] {
+            published.extend(
+                mine.iter()
+                    .filter(|r| r.state == state)
+                    .map(|r| r.public_line.clone()),
+            );
+        }
+        (signer, published)
+    };
+    let (user, user_published) = one(CaKind::User, &configured.0, &old.user);
+    let (host, host_published) = one(CaKind::Host, &configured.1, &old.host);
+    let user_revoked = rows
+        .iter()
+        .filter(|r| r.kind == "user" && r.state == KeyState::Retired && r.revoked)
+        .filter_map(|r| ssh_key::PublicKey::from_openssh(&r.public_line).ok())
+        .collect();
+    let host_known = rows
+        .iter()
+        .filter(|r| r.kind == "host")
+        .map(|r| r.public_line.clone())
+        .collect();
+    let set = KeySet {
+        user,
+        host,
+        user_published,
+        host_published,
+        user_revoked,
+        host_known,
+        // Incomplete: the next reload tries again whatever the generation.
+        generation: if failure.is_some() { 0 } else { generation },
+    };
+    (set, failure)
 }
 
 /// Where the two CA keys live (`[keys]` in ca.toml, `init --user-key`/
@@ -125,90 +418,6 @@ impl KeySettings {
     }
 }
 
-/// Creates a new ed25519 CA key at its place under `data_dir`, refusing to
-/// overwrite. Returns the public line.
-pub(crate) fn create(
-    data_dir: &Path,
-    kind: CaKind,
-    passphrase: Option<&Secret>,
-) -> Result<String, Error> {
-    let path = key_path(data_dir, kind);
-    let dir = data_dir.join("keys");
-    fs::create_dir_all(&dir).map_err(|source| Error::Write {
-        path: dir.clone(),
-        source,
-    })?;
-    set_mode(&dir, 0o700).map_err(|source| Error::Write {
-        path: dir.clone(),
-        source,
-    })?;
-    if path.exists() {
-        return Err(Error::Exists { path });
-    }
-    let mut key = PrivateKey::random(&mut rng(), Algorithm::Ed25519)?;
-    key.set_comment(format!(
-        "shiftkey {} CA",
-        match kind {
-            CaKind::User => "user",
-            CaKind::Host => "host",
-        }
-    ));
-    let stored = match passphrase {
-        Some(p) => key.encrypt(&mut rng(), p.expose())?,
-        None => key.clone(),
-    };
-    let pem = stored.to_openssh(LineEnding::LF)?;
-    write_new(&path, pem.as_bytes(), 0o600)?;
-    let public = key.public_key().to_openssh()?;
-    write_new(
-        &path.with_extension("pub"),
-        format!("{public}\n").as_bytes(),
-        0o644,
-    )?;
-    Ok(public)
-}
-
-/// Loads and decrypts one CA key. Refuses group- or world-readable files.
-pub(crate) fn load(
-    data_dir: &Path,
-    kind: CaKind,
-    passphrase: Option<&Secret>,
-) -> Result<CaKey, Error> {
-    let path = key_path(data_dir, kind);
-    let meta = fs::metadata(&path).map_err(|source| Error::Read {
-        path: path.clone(),
-        source,
-    })?;
-    let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(Error::Permissions { path, mode });
-    }
-    let pem = zeroize::Zeroizing::new(fs::read_to_string(&path).map_err(|source| Error::Read {
-        path: path.clone(),
-        source,
-    })?);
-    let key = PrivateKey::from_openssh(pem.as_bytes()).map_err(|source| Error::Parse {
-        path: path.clone(),
-        source,
-    })?;
-    let key = if key.is_encrypted() {
-        let Some(p) = passphrase else {
-            return Err(Error::PassphraseNeeded { path });
-        };
-        key.decrypt(p.expose())
-            .map_err(|_| Error::WrongPassphrase { path: path.clone() })?
-    } else {
-        key
-    };
-    if key.algorithm() != Algorithm::Ed25519 {
-        return Err(Error::NotEd25519 {
-            path,
-            algorithm: key.algorithm().to_string(),
-        });
-    }
-    Ok(CaKey::new(key)?)
-}
-
 /// Opens both CA keys where `settings` say they are (key files are
 /// decrypted with `passphrase`; token keys are found and logged into).
 /// Creates nothing. Blocks on token calls: call it off the async workers.
@@ -227,84 +436,5 @@ pub(crate) fn open_both(
             &options,
         )
     };
-    Ok(CaKeys {
-        user: open(CaKind::User)?,
-        host: open(CaKind::Host)?,
-    })
-}
-
-/// Writes a file that must not exist yet, with `mode` from the first byte on.
-pub(crate) fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), Error> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .map_err(|source| match source.kind() {
-            std::io::ErrorKind::AlreadyExists => Error::Exists {
-                path: path.to_owned(),
-            },
-            _ => Error::Write {
-                path: path.to_owned(),
-                source,
-            },
-        })?;
-    file.write_all(contents)
-        .and_then(|()| file.sync_all())
-        .map_err(|source| Error::Write {
-            path: path.to_owned(),
-            source,
-        })
-}
-
-fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
-    fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn create_refuses_to_overwrite_and_load_round_trips() {
-        let dir = tempfile::tempdir().unwrap();
-        let public = create(dir.path(), CaKind::User, None).unwrap();
-        assert!(public.starts_with("ssh-ed25519 "));
-        assert!(matches!(
-            create(dir.path(), CaKind::User, None),
-            Err(Error::Exists { .. })
-        ));
-        let key = load(dir.path(), CaKind::User, None).unwrap();
-        let mut loaded = key.public_key().clone();
-        loaded.set_comment("");
-        assert!(public.starts_with(&loaded.to_openssh().unwrap()));
-    }
-
-    #[test]
-    fn encrypted_key_needs_the_right_passphrase() {
-        let dir = tempfile::tempdir().unwrap();
-        let pass = Secret::new("correct horse".into());
-        create(dir.path(), CaKind::Host, Some(&pass)).unwrap();
-        assert!(matches!(
-            load(dir.path(), CaKind::Host, None),
-            Err(Error::PassphraseNeeded { .. })
-        ));
-        let wrong = Secret::new("wrong".into());
-        assert!(matches!(
-            load(dir.path(), CaKind::Host, Some(&wrong)),
-            Err(Error::WrongPassphrase { .. })
-        ));
-        load(dir.path(), CaKind::Host, Some(&pass)).unwrap();
-    }
-
-    #[test]
-    fn readable_key_file_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        create(dir.path(), CaKind::User, None).unwrap();
-        set_mode(&key_path(dir.path(), CaKind::User), 0o644).unwrap();
-        assert!(matches!(
-            load(dir.path(), CaKind::User, None),
-            Err(Error::Permissions { .. })
-        ));
-    }
+    Ok(CaKeys::fixed(open(CaKind::User)?, open(CaKind::Host)?))
 }

@@ -42,15 +42,29 @@ impl Krl {
     pub(crate) async fn bytes(&self) -> Result<Vec<u8>, Error> {
         let now = unix_now();
         let revocations = self.store.revocations(now).await?;
+        // A rotation phase changes what the KRL says too (the serials sit
+        // under every published key; a key retired in an emergency is
+        // named itself): both numbers only grow.
+        let generation = self.store.ca_key_generation().await?;
+        let keys = self.keys.snapshot();
+        // Serials are unique across keys: list them under every published
+        // user CA key, so a revocation holds whichever key signed it.
+        let ca_keys = keys
+            .user_published
+            .iter()
+            .filter_map(|line| ssh_key::PublicKey::from_openssh(line).ok())
+            .map(|ca_key| crate::krl::CaRevocations {
+                ca_key,
+                serials: revocations.live_serials.clone(),
+                key_ids: Vec::new(),
+            })
+            .collect();
         let krl = crate::krl::Krl {
-            version: revocations.version,
+            version: revocations.version.saturating_add(generation),
             generated_at: now,
             comment: "shiftkey".into(),
-            ca_keys: vec![crate::krl::CaRevocations {
-                ca_key: self.keys.user.public_key().clone(),
-                serials: revocations.live_serials,
-                key_ids: Vec::new(),
-            }],
+            ca_keys,
+            revoked_keys: keys.user_revoked.clone(),
         };
         krl.to_bytes().map_err(|e| Error::Krl(e.to_string()))
     }

@@ -160,7 +160,6 @@ pub(crate) async fn start(
         .await
         .map_err(|e| StartError::Join(e.to_string()))??
     };
-    let keys = Arc::new(keys);
     let policy_path = config.policy_path.clone();
     let policy = {
         let path = policy_path.clone();
@@ -170,6 +169,18 @@ pub(crate) async fn start(
             .map_err(|e| StartError::Policy(e.to_string()))?
     };
     let store = crate::store::open(&config.store, crate::store::Access::ReadWrite).await?;
+    // The keys in force are what the store's rotation rows say (ca.toml's
+    // keys until the first `keys rotate`), followed while serving.
+    let keys = Arc::new(crate::keys::CaKeys::follow(
+        keys,
+        Arc::clone(&store),
+        data_dir,
+        &config.keys,
+        passphrase.map(|p| Secret::new(p.expose().to_owned())),
+    ));
+    keys.reload()
+        .await
+        .map_err(|e| StartError::Join(format!("cannot open the CA keys the store names: {e}")))?;
     let audit = Audit::start(Arc::clone(&store));
     let metrics = Arc::new(Metrics::new());
     let policy = Arc::new(CurrentPolicy::new(
@@ -249,10 +260,10 @@ pub(crate) async fn start(
             "system",
             Outcome::Info,
             json!({
-                "user_ca": keys.user.fingerprint(),
-                "host_ca": keys.host.fingerprint(),
-                "user_ca_location": keys.user.location().to_string(),
-                "host_ca_location": keys.host.location().to_string(),
+                "user_ca": keys.user().fingerprint(),
+                "host_ca": keys.host().fingerprint(),
+                "user_ca_location": keys.user().location().to_string(),
+                "host_ca_location": keys.host().location().to_string(),
                 "policy": policy_path.display().to_string(),
                 "listen": config.listen.to_string(),
                 "tls": config.tls.is_some(),
@@ -341,7 +352,7 @@ pub(crate) async fn start(
         addr = %addr,
         scheme = if tls { "https" } else { "http" },
         socket = ?config.socket,
-        user_ca = keys.user.fingerprint(),
+        user_ca = keys.user().fingerprint(),
         "shiftkey-ca serving"
     );
     // Tasks that run until aborted at shutdown (with the reapers above).
@@ -357,6 +368,10 @@ pub(crate) async fn start(
             crate::deliveries::Deliveries::new(Arc::clone(&store)),
         )));
     }
+    background.push(tokio::spawn(crate::keys::follow_rotation(
+        Arc::clone(&keys),
+        events.subscribe(),
+    )));
     background.push(tokio::spawn(events.follow()));
     // Every replica runs these; the store makes each seal and deletion once.
     background.push(tokio::spawn(Arc::clone(&recordings).watch_for_lost()));

@@ -239,13 +239,8 @@ impl Sessions {
     /// of ours, is worth its audit row; checked at its own start, the
     /// window holds for any certificate that was ever valid).
     fn signed_by_user_ca(&self, cert: &Certificate) -> bool {
-        let ca = self
-            .base
-            .keys
-            .user
-            .public_key()
-            .fingerprint(HashAlg::Sha256);
-        cert.validate_at(cert.valid_after(), [&ca]).is_ok()
+        let cas = self.base.keys.user_fingerprints();
+        cert.validate_at(cert.valid_after(), cas.iter()).is_ok()
     }
 
     async fn check(
@@ -264,16 +259,11 @@ impl Sessions {
         let user_cert = Certificate::from_openssh(request.user_certificate.trim())
             .map_err(|_| refusal("invalid-certificate", "the user certificate cannot be read"))?;
         let now = u64::try_from(Utc::now().timestamp()).unwrap_or(0);
-        let ca = self
-            .base
-            .keys
-            .user
-            .public_key()
-            .fingerprint(HashAlg::Sha256);
+        let cas = self.base.keys.user_fingerprints();
         if user_cert.cert_type() != CertType::User {
             return Err(refusal("invalid-certificate", "not a user certificate"));
         }
-        user_cert.validate_at(now, [&ca]).map_err(|_| {
+        user_cert.validate_at(now, cas.iter()).map_err(|_| {
             refusal(
                 "certificate-invalid",
                 "the certificate is expired or not signed by this CA; run `shiftkey access` again",
@@ -453,7 +443,7 @@ impl Sessions {
         let certificate = self
             .base
             .keys
-            .user
+            .user()
             .certify(builder)
             .await
             .map_err(|e| Error::Signing(e.to_string()))?;

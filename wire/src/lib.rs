@@ -271,6 +271,11 @@ pub struct EnrollRequest {
 pub struct RenewRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_key: Option<String>,
+    /// SHA256 fingerprints of the user CA keys the host trusts after this
+    /// refresh (its `TrustedUserCAKeys`): `shiftkey-ca keys status` shows
+    /// hosts that lack a published key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ca_keys: Vec<String>,
 }
 
 /// A host certificate and what an enrolled host needs beside it.
@@ -302,7 +307,11 @@ pub struct HostCertificateResponse {
 /// so `shiftkey host refresh` follows a policy change without renewing.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub struct PrincipalsRequest {}
+pub struct PrincipalsRequest {
+    /// As in [`RenewRequest::ca_keys`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ca_keys: Vec<String>,
+}
 
 /// The answer to `POST /v1/hosts/principals`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

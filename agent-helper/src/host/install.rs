@@ -212,6 +212,25 @@ pub(crate) async fn fetch_user_ca(client: &CaClient) -> anyhow::Result<String> {
     user_ca_file(&lines)
 }
 
+/// The host CA key that signs now: the first line of `/v1/ca/host.pub`
+/// (the CA lists the active key first). `None` if the CA lists none.
+pub(crate) async fn fetch_active_host_ca(
+    client: &CaClient,
+) -> anyhow::Result<Option<ssh_key::Fingerprint>> {
+    let (_, bytes) = client
+        .exchange_raw("GET", "/v1/ca/host.pub", None, None)
+        .await
+        .context("cannot fetch the host CA keys")?;
+    let text = String::from_utf8_lossy(&bytes);
+    Ok(text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| ssh_key::PublicKey::from_openssh(l.trim()))
+        .transpose()
+        .context("the CA's host CA key does not parse")?
+        .map(|k| k.fingerprint(ssh_key::HashAlg::Sha256)))
+}
+
 /// Installs `bytes` as the KRL unless the installed one revokes the same.
 pub(crate) fn stage_krl(
     changes: &mut Changes,

@@ -44,6 +44,20 @@ pub(crate) async fn run(args: RefreshArgs) -> anyhow::Result<()> {
     let mut problems: Vec<String> = Vec::new();
     let mut renew_problem = None;
 
+    // The user CA keys first: the renewal or principals request reports
+    // which ones this host trusts after this refresh (`keys status` on the
+    // CA lists hosts that lack a published key).
+    let user_ca = install::fetch_user_ca(&client).await;
+    let trusted = match &user_ca {
+        Ok(text) => fingerprints(text),
+        Err(_) => std::fs::read_to_string(layout.user_ca())
+            .map(|text| fingerprints(&text))
+            .unwrap_or_default(),
+    };
+    // After a host CA rotation, renew under the key that signs now (the
+    // first published host CA key) rather than waiting for the timer.
+    let active_host_ca = install::fetch_active_host_ca(&client).await.ok().flatten();
+
     let mut principals = None;
     let renewed = match current_certificate(&layout) {
         Err(e) => {
@@ -51,12 +65,22 @@ pub(crate) async fn run(args: RefreshArgs) -> anyhow::Result<()> {
             None
         }
         Ok(current) => {
-            if !args.renew && !renewal_due(current.valid_after(), current.valid_before(), now) {
-                principals = Some(fetch_principals(&client, &layout, &current, now).await);
+            let resign = active_host_ca.as_ref().is_some_and(|active| {
+                current
+                    .signature_key()
+                    .fingerprint(ssh_key::HashAlg::Sha256)
+                    != *active
+            });
+            let due = args.renew
+                || resign
+                || renewal_due(current.valid_after(), current.valid_before(), now);
+            if !due {
+                principals =
+                    Some(fetch_principals(&client, &layout, &current, now, &trusted).await);
             }
             let left = current.valid_before().saturating_sub(now);
-            if args.renew || renewal_due(current.valid_after(), current.valid_before(), now) {
-                match renew(&client, &layout, &current, now).await {
+            if due {
+                match renew(&client, &layout, &current, now, &trusted).await {
                     Ok(checked) => Some(checked),
                     Err(e) => {
                         renew_problem = Some(format!(
@@ -76,7 +100,6 @@ pub(crate) async fn run(args: RefreshArgs) -> anyhow::Result<()> {
             }
         }
     };
-    let user_ca = install::fetch_user_ca(&client).await;
     let krl = install::fetch_krl(&client).await;
 
     let mut changes = Changes::default();
@@ -239,10 +262,13 @@ async fn fetch_principals(
     layout: &Layout,
     current: &Certificate,
     now: u64,
+    trusted: &[String],
 ) -> anyhow::Result<std::collections::BTreeMap<String, Vec<String>>> {
     let key = host_key(layout, current)?;
     let path = "/v1/hosts/principals";
-    let body = serde_json::to_vec(&PrincipalsRequest::default())?;
+    let body = serde_json::to_vec(&PrincipalsRequest {
+        ca_keys: trusted.to_vec(),
+    })?;
     let authorization = host_auth::authorization(&key, current, "POST", path, now, &body)
         .context("cannot sign the principals request with the host key")?;
     let (_, bytes) = client
@@ -253,6 +279,14 @@ async fn fetch_principals(
     let answer: HostPrincipals = serde_json::from_slice(&bytes)
         .context("the CA's answer is not the host's principals files")?;
     Ok(answer.authorized_principals)
+}
+
+/// SHA256 fingerprints of the keys in a `TrustedUserCAKeys` text.
+fn fingerprints(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| ssh_key::PublicKey::from_openssh(l.trim()).ok())
+        .map(|k| k.fingerprint(ssh_key::HashAlg::Sha256).to_string())
+        .collect()
 }
 
 /// The host key, checked to be the one the current certificate is for.
@@ -280,6 +314,7 @@ async fn renew(
     layout: &Layout,
     current: &Certificate,
     now: u64,
+    trusted: &[String],
 ) -> anyhow::Result<CheckedCertificate> {
     if current.valid_before() <= now {
         bail!(
@@ -288,7 +323,10 @@ async fn renew(
         );
     }
     let key = host_key(layout, current)?;
-    let body = serde_json::to_vec(&RenewRequest::default())?;
+    let body = serde_json::to_vec(&RenewRequest {
+        host_key: None,
+        ca_keys: trusted.to_vec(),
+    })?;
     let authorization = host_auth::authorization(&key, current, "POST", RENEW_PATH, now, &body)
         .context("cannot sign the renewal request with the host key")?;
     let (_, bytes) = client

@@ -169,6 +169,7 @@ pub(crate) fn spec(data: &[u8]) -> Option<Krl> {
         generated_at,
         comment,
         ca_keys,
+        revoked_keys: Vec::new(),
     })
 }
 

@@ -83,8 +83,9 @@ async fn present(
 /// The host's principals files under the policy in force now.
 async fn principals(
     State(hosts): State<Arc<Hosts>>,
-    Enrolled(host, _): Enrolled<shiftkey_wire::PrincipalsRequest>,
+    Enrolled(host, body): Enrolled<shiftkey_wire::PrincipalsRequest>,
 ) -> Json<shiftkey_wire::HostPrincipals> {
+    hosts.note_ca_keys(&host, body.ca_keys).await;
     Json(hosts.principals(&host))
 }
 

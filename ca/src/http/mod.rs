@@ -106,25 +106,32 @@ async fn config(
     Json(CaConfigResponse {
         oidc_issuer: auth.issuer(),
         oidc_client_id: auth.client_id(),
-        user_ca_keys: vec![keys.user.public_line().to_owned()],
-        host_ca_keys: vec![keys.host.public_line().to_owned()],
+        user_ca_keys: keys.snapshot().user_published.clone(),
+        host_ca_keys: keys.snapshot().host_published.clone(),
     })
 }
 
-/// One key per line, ready for `TrustedUserCAKeys`.
+/// Published keys, active first, one per line.
+fn lines(keys: &[String]) -> String {
+    keys.iter().map(|k| format!("{k}\n")).collect()
+}
+
+/// Every published user CA key (active first), one per line, ready for
+/// `TrustedUserCAKeys`.
 async fn user_ca_keys(State(keys): State<Arc<CaKeys>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain")],
-        format!("{}\n", keys.user.public_line()),
+        lines(&keys.snapshot().user_published),
     )
         .into_response()
 }
 
-/// One key per line, ready for an `@cert-authority` known_hosts line.
+/// Every published host CA key (active first), one per line, each ready
+/// for an `@cert-authority` known_hosts line.
 async fn host_ca_keys(State(keys): State<Arc<CaKeys>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain")],
-        format!("{}\n", keys.host.public_line()),
+        lines(&keys.snapshot().host_published),
     )
         .into_response()
 }

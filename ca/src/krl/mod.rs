@@ -7,8 +7,10 @@
 //! shape it writes against the real `ssh-keygen`.
 //!
 //! Owns: the encoding, per CA key, of revoked certificate serials and key
-//! IDs. Never: decides what is revoked (the store does), revokes plain keys
-//! by blob or fingerprint, or signs the KRL. Hosts fetch it from the CA over
+//! IDs, and of revoked keys by blob (a CA key retired in an emergency:
+//! OpenSSH refuses every certificate whose signing key is revoked). Never:
+//! decides what is revoked (the store does), revokes by fingerprint, or
+//! signs the KRL. Hosts fetch it from the CA over
 //! TLS; OpenSSH does not support KRL signatures, and 9.4 and later refuse
 //! to load a KRL that carries one.
 //!
@@ -16,7 +18,9 @@
 //! `KRL_SECTION_CERTIFICATES` section for each distinct CA key with
 //! something to revoke, holding its serial subsections in ascending order
 //! (a run of at least [`MIN_RANGE_RUN`] consecutive serials as one range,
-//! the other serials in lists), then one key ID subsection. OpenSSH also
+//! the other serials in lists), then one key ID subsection; then, if any
+//! key is revoked outright, one `KRL_SECTION_EXPLICIT_KEY` section holding
+//! their public key blobs. OpenSSH also
 //! knows a serial bitmap subsection (`ssh-keygen -k` picks it by a size
 //! model); lists and ranges are simpler and read the same.
 
@@ -41,6 +45,7 @@ const KRL_MAGIC: u64 = 0x5353_484b_524c_0a00;
 const KRL_FORMAT_VERSION: u32 = 1;
 
 const KRL_SECTION_CERTIFICATES: u8 = 1;
+const KRL_SECTION_EXPLICIT_KEY: u8 = 2;
 const KRL_SECTION_CERT_SERIAL_LIST: u8 = 0x20;
 const KRL_SECTION_CERT_SERIAL_RANGE: u8 = 0x21;
 const KRL_SECTION_CERT_KEY_ID: u8 = 0x23;
@@ -97,6 +102,10 @@ pub(crate) struct Krl {
     /// Revocations per issuing CA. Entries for the same CA key (compared
     /// without their comments) are merged.
     pub(crate) ca_keys: Vec<CaRevocations>,
+    /// Keys revoked outright, by blob: for a CA key, every certificate it
+    /// signed is refused (`sshd` and `ssh-keygen -Q` check the signing key
+    /// of a certificate against the KRL too).
+    pub(crate) revoked_keys: Vec<PublicKey>,
 }
 
 /// The certificates of one CA key to revoke: each certificate that this key
@@ -135,6 +144,23 @@ impl Krl {
             }
             let section = ca.encode()?;
             out.push(KRL_SECTION_CERTIFICATES);
+            put_string(&mut out, &section)?;
+        }
+        if !self.revoked_keys.is_empty() {
+            let mut section = Vec::new();
+            let mut seen: Vec<&ssh_key::public::KeyData> = Vec::new();
+            for key in &self.revoked_keys {
+                if seen.contains(&key.key_data()) {
+                    continue;
+                }
+                seen.push(key.key_data());
+                let blob = key.to_bytes().map_err(|source| Error::CaKey {
+                    fingerprint: key.fingerprint(Default::default()).to_string(),
+                    source,
+                })?;
+                put_string(&mut section, &blob)?;
+            }
+            out.push(KRL_SECTION_EXPLICIT_KEY);
             put_string(&mut out, &section)?;
         }
         Ok(out)

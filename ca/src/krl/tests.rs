@@ -44,6 +44,7 @@ fn krl(ca_keys: Vec<CaRevocations>) -> Krl {
         generated_at: 1_764_000_000,
         comment: "shiftkey test".into(),
         ca_keys,
+        revoked_keys: Vec::new(),
     }
 }
 
@@ -135,6 +136,31 @@ fn listing(krl: &Path) -> Vec<String> {
 }
 
 // ---- tests against ssh-keygen ----
+
+/// An emergency rotation names the old CA key itself: `ssh-keygen -Q`
+/// (the check sshd makes) reports every certificate it signed as revoked,
+/// whatever its serial, and none signed by the new key.
+#[test]
+fn ssh_keygen_revokes_every_certificate_of_a_revoked_ca_key() {
+    let dir = Dir::new();
+    let old = key(1);
+    let new = key(2);
+    let old_certs: Vec<PathBuf> = [1, 77, 123_456]
+        .iter()
+        .map(|&s| dir.cert(&format!("old{s}"), &cert(&old, s, &format!("old{s}"))))
+        .collect();
+    let new_cert = dir.cert("new", &cert(&new, 5, "new"));
+    let mut list = krl(vec![revoke(&new, &[9], &[])]);
+    list.revoked_keys = vec![old.public_key().clone(), old.public_key().clone()];
+    let path = dir.krl("krl", &list);
+    for c in &old_certs {
+        assert!(is_revoked(&path, c), "{} not revoked", c.display());
+    }
+    assert!(!is_revoked(&path, &new_cert));
+    // Without the revoked key, the old certificates pass.
+    let path = dir.krl("krl-none", &krl(vec![revoke(&new, &[9], &[])]));
+    assert!(!is_revoked(&path, &old_certs[0]));
+}
 
 #[test]
 fn ssh_keygen_revokes_exactly_the_listed_serials_and_key_ids() {

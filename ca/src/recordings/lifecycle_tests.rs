@@ -169,7 +169,7 @@ async fn a_silent_session_is_sealed_as_lost_with_what_reached_the_ca() {
     let signature: ssh_key::SshSig = detail.info.signature.unwrap().parse().unwrap();
     world
         .keys
-        .user
+        .user()
         .public_key()
         .verify(NAMESPACE, manifest_text.as_bytes(), &signature)
         .unwrap();

@@ -663,8 +663,8 @@ impl Recordings {
     }
 
     /// The user CA's public key line: what a recording's seal verifies with.
-    pub(crate) fn seal_key(&self) -> &str {
-        self.base.keys.user.public_line()
+    pub(crate) fn seal_key(&self) -> String {
+        self.base.keys.user().public_line().to_owned()
     }
 }
 

@@ -276,7 +276,7 @@ async fn uploads_are_append_only_and_the_seal_measures_what_was_committed() {
     let signature: ssh_key::SshSig = sealed.info.signature.unwrap().parse().unwrap();
     world
         .keys
-        .user
+        .user()
         .public_key()
         .verify(NAMESPACE, manifest.as_bytes(), &signature)
         .unwrap();

@@ -417,7 +417,7 @@ impl Recordings {
         let signature = self
             .base
             .keys
-            .user
+            .user()
             .sshsig(NAMESPACE, HashAlg::Sha512, text.as_bytes().to_vec())
             .await
             .map_err(|e| Error::Signing(e.to_string()))?

@@ -84,7 +84,7 @@ async fn world() -> (World, Sessions, Certificate) {
     let serial = world.store.next_serial().await.unwrap();
     let now = u64::try_from(Utc::now().timestamp()).unwrap();
     let key_id = format!("a@example.com role=shell incident=INC-1 req=r_1 serial={serial}");
-    let cert = user_cert(&world.keys.user, serial, now - 60, &key_id);
+    let cert = user_cert(&world.keys.user(), serial, now - 60, &key_id);
     world
         .audit
         .record_change(
@@ -260,7 +260,7 @@ async fn refused_logins_are_audited_only_for_certificates_of_this_ca() {
         "{metrics}"
     );
     // Ours, even expired long ago: audited.
-    let expired = user_cert(&world.keys.user, 9, 1_000, "a@example.com role=shell");
+    let expired = user_cert(&world.keys.user(), 9, 1_000, "a@example.com role=shell");
     assert!(
         sessions
             .record_bastion_refusal(&bastion(), report(&expired))

@@ -159,7 +159,7 @@ mod tests {
 
     #[test]
     fn points_wrapped_and_bare() {
-        let key = PrivateKey::random(&mut crate::keys::rng(), Algorithm::Ed25519).unwrap();
+        let key = PrivateKey::random(&mut crate::signer::file::rng(), Algorithm::Ed25519).unwrap();
         let KeyData::Ed25519(public) = key.public_key().key_data() else {
             panic!("not ed25519")
         };
@@ -177,7 +177,7 @@ mod tests {
         assert!(public_key(KeyAlgorithm::Ed25519, &public.0[..31]).is_err());
 
         let ec = PrivateKey::random(
-            &mut crate::keys::rng(),
+            &mut crate::signer::file::rng(),
             Algorithm::Ecdsa {
                 curve: EcdsaCurve::NistP256,
             },
@@ -208,7 +208,7 @@ mod tests {
     #[test]
     fn ecdsa_raw_signatures_become_ssh_mpints() {
         let key = PrivateKey::random(
-            &mut crate::keys::rng(),
+            &mut crate::signer::file::rng(),
             Algorithm::Ecdsa {
                 curve: EcdsaCurve::NistP256,
             },

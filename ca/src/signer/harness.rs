@@ -14,8 +14,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use ssh_key::certificate::{Builder, CertType};
 use ssh_key::{Certificate, HashAlg, PublicKey};
 
+use super::CaKind;
+use super::file::rng;
 use super::{CaSigner, KeyAlgorithm, KeyLocation, Pkcs11Options, Provenance};
-use crate::keys::{CaKind, rng};
 
 /// A failure, as text: the signer's own message (what failed, what to do).
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,7 @@
 //!
 //! [`CaSigner`] signs user and host certificates (ssh-key's certificate
 //! builder) and SSHSIG signatures (recording seals) with either
-//! - a **key file** under the data directory (`keys::create`/`keys::load`:
+//! - a **key file** under the data directory ([`file`]:
 //!   0600, optionally passphrase-encrypted, held in memory as a zeroizing
 //!   [`CaKey`]), or
 //! - a **PKCS#11 key** named by an RFC 7512 URI ([`uri`]): generated on the
@@ -20,6 +20,7 @@
 )]
 
 mod encoding;
+pub(crate) mod file;
 #[doc(hidden)]
 pub mod harness;
 mod module;
@@ -39,7 +40,6 @@ use ssh_key::certificate::Builder;
 use ssh_key::public::KeyData;
 use ssh_key::{Certificate, EcdsaCurve, HashAlg, PublicKey, Signature, SshSig};
 
-use crate::keys::{self, CaKind};
 use crate::secret::{CaKey, Secret};
 
 pub(crate) use encoding::EncodingError;
@@ -97,12 +97,39 @@ impl FromStr for KeyAlgorithm {
     }
 }
 
+/// Which CA a key belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CaKind {
+    User,
+    Host,
+}
+
+impl CaKind {
+    pub(crate) fn file_name(self) -> &'static str {
+        match self {
+            CaKind::User => "user_ca",
+            CaKind::Host => "host_ca",
+        }
+    }
+
+    /// `user` or `host`, as the store and the command line write it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            CaKind::User => "user",
+            CaKind::Host => "host",
+        }
+    }
+}
+
 /// Where a CA key lives, as `init --user-key`/`--host-key` and ca.toml
 /// name it: `file` (the default) or a `pkcs11:` URI.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum KeyLocation {
     /// `keys/user_ca` or `keys/host_ca` under the data directory.
     File,
+    /// `keys/NAME` under the data directory (`file:NAME`): a key file
+    /// `keys rotate` made.
+    NamedFile(String),
     Pkcs11(Box<Pkcs11Uri>),
 }
 
@@ -113,6 +140,20 @@ impl FromStr for KeyLocation {
         let s = s.trim();
         if s == "file" {
             Ok(Self::File)
+        } else if let Some(name) = s.strip_prefix("file:") {
+            if !name.is_empty()
+                && name.len() <= 64
+                && !name.starts_with('.')
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            {
+                Ok(Self::NamedFile(name.to_owned()))
+            } else {
+                Err(Error::UnknownLocation {
+                    given: s.chars().take(40).collect(),
+                })
+            }
         } else if s
             .get(..7)
             .is_some_and(|p| p.eq_ignore_ascii_case("pkcs11:"))
@@ -130,6 +171,7 @@ impl fmt::Display for KeyLocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::File => f.write_str("file"),
+            Self::NamedFile(name) => write!(f, "file:{name}"),
             Self::Pkcs11(uri) => uri.fmt(f),
         }
     }
@@ -173,12 +215,14 @@ pub(crate) enum Provenance {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
     #[error(transparent)]
-    KeyFile(#[from] keys::Error),
+    KeyFile(#[from] file::Error),
     #[error(transparent)]
     Uri(#[from] UriError),
     #[error(transparent)]
     Pin(#[from] PinError),
-    #[error("`{given}` is not a CA key location: write `file` or a `pkcs11:` URI")]
+    #[error(
+        "`{given}` is not a CA key location: write `file`, `file:NAME` (a file under keys/) or a `pkcs11:` URI"
+    )]
     UnknownLocation { given: String },
     #[error("`{name}` is not a CA key algorithm: write `ed25519` or `ecdsa-p256`")]
     UnknownAlgorithm { name: String },
@@ -295,6 +339,8 @@ struct Inner {
     public: PublicKey,
     public_line: String,
     fingerprint: String,
+    /// For a key file: which one (`File` or `NamedFile`).
+    file_location: KeyLocation,
 }
 
 enum Backend {
@@ -326,13 +372,17 @@ pub(crate) fn open(
     options: &Pkcs11Options,
 ) -> Result<CaSigner, Error> {
     match location {
-        KeyLocation::File => CaSigner::from_ca_key(keys::load(data_dir, kind, passphrase)?),
+        KeyLocation::File => CaSigner::from_ca_key(file::load(data_dir, kind, passphrase)?),
+        KeyLocation::NamedFile(name) => CaSigner::from_ca_key_at(
+            file::load_named(data_dir, name, passphrase)?,
+            location.clone(),
+        ),
         KeyLocation::Pkcs11(uri) => CaSigner::from_pkcs11(pkcs11::Pkcs11Key::open(uri, options)?),
     }
 }
 
 /// Creates the CA key at `location` if it does not exist yet, then opens it.
-/// A key file that exists is refused (`keys::Error::Exists`: never
+/// A key file that exists is refused (`file::Error::Exists`: never
 /// overwritten); a token key that exists is used if it has `algorithm`,
 /// else refused. Key files are always Ed25519 (`algorithm` must say so).
 /// A new token key is generated on the token, sensitive and
@@ -352,8 +402,21 @@ pub(crate) fn ensure(
                     name: format!("{algorithm} (key files are ed25519)"),
                 });
             }
-            keys::create(data_dir, kind, passphrase)?;
-            let signer = CaSigner::from_ca_key(keys::load(data_dir, kind, passphrase)?)?;
+            file::create(data_dir, kind, passphrase)?;
+            let signer = CaSigner::from_ca_key(file::load(data_dir, kind, passphrase)?)?;
+            Ok((signer, Provenance::Created))
+        }
+        KeyLocation::NamedFile(name) => {
+            if algorithm != KeyAlgorithm::Ed25519 {
+                return Err(Error::UnknownAlgorithm {
+                    name: format!("{algorithm} (key files are ed25519)"),
+                });
+            }
+            file::create_named(data_dir, kind, name, passphrase)?;
+            let signer = CaSigner::from_ca_key_at(
+                file::load_named(data_dir, name, passphrase)?,
+                location.clone(),
+            )?;
             Ok((signer, Provenance::Created))
         }
         KeyLocation::Pkcs11(uri) => {
@@ -366,8 +429,17 @@ pub(crate) fn ensure(
 impl CaSigner {
     /// Wraps a loaded key file.
     pub(crate) fn from_ca_key(key: CaKey) -> Result<Self, Error> {
+        Self::from_ca_key_at(key, KeyLocation::File)
+    }
+
+    /// Wraps a loaded key file that `location` names.
+    fn from_ca_key_at(key: CaKey, location: KeyLocation) -> Result<Self, Error> {
         let public = key.public_key().clone();
-        Self::new(Backend::File(key), public)
+        let mut signer = Self::new(Backend::File(key), public)?;
+        if let Some(inner) = Arc::get_mut(&mut signer.inner) {
+            inner.file_location = location;
+        }
+        Ok(signer)
     }
 
     fn from_pkcs11(key: pkcs11::Pkcs11Key) -> Result<Self, Error> {
@@ -390,6 +462,7 @@ impl CaSigner {
                 public,
                 public_line,
                 fingerprint,
+                file_location: KeyLocation::File,
             }),
         })
     }
@@ -416,7 +489,7 @@ impl CaSigner {
     /// URIs never hold a PIN).
     pub(crate) fn location(&self) -> KeyLocation {
         match &self.inner.backend {
-            Backend::File(_) => KeyLocation::File,
+            Backend::File(_) => self.inner.file_location.clone(),
             Backend::Pkcs11(key) => KeyLocation::Pkcs11(Box::new(key.uri().clone())),
         }
     }

@@ -487,7 +487,7 @@ fn generate(
         Some(id) => id.clone(),
         None => {
             let mut id = vec![0u8; GENERATED_ID_LEN];
-            ssh_key::rand_core::Rng::fill_bytes(&mut crate::keys::rng(), &mut id);
+            ssh_key::rand_core::Rng::fill_bytes(&mut super::file::rng(), &mut id);
             id
         }
     };

@@ -26,9 +26,9 @@ fn now() -> u64 {
 }
 
 fn user_builder(principal: &str) -> Builder {
-    let subject = PrivateKey::random(&mut crate::keys::rng(), Algorithm::Ed25519).unwrap();
+    let subject = PrivateKey::random(&mut super::file::rng(), Algorithm::Ed25519).unwrap();
     let mut b = Builder::new_with_random_nonce(
-        &mut crate::keys::rng(),
+        &mut super::file::rng(),
         subject.public_key().key_data().clone(),
         now() - 60,
         now() + 600,
@@ -93,7 +93,7 @@ fn key_file_signer_signs_certificates_and_seals() {
     assert_eq!(signer.algorithm(), KeyAlgorithm::Ed25519);
     assert_eq!(signer.location(), KeyLocation::File);
     // The same key the CA's key loader reads.
-    let loaded = keys::load(dir.path(), CaKind::User, None).unwrap();
+    let loaded = file::load(dir.path(), CaKind::User, None).unwrap();
     assert_eq!(
         loaded.public_key().key_data(),
         signer.public_key().key_data()
@@ -143,7 +143,7 @@ fn key_file_ensure_never_overwrites_and_open_decrypts() {
     );
     assert!(matches!(
         again,
-        Err(Error::KeyFile(keys::Error::Exists { .. }))
+        Err(Error::KeyFile(file::Error::Exists { .. }))
     ));
     let opened = open(
         dir.path(),
@@ -162,7 +162,7 @@ fn key_file_ensure_never_overwrites_and_open_decrypts() {
             None,
             &no_pin()
         ),
-        Err(Error::KeyFile(keys::Error::PassphraseNeeded { .. }))
+        Err(Error::KeyFile(file::Error::PassphraseNeeded { .. }))
     ));
     // Key files are ed25519: asking for P-256 there is refused before
     // anything is written.
@@ -218,9 +218,9 @@ fn builder_errors_stay_typed() {
     )
     .unwrap();
     // No principal at all would be a golden ticket: ssh-key refuses it.
-    let subject = PrivateKey::random(&mut crate::keys::rng(), Algorithm::Ed25519).unwrap();
+    let subject = PrivateKey::random(&mut super::file::rng(), Algorithm::Ed25519).unwrap();
     let builder = Builder::new_with_random_nonce(
-        &mut crate::keys::rng(),
+        &mut super::file::rng(),
         subject.public_key().key_data().clone(),
         now(),
         now() + 60,
@@ -244,7 +244,7 @@ fn debug_shows_the_fingerprint_never_the_key() {
         &no_pin(),
     )
     .unwrap();
-    let pem = std::fs::read_to_string(keys::key_path(dir.path(), CaKind::User)).unwrap();
+    let pem = std::fs::read_to_string(file::key_path(dir.path(), CaKind::User)).unwrap();
     let shown = format!("{signer:?}");
     assert!(shown.contains(signer.fingerprint()), "{shown}");
     for line in pem.lines().filter(|l| !l.starts_with("-----")) {
@@ -370,7 +370,7 @@ fn softhsm_generates_on_the_token_and_signs() {
         // Ask the token for the private values ourselves: it refuses.
         let context = module::load(match &uri(hsm, "shiftkey", "user-ca") {
             KeyLocation::Pkcs11(u) => u,
-            KeyLocation::File => anyhow::bail!("not pkcs11"),
+            KeyLocation::File | KeyLocation::NamedFile(_) => anyhow::bail!("not pkcs11"),
         })?;
         let slot = context.get_slots_with_token()?[0];
         let session = context.open_ro_session(slot)?;

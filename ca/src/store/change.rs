@@ -3,6 +3,7 @@
 //! that records it. Data, not a closure, so every backend applies the same
 //! changes and a conflict is a typed answer ([`super::Conflict`]).
 
+use super::ca_keys::KeyPhase;
 use super::certificates::IssuedCertificate;
 use super::hosts::{HostCertificate, StoredHost, StoredToken};
 use super::incidents::Incident;
@@ -139,4 +140,7 @@ pub(crate) enum Change {
     ReleaseHold {
         session: String,
     },
+    /// A phase of a CA key rotation (`KeyStateChanged` if the keys moved
+    /// since they were read).
+    KeyPhase(KeyPhase),
 }

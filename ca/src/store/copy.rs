@@ -145,6 +145,21 @@ const TABLES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "ca_keys",
+        &[
+            "fingerprint",
+            "kind",
+            "state",
+            "public_line",
+            "location",
+            "created_at",
+            "activated_at",
+            "retired_at",
+            "revoked",
+        ],
+    ),
+    ("host_ca_reports", &["name", "fingerprints", "reported_at"]),
+    (
         "sessions",
         &[
             "id",

@@ -65,6 +65,10 @@ pub(crate) enum Conflict {
     #[error("the recording is kept")]
     RecordingKept,
     /// No session with this ID.
+    /// A CA key rotation phase found the keys in other states than it read
+    /// (another operator moved first).
+    #[error("the CA keys changed meanwhile")]
+    KeyStateChanged,
     #[error("no such session")]
     NoSuchSession,
     /// Retention deleted the session's recording already.

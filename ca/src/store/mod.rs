@@ -17,6 +17,7 @@
 //! answer an append before its commit is durable.
 
 mod audit;
+mod ca_keys;
 mod certificates;
 mod change;
 mod copy;
@@ -42,6 +43,7 @@ use std::sync::Arc;
 pub(crate) use audit::{
     AuditFilter, AuditRow, AuditStore, ChainHead, Entry, GENESIS_HASH, NewAuditRow,
 };
+pub(crate) use ca_keys::{CaKeyStore, HostCaReport, KeyPhase, KeyState, StoredCaKey};
 pub(crate) use certificates::{
     CertificateStore, CertificateSummary, IssuedCertificate, KRL_MARGIN_SECS, KnownCertificate,
     Revocations, Selector,
@@ -86,6 +88,7 @@ every_concern! {
     /// compiled in changes no signature. The price, a boxed future per call,
     /// is small next to a database round trip.
     AuditStore,
+    CaKeyStore,
     CertificateStore,
     HostStore,
     IncidentStore,

@@ -35,11 +35,112 @@ pub(super) fn q(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
-/// Unix seconds as `2026-11-25 20:05:03Z`.
-pub(super) fn time(unix: i64) -> String {
+/// Unix seconds in the one format every page uses: `2026-12-07 05:12:03 UTC`.
+pub(super) fn utc(unix: i64) -> String {
     chrono::DateTime::from_timestamp(unix, 0)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_else(|| unix.to_string())
+}
+
+/// How long ago (or how far ahead) `unix` is from `now`, in words:
+/// `just now`, `3 min ago`, `in 2 h 5 min`, `4 days ago`.
+pub(super) fn relative(unix: i64, now: i64) -> String {
+    let delta = now.saturating_sub(unix);
+    let span = delta.unsigned_abs();
+    if span < 10 {
+        return "just now".to_owned();
+    }
+    let words = if span < 60 {
+        format!("{span} s")
+    } else if span < 3600 {
+        format!("{} min", span / 60)
+    } else if span < 86_400 {
+        let minutes = (span % 3600) / 60;
+        if minutes == 0 {
+            format!("{} h", span / 3600)
+        } else {
+            format!("{} h {minutes} min", span / 3600)
+        }
+    } else {
+        let days = span / 86_400;
+        format!("{days} day{}", if days == 1 { "" } else { "s" })
+    };
+    if delta >= 0 {
+        format!("{words} ago")
+    } else {
+        format!("in {words}")
+    }
+}
+
+/// A moment as every page shows it: the UTC time, the relative time beside
+/// it and on hover, computed here so the page reads right without script
+/// (`ui.js` only refreshes the relative part from `datetime`).
+pub(super) fn when(unix: i64) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let iso = chrono::DateTime::from_timestamp(unix, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default();
+    let rel = relative(unix, now);
+    format!(
+        r#"<time datetime="{}" title="{}">{}</time> <span class="ago" data-ago="{unix}">({})</span>"#,
+        esc(&iso),
+        esc(&rel),
+        esc(&utc(unix)),
+        esc(&rel)
+    )
+}
+
+/// [`when`] for an optional moment (`—` when absent).
+pub(super) fn when_opt(unix: Option<i64>) -> String {
+    unix.map_or_else(|| "—".to_owned(), when)
+}
+
+/// [`when`] for an RFC 3339 timestamp as the store keeps them (audit rows,
+/// incidents); text that is not one is shown as it is, escaped.
+pub(super) fn when_text(rfc3339: &str) -> String {
+    match chrono::DateTime::parse_from_rfc3339(rfc3339) {
+        Ok(t) => when(t.timestamp()),
+        Err(_) => esc(rfc3339),
+    }
+}
+
+/// A length of time as people say it: `42 s`, `3 min 05 s`, `2 h 04 min`.
+pub(super) fn duration(seconds: i64) -> String {
+    let s = seconds.max(0);
+    if s < 60 {
+        format!("{s} s")
+    } else if s < 3600 {
+        format!("{} min {:02} s", s / 60, s % 60)
+    } else if (s % 3600) / 60 == 0 {
+        format!("{} h", s / 3600)
+    } else {
+        format!("{} h {:02} min", s / 3600, (s % 3600) / 60)
+    }
+}
+
+/// A byte count as people read it: `812 B`, `12.1 KiB`, `3.4 MiB`.
+pub(super) fn size(bytes: u64) -> String {
+    const KIB: f64 = 1024.0;
+    let b = bytes as f64;
+    if bytes < 1024 {
+        format!("{bytes} B")
+    } else if b < KIB * KIB {
+        format!("{:.1} KiB", b / KIB)
+    } else if b < KIB * KIB * KIB {
+        format!("{:.1} MiB", b / (KIB * KIB))
+    } else {
+        format!("{:.1} GiB", b / (KIB * KIB * KIB))
+    }
+}
+
+/// Why a session ended, in words, from its status and the bastion's reason.
+pub(super) fn end_reason(status: &str, reason: Option<&str>) -> String {
+    match (status, reason.map(str::trim).filter(|r| !r.is_empty())) {
+        ("live", _) => "still running".to_owned(),
+        (_, Some(r)) => r.to_owned(),
+        ("lost", None) => "lost: its bastion went silent".to_owned(),
+        (_, None) => "not recorded".to_owned(),
+    }
 }
 
 /// Seconds into a recording as `m:ss.s`.
@@ -171,6 +272,34 @@ mod tests {
         assert_eq!(esc("a\u{1b}[31mb\r"), "a\u{241b}[31mb\u{240d}");
         assert_eq!(q("a b&c=d"), "a+b%26c%3Dd");
         assert_eq!(offset(75.25), "1:15.2");
+    }
+
+    /// One timestamp format on every page: UTC with the relative time.
+    #[test]
+    fn moments_read_as_utc_with_the_relative_time() {
+        assert_eq!(utc(1_796_620_323), "2026-12-07 05:12:03 UTC");
+        assert_eq!(relative(100, 103), "just now");
+        assert_eq!(relative(100, 100 + 3 * 60 + 5), "3 min ago");
+        assert_eq!(relative(100 + 7500, 100), "in 2 h 5 min");
+        assert_eq!(relative(0, 4 * 86_400 + 5), "4 days ago");
+        let html = when(1_796_620_323);
+        assert!(
+            html.starts_with(r#"<time datetime="2026-12-07T05:12:03Z" title=""#),
+            "{html}"
+        );
+        assert!(html.contains(">2026-12-07 05:12:03 UTC</time>"), "{html}");
+        assert!(html.contains(r#"class="ago""#), "{html}");
+        assert_eq!(when_text("not a time <b>"), "not a time &lt;b&gt;");
+        assert!(when_text("2026-12-07T05:12:03.123456Z").contains("2026-12-07 05:12:03 UTC"));
+        assert_eq!(duration(42), "42 s");
+        assert_eq!(duration(185), "3 min 05 s");
+        assert_eq!(duration(7440), "2 h 04 min");
+        assert_eq!(duration(3600), "1 h");
+        assert_eq!(size(812), "812 B");
+        assert_eq!(size(12_390), "12.1 KiB");
+        assert_eq!(end_reason("sealed", Some("client closed")), "client closed");
+        assert_eq!(end_reason("lost", None), "lost: its bastion went silent");
+        assert_eq!(end_reason("live", Some("x")), "still running");
     }
 
     /// Issue 16: a recorded reason with bidi controls reads as what it is;

@@ -17,11 +17,15 @@
 //! without the session's CSRF token and our own Origin; put unescaped text
 //! in a page; serve inline script.
 
+mod access;
+mod approvals;
 mod assets;
+mod audit_detail;
 mod auth;
 mod html;
 mod keys;
 pub(crate) mod link;
+mod live;
 mod login_cookie;
 mod oncall;
 mod review;
@@ -87,14 +91,14 @@ pub(crate) fn routes(state: UiState) -> Router {
         .route("/ui/sessions", get(sessions::list))
         .route("/ui/sessions/{id}", get(sessions::detail))
         .route("/ui/sessions/{id}/cast/{name}", get(sessions::cast))
-        .route("/ui/sessions/{id}/events/{name}", get(sessions::events))
+        .route("/ui/sessions/{id}/live/{name}", get(live::live))
         .route("/ui/sessions/{id}/export", get(sessions::export))
         .route("/ui/incidents", get(review::incidents))
         .route("/ui/incidents/{id}", get(review::incident))
         .route("/ui/audit", get(review::audit))
         .route("/ui/audit/export", get(review::audit_export))
-        .route("/ui/approvals", get(review::approvals))
-        .route("/ui/approvals/{id}/{decision}", post(review::decide))
+        .route("/ui/approvals", get(approvals::approvals))
+        .route("/ui/approvals/{id}/{decision}", post(approvals::decide))
         .route("/ui/oncall", get(oncall::overrides))
         .route("/ui/oncall/{id}/{change}", post(oncall::change))
         .route("/ui/assets/{name}", get(assets::serve))

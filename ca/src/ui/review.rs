@@ -1,27 +1,22 @@
-//! Incidents, the audit log and approvals, read through the domain
-//! services; the one change, approving or denying, goes through
-//! `Requests::decide` as the API's does.
+//! Incidents and the audit log, read through the domain services.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::html::{Nav, badge, esc, facts, page, q, time};
+use super::html::{Nav, badge, esc, facts, page, q, when, when_text};
 use super::{Needs, Signed, UiError, html_response};
 use crate::audit::{Audit, Event, Outcome};
 use crate::audit::{AuditFilter, AuditRow};
-use crate::current_policy::CurrentPolicy;
 use crate::http::error::ApiError;
 use crate::incidents::Incidents;
-use crate::oncall::OnCall;
 use crate::recordings::Recordings;
 use crate::recordings::SessionFilter;
-use crate::requests::Requests;
 
 /// Audit rows on one page.
 const AUDIT_PAGE: u32 = 50;
@@ -49,7 +44,7 @@ pub(super) async fn incidents(
                 esc(&i.title),
                 i.severity,
                 badge(&i.status),
-                esc(&i.opened_at),
+                when_text(&i.opened_at),
                 esc(&i.opened_by)
             );
         }
@@ -108,14 +103,14 @@ pub(super) async fn incident(
             "Opened",
             format!(
                 "{} by {}",
-                esc(&incident.opened_at),
+                when_text(&incident.opened_at),
                 esc(&incident.opened_by)
             ),
         ),
         (
             "Resolved",
             match (&incident.resolved_at, &incident.resolved_by) {
-                (Some(at), Some(by)) => format!("{} by {}", esc(at), esc(by)),
+                (Some(at), Some(by)) => format!("{} by {}", when_text(at), esc(by)),
                 _ => "—".into(),
             },
         ),
@@ -137,8 +132,8 @@ pub(super) async fn incident(
                 c.serial,
                 esc(&c.identity),
                 esc(&c.role),
-                esc(&time(i64::try_from(c.valid_after).unwrap_or(i64::MAX))),
-                esc(&time(i64::try_from(c.valid_before).unwrap_or(i64::MAX))),
+                when(i64::try_from(c.valid_after).unwrap_or(i64::MAX)),
+                when(i64::try_from(c.valid_before).unwrap_or(i64::MAX)),
                 badge(if c.revoked { "revoked" } else { "issued" }),
                 esc(&c.key_id)
             );
@@ -160,7 +155,7 @@ pub(super) async fn incident(
             let _ = write!(
                 body,
                 r#"<tr><td>{}</td><td>{}</td><td>{}@{}</td><td>{}</td><td><a href="/ui/sessions/{}">{}</a></td></tr>"#,
-                esc(&time(s.started_at)),
+                when(s.started_at),
                 esc(&s.identity),
                 esc(&s.principal),
                 esc(&s.target),
@@ -310,13 +305,14 @@ pub(super) async fn audit(
     for r in &rows {
         let _ = write!(
             body,
-            r#"<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code class="detail">{}</code></td></tr>"#,
+            r#"<tr data-seq="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
             r.seq,
-            esc(&r.ts),
+            r.seq,
+            when_text(&r.ts),
             esc(&r.kind),
             esc(&r.actor),
             badge(&r.outcome),
-            esc(&r.detail)
+            super::audit_detail::detail_html(&r.kind, &r.detail)
         );
     }
     body.push_str("</tbody></table>");
@@ -399,183 +395,4 @@ async fn record(
         .record(Event::new(kind, actor, Outcome::Info, detail))
         .await?;
     Ok(())
-}
-
-/// `GET /ui/approvals`: pending requests this person may decide, and the
-/// latest decided ones.
-pub(super) async fn approvals(
-    State(requests): State<Arc<Requests>>,
-    State(policy): State<Arc<CurrentPolicy>>,
-    State(oncall): State<Arc<OnCall>>,
-    State(incidents): State<Arc<Incidents>>,
-    signed: Signed,
-) -> Result<Response, UiError> {
-    signed.require(Needs::Decide, "/ui/approvals").await?;
-    let pending = requests.pending_for(&signed.caller).await?;
-    let policy = policy.get();
-    let overrides = oncall.overrides().await?;
-    let now = chrono::Utc::now();
-    let overview = tokio::task::spawn_blocking({
-        let policy = Arc::clone(&policy);
-        move || policy.on_call_overview(None, now, &overrides)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("on-call lookup failed: {e}")))?;
-    let on_call = |requester: &str| -> Vec<String> {
-        let email = requester.strip_prefix("user:").unwrap_or(requester);
-        overview
-            .iter()
-            .filter(|o| {
-                o.now.iter().any(|s| {
-                    let m = s.member.to_string();
-                    m == requester || m == email
-                })
-            })
-            .map(|o| o.schedule.clone())
-            .collect()
-    };
-    let mut body = String::from("<h1>Approvals</h1>");
-    let _ = write!(
-        body,
-        r#"<section aria-labelledby="pending-h"><h2 id="pending-h">Waiting for you ({})</h2>"#,
-        pending.len()
-    );
-    if pending.is_empty() {
-        body.push_str("<p>No request waits for your decision.</p>");
-    }
-    for r in &pending {
-        let schedules = on_call(&r.requester);
-        let on_call_html = if schedules.is_empty() {
-            r#"<span class="badge plain">not on call</span>"#.to_owned()
-        } else {
-            format!(
-                r#"<span class="badge good">on call: {}</span>"#,
-                esc(&schedules.join(", "))
-            )
-        };
-        let incident = match &r.incident {
-            Some(i) => {
-                let state = incidents
-                    .get(i)
-                    .await?
-                    .map(|inc| {
-                        format!(
-                            " — {} (sev{}, {})",
-                            esc(&inc.title),
-                            inc.severity,
-                            esc(&inc.status)
-                        )
-                    })
-                    .unwrap_or_default();
-                if signed.powers.review_all {
-                    format!(
-                        r#"<a href="/ui/incidents/{}">{}</a>{state}"#,
-                        esc(&q(i)),
-                        esc(i)
-                    )
-                } else {
-                    format!("{}{state}", esc(i))
-                }
-            }
-            None => "—".into(),
-        };
-        let approvals = if r.approvals.is_empty() {
-            "none yet".to_owned()
-        } else {
-            r.approvals.join(", ")
-        };
-        let _ = write!(
-            body,
-            r#"<article class="request" aria-labelledby="req-{id}"><h3 id="req-{id}">{requester} asks for <em>{role}</em> <span class="muted">{id}</span></h3>{facts}
-<form method="post" action="/ui/approvals/{qid}/approve" class="decide"><input type="hidden" name="csrf" value="{csrf}">
-<div class="field"><label for="reason-{id}">Reason for your decision (needed to deny)</label><input id="reason-{id}" name="reason" type="text" maxlength="1000"></div>
-<button type="submit" class="primary">Approve</button>
-<button type="submit" class="danger" formaction="/ui/approvals/{qid}/deny">Deny</button></form></article>"#,
-            id = esc(&r.id),
-            qid = esc(&q(&r.id)),
-            requester = esc(&r.requester),
-            role = esc(&r.role),
-            csrf = esc(&signed.csrf),
-            facts = facts(&[
-                ("Reason", esc(r.reason.as_deref().unwrap_or("(none given)"))),
-                ("On call", on_call_html),
-                ("Incident", incident),
-                (
-                    "Approvals",
-                    format!(
-                        "{} of {} ({})",
-                        r.approvals.len(),
-                        r.approvals_needed,
-                        esc(&approvals)
-                    )
-                ),
-                ("Asked", esc(&time(r.created_at))),
-                ("Expires", esc(&time(r.expires_at))),
-            ]),
-        );
-    }
-    body.push_str("</section>");
-    let decided = requests.decided_for(&signed.caller, 20).await?;
-    let _ = write!(
-        body,
-        r#"<section aria-labelledby="decided-h"><h2 id="decided-h">Recently decided</h2>"#
-    );
-    if decided.is_empty() {
-        body.push_str("<p>Nothing yet.</p>");
-    } else {
-        body.push_str(r#"<table class="grid" id="decided"><thead><tr><th scope="col">Request</th><th scope="col">Requester</th><th scope="col">Role</th><th scope="col">Status</th><th scope="col">Approved by / denied by</th><th scope="col">Certificate</th><th scope="col">Asked</th></tr></thead><tbody>"#);
-        for d in &decided {
-            let by = match &d.denied_by {
-                Some(by) => format!("{} ({})", by, d.decision_reason.as_deref().unwrap_or("")),
-                None => d.approvals.join(", "),
-            };
-            let _ = write!(
-                body,
-                r#"<tr data-request="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
-                esc(&d.id),
-                esc(&d.id),
-                esc(&d.requester),
-                esc(&d.role),
-                badge(d.status.as_str()),
-                esc(&by),
-                d.serial.map_or("—".into(), |s| format!("serial {s}")),
-                esc(&time(d.created_at))
-            );
-        }
-        body.push_str("</tbody></table>");
-    }
-    body.push_str("</section>");
-    Ok(html_response(page(
-        "Approvals",
-        Nav::Approvals,
-        Some(&signed.viewer()),
-        &body,
-    )))
-}
-
-/// `POST /ui/approvals/{id}/approve|deny`: CSRF and origin checked, then
-/// `Requests::decide`, which checks and audits exactly as for the API.
-pub(super) async fn decide(
-    State(requests): State<Arc<Requests>>,
-    signed: Signed,
-    headers: HeaderMap,
-    Path((id, decision)): Path<(String, String)>,
-    body: axum::body::Bytes,
-) -> Result<Response, UiError> {
-    let form = super::form(&body);
-    signed.check_post(&headers, form.get("csrf").map(String::as_str))?;
-    let approve = match decision.as_str() {
-        "approve" => true,
-        "deny" => false,
-        _ => return Err(UiError::NotFound),
-    };
-    let reason = form
-        .get("reason")
-        .map(|r| r.trim().to_owned())
-        .filter(|r| !r.is_empty());
-    requests
-        .decide(&signed.caller, &id, approve, reason)
-        .await?;
-    // Post/redirect/get: a reload does not decide twice.
-    Ok(Redirect::to("/ui/approvals").into_response())
 }

@@ -14,14 +14,20 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, StreamExt};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::html::{Nav, badge, esc, facts, offset, page, q, time};
+use super::html::{
+    Nav, badge, duration, end_reason, esc, facts, offset, page, q, size, when, when_opt, when_text,
+};
 use super::streams::{file_entry, gunzip_body, scan_lines, tar_entry};
 use super::{Signed, UiError, html_response};
+use crate::audit::Audit;
 use crate::http::error::ApiError;
 use crate::recordings::{self, MAX_LIST, Purpose, Recordings, SessionFilter, is_file_name};
 
+/// Where the event count goes in the facts, filled in once the cast was
+/// read (no escaped text can contain it: `esc` turns `<` into `&lt;`).
+const EVENTS_MARK: &str = "<!--events-->";
 /// Most input lines listed beside the player.
 const MAX_INPUTS: usize = 5_000;
 const STATUSES: [&str; 5] = ["live", "ended", "sealed", "verification-failed", "lost"];
@@ -124,7 +130,7 @@ pub(super) async fn list(
                 let _ = write!(
                     body,
                     r#"<tr><td>{}</td><td>{}</td><td>{}</td><td><a class="match" href="{}"><code>{}</code></a> <span class="muted">{}</span></td><td>{}</td></tr>"#,
-                    esc(&time(m.started_at)),
+                    when(m.started_at),
                     esc(&m.identity),
                     esc(&m.target),
                     esc(&href),
@@ -201,20 +207,24 @@ pub(super) async fn list(
     if sessions.is_empty() {
         body.push_str("<p>No session matches.</p>");
     } else {
-        body.push_str(r#"<table class="grid"><thead><tr><th scope="col">Started</th><th scope="col">Who</th><th scope="col">Login@target</th><th scope="col">Role</th><th scope="col">Incident</th><th scope="col">Status</th><th scope="col">Session</th></tr></thead><tbody>"#);
+        body.push_str(r#"<table class="grid"><thead><tr><th scope="col">Started</th><th scope="col">Who</th><th scope="col">Login@target</th><th scope="col">Role</th><th scope="col">Incident</th><th scope="col">Status</th><th scope="col">Duration</th><th scope="col">Why it ended</th><th scope="col">Session</th></tr></thead><tbody>"#);
+        let now = chrono::Utc::now().timestamp();
         for s in &sessions {
             let incident = s.incident.as_deref().map_or(String::from("—"), |i| {
                 format!(r#"<a href="/ui/incidents/{}">{}</a>"#, esc(&q(i)), esc(i))
             });
             let _ = write!(
                 body,
-                r#"<tr><td>{}</td><td>{}</td><td>{}@{}</td><td>{}</td><td>{incident}</td><td>{}</td><td><a href="/ui/sessions/{}">{}</a></td></tr>"#,
-                esc(&time(s.started_at)),
+                r#"<tr data-session="{}"><td>{}</td><td>{}</td><td>{}@{}</td><td>{}</td><td>{incident}</td><td>{}</td><td class="duration">{}</td><td class="end-reason">{}</td><td><a href="/ui/sessions/{}">{}</a></td></tr>"#,
+                esc(&s.session_id),
+                when(s.started_at),
                 esc(&s.identity),
                 esc(&s.principal),
                 esc(&s.target),
                 esc(&s.role),
                 badge(&s.status),
+                session_duration(s.started_at, s.ended_at, &s.status, now),
+                esc(&end_reason(&s.status, s.end_reason.as_deref())),
                 esc(&q(&s.session_id)),
                 esc(&s.session_id),
             );
@@ -230,6 +240,18 @@ pub(super) async fn list(
     )))
 }
 
+/// How long a session ran (or has run, while live), escaped HTML.
+fn session_duration(started_at: i64, ended_at: Option<i64>, status: &str, now: i64) -> String {
+    match ended_at {
+        Some(end) => esc(&duration(end - started_at)),
+        None if status == "live" => format!(
+            r#"<span class="muted">running</span> {}"#,
+            esc(&duration(now - started_at))
+        ),
+        None => "—".to_owned(),
+    }
+}
+
 /// Typed input grouped into lines: (time of the first keystroke, text),
 /// fed one asciicast line at a time.
 #[derive(Debug, Default)]
@@ -238,6 +260,8 @@ struct InputLines {
     current: Option<(f64, String)>,
     /// The header line (the first) has been seen.
     header: Option<Value>,
+    /// Events in the cast (output, input, resizes).
+    events: u64,
 }
 
 impl InputLines {
@@ -250,7 +274,12 @@ impl InputLines {
         let Ok(Value::Array(event)) = serde_json::from_str::<Value>(line) else {
             return true;
         };
+        self.events += 1;
         if event.get(1).and_then(Value::as_str) != Some("i") {
+            return true;
+        }
+        if self.lines.len() >= MAX_INPUTS {
+            // Enough lines kept; the events are still counted.
             return true;
         }
         let t = event.first().and_then(Value::as_f64).unwrap_or(0.0);
@@ -258,21 +287,18 @@ impl InputLines {
         for c in data.chars() {
             let (_, text) = self.current.get_or_insert_with(|| (t, String::new()));
             text.push(c);
-            if c == '\r' || c == '\n' {
-                if let Some(done) = self.current.take() {
-                    self.lines.push(done);
-                }
-                if self.lines.len() >= MAX_INPUTS {
-                    return false;
-                }
+            if (c == '\r' || c == '\n')
+                && let Some(done) = self.current.take()
+            {
+                self.lines.push(done);
             }
         }
         true
     }
 
-    fn finish(mut self) -> (Option<Value>, Vec<(f64, String)>) {
+    fn finish(mut self) -> (Option<Value>, Vec<(f64, String)>, u64) {
         self.lines.extend(self.current.take());
-        (self.header, self.lines)
+        (self.header, self.lines, self.events)
     }
 }
 
@@ -296,6 +322,7 @@ pub(super) struct DetailQuery {
 /// `GET /ui/sessions/{id}`: who, when, where, why; the player; the input.
 pub(super) async fn detail(
     State(recordings): State<Arc<Recordings>>,
+    State(audit): State<Audit>,
     signed: Signed,
     Path(id): Path<String>,
     Query(params): Query<DetailQuery>,
@@ -315,11 +342,63 @@ pub(super) async fn detail(
         esc(&info.target),
         esc(&info.identity)
     );
+    let access = super::access::access_of(&audit, info.user_serial, info.started_at).await?;
+    let now = chrono::Utc::now().timestamp();
+    let live = info.status == "live";
+    let stored_bytes: u64 = info.files.iter().map(|f| f.bytes).sum();
+    let approval_html = if !access.found {
+        r#"<span class="muted">the certificate's issuance is not in the audit log's reach</span>"#
+            .to_owned()
+    } else if access.approvals_needed == 0 && access.approvals.is_empty() {
+        "none needed: issued at once by the policy".to_owned()
+    } else if access.approvals.is_empty() {
+        format!("none of {} given", access.approvals_needed)
+    } else {
+        let mut list = String::from(r#"<ul class="approvals">"#);
+        for a in &access.approvals {
+            let at = if a.at.is_empty() {
+                r#"<span class="muted">time not in the log's reach</span>"#.to_owned()
+            } else {
+                when_text(&a.at)
+            };
+            let _ = write!(list, "<li><strong>{}</strong>, {at}</li>", esc(&a.by));
+        }
+        list.push_str("</ul>");
+        list
+    };
+    let request_html = access
+        .request
+        .as_deref()
+        .map_or_else(|| "—".to_owned(), |r| format!("<code>{}</code>", esc(r)));
     let facts_html = facts(&[
-        ("Status", badge(&info.status)),
+        (
+            "Status",
+            format!(
+                r#"<span id="session-status">{}</span>"#,
+                badge(&info.status)
+            ),
+        ),
         ("Identity", esc(&info.identity)),
         ("Role", esc(&info.role)),
-        ("Incident", incident),
+        (
+            "Access reason",
+            format!(
+                r#"<span id="access-reason">{}</span>"#,
+                access.reason.as_deref().map_or_else(
+                    || r#"<span class="muted">none given</span>"#.to_owned(),
+                    esc
+                )
+            ),
+        ),
+        (
+            "Incident",
+            format!(r#"<span id="access-incident">{incident}</span>"#),
+        ),
+        (
+            "Approval",
+            format!(r#"<div id="access-approval">{approval_html}</div>"#),
+        ),
+        ("Request", request_html),
         ("Login", esc(&info.principal)),
         ("Target", esc(&info.target)),
         ("Client address", esc(&info.client_address)),
@@ -328,25 +407,52 @@ pub(super) async fn detail(
             "User certificate serial",
             esc(&info.user_serial.to_string()),
         ),
-        ("Started", esc(&time(info.started_at))),
-        ("Ended", esc(&info.ended_at.map_or("—".into(), time))),
-        ("End reason", esc(info.end_reason.as_deref().unwrap_or("—"))),
+        ("Started", when(info.started_at)),
+        (
+            "Duration",
+            format!(
+                r#"<span id="session-duration" data-started="{}" data-live="{live}">{}</span>"#,
+                info.started_at,
+                session_duration(info.started_at, info.ended_at, &info.status, now)
+            ),
+        ),
+        (
+            "Recorded",
+            format!(
+                r#"<span id="session-bytes" data-bytes="{stored_bytes}">{}</span> stored, <span id="session-events">{EVENTS_MARK}</span> events"#,
+                esc(&size(stored_bytes))
+            ),
+        ),
+        (
+            "Ended",
+            format!(
+                r#"<span id="session-ended">{}</span>"#,
+                when_opt(info.ended_at)
+            ),
+        ),
+        (
+            "Why it ended",
+            format!(
+                r#"<span id="session-end-reason">{}</span>"#,
+                esc(&end_reason(&info.status, info.end_reason.as_deref()))
+            ),
+        ),
         (
             "Exit status",
-            esc(&info.exit_status.map_or("—".into(), |s| s.to_string())),
+            format!(
+                r#"<span id="session-exit">{}</span>"#,
+                esc(&info.exit_status.map_or("—".into(), |s| s.to_string()))
+            ),
         ),
         (
             "Manifest digest",
             format!(
-                "<code>{}</code>",
+                r#"<code id="session-digest">{}</code>"#,
                 esc(info.digest.as_deref().unwrap_or("not sealed yet"))
             ),
         ),
         ("Legal hold", esc(info.held.as_deref().unwrap_or("—"))),
-        (
-            "Recording deleted",
-            esc(&info.deleted_at.map_or("—".into(), time)),
-        ),
+        ("Recording deleted", when_opt(info.deleted_at)),
     ]);
     let _ = write!(
         body,
@@ -409,10 +515,11 @@ pub(super) async fn detail(
             let opened = recordings
                 .read_file(&reviewer, &info.session_id, &name, 0, None, Purpose::Play)
                 .await?;
-            let (header, inputs) =
+            let (header, inputs, events) =
                 scan_lines(opened.reader, InputLines::default(), InputLines::feed)
                     .await?
                     .finish();
+            body = body.replacen(EVENTS_MARK, &events.to_string(), 1);
             // A client without a terminal (`ssh -tt` from a pipe) asks
             // for a 0x0 pty, which the bastion records as 1x1: give the
             // player a size it can draw.
@@ -428,25 +535,24 @@ pub(super) async fn detail(
                 .t
                 .filter(|t| t.is_finite() && *t >= 0.0)
                 .unwrap_or(0.0);
-            let live = info.status == "live";
             let _ = write!(
                 body,
                 r#"<section class="replay" aria-labelledby="replay-h"><h2 id="replay-h" class="visually-hidden">Replay</h2>
-<div class="player-col"><div class="controls"><label for="speed">Speed</label><select id="speed"><option value="0.5">0.5×</option><option value="1" selected>1×</option><option value="2">2×</option><option value="4">4×</option><option value="8">8×</option></select>
+<div class="player-col">{}<div class="controls"><label for="speed">Speed</label><select id="speed"><option value="0.5">0.5×</option><option value="1" selected>1×</option><option value="2">2×</option><option value="4">4×</option><option value="8">8×</option></select>
 <span class="muted">Space plays and pauses, ←/→ seek 5 s, 0–9 jump to 0–90 %.</span></div>
-<div id="player" class="player" data-cast="/ui/sessions/{}/cast/{}" data-start="{start:.1}" data-events="/ui/sessions/{}/events/{}" data-live="{live}" data-cols="{cols}" data-rows="{rows}" tabindex="-1"></div>
+<div id="player" class="player" data-cast="/ui/sessions/{}/cast/{}" data-start="{start:.1}" data-live-url="/ui/sessions/{}/live/{}" data-live="{live}" data-cols="{cols}" data-rows="{rows}" tabindex="-1"></div>
 <p id="player-missing" class="alert" hidden>The player could not be loaded: its assets are missing on this CA (<code>[ui] assets_dir</code>).</p>
-{}</div>
-<aside class="inputs" aria-labelledby="inputs-h"><h2 id="inputs-h">Input ({} lines)</h2><p class="muted">Every keystroke, also those typed with echo off. Choose a line to seek there.</p><ol id="input-list">"#,
-                esc(&q(&info.session_id)),
-                esc(&q(&name)),
-                esc(&q(&info.session_id)),
-                esc(&q(&name)),
+</div>
+<aside class="inputs" aria-labelledby="inputs-h"><h2 id="inputs-h">Input (<span id="input-count">{}</span> lines)</h2><p class="muted">Every keystroke, also those typed with echo off. Choose a line to seek there.</p><ol id="input-list">"#,
                 if live {
-                    r#"<section aria-live="polite" class="live"><h3>Live</h3><p class="muted">This session is still running: new output appears here as the bastion ships it.</p><pre id="live-output"></pre></section>"#
+                    r#"<p id="live-banner" class="live-note" role="status"><span class="badge live">live</span> The player follows this session as the bastion ships it; the facts above follow too, and settle when it ends.</p>"#
                 } else {
                     ""
                 },
+                esc(&q(&info.session_id)),
+                esc(&q(&name)),
+                esc(&q(&info.session_id)),
+                esc(&q(&name)),
                 inputs.len(),
             );
             for (t, text) in &inputs {
@@ -478,6 +584,8 @@ pub(super) async fn detail(
         }
         None => body.push_str("<p>This session recorded no channel.</p>"),
     }
+    // No cast was read (an sftp channel, a deleted recording): no count.
+    let body = body.replacen(EVENTS_MARK, "—", 1);
     Ok(html_response(page(
         &format!("Session {}", info.session_id),
         Nav::Sessions,
@@ -507,74 +615,6 @@ pub(super) async fn cast(
         gunzip_body(opened.reader),
     )
         .into_response())
-}
-
-#[derive(Debug, Deserialize)]
-pub(super) struct EventsQuery {
-    from: Option<usize>,
-}
-
-/// Events of a cast after the first `from`, at most 10 000, and how many
-/// there are in all.
-#[derive(Debug, Default)]
-struct Fresh {
-    from: usize,
-    seen: usize,
-    header: bool,
-    events: Vec<Value>,
-}
-
-impl Fresh {
-    fn feed(&mut self, line: &str) -> bool {
-        if !self.header {
-            self.header = true;
-            return true;
-        }
-        let Ok(event) = serde_json::from_str::<Value>(line) else {
-            return true;
-        };
-        if !event.is_array() {
-            return true;
-        }
-        if self.seen >= self.from && self.events.len() < 10_000 {
-            self.events.push(event);
-        }
-        self.seen += 1;
-        true
-    }
-}
-
-/// `GET /ui/sessions/{id}/events/{name}?from=N`: the events after the
-/// first N, and the session's status, for following a live session.
-pub(super) async fn events(
-    State(recordings): State<Arc<Recordings>>,
-    signed: Signed,
-    Path((id, name)): Path<(String, String)>,
-    Query(params): Query<EventsQuery>,
-) -> Result<Response, UiError> {
-    let reviewer = recordings
-        .reviewer(&signed.caller, "/ui/sessions/{id}/events/{name}")
-        .await?;
-    if !is_file_name(&name) || !name.ends_with(".cast.gz") {
-        return Err(UiError::NotFound);
-    }
-    let info = recordings.recording(&reviewer, &id, Purpose::Watch).await?;
-    let opened = recordings
-        .read_file(&reviewer, &id, &name, 0, None, Purpose::Watch)
-        .await?;
-    let from = params.from.unwrap_or(0);
-    let fresh = Fresh {
-        from,
-        ..Fresh::default()
-    };
-    let fresh = scan_lines(opened.reader, fresh, Fresh::feed).await?;
-    let sent = fresh.events.len();
-    Ok(axum::Json(json!({
-        "status": info.info.status,
-        "events": fresh.events,
-        "next": from + sent.min(fresh.seen.saturating_sub(from)),
-    }))
-    .into_response())
 }
 
 /// `GET /ui/sessions/{id}/export`: the bundle `shiftkey recordings export`

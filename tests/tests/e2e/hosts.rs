@@ -184,7 +184,11 @@ pub(super) fn join_token_for(
 
 /// A key made by ssh-keygen and a user certificate for it from the CA
 /// (role `shell`, login `sktest`, over the local socket).
-fn certified(ca: &TestCa, dir: &Path, name: &str) -> anyhow::Result<(PathBuf, PathBuf, u64)> {
+pub(super) fn certified(
+    ca: &TestCa,
+    dir: &Path,
+    name: &str,
+) -> anyhow::Result<(PathBuf, PathBuf, u64)> {
     let key = ssh_keygen(dir, name, &["-t", "ed25519"])?;
     let public = std::fs::read_to_string(key.with_extension("pub"))?;
     let (status, answer) =

@@ -19,14 +19,14 @@ use shiftkey_tests::util::{ensure_login_user, free_port, ssh_keygen, target_dir}
 
 use crate::fixtures::{LOGIN_USER, policy, with_ports};
 
-const CLIENT_ID: &str = "shiftkey-ui-e2e";
+pub(crate) const CLIENT_ID: &str = "shiftkey-ui-e2e";
 /// What the recorded session types; the reviewer searches for it.
 const NEEDLE: &str = "ui-needle-42";
-const CHROMIUM: &str = "/usr/bin/chromium";
+pub(crate) const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// rita reviews and approves; alice (group sre) asks for a role that needs
 /// an approval from sre-leads; mallory is nobody.
-const EXTRA_POLICY: &str = r#"
+pub(crate) const EXTRA_POLICY: &str = r#"
 [[role]]
 name = "reviewed"
 principals = ["deploy"]
@@ -95,7 +95,11 @@ pub(crate) fn start_ca_ui(provider: &OidcProvider, more: &str, ui: &str) -> anyh
 }
 
 /// Waits until the CA's audit log has a row of `kind` satisfying `pick`.
-fn wait_audit(ca: &TestCa, kind: &str, pick: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+pub(crate) fn wait_audit(
+    ca: &TestCa,
+    kind: &str,
+    pick: impl Fn(&Value) -> bool,
+) -> anyhow::Result<Value> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if let Some(row) = ca
@@ -115,7 +119,7 @@ fn wait_audit(ca: &TestCa, kind: &str, pick: impl Fn(&Value) -> bool) -> anyhow:
     }
 }
 
-fn wait_exit(child: &mut Child, limit: Duration) -> anyhow::Result<bool> {
+pub(crate) fn wait_exit(child: &mut Child, limit: Duration) -> anyhow::Result<bool> {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if child.try_wait()?.is_some() {

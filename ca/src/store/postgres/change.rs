@@ -6,7 +6,9 @@
 
 use tokio_postgres::types::ToSql;
 
-use super::{certificates, hosts, incidents, lifecycle, locks, overrides, requests, sessions};
+use super::{
+    ca_keys, certificates, hosts, incidents, lifecycle, locks, overrides, requests, sessions,
+};
 use crate::store::Change;
 
 /// A parameter, owned, so statements can be made before they are sent.
@@ -102,5 +104,6 @@ pub(super) fn statements(change: &Change) -> Vec<Stmt> {
         } => lifecycle::delete_recording(session, *cutoff, *at),
         Change::HoldRecording(hold) => lifecycle::hold(hold),
         Change::ReleaseHold { session } => vec![lifecycle::release(session)],
+        Change::KeyPhase(phase) => ca_keys::apply(phase),
     }
 }

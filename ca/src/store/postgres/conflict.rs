@@ -24,10 +24,11 @@ pub(super) fn code(conflict: Conflict) -> &'static str {
         Conflict::NoSuchSession => "SK012",
         Conflict::RecordingDeleted => "SK013",
         Conflict::NotHeld => "SK014",
+        Conflict::KeyStateChanged => "SK015",
     }
 }
 
-const CONFLICTS: [Conflict; 14] = [
+const CONFLICTS: [Conflict; 15] = [
     Conflict::IncidentNotOpen,
     Conflict::IncidentExists,
     Conflict::RequestChanged,
@@ -42,6 +43,7 @@ const CONFLICTS: [Conflict; 14] = [
     Conflict::NoSuchSession,
     Conflict::RecordingDeleted,
     Conflict::NotHeld,
+    Conflict::KeyStateChanged,
 ];
 
 /// The conflict a statement raised, if it raised one of ours.

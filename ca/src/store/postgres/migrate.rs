@@ -15,6 +15,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0003_identities_overrides_requests.sql"),
     include_str!("../../../migrations/postgres/0004_lost_sessions_retention.sql"),
     include_str!("../../../migrations/postgres/0005_ui_links.sql"),
+    include_str!("../../../migrations/postgres/0006_ca_keys.sql"),
 ];
 
 /// The advisory lock migrations run under ("shiftkey" in ASCII).

@@ -15,6 +15,7 @@
 //! Nothing here blocks a thread: the driver is async end to end.
 
 mod audit;
+mod ca_keys;
 mod certificates;
 mod change;
 mod conflict;

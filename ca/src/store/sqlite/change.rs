@@ -4,7 +4,8 @@
 use rusqlite::Connection;
 
 use super::{
-    WriteError, certificates, hosts, incidents, lifecycle, locks, overrides, requests, sessions,
+    WriteError, ca_keys, certificates, hosts, incidents, lifecycle, locks, overrides, requests,
+    sessions,
 };
 use crate::store::Change;
 
@@ -84,5 +85,6 @@ pub(super) fn apply(conn: &Connection, change: &Change) -> Result<(), WriteError
         } => lifecycle::delete_recording(conn, session, *cutoff, *at),
         Change::HoldRecording(hold) => lifecycle::hold(conn, hold),
         Change::ReleaseHold { session } => lifecycle::release(conn, session),
+        Change::KeyPhase(phase) => ca_keys::apply(conn, phase),
     }
 }

@@ -7,6 +7,7 @@
 //! tokio's blocking pool, never on an async worker.
 
 mod audit;
+mod ca_keys;
 mod certificates;
 mod change;
 mod hosts;
@@ -44,6 +45,7 @@ pub(in crate::store) const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0012_lost_sessions_retention.sql"),
     include_str!("../../../migrations/sqlite/0013_webhook_state.sql"),
     include_str!("../../../migrations/sqlite/0014_ui_links.sql"),
+    include_str!("../../../migrations/sqlite/0015_ca_keys.sql"),
 ];
 /// How long a statement waits for another writer (a CLI command, another
 /// process) before the store answers `Unavailable`.

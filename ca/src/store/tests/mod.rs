@@ -6,6 +6,7 @@
 //! triggers, several replicas, TLS) sit in the backend's file.
 
 mod audit;
+mod ca_keys;
 mod certificates;
 mod hosts;
 mod lifecycle;
@@ -159,6 +160,8 @@ macro_rules! every_behaviour_test {
             certificates::locking_revokes_and_unlocking_keeps_revocations,
             certificates::the_krl_lists_live_revocations_and_moves_its_version,
             certificates::an_alert_incident_is_found_by_its_firing,
+            ca_keys::phases_move_keys_once_and_the_generation_grows,
+            ca_keys::a_hosts_report_replaces_its_last_and_unknown_hosts_are_ignored,
             hosts::a_join_token_is_spent_once,
             hosts::renewal_moves_the_host_to_its_new_key,
             overrides::overrides_shorten_and_delete_as_they_were_read,

@@ -40,7 +40,7 @@ fn migrates_once_and_refuses_a_newer_schema() {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
     assert_eq!(version, crate::store::sqlite::MIGRATIONS.len());
-    assert_eq!(version, 14);
+    assert_eq!(version, 15);
     conn.pragma_update(None, "user_version", 99).unwrap();
     drop(conn);
     for access in [Access::ReadWrite, Access::ReadOnly] {

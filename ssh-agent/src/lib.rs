@@ -26,10 +26,13 @@ use ssh_key::encoding::{self, CheckedSum, Decode, Encode, Reader};
 use ssh_key::{Algorithm, Certificate, PrivateKey};
 use zeroize::Zeroizing;
 
+/// The environment variable naming the user's agent socket.
+pub const SSH_AUTH_SOCK: &str = "SSH_AUTH_SOCK";
+
 /// Largest agent message we accept, length prefix excluded. OpenSSH's agent
 /// refuses the same (`AGENT_MAX_LEN`); a larger one is a broken or hostile
 /// peer, and reading it would let it make us allocate without bound.
-pub(crate) const MAX_MESSAGE_LEN: u32 = 256 * 1024;
+pub const MAX_MESSAGE_LEN: u32 = 256 * 1024;
 
 /// How long one read or write on the agent socket may block. The agent answers
 /// these requests at once; a peer that stalls is not an agent we can use.
@@ -52,7 +55,7 @@ const START_AGENT_HINT: &str =
     "hint: start one with `eval \"$(ssh-agent -s)\"` and run this command again";
 
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum Error {
+pub enum Error {
     #[error("SSH_AUTH_SOCK is not set, so there is no ssh-agent to talk to\n{START_AGENT_HINT}")]
     NoAuthSock,
 
@@ -111,32 +114,32 @@ pub(crate) enum Error {
 
 /// One key the agent holds, as `SSH_AGENT_IDENTITIES_ANSWER` lists it.
 #[derive(Debug, Clone)]
-pub(crate) struct Identity {
+pub struct Identity {
     /// The public key blob, exactly as the agent sent it; pass it to
     /// [`Agent::remove`].
-    pub(crate) key_blob: Vec<u8>,
+    pub key_blob: Vec<u8>,
     /// The parsed certificate, carrying the agent's comment (invalid UTF-8
     /// replaced), when the blob's type is an OpenSSH
     /// `*-cert-v01@openssh.com` one that ssh-key can decode (ed25519, ECDSA);
     /// `None` for plain keys and for certificates of other algorithms.
-    pub(crate) certificate: Option<Certificate>,
+    pub certificate: Option<Certificate>,
 }
 
 /// A connection to the user's ssh-agent.
 #[derive(Debug)]
-pub(crate) struct Agent {
+pub struct Agent {
     stream: UnixStream,
 }
 
 impl Agent {
     /// Connect to the agent named by `$SSH_AUTH_SOCK`.
-    pub(crate) fn from_env() -> Result<Self, Error> {
-        Self::from_env_value(std::env::var_os(crate::env_vars::SSH_AUTH_SOCK))
+    pub fn from_env() -> Result<Self, Error> {
+        Self::from_env_value(std::env::var_os(SSH_AUTH_SOCK))
     }
 
     /// [`Agent::from_env`] with the variable's value passed in, so the unset
     /// case can be tested without mutating the process environment.
-    pub(crate) fn from_env_value(value: Option<OsString>) -> Result<Self, Error> {
+    pub fn from_env_value(value: Option<OsString>) -> Result<Self, Error> {
         match value {
             Some(path) if !path.is_empty() => Self::connect(Path::new(&path)),
             _ => Err(Error::NoAuthSock),
@@ -144,7 +147,7 @@ impl Agent {
     }
 
     /// Connect to the agent listening on `path`.
-    pub(crate) fn connect(path: &Path) -> Result<Self, Error> {
+    pub fn connect(path: &Path) -> Result<Self, Error> {
         let stream = UnixStream::connect(path).map_err(|source| match source.kind() {
             io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => Error::NotRunning {
                 path: path.to_path_buf(),
@@ -167,7 +170,7 @@ impl Agent {
 
     /// Load `key` with its certificate `cert`; the agent forgets both after
     /// `lifetime` (whole seconds, rounded down; at least one second).
-    pub(crate) fn add_certificate(
+    pub fn add_certificate(
         &mut self,
         key: &PrivateKey,
         cert: &Certificate,
@@ -182,7 +185,7 @@ impl Agent {
     }
 
     /// The identities the agent holds.
-    pub(crate) fn list(&mut self) -> Result<Vec<Identity>, Error> {
+    pub fn list(&mut self) -> Result<Vec<Identity>, Error> {
         let mut message = Vec::with_capacity(5);
         encode_into(&mut message, &1u32)?;
         encode_into(&mut message, &SSH_AGENTC_REQUEST_IDENTITIES)?;
@@ -192,7 +195,7 @@ impl Agent {
 
     /// Remove the identity whose public key blob is `key_blob` (as
     /// [`Identity::key_blob`] or `Certificate::to_bytes` gives it).
-    pub(crate) fn remove(&mut self, key_blob: &[u8]) -> Result<(), Error> {
+    pub fn remove(&mut self, key_blob: &[u8]) -> Result<(), Error> {
         const REQUEST: &str = "remove the identity";
         let body_len = [1, key_blob.encoded_len().map_err(Error::Encode)?]
             .checked_sum()

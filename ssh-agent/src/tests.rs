@@ -15,8 +15,7 @@ use ssh_key::getrandom::SysRng;
 use ssh_key::rand_core::UnwrapErr;
 use ssh_key::{Algorithm, Certificate, PrivateKey, PublicKey};
 
-use super::{Agent, Error, MAX_MESSAGE_LEN};
-use crate::env_vars::SSH_AUTH_SOCK;
+use crate::{Agent, Error, MAX_MESSAGE_LEN, SSH_AUTH_SOCK};
 
 const KEY_ID: &str = "alice@example.com role=db-debug incident=INC-42 req=r_test serial=7";
 
