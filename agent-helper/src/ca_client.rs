@@ -229,6 +229,11 @@ impl CaClient {
         self.call("GET", "/v1/config", None::<&()>).await
     }
 
+    /// Every user CA key the CA has signed with, retired ones too.
+    pub(crate) async fn seal_keys(&self) -> Result<shiftkey_wire::SealKeys, Error> {
+        self.call("GET", "/v1/ca/seal-keys", None::<&()>).await
+    }
+
     pub(crate) async fn roles(&self) -> Result<RolesResponse, Error> {
         self.call("GET", "/v1/roles", None::<&()>).await
     }

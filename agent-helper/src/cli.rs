@@ -331,7 +331,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             token,
         } => {
             let client = token.client(&ca).await?;
-            let ca_keys = crate::status::ca_keys(&Session::open(&ca)?.config);
+            let mut session = Session::open(&ca)?;
+            crate::status::refresh_ca_keys(&mut session).await;
+            let ca_keys = crate::status::ca_keys(&session.config);
             let opts = crate::access::AccessOptions {
                 ca_keys: &ca_keys,
                 role: &role,
@@ -380,7 +382,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Status { json } => crate::status::run(&Session::open(&ca)?, json),
+        Command::Status { json } => {
+            let mut session = Session::open(&ca)?;
+            let from = crate::status::refresh_ca_keys(&mut session).await;
+            crate::status::run(&session, from, json)
+        }
         Command::SshConfig {
             install,
             known_hosts,
@@ -612,7 +618,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             crate::recordings::Action::Verify { dir, ca_key } => {
                 let saved = match ca_key {
                     Some(_) => Vec::new(),
-                    None => Session::open(&ca)?.config.user_ca_keys,
+                    None => crate::recordings::seal_keys_or_saved(&Session::open(&ca)?).await,
                 };
                 let keys = crate::recordings::trusted_keys(ca_key.as_deref(), &saved)?;
                 crate::recordings::verify(&dir, &keys)

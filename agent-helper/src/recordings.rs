@@ -611,7 +611,15 @@ async fn export(client: &CaClient, id: &str, out: &Path) -> anyhow::Result<()> {
             );
         }
     }
-    let ca_keys = client.config().await?.user_ca_keys;
+    // Every key the CA has signed with, with its state: a recording sealed
+    // before a rotation verifies with the key retired since.
+    let ca_keys: Vec<String> = client
+        .seal_keys()
+        .await?
+        .keys
+        .iter()
+        .map(shiftkey_wire::SealKey::line)
+        .collect();
     fresh_dir(out)?;
     let sealed = recording.manifest.is_some();
     for file in &recording.info.files {
@@ -664,6 +672,42 @@ async fn export(client: &CaClient, id: &str, out: &Path) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// How long `verify` waits for the CA's seal keys before using the saved
+/// ones.
+const SEAL_KEYS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The keys `verify` trusts without `--ca-key`: once `shiftkey login` saved
+/// this CA's keys, every key the CA has signed with and its state when the
+/// CA answers (a history that lacks a saved key is not believed);
+/// otherwise the saved keys.
+pub(crate) async fn seal_keys_or_saved(session: &crate::session::Session) -> Vec<String> {
+    let saved = &session.config.user_ca_keys;
+    if saved.is_empty() {
+        return Vec::new();
+    }
+    let fetched = match session.client() {
+        Ok(client) => tokio::time::timeout(SEAL_KEYS_TIMEOUT, client.seal_keys())
+            .await
+            .ok()
+            .and_then(Result::ok),
+        Err(_) => None,
+    };
+    match fetched {
+        Some(answer)
+            if saved
+                .iter()
+                .all(|line| answer.keys.iter().any(|k| k.key == line.trim())) =>
+        {
+            answer
+                .keys
+                .iter()
+                .map(shiftkey_wire::SealKey::line)
+                .collect()
+        }
+        _ => saved.clone(),
+    }
 }
 
 /// The CA keys `verify` trusts: `--ca-key`, else those `shiftkey login` saved.
@@ -727,16 +771,36 @@ pub(crate) fn verify(dir: &Path, keys: &[ssh_key::PublicKey]) -> anyhow::Result<
         )
         .is_ok()
     });
-    match signed_by {
-        Some(key) => println!(
-            "ok   manifest signed by the CA key {}",
-            key.fingerprint(ssh_key::HashAlg::Sha256)
+    let standing =
+        signed_by.map(|key| shiftkey_wire::SealKeyStanding::of(key.comment().as_str_lossy()));
+    match (signed_by, standing) {
+        (Some(key), Some(standing)) => println!(
+            "ok   manifest signed by the CA key {} ({})",
+            key.fingerprint(ssh_key::HashAlg::Sha256),
+            standing.describe()
         ),
-        None => failures
+        _ => failures
             .push("the manifest's signature does not verify with the trusted CA key(s)".to_owned()),
     }
     let manifest: RecordingManifest =
         serde_json::from_str(manifest_text).context("metadata.json: the manifest is not JSON")?;
+    // A key retired in an emergency may be in an attacker's hands: what it
+    // signed after its retirement is refused; before, shown with a warning
+    // (the seal's date is the signer's word). Both are dated to the second:
+    // a seal in the very second of the retirement is refused.
+    if let Some(shiftkey_wire::SealKeyStanding::Emergency(at)) = standing {
+        if manifest.sealed_at >= at {
+            failures.push(format!(
+                "the manifest is dated {} (unix time), after its key was retired in an emergency at {at}: it may be forged with a leaked key",
+                manifest.sealed_at
+            ));
+        } else {
+            println!(
+                "WARNING the key that sealed this recording was retired in an emergency at unix time {at} (it may be in an attacker's hands); the seal is dated {}, before that, but its date is the signer's word",
+                manifest.sealed_at
+            );
+        }
+    }
     if manifest.session_id != recording.info.session_id {
         failures.push(format!(
             "metadata.json names session {}, the manifest {}",

@@ -1,6 +1,7 @@
 //! `shiftkey status`: the certificates from this CA that ssh-agent holds,
-//! and whether the login is still good. Works without reaching the CA: the
-//! user CA keys were saved at login.
+//! and whether the login is still good. The user CA keys that recognise
+//! them are fetched from the CA when it answers (a rotation's new key is
+//! known at once) and saved; offline, the saved ones serve.
 
 use anyhow::Context;
 use chrono::Utc;
@@ -21,7 +22,70 @@ struct Held {
     key_id: String,
 }
 
-pub(crate) fn run(session: &crate::session::Session, json: bool) -> anyhow::Result<()> {
+/// How long `status` and `access` wait for the CA's keys before using the
+/// saved ones.
+const REFRESH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Where the user CA keys in use came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeysFrom {
+    /// Fetched from the CA just now (and saved).
+    Ca,
+    /// The CA did not answer: the keys saved earlier.
+    Saved,
+}
+
+impl KeysFrom {
+    fn word(self) -> &'static str {
+        match self {
+            Self::Ca => "ca",
+            Self::Saved => "saved",
+        }
+    }
+}
+
+/// Asks the CA for its published user CA keys and saves them in the
+/// config when they changed (after a rotation). Offline, or when the CA's
+/// answer has no keys, the saved keys stay in use.
+pub(crate) async fn refresh_ca_keys(session: &mut crate::session::Session) -> KeysFrom {
+    let Ok(client) = session.client() else {
+        return KeysFrom::Saved;
+    };
+    let fetched = match tokio::time::timeout(REFRESH_TIMEOUT, client.config()).await {
+        Ok(Ok(answer)) => answer.user_ca_keys,
+        _ => return KeysFrom::Saved,
+    };
+    if fetched.is_empty()
+        || !fetched
+            .iter()
+            .all(|line| PublicKey::from_openssh(line).is_ok())
+    {
+        return KeysFrom::Saved;
+    }
+    if fetched != session.config.user_ca_keys {
+        session.config.user_ca_keys = fetched.clone();
+        // Saved into the file only when it is for this CA (a `--ca` naming
+        // another CA is not a reason to forget the saved one).
+        if let Ok(mut saved) = Config::load(&session.config_path)
+            && saved.ca == session.config.ca
+        {
+            saved.user_ca_keys = fetched;
+            if let Err(e) = saved.save(&session.config_path) {
+                eprintln!(
+                    "warning: cannot save the CA's keys in {}: {e}",
+                    session.config_path.display()
+                );
+            }
+        }
+    }
+    KeysFrom::Ca
+}
+
+pub(crate) fn run(
+    session: &crate::session::Session,
+    keys_from: KeysFrom,
+    json: bool,
+) -> anyhow::Result<()> {
     let config = &session.config;
     let ca_keys = ca_keys(config);
     let login = session.cached_token();
@@ -45,6 +109,7 @@ pub(crate) fn run(session: &crate::session::Session, json: bool) -> anyhow::Resu
         let answer = json!({
             "ca": config.ca,
             "agent": held.is_some(),
+            "ca_keys": keys_from.word(),
             "certificates": certificates,
             "login": login.as_ref().map(|t| json!({ "email": t.email, "expires_at": t.expires_at.timestamp() })),
         });
@@ -73,6 +138,13 @@ pub(crate) fn run(session: &crate::session::Session, json: bool) -> anyhow::Resu
                 .format("%H:%M:%S %Z")
         ),
         None => println!("login   none or expired (run `shiftkey login`)"),
+    }
+    match keys_from {
+        KeysFrom::Ca => println!("keys    {} user CA key(s), from the CA now", ca_keys.len()),
+        KeysFrom::Saved => println!(
+            "keys    {} user CA key(s) saved earlier (the CA did not answer)",
+            ca_keys.len()
+        ),
     }
     match held {
         None => {}

@@ -45,6 +45,9 @@ pub(crate) struct KeySet {
     /// working through an emergency rotation of the host CA (the store
     /// check that the serial was issued to that host key is what matters).
     host_known: Vec<String>,
+    /// Every user CA key the CA has signed with, retired ones too (active
+    /// first): recordings sealed under any of them must stay verifiable.
+    pub(crate) user_seal_keys: Vec<shiftkey_wire::SealKey>,
     generation: u64,
 }
 
@@ -54,13 +57,53 @@ impl KeySet {
         Self {
             user_published: vec![user.public_line().to_owned()],
             host_published: vec![host.public_line().to_owned()],
-            user,
-            host,
             user_revoked: Vec::new(),
             host_known: Vec::new(),
+            user_seal_keys: vec![only_seal_key(&user)],
+            user,
+            host,
             generation: 0,
         }
     }
+}
+
+/// The seal key of a CA that never rotated: its one user key, active.
+fn only_seal_key(user: &CaSigner) -> shiftkey_wire::SealKey {
+    shiftkey_wire::SealKey {
+        key: user.public_line().to_owned(),
+        fingerprint: user.fingerprint().to_owned(),
+        state: KeyState::Active.as_str().to_owned(),
+        retired_at: None,
+        emergency: false,
+    }
+}
+
+/// Every user key row as a seal key: active, next, previous, retired.
+fn seal_keys(rows: &[StoredCaKey], configured: &CaSigner) -> Vec<shiftkey_wire::SealKey> {
+    let mine: Vec<&StoredCaKey> = rows.iter().filter(|r| r.kind == "user").collect();
+    if !mine.iter().any(|r| r.state == KeyState::Active) {
+        return vec![only_seal_key(configured)];
+    }
+    let mut keys = Vec::new();
+    for state in [
+        KeyState::Active,
+        KeyState::Next,
+        KeyState::Previous,
+        KeyState::Retired,
+    ] {
+        keys.extend(mine.iter().filter(|r| r.state == state).map(|r| {
+            shiftkey_wire::SealKey {
+                key: r.public_line.clone(),
+                fingerprint: r.fingerprint.clone(),
+                state: state.as_str().to_owned(),
+                retired_at: (state == KeyState::Retired)
+                    .then_some(r.retired_at)
+                    .flatten(),
+                emergency: state == KeyState::Retired && r.revoked,
+            }
+        }));
+    }
+    keys
 }
 
 /// What [`CaKeys::reload`] reopens keys from.
@@ -223,7 +266,8 @@ impl CaKeys {
             || set.host.fingerprint() != old.host.fingerprint()
             || set.user_published != old.user_published
             || set.host_published != old.host_published
-            || set.user_revoked != old.user_revoked;
+            || set.user_revoked != old.user_revoked
+            || set.user_seal_keys != old.user_seal_keys;
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(set);
         match failure {
             Some(e) => Err(e),
@@ -371,6 +415,7 @@ fn build(
         host_published,
         user_revoked,
         host_known,
+        user_seal_keys: seal_keys(rows, &configured.0),
         // Incomplete: the next reload tries again whatever the generation.
         generation: if failure.is_some() { 0 } else { generation },
     };

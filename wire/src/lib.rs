@@ -422,6 +422,9 @@ pub struct RecordingFile {
 pub mod fuzzing;
 #[cfg(feature = "host-auth")]
 pub mod host_auth;
+mod seal_keys;
+
+pub use seal_keys::{SealKey, SealKeyStanding, SealKeys};
 
 /// `POST /v1/hosts/present` (bastions only): a host certificate for the
 /// bastion's key under `target`, the name the user's ssh asked for.

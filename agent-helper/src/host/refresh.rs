@@ -44,16 +44,13 @@ pub(crate) async fn run(args: RefreshArgs) -> anyhow::Result<()> {
     let mut problems: Vec<String> = Vec::new();
     let mut renew_problem = None;
 
-    // The user CA keys first: the renewal or principals request reports
-    // which ones this host trusts after this refresh (`keys status` on the
-    // CA lists hosts that lack a published key).
+    // The renewal or principals request reports which user CA keys this
+    // host trusts: the ones installed now, never the ones just fetched (an
+    // install can still fail). `keys status` on the CA lists hosts that
+    // lack a published key; once a new set is installed it is reported
+    // again below.
     let user_ca = install::fetch_user_ca(&client).await;
-    let trusted = match &user_ca {
-        Ok(text) => fingerprints(text),
-        Err(_) => std::fs::read_to_string(layout.user_ca())
-            .map(|text| fingerprints(&text))
-            .unwrap_or_default(),
-    };
+    let trusted = installed_user_ca(&layout);
     // After a host CA rotation, renew under the key that signs now (the
     // first published host CA key) rather than waiting for the timer.
     let active_host_ca = install::fetch_active_host_ca(&client).await.ok().flatten();
@@ -136,6 +133,16 @@ pub(crate) async fn run(args: RefreshArgs) -> anyhow::Result<()> {
     let written = install::apply(changes, &sshd, &layout, false)?;
     for warning in &warnings {
         eprintln!("warning: {warning}");
+    }
+    let installed = installed_user_ca(&layout);
+    if !installed.is_empty()
+        && installed != trusted
+        && let Err(e) = report_installed(&client, &layout, &installed, now).await
+    {
+        problems.push(format!(
+            "{}; `shiftkey-ca keys status` shows this host as not yet trusting the new keys",
+            one_line(&e)
+        ));
     }
 
     if let Some(checked) = &renewed {
@@ -224,6 +231,30 @@ pub(crate) async fn run(args: RefreshArgs) -> anyhow::Result<()> {
     if written.is_empty() {
         eprintln!("up to date: nothing changed");
     }
+    Ok(())
+}
+
+/// SHA256 fingerprints of the user CA keys installed for sshd now (none
+/// when the file is missing or unreadable).
+fn installed_user_ca(layout: &Layout) -> Vec<String> {
+    std::fs::read_to_string(layout.user_ca())
+        .map(|text| fingerprints(&text))
+        .unwrap_or_default()
+}
+
+/// Reports the user CA keys installed by this refresh, once the write
+/// succeeded (a principals request carries the report; its answer was
+/// already handled).
+async fn report_installed(
+    client: &CaClient,
+    layout: &Layout,
+    installed: &[String],
+    now: u64,
+) -> anyhow::Result<()> {
+    let current = current_certificate(layout)?;
+    fetch_principals(client, layout, &current, now, installed)
+        .await
+        .context("cannot report the installed user CA keys to the CA")?;
     Ok(())
 }
 

@@ -56,6 +56,7 @@ pub(crate) fn app(state: AppState, pages: Router, request_timeout: Duration) -> 
         .route("/v1/config", get(config))
         .route("/v1/ca/user.pub", get(user_ca_keys))
         .route("/v1/ca/host.pub", get(host_ca_keys))
+        .route("/v1/ca/seal-keys", get(seal_keys))
         .route("/v1/whoami", get(whoami))
         .route("/v1/roles", get(roles))
         .route("/v1/certificates", post(issue_certificate))
@@ -108,6 +109,14 @@ async fn config(
         oidc_client_id: auth.client_id(),
         user_ca_keys: keys.snapshot().user_published.clone(),
         host_ca_keys: keys.snapshot().host_published.clone(),
+    })
+}
+
+/// Every user CA key the CA has signed with and its state (retired ones
+/// too): what a recording's seal verifies with.
+async fn seal_keys(State(keys): State<Arc<CaKeys>>) -> Json<shiftkey_wire::SealKeys> {
+    Json(shiftkey_wire::SealKeys {
+        keys: keys.snapshot().user_seal_keys.clone(),
     })
 }
 

@@ -662,9 +662,18 @@ impl Recordings {
             .map(|f| f.bytes))
     }
 
-    /// The user CA's public key line: what a recording's seal verifies with.
-    pub(crate) fn seal_key(&self) -> String {
-        self.base.keys.user().public_line().to_owned()
+    /// Every user CA key the CA has signed with, one `ca.pub` line each
+    /// with its state as the comment (`shiftkey_wire::SealKey::line`): a
+    /// seal made before a rotation verifies with the key retired since.
+    pub(crate) fn seal_keys(&self) -> String {
+        self.base
+            .keys
+            .snapshot()
+            .user_seal_keys
+            .iter()
+            .map(shiftkey_wire::SealKey::line)
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 

@@ -643,7 +643,7 @@ pub(super) async fn export(
     tar_entry(
         &mut trailer,
         &format!("{dir}/ca.pub"),
-        format!("{}\n", recordings.seal_key()).as_bytes(),
+        format!("{}\n", recordings.seal_keys()).as_bytes(),
     );
     trailer.extend_from_slice(&[0u8; 1024]);
     let names: Vec<String> = detail.info.files.iter().map(|f| f.name.clone()).collect();

@@ -904,3 +904,133 @@ fn an_override_covers_a_shift_for_access_and_oncall() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `shiftkey-ca keys ARGS --yes --json --data-dir DIR`: the phase's first
+/// result line.
+fn key_phase(ca: &TestCa, args: &[&str]) -> anyhow::Result<Value> {
+    let out = run(Command::new(binary("shiftkey-ca")?)
+        .arg("keys")
+        .args(args)
+        .args(["--yes", "--json", "--data-dir"])
+        .arg(ca.data_dir())
+        .stdin(Stdio::null()))?;
+    anyhow::ensure!(out.status.success(), "keys {args:?}: {}", stderr(&out));
+    let first = stdout(&out).lines().next().unwrap_or_default().to_owned();
+    Ok(serde_json::from_str(&first)?)
+}
+
+/// The signing CA fingerprint of each certificate the agent holds, by
+/// serial (`ssh-add -L`, `ssh-keygen -L`).
+fn agent_certificates(user: &User) -> anyhow::Result<Vec<(u64, String)>> {
+    let out = run(Command::new("ssh-add")
+        .arg("-L")
+        .env("SSH_AUTH_SOCK", &user.agent.socket))?;
+    let mut found = Vec::new();
+    for (i, line) in stdout(&out).lines().enumerate() {
+        if !line.contains("-cert-v01@openssh.com") {
+            continue;
+        }
+        let file = user.runtime.path().join(format!("held-{i}-cert.pub"));
+        std::fs::write(&file, format!("{line}\n"))?;
+        let shown = run(Command::new("ssh-keygen").arg("-L").arg("-f").arg(&file))?;
+        let text = stdout(&shown);
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.trim().strip_prefix(name).map(str::to_owned))
+        };
+        let serial = field("Serial: ").and_then(|s| s.trim().parse().ok());
+        let signer =
+            field("Signing CA: ").and_then(|l| l.split_whitespace().nth(1).map(str::to_owned));
+        if let (Some(serial), Some(signer)) = (serial, signer) {
+            found.push((serial, signer));
+        }
+    }
+    Ok(found)
+}
+
+/// After a rotation, `access` accepts and `status` recognises a
+/// certificate from the new key without a new login (they fetch the CA's
+/// keys); with the CA down, `status` uses the keys it saved.
+#[test]
+fn status_and_access_follow_a_rotation_without_a_new_login() -> anyhow::Result<()> {
+    let (_provider, mut ca, user) = setup()?;
+    user.login()?;
+    let next = key_phase(&ca, &["rotate", "--user"])?["key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    // The serving CA publishes the next key (it follows the phase through
+    // its event stream) before it may sign with it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while ca
+        .client()
+        .get(ca.url("/v1/ca/user.pub"))
+        .send()?
+        .text()?
+        .lines()
+        .count()
+        < 2
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", ca.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    key_phase(&ca, &["activate", "--user"])?;
+
+    // The serving CA follows the phase through its event stream: ask until
+    // a certificate comes from the next key.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let serial = loop {
+        let out = user.shiftkey(&[
+            "access",
+            "shell",
+            "--reason",
+            "e2e: after a rotation",
+            "--ttl",
+            "10m",
+            "--json",
+        ])?;
+        assert!(out.status.success(), "{}\n{}", stderr(&out), ca.log());
+        let access: Value = serde_json::from_str(&stdout(&out))?;
+        let serial = access["serial"].as_u64().unwrap_or_default();
+        let held = agent_certificates(&user)?;
+        if held.contains(&(serial, next.clone())) {
+            break serial;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the CA never signed with {next}: {held:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+
+    let status = user.shiftkey(&["status", "--json"])?;
+    assert!(status.status.success(), "{}", stderr(&status));
+    let status: Value = serde_json::from_str(&stdout(&status))?;
+    assert_eq!(status["ca_keys"], "ca", "{status}");
+    let serials: Vec<u64> = status["certificates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["serial"].as_u64())
+        .collect();
+    assert!(
+        serials.contains(&serial),
+        "status recognises the new key's certificate: {status}"
+    );
+
+    // Offline: the keys saved by the last status serve.
+    ca.stop()?;
+    let status = user.shiftkey(&["status", "--json"])?;
+    assert!(status.status.success(), "{}", stderr(&status));
+    let status: Value = serde_json::from_str(&stdout(&status))?;
+    assert_eq!(status["ca_keys"], "saved", "{status}");
+    assert!(
+        status["certificates"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["serial"].as_u64() == Some(serial)),
+        "{status}"
+    );
+    Ok(())
+}

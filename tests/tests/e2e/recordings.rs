@@ -32,21 +32,21 @@ fn new_key() -> anyhow::Result<PrivateKey> {
 }
 
 /// An enrolled bastion (or host): its key and the certificate the CA signed.
-struct Enrolled {
+pub(super) struct Enrolled {
     key: PrivateKey,
     certificate: Certificate,
 }
 
-struct World {
+pub(super) struct World {
     provider: OidcProvider,
-    ca: TestCa,
-    bastion: Enrolled,
+    pub(super) ca: TestCa,
+    pub(super) bastion: Enrolled,
     /// The reviewer's client world: `shiftkey` with its own HOME.
     home: tempfile::TempDir,
 }
 
 impl World {
-    fn new() -> anyhow::Result<Self> {
+    pub(super) fn new() -> anyhow::Result<Self> {
         let provider = OidcProvider::start()?;
         let (text, _) = policy();
         let ca = TestCa::init(
@@ -64,7 +64,7 @@ impl World {
     }
 
     /// A session through `bastion-1` for a certificate local:root got.
-    fn session(&self) -> anyhow::Result<String> {
+    pub(super) fn session(&self) -> anyhow::Result<String> {
         let user_key = new_key()?;
         let (status, issued) = self.ca.request_local(&json!({
             "public_key": user_key.public_key().to_openssh()?, "role": "shell",
@@ -90,7 +90,7 @@ impl World {
             .to_owned())
     }
 
-    fn upload(
+    pub(super) fn upload(
         &self,
         by: &Enrolled,
         session: &str,
@@ -107,7 +107,11 @@ impl World {
         Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
     }
 
-    fn seal(&self, session: &str, files: &[(&str, &str, &[u8])]) -> anyhow::Result<(u16, Value)> {
+    pub(super) fn seal(
+        &self,
+        session: &str,
+        files: &[(&str, &str, &[u8])],
+    ) -> anyhow::Result<(u16, Value)> {
         let files: Vec<Value> = files
             .iter()
             .map(|(name, kind, bytes)| {
@@ -129,7 +133,7 @@ impl World {
     }
 
     /// `shiftkey ARGS` as local:root on the CA's socket.
-    fn shiftkey(&self, args: &[&str]) -> anyhow::Result<Output> {
+    pub(super) fn shiftkey(&self, args: &[&str]) -> anyhow::Result<Output> {
         run(&mut self.command(args)?)
     }
 
@@ -232,7 +236,7 @@ fn signed_json(
 /// The cast the bastion would write for a shell: typed `echo helo`, a
 /// backspace, `lo`, Enter; then output. Returns the gzip bytes and the
 /// offset of the first sync flush (everything before it is readable alone).
-fn shell_cast(session: &str) -> anyhow::Result<(Vec<u8>, usize, String)> {
+pub(super) fn shell_cast(session: &str) -> anyhow::Result<(Vec<u8>, usize, String)> {
     let header = json!({
         "version": 2, "width": 80, "height": 24, "timestamp": 1_790_000_000,
         "env": { "TERM": "xterm-256color", "SHELL": "/bin/sh" }, "title": "db",
@@ -517,10 +521,12 @@ fn a_recording_is_uploaded_sealed_found_exported_and_verified() -> anyhow::Resul
     }
     assert_eq!(std::fs::read_to_string(bundle.join("0.cast"))?, text);
     assert_eq!(std::fs::read(bundle.join("0.cast.gz"))?, cast);
-    assert_eq!(
-        std::fs::read_to_string(bundle.join("ca.pub"))?.trim(),
-        user_ca.trim()
-    );
+    // ca.pub: every key the CA signed with, its state as the comment.
+    let exported_keys: Vec<String> = std::fs::read_to_string(bundle.join("ca.pub"))?
+        .lines()
+        .map(|l| l.split(' ').take(2).collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(exported_keys.join("\n"), user_ca.trim());
     let row = w.ca.last_audit("recording.exported")?;
     assert_eq!(
         (row["actor"].as_str(), row["detail"]["session"].as_str()),

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use shiftkey_tests::ca::TestCa;
 use shiftkey_tests::services::TestDatabase;
 use shiftkey_tests::softhsm::{SoftHsm, softhsm_test, test_name};
@@ -21,6 +22,7 @@ use shiftkey_tests::util::{binary, ensure_login_user, free_port, krl_revokes, ru
 
 use crate::fixtures::{LOGIN_USER, policy};
 use crate::hosts::{Host, HostTrust, certified, join_token_for, ssh, text};
+use crate::recordings::{World, shell_cast};
 
 const HOST_NAME: &str = "e2e-host";
 const HOST_PRINCIPAL: &str = "127.0.0.1";
@@ -372,6 +374,217 @@ fn an_emergency_rotation_refuses_the_old_keys_certificates_at_once() -> anyhow::
     let (new_key, new_cert) = certified_by(&ca, work.path(), "new", &next)?;
     ensure!(!krl_revokes(&installed_krl, &new_cert)?);
     ensure!(login(&sshd, &new_key, &new_cert)?, "{}", sshd.log());
+    Ok(())
+}
+
+/// A host reports the user CA keys it installed, not the ones it fetched:
+/// a refresh whose install fails (sshd -t rejects the configuration) leaves
+/// the host lagging in `keys status`; the next good refresh clears it.
+#[test]
+fn a_refresh_whose_install_fails_does_not_count() -> anyhow::Result<()> {
+    let ca = TestCa::init(&policy().0, None)?.start()?;
+    let host = Host::new()?;
+    let mut sshd = host.start_sshd()?;
+    let (token, _) = join_token_for(&ca, HOST_NAME, HOST_PRINCIPAL, "1h")?;
+    let pid_file = host.pid_file().to_string_lossy().into_owned();
+    let out = host.enroll(&ca, &token, &["--reload-pid-file", &pid_file])?;
+    ensure!(out.status.success(), "enroll: {}", text(&out));
+    ensure!(sshd.wait_listening(2)?, "{}", sshd.log());
+    refresh(&host, &mut sshd)?;
+    ensure!(lagging_hosts(&status(&ca)?).is_empty());
+
+    phase(&ca, &["rotate", "--user"])?;
+    let published = wait_published(&ca, "user", 2)?;
+    let user_ca = host.path().join("shiftkey/user_ca.pub");
+    let before = std::fs::read_to_string(&user_ca)?;
+
+    // sshd -t now rejects the main config: the install is rolled back.
+    let config = host.path().join("sshd_config");
+    let good = std::fs::read_to_string(&config)?;
+    std::fs::write(&config, format!("{good}NoSuchDirective yes\n"))?;
+    let out = host.shiftkey(&["refresh", "--reload-pid-file", &pid_file])?;
+    ensure!(!out.status.success(), "{}", text(&out));
+    ensure!(
+        text(&out).contains("rejects the new configuration"),
+        "{}",
+        text(&out)
+    );
+    ensure!(
+        std::fs::read_to_string(&user_ca)? == before,
+        "the file was put back"
+    );
+    let lag = status(&ca)?;
+    ensure!(
+        lagging_hosts(&lag) == [HOST_NAME],
+        "a host whose install failed counts as up to date: {lag}"
+    );
+
+    // Fixed: the next refresh installs both keys and reports them.
+    std::fs::write(&config, good)?;
+    refresh(&host, &mut sshd)?;
+    ensure!(std::fs::read_to_string(&user_ca)? == published);
+    let lag = status(&ca)?;
+    ensure!(lagging_hosts(&lag).is_empty(), "{lag}");
+    Ok(())
+}
+
+/// `GET /v1/ca/seal-keys`, until `fingerprint` is in `state`: the serving
+/// CA follows a phase through its event stream. Returns that key's entry.
+fn wait_seal_key(ca: &TestCa, fingerprint: &str, state: &str) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let keys: Value = ca.client().get(ca.url("/v1/ca/seal-keys")).send()?.json()?;
+        if let Some(key) = keys["keys"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|k| k["fingerprint"] == fingerprint && k["state"] == state)
+        {
+            return Ok(key.clone());
+        }
+        if Instant::now() > deadline {
+            bail!("{fingerprint} never became {state}: {keys}\n{}", ca.log());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A sealed recording of a new session through `bastion-1`.
+fn sealed_recording(w: &World) -> anyhow::Result<String> {
+    let session = w.session()?;
+    let (cast, _, _) = shell_cast(&session)?;
+    let (status, ack) = w.upload(&w.bastion, &session, "0.cast.gz", 0, &cast)?;
+    ensure!(status == 200, "{ack}");
+    let (status, sealed) = w.seal(&session, &[("0.cast.gz", "shell", &cast)])?;
+    ensure!(status == 200 && sealed["status"] == "sealed", "{sealed}");
+    Ok(session)
+}
+
+/// `shiftkey recordings export ID --out DIR`, then `verify DIR` with
+/// `--ca-key DIR/ca.pub` (or the keys the CA and login give): its output.
+fn export_and_verify(
+    w: &World,
+    session: &str,
+    dir: &Path,
+    with_ca_pub: bool,
+) -> anyhow::Result<(bool, String)> {
+    let dir_arg = dir.to_string_lossy().into_owned();
+    let out = w.shiftkey(&["recordings", "export", session, "--out", &dir_arg])?;
+    ensure!(out.status.success(), "export: {}", text(&out));
+    verify_bundle(w, dir, with_ca_pub)
+}
+
+fn verify_bundle(w: &World, dir: &Path, with_ca_pub: bool) -> anyhow::Result<(bool, String)> {
+    let dir_arg = dir.to_string_lossy().into_owned();
+    let ca_pub = dir.join("ca.pub").to_string_lossy().into_owned();
+    let mut args = vec!["recordings", "verify", &dir_arg];
+    if with_ca_pub {
+        args.extend(["--ca-key", &ca_pub]);
+    }
+    let out = w.shiftkey(&args)?;
+    Ok((out.status.success(), text(&out)))
+}
+
+/// Recordings sealed before a rotation still verify after the key that
+/// sealed them is retired (export's ca.pub and the CA's seal keys list
+/// every key, with its state); a new one verifies with the new key. After
+/// an emergency, a seal by the leaked key dated before the retirement
+/// verifies with a warning, and one forged with the leaked key and dated
+/// after it is refused.
+#[test]
+fn recordings_sealed_before_a_rotation_still_verify() -> anyhow::Result<()> {
+    let w = World::new()?;
+    let work = tempfile::tempdir()?;
+    let old_session = sealed_recording(&w)?;
+    let out = w.shiftkey(&["login"])?;
+    ensure!(out.status.success(), "{}", text(&out));
+    let (ok, said) = export_and_verify(&w, &old_session, &work.path().join("before"), true)?;
+    ensure!(ok && said.contains("(active)"), "{said}");
+
+    // A planned rotation, through retirement.
+    let old = status(&w.ca)?["keys"][0]["fingerprint"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let next = phase(&w.ca, &["rotate", "--user"])?[0]["key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    phase(&w.ca, &["activate", "--user"])?;
+    wait_seal_key(&w.ca, &next, "active")?;
+    phase(&w.ca, &["retire", "--user", "--force"])?;
+    wait_seal_key(&w.ca, &old, "retired")?;
+    ensure!(!wait_published(&w.ca, "user", 1)?.is_empty());
+
+    // The old recording: exported now, it verifies with the retired key,
+    // named as such; so it does with the keys from the CA (after login).
+    let after = work.path().join("after");
+    let (ok, said) = export_and_verify(&w, &old_session, &after, true)?;
+    ensure!(ok, "the old recording no longer verifies: {said}");
+    ensure!(
+        said.contains(&format!("signed by the CA key {old} (retired)")),
+        "{said}"
+    );
+    let (ok, said) = verify_bundle(&w, &after, false)?;
+    ensure!(ok && said.contains("(retired)"), "{said}");
+    // A new recording verifies with the new key.
+    let new_session = sealed_recording(&w)?;
+    let fresh = work.path().join("new");
+    let (ok, said) = export_and_verify(&w, &new_session, &fresh, true)?;
+    ensure!(
+        ok && said.contains(&format!("signed by the CA key {next} (active)")),
+        "{said}"
+    );
+
+    // An emergency rotation retires `next`: its seal, dated before, shows
+    // the warning.
+    let leaked = std::fs::read(w.ca.data_dir().join("keys/user_ca-2"))?;
+    // Seals and retirements are dated to the second, and a seal dated the
+    // very second of the retirement is refused (fail closed).
+    std::thread::sleep(Duration::from_millis(1100));
+    phase(&w.ca, &["rotate", "--user", "--emergency"])?;
+    let retired = wait_seal_key(&w.ca, &next, "retired")?;
+    ensure!(retired["emergency"] == true, "{retired}");
+    let retired_at = retired["retired_at"].as_i64().unwrap_or_default();
+    let emergency = work.path().join("emergency");
+    let (ok, said) = export_and_verify(&w, &new_session, &emergency, true)?;
+    ensure!(
+        ok && said.contains("RETIRED IN AN EMERGENCY") && said.contains("WARNING"),
+        "{said}"
+    );
+
+    // The attacker holding the leaked key signs a manifest dated after the
+    // retirement: refused.
+    let metadata_path = emergency.join("metadata.json");
+    let mut metadata: Value = serde_json::from_str(&std::fs::read_to_string(&metadata_path)?)?;
+    let mut manifest: Value =
+        serde_json::from_str(metadata["manifest"].as_str().context("manifest")?)?;
+    manifest["sealed_at"] = (retired_at + 60).into();
+    let manifest_text = serde_json::to_string(&manifest)?;
+    let key_file = work.path().join("leaked");
+    std::fs::write(&key_file, &leaked)?;
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )?;
+    let message = work.path().join("manifest");
+    std::fs::write(&message, &manifest_text)?;
+    run_ok(
+        Command::new("ssh-keygen")
+            .args(["-Y", "sign", "-n", "shiftkey-recording@shiftkey", "-f"])
+            .arg(&key_file)
+            .arg(&message),
+    )?;
+    let signature = std::fs::read_to_string(work.path().join("manifest.sig"))?;
+    metadata["manifest"] = manifest_text.clone().into();
+    metadata["signature"] = signature.into();
+    metadata["digest"] = hex::encode(Sha256::digest(manifest_text.as_bytes())).into();
+    std::fs::write(&metadata_path, serde_json::to_string_pretty(&metadata)?)?;
+    let (ok, said) = verify_bundle(&w, &emergency, true)?;
+    ensure!(
+        !ok && said.contains("after its key was retired in an emergency"),
+        "a seal forged with the leaked key verifies: {said}"
+    );
     Ok(())
 }
 
