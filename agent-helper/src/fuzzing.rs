@@ -104,3 +104,12 @@ pub fn hex(bytes: &[u8]) -> String {
     }
     out
 }
+
+/// One stream (`o` output or `i` input) of an asciicast file, rebuilt by
+/// the reader `shiftkey recordings cat` uses: the bastion's `cast` fuzz
+/// target writes events and checks this gives back the exact bytes.
+pub fn cast_bytes(cast: &[u8], stream: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    crate::recordings::exact_bytes(cast, stream, &mut out).map_err(|e| format!("{e:#}"))?;
+    Ok(out)
+}

@@ -442,7 +442,7 @@ async fn cat(client: &CaClient, id: &str, channel: Option<u32>, input: bool) -> 
 
 /// Rebuilds one stream (`o` or `i`) of a cast file: its text events as
 /// UTF-8, and its `"b"` events (`"o:BASE64"`) decoded, in file order.
-fn exact_bytes(cast: &[u8], stream: &str, out: &mut impl Write) -> anyhow::Result<()> {
+pub(crate) fn exact_bytes(cast: &[u8], stream: &str, out: &mut impl Write) -> anyhow::Result<()> {
     use base64::Engine;
     let prefix = format!("{stream}:");
     for (number, line) in cast.split(|b| *b == b'\n').enumerate().skip(1) {

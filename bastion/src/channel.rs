@@ -379,4 +379,6 @@ pub(crate) fn signal_name(signal: &Sig) -> String {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;

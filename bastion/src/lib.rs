@@ -21,6 +21,9 @@ mod cli;
 mod config;
 mod env_vars;
 mod events;
+/// Fuzz targets (`fuzz/`) and their corpus replay; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 mod handler;
 mod heartbeat;
 mod hop;

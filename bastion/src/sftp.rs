@@ -16,6 +16,10 @@ const MAX_PACKET: usize = 256 * 1024 + 1024;
 /// Requests waiting for their reply, per kind; a client that keeps more
 /// outstanding is not one this reader follows.
 const MAX_OUTSTANDING: usize = 65_536;
+/// Bytes of paths and handles kept for outstanding requests and open
+/// handles, all told: each may be as long as a packet, so without this a
+/// client could make the bastion hold gigabytes (65,536 requests of 256 KiB).
+const MAX_HELD_BYTES: usize = 16 * 1024 * 1024;
 
 /// Why the reader cannot follow the stream.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,6 +28,8 @@ pub(crate) enum SftpError {
     PacketLength(usize),
     #[error("more than {MAX_OUTSTANDING} SFTP requests outstanding")]
     Outstanding,
+    #[error("more than {MAX_HELD_BYTES} bytes of paths and handles outstanding")]
+    Held,
 }
 
 /// Both directions of one SFTP channel.
@@ -37,6 +43,8 @@ pub(crate) struct SftpParser {
     handles: HashMap<Vec<u8>, (String, u64, u64)>,
     /// Request id → handle, for READs until their DATA reply.
     reads: HashMap<u32, Vec<u8>>,
+    /// Bytes of the paths and handles in the three maps.
+    held: usize,
 }
 
 struct Cursor<'a>(&'a [u8]);
@@ -118,6 +126,9 @@ impl SftpParser {
             {
                 return Err(SftpError::Outstanding);
             }
+            if self.held > MAX_HELD_BYTES {
+                return Err(SftpError::Held);
+            }
         }
         Ok(events)
     }
@@ -134,24 +145,28 @@ impl SftpParser {
                 let path = c.text()?;
                 let flags = c.u32()?;
                 let mode = if flags & 0x02 != 0 { "write" } else { "read" };
-                self.pending.insert(id, (path.clone(), "open"));
+                self.hold_pending(id, path.clone(), "open");
                 Some(json!({ "op": "open", "path": path, "mode": mode }))
             }
             11 => {
                 let path = c.text()?;
-                self.pending.insert(id, (path.clone(), "opendir"));
+                self.hold_pending(id, path.clone(), "opendir");
                 Some(json!({ "op": "opendir", "path": path }))
             }
             4 => {
                 let handle = c.string()?.to_vec();
                 let (path, written, read) = self.handles.remove(&handle)?;
+                self.release(handle.len() + path.len());
                 Some(
                     json!({ "op": "close", "path": path, "bytes_written": written, "bytes_read": read }),
                 )
             }
             5 => {
                 let handle = c.string()?.to_vec();
-                self.reads.insert(id, handle);
+                self.held += handle.len();
+                if let Some(old) = self.reads.insert(id, handle) {
+                    self.release(old.len());
+                }
                 None
             }
             6 => {
@@ -173,6 +188,24 @@ impl SftpParser {
         }
     }
 
+    /// Remembers the path of an OPEN/OPENDIR until its reply.
+    fn hold_pending(&mut self, id: u32, path: String, op: &'static str) {
+        self.held += path.len();
+        if let Some((old, _)) = self.pending.insert(id, (path, op)) {
+            self.release(old.len());
+        }
+    }
+
+    fn release(&mut self, bytes: usize) {
+        self.held = self.held.saturating_sub(bytes);
+    }
+
+    /// Bytes this reader keeps between packets: the incomplete packets of
+    /// both directions and the paths and handles it follows.
+    pub(crate) fn retained_bytes(&self) -> usize {
+        self.client.len() + self.server.len() + self.held
+    }
+
     fn reply(&mut self, packet: &[u8]) -> Option<Value> {
         let mut c = Cursor(packet);
         let kind = c.u8()?;
@@ -184,11 +217,17 @@ impl SftpParser {
             102 => {
                 let handle = c.string()?.to_vec();
                 let (path, _) = self.pending.remove(&id)?;
-                self.handles.insert(handle, (path, 0, 0));
+                // The path moves from the request to the handle.
+                self.held += handle.len();
+                let handle_len = handle.len();
+                if let Some((old, _, _)) = self.handles.insert(handle, (path, 0, 0)) {
+                    self.release(handle_len + old.len());
+                }
                 None
             }
             103 => {
                 let handle = self.reads.remove(&id)?;
+                self.release(handle.len());
                 let data = c.string()?;
                 if let Some(entry) = self.handles.get_mut(&handle) {
                     entry.2 += data.len() as u64;
@@ -196,9 +235,15 @@ impl SftpParser {
                 None
             }
             101 => {
-                self.reads.remove(&id);
+                if let Some(handle) = self.reads.remove(&id) {
+                    self.release(handle.len());
+                }
                 let code = c.u32()?;
-                match self.pending.remove(&id) {
+                let pending = self.pending.remove(&id);
+                if let Some((path, _)) = &pending {
+                    self.release(path.len());
+                }
+                match pending {
                     Some((path, op)) if code != 0 => {
                         Some(json!({ "op": format!("{op}-failed"), "path": path, "status": code }))
                     }

@@ -211,8 +211,10 @@ pub(crate) fn parse_public_key(line: &str) -> Result<PublicKey, RequestError> {
     if algorithm == "ssh-dss" {
         return Err(RequestError::KeyTypeNotAllowed("DSA".into()));
     }
-    let key =
-        PublicKey::from_openssh(line).map_err(|e| RequestError::MalformedKey(e.to_string()))?;
+    // The parser's message quotes the input: control and bidi characters
+    // become visible markers before it reaches the caller and the audit log.
+    let key = PublicKey::from_openssh(line)
+        .map_err(|e| RequestError::MalformedKey(shown(&e.to_string())))?;
     match key.algorithm() {
         Algorithm::Ed25519 | Algorithm::Ecdsa { .. } => Ok(key),
         Algorithm::Rsa { .. } => {
@@ -223,8 +225,13 @@ pub(crate) fn parse_public_key(line: &str) -> Result<PublicKey, RequestError> {
                 Ok(key)
             }
         }
-        other => Err(RequestError::KeyTypeNotAllowed(other.to_string())),
+        other => Err(RequestError::KeyTypeNotAllowed(shown(other.as_str()))),
     }
+}
+
+/// Text from the caller's key as an error may quote it.
+fn shown(text: &str) -> String {
+    crate::free_text::marked(text).into_owned()
 }
 
 /// The CA's own keys never become a certificate's subject: a certificate

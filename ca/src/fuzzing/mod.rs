@@ -9,19 +9,40 @@
 //! records as a crash. Keys used here come from fixed seeds so that runs
 //! are reproducible; nothing trusts them.
 
+mod certificate_request;
 mod join_token;
 mod krl;
+mod manifest;
 mod oidc;
 mod pkcs11_uri;
 mod policy;
 mod ssh;
+mod ui_cookie;
 
+pub use certificate_request::certificate_request;
 pub use join_token::{join_token, join_token_made_by_the_ca_reads_back};
 pub use krl::{ReadKrl, krl, written as krl_written};
+pub use manifest::seal_manifest;
 pub use oidc::{oidc_jwks, oidc_token};
 pub use pkcs11_uri::pkcs11_uri;
 pub use policy::policy;
 pub use ssh::ssh_key;
+pub use ui_cookie::{ui_cookie, ui_session_cookies};
+
+/// Webhook target (`crate::http::webhooks`): Alertmanager and PagerDuty
+/// deliveries, their bearer token and HMAC signature checks, and the
+/// actions a verified body asks for. The properties are documented on
+/// `http/webhooks/fuzzing.rs`.
+pub fn webhook(data: &[u8]) {
+    crate::http::webhooks::fuzzing::webhook(data);
+}
+
+/// iCalendar target (`crate::policy`'s calendar schedules): `.ics` exports
+/// as PagerDuty, Opsgenie and Google write them. The properties are
+/// documented on `policy/fuzzing.rs`.
+pub fn ical(data: &[u8]) {
+    crate::policy::fuzzing::calendar(data);
+}
 
 /// Seed inputs each target's corpus starts from, by target name; the
 /// corpus files in `fuzz/corpus/` are these plus real files made by
@@ -33,6 +54,9 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         "oidc_jwks" => oidc::jwks_seeds(),
         "join_token" => join_token::seeds(),
         "pkcs11_uri" => pkcs11_uri::seeds(),
+        "certificate_request" => certificate_request::seeds(),
+        "seal_manifest" => manifest::seeds(),
+        "ui_cookie" => ui_cookie::seeds(),
         _ => Vec::new(),
     }
 }

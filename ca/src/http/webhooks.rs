@@ -845,5 +845,8 @@ async fn pagerduty(
     }
 }
 
+/// The fuzz target's entry point (`crate::fuzzing::webhook`); not an API.
+#[doc(hidden)]
+pub(crate) mod fuzzing;
 #[cfg(test)]
 mod tests;

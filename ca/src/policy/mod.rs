@@ -37,6 +37,9 @@ mod conditions;
 mod denied;
 mod error;
 mod eval;
+/// The iCalendar fuzz target's entry point (`crate::fuzzing::ical`).
+#[doc(hidden)]
+pub(crate) mod fuzzing;
 mod ical;
 mod identity;
 mod model;
@@ -58,6 +61,8 @@ mod check_authority_tests;
 mod check_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod ttl_proptests;
 
 use std::path::Path;
 

@@ -88,7 +88,8 @@ impl LoginKey {
         Ok(Self(key))
     }
 
-    #[cfg(test)]
+    /// A key from fixed bytes (tests and the fuzz target; the CA's own key
+    /// comes from `load_or_create`).
     pub(crate) fn from_bytes(bytes: [u8; 32]) -> Self {
         Self(Zeroizing::new(bytes))
     }

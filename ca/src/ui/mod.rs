@@ -48,7 +48,7 @@ use crate::recordings::Recordings;
 use crate::requests::Requests;
 
 pub(crate) use auth::{Needs, SignIn, Signed, load_client_secret};
-pub(crate) use login_cookie::{KeyError, LoginKey};
+pub(crate) use login_cookie::{KeyError, LoginKey, PendingLogin, Refused as LoginRefused};
 
 /// What the review UI's pages take: the domain services they show, and
 /// the sign-in (`None` when `[ui]` is not in `ca.toml`).

@@ -35,9 +35,18 @@ fn stored(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
 
 /// Replays every stored input and library seed; returns how many.
 fn replay(target: &str, run: impl Fn(&[u8]) + std::panic::RefUnwindSafe) -> usize {
+    replay_with(target, shiftkey_ca::fuzzing::seeds(target), run)
+}
+
+/// [`replay`] with the seeds of another crate's fuzzing module.
+fn replay_with(
+    target: &str,
+    seeds: Vec<Vec<u8>>,
+    run: impl Fn(&[u8]) + std::panic::RefUnwindSafe,
+) -> usize {
     let mut inputs = stored(target);
     inputs.extend(
-        shiftkey_ca::fuzzing::seeds(target)
+        seeds
             .into_iter()
             .map(|s| (PathBuf::from("(library seed)"), s)),
     );
@@ -114,6 +123,88 @@ fn pkcs11_uri_inputs_replay() {
 fn policy_inputs_replay() {
     assert_corpus("policy", 8);
     replay("policy", shiftkey_ca::fuzzing::policy);
+}
+
+#[test]
+fn webhook_inputs_replay() {
+    assert_corpus("webhook", 10);
+    replay("webhook", shiftkey_ca::fuzzing::webhook);
+}
+
+#[test]
+fn ical_inputs_replay() {
+    assert_corpus("ical", 5);
+    replay("ical", shiftkey_ca::fuzzing::ical);
+}
+
+#[test]
+fn certificate_request_inputs_replay() {
+    assert_corpus("certificate_request", 8);
+    replay(
+        "certificate_request",
+        shiftkey_ca::fuzzing::certificate_request,
+    );
+}
+
+#[test]
+fn seal_manifest_inputs_replay() {
+    assert_corpus("seal_manifest", 3);
+    replay("seal_manifest", shiftkey_ca::fuzzing::seal_manifest);
+}
+
+#[test]
+fn ui_cookie_inputs_replay() {
+    assert_corpus("ui_cookie", 5);
+    replay("ui_cookie", shiftkey_ca::fuzzing::ui_cookie);
+}
+
+/// The session cookie against a real SQLite store: ours finds its
+/// session; every stored cookie input (forged, truncated, junk) finds none.
+#[test]
+fn ui_session_cookies_find_only_ours() {
+    let dir = tempfile::tempdir().unwrap();
+    let presented: Vec<Vec<u8>> = stored("ui_cookie")
+        .into_iter()
+        .map(|(_, bytes)| bytes.get(1..).unwrap_or_default().to_vec())
+        .collect();
+    assert!(!presented.is_empty());
+    shiftkey_ca::fuzzing::ui_session_cookies(dir.path(), &presented);
+}
+
+#[test]
+fn bastion_channel_inputs_replay() {
+    assert_corpus("bastion_channel", 3);
+    replay_with(
+        "bastion_channel",
+        shiftkey_bastion::fuzzing::seeds("bastion_channel"),
+        shiftkey_bastion::fuzzing::channel,
+    );
+}
+
+#[test]
+fn sftp_inputs_replay() {
+    assert_corpus("sftp", 4);
+    replay_with(
+        "sftp",
+        shiftkey_bastion::fuzzing::seeds("sftp"),
+        shiftkey_bastion::fuzzing::sftp,
+    );
+}
+
+/// A client that floods OPENs with the longest paths and never waits for
+/// a reply: the SFTP reader gives up before it holds more than its limit
+/// (before the fix it held every path: 65,536 of 256 KiB).
+#[test]
+fn sftp_reader_memory_is_bounded_under_an_open_flood() {
+    shiftkey_bastion::fuzzing::sftp_flood();
+}
+
+#[test]
+fn cast_inputs_replay() {
+    assert_corpus("cast", 3);
+    replay_with("cast", shiftkey_bastion::fuzzing::seeds("cast"), |d| {
+        shiftkey_bastion::fuzzing::cast(d, shiftkey::fuzzing::cast_bytes)
+    });
 }
 
 /// `ssh-keygen -Q -l -f KRL` in the host listing's form, without the

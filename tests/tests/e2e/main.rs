@@ -21,6 +21,7 @@ mod issuance;
 mod keys;
 mod notifications;
 mod oidc;
+mod openapi;
 mod pkcs11;
 mod pkcs11_ca;
 mod policy_cli;
