@@ -79,10 +79,13 @@ const POLICY: &str = r#"
 default_ttl = "5m"
 max_ttl = "4h"
 
+# The target and jump sshd are not enrolled (no principals file): the
+# direct and ProxyJump routes need the bare login in the certificate.
 [[role]]
 name = "shell"
 principals = ["sktest"]
 hosts = ["127.0.0.1"]
+bare_principals = true
 max_ttl = "4h"
 idle_timeout = "2h"
 extensions = ["permit-pty", "permit-port-forwarding"]
