@@ -36,11 +36,11 @@ pub(crate) struct Bench {
 impl Bench {
     pub(crate) fn start() -> anyhow::Result<Self> {
         ensure_login_user(LOGIN)?;
-        let ca = TestCa::init(POLICY, None)?.start()?;
+        let ca = TestCa::init(POLICY, None)?;
         let work = tempfile::Builder::new()
             .prefix("shiftkey-bench-")
             .tempdir()?;
-        let user_ca = ca.client().get(ca.url("/v1/ca/user.pub")).send()?.text()?;
+        let user_ca = std::fs::read_to_string(ca.data_dir().join("keys/user_ca.pub"))?;
         let host_ca = ca.data_dir().join("keys/host_ca");
         let target = Sshd::start_with_host_ca_and_extra(
             &work.path().join("target"),
@@ -54,6 +54,16 @@ impl Bench {
             Some(&host_ca),
             &format!("AllowTcpForwarding yes\n{SSHD_EXTRA}"),
         )?;
+        // The bastion connects only to the role's ports: the target's.
+        std::fs::write(
+            ca.data_dir().join("policy.toml"),
+            POLICY.replacen(
+                "name = \"shell\"\n",
+                &format!("name = \"shell\"\nports = [{}]\n", target.port),
+                1,
+            ),
+        )?;
+        let ca = ca.start()?;
         let bastion = TestBastion::start(&ca, None)?;
         let key = ssh_keygen(work.path(), "id_ed25519", &["-t", "ed25519"])?;
         let public = std::fs::read_to_string(key.with_extension("pub"))?;
