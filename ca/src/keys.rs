@@ -24,7 +24,6 @@ use crate::signer::{self, CaSigner, KeyAlgorithm, KeyLocation, Pkcs11Options};
 use crate::store::{KeyState, Store, StoredCaKey};
 
 pub(crate) use crate::signer::CaKind;
-#[cfg(test)]
 pub(crate) use crate::signer::file::create;
 pub(crate) use crate::signer::file::{Error, key_path, rng, write_new};
 

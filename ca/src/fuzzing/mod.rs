@@ -18,6 +18,7 @@ mod pkcs11_uri;
 mod policy;
 mod ssh;
 mod ui_cookie;
+mod ui_form;
 
 pub use certificate_request::certificate_request;
 pub use join_token::{join_token, join_token_made_by_the_ca_reads_back};
@@ -28,6 +29,7 @@ pub use pkcs11_uri::pkcs11_uri;
 pub use policy::policy;
 pub use ssh::ssh_key;
 pub use ui_cookie::{ui_cookie, ui_session_cookies};
+pub use ui_form::UiForms;
 
 /// Webhook target (`crate::http::webhooks`): Alertmanager and PagerDuty
 /// deliveries, their bearer token and HMAC signature checks, and the
@@ -44,6 +46,14 @@ pub fn ical(data: &[u8]) {
     crate::policy::fuzzing::calendar(data);
 }
 
+/// Recording upload target (`crate::recordings`): recording files as a
+/// bastion uploads them (untrusted gzip, indexed as the seal does, whole
+/// and cut short) and seal requests. The properties are documented on
+/// `recordings/fuzzing.rs`.
+pub fn recording_upload(data: &[u8]) {
+    crate::recordings::fuzzing::recording_upload(data);
+}
+
 /// Seed inputs each target's corpus starts from, by target name; the
 /// corpus files in `fuzz/corpus/` are these plus real files made by
 /// OpenSSH and the providers' documented formats.
@@ -57,6 +67,8 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         "certificate_request" => certificate_request::seeds(),
         "seal_manifest" => manifest::seeds(),
         "ui_cookie" => ui_cookie::seeds(),
+        "ui_form" => ui_form::seeds(),
+        "recording_upload" => crate::recordings::fuzzing::seeds(),
         _ => Vec::new(),
     }
 }

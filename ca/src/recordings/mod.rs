@@ -20,6 +20,7 @@
 //! recording without `recording.hold`; delete a recording that is held or
 //! under an open incident, or without its audit row.
 
+pub(crate) mod fuzzing;
 mod index;
 mod liveness;
 mod reports;

@@ -297,7 +297,7 @@ fn html_response(body: String) -> Response {
 
 /// A form body (`application/x-www-form-urlencoded`); later fields with the
 /// same name lose.
-fn form(body: &[u8]) -> std::collections::BTreeMap<String, String> {
+pub(crate) fn form(body: &[u8]) -> std::collections::BTreeMap<String, String> {
     let mut fields = std::collections::BTreeMap::new();
     for (k, v) in url::form_urlencoded::parse(body) {
         fields

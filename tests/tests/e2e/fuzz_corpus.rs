@@ -172,6 +172,35 @@ fn ui_session_cookies_find_only_ours() {
 }
 
 #[test]
+fn recording_upload_inputs_replay() {
+    assert_corpus("recording_upload", 8);
+    replay("recording_upload", shiftkey_ca::fuzzing::recording_upload);
+}
+
+/// Form posts to the review UI through its router, signed in, over a real
+/// SQLite store: one CA for every input, as in the fuzzer's loop.
+#[test]
+fn ui_form_inputs_replay() {
+    assert_corpus("ui_form", 10);
+    let dir = tempfile::tempdir().unwrap();
+    let forms = shiftkey_ca::fuzzing::UiForms::new(dir.path());
+    let mut inputs = stored("ui_form");
+    inputs.extend(
+        shiftkey_ca::fuzzing::seeds("ui_form")
+            .into_iter()
+            .map(|s| (PathBuf::from("(library seed)"), s)),
+    );
+    for (path, bytes) in &inputs {
+        let posted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| forms.post(bytes)));
+        assert!(
+            posted.is_ok(),
+            "fuzz target ui_form fails on {}",
+            path.display()
+        );
+    }
+}
+
+#[test]
 fn bastion_channel_inputs_replay() {
     assert_corpus("bastion_channel", 3);
     replay_with(
