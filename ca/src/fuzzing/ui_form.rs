@@ -96,7 +96,12 @@ pub struct UiForms {
 impl UiForms {
     /// A CA in `dir` (keys, SQLite store, policy) and a UI session.
     pub fn new(dir: &Path) -> Self {
+        // Few blocking threads (the SQLite store's calls): each thread gets
+        // its own malloc arena, reserved address space that AFL's memory
+        // limit (RLIMIT_AS) counts; eleven of them aborted the first run's
+        // child after about 67,000 inputs, as false crashes.
         let runtime = tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(2)
             .enable_all()
             .build()
             .unwrap_or_else(|e| panic!("a runtime: {e}"));
