@@ -37,6 +37,8 @@ mod session;
 mod sftp;
 mod target;
 mod upstream;
+
+pub use upstream::first_upstream_cipher;
 mod verify;
 
 pub use cli::{Cli, run};

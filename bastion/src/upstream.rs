@@ -178,6 +178,14 @@ fn upstream_ciphers() -> &'static [russh::cipher::Name] {
     }
 }
 
+/// The cipher the bastion offers first on its hop to the target, as
+/// OpenSSH names it (the bastion benchmark reports it).
+pub fn first_upstream_cipher() -> &'static str {
+    upstream_ciphers()
+        .first()
+        .map_or("chacha20-poly1305@openssh.com", |name| name.as_ref())
+}
+
 #[cfg(target_arch = "x86_64")]
 fn aes_in_hardware() -> bool {
     std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq")

@@ -215,22 +215,9 @@ fn run() -> anyhow::Result<()> {
     for route in Route::ALL {
         println!("  {:<10} {}", route.name(), bench.ciphers(route)?);
     }
-    // What the bastion offers first on its own hop (bastion/src/upstream.rs
-    // decides the same way); sshd takes the client's first choice it has.
-    #[cfg(target_arch = "x86_64")]
-    let aes = std::arch::is_x86_feature_detected!("aes")
-        && std::arch::is_x86_feature_detected!("pclmulqdq");
-    #[cfg(target_arch = "aarch64")]
-    let aes = std::arch::is_aarch64_feature_detected!("aes");
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    let aes = false;
     println!(
-        "  bastion -> target (russh client): {}\n",
-        if aes {
-            "aes256-gcm@openssh.com (offered first: this CPU has AES instructions)"
-        } else {
-            "chacha20-poly1305@openssh.com (offered first: no AES instructions here)"
-        }
+        "  bastion -> target (russh client): {}, offered first by the bastion on this CPU\n",
+        shiftkey_bastion::first_upstream_cipher()
     );
 
     let memory = bench.memory(sizes.idle)?;

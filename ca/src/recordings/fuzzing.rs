@@ -84,8 +84,9 @@ fn check_indexed(indexed: &Indexed, max_lines: usize) {
     }
 }
 
-fn gzip(text: &[u8]) -> Vec<u8> {
-    let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
+/// `text` as a gzip file; the recordings tests use it too.
+pub(super) fn gzip(text: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
     encoder
         .write_all(text)
         .unwrap_or_else(|e| panic!("gzip: {e}"));

@@ -350,9 +350,7 @@ mod tests {
     }
 
     fn gzip(text: &str) -> Vec<u8> {
-        let mut gz = GzEncoder::new(Vec::new(), Compression::default());
-        gz.write_all(text.as_bytes()).unwrap();
-        gz.finish().unwrap()
+        crate::recordings::fuzzing::gzip(text.as_bytes())
     }
 
     const CAST: &str = concat!(

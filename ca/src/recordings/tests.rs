@@ -87,11 +87,7 @@ fn names_are_channels_and_sessions_are_ours() {
 }
 
 pub(super) fn gzip(text: &str) -> Vec<u8> {
-    use flate2::write::GzEncoder;
-    use std::io::Write;
-    let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(text.as_bytes()).unwrap();
-    gz.finish().unwrap()
+    super::fuzzing::gzip(text.as_bytes())
 }
 
 pub(super) fn claim(name: &str, bytes: &[u8]) -> RecordingFile {
