@@ -118,3 +118,14 @@ pub fn krl_revokes(krl: &Path, cert: &Path) -> anyhow::Result<bool> {
         ),
     }
 }
+
+/// `policy` with role `role` allowed on `ports` (the bastion connects only
+/// to a role's ports; test sshds listen on whatever port was free).
+pub fn with_ports(policy: &str, role: &str, ports: &[u16]) -> String {
+    let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+    policy.replacen(
+        &format!("name = \"{role}\"\n"),
+        &format!("name = \"{role}\"\nports = [{}]\n", list.join(", ")),
+        1,
+    )
+}

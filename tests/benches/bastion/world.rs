@@ -57,11 +57,7 @@ impl Bench {
         // The bastion connects only to the role's ports: the target's.
         std::fs::write(
             ca.data_dir().join("policy.toml"),
-            POLICY.replacen(
-                "name = \"shell\"\n",
-                &format!("name = \"shell\"\nports = [{}]\n", target.port),
-                1,
-            ),
+            shiftkey_tests::util::with_ports(POLICY, "shell", &[target.port]),
         )?;
         let ca = ca.start()?;
         let bastion = TestBastion::start(&ca, None)?;

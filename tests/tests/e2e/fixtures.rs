@@ -84,13 +84,4 @@ schedules = ["primary"]
     (text, shift_end)
 }
 
-/// `policy` with role `role` allowed on `ports` (the bastion connects only
-/// to a role's ports; test sshds listen on whatever port was free).
-pub(crate) fn with_ports(policy: &str, role: &str, ports: &[u16]) -> String {
-    let list: Vec<String> = ports.iter().map(u16::to_string).collect();
-    policy.replacen(
-        &format!("name = \"{role}\"\n"),
-        &format!("name = \"{role}\"\nports = [{}]\n", list.join(", ")),
-        1,
-    )
-}
+pub(crate) use shiftkey_tests::util::with_ports;
