@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use shiftkey_wire::{RecordingDetail, RecordingInfo, RecordingManifest, RecordingMatch};
@@ -273,7 +273,7 @@ async fn download(
 /// bastion that died between two flushes) gives what was flushed: returns
 /// false then.
 fn gunzip(gz: impl Read, out: &mut impl Write) -> std::io::Result<bool> {
-    match std::io::copy(&mut GzDecoder::new(gz), out) {
+    match std::io::copy(&mut MultiGzDecoder::new(gz), out) {
         Ok(_) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
         Err(e) => Err(e),
@@ -473,7 +473,7 @@ pub(crate) fn exact_bytes(cast: &[u8], stream: &str, out: &mut impl Write) -> an
 /// decoder fed as bytes arrive.
 struct Followed {
     offset: u64,
-    decoder: flate2::write::GzDecoder<Vec<u8>>,
+    decoder: flate2::write::MultiGzDecoder<Vec<u8>>,
     /// Decompressed bytes not yet ending in a newline.
     pending: Vec<u8>,
     header_seen: bool,
@@ -484,7 +484,7 @@ impl Followed {
     fn new() -> Self {
         Self {
             offset: 0,
-            decoder: flate2::write::GzDecoder::new(Vec::new()),
+            decoder: flate2::write::MultiGzDecoder::new(Vec::new()),
             pending: Vec::new(),
             header_seen: false,
             filter: TerminalFilter::default(),

@@ -14,7 +14,10 @@
 //! A chunk that is all UTF-8 (nearly all terminal output) is one text
 //! event. Otherwise runs of at least [`MIN_TEXT_RUN`] valid bytes stay
 //! text and everything between them is one byte event, so random output
-//! does not become thousands of tiny events. A multi-byte character split
+//! does not become thousands of tiny events. A chunk in which more than one
+//! byte in [`BINARY_DENSITY`] can never occur in UTF-8 (random or compressed
+//! data: about one in twenty) is binary and one byte event whole, without
+//! that search (which would stop every few bytes). A multi-byte character split
 //! across two chunks is carried to the next one, so it stays text.
 
 use base64::Engine;
@@ -23,6 +26,10 @@ use base64::engine::general_purpose::STANDARD;
 /// Valid UTF-8 runs shorter than this, between invalid bytes, go into the
 /// surrounding byte event.
 pub(crate) const MIN_TEXT_RUN: usize = 16;
+
+/// A chunk with more than one byte in this many that never occurs in
+/// UTF-8 is one byte event.
+pub(crate) const BINARY_DENSITY: usize = 32;
 
 /// The event code for bytes that are not UTF-8.
 pub(crate) const BYTES_CODE: &str = "b";
@@ -82,6 +89,10 @@ pub(crate) fn encode(
         text_line(out, &mut prefix, text);
         return;
     }
+    if is_dense_binary(body) {
+        bytes_line(out, &mut prefix, body);
+        return;
+    }
     let spans = spans(body);
     for span in spans {
         let piece = body.get(span.from..span.to).unwrap_or_default();
@@ -91,6 +102,18 @@ pub(crate) fn encode(
             _ => bytes_line(out, &mut prefix, piece),
         }
     }
+}
+
+/// Whether more than one byte in [`BINARY_DENSITY`] is one that UTF-8
+/// never uses (RFC 3629 §1: C0, C1, F5-FF). Text that is not UTF-8
+/// (Latin-1, say) has almost none; random bytes have one in twenty.
+fn is_dense_binary(bytes: &[u8]) -> bool {
+    // A plain count over the slice, which the compiler vectorises.
+    let never = bytes
+        .iter()
+        .filter(|&&b| b == 0xc0 || b == 0xc1 || b >= 0xf5)
+        .count();
+    never * BINARY_DENSITY > bytes.len()
 }
 
 /// Bytes that JSON can only hold as a six-byte `\u00XX` escape.
@@ -403,6 +426,37 @@ mod tests {
         encode(0.1, Stream::Input, &mut Vec::new(), b"ls\r\xff", &mut out);
         assert_eq!(decode(&out, Stream::Input), b"ls\r\xff");
         assert!(decode(&out, Stream::Output).is_empty());
+    }
+
+    #[test]
+    fn a_dense_binary_chunk_is_one_byte_event_and_latin1_keeps_its_text() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let random: Vec<u8> = (0..32 * 1024)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 24) as u8
+            })
+            .collect();
+        // The incomplete tail a chunk may end with is carried, so the
+        // chunk ends in a plain byte here.
+        let mut chunk = random.clone();
+        chunk.push(b'.');
+        let mut out = Vec::new();
+        encode(0.5, Stream::Output, &mut Vec::new(), &chunk, &mut out);
+        assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1);
+        assert_eq!(decode(&out, Stream::Output), chunk);
+        // One byte in 32 that is never UTF-8 is not yet dense: the
+        // long text runs between them stay text.
+        let mut sparse = Vec::new();
+        for _ in 0..10 {
+            sparse.extend_from_slice(&[b'a'; 31]);
+            sparse.push(0xff);
+        }
+        let (bytes, lines) = roundtrip(&[&sparse]);
+        assert_eq!(bytes, sparse);
+        assert!(String::from_utf8(lines).unwrap().contains("\"o\",\"aaaa"));
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod events;
 /// Fuzz targets (`fuzz/`) and their corpus replay; not an API.
 #[doc(hidden)]
 pub mod fuzzing;
+mod gzip;
 mod handler;
 mod heartbeat;
 mod hop;

@@ -18,12 +18,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use flate2::Compression;
-use flate2::write::GzEncoder;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::cast::{self, Stream};
+use crate::gzip::GzWriter;
 
 /// What a channel records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,7 +140,7 @@ pub(crate) struct Header {
 
 #[derive(Debug)]
 struct Inner {
-    gz: Option<GzEncoder<Counted>>,
+    gz: Option<GzWriter<Counted>>,
     /// The first error; once set, every call fails with it (and
     /// `Recorder::failed` is set).
     failed: Option<RecordError>,
@@ -193,18 +192,15 @@ impl Recorder {
             .mode(0o600)
             .open(&path)
             .map_err(io_error)?;
-        // zlib-rs at level 2, its fastest with dynamic Huffman codes (level
-        // 1 uses only the fixed ones, which leave base64 at 1.33x): random
-        // output's base64 comes back to about its raw size.
-        let gz = GzEncoder::new(
-            Counted {
-                file,
-                budget: Arc::clone(&budget),
-                size: 0,
-                sha256: Sha256::new(),
-            },
-            Compression::new(2),
-        );
+        // LZ77 where the output repeats itself, run-length + Huffman codes
+        // where it does not (see `gzip`): random output's base64 comes back
+        // to about its raw size either way.
+        let gz = GzWriter::new(Counted {
+            file,
+            budget: Arc::clone(&budget),
+            size: 0,
+            sha256: Sha256::new(),
+        });
         let recorder = Self {
             path: path.clone(),
             name,
@@ -338,9 +334,9 @@ impl Recorder {
             return;
         }
         if let Some(gz) = inner.gz.as_mut() {
-            let _ = gz
-                .write_all(line.as_bytes())
-                .and_then(|()| gz.write_all(b"\n"));
+            let mut bytes = line.into_bytes();
+            bytes.push(b'\n');
+            let _ = gz.write_all(&bytes);
             inner.dirty = true;
         }
     }
@@ -430,7 +426,7 @@ impl Recorder {
         }
         inner.dirty = false;
         let result = match inner.gz.as_mut() {
-            Some(gz) => gz.flush().map_err(|e| RecordError::Io {
+            Some(gz) => gz.sync_flush().map_err(|e| RecordError::Io {
                 path: self.path.display().to_string(),
                 message: e.to_string(),
             }),

@@ -2,14 +2,16 @@
 //! (rebuilt from `"i"` events, with backspace, ^U and ^W applied), exec
 //! commands, and sftp operations on paths.
 //!
-//! The input is the bastion's gzip files, which the CA treats as untrusted:
+//! The input is the bastion's gzip files (members one after another: the
+//! bastion starts one where its compression changes mode, and every member
+//! is read, as the player reads them), which the CA treats as untrusted:
 //! decompressed output, line lengths and the number of lines are bounded,
 //! and a stream that ends early (a bastion that died between two sync
 //! flushes) yields what was complete.
 
 use std::io::{BufRead, BufReader, ErrorKind, Read};
 
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 use serde_json::Value;
 
 use crate::store::IndexLine;
@@ -38,7 +40,7 @@ pub(crate) struct Indexed {
 /// Indexes one channel's file (`N.cast.gz` or `N.sftp.jsonl.gz`), at most
 /// `max_lines` lines.
 pub(crate) fn index_file(gz: impl Read, channel: u32, sftp: bool, max_lines: usize) -> Indexed {
-    let mut reader = BufReader::new(GzDecoder::new(gz).take(MAX_DECOMPRESSED));
+    let mut reader = BufReader::new(MultiGzDecoder::new(gz).take(MAX_DECOMPRESSED));
     let mut indexed = Indexed::default();
     let mut input = InputLines::default();
     let mut first = true;
@@ -400,6 +402,20 @@ mod tests {
         let got: Vec<_> = indexed.lines.iter().map(|l| l.line.as_str()).collect();
         assert_eq!(got, ["ls"]);
         assert_eq!(indexed.unreadable, None, "ending early is no error");
+    }
+
+    /// The player shows every member; the index must not stop at the
+    /// first, or a session could hide what it typed from search.
+    #[test]
+    fn lines_in_later_gzip_members_are_indexed() {
+        let (head, tail) = CAST.split_at(CAST.find("[0.9").unwrap());
+        let mut file = gzip(head);
+        file.extend(gzip(tail));
+        let one = index_file(&gzip(CAST)[..], 1, false, 100);
+        let two = index_file(&file[..], 1, false, 100);
+        assert!(!one.lines.is_empty());
+        assert_eq!(two.lines, one.lines);
+        assert_eq!(two.unreadable, None);
     }
 
     #[test]
