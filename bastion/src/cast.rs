@@ -83,17 +83,18 @@ pub(crate) fn encode(
         return;
     }
     let mut prefix = Prefix::new(elapsed, stream);
-    if let Ok(text) = std::str::from_utf8(body)
+    let utf8 = std::str::from_utf8(body).ok();
+    if let Some(text) = utf8
         && !has_control_run(body)
     {
         text_line(out, &mut prefix, text);
         return;
     }
-    if is_dense_binary(body) {
+    if utf8.is_none() && is_dense_binary(body) {
         bytes_line(out, &mut prefix, body);
         return;
     }
-    let spans = spans(body);
+    let spans = spans(body, utf8.is_some());
     for span in spans {
         let piece = body.get(span.from..span.to).unwrap_or_default();
         // Spans marked text are whole UTF-8 (cut only at ASCII bytes).
@@ -175,7 +176,17 @@ struct Span {
 /// Splits a chunk that is not all plain text: valid UTF-8 runs of at least
 /// `MIN_TEXT_RUN` bytes stay text; bytes that are not UTF-8, shorter runs
 /// between them, and long runs of control bytes go into byte events.
-fn spans(body: &[u8]) -> Vec<Span> {
+fn spans(body: &[u8], all_utf8: bool) -> Vec<Span> {
+    // Valid bytes, then how many invalid ones follow: the whole body when
+    // it is known to be UTF-8 (std's check is fast; `utf8_chunks` walks
+    // byte by byte).
+    let pieces: Vec<(&[u8], usize)> = if all_utf8 {
+        vec![(body, 0)]
+    } else {
+        body.utf8_chunks()
+            .map(|c| (c.valid().as_bytes(), c.invalid().len()))
+            .collect()
+    };
     let mut raw: Vec<Span> = Vec::new();
     let mut push = |from: usize, to: usize, text: bool| {
         if from < to {
@@ -183,11 +194,18 @@ fn spans(body: &[u8]) -> Vec<Span> {
         }
     };
     let mut at = 0;
-    for chunk in body.utf8_chunks() {
-        let valid = chunk.valid().as_bytes();
+    for (valid, invalid) in pieces {
         let mut text_from = 0;
         let mut i = 0;
         while i < valid.len() {
+            // Eight bytes at a time while none of them is a control byte.
+            if let Some(word) = valid.get(i..i + 8) {
+                let x = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
+                if !has_byte_below(x, 0x20) {
+                    i += 8;
+                    continue;
+                }
+            }
             if valid.get(i).copied().is_some_and(needs_unicode_escape) {
                 let run = valid
                     .get(i..)
@@ -207,8 +225,8 @@ fn spans(body: &[u8]) -> Vec<Span> {
         }
         push(at + text_from, at + valid.len(), true);
         at += valid.len();
-        push(at, at + chunk.invalid().len(), false);
-        at += chunk.invalid().len();
+        push(at, at + invalid, false);
+        at += invalid;
     }
     // Short text among bytes joins them; neighbours of a kind merge.
     let mut spans: Vec<Span> = Vec::with_capacity(raw.len().min(64));
