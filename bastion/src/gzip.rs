@@ -1,5 +1,5 @@
-//! The recorder's gzip writer: LZ77 where it pays, run-length and Huffman
-//! codes where it does not.
+//! The recorder's gzip writer: LZ77 where it pays, Huffman codes alone
+//! where it does not.
 //!
 //! Deflate at level 2 spends most of its time looking for repeats. Terminal
 //! text is full of them (a log compresses to a tenth, at about 3
@@ -15,10 +15,12 @@
 //!
 //! The choice is measured, not guessed: every [`SEGMENT`] of input in LZ
 //! mode, the bytes it produced are compared with the bytes it took; when
-//! LZ77 kept more than [`LZ_USELESS`] of them, the next member is
-//! run-length + Huffman (`Strategy::Rle`: runs of one byte, such as NULs,
-//! still shrink). After [`PROBE_AFTER`] bytes in that mode, one segment of
-//! LZ77 probes whether repeats came back. Members end between two writes,
+//! LZ77 kept more than [`LZ_USELESS`] of them, the next member is Huffman
+//! codes only (`Strategy::HuffmanOnly`; `Strategy::Rle` also shrinks runs
+//! of one byte but cost a fifth more on the bastion benchmark's random
+//! output, and runs compress well enough to stay in LZ mode). After
+//! [`PROBE_AFTER`] bytes in that mode, one segment of LZ77 probes whether
+//! repeats came back. Members end between two writes,
 //! and the recorder writes whole lines, so a member holds whole lines.
 //!
 //! Written by hand because no crate decides between deflate strategies by
@@ -34,7 +36,7 @@ pub(crate) const SEGMENT: u64 = 256 * 1024;
 /// of its input (the base64 of random bytes gives 0.75, dense text 0.7-0.8,
 /// a log 0.1-0.2).
 pub(crate) const LZ_USELESS: f64 = 0.6;
-/// Input in run-length mode before one segment of LZ77 tries again.
+/// Input in Huffman mode before one segment of LZ77 tries again.
 pub(crate) const PROBE_AFTER: u64 = 16 * 1024 * 1024;
 /// zlib's fastest level that still builds Huffman codes from the data
 /// (level 1 in zlib-rs uses only the fixed codes, which leave base64 at
@@ -50,8 +52,8 @@ const OUT_CHUNK: usize = 64 * 1024;
 pub(crate) enum Mode {
     /// LZ77 at [`LEVEL`].
     Lz,
-    /// Run-length + Huffman codes.
-    Rle,
+    /// Huffman codes only.
+    Huffman,
 }
 
 impl Mode {
@@ -61,7 +63,7 @@ impl Mode {
             window_bits: GZIP_WINDOW,
             strategy: match self {
                 Mode::Lz => Strategy::Default,
-                Mode::Rle => Strategy::Rle,
+                Mode::Huffman => Strategy::HuffmanOnly,
             },
             ..DeflateConfig::default()
         }
@@ -78,7 +80,7 @@ pub(crate) struct GzWriter<W: Write> {
     /// Input and output of the segment being measured.
     segment_in: u64,
     segment_out: u64,
-    /// Input since the last switch to run-length mode.
+    /// Input since the last switch to Huffman mode.
     since_probe: u64,
     out: Vec<u8>,
     members: u64,
@@ -138,7 +140,7 @@ impl<W: Write> GzWriter<W> {
         let out = self.run(data, DeflateFlush::NoFlush)?;
         self.segment_in += data.len() as u64;
         self.segment_out += out;
-        if self.mode == Mode::Rle {
+        if self.mode == Mode::Huffman {
             self.since_probe += data.len() as u64;
         }
         self.decide()
@@ -168,12 +170,12 @@ impl<W: Write> GzWriter<W> {
     /// one in the other.
     fn decide(&mut self) -> io::Result<()> {
         let next = match self.mode {
-            Mode::Rle if self.since_probe >= PROBE_AFTER => Some(Mode::Lz),
+            Mode::Huffman if self.since_probe >= PROBE_AFTER => Some(Mode::Lz),
             Mode::Lz if self.segment_in >= SEGMENT => {
                 let ratio = self.segment_out as f64 / self.segment_in as f64;
                 self.segment_in = 0;
                 self.segment_out = 0;
-                (ratio > LZ_USELESS).then_some(Mode::Rle)
+                (ratio > LZ_USELESS).then_some(Mode::Huffman)
             }
             _ => None,
         };
@@ -280,7 +282,7 @@ mod tests {
     }
 
     #[test]
-    fn dense_data_moves_to_run_length_codes_and_text_comes_back_to_lz() {
+    fn dense_data_moves_to_huffman_codes_and_text_comes_back_to_lz() {
         let mut gz = GzWriter::new(Vec::new());
         let mut whole = Vec::new();
         let dense = dense_lines(40);
@@ -288,7 +290,7 @@ mod tests {
             gz.write_all(line).unwrap();
         }
         whole.extend_from_slice(&dense);
-        assert_eq!(gz.mode(), Mode::Rle);
+        assert_eq!(gz.mode(), Mode::Huffman);
         // Base64 of random bytes: about 3/4 of its size, as LZ77 gave.
         let size = gz.get_ref().len() as f64;
         assert!(

@@ -192,7 +192,7 @@ impl Recorder {
             .mode(0o600)
             .open(&path)
             .map_err(io_error)?;
-        // LZ77 where the output repeats itself, run-length + Huffman codes
+        // LZ77 where the output repeats itself, Huffman codes alone
         // where it does not (see `gzip`): random output's base64 comes back
         // to about its raw size either way.
         let gz = GzWriter::new(Counted {
