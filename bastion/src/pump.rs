@@ -13,7 +13,9 @@
 //! writer task that encodes and compresses them off the forwarding path;
 //! the queue is bounded, so forwarding waits when the recorder falls
 //! behind, and its chunks are written even past the size limit, which the
-//! queue's bound keeps to a few chunks); input
+//! queue's bound keeps to a few chunks; a small chunk with nothing queued
+//! before it, a keystroke or its echo, is written by the pump itself, so
+//! typing wakes no other task); input
 //! before the program is held (a little) until the target has accepted the
 //! program and the recording exists; output before it ends the channel; a
 //! recording that fails or reaches the session's size limit ends the
@@ -23,6 +25,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -53,6 +56,11 @@ pub(crate) const COMMAND_QUEUE: usize = 64;
 /// Chunks and notes queued for a channel's recording writer: forwarding
 /// waits while the writer is this far behind.
 const RECORD_QUEUE: usize = 4;
+/// A chunk this small, with nothing queued before it, is written by the
+/// pump itself (a few microseconds) rather than handed to the writer task:
+/// a keystroke and its echo wake no other task, which on the bastion
+/// benchmark was worth more than the write costs.
+const INLINE_MAX: usize = 512;
 
 /// What the handler decided for one request, for the pump to carry out.
 #[derive(Debug)]
@@ -123,6 +131,31 @@ enum Item {
 struct Writer {
     queue: Option<mpsc::Sender<Item>>,
     task: Option<JoinHandle<()>>,
+    /// Items sent and not yet written (the pump is the only sender, so at
+    /// zero every earlier item is in the file).
+    queued: Arc<AtomicUsize>,
+}
+
+/// Counts an item as queued until it is sent; a send given up (the session
+/// ended while the queue was full) counts it out again.
+struct Queued<'a>(&'a AtomicUsize);
+
+impl<'a> Queued<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count)
+    }
+
+    /// Sent: the writer task counts it out once written.
+    fn sent(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Writer {
@@ -133,27 +166,48 @@ impl Writer {
         let live = Arc::clone(&pump.live);
         let metrics = Arc::clone(&pump.metrics);
         let channel = pump.admitted.number;
+        let queued = Arc::new(AtomicUsize::new(0));
+        let done = Arc::clone(&queued);
         let task = tokio::spawn(async move {
             let mut failed = false;
             while let Some(item) = items.recv().await {
-                if failed {
-                    continue;
+                if !failed {
+                    let written = match item {
+                        Item::Bytes(stream, data) => recorder.admitted(stream, &data),
+                        Item::Event(value) => recorder.event(value),
+                        Item::Resize(cols, rows) => recorder.resize(cols, rows),
+                    };
+                    if let Err(error) = written {
+                        failed = true;
+                        recording_failed(&live, &metrics, channel, &error);
+                    }
                 }
-                let written = match item {
-                    Item::Bytes(stream, data) => recorder.admitted(stream, &data),
-                    Item::Event(value) => recorder.event(value),
-                    Item::Resize(cols, rows) => recorder.resize(cols, rows),
-                };
-                if let Err(error) = written {
-                    failed = true;
-                    recording_failed(&live, &metrics, channel, &error);
-                }
+                done.fetch_sub(1, Ordering::AcqRel);
             }
         });
         Self {
             queue: Some(queue),
             task: Some(task),
+            queued,
         }
+    }
+
+    /// Writes a chunk: now, by the calling pump, when it is small and
+    /// nothing is queued before it (the order in the file stays the order
+    /// of the calls); otherwise through the queue.
+    async fn bytes(
+        &self,
+        recorder: &Recorder,
+        stream: Stream,
+        data: &Bytes,
+    ) -> Result<(), RecordError> {
+        if data.len() <= INLINE_MAX
+            && self.queue.is_some()
+            && self.queued.load(Ordering::Acquire) == 0
+        {
+            return recorder.admitted(stream, data);
+        }
+        self.send(recorder, Item::Bytes(stream, data.clone())).await
     }
 
     /// Queues one item; waits while the queue is full.
@@ -161,10 +215,13 @@ impl Writer {
         let Some(queue) = &self.queue else {
             return Err(RecordError::Closed);
         };
+        let queued = Queued::new(&self.queued);
         queue
             .send(item)
             .await
-            .map_err(|_| recorder.admit().err().unwrap_or(RecordError::Closed))
+            .map_err(|_| recorder.admit().err().unwrap_or(RecordError::Closed))?;
+        queued.sent();
+        Ok(())
     }
 
     /// Ends the queue and waits until everything in it is written.
@@ -447,7 +504,7 @@ impl Pump {
                 tokio::select! {
                     biased;
                     _ = state.ended.wait_for(Option::is_some) => return Err(Stop::SessionEnded),
-                    sent = writer.send(r, Item::Bytes(stream, data.clone())) => sent,
+                    written = writer.bytes(r, stream, data) => written,
                 }
             }
             Recording::Sftp(r, parser) => {
