@@ -152,6 +152,27 @@ fn has_control_run(bytes: &[u8]) -> bool {
     false
 }
 
+/// How many bytes at the start of `bytes` JSON would escape one by one:
+/// eight at a time while all eight are (a run of NULs, say).
+fn escape_run(bytes: &[u8]) -> usize {
+    const HIGHS3: u64 = 0xe0e0_e0e0_e0e0_e0e0;
+    let mut n = 0;
+    while let Some(word) = bytes.get(n..n + 8) {
+        let x = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
+        let all_controls = x & HIGHS3 == 0;
+        if !all_controls || has_byte(x, b'\n') || has_byte(x, b'\r') || has_byte(x, b'\t') {
+            break;
+        }
+        n += 8;
+    }
+    n + bytes
+        .get(n..)
+        .unwrap_or_default()
+        .iter()
+        .take_while(|b| needs_unicode_escape(**b))
+        .count()
+}
+
 /// Whether a byte of `x` is below `n` (n <= 128).
 const fn has_byte_below(x: u64, n: u8) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
@@ -207,12 +228,7 @@ fn spans(body: &[u8], all_utf8: bool) -> Vec<Span> {
                 }
             }
             if valid.get(i).copied().is_some_and(needs_unicode_escape) {
-                let run = valid
-                    .get(i..)
-                    .unwrap_or_default()
-                    .iter()
-                    .take_while(|b| needs_unicode_escape(**b))
-                    .count();
+                let run = escape_run(valid.get(i..).unwrap_or_default());
                 if run >= MIN_TEXT_RUN {
                     push(at + text_from, at + i, true);
                     push(at + i, at + i + run, false);
@@ -475,6 +491,30 @@ mod tests {
         let (bytes, lines) = roundtrip(&[&sparse]);
         assert_eq!(bytes, sparse);
         assert!(String::from_utf8(lines).unwrap().contains("\"o\",\"aaaa"));
+    }
+
+    #[test]
+    fn escape_runs_end_at_the_first_byte_json_keeps_whatever_its_place() {
+        for len in 0..40 {
+            for at in 0..=len {
+                for stop in [b'\n', b'\r', b'\t', b' ', 0x20, 0x7f, 0xc3] {
+                    let mut bytes = vec![0u8; len];
+                    if at < len {
+                        bytes[at] = stop;
+                    }
+                    bytes.iter_mut().skip(1).step_by(3).for_each(|b| {
+                        if *b == 0 {
+                            *b = 0x1b;
+                        }
+                    });
+                    let expected = bytes
+                        .iter()
+                        .take_while(|b| needs_unicode_escape(**b))
+                        .count();
+                    assert_eq!(escape_run(&bytes), expected, "{bytes:?}");
+                }
+            }
+        }
     }
 
     #[test]
