@@ -58,8 +58,8 @@ pub(crate) const COMMAND_QUEUE: usize = 64;
 const RECORD_QUEUE: usize = 4;
 /// A chunk this small, with nothing queued before it, is written by the
 /// pump itself (a few microseconds) rather than handed to the writer task:
-/// a keystroke and its echo wake no other task, which on the bastion
-/// benchmark was worth more than the write costs.
+/// a keystroke and its echo wake no other task (two fewer wake-ups per
+/// round trip; see docs/benchmarks.md for what that moved).
 const INLINE_MAX: usize = 512;
 
 /// What the handler decided for one request, for the pump to carry out.
