@@ -437,15 +437,7 @@ mod tests {
 
     #[test]
     fn random_bytes_roundtrip_in_few_events_and_input_is_separate() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let random: Vec<u8> = (0..100_000)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 24) as u8
-            })
-            .collect();
+        let random = crate::pseudo_random(100_000, 0x2545_f491_4f6c_dd1d);
         let chunks: Vec<&[u8]> = random.chunks(32 * 1024).collect();
         let (bytes, lines) = roundtrip(&chunks);
         assert_eq!(bytes, random);
@@ -464,18 +456,9 @@ mod tests {
 
     #[test]
     fn a_dense_binary_chunk_is_one_byte_event_and_latin1_keeps_its_text() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let random: Vec<u8> = (0..32 * 1024)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 24) as u8
-            })
-            .collect();
         // The incomplete tail a chunk may end with is carried, so the
         // chunk ends in a plain byte here.
-        let mut chunk = random.clone();
+        let mut chunk = crate::pseudo_random(32 * 1024, 0x9e37_79b9_7f4a_7c15);
         chunk.push(b'.');
         let mut out = Vec::new();
         encode(0.5, Stream::Output, &mut Vec::new(), &chunk, &mut out);

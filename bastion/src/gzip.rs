@@ -237,17 +237,6 @@ mod tests {
 
     use super::*;
 
-    fn random(n: usize, mut state: u64) -> Vec<u8> {
-        (0..n)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 24) as u8
-            })
-            .collect()
-    }
-
     fn gunzip(bytes: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         flate2::read::MultiGzDecoder::new(bytes)
@@ -260,7 +249,7 @@ mod tests {
     fn dense_lines(n: usize) -> Vec<u8> {
         let mut text = Vec::new();
         for i in 0..n {
-            let raw = random(24 * 1024, i as u64 + 1);
+            let raw = crate::pseudo_random(24 * 1024, i as u64 + 1);
             text.extend_from_slice(b"[0.5,\"b\",\"o:");
             text.extend(
                 base64::engine::general_purpose::STANDARD

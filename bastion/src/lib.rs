@@ -43,3 +43,17 @@ pub use upstream::first_upstream_cipher;
 mod verify;
 
 pub use cli::{Cli, run};
+
+/// Reproducible noise for tests (xorshift64, one byte per step): random
+/// output without a random crate.
+#[cfg(test)]
+pub(crate) fn pseudo_random(n: usize, mut state: u64) -> Vec<u8> {
+    (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}

@@ -572,17 +572,9 @@ mod tests {
     fn random_output_is_recorded_in_at_most_1_1_times_its_size() {
         let dir = tempfile::tempdir().unwrap();
         let r = Recorder::create(dir.path(), 1, &header(Kind::Exec), budget()).unwrap();
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
         let mut total = 0usize;
-        for _ in 0..64 {
-            let chunk: Vec<u8> = (0..32 * 1024)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    (state >> 32) as u8
-                })
-                .collect();
+        for seed in 1..=64 {
+            let chunk = crate::pseudo_random(32 * 1024, seed);
             total += chunk.len();
             r.admitted(Stream::Output, &chunk).unwrap();
         }
