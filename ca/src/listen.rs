@@ -10,7 +10,6 @@
 //! headers must also arrive within the HTTP header timeout).
 
 use std::collections::HashMap;
-use std::future::Ready;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,7 +24,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpStream, UnixListener};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 
 use crate::server::UnixPeer;
@@ -329,22 +328,54 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Bounded<S> {
     }
 }
 
-/// The TCP listener's acceptor (under TLS when TLS is on): peers are
-/// source addresses.
-#[derive(Clone, Debug)]
-pub(crate) struct BoundedAcceptor(pub(crate) Slots);
+/// How long a TLS client has to finish its handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-impl<S> axum_server::accept::Accept<TcpStream, S> for BoundedAcceptor {
-    type Stream = Bounded<TcpStream>;
-    type Service = S;
-    type Future = Ready<io::Result<(Self::Stream, S)>>;
-
-    fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
-        let peer = stream
-            .peer_addr()
-            .map_or_else(|_| "unknown".to_owned(), |a| a.ip().to_string());
-        std::future::ready(Ok((self.0.admit(stream, peer), service)))
+/// Serves `app` on TCP (under TLS when `tls` is set) until `stop` turns
+/// true: each connection takes its slot on the accept loop itself, before
+/// any task is spawned for it, so a flood cannot hold more descriptors than
+/// the slots (a server that admits inside a spawned task holds every
+/// connection accepted while its tasks wait to run, and ran the CA out of
+/// descriptors under load). The peer's address is a
+/// `ConnectInfo<SocketAddr>` extension.
+pub(crate) async fn serve_tcp(
+    listener: TcpListener,
+    slots: Slots,
+    builder: Builder<TokioExecutor>,
+    app: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
+    let (closing, _) = watch::channel(false);
+    while let Some((stream, peer)) = next(|| listener.accept(), &mut stop, "tcp").await {
+        let _ = stream.set_nodelay(true);
+        let io = slots.admit(stream, peer.ip().to_string());
+        let info = ConnectInfo(peer);
+        match &tls {
+            Some(acceptor) => {
+                let handshake = acceptor.accept(io);
+                let io = async move {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
+                        Ok(Ok(tls)) => Some(tls),
+                        _ => None,
+                    }
+                };
+                spawn_connection(io, &app, info, &builder, &closing, grace);
+            }
+            None => spawn_connection(
+                std::future::ready(Some(io)),
+                &app,
+                info,
+                &builder,
+                &closing,
+                grace,
+            ),
+        }
     }
+    drop(listener);
+    drain(&closing, grace).await;
 }
 
 /// Serves `app` on the local socket until `stop` turns true: HTTP/1.1 with
@@ -359,24 +390,7 @@ pub(crate) async fn serve_unix(
     grace: Duration,
 ) {
     let (closing, _) = watch::channel(false);
-    let closing = Arc::new(closing);
-    loop {
-        let accepted = tokio::select! {
-            stopping = stop.wait_for(|stop| *stop) => {
-                let _ = stopping.is_ok();
-                break;
-            }
-            accepted = listener.accept() => accepted,
-        };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                // Out of descriptors or memory: wait instead of spinning.
-                tracing::warn!(error = %e, "local socket: accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    while let Some((stream, _)) = next(|| listener.accept(), &mut stop, "unix").await {
         let peer = UnixPeer {
             uid: stream.peer_cred().ok().map(|c| c.uid()),
         };
@@ -384,33 +398,92 @@ pub(crate) async fn serve_unix(
             .uid
             .map_or_else(|| "uid:unknown".to_owned(), |uid| format!("uid:{uid}"));
         let io = slots.admit(stream, key);
-        let service = tower::ServiceExt::map_request(
-            app.clone(),
-            move |request: hyper::Request<hyper::body::Incoming>| {
-                let mut request = request.map(axum::body::Body::new);
-                request.extensions_mut().insert(ConnectInfo(peer.clone()));
-                request
-            },
+        spawn_connection(
+            std::future::ready(Some(io)),
+            &app,
+            ConnectInfo(peer),
+            &builder,
+            &closing,
+            grace,
         );
-        let builder = builder.clone();
-        let mut closing = closing.subscribe();
-        tokio::spawn(async move {
-            let service = TowerToHyperService::new(service);
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-            tokio::pin!(connection);
-            let asked = tokio::select! {
-                closed = closing.wait_for(|c| *c) => closed.is_ok(),
-                _ = &mut connection => false,
-            };
-            if asked {
-                connection.as_mut().graceful_shutdown();
-                let _ = tokio::time::timeout(grace, connection).await;
-            }
-        });
     }
     drop(listener);
+    drain(&closing, grace).await;
+}
+
+/// The next connection `accept` gives, or none once `stop` turns true. A
+/// failed accept (out of descriptors or memory) is logged and retried after
+/// a pause instead of spinning.
+async fn next<T, F, A>(mut accept: F, stop: &mut watch::Receiver<bool>, listener: &str) -> Option<T>
+where
+    F: FnMut() -> A,
+    A: std::future::Future<Output = io::Result<T>>,
+{
+    loop {
+        let accepted = tokio::select! {
+            stopping = stop.wait_for(|stop| *stop) => {
+                let _ = stopping.is_ok();
+                return None;
+            }
+            accepted = accept() => accepted,
+        };
+        match accepted {
+            Ok(accepted) => return Some(accepted),
+            Err(e) => {
+                tracing::warn!(listener, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Serves one admitted connection (once `io` is ready: a TLS handshake,
+/// say) with `info` in every request's extensions, until it ends or
+/// `closing` asks it to finish its requests within `grace`.
+fn spawn_connection<F, I, T>(
+    io: F,
+    app: &Router,
+    info: T,
+    builder: &Builder<TokioExecutor>,
+    closing: &watch::Sender<bool>,
+    grace: Duration,
+) where
+    F: std::future::Future<Output = Option<I>> + Send + 'static,
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T: Clone + Send + Sync + 'static,
+{
+    let service = tower::ServiceExt::map_request(
+        app.clone(),
+        move |request: hyper::Request<hyper::body::Incoming>| {
+            let mut request = request.map(axum::body::Body::new);
+            request.extensions_mut().insert(info.clone());
+            request
+        },
+    );
+    let builder = builder.clone();
+    let mut closing = closing.subscribe();
+    tokio::spawn(async move {
+        let Some(io) = io.await else {
+            return;
+        };
+        let service = TowerToHyperService::new(service);
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+        tokio::pin!(connection);
+        let asked = tokio::select! {
+            closed = closing.wait_for(|c| *c) => closed.is_ok(),
+            _ = &mut connection => false,
+        };
+        if asked {
+            connection.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(grace, connection).await;
+        }
+    });
+}
+
+/// Asks every connection to finish, and waits for their in-flight requests
+/// (at most `grace`).
+async fn drain(closing: &watch::Sender<bool>, grace: Duration) {
     let _ = closing.send(true);
-    // Wait for the connections' in-flight requests, as the TCP side does.
     let deadline = Instant::now() + grace;
     while closing.receiver_count() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -25,7 +25,7 @@ use crate::http::{AppState, Authenticator, LocalPeer, Webhooks};
 use crate::identity::{Caller, local_user_name};
 use crate::incidents::Incidents;
 use crate::issuance::Issuance;
-use crate::listen::{BoundedAcceptor, Slots};
+use crate::listen::Slots;
 use crate::metrics::Metrics;
 use crate::oidc::OidcVerifier;
 use crate::oncall::OnCall;
@@ -88,7 +88,6 @@ pub(crate) struct Running {
     pub(crate) addr: SocketAddr,
     pub(crate) tls: bool,
     pub(crate) socket: Option<PathBuf>,
-    handle: axum_server::Handle,
     stop_socket: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// The event poller and the notifier: they run until aborted at shutdown.
@@ -275,7 +274,6 @@ pub(crate) async fn start(
     let recordings = Arc::clone(&state.recordings);
     let local_audit = audit.clone();
     let app = crate::http::app(state, crate::ui::routes(ui), config.request_timeout);
-    let handle = axum_server::Handle::new();
     let mut tasks = Vec::new();
     let tls = config.tls.is_some();
     let std_listener =
@@ -295,42 +293,36 @@ pub(crate) async fn start(
             addr: config.listen,
             source,
         })?;
-    // The peer's address: one-time sign-in links work from loopback only.
-    let service = app
-        .clone()
-        .into_make_service_with_connect_info::<SocketAddr>();
+    let listener =
+        tokio::net::TcpListener::from_std(std_listener).map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
     // Both listeners bounded (see listen.rs); their idle reapers run until
     // shutdown.
     let listeners = if config.socket.is_some() { 2 } else { 1 };
     let cap = crate::listen::cap_per_listener(listeners);
     let tcp_slots = Slots::new("tcp", cap, crate::listen::IDLE_TIMEOUT);
     let mut background = vec![tokio::spawn(tcp_slots.clone().reap_forever())];
-    let mut server = axum_server::from_tcp(std_listener).handle(handle.clone());
-    http1_only_with_timeouts(server.http_builder());
-    match &config.tls {
-        Some(files) => {
-            let rustls = axum_server::tls_rustls::RustlsConfig::from_config(
-                crate::tls::server_config(&files.cert, &files.key)?,
-            );
-            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(rustls)
-                .acceptor(BoundedAcceptor(tcp_slots));
-            let server = server.acceptor(acceptor);
-            tasks.push(tokio::spawn(async move {
-                if let Err(e) = server.serve(service).await {
-                    tracing::error!(error = %e, "HTTPS server stopped");
-                }
-            }));
-        }
-        None => {
-            let server = server.acceptor(BoundedAcceptor(tcp_slots));
-            tasks.push(tokio::spawn(async move {
-                if let Err(e) = server.serve(service).await {
-                    tracing::error!(error = %e, "HTTP server stopped");
-                }
-            }));
-        }
-    }
+    let rustls = match &config.tls {
+        Some(files) => Some(crate::tls::server_config(&files.cert, &files.key)?),
+        None => None,
+    };
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    http1_only_with_timeouts(&mut builder);
     let (stop_socket, stopped) = watch::channel(false);
+    // The peer's address (`ConnectInfo<SocketAddr>`): one-time sign-in
+    // links work from loopback only.
+    tasks.push(tokio::spawn(crate::listen::serve_tcp(
+        listener,
+        tcp_slots,
+        builder,
+        app.clone(),
+        rustls,
+        stopped.clone(),
+        SHUTDOWN_GRACE,
+    )));
     if let Some(path) = &config.socket {
         let listener = bind_socket(path).await?;
         let local_app = app.layer(middleware::from_fn_with_state(local_audit, local_peer));
@@ -384,7 +376,6 @@ pub(crate) async fn start(
         addr,
         tls,
         socket: config.socket.clone(),
-        handle,
         stop_socket,
         tasks,
         signals,
@@ -424,7 +415,6 @@ impl Running {
         for task in &self.background {
             task.abort();
         }
-        self.handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
         let _ = self.stop_socket.send(true);
         for task in self.tasks {
             let _ = tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(1), task).await;
