@@ -131,13 +131,11 @@ fn has_control_run(bytes: &[u8]) -> bool {
     while at < bytes.len() {
         // Eight bytes at a time while none of them is a control byte.
         if run == 0
-            && let Some(word) = bytes.get(at..at + 8)
+            && let Some(x) = word_at(bytes, at)
+            && !has_byte_below(x, 0x20)
         {
-            let x = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
-            if !has_byte_below(x, 0x20) {
-                at += 8;
-                continue;
-            }
+            at += 8;
+            continue;
         }
         if bytes.get(at).copied().is_some_and(needs_unicode_escape) {
             run += 1;
@@ -157,8 +155,7 @@ fn has_control_run(bytes: &[u8]) -> bool {
 fn escape_run(bytes: &[u8]) -> usize {
     const HIGHS3: u64 = 0xe0e0_e0e0_e0e0_e0e0;
     let mut n = 0;
-    while let Some(word) = bytes.get(n..n + 8) {
-        let x = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
+    while let Some(x) = word_at(bytes, n) {
         let all_controls = x & HIGHS3 == 0;
         if !all_controls || has_byte(x, b'\n') || has_byte(x, b'\r') || has_byte(x, b'\t') {
             break;
@@ -171,6 +168,13 @@ fn escape_run(bytes: &[u8]) -> usize {
         .iter()
         .take_while(|b| needs_unicode_escape(**b))
         .count()
+}
+
+/// The eight bytes at `at` as one word, if there are eight: the scans here
+/// test them together with the bit tricks below.
+fn word_at(bytes: &[u8], at: usize) -> Option<u64> {
+    let word: [u8; 8] = bytes.get(at..at + 8)?.try_into().ok()?;
+    Some(u64::from_le_bytes(word))
 }
 
 /// Whether a byte of `x` is below `n` (n <= 128).
@@ -220,12 +224,11 @@ fn spans(body: &[u8], all_utf8: bool) -> Vec<Span> {
         let mut i = 0;
         while i < valid.len() {
             // Eight bytes at a time while none of them is a control byte.
-            if let Some(word) = valid.get(i..i + 8) {
-                let x = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
-                if !has_byte_below(x, 0x20) {
-                    i += 8;
-                    continue;
-                }
+            if let Some(x) = word_at(valid, i)
+                && !has_byte_below(x, 0x20)
+            {
+                i += 8;
+                continue;
             }
             if valid.get(i).copied().is_some_and(needs_unicode_escape) {
                 let run = escape_run(valid.get(i..).unwrap_or_default());
@@ -336,12 +339,13 @@ pub(crate) fn escape_str_into(text: &str, out: &mut Vec<u8>) {
     let mut plain = 0;
     let mut i = 0;
     while i < bytes.len() {
-        if let Some(word) = bytes.get(i..i + 8) {
-            let x = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
-            if !has_byte_below(x, 0x20) && !has_byte(x, b'"') && !has_byte(x, b'\\') {
-                i += 8;
-                continue;
-            }
+        if let Some(x) = word_at(bytes, i)
+            && !has_byte_below(x, 0x20)
+            && !has_byte(x, b'"')
+            && !has_byte(x, b'\\')
+        {
+            i += 8;
+            continue;
         }
         let b = bytes.get(i).copied().unwrap_or(b' ');
         i += 1;

@@ -77,11 +77,10 @@ pub(crate) struct GzWriter<W: Write> {
     mode: Mode,
     /// The member has taken input (an empty member is not written).
     started: bool,
-    /// Input and output of the segment being measured.
+    /// Input and output since the last decision (in Huffman mode, since
+    /// the switch: when it reaches `PROBE_AFTER`, LZ77 probes).
     segment_in: u64,
     segment_out: u64,
-    /// Input since the last switch to Huffman mode.
-    since_probe: u64,
     out: Vec<u8>,
     members: u64,
 }
@@ -104,7 +103,6 @@ impl<W: Write> GzWriter<W> {
             started: false,
             segment_in: 0,
             segment_out: 0,
-            since_probe: 0,
             out: vec![0; OUT_CHUNK],
             members: 0,
         }
@@ -140,9 +138,6 @@ impl<W: Write> GzWriter<W> {
         let out = self.run(data, DeflateFlush::NoFlush)?;
         self.segment_in += data.len() as u64;
         self.segment_out += out;
-        if self.mode == Mode::Huffman {
-            self.since_probe += data.len() as u64;
-        }
         self.decide()
     }
 
@@ -170,7 +165,7 @@ impl<W: Write> GzWriter<W> {
     /// one in the other.
     fn decide(&mut self) -> io::Result<()> {
         let next = match self.mode {
-            Mode::Huffman if self.since_probe >= PROBE_AFTER => Some(Mode::Lz),
+            Mode::Huffman if self.segment_in >= PROBE_AFTER => Some(Mode::Lz),
             Mode::Lz if self.segment_in >= SEGMENT => {
                 let ratio = self.segment_out as f64 / self.segment_in as f64;
                 self.segment_in = 0;
@@ -189,7 +184,6 @@ impl<W: Write> GzWriter<W> {
         self.started = false;
         self.segment_in = 0;
         self.segment_out = 0;
-        self.since_probe = 0;
         self.mode = mode;
         Ok(())
     }
