@@ -88,7 +88,7 @@ pub(crate) struct Running {
     pub(crate) addr: SocketAddr,
     pub(crate) tls: bool,
     pub(crate) socket: Option<PathBuf>,
-    stop_socket: watch::Sender<bool>,
+    stop_listeners: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// The event poller and the notifier: they run until aborted at shutdown.
     background: Vec<tokio::task::JoinHandle<()>>,
@@ -276,28 +276,14 @@ pub(crate) async fn start(
     let app = crate::http::app(state, crate::ui::routes(ui), config.request_timeout);
     let mut tasks = Vec::new();
     let tls = config.tls.is_some();
-    let std_listener =
-        std::net::TcpListener::bind(config.listen).map_err(|source| StartError::Listen {
-            addr: config.listen,
-            source,
-        })?;
-    std_listener
-        .set_nonblocking(true)
-        .map_err(|source| StartError::Listen {
-            addr: config.listen,
-            source,
-        })?;
-    let addr = std_listener
-        .local_addr()
-        .map_err(|source| StartError::Listen {
-            addr: config.listen,
-            source,
-        })?;
-    let listener =
-        tokio::net::TcpListener::from_std(std_listener).map_err(|source| StartError::Listen {
-            addr: config.listen,
-            source,
-        })?;
+    let listen_error = |source| StartError::Listen {
+        addr: config.listen,
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(listen_error)?;
+    let addr = listener.local_addr().map_err(listen_error)?;
     // Both listeners bounded (see listen.rs); their idle reapers run until
     // shutdown.
     let listeners = if config.socket.is_some() { 2 } else { 1 };
@@ -311,13 +297,13 @@ pub(crate) async fn start(
     let mut builder =
         hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
     http1_only_with_timeouts(&mut builder);
-    let (stop_socket, stopped) = watch::channel(false);
+    let (stop_listeners, stopped) = watch::channel(false);
     // The peer's address (`ConnectInfo<SocketAddr>`): one-time sign-in
     // links work from loopback only.
     tasks.push(tokio::spawn(crate::listen::serve_tcp(
         listener,
         tcp_slots,
-        builder,
+        builder.clone(),
         app.clone(),
         rustls,
         stopped.clone(),
@@ -328,9 +314,6 @@ pub(crate) async fn start(
         let local_app = app.layer(middleware::from_fn_with_state(local_audit, local_peer));
         let socket_slots = Slots::new("unix", cap, crate::listen::IDLE_TIMEOUT);
         background.push(tokio::spawn(socket_slots.clone().reap_forever()));
-        let mut builder =
-            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-        http1_only_with_timeouts(&mut builder);
         tasks.push(tokio::spawn(crate::listen::serve_unix(
             listener,
             socket_slots,
@@ -376,7 +359,7 @@ pub(crate) async fn start(
         addr,
         tls,
         socket: config.socket.clone(),
-        stop_socket,
+        stop_listeners,
         tasks,
         signals,
         _lock: lock,
@@ -415,7 +398,7 @@ impl Running {
         for task in &self.background {
             task.abort();
         }
-        let _ = self.stop_socket.send(true);
+        let _ = self.stop_listeners.send(true);
         for task in self.tasks {
             let _ = tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(1), task).await;
         }
