@@ -19,13 +19,18 @@ Scenarios:
   preauth   hold N connections that never authenticate, then try one more
   forward   open a direct-tcpip channel (what `ssh -L` asks for) to each
             destination in turn; whether it opened and what came back
+  chunks    exec a command, then send it N writes of seeded random bytes,
+            small (1-512) and large (up to 64 KiB) mixed, without waiting
+            between most of them; digests of what was sent and echoed back
 """
 
 import argparse
 import asyncio
 import codecs
+import hashlib
 import json
 import sys
+import random
 import time
 import warnings
 
@@ -346,6 +351,43 @@ async def forward(args):
     print(json.dumps({"forwards": results}))
 
 
+async def chunks(args):
+    """Small writes racing large ones: each write is its own SSH packet
+    (asyncssh never merges them), sent back to back so that small ones
+    arrive while the bastion still holds large ones for its recorder."""
+    rng = random.Random(args.seed)
+    conn = await connect(args)
+    chan, session = await raw_channel(conn)
+    started = await ask(chan, session, b"exec", [String(args.command)], True, args.timeout)
+    sent = hashlib.sha256()
+    sent_bytes = 0
+    for i in range(args.count):
+        size = rng.randint(1, 512) if i % 2 == 0 else rng.randint(513, 65536)
+        data = rng.randbytes(size)
+        chan.write(data)
+        sent.update(data)
+        sent_bytes += size
+        if i % 16 == 15:
+            # Now and then the queue empties: small writes then go inline.
+            await asyncio.sleep(0.02)
+    chan.write_eof()
+    try:
+        await asyncio.wait_for(session.closed.wait(), args.linger)
+    except asyncio.TimeoutError:
+        pass
+    chan.close()
+    conn.close()
+    print(json.dumps({
+        "started": started,
+        "sent_bytes": sent_bytes,
+        "sent_sha256": sent.hexdigest(),
+        "received_bytes": len(session.out),
+        "received_sha256": hashlib.sha256(session.out).hexdigest(),
+        "stderr": text(session.err),
+        "exit_status": session.exit_status,
+    }))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
@@ -374,6 +416,10 @@ def main():
     p.add_argument("--count", type=int, required=True)
     p = sub.add_parser("forward")
     p.add_argument("--to", action="append", default=[], help="HOST:PORT, repeatable")
+    p = sub.add_parser("chunks")
+    p.add_argument("--count", type=int, required=True, help="writes, small and large in turn")
+    p.add_argument("--seed", type=int, default=17)
+    p.add_argument("--command", default="cat", help="what runs on the target (exec)")
     args = parser.parse_args()
     if args.known_hosts is None:
         args.known_hosts = None
@@ -384,6 +430,7 @@ def main():
         "logins": logins,
         "preauth": preauth,
         "forward": forward,
+        "chunks": chunks,
     }[args.scenario]
     asyncio.run(scenario(args))
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use shiftkey_tests::util::{run, run_ok, ssh_keygen};
 
-use crate::bastion::{Setup, World, events, stderr_of, wait_audit};
+use crate::bastion::{Setup, World, events, sha256_hex, stderr_of, wait_audit};
 use crate::fixtures::{LOGIN_USER, policy, with_ports};
 
 /// A secret word and a file the target would create if the typed command ran.
@@ -186,6 +186,57 @@ fn a_second_program_request_on_a_channel_is_refused_and_closes_it() -> anyhow::R
         assert_eq!(row["detail"]["request"], request, "{row}");
         assert_eq!(row["actor"], "bastion:bastion-1", "{row}");
     }
+    Ok(())
+}
+
+/// Small writes racing large ones on one channel (asyncssh sends each as
+/// its own packet, back to back): the bastion writes short chunks to the
+/// recording itself and hands long ones to its writer, so a short chunk
+/// that overtook a long one would be recorded out of order. What was typed
+/// and what came back must both replay byte-exact.
+#[test]
+fn small_writes_racing_large_ones_are_recorded_in_order() -> anyhow::Result<()> {
+    let world = World::new(None)?;
+    let before = world.session_ids();
+    let result = world.hostile(&[
+        "--timeout",
+        "10",
+        "--linger",
+        "120",
+        "chunks",
+        "--count",
+        "96",
+    ])?;
+    assert_eq!(result["started"], "success", "{result}");
+    assert_eq!(result["exit_status"], 0, "{result}\n{}", world.logs());
+    let sent = result["sent_sha256"].as_str().unwrap_or_default();
+    assert_eq!(
+        result["received_sha256"].as_str(),
+        Some(sent),
+        "cat on the target did not echo what was sent: {result}"
+    );
+    let session = new_session(&world, &before)?;
+    let sealed = world.wait_sealed(&session)?;
+    assert_eq!(sealed["status"], "sealed", "{sealed}");
+    let typed = world.shiftkey(&["recordings", "cat", &session, "--channel", "1", "--input"])?;
+    assert!(typed.status.success(), "{}", stderr_of(&typed));
+    assert_eq!(
+        typed.stdout.len() as u64,
+        result["sent_bytes"].as_u64().unwrap_or_default(),
+        "recorded input length"
+    );
+    assert_eq!(
+        sha256_hex(&typed.stdout),
+        sent,
+        "recorded input differs from what was sent"
+    );
+    let shown = world.shiftkey(&["recordings", "cat", &session, "--channel", "1"])?;
+    assert!(shown.status.success(), "{}", stderr_of(&shown));
+    assert_eq!(
+        sha256_hex(&shown.stdout),
+        sent,
+        "recorded output differs from what came back"
+    );
     Ok(())
 }
 
