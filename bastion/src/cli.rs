@@ -131,12 +131,15 @@ async fn serve(path: PathBuf) -> anyhow::Result<()> {
             let _ = axum::serve(listener, app).await;
         });
     }
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let workers =
+        crate::server::Workers::start(cores).context("starting the connection threads")?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     tracing::info!(address = %listener.local_addr()?, ca = %ca.base(), "bastion listening");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    crate::server::listen(bastion, listener)
+    crate::server::listen(bastion, listener, workers)
         .await
         .context("accepting connections")
 }
