@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{Read, Write};
-use std::os::unix::net::UnixListener;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::thread;
@@ -39,11 +39,13 @@ impl TestAgent {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("ssh-agent not found: install it with `apt-get install -y openssh-client`");
+        // The socket file appears at bind(), before listen(): wait until a
+        // connection is accepted, not until the file exists.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !sock.exists() {
+        while UnixStream::connect(&sock).is_err() {
             assert!(
                 Instant::now() < deadline,
-                "ssh-agent did not create {}",
+                "ssh-agent did not listen on {}",
                 sock.display()
             );
             thread::sleep(Duration::from_millis(20));

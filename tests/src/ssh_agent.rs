@@ -1,5 +1,6 @@
 //! A real `ssh-agent` on a private socket, killed when dropped.
 
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,9 +29,11 @@ impl SshAgent {
             .spawn()
             .context("starting ssh-agent")?;
         let deadline = Instant::now() + Duration::from_secs(5);
-        while !socket.exists() {
+        // The socket file appears at bind(), before listen(): wait until a
+        // connection is accepted, not until the file exists.
+        while UnixStream::connect(&socket).is_err() {
             if Instant::now() > deadline {
-                bail!("ssh-agent did not create {}", socket.display());
+                bail!("ssh-agent did not listen on {}", socket.display());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
