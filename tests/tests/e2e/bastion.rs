@@ -909,13 +909,24 @@ fn urandom(len: usize) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// The session the bastion started since `before`.
+/// The session the bastion started since `before`, waited for (10 s).
 pub(crate) fn new_session_id(world: &World, before: &[String]) -> anyhow::Result<String> {
-    world
-        .session_ids()
-        .into_iter()
-        .find(|id| !before.contains(id))
-        .ok_or_else(|| anyhow::anyhow!("no new session:\n{}", world.logs()))
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(id) = world
+            .session_ids()
+            .into_iter()
+            .find(|id| !before.contains(id))
+        {
+            return Ok(id);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no new session:\n{}",
+            world.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// 1 MiB of random bytes through an exec channel: `shiftkey recordings cat`

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use shiftkey_tests::util::{run, run_ok, ssh_keygen};
 
-use crate::bastion::{Setup, World, events, sha256_hex, stderr_of, wait_audit};
+use crate::bastion::{Setup, World, events, new_session_id, sha256_hex, stderr_of, wait_audit};
 use crate::fixtures::{LOGIN_USER, policy, with_ports};
 
 /// A secret word and a file the target would create if the typed command ran.
@@ -45,26 +45,6 @@ impl Probe {
 impl Drop for Probe {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.marker);
-    }
-}
-
-/// The one new session directory the bastion made since `before`.
-fn new_session(world: &World, before: &[String]) -> anyhow::Result<String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(id) = world
-            .session_ids()
-            .into_iter()
-            .find(|id| !before.contains(id))
-        {
-            return Ok(id);
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "no new session:\n{}",
-            world.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -161,7 +141,7 @@ fn a_second_program_request_on_a_channel_is_refused_and_closes_it() -> anyhow::R
         let mut args = vec!["--timeout", "3", "sequence"];
         args.extend(steps);
         let result = world.hostile(&args)?;
-        let session = new_session(&world, &before)?;
+        let session = new_session_id(&world, &before)?;
         nothing_ran_unrecorded(&world, &session, &probe)?;
         // And the way it holds: refused, told, closed, audited.
         let reply = reply_to(&result, second);
@@ -215,7 +195,7 @@ fn small_writes_racing_large_ones_are_recorded_in_order() -> anyhow::Result<()> 
         Some(sent),
         "cat on the target did not echo what was sent: {result}"
     );
-    let session = new_session(&world, &before)?;
+    let session = new_session_id(&world, &before)?;
     let sealed = world.wait_sealed(&session)?;
     assert_eq!(sealed["status"], "sealed", "{sealed}");
     let typed = world.shiftkey(&["recordings", "cat", &session, "--channel", "1", "--input"])?;
@@ -416,7 +396,7 @@ fn a_flood_of_channels_then_one_more_runs_nothing_unrecorded() -> anyhow::Result
         "--linger", "3", "flood", "--count", "10000", "--type", typed,
     ])?;
     eprintln!("flood: {result}");
-    let session = new_session(&world, &before)?;
+    let session = new_session_id(&world, &before)?;
     nothing_ran_unrecorded(&world, &session, &probe)?;
     let sealed = world.wait_sealed(&session)?;
     assert_eq!(sealed["status"], "sealed", "{sealed}");

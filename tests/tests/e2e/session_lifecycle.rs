@@ -54,16 +54,7 @@ fn a_session_whose_bastion_is_killed_is_sealed_as_lost() -> anyhow::Result<()> {
     let mut ssh = interactive(&world)?;
     std::thread::sleep(Duration::from_millis(1500));
     type_slowly(&mut ssh, b"echo before-the-$((6*7))-kill\r")?;
-    let session = {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(id) = new_session_id(&world, &before) {
-                break id;
-            }
-            anyhow::ensure!(Instant::now() < deadline, "no session:\n{}", world.logs());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
+    let session = new_session_id(&world, &before)?;
     // Markers typed every quarter second for four seconds (longer than the
     // 3 s of silence: the heartbeats keep the session live), then the kill.
     let mut typed = Vec::new();
@@ -258,16 +249,7 @@ fn retention_deletes_old_recordings_and_a_legal_hold_keeps_one() -> anyhow::Resu
     // Held while still live: retention never sees it unheld.
     let before = world.session_ids();
     let mut ssh = interactive(&world)?;
-    let kept = {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(id) = new_session_id(&world, &before) {
-                break id;
-            }
-            anyhow::ensure!(Instant::now() < deadline, "no session:\n{}", world.logs());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
+    let kept = new_session_id(&world, &before)?;
     let out = world.ca.cli(&[
         "recordings",
         "hold",
