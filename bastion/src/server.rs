@@ -22,9 +22,7 @@ use crate::handler::{Conn, SessionSlot};
 /// upstream connection, pumps and their recording writers) runs on one
 /// thread: a chunk crosses four tasks each way, and on one thread each
 /// hand-off is a queue push instead of waking another thread. Measured in
-/// docs/benchmarks.md: less CPU per GiB for zeros and random output. (With
-/// the writers on the shared runtime instead, a full-duplex exec stalled:
-/// see `hostile::small_writes_racing_large_ones_are_recorded_in_order`.)
+/// docs/benchmarks.md: less CPU per GiB for zeros and random output.
 pub(crate) struct Workers {
     workers: Vec<Worker>,
 }
@@ -145,10 +143,13 @@ pub(crate) async fn serve<S>(
     let (stream, kill) = Killable::new(stream);
     // russh runs the connection in a task of its own; the switch on its
     // stream is how a connection that never authenticates is ended.
+    let metrics = Arc::clone(&bastion.metrics);
     let connection = async move {
         match server::run_stream(config, stream, conn).await {
             Ok(running) => {
-                let _ = running.await;
+                if let Err(e) = running.await {
+                    ended_with(&metrics, &e);
+                }
             }
             Err(e) => tracing::debug!(error = %e, "connection ended during setup"),
         }
@@ -171,6 +172,22 @@ pub(crate) async fn serve<S>(
         .take();
     if let Some(live) = live {
         live.end("client closed");
+    }
+}
+
+/// A connection russh ended with an error: a client that broke the
+/// protocol (sent past its channel window, which the bastion gives back
+/// only as it forwards) is counted and logged; the rest (a reset, a peer
+/// gone) only at debug.
+fn ended_with(metrics: &crate::metrics::Metrics, error: &anyhow::Error) {
+    if matches!(
+        error.downcast_ref::<russh::Error>(),
+        Some(russh::Error::WindowExceeded)
+    ) {
+        metrics.connection_refused("window-exceeded");
+        tracing::warn!(%error, "connection cut: the client sent more than its channel window allows");
+    } else {
+        tracing::debug!(%error, "connection ended with an error");
     }
 }
 

@@ -22,6 +22,12 @@ Scenarios:
   chunks    exec a command, then send it N writes of seeded random bytes,
             small (1-512) and large (up to 64 KiB) mixed, without waiting
             between most of them; digests of what was sent and echoed back
+  stall     exec a command and stop reading its output while writing N
+            small chunks, then read again: both directions full at once,
+            as rsync or a paused pipe makes them; digests as for chunks
+  overrun   exec a command that reads nothing and send it N bytes as raw
+            CHANNEL_DATA packets, ignoring the window the server gives;
+            whether and when the server cut the connection
 """
 
 import argparse
@@ -39,6 +45,7 @@ warnings.filterwarnings("ignore")
 try:
     import asyncssh
     from asyncssh.channel import SSHClientChannel
+    from asyncssh.constants import MSG_CHANNEL_DATA
     from asyncssh.packet import String, UInt32
 except ImportError:
     sys.exit(
@@ -388,6 +395,73 @@ async def chunks(args):
     }))
 
 
+async def stall(args):
+    """Full duplex with a pause: the client keeps writing while it does
+    not read (its window for the output runs out), then reads again. The
+    window adjust that says so reaches the server behind the input still
+    in flight; a server that stops reading a connection while it waits for
+    window on it never sees that adjust. Small writes, so that many packets
+    are in flight (OpenSSH's own 32 KiB packets hide it)."""
+    rng = random.Random(args.seed)
+    conn = await connect(args)
+    chan, session = await raw_channel(conn)
+    started = await ask(chan, session, b"exec", [String(args.command)], True, args.timeout)
+    chan.pause_reading()
+    sent = hashlib.sha256()
+    for _ in range(args.count):
+        data = rng.randbytes(args.size)
+        chan.write(data)
+        sent.update(data)
+    await asyncio.sleep(args.pause)
+    chan.resume_reading()
+    chan.write_eof()
+    try:
+        await asyncio.wait_for(session.closed.wait(), args.linger)
+    except asyncio.TimeoutError:
+        pass
+    chan.close()
+    conn.close()
+    print(json.dumps({
+        "started": started,
+        "sent_bytes": args.count * args.size,
+        "sent_sha256": sent.hexdigest(),
+        "received_bytes": len(session.out),
+        "received_sha256": hashlib.sha256(session.out).hexdigest(),
+        "stderr": text(session.err),
+        "exit_status": session.exit_status,
+    }))
+
+
+async def overrun(args):
+    """A client that ignores flow control: data packets past the window the
+    server gave (RFC 4254 section 5.2 says it must not). A server that
+    queued them all would hold whatever the client sends."""
+    conn = await connect(args)
+    chan, session = await raw_channel(conn)
+    started = await ask(chan, session, b"exec", [String(args.command)], True, args.timeout)
+    begun = time.monotonic()
+    sent = 0
+    chunk = bytes(PACKET)
+    while sent < args.bytes and not session.closed.is_set():
+        chan.send_packet(MSG_CHANNEL_DATA, String(chunk))
+        sent += len(chunk)
+        if sent % (1024 * 1024) == 0:
+            # Let the transport write, and see the server's answer.
+            await asyncio.sleep(0)
+    try:
+        await asyncio.wait_for(session.closed.wait(), args.linger)
+        lost = True
+    except asyncio.TimeoutError:
+        lost = False
+    conn.close()
+    print(json.dumps({
+        "started": started,
+        "sent_bytes": sent,
+        "connection_lost": lost,
+        "seconds": round(time.monotonic() - begun, 3),
+    }))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
@@ -420,6 +494,15 @@ def main():
     p.add_argument("--count", type=int, required=True, help="writes, small and large in turn")
     p.add_argument("--seed", type=int, default=17)
     p.add_argument("--command", default="cat", help="what runs on the target (exec)")
+    p = sub.add_parser("stall")
+    p.add_argument("--count", type=int, required=True, help="writes")
+    p.add_argument("--size", type=int, default=2048, help="bytes per write")
+    p.add_argument("--pause", type=float, default=3.0, help="seconds without reading, after the writes")
+    p.add_argument("--seed", type=int, default=17)
+    p.add_argument("--command", default="cat", help="what runs on the target (exec)")
+    p = sub.add_parser("overrun")
+    p.add_argument("--bytes", type=int, required=True, help="bytes to send, window or not")
+    p.add_argument("--command", default="sleep 60", help="what runs on the target (exec); it must not read")
     args = parser.parse_args()
     if args.known_hosts is None:
         args.known_hosts = None
@@ -431,6 +514,8 @@ def main():
         "preauth": preauth,
         "forward": forward,
         "chunks": chunks,
+        "stall": stall,
+        "overrun": overrun,
     }[args.scenario]
     asyncio.run(scenario(args))
 

@@ -220,6 +220,129 @@ fn small_writes_racing_large_ones_are_recorded_in_order() -> anyhow::Result<()> 
     Ok(())
 }
 
+/// A client that keeps writing while it does not read, then reads again:
+/// its window adjust for the output reaches the bastion behind input still
+/// in flight. A bastion that stops reading the user's connection while one
+/// of its channels waits never sees that adjust, and the channel hangs
+/// (russh 0.65.1 did: vendor/russh/SHIFTKEY.md).
+#[test]
+fn a_client_that_pauses_reading_while_it_writes_is_not_deadlocked() -> anyhow::Result<()> {
+    let world = World::new(None)?;
+    // 3 MiB in 2 KiB writes, then 3 s before reading: more output than
+    // the client's 2 MiB window holds.
+    echoed_and_recorded(
+        &world,
+        &["stall", "--count", "1536", "--size", "2048", "--pause", "3"],
+    )
+}
+
+/// Bulk both ways at once, the client reading all along (rsync's shape):
+/// a channel that waits for the target to take input while the target
+/// waits for its output to be read, which that same wait keeps anyone from
+/// reading, never moves again. Each direction waits only on itself.
+#[test]
+fn bulk_traffic_both_ways_at_once_is_not_deadlocked() -> anyhow::Result<()> {
+    let world = World::new(None)?;
+    // 16 MiB: more than the windows and pipes between the two ends hold.
+    echoed_and_recorded(
+        &world,
+        &["stall", "--count", "8192", "--size", "2048", "--pause", "0"],
+    )
+}
+
+/// A client that ignores flow control, sending data past the window the
+/// bastion gave it, is cut off: the bastion gives window back only as it
+/// forwards, so what such a client sends would otherwise pile up in the
+/// bastion's memory. (Debian's sshd drops that data and logs "rcvd too much
+/// data", which shows the client really does overrun.) The bastion counts
+/// it and goes on serving.
+#[test]
+fn a_client_that_sends_past_its_window_is_cut_off() -> anyhow::Result<()> {
+    let world = World::new(None)?;
+    // 64 MiB of zeros to a command that reads nothing: windows and pipes
+    // hold a few MiB.
+    let overrun = ["overrun", "--bytes", "67108864"];
+    // sshd keeps the connection: a second is enough to see its log line.
+    let direct = shiftkey_tests::bastion::hostile(
+        &[
+            &["--port", &world.sshd.port.to_string(), "--user", LOGIN_USER][..],
+            &["--key", &world.key.display().to_string()],
+            &["--cert", &format!("{}-cert.pub", world.key.display())],
+            &["--timeout", "10", "--linger", "1"],
+            &overrun,
+        ]
+        .concat(),
+    )?;
+    assert_eq!(direct["started"], "success", "{direct}");
+    assert!(
+        world.sshd.log().contains("rcvd too much data"),
+        "the client kept to the window after all: {direct}\n{}",
+        world.sshd.log()
+    );
+    let result = world.hostile(&[&["--timeout", "10", "--linger", "30"][..], &overrun].concat())?;
+    assert_eq!(result["started"], "success", "{result}");
+    assert_eq!(result["connection_lost"], true, "{result}");
+    let cut = world
+        .bastion
+        .metric("shiftkey_bastion_connections_refused_total{reason=\"window-exceeded\"}")?;
+    assert_eq!(cut, 1.0, "{}", world.bastion.metrics()?);
+    let after = world.hostile(&[
+        "--timeout",
+        "5",
+        "sequence",
+        "--step",
+        "exec:echo still serving",
+    ])?;
+    assert_eq!(after["stdout"], "still serving\n", "{after}");
+    Ok(())
+}
+
+/// Runs `cat` on the target with hostile.py `scenario`, straight to the
+/// target first (the control: the client itself is sound) and then through
+/// the bastion; everything must come back, and be recorded byte-exact both
+/// ways.
+fn echoed_and_recorded(world: &World, scenario: &[&str]) -> anyhow::Result<()> {
+    let args = [&["--timeout", "10", "--linger", "60"][..], scenario].concat();
+    let direct = shiftkey_tests::bastion::hostile(
+        &[
+            &["--port", &world.sshd.port.to_string(), "--user", LOGIN_USER][..],
+            &["--key", &world.key.display().to_string()],
+            &["--cert", &format!("{}-cert.pub", world.key.display())],
+            &args,
+        ]
+        .concat(),
+    )?;
+    assert_eq!(
+        direct["received_sha256"], direct["sent_sha256"],
+        "straight to the target: {direct}"
+    );
+    let before = world.session_ids();
+    let result = world.hostile(&args)?;
+    assert_eq!(result["started"], "success", "{result}");
+    let sent = result["sent_sha256"].as_str().unwrap_or_default();
+    assert_eq!(
+        result["received_sha256"].as_str(),
+        Some(sent),
+        "the echo did not all come back (a deadlocked channel stops short): {result}\n{}",
+        world.logs()
+    );
+    assert_eq!(result["exit_status"], 0, "{result}");
+    let session = new_session_id(world, &before)?;
+    let sealed = world.wait_sealed(&session)?;
+    assert_eq!(sealed["status"], "sealed", "{sealed}");
+    for flag in [&["--input"][..], &[][..]] {
+        let cat = [&["recordings", "cat", &session, "--channel", "1"][..], flag].concat();
+        let out = world.shiftkey(&cat)?;
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        assert_eq!(
+            sha256_hex(&out.stdout),
+            sent,
+            "recorded {cat:?} differs from what was sent"
+        );
+    }
+    Ok(())
+}
+
 /// env with a reply asked is answered; only LANG, LC_* and TERM reach the
 /// target (whose sshd would take any name), the rest is refused and recorded.
 #[test]

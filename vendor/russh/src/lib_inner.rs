@@ -190,6 +190,10 @@ pub enum Error {
     #[error("Pending buffer limit reached")]
     Pending,
 
+    /// Shiftkey: the peer sent more channel data than its window allowed.
+    #[error("The peer sent more data than the channel's window allows")]
+    WindowExceeded,
+
     #[error("Failed to decrypt a packet")]
     DecryptionError,
 
@@ -499,6 +503,8 @@ impl Display for ChannelId {
 #[derive(Debug)]
 pub(crate) struct ChannelParams {
     recipient_channel: u32,
+    // Shiftkey: read only by the window code this fork replaced.
+    #[allow(dead_code)]
     sender_channel: ChannelId,
     recipient_window_size: u32,
     sender_window_size: u32,

@@ -302,37 +302,47 @@ impl Encrypted {
         }
     }
 
-    pub fn adjust_window_size(
+    /// Shiftkey: `len` bytes of data arrived on `channel`. The peer may send
+    /// only what its window allows (RFC 4254 §5.2): the window is returned
+    /// as the reader takes data, so a peer that sends beyond it would grow
+    /// the channel's backlog without bound, and the connection ends.
+    pub(crate) fn data_received(&mut self, channel: ChannelId, len: usize) -> Result<(), crate::Error> {
+        if let Some(channel) = self.channels.get_mut(&channel) {
+            let len = u32::try_from(len).map_err(|_| crate::Error::WindowExceeded)?;
+            channel.sender_window_size = channel
+                .sender_window_size
+                .checked_sub(len)
+                .ok_or(crate::Error::WindowExceeded)?;
+        }
+        Ok(())
+    }
+
+    /// Shiftkey: once less than half of `target` is left to the peer, gives
+    /// back what the reader has taken. Returns (given, still owed): owed
+    /// while less than half is left, so that the reader's next take wakes
+    /// the session task.
+    pub(crate) fn give_back_window(
         &mut self,
         channel: ChannelId,
-        data: &[u8],
+        flow: &crate::channels::Flow,
         target: u32,
-    ) -> Result<bool, crate::Error> {
-        if let Some(channel) = self.channels.get_mut(&channel) {
-            trace!(
-                "adjust_window_size, channel = {}, size = {},",
-                channel.sender_channel, target
-            );
-            // Ignore extra data.
-            // https://tools.ietf.org/html/rfc4254#section-5.2
-            if data.len() as u32 <= channel.sender_window_size {
-                channel.sender_window_size -= data.len() as u32;
-            }
-            if channel.sender_window_size < target / 2 {
-                debug!(
-                    "sender_window_size {:?}, target {:?}",
-                    channel.sender_window_size, target
-                );
-                push_packet!(self.write, {
-                    self.write.push(msg::CHANNEL_WINDOW_ADJUST);
-                    channel.recipient_channel.encode(&mut self.write)?;
-                    (target - channel.sender_window_size).encode(&mut self.write)?;
-                });
-                channel.sender_window_size = target;
-                return Ok(true);
-            }
+    ) -> Result<(bool, bool), crate::Error> {
+        let Some(channel) = self.channels.get_mut(&channel) else {
+            return Ok((false, false));
+        };
+        if channel.sender_window_size >= target / 2 {
+            return Ok((false, false));
         }
-        Ok(false)
+        let taken = flow.take_consumed();
+        if taken > 0 {
+            push_packet!(self.write, {
+                self.write.push(msg::CHANNEL_WINDOW_ADJUST);
+                channel.recipient_channel.encode(&mut self.write)?;
+                taken.encode(&mut self.write)?;
+            });
+            channel.sender_window_size = channel.sender_window_size.saturating_add(taken);
+        }
+        Ok((taken > 0, channel.sender_window_size < target / 2))
     }
 
     fn flush_channel(

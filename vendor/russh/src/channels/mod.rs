@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc::{Receiver, Sender};
+use tokio::sync::mpsc::Sender;
 use tokio::sync::{Mutex, Notify};
 
 use crate::{ChannelId, ChannelOpenFailure, Error, Pty, Sig};
@@ -11,6 +11,9 @@ pub mod io;
 
 mod channel_ref;
 pub use channel_ref::ChannelRef;
+
+pub(crate) mod flow;
+pub(crate) use flow::{Flow, FlowReceiver};
 
 mod channel_stream;
 pub use channel_stream::ChannelStream;
@@ -144,7 +147,7 @@ impl WindowSizeRef {
 ///
 /// Allows you to read from a channel without borrowing the session
 pub struct ChannelReadHalf {
-    pub(crate) receiver: Receiver<ChannelMsg>,
+    pub(crate) receiver: FlowReceiver,
 }
 
 impl std::fmt::Debug for ChannelReadHalf {
@@ -468,7 +471,7 @@ impl<S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel<S> {
         window_size: u32,
         channel_buffer_size: usize,
     ) -> (Self, ChannelRef) {
-        let (tx, rx) = tokio::sync::mpsc::channel(channel_buffer_size);
+        let (tx, rx) = flow::channel(channel_buffer_size);
         let window_size = WindowSizeRef::new(window_size);
         let read_half = ChannelReadHalf { receiver: rx };
         let write_half = ChannelWriteHalf {
@@ -483,10 +486,7 @@ impl<S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel<S> {
                 write_half,
                 read_half,
             },
-            ChannelRef {
-                sender: tx,
-                window_size,
-            },
+            ChannelRef::with_window(tx, window_size),
         )
     }
 

@@ -595,20 +595,19 @@ impl Session {
                 if !self.common.is_established_channel(channel_num) {
                     return Ok(());
                 }
-                let target = self.common.config.window_size;
-                #[allow(clippy::collapsible_if)]
+                // Shiftkey: the window comes back as the reader takes the
+                // data (channels/flow.rs), not on arrival.
                 if let Some(ref mut enc) = self.common.encrypted {
-                    if enc.adjust_window_size(channel_num, &data, target)? {
-                        let next_window =
-                            client.adjust_window(channel_num, self.target_window_size);
-                        if next_window > 0 {
-                            self.target_window_size = next_window
-                        }
-                    }
+                    enc.data_received(channel_num, data.len())?;
                 }
-
                 if let Some(chan) = self.channels.get(&channel_num) {
                     let _ = chan.send(ChannelMsg::Data { data: data.clone() }).await;
+                }
+                if self.tend_channel(channel_num)? {
+                    let next_window = client.adjust_window(channel_num, self.target_window_size);
+                    if next_window > 0 {
+                        self.target_window_size = next_window
+                    }
                 }
 
                 client.data(channel_num, &data, self).await
@@ -622,18 +621,10 @@ impl Session {
                 if !self.common.is_established_channel(channel_num) {
                     return Ok(());
                 }
-                let target = self.common.config.window_size;
-                #[allow(clippy::collapsible_if)]
+                // Shiftkey: as for CHANNEL_DATA.
                 if let Some(ref mut enc) = self.common.encrypted {
-                    if enc.adjust_window_size(channel_num, &data, target)? {
-                        let next_window =
-                            client.adjust_window(channel_num, self.target_window_size);
-                        if next_window > 0 {
-                            self.target_window_size = next_window
-                        }
-                    }
+                    enc.data_received(channel_num, data.len())?;
                 }
-
                 if let Some(chan) = self.channels.get(&channel_num) {
                     let _ = chan
                         .send(ChannelMsg::ExtendedData {
@@ -641,6 +632,12 @@ impl Session {
                             data: data.clone(),
                         })
                         .await;
+                }
+                if self.tend_channel(channel_num)? {
+                    let next_window = client.adjust_window(channel_num, self.target_window_size);
+                    if next_window > 0 {
+                        self.target_window_size = next_window
+                    }
                 }
 
                 client

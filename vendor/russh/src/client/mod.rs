@@ -92,6 +92,8 @@ pub struct Session {
     receiver: Receiver<Msg>,
     sender: UnboundedSender<Reply>,
     channels: HashMap<ChannelId, ChannelRef>,
+    /// Shiftkey: channel readers wake the session task here (channels/flow.rs).
+    flow_kick: std::sync::Arc<tokio::sync::Notify>,
     target_window_size: u32,
     pending_reads: Vec<Vec<u8>>,
     pending_len: u32,
@@ -740,7 +742,7 @@ impl<H: Handler> Handle<H> {
     /// Wait for confirmation that a channel is open
     async fn wait_channel_confirmation(
         &self,
-        mut receiver: Receiver<ChannelMsg>,
+        mut receiver: crate::channels::FlowReceiver,
         window_size_ref: WindowSizeRef,
     ) -> Result<Channel<Msg>, crate::Error> {
         loop {
@@ -842,7 +844,7 @@ impl<H: Handler> Handle<H> {
     /// usable when it's confirmed by the server, as indicated by the
     /// `confirmed` field of the corresponding `Channel`.
     pub async fn channel_open_session(&self) -> Result<Channel<Msg>, crate::Error> {
-        let (sender, receiver) = channel(self.channel_buffer_size);
+        let (sender, receiver) = crate::channels::flow::channel(self.channel_buffer_size);
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
 
@@ -860,7 +862,7 @@ impl<H: Handler> Handle<H> {
         originator_address: A,
         originator_port: u32,
     ) -> Result<Channel<Msg>, crate::Error> {
-        let (sender, receiver) = channel(self.channel_buffer_size);
+        let (sender, receiver) = crate::channels::flow::channel(self.channel_buffer_size);
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
 
@@ -891,7 +893,7 @@ impl<H: Handler> Handle<H> {
         originator_address: B,
         originator_port: u32,
     ) -> Result<Channel<Msg>, crate::Error> {
-        let (sender, receiver) = channel(self.channel_buffer_size);
+        let (sender, receiver) = crate::channels::flow::channel(self.channel_buffer_size);
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
 
@@ -913,7 +915,7 @@ impl<H: Handler> Handle<H> {
         &self,
         socket_path: S,
     ) -> Result<Channel<Msg>, crate::Error> {
-        let (sender, receiver) = channel(self.channel_buffer_size);
+        let (sender, receiver) = crate::channels::flow::channel(self.channel_buffer_size);
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
 
@@ -1291,6 +1293,38 @@ async fn start_reading<R: AsyncRead + Unpin>(
 }
 
 impl Session {
+    /// Shiftkey: delivers what waits for `id`'s reader and gives the peer
+    /// back the window the reader freed; true when window was given.
+    pub(crate) fn tend_channel(&mut self, id: ChannelId) -> Result<bool, crate::Error> {
+        let target = self.common.config.window_size;
+        let (Some(chan), Some(enc)) = (self.channels.get(&id), self.common.encrypted.as_mut())
+        else {
+            return Ok(false);
+        };
+        let mut given = false;
+        chan.tend(&self.flow_kick, |flow| {
+            let (gave, owed) = enc.give_back_window(id, flow, target)?;
+            given |= gave;
+            Ok::<_, crate::Error>(owed)
+        })?;
+        Ok(given)
+    }
+
+    /// Shiftkey: [`Self::tend_channel`] for every channel, when a reader
+    /// has woken the session task.
+    fn tend_channels(&mut self) -> Result<(), crate::Error> {
+        let target = self.common.config.window_size;
+        let Some(enc) = self.common.encrypted.as_mut() else {
+            return Ok(());
+        };
+        for (id, chan) in &self.channels {
+            chan.tend(&self.flow_kick, |flow| {
+                enc.give_back_window(*id, flow, target).map(|(_, owed)| owed)
+            })?;
+        }
+        Ok(())
+    }
+
     fn maybe_decompress(&mut self, buffer: &SSHBuffer) -> Result<IncomingSshPacket, Error> {
         if let Some(ref mut enc) = self.common.encrypted {
             let mut decomp = Vec::new();
@@ -1330,6 +1364,7 @@ impl Session {
             inbound_channel_sender,
             inbound_channel_receiver,
             channels: HashMap::new(),
+            flow_kick: std::sync::Arc::new(tokio::sync::Notify::new()),
             pending_reads: Vec::new(),
             pending_len: 0,
             open_global_requests: VecDeque::new(),
@@ -1511,6 +1546,9 @@ impl Session {
                             Err(_) => break
                         }
                     }
+                }
+                () = self.flow_kick.notified(), if !self.kex.active() => {
+                    self.tend_channels()?;
                 }
                 msg = self.priority_receiver.recv(), if !self.kex.active() => {
                     match msg {

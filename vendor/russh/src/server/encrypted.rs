@@ -753,7 +753,7 @@ mod tests {
                 session.common.config.window_size,
                 session.common.config.maximum_packet_size,
             );
-        let (sender, _receiver) = tokio::sync::mpsc::channel(1);
+        let (sender, _receiver) = crate::channels::flow::channel(1);
         session
             .channels
             .insert(channel, crate::channels::ChannelRef::new(sender));
@@ -859,6 +859,7 @@ mod tests {
             pending_reads: Vec::new(),
             pending_len: 0,
             channels: std::collections::HashMap::new(),
+            flow_kick: std::sync::Arc::new(tokio::sync::Notify::new()),
             open_global_requests: std::collections::VecDeque::new(),
             kex: SessionKexState::Idle,
         }
@@ -1487,34 +1488,31 @@ impl Session {
                 trace!("handler.data {ext:?} {channel_num:?}");
                 let data = map_err!(Bytes::decode(r))?;
                 map_err!(ensure_end(r))?;
-                let target = self.target_window_size;
-
-                #[allow(clippy::collapsible_if)]
+                // Shiftkey: the window comes back as the reader takes the
+                // data (channels/flow.rs), not on arrival.
                 if let Some(ref mut enc) = self.common.encrypted {
-                    if enc.adjust_window_size(channel_num, &data, target)? {
-                        let window = handler.adjust_window(channel_num, self.target_window_size);
-                        if window > 0 {
-                            self.target_window_size = window
-                        }
+                    enc.data_received(channel_num, data.len())?;
+                }
+                if let Some(chan) = self.channels.get(&channel_num) {
+                    let msg = match ext {
+                        Some(ext) => ChannelMsg::ExtendedData {
+                            ext,
+                            data: data.clone(),
+                        },
+                        None => ChannelMsg::Data { data: data.clone() },
+                    };
+                    chan.send(msg).await.unwrap_or(());
+                }
+                if self.tend_channel(channel_num)? {
+                    let window = handler.adjust_window(channel_num, self.target_window_size);
+                    if window > 0 {
+                        self.target_window_size = window
                     }
                 }
                 self.flush()?;
                 if let Some(ext) = ext {
-                    if let Some(chan) = self.channels.get(&channel_num) {
-                        chan.send(ChannelMsg::ExtendedData {
-                            ext,
-                            data: data.clone(),
-                        })
-                        .await
-                        .unwrap_or(())
-                    }
                     handler.extended_data(channel_num, ext, &data, self).await
                 } else {
-                    if let Some(chan) = self.channels.get(&channel_num) {
-                        chan.send(ChannelMsg::Data { data: data.clone() })
-                            .await
-                            .unwrap_or(())
-                    }
                     handler.data(channel_num, &data, self).await
                 }
             }

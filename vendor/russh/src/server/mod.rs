@@ -1124,6 +1124,7 @@ where
         pending_reads: Vec::new(),
         pending_len: 0,
         channels: HashMap::new(),
+        flow_kick: std::sync::Arc::new(tokio::sync::Notify::new()),
         open_global_requests: VecDeque::new(),
         kex: SessionKexState::Idle,
     };

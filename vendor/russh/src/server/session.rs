@@ -7,7 +7,7 @@ use channels::WindowSizeRef;
 use kex::ServerKex;
 use log::debug;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc::{Receiver, Sender, UnboundedReceiver, UnboundedSender, channel};
+use tokio::sync::mpsc::{Receiver, Sender, UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 
 use super::*;
@@ -27,6 +27,8 @@ pub struct Session {
     pub(crate) pending_reads: Vec<Vec<u8>>,
     pub(crate) pending_len: u32,
     pub(crate) channels: HashMap<ChannelId, ChannelRef>,
+    /// Shiftkey: channel readers wake the session task here (channels/flow.rs).
+    pub(crate) flow_kick: std::sync::Arc<tokio::sync::Notify>,
     pub(crate) open_global_requests: VecDeque<GlobalRequestResponse>,
     pub(crate) kex: SessionKexState<ServerKex>,
 }
@@ -246,7 +248,7 @@ impl Handle {
     /// confirmed that it allows agent forwarding. See
     /// [PROTOCOL.agent](https://datatracker.ietf.org/doc/html/draft-miller-ssh-agent).
     pub async fn channel_open_agent(&self) -> Result<Channel<Msg>, Error> {
-        let (sender, receiver) = channel(self.channel_buffer_size);
+        let (sender, receiver) = crate::channels::flow::channel(self.channel_buffer_size);
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
 
@@ -265,7 +267,7 @@ impl Handle {
     /// usable when it's confirmed by the server, as indicated by the
     /// `confirmed` field of the corresponding `Channel`.
     pub async fn channel_open_session(&self) -> Result<Channel<Msg>, Error> {
-        let (sender, receiver) = channel(self.channel_buffer_size);
+        let (sender, receiver) = crate::channels::flow::channel(self.channel_buffer_size);
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
 
@@ -290,7 +292,7 @@ impl Handle {
         originator_address: B,
         originator_port: u32,
     ) -> Result<Channel<Msg>, Error> {
-        let (sender, receiver) = channel(self.channel_buffer_size);
+        let (sender, receiver) = crate::channels::flow::channel(self.channel_buffer_size);
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
 
@@ -313,7 +315,7 @@ impl Handle {
         &self,
         socket_path: A,
     ) -> Result<Channel<Msg>, Error> {
-        let (sender, receiver) = channel(self.channel_buffer_size);
+        let (sender, receiver) = crate::channels::flow::channel(self.channel_buffer_size);
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
 
@@ -335,7 +337,7 @@ impl Handle {
         originator_address: B,
         originator_port: u32,
     ) -> Result<Channel<Msg>, Error> {
-        let (sender, receiver) = channel(self.channel_buffer_size);
+        let (sender, receiver) = crate::channels::flow::channel(self.channel_buffer_size);
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
 
@@ -357,7 +359,7 @@ impl Handle {
         &self,
         server_socket_path: A,
     ) -> Result<Channel<Msg>, Error> {
-        let (sender, receiver) = channel(self.channel_buffer_size);
+        let (sender, receiver) = crate::channels::flow::channel(self.channel_buffer_size);
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
 
@@ -377,7 +379,7 @@ impl Handle {
         originator_address: A,
         originator_port: u32,
     ) -> Result<Channel<Msg>, Error> {
-        let (sender, receiver) = channel(self.channel_buffer_size);
+        let (sender, receiver) = crate::channels::flow::channel(self.channel_buffer_size);
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
 
@@ -395,7 +397,7 @@ impl Handle {
 
     async fn wait_channel_confirmation(
         &self,
-        mut receiver: Receiver<ChannelMsg>,
+        mut receiver: crate::channels::FlowReceiver,
         window_size_ref: WindowSizeRef,
     ) -> Result<Channel<Msg>, Error> {
         loop {
@@ -472,6 +474,38 @@ impl Handle {
 }
 
 impl Session {
+    /// Shiftkey: delivers what waits for `id`'s reader and gives the peer
+    /// back the window the reader freed; true when window was given.
+    pub(crate) fn tend_channel(&mut self, id: ChannelId) -> Result<bool, crate::Error> {
+        let target = self.target_window_size;
+        let (Some(chan), Some(enc)) = (self.channels.get(&id), self.common.encrypted.as_mut())
+        else {
+            return Ok(false);
+        };
+        let mut given = false;
+        chan.tend(&self.flow_kick, |flow| {
+            let (gave, owed) = enc.give_back_window(id, flow, target)?;
+            given |= gave;
+            Ok::<_, crate::Error>(owed)
+        })?;
+        Ok(given)
+    }
+
+    /// Shiftkey: [`Self::tend_channel`] for every channel, when a reader
+    /// has woken the session task.
+    fn tend_channels(&mut self) -> Result<(), crate::Error> {
+        let target = self.target_window_size;
+        let Some(enc) = self.common.encrypted.as_mut() else {
+            return Ok(());
+        };
+        for (id, chan) in &self.channels {
+            chan.tend(&self.flow_kick, |flow| {
+                enc.give_back_window(*id, flow, target).map(|(_, owed)| owed)
+            })?;
+        }
+        Ok(())
+    }
+
     fn maybe_decompress(&mut self, buffer: &SSHBuffer) -> Result<IncomingSshPacket, Error> {
         if let Some(ref mut enc) = self.common.encrypted {
             let mut decomp = Vec::new();
@@ -779,6 +813,9 @@ impl Session {
                 () = &mut inactivity_timer => {
                     debug!("timeout");
                     return Err(crate::Error::InactivityTimeout.into());
+                }
+                () = self.flow_kick.notified(), if !self.kex.active() => {
+                    self.tend_channels()?;
                 }
                 msg = self.priority_receiver.recv(), if !self.kex.active() => {
                     match msg {
@@ -1670,6 +1707,7 @@ mod tests {
             pending_reads: Vec::new(),
             pending_len: 0,
             channels: HashMap::new(),
+            flow_kick: std::sync::Arc::new(tokio::sync::Notify::new()),
             open_global_requests: VecDeque::new(),
             kex: SessionKexState::Idle,
         }
