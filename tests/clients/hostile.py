@@ -377,6 +377,12 @@ async def chunks(args):
         if i % 16 == 15:
             # Now and then the queue empties: small writes then go inline.
             await asyncio.sleep(0.02)
+    await echoed(args, conn, chan, session, started, sent_bytes, sent)
+
+
+async def echoed(args, conn, chan, session, started, sent_bytes, sent):
+    """Ends the input, waits for the command to finish, and prints what was
+    sent and what came back."""
     chan.write_eof()
     try:
         await asyncio.wait_for(session.closed.wait(), args.linger)
@@ -414,22 +420,7 @@ async def stall(args):
         sent.update(data)
     await asyncio.sleep(args.pause)
     chan.resume_reading()
-    chan.write_eof()
-    try:
-        await asyncio.wait_for(session.closed.wait(), args.linger)
-    except asyncio.TimeoutError:
-        pass
-    chan.close()
-    conn.close()
-    print(json.dumps({
-        "started": started,
-        "sent_bytes": args.count * args.size,
-        "sent_sha256": sent.hexdigest(),
-        "received_bytes": len(session.out),
-        "received_sha256": hashlib.sha256(session.out).hexdigest(),
-        "stderr": text(session.err),
-        "exit_status": session.exit_status,
-    }))
+    await echoed(args, conn, chan, session, started, args.count * args.size, sent)
 
 
 async def overrun(args):
