@@ -16,6 +16,10 @@ use tokio::sync::watch;
 use crate::bastion::Bastion;
 use crate::handler::{Conn, SessionSlot};
 
+/// How long the channels of a client that has gone have to forward what it
+/// sent before its session ends.
+const CLIENT_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Single-threaded runtimes, one per core, that connections are spread
 /// over (each new one to the worker with the fewest). Everything one
 /// connection does (its russh sessions, the inner hop of `ssh -J`, the
@@ -171,7 +175,7 @@ pub(crate) async fn serve<S>(
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .take();
     if let Some(live) = live {
-        live.end("client closed");
+        live.client_gone(CLIENT_DRAIN).await;
     }
 }
 

@@ -100,6 +100,16 @@ impl LiveSession {
         let _ = rx.wait_for(Option::is_some).await;
     }
 
+    /// The client's connection is gone. What it sent before it went is
+    /// still forwarded: each channel drains what the bastion had already
+    /// taken (and recorded), then stops; the session ends once they all
+    /// have, or after `limit` (a target that stopped reading).
+    pub(crate) async fn client_gone(&self, limit: Duration) {
+        let mut rx = self.running.subscribe();
+        let _ = tokio::time::timeout(limit, rx.wait_for(|n| *n == 0)).await;
+        self.end("client closed");
+    }
+
     /// After the end: waits (at most `limit`) for the channels to stop
     /// writing, then seals, once.
     pub(crate) async fn close(&self, ca: &CaClient, limit: Duration) {

@@ -25,6 +25,9 @@ Scenarios:
   stall     exec a command and stop reading its output while writing N
             small chunks, then read again: both directions full at once,
             as rsync or a paused pipe makes them; digests as for chunks
+  upload    exec a command, send it N seeded random bytes, then EOF and
+            close at once, without waiting for anything: digest of what
+            was sent (the test compares what the command stored)
   overrun   exec a command that reads nothing and send it N bytes as raw
             CHANNEL_DATA packets, ignoring the window the server gives;
             whether and when the server cut the connection
@@ -423,6 +426,33 @@ async def stall(args):
     await echoed(args, conn, chan, session, started, args.count * args.size, sent)
 
 
+async def upload(args):
+    """Everything sent, then EOF and close straight away: the server gets
+    the data, the EOF and the close before it has forwarded the data, and
+    must still forward every byte."""
+    rng = random.Random(args.seed)
+    conn = await connect(args)
+    chan, session = await raw_channel(conn)
+    started = await ask(chan, session, b"exec", [String(args.command)], True, args.timeout)
+    sent = hashlib.sha256()
+    for _ in range(args.count):
+        data = rng.randbytes(args.size)
+        chan.write(data)
+        sent.update(data)
+    chan.write_eof()
+    chan.close()
+    try:
+        await asyncio.wait_for(session.closed.wait(), args.linger)
+    except asyncio.TimeoutError:
+        pass
+    conn.close()
+    print(json.dumps({
+        "started": started,
+        "sent_bytes": args.count * args.size,
+        "sent_sha256": sent.hexdigest(),
+    }))
+
+
 async def overrun(args):
     """A client that ignores flow control: data packets past the window the
     server gave (RFC 4254 section 5.2 says it must not). A server that
@@ -491,6 +521,11 @@ def main():
     p.add_argument("--pause", type=float, default=3.0, help="seconds without reading, after the writes")
     p.add_argument("--seed", type=int, default=17)
     p.add_argument("--command", default="cat", help="what runs on the target (exec)")
+    p = sub.add_parser("upload")
+    p.add_argument("--count", type=int, required=True, help="writes")
+    p.add_argument("--size", type=int, default=32768, help="bytes per write")
+    p.add_argument("--seed", type=int, default=17)
+    p.add_argument("--command", required=True, help="what runs on the target (exec), e.g. cat > FILE")
     p = sub.add_parser("overrun")
     p.add_argument("--bytes", type=int, required=True, help="bytes to send, window or not")
     p.add_argument("--command", default="sleep 60", help="what runs on the target (exec); it must not read")
@@ -506,6 +541,7 @@ def main():
         "forward": forward,
         "chunks": chunks,
         "stall": stall,
+        "upload": upload,
         "overrun": overrun,
     }[args.scenario]
     asyncio.run(scenario(args))

@@ -297,6 +297,61 @@ fn a_client_that_sends_past_its_window_is_cut_off() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An upload whose client sends everything, then EOF and close at once:
+/// the bastion holds data, EOF and close for the channel before it has
+/// forwarded the data (what its reader has not taken waits in a backlog
+/// that outlives the channel's entry in russh), and every byte still
+/// reaches the target and the recording.
+#[test]
+fn an_upload_closed_as_soon_as_it_is_sent_arrives_whole() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let world = World::new(None)?;
+    let dir = tempfile::tempdir()?;
+    // The target's sshd runs the command as the login user.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777))?;
+    let file = dir.path().join("upload.bin");
+    let command = format!("cat > {}", file.display());
+    let before = world.session_ids();
+    // 16 MiB in 2 KiB writes: small packets, so that more of them are in
+    // flight than the channel's queue (100 messages) takes.
+    let result = world.hostile(&[
+        "--timeout",
+        "10",
+        "--linger",
+        "60",
+        "upload",
+        "--count",
+        "8192",
+        "--size",
+        "2048",
+        "--command",
+        &command,
+    ])?;
+    assert_eq!(result["started"], "success", "{result}");
+    let sent = result["sent_sha256"].as_str().unwrap_or_default();
+    let size = result["sent_bytes"].as_u64().unwrap_or_default();
+    // cat may still be writing when the channel has closed.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0) < size && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stored = std::fs::read(&file)?;
+    assert_eq!(
+        (stored.len() as u64, sha256_hex(&stored).as_str()),
+        (size, sent),
+        "the target did not get every byte: {result}\n{}",
+        world.logs()
+    );
+    let session = new_session_id(&world, &before)?;
+    let sealed = world.wait_sealed(&session)?;
+    assert_eq!(sealed["status"], "sealed", "{sealed}");
+    let typed = world.shiftkey(&["recordings", "cat", &session, "--channel", "1", "--input"])?;
+    assert!(typed.status.success(), "{}", stderr_of(&typed));
+    assert_eq!(sha256_hex(&typed.stdout), sent, "recorded input");
+    Ok(())
+}
+
 /// Runs `cat` on the target with hostile.py `scenario`, straight to the
 /// target first (the control: the client itself is sound) and then through
 /// the bastion; everything must come back, and be recorded byte-exact both
