@@ -204,11 +204,8 @@ async def sequence(args):
         want_reply = default_reply if want is None else want
         replies.append([step, await ask(chan, session, name, fields, want_reply, args.timeout)])
     # Let the server finish: a channel it closes closes here too.
-    try:
-        await asyncio.wait_for(session.closed.wait(), args.linger)
+    if await closed_within(session, args.linger):
         closed_by_server = True
-    except asyncio.TimeoutError:
-        pass
     chan.close()
     conn.close()
     print(json.dumps({
@@ -269,10 +266,7 @@ async def flood(args):
         result["final_shell"] = await ask(chan, session, b"shell", [], True, args.timeout)
         if not session.closed.is_set():
             chan.write(codecs.decode(args.type, "unicode_escape").encode("latin-1"))
-            try:
-                await asyncio.wait_for(session.closed.wait(), args.linger)
-            except asyncio.TimeoutError:
-                pass
+            await closed_within(session, args.linger)
         result["final_stdout"] = text(session.out)
         result["final_stderr"] = text(session.err)
         chan.close()
@@ -383,14 +377,20 @@ async def chunks(args):
     await echoed(args, conn, chan, session, started, sent_bytes, sent)
 
 
+async def closed_within(session, seconds):
+    """Whether the channel closed (or the connection went) within `seconds`."""
+    try:
+        await asyncio.wait_for(session.closed.wait(), seconds)
+        return True
+    except asyncio.TimeoutError:
+        return False
+
+
 async def echoed(args, conn, chan, session, started, sent_bytes, sent):
     """Ends the input, waits for the command to finish, and prints what was
     sent and what came back."""
     chan.write_eof()
-    try:
-        await asyncio.wait_for(session.closed.wait(), args.linger)
-    except asyncio.TimeoutError:
-        pass
+    await closed_within(session, args.linger)
     chan.close()
     conn.close()
     print(json.dumps({
@@ -441,10 +441,7 @@ async def upload(args):
         sent.update(data)
     chan.write_eof()
     chan.close()
-    try:
-        await asyncio.wait_for(session.closed.wait(), args.linger)
-    except asyncio.TimeoutError:
-        pass
+    await closed_within(session, args.linger)
     conn.close()
     print(json.dumps({
         "started": started,
@@ -469,11 +466,7 @@ async def overrun(args):
         if sent % (1024 * 1024) == 0:
             # Let the transport write, and see the server's answer.
             await asyncio.sleep(0)
-    try:
-        await asyncio.wait_for(session.closed.wait(), args.linger)
-        lost = True
-    except asyncio.TimeoutError:
-        lost = False
+    lost = await closed_within(session, args.linger)
     conn.close()
     print(json.dumps({
         "started": started,
