@@ -100,13 +100,18 @@ impl LiveSession {
         let _ = rx.wait_for(Option::is_some).await;
     }
 
+    /// Waits (at most `limit`) until no channel of the session runs.
+    async fn channels_stopped(&self, limit: Duration) {
+        let mut rx = self.running.subscribe();
+        let _ = tokio::time::timeout(limit, rx.wait_for(|n| *n == 0)).await;
+    }
+
     /// The client's connection is gone. What it sent before it went is
     /// still forwarded: each channel drains what the bastion had already
     /// taken (and recorded), then stops; the session ends once they all
     /// have, or after `limit` (a target that stopped reading).
     pub(crate) async fn client_gone(&self, limit: Duration) {
-        let mut rx = self.running.subscribe();
-        let _ = tokio::time::timeout(limit, rx.wait_for(|n| *n == 0)).await;
+        self.channels_stopped(limit).await;
         self.end("client closed");
     }
 
@@ -114,8 +119,7 @@ impl LiveSession {
     /// writing, then seals, once.
     pub(crate) async fn close(&self, ca: &CaClient, limit: Duration) {
         self.ended().await;
-        let mut rx = self.running.subscribe();
-        let _ = tokio::time::timeout(limit, rx.wait_for(|n| *n == 0)).await;
+        self.channels_stopped(limit).await;
         if self.sealing.swap(true, Ordering::AcqRel) {
             return;
         }

@@ -48,7 +48,7 @@ impl ChannelRef {
 
     /// For informational messages that may be dropped when the queue is full.
     pub(crate) fn try_send(&self, msg: ChannelMsg) -> Result<(), TrySendError<ChannelMsg>> {
-        if !FlowSender::backlog_is_empty(&self.backlog) {
+        if !self.backlog.is_empty() {
             return Err(TrySendError::Full(msg));
         }
         self.sender.sender.try_send(msg)

@@ -151,7 +151,7 @@ impl Backlog {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.lock().is_empty()
     }
 }
@@ -311,7 +311,4 @@ impl FlowSender {
         }));
     }
 
-    pub(crate) fn backlog_is_empty(backlog: &Backlog) -> bool {
-        backlog.is_empty()
-    }
 }
